@@ -1,0 +1,43 @@
+# pollgrid — run `make help` for the targets.
+SHELL := /bin/bash
+MODULES := pkg proto services/scheduler services/worker services/aggregator services/devstack test
+SERVICES := scheduler worker aggregator devstack
+BUF_VERSION := v1.75.0
+GO_TEST_FLAGS ?= -race -count=1 -timeout 15m
+
+.PHONY: help build run test test-short bench proto lint tidy redis-server clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build every service into bin/
+	@mkdir -p bin
+	@for s in $(SERVICES); do echo "go build bin/$$s"; go build -o bin/$$s ./services/$$s || exit 1; done
+
+run: ## the whole stack in one process (embedded NATS + Redis store); NATS_URL / REDIS_URL use real servers
+	go run ./services/devstack
+
+test: redis-server ## every test of every module, with -race (installs redis-server if missing)
+	@set -e; for m in $(MODULES); do echo "== go test $$m"; (cd $$m && go test $(GO_TEST_FLAGS) ./...); done
+
+bench: redis-server ## benchmarks; numbers are written down in docs/benchmarks.md
+	@set -e; for m in pkg test; do (cd $$m && go test -run '^$$' -bench . -benchmem ./...); done
+
+proto: ## regenerate proto/pollgrid/v1/*.pb.go with the pinned buf and protoc-gen-go
+	cd proto && go run github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION) generate
+
+lint: ## gofmt and go vet on every module
+	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@set -e; for m in $(MODULES); do (cd $$m && go vet ./...); done
+
+# Tests start their own redis-server on random ports; this only makes sure
+# the binary exists, installing Debian's package when it does not.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "redis-server not found: installing Debian's redis-server package"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; \
+		command -v redis-server >/dev/null || { echo "could not install redis-server; install it and rerun"; exit 1; }; }
+
+clean: ## remove build output
+	rm -rf bin

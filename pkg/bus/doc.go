@@ -1,0 +1,5 @@
+// Package bus is pollgrid's view of NATS: the subjects, the three JetStream
+// streams (TICKS, SIGNALS, REPORTS) and their idempotent creation, the wire
+// encoding of ticks, signals and poll reports, and the carrier that moves W3C
+// trace context in NATS headers.
+package bus

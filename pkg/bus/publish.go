@@ -1,0 +1,86 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
+)
+
+// SignalPublisher publishes signals to the SIGNALS stream and waits for
+// every acknowledgement, so the caller may move its cursor afterwards.
+type SignalPublisher struct {
+	JS         jetstream.JetStream
+	Tracer     trace.Tracer
+	Propagator propagation.TextMapPropagator
+}
+
+// PublishSignals publishes all signals asynchronously, then waits for all
+// acks. Any failure fails the whole batch: the poll's cursor must not move,
+// and the next poll re-publishes (JetStream drops what already landed).
+func (p *SignalPublisher) PublishSignals(ctx context.Context, signals []*pollgridv1.Signal) error {
+	type pending struct {
+		future jetstream.PubAckFuture
+		span   trace.Span
+	}
+	waits := make([]pending, 0, len(signals))
+	defer func() {
+		for _, w := range waits {
+			w.span.End()
+		}
+	}()
+	for _, s := range signals {
+		msg, err := SignalMsg(s)
+		if err != nil {
+			return err
+		}
+		_, span := StartPublishSpan(ctx, p.Tracer, msg)
+		p.Propagator.Inject(trace.ContextWithSpan(ctx, span), HeaderCarrier(msg.Header))
+		f, err := p.JS.PublishMsgAsync(msg)
+		if err != nil {
+			RecordError(span, err)
+			span.End()
+			return fmt.Errorf("publish %s: %w", msg.Subject, err)
+		}
+		waits = append(waits, pending{future: f, span: span})
+	}
+	for _, w := range waits {
+		select {
+		case <-w.future.Ok():
+		case err := <-w.future.Err():
+			RecordError(w.span, err)
+			return fmt.Errorf("publish %s: %w", w.future.Msg().Subject, err)
+		case <-ctx.Done():
+			return fmt.Errorf("publish signals: waiting for acks: %w", context.Cause(ctx))
+		}
+	}
+	return nil
+}
+
+// StartPublishSpan starts a producer span named after the messaging
+// conventions: "publish <subject>".
+func StartPublishSpan(ctx context.Context, tracer trace.Tracer, msg *nats.Msg) (context.Context, trace.Span) {
+	attrs := []attribute.KeyValue{
+		attribute.String("messaging.system", "nats"),
+		attribute.String("messaging.operation.type", "send"),
+		attribute.String("messaging.destination.name", msg.Subject),
+	}
+	if id := msg.Header.Get(nats.MsgIdHdr); id != "" {
+		attrs = append(attrs, attribute.String("messaging.message.id", id))
+	}
+	return tracer.Start(ctx, "publish "+msg.Subject, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
+}
+
+// RecordError marks a span failed with the error's type and text.
+func RecordError(span trace.Span, err error) {
+	span.RecordError(err)
+	span.SetAttributes(attribute.String("error.type", fmt.Sprintf("%T", err)))
+	span.SetStatus(codes.Error, err.Error())
+}

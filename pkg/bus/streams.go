@@ -1,0 +1,115 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream names.
+const (
+	TicksStream   = "TICKS"
+	SignalsStream = "SIGNALS"
+	ReportsStream = "REPORTS"
+)
+
+// ErrCodeMaxMsgsPerSubject is JetStream's answer when a tick is published for
+// a connector whose previous tick is still pending or running: the tick is
+// coalesced, which is the design, not a failure.
+const ErrCodeMaxMsgsPerSubject jetstream.ErrorCode = 10077
+
+// StreamOptions tune the streams. Zero values take the defaults.
+type StreamOptions struct {
+	// Replicas for every stream: 1 for a single server, 3 in production.
+	Replicas int
+	// SignalsMaxAge bounds how long signals are kept; default 72h.
+	SignalsMaxAge time.Duration
+	// DuplicateWindow is how long JetStream remembers Nats-Msg-Id to drop a
+	// re-published signal; default 10m. It must cover a worker's crash and
+	// the tick's redelivery.
+	DuplicateWindow time.Duration
+	// ReportsMaxAge bounds unconsumed poll reports; default 24h.
+	ReportsMaxAge time.Duration
+	// Memory keeps streams in memory (tests); default file storage.
+	Memory bool
+}
+
+func (o StreamOptions) withDefaults() StreamOptions {
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.SignalsMaxAge <= 0 {
+		o.SignalsMaxAge = 72 * time.Hour
+	}
+	if o.DuplicateWindow <= 0 {
+		o.DuplicateWindow = 10 * time.Minute
+	}
+	if o.ReportsMaxAge <= 0 {
+		o.ReportsMaxAge = 24 * time.Hour
+	}
+	return o
+}
+
+// StreamConfigs returns the three streams as pollgrid needs them.
+func StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
+	o = o.withDefaults()
+	storage := jetstream.FileStorage
+	if o.Memory {
+		storage = jetstream.MemoryStorage
+	}
+	return []jetstream.StreamConfig{
+		{
+			Name:        TicksStream,
+			Description: "poll ticks: at most one pending per connector",
+			Subjects:    []string{TickPrefix + ".>"},
+			Retention:   jetstream.WorkQueuePolicy,
+			// One pending tick per connector: a second is refused (code
+			// 10077) and counted as coalesced by the scheduler.
+			MaxMsgsPerSubject:    1,
+			Discard:              jetstream.DiscardNew,
+			DiscardNewPerSubject: true,
+			Storage:              storage,
+			Replicas:             o.Replicas,
+		},
+		{
+			Name:        SignalsStream,
+			Description: "change events, CloudEvents 1.0 binary mode",
+			Subjects:    []string{SignalPrefix + ".>"},
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      o.SignalsMaxAge,
+			Duplicates:  o.DuplicateWindow,
+			Storage:     storage,
+			Replicas:    o.Replicas,
+		},
+		{
+			Name:        ReportsStream,
+			Description: "poll reports for the aggregator",
+			Subjects:    []string{ReportPrefix + ".>"},
+			Retention:   jetstream.WorkQueuePolicy,
+			MaxAge:      o.ReportsMaxAge,
+			Storage:     storage,
+			Replicas:    o.Replicas,
+		},
+	}
+}
+
+// EnsureStreams creates or updates the streams. Every service calls it at
+// start, so whichever starts first creates them; it is idempotent.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
+	for _, cfg := range StreamConfigs(o) {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("create stream %s: %w", cfg.Name, err)
+		}
+	}
+	return nil
+}
+
+// IsCoalesced reports whether a tick publish was refused because the
+// connector already has a pending tick.
+func IsCoalesced(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == ErrCodeMaxMsgsPerSubject
+}

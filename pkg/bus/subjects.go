@@ -1,0 +1,85 @@
+package bus
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Subject prefixes; see SPEC.md "NATS".
+const (
+	TickPrefix   = "pollgrid.tick"
+	SignalPrefix = "signals"
+	ReportPrefix = "pollgrid.report"
+	AdminPrefix  = "pollgrid.admin"
+)
+
+var tokenRE = regexp.MustCompile(`^[a-z0-9_-]+$`)
+
+// ValidToken reports whether s can be one NATS subject token of ours:
+// lowercase letters, digits, "-" and "_".
+func ValidToken(s string) bool { return tokenRE.MatchString(s) }
+
+// TickSubject is pollgrid.tick.<type>.<name>.
+func TickSubject(typeName, name string) string { return TickPrefix + "." + typeName + "." + name }
+
+// SignalSubject is signals.<type>.<name>.
+func SignalSubject(typeName, name string) string {
+	return SignalPrefix + "." + typeName + "." + name
+}
+
+// ReportSubject is pollgrid.report.<type>.<name>.
+func ReportSubject(typeName, name string) string {
+	return ReportPrefix + "." + typeName + "." + name
+}
+
+// Filter restricts a worker to some connector types and/or names. The zero
+// Filter takes every tick.
+type Filter struct {
+	Types []string
+	Names []string
+}
+
+// Subjects returns the tick subjects the filter selects, nil for all.
+func (f Filter) Subjects() []string {
+	var subs []string
+	for _, t := range f.Types {
+		subs = append(subs, TickSubject(t, "*"))
+	}
+	for _, n := range f.Names {
+		subs = append(subs, TickSubject("*", n))
+	}
+	return subs
+}
+
+// Validate checks every type and name is a subject token.
+func (f Filter) Validate() error {
+	for _, t := range f.Types {
+		if !ValidToken(t) {
+			return fmt.Errorf("worker type filter %q is not a valid type name", t)
+		}
+	}
+	for _, n := range f.Names {
+		if !ValidToken(n) {
+			return fmt.Errorf("worker name filter %q is not a valid connector name", n)
+		}
+	}
+	return nil
+}
+
+// ConsumerName is the durable consumer shared by every worker with the same
+// filter: "workers" for all ticks, "workers-<types/names>" otherwise.
+func (f Filter) ConsumerName() string {
+	subs := f.Subjects()
+	if len(subs) == 0 {
+		return "workers"
+	}
+	name := "workers-" + strings.Join(append(append([]string{}, f.Types...), f.Names...), "-")
+	if len(name) > 48 {
+		sum := sha256.Sum256([]byte(strings.Join(subs, ",")))
+		name = "workers-" + hex.EncodeToString(sum[:6])
+	}
+	return name
+}

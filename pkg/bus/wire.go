@@ -1,0 +1,138 @@
+package bus
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
+)
+
+// Change kinds of a signal.
+const (
+	ChangeCreated = "created"
+	ChangeUpdated = "updated"
+)
+
+var (
+	jsonOut = protojson.MarshalOptions{UseProtoNames: true}
+	jsonIn  = protojson.UnmarshalOptions{DiscardUnknown: true}
+)
+
+// EncodeTick and the others marshal ticks and reports as protobuf JSON with
+// snake_case names, so `nats sub` shows something a person can read.
+func EncodeTick(t *pollgridv1.Tick) ([]byte, error) { return jsonOut.Marshal(t) }
+
+// DecodeTick parses a tick and checks it names a connector.
+func DecodeTick(data []byte) (*pollgridv1.Tick, error) {
+	t := &pollgridv1.Tick{}
+	if err := jsonIn.Unmarshal(data, t); err != nil {
+		return nil, fmt.Errorf("decode tick: %w", err)
+	}
+	if !ValidToken(t.GetConnector()) || !ValidToken(t.GetConnectorType()) {
+		return nil, fmt.Errorf("decode tick: connector %q / type %q are not valid names", t.GetConnector(), t.GetConnectorType())
+	}
+	return t, nil
+}
+
+// EncodeReport marshals a poll report.
+func EncodeReport(r *pollgridv1.PollReport) ([]byte, error) { return jsonOut.Marshal(r) }
+
+// DecodeReport parses a poll report.
+func DecodeReport(data []byte) (*pollgridv1.PollReport, error) {
+	r := &pollgridv1.PollReport{}
+	if err := jsonIn.Unmarshal(data, r); err != nil {
+		return nil, fmt.Errorf("decode poll report: %w", err)
+	}
+	if !ValidToken(r.GetConnector()) {
+		return nil, fmt.Errorf("decode poll report: connector %q is not a valid name", r.GetConnector())
+	}
+	return r, nil
+}
+
+// signalBody mirrors pollgridv1.Signal with data inlined as raw JSON, which
+// protojson cannot do for a bytes field. A test keeps the two in step.
+type signalBody struct {
+	Connector     string          `json:"connector"`
+	ConnectorType string          `json:"connector_type"`
+	ItemID        string          `json:"item_id"`
+	Version       string          `json:"version"`
+	Change        string          `json:"change"`
+	ObservedAt    string          `json:"observed_at"`
+	Data          json.RawMessage `json:"data"`
+}
+
+// SignalID is the CloudEvents id and the Nats-Msg-Id of a signal: the same
+// (item, version) always gets the same id, so JetStream drops a re-publish.
+func SignalID(s *pollgridv1.Signal) string {
+	return s.GetConnector() + ":" + s.GetItemId() + ":" + s.GetVersion()
+}
+
+// SignalMsg builds the CloudEvents 1.0 binary-mode NATS message of a signal.
+// The caller adds trace context to the returned headers.
+func SignalMsg(s *pollgridv1.Signal) (*nats.Msg, error) {
+	data := s.GetData()
+	if len(data) == 0 {
+		data = []byte("null")
+	}
+	if !json.Valid(data) {
+		return nil, fmt.Errorf("signal %s: data is not valid JSON", SignalID(s))
+	}
+	observed := s.GetObservedAt().AsTime().UTC().Format(time.RFC3339Nano)
+	body, err := json.Marshal(signalBody{
+		Connector:     s.GetConnector(),
+		ConnectorType: s.GetConnectorType(),
+		ItemID:        s.GetItemId(),
+		Version:       s.GetVersion(),
+		Change:        s.GetChange(),
+		ObservedAt:    observed,
+		Data:          data,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encode signal %s: %w", SignalID(s), err)
+	}
+	id := SignalID(s)
+	msg := &nats.Msg{
+		Subject: SignalSubject(s.GetConnectorType(), s.GetConnector()),
+		Data:    body,
+		Header: nats.Header{
+			"ce-specversion": {"1.0"},
+			"ce-id":          {id},
+			nats.MsgIdHdr:    {id},
+			"ce-source":      {"/connectors/" + s.GetConnector()},
+			"ce-type":        {"pollgrid." + s.GetConnectorType() + "." + s.GetChange()},
+			"ce-subject":     {s.GetItemId()},
+			"ce-time":        {observed},
+			"content-type":   {"application/json"},
+		},
+	}
+	return msg, nil
+}
+
+// DecodeSignal parses a signal body (headers are not needed).
+func DecodeSignal(body []byte) (*pollgridv1.Signal, error) {
+	var b signalBody
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		return nil, fmt.Errorf("decode signal: %w", err)
+	}
+	observed, err := time.Parse(time.RFC3339Nano, b.ObservedAt)
+	if err != nil {
+		return nil, fmt.Errorf("decode signal: observed_at: %w", err)
+	}
+	return &pollgridv1.Signal{
+		Connector:     b.Connector,
+		ConnectorType: b.ConnectorType,
+		ItemId:        b.ItemID,
+		Version:       b.Version,
+		Change:        b.Change,
+		ObservedAt:    timestamppb.New(observed),
+		Data:          b.Data,
+	}, nil
+}

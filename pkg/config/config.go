@@ -1,0 +1,277 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// DefaultFile is read when CONNECTORS_FILE is not set.
+const DefaultFile = "connectors.json"
+
+// EnvSource describes a connector defined by CONNECTOR_* variables.
+const EnvSource = "environment (CONNECTOR_*)"
+
+// Connector is one validated connector with defaults applied.
+type Connector struct {
+	// Name identifies the connector in subjects, keys and logs; it is a NATS
+	// subject token: lowercase letters, digits, "-" and "_", at most 64.
+	Name string
+	// Type is a registered connector type, such as "weather-noaa".
+	Type string
+	// Enabled is false for a connector kept in the file but not polled.
+	// Default true.
+	Enabled bool
+	// Interval is the time between polls. Default 60s, at least 1s.
+	Interval time.Duration
+	// Jitter spreads polls of many connectors: each tick is delayed by up
+	// to Jitter. Default 0, shorter than Interval.
+	Jitter time.Duration
+	// Timeout bounds one poll. Default the shorter of 10s and Interval/2;
+	// shorter than Interval, so a poll ends before the next is due.
+	Timeout time.Duration
+	// Retries of a failed poll within one tick.
+	Retries Retries
+	// LeaseTTL is how long a worker's claim on the connector lives without
+	// renewal. Default 30s, at least 3s.
+	LeaseTTL time.Duration
+	// Labels are free-form key/values copied to metrics and signals.
+	Labels map[string]string
+	// Config is the type-specific object with ${VAR} already resolved;
+	// "{}" when absent.
+	Config json.RawMessage
+}
+
+// Retries says how a failed poll is retried within one tick.
+type Retries struct {
+	// Max is the number of retries after the first attempt. Default 2, 0..10.
+	Max int
+	// Backoff is the wait before the first retry. Default 1s, at most Interval.
+	Backoff time.Duration
+}
+
+// Config is a validated set of connectors.
+type Config struct {
+	// Connectors in file order.
+	Connectors []Connector
+	secrets    []string
+}
+
+// Enabled returns the connectors to poll.
+func (c *Config) Enabled() []Connector {
+	var enabled []Connector
+	for _, conn := range c.Connectors {
+		if conn.Enabled {
+			enabled = append(enabled, conn)
+		}
+	}
+	return enabled
+}
+
+// Lookup returns the connector called name.
+func (c *Config) Lookup(name string) (Connector, bool) {
+	for _, conn := range c.Connectors {
+		if conn.Name == name {
+			return conn, true
+		}
+	}
+	return Connector{}, false
+}
+
+// Secrets returns every non-empty value resolved from ${VAR}, for a
+// redact.Redactor.
+func (c *Config) Secrets() []string {
+	return slices.Clone(c.secrets)
+}
+
+// TypeChecker knows the registered connector types. *connector.Registry
+// implements it.
+type TypeChecker interface {
+	Known(typeName string) bool
+	// Types lists the registered types, sorted.
+	Types() []string
+	// Validate decodes and validates a type-specific config, without I/O.
+	Validate(typeName string, raw json.RawMessage) error
+}
+
+// Env looks up an environment variable: os.LookupEnv in production,
+// MapEnv in tests. A nil Env has no variables.
+type Env func(key string) (string, bool)
+
+// MapEnv returns an Env backed by m.
+func MapEnv(m map[string]string) Env {
+	return func(key string) (string, bool) {
+		v, ok := m[key]
+		return v, ok
+	}
+}
+
+func (e Env) lookup(key string) (string, bool) {
+	if e == nil {
+		return "", false
+	}
+	return e(key)
+}
+
+// Parse validates a connectors file's contents, resolving ${VAR} from env.
+// types must not be nil. The error, if any, is a *Problems listing
+// everything wrong.
+func Parse(data []byte, env Env, types TypeChecker) (*Config, error) {
+	return parse(DefaultFile, data, env, types)
+}
+
+// LoadFile reads and parses the connectors file at path.
+func LoadFile(path string, env Env, types TypeChecker) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("connectors file %s: %w (create it, set CONNECTORS_FILE to its path, "+
+			"or define one connector with CONNECTOR_TYPE, CONNECTOR_NAME and CONNECTOR_CONFIG)", path, fs.ErrNotExist)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read connectors file: %w", err)
+	}
+	return parse(path, data, env, types)
+}
+
+// Load reads the config from where the environment says:
+//
+//   - CONNECTOR_TYPE set: one connector from the CONNECTOR_* variables,
+//     for development;
+//   - otherwise the file at CONNECTORS_FILE (default connectors.json),
+//     narrowed to the connector called CONNECTOR_NAME when that is set. A
+//     connector asked for by name runs even if the file disables it.
+//
+// source describes what was loaded, for the start-up log line.
+func Load(env Env, types TypeChecker) (cfg *Config, source string, err error) {
+	if _, ok := env.lookup("CONNECTOR_TYPE"); ok {
+		cfg, err := fromEnv(env, types)
+		return cfg, EnvSource, err
+	}
+	path := DefaultFile
+	if p, ok := env.lookup("CONNECTORS_FILE"); ok && p != "" {
+		path = p
+	}
+	cfg, err = LoadFile(path, env, types)
+	if err != nil {
+		return nil, path, err
+	}
+	name, _ := env.lookup("CONNECTOR_NAME")
+	if name == "" {
+		return cfg, fmt.Sprintf("%s (%s)", path, plural(len(cfg.Connectors), "connector")), nil
+	}
+	conn, found := cfg.Lookup(name)
+	if !found {
+		names := make([]string, len(cfg.Connectors))
+		for i, c := range cfg.Connectors {
+			names[i] = c.Name
+		}
+		problems := &Problems{Source: path}
+		problems.add("CONNECTOR_NAME", "no connector named %q in %s (available: %s)", name, path, strings.Join(names, ", "))
+		return nil, path, problems.err(cfg.secrets)
+	}
+	conn.Enabled = true
+	total := len(cfg.Connectors)
+	cfg.Connectors = []Connector{conn}
+	return cfg, fmt.Sprintf("%s (connector %q of %d)", path, name, total), nil
+}
+
+func parse(source string, data []byte, env Env, types TypeChecker) (*Config, error) {
+	problems := &Problems{Source: source}
+	if len(bytes.TrimSpace(data)) == 0 {
+		problems.List = append(problems.List, Problem{Message: source + ` is empty (write {"connectors": [...]})`})
+		return nil, problems.err(nil)
+	}
+	tree, ok := decodeJSON(data, "", problems)
+	if !ok {
+		return nil, problems.err(nil)
+	}
+	top, ok := tree.(map[string]any)
+	if !ok {
+		problems.add("", `must be an object like {"connectors": [...]}, not %s`, kind(tree))
+		return nil, problems.err(nil)
+	}
+	for _, key := range sortedKeys(top) {
+		if key != "connectors" {
+			problems.add(key, `unknown field (the file holds only "connectors")`)
+		}
+	}
+	const example = `{"connectors": [{"name": "...", "type": "...", "config": {...}}]}`
+	list, isList := top["connectors"].([]any)
+	switch {
+	case top["connectors"] == nil:
+		problems.add("connectors", "missing (write %s)", example)
+	case !isList:
+		problems.add("connectors", "must be a list of connectors, not %s (write %s)", kind(top["connectors"]), example)
+	case len(list) == 0:
+		problems.add("connectors", "no connectors (add at least one: %s)", example)
+	}
+
+	v := newValidator(env, types, problems)
+	cfg := &Config{}
+	for i, item := range list {
+		prefix := fmt.Sprintf("connectors[%d]", i)
+		conn, ok := v.connector(item, func(field string) string { return join(prefix, field) })
+		if ok {
+			cfg.Connectors = append(cfg.Connectors, conn)
+		}
+	}
+	cfg.secrets = v.secretList()
+	if err := problems.err(cfg.secrets); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// fromEnv builds one connector from CONNECTOR_* variables, checked by the
+// same rules as a file; an empty variable counts as unset.
+func fromEnv(env Env, types TypeChecker) (*Config, error) {
+	problems := &Problems{Source: EnvSource}
+	obj := map[string]any{}
+	for _, field := range []string{"name", "type", "interval", "timeout", "jitter", "lease_ttl"} {
+		if s, _ := env.lookup(envPath(field)); s != "" {
+			obj[field] = s
+		}
+	}
+	if s, _ := env.lookup("CONNECTOR_RETRIES"); s != "" {
+		var count any = s
+		if json.Valid([]byte(s)) {
+			count = json.Number(s) // a number, or an error saying it is not one
+		}
+		obj["retries"] = map[string]any{"max": count}
+	}
+	if s, _ := env.lookup("CONNECTOR_CONFIG"); s != "" {
+		obj["config"] = reported{} // unless it decodes below
+		if tree, ok := decodeJSON([]byte(s), "CONNECTOR_CONFIG", problems); ok {
+			obj["config"] = tree
+		}
+	}
+	v := newValidator(env, types, problems)
+	conn, _ := v.connector(obj, envPath)
+	cfg := &Config{Connectors: []Connector{conn}, secrets: v.secretList()}
+	if err := problems.err(cfg.secrets); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// envPath names the variable a connector field comes from in EnvSource:
+// "interval" -> CONNECTOR_INTERVAL, "config.token" -> CONNECTOR_CONFIG.token.
+func envPath(field string) string {
+	switch field {
+	case "":
+		return "CONNECTOR_*"
+	case "retries", "retries.max":
+		return "CONNECTOR_RETRIES"
+	}
+	name, rest := field, ""
+	if i := strings.IndexAny(field, ".["); i >= 0 {
+		name, rest = field[:i], field[i:]
+	}
+	return "CONNECTOR_" + strings.ToUpper(name) + rest
+}

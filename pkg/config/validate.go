@@ -1,0 +1,447 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Limits and defaults of the universal fields; Connector documents them.
+const (
+	defaultInterval = 60 * time.Second
+	minInterval     = time.Second
+	maxTimeout      = 10 * time.Second
+	defaultLeaseTTL = 30 * time.Second
+	minLeaseTTL     = 3 * time.Second
+	defaultRetries  = 2
+	maxRetries      = 10
+	defaultBackoff  = time.Second
+	maxNameLength   = 64
+)
+
+// fields are the keys a connector may have, in the order they are checked.
+var fields = []string{"name", "type", "enabled", "interval", "jitter", "timeout", "retries", "lease_ttl", "labels", "config"}
+
+var validName = regexp.MustCompile(`^[a-z0-9_-]+$`)
+
+// reported marks a value whose problem is already reported (a CONNECTOR_CONFIG
+// that is not JSON), so that it is skipped rather than reported twice.
+type reported struct{}
+
+// validator checks connectors one after the other, remembering what
+// checks across connectors need: used names and resolved secrets.
+type validator struct {
+	env      Env
+	types    TypeChecker
+	problems *Problems
+	secrets  map[string]bool
+	names    map[string]string // name -> path of the first connector using it
+}
+
+func newValidator(env Env, types TypeChecker, problems *Problems) *validator {
+	return &validator{env: env, types: types, problems: problems, secrets: map[string]bool{}, names: map[string]string{}}
+}
+
+func (v *validator) secretList() []string {
+	list := make([]string, 0, len(v.secrets))
+	for s := range v.secrets {
+		list = append(list, s)
+	}
+	slices.Sort(list)
+	return list
+}
+
+// connector checks one connector object. at turns a field path such as
+// "retries.max" into the path a user reads: "connectors[2].retries.max" or
+// "CONNECTOR_RETRIES". It reports false when the connector has problems.
+func (v *validator) connector(item any, at func(field string) string) (Connector, bool) {
+	before := len(v.problems.List)
+	obj, ok := item.(map[string]any)
+	if !ok {
+		v.problems.add(at(""), `must be an object like {"name": "...", "type": "..."}, not %s`, kind(item))
+		return Connector{}, false
+	}
+	r := &reader{validator: v, at: at, obj: obj, from: map[string]string{}, skip: map[string]bool{}}
+	for _, key := range sortedKeys(obj) {
+		switch {
+		case !slices.Contains(fields, key):
+			r.unknownField(key, fields)
+			delete(obj, key)
+		case obj[key] == reported{}:
+			r.skip[key] = true
+			delete(obj, key)
+		default:
+			soFar := len(v.problems.List)
+			obj[key] = r.expand(obj[key], key)
+			if len(v.problems.List) > soFar {
+				// A variable did not resolve: checking the field would only
+				// repeat that, or complain about the unresolved "${".
+				r.skip[key] = true
+				delete(obj, key)
+			}
+		}
+	}
+	conn := r.read()
+	return conn, len(v.problems.List) == before
+}
+
+// reader checks the fields of one connector.
+type reader struct {
+	*validator
+	at  func(field string) string
+	obj map[string]any
+	// from maps a field path to the template its value was resolved from,
+	// such as "${TOKEN}": messages show the template, never the value.
+	from map[string]string
+	// skip holds fields whose problem is already reported.
+	skip map[string]bool
+}
+
+func (r *reader) problem(field, format string, args ...any) {
+	r.problems.add(r.at(field), format, args...)
+}
+
+// expand resolves ${VAR} in every string under v, the value at path.
+func (r *reader) expand(v any, path string) any {
+	switch x := v.(type) {
+	case string:
+		out, values, err := expand(x, r.env)
+		if err != nil {
+			r.problem(path, "%s", err)
+			return x
+		}
+		if values != nil {
+			r.from[path] = x
+		}
+		for _, value := range values {
+			if value != "" {
+				r.secrets[value] = true
+			}
+		}
+		return out
+	case map[string]any:
+		for _, key := range sortedKeys(x) {
+			x[key] = r.expand(x[key], join(path, key))
+		}
+	case []any:
+		for i := range x {
+			x[i] = r.expand(x[i], fmt.Sprintf("%s[%d]", path, i))
+		}
+	}
+	return v
+}
+
+func (r *reader) read() Connector {
+	conn := Connector{
+		Name:    r.name(),
+		Type:    r.typeName(),
+		Enabled: r.enabled(),
+		Labels:  r.labels(),
+	}
+
+	interval, intervalOK := r.duration("interval", defaultInterval)
+	if intervalOK && interval.value < minInterval {
+		r.problem("interval", "%s is too short (at least %s)", interval.text, minInterval)
+		intervalOK = false
+	}
+	conn.Interval = interval.value
+
+	jitter, ok := r.duration("jitter", 0)
+	if ok && jitter.value < 0 {
+		r.problem("jitter", "%s must not be negative", jitter.text)
+	} else if ok && intervalOK && jitter.value >= interval.value {
+		r.problem("jitter", "%s must be shorter than interval %s", jitter.text, interval.text)
+	}
+	conn.Jitter = jitter.value
+
+	timeout, ok := r.duration("timeout", min(maxTimeout, interval.value/2))
+	if ok && timeout.value <= 0 {
+		r.problem("timeout", "%s must be longer than 0", timeout.text)
+	} else if ok && intervalOK && timeout.value >= interval.value {
+		r.problem("timeout", "%s must be shorter than interval %s", timeout.text, interval.text)
+	}
+	conn.Timeout = timeout.value
+
+	conn.Retries = r.retries(interval, intervalOK)
+
+	leaseTTL, ok := r.duration("lease_ttl", defaultLeaseTTL)
+	if ok && leaseTTL.value < minLeaseTTL {
+		r.problem("lease_ttl", "%s is too short (at least %s)", leaseTTL.text, minLeaseTTL)
+	}
+	conn.LeaseTTL = leaseTTL.value
+
+	conn.Config = r.config(conn.Type)
+	return conn
+}
+
+// get returns the value at a field path such as "interval" or
+// "retries.max"; a null counts as absent.
+func (r *reader) get(path string) (any, bool) {
+	obj := r.obj
+	if parent, field, nested := strings.Cut(path, "."); nested {
+		obj, _ = r.obj[parent].(map[string]any)
+		path = field
+	}
+	v, ok := obj[path]
+	return v, ok && v != nil
+}
+
+// show quotes a string for a message, or names the ${VAR} it came from.
+func (r *reader) show(path, s string) string {
+	if template, ok := r.from[path]; ok {
+		return "value from " + template
+	}
+	return strconv.Quote(s)
+}
+
+func (r *reader) unknownField(path string, known []string) {
+	name := path[strings.LastIndexByte(path, '.')+1:]
+	if guess, ok := closest(name, known); ok {
+		r.problem(path, "unknown field (did you mean %q?)", guess)
+		return
+	}
+	r.problem(path, "unknown field (known: %s)", strings.Join(known, ", "))
+}
+
+// text returns a string field. When it is absent or empty, it reports
+// required, unless an earlier problem already explains why.
+func (r *reader) text(field, required string) (string, bool) {
+	v, present := r.get(field)
+	s, isString := v.(string)
+	switch {
+	case present && !isString:
+		r.problem(field, "must be a string, not %s", kind(v))
+	case s == "" && !r.skip[field]:
+		r.problem(field, "%s", required)
+	}
+	return s, s != ""
+}
+
+func (r *reader) name() string {
+	name, ok := r.text("name", `required (a unique name such as "noaa-alerts-ca")`)
+	switch {
+	case !ok:
+	case !validName.MatchString(name):
+		r.problem("name", `%s is not a valid name (use lowercase letters, digits, "-" and "_")`, r.show("name", name))
+	case len(name) > maxNameLength:
+		r.problem("name", "is %d characters long (at most %d)", len(name), maxNameLength)
+	default:
+		if first, used := r.names[name]; used {
+			r.problem("name", "%s is already used by %s (names must be unique)", r.show("name", name), first)
+		} else {
+			r.names[name] = r.at("")
+		}
+	}
+	return name
+}
+
+func (r *reader) typeName() string {
+	known := strings.Join(r.types.Types(), ", ")
+	typeName, ok := r.text("type", fmt.Sprintf("required (known: %s)", known))
+	if ok && !r.types.Known(typeName) {
+		hint := ""
+		if guess, near := closest(typeName, r.types.Types()); near {
+			hint = fmt.Sprintf("; did you mean %q?", guess)
+		}
+		r.problem("type", "unknown type %s (known: %s)%s", r.show("type", typeName), known, hint)
+	}
+	return typeName
+}
+
+func (r *reader) enabled() bool {
+	v, present := r.get("enabled")
+	if !present {
+		return true
+	}
+	enabled, ok := v.(bool)
+	if !ok {
+		r.problem("enabled", "must be true or false, not %s", kind(v))
+		return true
+	}
+	return enabled
+}
+
+// duration is a parsed duration field and how a message shows it.
+type duration struct {
+	value time.Duration
+	text  string // as written, "value from ${VAR}", or the default
+}
+
+// duration reads a duration field at path, or returns def when absent.
+// ok is false when the field is invalid (and reported).
+func (r *reader) duration(path string, def time.Duration) (duration, bool) {
+	v, present := r.get(path)
+	if !present {
+		return duration{value: def, text: shortDuration(def)}, true
+	}
+	s, isString := v.(string)
+	if !isString {
+		if number, isNumber := v.(json.Number); isNumber {
+			r.problem(path, `%s is not a duration (write "%ss")`, number, number)
+		} else {
+			r.problem(path, `must be a duration such as "30s", not %s`, kind(v))
+		}
+		return duration{value: def, text: shortDuration(def)}, false
+	}
+	d, err := time.ParseDuration(s)
+	if err == nil {
+		return duration{value: d, text: r.durationText(path, s)}, true
+	}
+	_, tainted := r.from[path]
+	if _, numErr := strconv.ParseFloat(s, 64); numErr == nil && !tainted {
+		r.problem(path, `%q is not a duration (write "%ss")`, s, s)
+	} else {
+		r.problem(path, `%s is not a duration (write a Go duration such as "30s", "5m" or "1h30m")`, r.show(path, s))
+	}
+	return duration{value: def, text: shortDuration(def)}, false
+}
+
+// durationText shows a valid duration as written, unless it came from a
+// variable.
+func (r *reader) durationText(path, s string) string {
+	if template, ok := r.from[path]; ok {
+		return "value from " + template
+	}
+	return s
+}
+
+// shortDuration writes a default the way a user would: 1m, not 1m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+func (r *reader) retries(interval duration, intervalOK bool) Retries {
+	retries := Retries{Max: defaultRetries, Backoff: defaultBackoff}
+	v, present := r.get("retries")
+	if !present {
+		return retries
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		r.problem("retries", `must be an object like {"max": 3, "backoff": "2s"}, not %s`, kind(v))
+		return retries
+	}
+	for _, key := range sortedKeys(obj) {
+		if key != "max" && key != "backoff" {
+			r.unknownField("retries."+key, []string{"max", "backoff"})
+		}
+	}
+	if v, present := r.get("retries.max"); present {
+		retries.Max = r.retryCount(v)
+	}
+	backoff, ok := r.duration("retries.backoff", defaultBackoff)
+	if ok && backoff.value < 0 {
+		r.problem("retries.backoff", "%s must not be negative", backoff.text)
+	} else if ok && intervalOK && backoff.value > interval.value {
+		r.problem("retries.backoff", "%s must not be longer than interval %s", backoff.text, interval.text)
+	}
+	retries.Backoff = backoff.value
+	return retries
+}
+
+func (r *reader) retryCount(v any) int {
+	number, ok := v.(json.Number)
+	if !ok {
+		r.problem("retries.max", "must be a number from 0 to %d, not %s", maxRetries, kind(v))
+		return defaultRetries
+	}
+	n, err := strconv.Atoi(number.String())
+	if err != nil {
+		r.problem("retries.max", "%s is not a whole number", number)
+		return defaultRetries
+	}
+	if n < 0 || n > maxRetries {
+		r.problem("retries.max", "%d is out of range (0..%d)", n, maxRetries)
+	}
+	return n
+}
+
+func (r *reader) labels() map[string]string {
+	v, present := r.get("labels")
+	if !present {
+		return nil
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		r.problem("labels", `must be an object like {"team": "wx"}, not %s`, kind(v))
+		return nil
+	}
+	labels := make(map[string]string, len(obj))
+	for _, key := range sortedKeys(obj) {
+		value, isString := obj[key].(string)
+		switch {
+		case key == "":
+			r.problem("labels", "has an empty key (label names must not be empty)")
+		case !isString:
+			r.problem(join("labels", key), "must be a string, not %s", kind(obj[key]))
+		default:
+			labels[key] = value
+		}
+	}
+	return labels
+}
+
+// config re-encodes the type-specific object, with ${VAR} resolved, and has
+// the type validate it.
+func (r *reader) config(typeName string) json.RawMessage {
+	raw := json.RawMessage("{}")
+	if v, present := r.get("config"); present {
+		if _, ok := v.(map[string]any); !ok {
+			r.problem("config", "must be an object with the settings of the connector type, not %s", kind(v))
+			return raw
+		}
+		encoded, err := json.Marshal(v)
+		if err != nil { // cannot happen for decoded JSON; never echo the value
+			r.problem("config", "cannot be encoded: %T", err)
+			return raw
+		}
+		raw = encoded
+	}
+	if r.skip["config"] || typeName == "" || !r.types.Known(typeName) {
+		return raw
+	}
+	if err := r.types.Validate(typeName, raw); err != nil {
+		r.problem("config", "%s", err)
+	}
+	return raw
+}
+
+// kind names a decoded JSON value's type for messages, never its value.
+func kind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return "a string"
+	case json.Number:
+		return "a number"
+	case bool:
+		return "true/false"
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "an object"
+	default:
+		return fmt.Sprintf("%T", v)
+	}
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,93 @@
+// Package connector defines what a connector is: a typed, validated config and
+// a Poll that turns the upstream's current answer into items. Everything else
+// (scheduling, leases, change detection, publishing) is the platform's job.
+package connector
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+)
+
+// Connector polls one upstream API for one configured connector.
+type Connector interface {
+	// Poll fetches the upstream's current items. It must not retain state
+	// between calls: everything it needs comes in through State, and
+	// everything it wants kept goes out in Result.State. A returned error
+	// fails the whole poll and moves no cursor.
+	Poll(ctx context.Context, state State) (Result, error)
+}
+
+// State is what the platform keeps between polls of one connector.
+type State struct {
+	// Cursor is opaque to the platform: a timestamp, a page token, an id.
+	Cursor string
+	// ETag and LastModified are the validators of the last 200 answer, for
+	// conditional requests.
+	ETag         string
+	LastModified string
+}
+
+// Item is one upstream object in a connector's own normalised form.
+type Item struct {
+	// ID identifies the item across polls (an alert id, an issue key).
+	ID string
+	// Version changes whenever the item changes (an updated timestamp, a
+	// revision, a content hash). Unchanged versions publish nothing.
+	Version string
+	// Data is the item as JSON; it becomes the signal's data.
+	Data json.RawMessage
+}
+
+// ItemError records one upstream item the connector could not turn into an
+// Item. It fails that item, not the poll.
+type ItemError struct {
+	// ID is the item's id when it could be read, else a position such as "features[3]".
+	ID  string
+	Err error
+}
+
+// Result is what one successful Poll returns.
+type Result struct {
+	Items  []Item
+	Failed []ItemError
+	// State is stored once the poll's signals are acknowledged.
+	State State
+	// NotModified is true when the upstream said 304: nothing to do.
+	NotModified bool
+}
+
+// Deps are the shared resources a connector may use. They are built once per
+// process and shared by every connector.
+type Deps struct {
+	// HTTP is the client every connector must use for upstream calls.
+	HTTP *http.Client
+	// Logger carries the process's redaction of secrets.
+	Logger *slog.Logger
+}
+
+// Factory builds a connector from its type-specific config (the "config"
+// object of connectors.json, with ${VAR} already resolved). It decodes and
+// validates without doing I/O; its error names the field and the fix.
+type Factory func(raw json.RawMessage, deps Deps) (Connector, error)
+
+// DecodeConfig strictly decodes a type-specific config into T: unknown fields
+// and trailing data are errors. An empty raw config decodes as {}.
+func DecodeConfig[T any](raw json.RawMessage) (T, error) {
+	var cfg T
+	if len(bytes.TrimSpace(raw)) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		raw = json.RawMessage("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return cfg, fmt.Errorf("decode config: %w", err)
+	}
+	if dec.More() {
+		return cfg, fmt.Errorf("decode config: trailing data after the object")
+	}
+	return cfg, nil
+}

@@ -1,0 +1,61 @@
+package connector
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+)
+
+// Registry maps type names to factories. Built-in types are registered in one
+// place (package connectors/builtin); registering a name twice panics at
+// start-up, because two types fighting over a name is a programming error.
+type Registry struct {
+	factories map[string]Factory
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{factories: map[string]Factory{}}
+}
+
+// Register adds a type. It panics on an empty or duplicate name.
+func (r *Registry) Register(typeName string, f Factory) {
+	if typeName == "" || f == nil {
+		panic("connector: Register needs a type name and a factory")
+	}
+	if _, dup := r.factories[typeName]; dup {
+		panic(fmt.Sprintf("connector: type %q registered twice", typeName))
+	}
+	r.factories[typeName] = f
+}
+
+// Types lists the registered type names, sorted.
+func (r *Registry) Types() []string {
+	names := make([]string, 0, len(r.factories))
+	for n := range r.factories {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Known reports whether typeName is registered.
+func (r *Registry) Known(typeName string) bool {
+	_, ok := r.factories[typeName]
+	return ok
+}
+
+// New builds a connector of the named type.
+func (r *Registry) New(typeName string, raw json.RawMessage, deps Deps) (Connector, error) {
+	f, ok := r.factories[typeName]
+	if !ok {
+		return nil, fmt.Errorf("unknown connector type %q (known: %v)", typeName, r.Types())
+	}
+	return f(raw, deps)
+}
+
+// Validate decodes and validates a type-specific config without I/O.
+func (r *Registry) Validate(typeName string, raw json.RawMessage) error {
+	_, err := r.New(typeName, raw, Deps{})
+	return err
+}

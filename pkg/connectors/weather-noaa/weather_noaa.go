@@ -1,0 +1,655 @@
+// Package weathernoaa polls the active weather alerts of the US National
+// Weather Service (api.weather.gov) for one area, zone or point. Each alert is
+// one item; NWS gives an updated alert a new "sent" time, which is its version.
+package weathernoaa
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/pollgrid/pollgrid/pkg/connector"
+)
+
+// TypeName is the connector type in connectors.json.
+const TypeName = "weather-noaa"
+
+const (
+	// DefaultBaseURL is the public NWS API.
+	DefaultBaseURL = "https://api.weather.gov"
+	// DefaultMaxPages bounds how many pagination.next links one poll follows.
+	DefaultMaxPages = 10
+	// maxMaxPages keeps a misconfigured connector from hammering NWS.
+	maxMaxPages = 100
+	// maxBodyBytes caps one page. The whole-country active list is a few MiB;
+	// anything above this is not an answer we want to hold in memory.
+	maxBodyBytes = 8 << 20
+	// maxErrorBodyBytes caps the read of a non-200 body: we only want its
+	// problem+json title and detail.
+	maxErrorBodyBytes = 64 << 10
+	// maxDetailRunes keeps an upstream detail from flooding logs and reports.
+	maxDetailRunes = 300
+	// userAgentExample is what the error texts suggest.
+	userAgentExample = `"(myapp, ops@example.com)"`
+)
+
+var _ connector.Factory = New
+
+// Config is the "config" object of a weather-noaa connector. Exactly one of
+// Area, Zone and Point selects what to watch.
+type Config struct {
+	// Area is a two-letter state, territory or marine area code, uppercase
+	// ("CA", "PR", "PZ"): GET /alerts/active?area=CA.
+	Area string `json:"area,omitempty"`
+	// Zone is an NWS zone or county id ("ORZ004", "WAC033"):
+	// GET /alerts/active/zone/ORZ004.
+	Zone string `json:"zone,omitempty"`
+	// Point is "lat,lon" in decimal degrees with at most 4 decimals (NWS
+	// redirects more precise points): GET /alerts/active?point=33.25,-112.3.
+	Point string `json:"point,omitempty"`
+	// UserAgent is sent on every request. Required: NWS answers 403 without
+	// one and asks for an app name and a contact, e.g. "(myapp, ops@example.com)".
+	UserAgent string `json:"user_agent"`
+	// BaseURL is the API root; default https://api.weather.gov. A mirror or a
+	// test server goes here. Pagination never leaves its scheme and host.
+	BaseURL string `json:"base_url,omitempty"`
+	// MaxPages is the most pages one poll reads; default 10, 1..100.
+	MaxPages *int `json:"max_pages,omitempty"`
+}
+
+// ApplyDefaults fills the fields left out.
+func (c *Config) ApplyDefaults() {
+	if c.BaseURL == "" {
+		c.BaseURL = DefaultBaseURL
+	}
+	if c.MaxPages == nil {
+		n := DefaultMaxPages
+		c.MaxPages = &n
+	}
+}
+
+// Validate reports every problem of the config at once. It does no I/O.
+func (c Config) Validate() error {
+	var errs []error
+	var set []string
+	if c.Area != "" {
+		set = append(set, "area")
+		errs = append(errs, validateArea(c.Area))
+	}
+	if c.Zone != "" {
+		set = append(set, "zone")
+		errs = append(errs, validateZone(c.Zone))
+	}
+	if c.Point != "" {
+		set = append(set, "point")
+		_, err := normalizePoint(c.Point)
+		errs = append(errs, err)
+	}
+	if len(set) != 1 {
+		errs = append(errs, fmt.Errorf("config: set exactly one of area, zone or point (got %s)", listNames(set)))
+	}
+	errs = append(errs, validateUserAgent(c.UserAgent))
+	if c.BaseURL != "" {
+		_, err := parseBaseURL(c.BaseURL)
+		errs = append(errs, err)
+	}
+	if c.MaxPages != nil && (*c.MaxPages < 1 || *c.MaxPages > maxMaxPages) {
+		errs = append(errs, fmt.Errorf("config.max_pages: %d is out of range (write a number from 1 to %d; default %d)",
+			*c.MaxPages, maxMaxPages, DefaultMaxPages))
+	}
+	return errors.Join(errs...)
+}
+
+// areaCodes are the NWS OpenAPI's StateTerritoryCode and MarineAreaCode enums.
+var areaCodes = []string{
+	"AL", "AK", "AS", "AR", "AZ", "CA", "CO", "CT", "DE", "DC", "FL", "GA", "GU", "HI", "ID", "IL",
+	"IN", "IA", "KS", "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH",
+	"NJ", "NM", "NY", "NC", "ND", "OH", "OK", "OR", "PA", "PR", "RI", "SC", "SD", "TN", "TX", "UT",
+	"VT", "VI", "VA", "WA", "WV", "WI", "WY", "MP", "PW", "FM", "MH",
+	"AM", "AN", "GM", "LC", "LE", "LH", "LM", "LO", "LS", "PH", "PK", "PM", "PS", "PZ", "SL",
+}
+
+func validateArea(area string) error {
+	if slices.Contains(areaCodes, area) {
+		return nil
+	}
+	if fixed := strings.ToUpper(strings.TrimSpace(area)); slices.Contains(areaCodes, fixed) {
+		return fmt.Errorf("config.area: %q is not an NWS area code (write %q: codes are two uppercase letters)", area, fixed)
+	}
+	return fmt.Errorf(`config.area: %q is not an NWS area code (write a state or territory such as "CA", or a marine area such as "PZ")`, area)
+}
+
+var zonePattern = regexp.MustCompile(`^[A-Z]{2}[CZ]\d{3}$`)
+
+func validateZone(zone string) error {
+	if zonePattern.MatchString(zone) {
+		return nil
+	}
+	if fixed := strings.ToUpper(strings.TrimSpace(zone)); zonePattern.MatchString(fixed) {
+		return fmt.Errorf("config.zone: %q is not an NWS zone id (write %q)", zone, fixed)
+	}
+	return fmt.Errorf(`config.zone: %q is not an NWS zone id (write e.g. "ORZ004")`, zone)
+}
+
+var coordinatePattern = regexp.MustCompile(`^-?\d+(\.\d+)?$`)
+
+// normalizePoint checks "lat,lon" and returns it without spaces, as NWS
+// wants it in the query.
+func normalizePoint(point string) (string, error) {
+	latText, lonText, ok := strings.Cut(point, ",")
+	latText, lonText = strings.TrimSpace(latText), strings.TrimSpace(lonText)
+	if !ok || !coordinatePattern.MatchString(latText) || !coordinatePattern.MatchString(lonText) {
+		return "", fmt.Errorf(`config.point: %q is not "lat,lon" in decimal degrees (write e.g. "33.25,-112.3")`, point)
+	}
+	lat, _ := strconv.ParseFloat(latText, 64)
+	lon, _ := strconv.ParseFloat(lonText, 64)
+	var errs []error
+	if lat < -90 || lat > 90 {
+		errs = append(errs, fmt.Errorf("config.point: latitude %s is out of range (write a number from -90 to 90)", latText))
+	}
+	if lon < -180 || lon > 180 {
+		errs = append(errs, fmt.Errorf("config.point: longitude %s is out of range (write a number from -180 to 180)", lonText))
+	}
+	if decimals(latText) > 4 || decimals(lonText) > 4 {
+		errs = append(errs, fmt.Errorf("config.point: %q has more than 4 decimals, which NWS answers with a redirect (write %q)",
+			point, roundCoordinate(lat)+","+roundCoordinate(lon)))
+	}
+	if len(errs) > 0 {
+		return "", errors.Join(errs...)
+	}
+	return latText + "," + lonText, nil
+}
+
+func decimals(number string) int {
+	_, frac, _ := strings.Cut(number, ".")
+	return len(frac)
+}
+
+func roundCoordinate(v float64) string {
+	s := strconv.FormatFloat(v, 'f', 4, 64)
+	return strings.TrimSuffix(strings.TrimRight(s, "0"), ".")
+}
+
+func validateUserAgent(ua string) error {
+	if strings.TrimSpace(ua) == "" {
+		return fmt.Errorf("config.user_agent: required: NWS rejects requests without a User-Agent (HTTP 403); "+
+			"name your app and a contact, e.g. %s", userAgentExample)
+	}
+	if strings.ContainsFunc(ua, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return fmt.Errorf("config.user_agent: must be one line without control characters (write e.g. %s)", userAgentExample)
+	}
+	return nil
+}
+
+// parseBaseURL accepts an absolute http(s) URL without query or fragment.
+// Error texts show the URL redacted: a mirror's URL may carry credentials.
+func parseBaseURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf(`config.base_url: cannot be parsed as a URL (write an absolute http(s) URL such as %q)`, DefaultBaseURL)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf(`config.base_url: %q is not an absolute http(s) URL (write e.g. %q)`, u.Redacted(), DefaultBaseURL)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
+		return nil, fmt.Errorf(`config.base_url: %q must not carry a query or fragment (NWS answers 400 to parameters it does not know)`, u.Redacted())
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	return u, nil
+}
+
+func listNames(names []string) string {
+	switch len(names) {
+	case 0:
+		return "none"
+	case 1:
+		return names[0]
+	default:
+		return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+	}
+}
+
+// New builds a weather-noaa connector from its config. It does no I/O.
+func New(raw json.RawMessage, deps connector.Deps) (connector.Connector, error) {
+	cfg, err := connector.DecodeConfig[Config](raw)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ApplyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	base, _ := parseBaseURL(cfg.BaseURL) // validated above
+	firstURL := base.String() + "/alerts/active"
+	switch {
+	case cfg.Area != "":
+		firstURL += "?area=" + cfg.Area
+	case cfg.Zone != "":
+		firstURL += "/zone/" + cfg.Zone
+	default:
+		point, _ := normalizePoint(cfg.Point)
+		// Written by hand, not with url.Values: the comma stays a comma, as in
+		// NWS's own examples. Validation allows only digits, '-', '.' and ','.
+		firstURL += "?point=" + point
+	}
+	client := deps.HTTP
+	if client == nil {
+		client = http.DefaultClient
+	}
+	logger := deps.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &alertPoller{
+		userAgent: cfg.UserAgent,
+		base:      base,
+		firstURL:  firstURL,
+		maxPages:  *cfg.MaxPages,
+		client:    client,
+		logger:    logger.With("connector_type", TypeName),
+	}, nil
+}
+
+// alertPoller keeps only its config between polls; State carries the rest.
+type alertPoller struct {
+	userAgent string
+	base      *url.URL
+	firstURL  string
+	maxPages  int
+	client    *http.Client
+	logger    *slog.Logger
+}
+
+// Poll reads every page of the active alerts. Only the first request is
+// conditional; its 304 ends the poll with nothing to do.
+func (p *alertPoller) Poll(ctx context.Context, state connector.State) (connector.Result, error) {
+	result := connector.Result{State: connector.State{Cursor: state.Cursor}}
+	seen := map[string]bool{}
+	position := 0
+	pageURL := p.firstURL
+	for page := 1; ; page++ {
+		prefix := "nws alerts"
+		validators := state
+		if page > 1 {
+			prefix = fmt.Sprintf("nws alerts (page %d)", page)
+			validators = connector.State{}
+		}
+		resp, err := p.fetch(ctx, pageURL, validators, prefix)
+		if err != nil {
+			return connector.Result{}, err
+		}
+		if resp.notModified {
+			return connector.Result{NotModified: true, State: state}, nil
+		}
+		if page == 1 {
+			result.State.ETag = resp.header.Get("ETag")
+			result.State.LastModified = resp.header.Get("Last-Modified")
+		}
+		parsed, err := parsePage(resp.body, position)
+		if err != nil {
+			return connector.Result{}, fmt.Errorf("%s: %w%s", prefix, err, describeContentType(resp.header))
+		}
+		result.Items = append(result.Items, parsed.items...)
+		result.Failed = append(result.Failed, parsed.failed...)
+		position += parsed.features
+		seen[pageURL] = true
+
+		if parsed.next == "" {
+			return result, nil
+		}
+		nextURL, err := p.followable(pageURL, parsed.next)
+		if err != nil {
+			return connector.Result{}, fmt.Errorf("%s: %w", prefix, err)
+		}
+		if seen[nextURL] {
+			// A cursor that points back would repeat the same alerts forever.
+			p.logger.WarnContext(ctx, "nws pagination.next points to a page already read; stopping",
+				"page", page, "next", nextURL)
+			return result, nil
+		}
+		if page >= p.maxPages {
+			p.logger.WarnContext(ctx, "nws alerts have more pages than max_pages; the rest are left for a later poll",
+				"max_pages", p.maxPages, "items", len(result.Items))
+			return result, nil
+		}
+		pageURL = nextURL
+	}
+}
+
+// followable resolves a pagination.next link and refuses one that leaves
+// base_url's scheme and host: the User-Agent (a contact) must not go elsewhere,
+// and a hostile page must not steer the worker.
+func (p *alertPoller) followable(pageURL, next string) (string, error) {
+	current, err := url.Parse(pageURL)
+	if err != nil {
+		return "", fmt.Errorf("pagination: %w", err)
+	}
+	ref, err := url.Parse(next)
+	if err != nil {
+		return "", fmt.Errorf("pagination.next %q is not a URL", next)
+	}
+	u := current.ResolveReference(ref)
+	if !strings.EqualFold(u.Scheme, p.base.Scheme) || !strings.EqualFold(u.Host, p.base.Host) {
+		return "", fmt.Errorf("pagination.next %q leaves %s://%s; refusing to follow it (set config.base_url to the host NWS links to)",
+			u.Redacted(), p.base.Scheme, p.base.Host)
+	}
+	return u.String(), nil
+}
+
+type fetched struct {
+	notModified bool
+	header      http.Header
+	body        []byte
+}
+
+func (p *alertPoller) fetch(ctx context.Context, pageURL string, validators connector.State, prefix string) (fetched, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, pageURL, nil)
+	if err != nil {
+		return fetched{}, fmt.Errorf("%s: build request: %w", prefix, err)
+	}
+	req.Header.Set("User-Agent", p.userAgent)
+	req.Header.Set("Accept", "application/geo+json")
+	if validators.ETag != "" {
+		req.Header.Set("If-None-Match", validators.ETag)
+	}
+	if validators.LastModified != "" {
+		req.Header.Set("If-Modified-Since", validators.LastModified)
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return fetched{}, fmt.Errorf("%s: %w", prefix, err)
+	}
+	defer resp.Body.Close()
+
+	switch resp.StatusCode {
+	case http.StatusNotModified:
+		return fetched{notModified: true, header: resp.Header}, nil
+	case http.StatusOK:
+	default:
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBodyBytes))
+		if ctx.Err() != nil {
+			return fetched{}, fmt.Errorf("%s: %w", prefix, ctx.Err())
+		}
+		return fetched{}, fmt.Errorf("%s: %w", prefix, newStatusError(resp.StatusCode, body))
+	}
+
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
+	if err != nil {
+		if ctx.Err() != nil {
+			return fetched{}, fmt.Errorf("%s: read body: %w", prefix, ctx.Err())
+		}
+		return fetched{}, fmt.Errorf("%s: read body: %w", prefix, err)
+	}
+	if len(body) > maxBodyBytes {
+		return fetched{}, fmt.Errorf("%s: response body is larger than %d MiB; watch a zone or a point instead of a whole area",
+			prefix, maxBodyBytes>>20)
+	}
+	return fetched{header: resp.Header, body: body}, nil
+}
+
+func describeContentType(h http.Header) string {
+	if ct := h.Get("Content-Type"); ct != "" {
+		return fmt.Sprintf(" (Content-Type %q)", ct)
+	}
+	return ""
+}
+
+// StatusError is an NWS answer other than 200 or 304, with the title and
+// detail of its RFC 7807 problem+json body when it had one.
+type StatusError struct {
+	StatusCode int
+	Title      string
+	Detail     string
+}
+
+func newStatusError(code int, body []byte) *StatusError {
+	e := &StatusError{StatusCode: code}
+	var problem struct {
+		Title  string `json:"title"`
+		Detail string `json:"detail"`
+	}
+	if json.Unmarshal(body, &problem) == nil {
+		e.Title = oneLine(problem.Title)
+		e.Detail = oneLine(problem.Detail)
+	}
+	return e
+}
+
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > maxDetailRunes {
+		s = string(r[:maxDetailRunes]) + "…"
+	}
+	return s
+}
+
+func (e *StatusError) Error() string {
+	statusText := http.StatusText(e.StatusCode)
+	msg := strings.TrimSpace(fmt.Sprintf("%d %s", e.StatusCode, statusText))
+	if e.Title != "" && !strings.EqualFold(e.Title, statusText) {
+		msg += ": " + e.Title
+	}
+	if e.Detail != "" && e.Detail != e.Title {
+		msg += ": " + e.Detail
+	}
+	switch e.StatusCode {
+	case http.StatusForbidden:
+		msg += " (NWS answers 403 to a missing or blocked User-Agent; check config.user_agent)"
+	case http.StatusTooManyRequests:
+		msg += " (rate limited; NWS says the limit clears within about 5 seconds)"
+	}
+	return msg
+}
+
+// Alert is an item's Data: the NWS alert properties in snake_case. Text and
+// time fields NWS leaves null or empty are left out; times are the RFC 3339
+// strings NWS sends, with their offsets.
+type Alert struct {
+	ID          string `json:"id"`
+	URL         string `json:"url,omitempty"`
+	Event       string `json:"event,omitempty"`
+	Headline    string `json:"headline,omitempty"`
+	Description string `json:"description,omitempty"`
+	Instruction string `json:"instruction,omitempty"`
+	Severity    string `json:"severity,omitempty"`
+	Certainty   string `json:"certainty,omitempty"`
+	Urgency     string `json:"urgency,omitempty"`
+	Status      string `json:"status,omitempty"`
+	MessageType string `json:"message_type,omitempty"`
+	Category    string `json:"category,omitempty"`
+	Response    string `json:"response,omitempty"`
+	AreaDesc    string `json:"area_desc,omitempty"`
+	SenderName  string `json:"sender_name,omitempty"`
+	Sent        string `json:"sent"`
+	Effective   string `json:"effective,omitempty"`
+	Onset       string `json:"onset,omitempty"`
+	Expires     string `json:"expires,omitempty"`
+	Ends        string `json:"ends,omitempty"`
+	// AffectedZones are zone URLs as NWS gives them; never null.
+	AffectedZones []string `json:"affected_zones"`
+	// References are the ids of the alerts this one updates or cancels; never null.
+	References []string `json:"references"`
+	// Geocode is NWS's object as given (UGC and SAME code lists).
+	Geocode     json.RawMessage `json:"geocode,omitempty"`
+	HasGeometry bool            `json:"has_geometry"`
+}
+
+type featureCollection struct {
+	Type       string            `json:"type"`
+	Features   []json.RawMessage `json:"features"`
+	Pagination *struct {
+		Next string `json:"next"`
+	} `json:"pagination"`
+}
+
+type feature struct {
+	ID         string          `json:"id"`
+	Geometry   json.RawMessage `json:"geometry"`
+	Properties struct {
+		AtID          string          `json:"@id"`
+		ID            string          `json:"id"`
+		AreaDesc      string          `json:"areaDesc"`
+		Geocode       json.RawMessage `json:"geocode"`
+		AffectedZones []string        `json:"affectedZones"`
+		References    []struct {
+			AtID       string `json:"@id"`
+			Identifier string `json:"identifier"`
+		} `json:"references"`
+		Sent        string `json:"sent"`
+		Effective   string `json:"effective"`
+		Onset       string `json:"onset"`
+		Expires     string `json:"expires"`
+		Ends        string `json:"ends"`
+		Status      string `json:"status"`
+		MessageType string `json:"messageType"`
+		Category    string `json:"category"`
+		Severity    string `json:"severity"`
+		Certainty   string `json:"certainty"`
+		Urgency     string `json:"urgency"`
+		Event       string `json:"event"`
+		SenderName  string `json:"senderName"`
+		Headline    string `json:"headline"`
+		Description string `json:"description"`
+		Instruction string `json:"instruction"`
+		Response    string `json:"response"`
+	} `json:"properties"`
+}
+
+type parsedPage struct {
+	items    []connector.Item
+	failed   []connector.ItemError
+	features int
+	next     string
+}
+
+// parsePage turns one FeatureCollection into items. firstPosition numbers the
+// features across pages, so "features[3]" names one feature of the whole poll.
+func parsePage(body []byte, firstPosition int) (parsedPage, error) {
+	var fc featureCollection
+	if err := json.Unmarshal(body, &fc); err != nil {
+		if _, syntax := errors.AsType[*json.SyntaxError](err); syntax {
+			return parsedPage{}, fmt.Errorf("response is not JSON: %w", err)
+		}
+		return parsedPage{}, fmt.Errorf("response is not a GeoJSON FeatureCollection: %w", err)
+	}
+	if fc.Type != "FeatureCollection" {
+		return parsedPage{}, fmt.Errorf("response is not a GeoJSON FeatureCollection (type %q)", fc.Type)
+	}
+	if fc.Features == nil {
+		return parsedPage{}, errors.New(`response is not a GeoJSON FeatureCollection (no "features" array)`)
+	}
+	out := parsedPage{features: len(fc.Features), items: make([]connector.Item, 0, len(fc.Features))}
+	if fc.Pagination != nil {
+		out.next = fc.Pagination.Next
+	}
+	for i, raw := range fc.Features {
+		item, err := toItem(raw)
+		if err != nil {
+			if err.ID == "" {
+				err.ID = fmt.Sprintf("features[%d]", firstPosition+i)
+			}
+			out.failed = append(out.failed, *err)
+			continue
+		}
+		out.items = append(out.items, item)
+	}
+	return out, nil
+}
+
+// toItem returns an ItemError with an empty ID when the feature has no id.
+func toItem(raw json.RawMessage) (connector.Item, *connector.ItemError) {
+	var f feature
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return connector.Item{}, &connector.ItemError{ID: idOf(raw), Err: fmt.Errorf("not an NWS alert feature: %w", err)}
+	}
+	props := f.Properties
+	id := props.ID
+	if id == "" {
+		id = f.ID
+	}
+	switch {
+	case id == "" && props.Sent == "":
+		return connector.Item{}, &connector.ItemError{Err: errors.New("alert has neither an id nor a sent time")}
+	case id == "":
+		return connector.Item{}, &connector.ItemError{Err: errors.New("alert has no properties.id or feature id")}
+	case props.Sent == "":
+		return connector.Item{}, &connector.ItemError{ID: id, Err: errors.New("alert has no properties.sent, so its versions cannot be told apart")}
+	}
+	alert := Alert{
+		ID:            id,
+		URL:           f.ID,
+		Event:         props.Event,
+		Headline:      props.Headline,
+		Description:   props.Description,
+		Instruction:   props.Instruction,
+		Severity:      props.Severity,
+		Certainty:     props.Certainty,
+		Urgency:       props.Urgency,
+		Status:        props.Status,
+		MessageType:   props.MessageType,
+		Category:      props.Category,
+		Response:      props.Response,
+		AreaDesc:      props.AreaDesc,
+		SenderName:    props.SenderName,
+		Sent:          props.Sent,
+		Effective:     props.Effective,
+		Onset:         props.Onset,
+		Expires:       props.Expires,
+		Ends:          props.Ends,
+		AffectedZones: props.AffectedZones,
+		References:    make([]string, 0, len(props.References)),
+		HasGeometry:   !isNull(f.Geometry),
+	}
+	if alert.URL == "" {
+		alert.URL = props.AtID
+	}
+	if alert.AffectedZones == nil {
+		alert.AffectedZones = []string{}
+	}
+	for _, ref := range props.References {
+		if refID := cmp.Or(ref.Identifier, ref.AtID); refID != "" {
+			alert.References = append(alert.References, refID)
+		}
+	}
+	if !isNull(props.Geocode) {
+		alert.Geocode = props.Geocode
+	}
+	data, err := json.Marshal(alert)
+	if err != nil {
+		return connector.Item{}, &connector.ItemError{ID: id, Err: fmt.Errorf("encode alert: %w", err)}
+	}
+	return connector.Item{ID: id, Version: props.Sent, Data: data}, nil
+}
+
+// idOf names a feature that did not decode, when its id can still be read.
+func idOf(raw json.RawMessage) string {
+	var ids struct {
+		ID         any `json:"id"`
+		Properties struct {
+			ID any `json:"id"`
+		} `json:"properties"`
+	}
+	_ = json.Unmarshal(raw, &ids)
+	for _, v := range []any{ids.Properties.ID, ids.ID} {
+		if s, ok := v.(string); ok && s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+func isNull(raw json.RawMessage) bool {
+	trimmed := strings.TrimSpace(string(raw))
+	return trimmed == "" || trimmed == "null"
+}

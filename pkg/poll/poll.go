@@ -1,0 +1,225 @@
+// Package poll is the universal poll every connector runs through: state in,
+// fetch (with retries), items out, change detection against the versions seen
+// before, signals published and acknowledged, and the state to commit. It
+// holds no lease and acks no tick: the worker wraps it with those.
+package poll
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/pollgrid/pollgrid/pkg/bus"
+	"github.com/pollgrid/pollgrid/pkg/config"
+	"github.com/pollgrid/pollgrid/pkg/connector"
+	"github.com/pollgrid/pollgrid/pkg/redact"
+	"github.com/pollgrid/pollgrid/pkg/store"
+	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
+)
+
+// Publisher publishes a poll's signals and returns once JetStream has
+// acknowledged every one of them, or with an error if any failed.
+type Publisher interface {
+	PublishSignals(ctx context.Context, signals []*pollgridv1.Signal) error
+}
+
+// SeenStore returns the versions last seen for ids, "" for never seen.
+type SeenStore interface {
+	SeenVersions(ctx context.Context, connector string, ids []string) ([]string, error)
+}
+
+// Runner runs polls. Its fields are shared by every poll of a process.
+type Runner struct {
+	Publisher Publisher
+	Seen      SeenStore
+	// Redactor removes secrets from error texts kept in state and reports.
+	Redactor *redact.Redactor
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// Sleep waits between retries; a context-aware timer when nil.
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+// Outcome is what one poll did and what to commit.
+type Outcome struct {
+	// Err is nil when the poll succeeded (its signals are acknowledged).
+	Err error
+	// Commit is the state to write under the lease, success or not.
+	Commit store.Commit
+	// Signals published, in item order.
+	Signals []*pollgridv1.Signal
+	// Fetched counts the items the upstream returned.
+	Fetched int
+	// Failed lists the items that could not be used; they do not fail the poll.
+	Failed []connector.ItemError
+	// NotModified is true when the upstream answered 304.
+	NotModified bool
+	// Attempts is how many times the connector was called.
+	Attempts int
+}
+
+// Run polls conn once for c, starting from prev. A failed fetch (after
+// c.Retries.Max retries) or a failed publish fails the poll: the commit then
+// only records the failure and moves no cursor and no seen version.
+func (r *Runner) Run(ctx context.Context, c config.Connector, conn connector.Connector, prev store.State) Outcome {
+	now := r.now()
+	out := Outcome{}
+	res, attempts, err := r.fetch(ctx, c, conn, prev)
+	out.Attempts = attempts
+	if err == nil {
+		err = r.publishChanges(ctx, c, res, now, &out)
+	}
+	if err != nil {
+		out.Err = err
+		out.Commit = store.Commit{State: failedState(prev, now, r.Redactor.String(err.Error())), Now: now}
+		return out
+	}
+	next := prev
+	next.Cursor, next.ETag, next.LastModified = res.State.Cursor, res.State.ETag, res.State.LastModified
+	next.LastPoll, next.LastSuccess = now, now
+	next.ConsecutiveFailures, next.LastError = 0, ""
+	out.Commit.State, out.Commit.Now = next, now
+	return out
+}
+
+func failedState(prev store.State, now time.Time, msg string) store.State {
+	s := prev
+	s.LastPoll = now
+	s.ConsecutiveFailures++
+	s.LastError = msg
+	return s
+}
+
+// fetch calls the connector with the connector's timeout per attempt, and
+// retries failures with exponential backoff and full jitter.
+func (r *Runner) fetch(ctx context.Context, c config.Connector, conn connector.Connector, prev store.State) (connector.Result, int, error) {
+	in := connector.State{Cursor: prev.Cursor, ETag: prev.ETag, LastModified: prev.LastModified}
+	var lastErr error
+	for attempt := 0; attempt <= c.Retries.Max; attempt++ {
+		if attempt > 0 {
+			backoff := c.Retries.Backoff << (attempt - 1)
+			if err := r.sleep(ctx, time.Duration(rand.Int64N(int64(backoff)+1))); err != nil {
+				return connector.Result{}, attempt, fmt.Errorf("poll %s: %w (last error: %w)", c.Name, err, lastErr)
+			}
+		}
+		actx, cancel := context.WithTimeout(ctx, c.Timeout)
+		res, err := conn.Poll(actx, in)
+		cancel()
+		if err == nil {
+			return res, attempt + 1, nil
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return connector.Result{}, c.Retries.Max + 1, fmt.Errorf("poll %s: %w", c.Name, lastErr)
+}
+
+// publishChanges compares the items with the versions seen before, publishes
+// a signal per created or updated item, and records every usable item as
+// seen so that items still present never expire.
+func (r *Runner) publishChanges(ctx context.Context, c config.Connector, res connector.Result, now time.Time, out *Outcome) error {
+	out.NotModified = res.NotModified
+	out.Failed = append(out.Failed, res.Failed...)
+	out.Fetched = len(res.Items) + len(res.Failed)
+	items := r.usable(res.Items, out)
+	if len(items) == 0 {
+		return nil
+	}
+	ids := make([]string, len(items))
+	for i, it := range items {
+		ids[i] = it.ID
+	}
+	seen, err := r.Seen.SeenVersions(ctx, c.Name, ids)
+	if err != nil {
+		return fmt.Errorf("poll %s: read seen versions: %w", c.Name, err)
+	}
+	observed := timestamppb.New(now)
+	out.Commit.Seen = make([]store.SeenItem, 0, len(items))
+	for i, it := range items {
+		out.Commit.Seen = append(out.Commit.Seen, store.SeenItem{ID: it.ID, Version: it.Version})
+		change := bus.ChangeCreated
+		switch seen[i] {
+		case it.Version:
+			continue
+		case "":
+		default:
+			change = bus.ChangeUpdated
+		}
+		out.Signals = append(out.Signals, &pollgridv1.Signal{
+			Connector:     c.Name,
+			ConnectorType: c.Type,
+			ItemId:        it.ID,
+			Version:       it.Version,
+			Change:        change,
+			ObservedAt:    observed,
+			Data:          it.Data,
+		})
+	}
+	if len(out.Signals) == 0 {
+		return nil
+	}
+	if err := r.Publisher.PublishSignals(ctx, out.Signals); err != nil {
+		return fmt.Errorf("poll %s: publish signals: %w", c.Name, err)
+	}
+	return nil
+}
+
+// usable drops items without id or version, with invalid JSON data, or
+// repeated within the poll (the first wins), recording each as failed.
+func (r *Runner) usable(items []connector.Item, out *Outcome) []connector.Item {
+	kept := items[:0:0]
+	seen := make(map[string]struct{}, len(items))
+	for i, it := range items {
+		var err error
+		switch {
+		case it.ID == "":
+			err = errors.New("item has no id")
+		case it.Version == "":
+			err = errors.New("item has no version")
+		case len(it.Data) > 0 && !json.Valid(it.Data):
+			err = errors.New("item data is not valid JSON")
+		}
+		if _, dup := seen[it.ID]; err == nil && dup {
+			err = errors.New("item id repeated in one poll")
+		}
+		if err != nil {
+			id := it.ID
+			if id == "" {
+				id = fmt.Sprintf("items[%d]", i)
+			}
+			out.Failed = append(out.Failed, connector.ItemError{ID: id, Err: err})
+			continue
+		}
+		seen[it.ID] = struct{}{}
+		kept = append(kept, it)
+	}
+	return kept
+}
+
+func (r *Runner) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *Runner) sleep(ctx context.Context, d time.Duration) error {
+	if r.Sleep != nil {
+		return r.Sleep(ctx, d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-t.C:
+		return nil
+	}
+}

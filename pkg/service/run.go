@@ -1,0 +1,154 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/pollgrid/pollgrid/pkg/aggregator"
+	"github.com/pollgrid/pollgrid/pkg/bus"
+	"github.com/pollgrid/pollgrid/pkg/config"
+	"github.com/pollgrid/pollgrid/pkg/connectors/builtin"
+	"github.com/pollgrid/pollgrid/pkg/scheduler"
+	"github.com/pollgrid/pollgrid/pkg/telemetry"
+	"github.com/pollgrid/pollgrid/pkg/worker"
+)
+
+// A Service is one of pollgrid's three roles.
+type Service struct {
+	// Name is scheduler, worker or aggregator.
+	Name string
+	// DefaultHTTP is the HTTP_ADDR used when none is set.
+	DefaultHTTP string
+	// Run runs the service on a started runtime until ctx ends.
+	Run func(ctx context.Context, rt *Runtime) error
+}
+
+// The three services. Their default ports are the ones docker-compose.yml
+// and the Prometheus scrape config use.
+var (
+	Scheduler  = Service{Name: "scheduler", DefaultHTTP: ":8081", Run: runScheduler}
+	Worker     = Service{Name: "worker", DefaultHTTP: ":8082", Run: runWorker}
+	Aggregator = Service{Name: "aggregator", DefaultHTTP: ":8080", Run: runAggregator}
+)
+
+func runScheduler(ctx context.Context, rt *Runtime) error {
+	leaderTTL, err := Duration(rt.Lookup, "SCHEDULER_LEADER_TTL", 0)
+	if err != nil {
+		return err
+	}
+	id, _ := rt.Lookup("SCHEDULER_ID")
+	s := scheduler.New(rt.JS, rt.Store, rt.Config(), scheduler.Options{
+		ID: id, LeaderTTL: leaderTTL, Logger: rt.Logger, Registerer: rt.Metrics,
+		Tracer: rt.Tracer, Propagator: telemetry.Propagator,
+	})
+	rt.WatchReload(ctx, func(c *config.Config) error { s.Apply(c); return nil })
+	return serveAlong(ctx, rt, nil, s.Run)
+}
+
+func runWorker(ctx context.Context, rt *Runtime) error {
+	concurrency, err := Int(rt.Lookup, "WORKER_CONCURRENCY", 4, 1, 1024)
+	if err != nil {
+		return err
+	}
+	ackWait, err := Duration(rt.Lookup, "WORKER_ACK_WAIT", 0)
+	if err != nil {
+		return err
+	}
+	grace, err := Duration(rt.Lookup, "WORKER_GRACE", 0)
+	if err != nil {
+		return err
+	}
+	id, _ := rt.Lookup("WORKER_ID")
+	filter := bus.Filter{Types: List(rt.Lookup, "WORKER_TYPES"), Names: List(rt.Lookup, "WORKER_CONNECTORS")}
+	for _, t := range filter.Types {
+		if !rt.Connectors.Known(t) {
+			return fmt.Errorf("WORKER_TYPES: unknown connector type %q (known: %v)", t, rt.Connectors.Types())
+		}
+	}
+	w, err := worker.New(rt.JS, rt.Store, rt.Connectors, rt.Config(), worker.Options{
+		ID: id, Concurrency: concurrency, AckWait: ackWait, Grace: grace, Filter: filter,
+		HTTP:   &http.Client{Transport: otelhttp.NewTransport(http.DefaultTransport, otelhttp.WithTracerProvider(rt.Tracer))},
+		Logger: rt.Logger, Registerer: rt.Metrics, Tracer: rt.Tracer, Propagator: telemetry.Propagator,
+		Redactor: rt.Redactor,
+	})
+	if err != nil {
+		return err
+	}
+	rt.WatchReload(ctx, w.Apply)
+	return serveAlong(ctx, rt, nil, w.Run)
+}
+
+func runAggregator(ctx context.Context, rt *Runtime) error {
+	window, err := Duration(rt.Lookup, "AGGREGATOR_HEALTHY_WINDOW", 0)
+	if err != nil {
+		return err
+	}
+	a := aggregator.New(rt.JS, rt.Store, aggregator.Options{
+		HealthyWindow: window, Logger: rt.Logger, Registerer: rt.Metrics,
+		Tracer: rt.Tracer, Propagator: telemetry.Propagator,
+	})
+	return serveAlong(ctx, rt, a.Handler(), a.Run)
+}
+
+// serveAlong runs the HTTP endpoints next to the service's main loop; the
+// first to fail stops both.
+func serveAlong(ctx context.Context, rt *Runtime, extra http.Handler, run func(context.Context) error) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return rt.Serve(ctx, extra) })
+	g.Go(func() error { return run(ctx) })
+	return g.Wait()
+}
+
+// Main is a service binary's whole main: flags, signals, start, run, exit
+// code. -check-config validates the config, prints every problem and exits
+// 0 or 1.
+func Main(svc Service) {
+	os.Exit(run(svc, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
+}
+
+func run(svc Service, args []string, lookup config.Env, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet(svc.Name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	check := fs.Bool("check-config", false, "validate the connectors config, print every problem, exit 0 (valid) or 1")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *check {
+		return CheckConfig(lookup, stdout, stderr)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rt, err := Start(ctx, svc.Name, lookup, svc.DefaultHTTP)
+	if err != nil {
+		fmt.Fprintf(stderr, "pollgrid %s: %v\n", svc.Name, err)
+		return 1
+	}
+	defer rt.Close()
+	if err := svc.Run(ctx, rt); err != nil && !errors.Is(err, context.Canceled) {
+		rt.Logger.Error("service failed", "error", err)
+		return 1
+	}
+	rt.Logger.Info("shut down cleanly")
+	return 0
+}
+
+// CheckConfig loads the config the way the services do and reports.
+func CheckConfig(lookup config.Env, stdout, stderr io.Writer) int {
+	cfg, source, err := config.Load(lookup, builtin.Registry())
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: ok, %d connectors (%d enabled)\n", source, len(cfg.Connectors), len(cfg.Enabled()))
+	return 0
+}

@@ -1,0 +1,254 @@
+// Package service is what the scheduler, worker and aggregator binaries (and
+// the one-process dev stack) share: reading the environment, loading the
+// config, connecting to NATS and Redis, logs, traces, metrics, the HTTP
+// endpoints, hot reload on SIGHUP and graceful shutdown.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/pollgrid/pollgrid/pkg/bus"
+	"github.com/pollgrid/pollgrid/pkg/config"
+	"github.com/pollgrid/pollgrid/pkg/connector"
+	"github.com/pollgrid/pollgrid/pkg/connectors/builtin"
+	"github.com/pollgrid/pollgrid/pkg/redact"
+	"github.com/pollgrid/pollgrid/pkg/store"
+	"github.com/pollgrid/pollgrid/pkg/telemetry"
+)
+
+// Runtime is one running service's shared plumbing.
+type Runtime struct {
+	Name       string
+	Env        Env
+	Lookup     config.Env
+	Logger     *slog.Logger
+	Redactor   *redact.Redactor
+	Metrics    *prometheus.Registry
+	Tracer     *sdktrace.TracerProvider
+	NATS       *nats.Conn
+	JS         jetstream.JetStream
+	Redis      *redis.Client
+	Store      *store.Store
+	Connectors *connector.Registry
+
+	config  atomic.Pointer[config.Config]
+	reloads *prometheus.CounterVec
+}
+
+// Config returns the config in force (it changes on reload).
+func (rt *Runtime) Config() *config.Config { return rt.config.Load() }
+
+// Start loads the config and connects everything a service needs. A bad
+// config is returned as *config.Problems, listing every problem.
+func Start(ctx context.Context, name string, lookup config.Env, defaultHTTP string) (*Runtime, error) {
+	env, err := ReadEnv(lookup, defaultHTTP)
+	if err != nil {
+		return nil, err
+	}
+	rt := &Runtime{
+		Name:       name,
+		Env:        env,
+		Lookup:     lookup,
+		Redactor:   redact.New(),
+		Metrics:    prometheus.NewRegistry(),
+		Connectors: builtin.Registry(),
+	}
+	rt.Logger = telemetry.NewLogger(os.Stderr, telemetry.ParseLevel(env.LogLevel), rt.Redactor, name)
+	rt.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	rt.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pollgrid_config_reloads_total", Help: "Config reloads on SIGHUP, by result (ok, rejected).",
+	}, []string{"result"})
+	rt.Metrics.MustRegister(rt.reloads)
+
+	cfg, source, err := config.Load(lookup, rt.Connectors)
+	if err != nil {
+		return nil, err
+	}
+	rt.config.Store(cfg)
+	rt.Redactor.Set(rt.secrets(cfg))
+	rt.Logger.Info("config loaded", "source", source, "connectors", len(cfg.Connectors), "enabled", len(cfg.Enabled()))
+
+	if rt.Tracer, err = telemetry.SetupTracing(ctx, "pollgrid-"+name); err != nil {
+		return nil, err
+	}
+	if err := rt.connect(ctx); err != nil {
+		rt.Close()
+		return nil, err
+	}
+	return rt, nil
+}
+
+// secrets are the config's resolved ${VAR} values plus the passwords in
+// the NATS and Redis URLs.
+func (rt *Runtime) secrets(cfg *config.Config) []string {
+	s := append([]string{}, cfg.Secrets()...)
+	for _, raw := range []string{rt.Env.NATSURL, rt.Env.RedisURL} {
+		if u, err := url.Parse(raw); err == nil && u.User != nil {
+			if p, ok := u.User.Password(); ok && p != "" {
+				s = append(s, p)
+			}
+		}
+	}
+	return s
+}
+
+func (rt *Runtime) connect(ctx context.Context) error {
+	opts, err := redis.ParseURL(rt.Env.RedisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w (write redis://[:password@]host:6379/0)", rt.Redactor.Error(err))
+	}
+	rt.Redis = redis.NewClient(opts)
+	rt.Store = store.New(rt.Redis, store.Options{Prefix: rt.Env.RedisPrefix})
+
+	log := rt.Logger
+	rt.NATS, err = nats.Connect(rt.Env.NATSURL,
+		nats.Name("pollgrid-"+rt.Name),
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("NATS disconnected", "error", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
+	)
+	if err != nil {
+		return fmt.Errorf("NATS_URL: %w", rt.Redactor.Error(err))
+	}
+	if rt.JS, err = jetstream.New(rt.NATS); err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	// NATS may still be starting (compose, a restart): keep trying to set
+	// up the streams until it answers or we are told to stop.
+	for attempt := 1; ; attempt++ {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = bus.EnsureStreams(sctx, rt.JS, bus.StreamOptions{Replicas: rt.Env.StreamReplicas})
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("set up JetStream streams: %w", err)
+		}
+		log.Warn("waiting for NATS JetStream", "url", redact.URL(rt.Env.NATSURL), "attempt", attempt, "error", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// Close releases the connections and flushes traces.
+func (rt *Runtime) Close() {
+	if rt.NATS != nil {
+		_ = rt.NATS.Drain()
+	}
+	if rt.Redis != nil {
+		_ = rt.Redis.Close()
+	}
+	if rt.Tracer != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = rt.Tracer.Shutdown(ctx)
+		cancel()
+	}
+}
+
+// Ready reports whether NATS is connected and Redis answers.
+func (rt *Runtime) Ready(ctx context.Context) error {
+	if rt.NATS == nil || !rt.NATS.IsConnected() {
+		return errors.New("NATS is not connected")
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := rt.Redis.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis does not answer: %w", err)
+	}
+	return nil
+}
+
+// Serve runs the HTTP endpoints until ctx ends: /healthz, /readyz, /metrics
+// and whatever extra serves (nil for none).
+func (rt *Runtime) Serve(ctx context.Context, extra http.Handler) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := rt.Ready(r.Context()); err != nil {
+			http.Error(w, "not ready: "+rt.Redactor.String(err.Error()), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(rt.Metrics, promhttp.HandlerOpts{EnableOpenMetrics: true}))
+	if extra != nil {
+		mux.Handle("/", extra)
+	}
+	srv := &http.Server{Addr: rt.Env.HTTPAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	rt.Logger.Info("http listening", "addr", rt.Env.HTTPAddr)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("HTTP_ADDR %s: %w", rt.Env.HTTPAddr, err)
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	}
+}
+
+// WatchReload re-reads the config on SIGHUP until ctx ends. An invalid
+// config, or one apply refuses, is rejected whole and the running one stays.
+func (rt *Runtime) WatchReload(ctx context.Context, apply func(*config.Config) error) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				rt.Reload(apply)
+			}
+		}
+	}()
+}
+
+// Reload loads the config again and applies it (what SIGHUP does).
+func (rt *Runtime) Reload(apply func(*config.Config) error) error {
+	cfg, source, err := config.Load(rt.Lookup, rt.Connectors)
+	if err == nil {
+		err = apply(cfg)
+	}
+	if err != nil {
+		rt.reloads.WithLabelValues("rejected").Inc()
+		rt.Logger.Error("config reload rejected; the running config stays", "error", err)
+		return err
+	}
+	rt.config.Store(cfg)
+	rt.Redactor.Set(rt.secrets(cfg))
+	rt.reloads.WithLabelValues("ok").Inc()
+	rt.Logger.Info("config reloaded", "source", source, "connectors", len(cfg.Connectors), "enabled", len(cfg.Enabled()))
+	return nil
+}

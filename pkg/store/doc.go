@@ -1,0 +1,39 @@
+// Package store keeps pollgrid's shared state in Redis: the per-connector
+// lease with its fencing token, the poll state (cursor, validators, failures),
+// the versions of the items already seen, and the aggregator's metrics.
+//
+// # Key layout
+//
+// Every key of one connector carries the connector name as a Redis Cluster
+// hash tag, so they share a slot and one Lua script may touch them all:
+//
+//	<prefix>:{<name>}:lease    string "<owner>:<token>", PX = lease TTL
+//	<prefix>:{<name>}:fence    integer, INCR on every Acquire; never expires
+//	<prefix>:{<name>}:state    hash: cursor etag last_modified last_poll last_success
+//	                           consecutive_failures last_error not_before
+//	<prefix>:{<name>}:seen     hash: item id -> version
+//	<prefix>:{<name>}:seen_at  zset: item id, score = last seen, unix ms
+//	<prefix>:{<name>}:metrics  hash: type polls successes failures skipped items_fetched
+//	                           items_published items_failed last_poll last_success
+//	                           last_error last_error_at
+//	<prefix>:{<name>}:latency  list: poll durations in ms, newest first, LatencyWindow long
+//	<prefix>:{<name>}:history  zset: PollReport as protojson, score = started_at unix ms
+//
+// Global keys (each in its own slot):
+//
+//	<prefix>:connectors        set of the connector names the aggregator has seen
+//	<prefix>:leader:<role>     string owner, PX = leader TTL
+//
+// Times are stored as unix milliseconds in decimal; a missing field is a zero time.
+//
+// # Fencing
+//
+// A lease only keeps two workers from polling at once while clocks and pauses
+// behave. Correctness does not rest on it: every Acquire takes a new token
+// from the connector's fence counter, and Commit writes only when the fence
+// still equals the lease's token, so a worker that was paused past its lease
+// and overtaken by another cannot overwrite the newer state.
+//
+// The Lua scripts use only commands that miniredis v2.40 (the one-process dev
+// stack) also implements.
+package store

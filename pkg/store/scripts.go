@@ -1,0 +1,154 @@
+package store
+
+// The Lua scripts. Each one touches only the keys of one connector (one hash
+// slot), passed in KEYS, and sticks to GET SET INCR PEXPIRE PTTL DEL HGETALL
+// HSET HDEL HMGET ZADD ZCARD ZPOPMIN ZRANGEBYSCORE ZREMRANGEBYSCORE so that it
+// runs on miniredis as well as on Redis. Variadic commands are called in
+// chunks: unpack of a long table overflows Lua's C stack.
+
+// acquireLua takes a connector's lease.
+//
+//	KEYS: lease fence state
+//	ARGV: owner ttl_ms
+//	held by another owner -> {0, pttl_ms}
+//	acquired              -> {1, token, {state field, value, ...}}
+//
+// The lease value is "<owner>:<token>"; the owner is everything before the
+// last colon, so owners may contain colons (host:pid).
+const acquireLua = `
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local holder = string.match(cur, '^(.*):%d+$')
+  if holder ~= ARGV[1] then
+    return {0, redis.call('PTTL', KEYS[1])}
+  end
+end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
+return {1, token, redis.call('HGETALL', KEYS[3])}
+`
+
+// renewLua extends a lease that is still ours.
+//
+//	KEYS: lease
+//	ARGV: "<owner>:<token>" ttl_ms
+//	-> 1 renewed, 0 gone or taken over
+const renewLua = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+`
+
+// releaseLua deletes a lease that is still ours.
+//
+//	KEYS: lease
+//	ARGV: "<owner>:<token>"
+//	-> 1 released, 0 already gone or someone else's (left alone)
+const releaseLua = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+`
+
+// commitLua writes the outcome of one poll, fenced.
+//
+//	KEYS: lease fence state seen seen_at
+//	ARGV: token "<owner>:<token>" now_ms forget_before_ms seen_cap n_state
+//	      then n_state pairs (state field, value; "" deletes the field)
+//	      then pairs (item id, version) for every item seen in the poll
+//	-> 0 fenced: the fence moved past token, nothing written
+//	-> 1 committed
+//
+// The fence, not the lease, decides: a lease that expired while nobody else
+// acquired it leaves the fence equal to token, and then no newer writer can
+// exist (any Acquire would have incremented the fence), so the write is as
+// safe as if the lease were still held and it is accepted. Equality rather
+// than "token >= fence" also rejects a token from before a Redis data loss
+// restarted the counter.
+const commitLua = `
+local function chunked(cmd, key, list)
+  local step = 500
+  for i = 1, #list, step do
+    local j = math.min(i + step - 1, #list)
+    redis.call(cmd, key, unpack(list, i, j))
+  end
+end
+
+if tonumber(redis.call('GET', KEYS[2])) ~= tonumber(ARGV[1]) then
+  return 0
+end
+
+local now = ARGV[3]
+local cap = tonumber(ARGV[5])
+local nstate = tonumber(ARGV[6])
+
+local set, del = {}, {}
+for i = 7, 6 + 2 * nstate, 2 do
+  if ARGV[i + 1] == '' then
+    del[#del + 1] = ARGV[i]
+  else
+    set[#set + 1] = ARGV[i]
+    set[#set + 1] = ARGV[i + 1]
+  end
+end
+if #set > 0 then chunked('HSET', KEYS[3], set) end
+if #del > 0 then chunked('HDEL', KEYS[3], del) end
+
+local seen, seenAt = {}, {}
+for i = 7 + 2 * nstate, #ARGV, 2 do
+  seen[#seen + 1] = ARGV[i]
+  seen[#seen + 1] = ARGV[i + 1]
+  seenAt[#seenAt + 1] = now
+  seenAt[#seenAt + 1] = ARGV[i]
+end
+if #seen > 0 then
+  chunked('HSET', KEYS[4], seen)
+  chunked('ZADD', KEYS[5], seenAt)
+end
+
+local stale = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[4])
+if #stale > 0 then
+  chunked('HDEL', KEYS[4], stale)
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[4])
+end
+
+local excess = redis.call('ZCARD', KEYS[5]) - cap
+if excess > 0 then
+  local popped = redis.call('ZPOPMIN', KEYS[5], excess)
+  local ids = {}
+  for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
+  chunked('HDEL', KEYS[4], ids)
+end
+
+if redis.call('GET', KEYS[1]) == ARGV[2] then
+  redis.call('DEL', KEYS[1])
+end
+return 1
+`
+
+// leaderLua takes or keeps a leader lease.
+//
+//	KEYS: leader
+//	ARGV: owner ttl_ms
+//	-> 1 owner is leader (newly, or renewed), 0 someone else is
+const leaderLua = `
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 1
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+`
+
+// resignLua deletes a leader lease that is still ours.
+//
+//	KEYS: leader
+//	ARGV: owner
+//	-> 1 resigned, 0 not ours
+const resignLua = releaseLua

@@ -1,0 +1,56 @@
+// Package telemetry sets up what every service reports about itself: JSON
+// logs that carry trace ids and never secrets, OpenTelemetry tracing, and the
+// Prometheus registry.
+package telemetry
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/pollgrid/pollgrid/pkg/redact"
+)
+
+// ParseLevel reads LOG_LEVEL (debug, info, warn, error); default info.
+func ParseLevel(s string) slog.Level {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "debug":
+		return slog.LevelDebug
+	case "warn", "warning":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	default:
+		return slog.LevelInfo
+	}
+}
+
+// NewLogger returns a JSON logger that adds trace_id and span_id from the
+// context of every record and redacts the secrets r knows.
+func NewLogger(w io.Writer, level slog.Level, r *redact.Redactor, service string) *slog.Logger {
+	var h slog.Handler = slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
+	h = traceHandler{h}
+	h = redact.NewHandler(h, r)
+	return slog.New(h).With("service", service)
+}
+
+// traceHandler adds the span context of the record's context.
+type traceHandler struct{ slog.Handler }
+
+func (h traceHandler) Handle(ctx context.Context, rec slog.Record) error {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		rec.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
+	}
+	return h.Handler.Handle(ctx, rec)
+}
+
+func (h traceHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return traceHandler{h.Handler.WithAttrs(as)}
+}
+
+func (h traceHandler) WithGroup(name string) slog.Handler {
+	return traceHandler{h.Handler.WithGroup(name)}
+}

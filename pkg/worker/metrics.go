@@ -1,0 +1,63 @@
+package worker
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are labelled by connector type and outcome only, never by
+// connector name: 10,000 connectors must not mean millions of series.
+// Per-connector numbers come from the aggregator.
+type metrics struct {
+	polls        *prometheus.CounterVec
+	pollDuration *prometheus.HistogramVec
+	signals      *prometheus.CounterVec
+	itemsFailed  *prometheus.CounterVec
+	contention   *prometheus.CounterVec
+	fenced       *prometheus.CounterVec
+	redelivered  prometheus.Counter
+	lateness     prometheus.Histogram
+	inFlight     prometheus.Gauge
+	badTicks     prometheus.Counter
+	errors       *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		polls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pollgrid_polls_total", Help: "Polls by connector type and outcome (success, failure, skipped).",
+		}, []string{"type", "outcome"}),
+		pollDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "pollgrid_poll_duration_seconds", Help: "Duration of a poll, from lease to commit.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"type"}),
+		signals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pollgrid_signals_published_total", Help: "Signals published and acknowledged by JetStream.",
+		}, []string{"type", "change"}),
+		itemsFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pollgrid_items_failed_total", Help: "Upstream items that could not be used (the poll went on).",
+		}, []string{"type"}),
+		contention: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pollgrid_lease_contention_total", Help: "Ticks that found the connector's lease held by another worker.",
+		}, []string{"type"}),
+		fenced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pollgrid_state_writes_fenced_total", Help: "State commits rejected because a newer lease exists.",
+		}, []string{"type"}),
+		redelivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pollgrid_ticks_redelivered_total", Help: "Ticks received more than once (a worker died or was too slow to ack).",
+		}),
+		lateness: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "pollgrid_tick_lateness_seconds", Help: "Time from a tick's due time to a worker starting it.",
+			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pollgrid_polls_in_flight", Help: "Polls running now in this worker.",
+		}),
+		badTicks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pollgrid_ticks_rejected_total", Help: "Ticks that could not be decoded or named no configured connector.",
+		}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pollgrid_dependency_errors_total", Help: "Errors talking to NATS or Redis, by system and operation.",
+		}, []string{"system", "op"}),
+	}
+	reg.MustRegister(m.polls, m.pollDuration, m.signals, m.itemsFailed, m.contention, m.fenced,
+		m.redelivered, m.lateness, m.inFlight, m.badTicks, m.errors)
+	return m
+}

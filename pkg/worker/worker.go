@@ -1,0 +1,514 @@
+// Package worker takes ticks from the one shared TICKS consumer and runs each
+// poll under the connector's Redis lease: acquire (fencing token + state in
+// one round trip), poll through package poll, commit fenced state, ack the
+// tick, report. Workers are stateless; add replicas to scale.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/pollgrid/pollgrid/pkg/bus"
+	"github.com/pollgrid/pollgrid/pkg/config"
+	"github.com/pollgrid/pollgrid/pkg/connector"
+	"github.com/pollgrid/pollgrid/pkg/poll"
+	"github.com/pollgrid/pollgrid/pkg/redact"
+	"github.com/pollgrid/pollgrid/pkg/store"
+	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
+)
+
+// Options configure a worker. Zero values take the defaults.
+type Options struct {
+	// ID names this worker instance in leases and reports; default host-pid.
+	ID string
+	// Concurrency bounds the polls running at once (WORKER_CONCURRENCY); default 4.
+	Concurrency int
+	// AckWait is how long a tick may go without an ack or an in-progress
+	// signal before JetStream redelivers it to another worker; default 30s.
+	AckWait time.Duration
+	// Grace is how long in-flight polls may run after shutdown begins before
+	// they are abandoned (lease released, tick redelivered); default 20s.
+	Grace time.Duration
+	// Filter restricts the worker to some types or names; default all.
+	Filter bus.Filter
+	// HTTP is the client connectors use; default a client with otelhttp.
+	HTTP       *http.Client
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Tracer     trace.TracerProvider
+	Propagator propagation.TextMapPropagator
+	Redactor   *redact.Redactor
+}
+
+func (o Options) withDefaults() Options {
+	if o.ID == "" {
+		host, _ := os.Hostname()
+		o.ID = host + "-" + strconv.Itoa(os.Getpid())
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 4
+	}
+	if o.AckWait <= 0 {
+		o.AckWait = 30 * time.Second
+	}
+	if o.Grace <= 0 {
+		o.Grace = 20 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	if o.Tracer == nil {
+		o.Tracer = noop.NewTracerProvider()
+	}
+	if o.Propagator == nil {
+		o.Propagator = propagation.TraceContext{}
+	}
+	if o.HTTP == nil {
+		o.HTTP = &http.Client{}
+	}
+	return o
+}
+
+// Worker consumes ticks and runs polls.
+type Worker struct {
+	opts     Options
+	js       jetstream.JetStream
+	store    *store.Store
+	registry *connector.Registry
+	runner   *poll.Runner
+	tracer   trace.Tracer
+	metrics  *metrics
+	log      *slog.Logger
+
+	mu         sync.RWMutex
+	connectors map[string]*instance
+}
+
+// instance is one configured connector ready to poll.
+type instance struct {
+	cfg  config.Connector
+	conn connector.Connector
+}
+
+// New builds every connector of cfg; an error names the connector.
+func New(js jetstream.JetStream, st *store.Store, registry *connector.Registry, cfg *config.Config, opts Options) (*Worker, error) {
+	opts = opts.withDefaults()
+	if err := opts.Filter.Validate(); err != nil {
+		return nil, err
+	}
+	tracer := opts.Tracer.Tracer("github.com/pollgrid/pollgrid/pkg/worker")
+	w := &Worker{
+		opts:     opts,
+		js:       js,
+		store:    st,
+		registry: registry,
+		tracer:   tracer,
+		metrics:  newMetrics(opts.Registerer),
+		log:      opts.Logger.With("worker", opts.ID),
+	}
+	w.runner = &poll.Runner{
+		Publisher: &bus.SignalPublisher{JS: js, Tracer: tracer, Propagator: opts.Propagator},
+		Seen:      st,
+		Redactor:  opts.Redactor,
+	}
+	if err := w.Apply(cfg); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// Apply swaps in a new config (hot reload). Unchanged connectors keep their
+// instance; on any error nothing changes.
+func (w *Worker) Apply(cfg *config.Config) error {
+	deps := connector.Deps{HTTP: w.opts.HTTP, Logger: w.opts.Logger}
+	w.mu.RLock()
+	old := w.connectors
+	w.mu.RUnlock()
+	next := make(map[string]*instance, len(cfg.Connectors))
+	for _, c := range cfg.Connectors {
+		if prev, ok := old[c.Name]; ok && sameConnector(prev.cfg, c) {
+			next[c.Name] = &instance{cfg: c, conn: prev.conn}
+			continue
+		}
+		conn, err := w.registry.New(c.Type, c.Config, deps)
+		if err != nil {
+			return fmt.Errorf("connector %s: %w", c.Name, w.opts.Redactor.Error(err))
+		}
+		next[c.Name] = &instance{cfg: c, conn: conn}
+	}
+	w.mu.Lock()
+	w.connectors = next
+	w.mu.Unlock()
+	return nil
+}
+
+func sameConnector(a, b config.Connector) bool {
+	return a.Type == b.Type && string(a.Config) == string(b.Config)
+}
+
+func (w *Worker) lookup(name string) (*instance, bool) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	in, ok := w.connectors[name]
+	return in, ok
+}
+
+// Consumer creates (or updates) the durable consumer this worker shares
+// with every worker of the same filter.
+func (w *Worker) Consumer(ctx context.Context) (jetstream.Consumer, error) {
+	cc := jetstream.ConsumerConfig{
+		Durable:        w.opts.Filter.ConsumerName(),
+		Description:    "pollgrid workers: one shared queue",
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        w.opts.AckWait,
+		MaxDeliver:     -1,
+		FilterSubjects: w.opts.Filter.Subjects(),
+	}
+	cons, err := w.js.CreateOrUpdateConsumer(ctx, bus.TicksStream, cc)
+	if err != nil {
+		return nil, fmt.Errorf("create consumer %s on %s (workers restricted by type or name must partition the types: "+
+			"a work-queue stream refuses overlapping consumers): %w", cc.Durable, bus.TicksStream, err)
+	}
+	return cons, nil
+}
+
+// Run takes ticks until ctx ends, then lets in-flight polls finish within
+// the grace period and returns.
+func (w *Worker) Run(ctx context.Context) error {
+	cons, err := w.Consumer(ctx)
+	if err != nil {
+		return err
+	}
+	// Polls run on their own context so that shutdown can give them a grace
+	// period instead of cutting them off at once.
+	pollCtx, abandon := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer abandon(nil)
+	slots := make(chan struct{}, w.opts.Concurrency)
+	var inFlight sync.WaitGroup
+	w.log.Info("worker started", "consumer", w.opts.Filter.ConsumerName(), "concurrency", w.opts.Concurrency)
+	for ctx.Err() == nil {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			continue
+		}
+		// Take as many ticks as there are free slots, so that a busy worker
+		// never holds ticks another worker could run now.
+		free := 1
+		for free < cap(slots) {
+			select {
+			case slots <- struct{}{}:
+				free++
+				continue
+			default:
+			}
+			break
+		}
+		fetchCtx, cancelFetch := context.WithTimeout(ctx, 2*time.Second)
+		batch, err := cons.Fetch(free, jetstream.FetchContext(fetchCtx))
+		got := 0
+		if err == nil {
+			for msg := range batch.Messages() {
+				got++
+				inFlight.Add(1)
+				go func() {
+					defer inFlight.Done()
+					defer func() { <-slots }()
+					w.handle(pollCtx, msg)
+				}()
+			}
+			err = batch.Error()
+		}
+		cancelFetch()
+		for ; got < free; got++ {
+			<-slots
+		}
+		if err != nil && ctx.Err() == nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+			w.metrics.errors.WithLabelValues("nats", "fetch").Inc()
+			w.log.Warn("fetch ticks failed", "error", err)
+			sleepCtx(ctx, time.Second)
+		}
+	}
+	w.log.Info("worker stopping: waiting for in-flight polls", "grace", w.opts.Grace.String())
+	done := make(chan struct{})
+	go func() { inFlight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(w.opts.Grace):
+		abandon(errors.New("worker shutting down: grace period over"))
+		<-done
+	}
+	return nil
+}
+
+// handle runs one tick to the end: it always acks, naks or terms the tick.
+func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
+	tick, err := bus.DecodeTick(msg.Data())
+	if err != nil {
+		w.metrics.badTicks.Inc()
+		w.log.Error("dropping malformed tick", "subject", msg.Subject(), "error", err)
+		_ = msg.Term()
+		return
+	}
+	meta, _ := msg.Metadata()
+	if meta != nil && meta.NumDelivered > 1 {
+		w.metrics.redelivered.Inc()
+	}
+	ctx = w.opts.Propagator.Extract(ctx, bus.HeaderCarrier(msg.Headers()))
+	ctx, span := w.tracer.Start(ctx, "process "+msg.Subject(), trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "nats"),
+			attribute.String("messaging.operation.type", "process"),
+			attribute.String("messaging.destination.name", msg.Subject()),
+			attribute.String("messaging.consumer.group.name", w.opts.Filter.ConsumerName()),
+			attribute.String("pollgrid.connector", tick.GetConnector()),
+			attribute.String("pollgrid.connector_type", tick.GetConnectorType()),
+		))
+	defer span.End()
+	log := w.log.With("connector", tick.GetConnector(), "type", tick.GetConnectorType())
+
+	in, ok := w.lookup(tick.GetConnector())
+	if !ok || in.cfg.Type != tick.GetConnectorType() {
+		// The scheduler's config may be newer than ours for a moment
+		// during a reload: give it a few chances, then drop it.
+		w.metrics.badTicks.Inc()
+		log.WarnContext(ctx, "tick names no connector in this worker's config", "deliveries", numDelivered(meta))
+		if numDelivered(meta) < 3 {
+			_ = msg.NakWithDelay(2 * time.Second)
+		} else {
+			_ = msg.Term()
+		}
+		return
+	}
+	w.metrics.inFlight.Inc()
+	defer w.metrics.inFlight.Dec()
+	if due := tick.GetDueAt(); due != nil {
+		w.metrics.lateness.Observe(time.Since(due.AsTime()).Seconds())
+	}
+	report, naked := w.poll(ctx, in, msg, log)
+	report.TraceId = span.SpanContext().TraceID().String()
+	if report.GetOutcome() == pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE {
+		span.SetStatus(codes.Error, report.GetError())
+	}
+	if ctx.Err() != nil {
+		// Abandoned at shutdown: hand the tick to another worker now
+		// rather than after AckWait.
+		_ = msg.Nak()
+	} else if !naked {
+		if err := msg.DoubleAck(ctx); err != nil {
+			w.metrics.errors.WithLabelValues("nats", "ack").Inc()
+			log.WarnContext(ctx, "ack tick failed (it will be redelivered)", "error", err)
+		}
+	}
+	w.publishReport(ctx, report, log)
+}
+
+// poll runs one connector under its lease and returns the report to send;
+// naked is true when it already handed the tick back for a later retry.
+func (w *Worker) poll(ctx context.Context, in *instance, msg jetstream.Msg, log *slog.Logger) (report *pollgridv1.PollReport, naked bool) {
+	c := in.cfg
+	started := time.Now()
+	report = &pollgridv1.PollReport{
+		Connector: c.Name, ConnectorType: c.Type, Worker: w.opts.ID,
+		StartedAt: timestamppb.New(started),
+	}
+	finish := func(outcome pollgridv1.PollOutcome, err error) *pollgridv1.PollReport {
+		report.Outcome = outcome
+		report.Duration = durationpb.New(time.Since(started))
+		if err != nil {
+			report.Error = w.opts.Redactor.String(err.Error())
+		}
+		w.metrics.polls.WithLabelValues(c.Type, outcomeLabel(outcome)).Inc()
+		if outcome != pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED {
+			w.metrics.pollDuration.WithLabelValues(c.Type).Observe(time.Since(started).Seconds())
+		}
+		return report
+	}
+
+	lease, state, err := w.acquire(ctx, c)
+	var held *store.LeaseHeldError
+	switch {
+	case errors.As(err, &held):
+		w.metrics.contention.WithLabelValues(c.Type).Inc()
+		log.InfoContext(ctx, "lease held by another worker; tick retried after it expires", "remaining", held.Remaining.String())
+		_ = msg.NakWithDelay(held.Remaining + 100*time.Millisecond)
+		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED, err), true
+	case err != nil:
+		w.metrics.errors.WithLabelValues("redis", "acquire").Inc()
+		log.ErrorContext(ctx, "acquire lease failed", "error", err)
+		_ = msg.NakWithDelay(time.Second)
+		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE, err), true
+	}
+	report.FencingToken = lease.Token
+	if !state.NotBefore.IsZero() && time.Now().Before(state.NotBefore) {
+		_ = w.store.Release(context.WithoutCancel(ctx), lease)
+		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED,
+			fmt.Errorf("upstream asked to wait until %s", state.NotBefore.UTC().Format(time.RFC3339))), false
+	}
+
+	pollCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stopKeepAlive := w.keepAlive(pollCtx, cancel, lease, msg, log)
+	out := w.runner.Run(pollCtx, c, in.conn, state)
+	stopKeepAlive()
+
+	report.ItemsFetched = int64(out.Fetched)
+	report.ItemsPublished = int64(len(out.Signals))
+	report.ItemsFailed = int64(len(out.Failed))
+	report.NotModified = out.NotModified
+	for _, f := range out.Failed {
+		log.WarnContext(ctx, "item failed", "item", f.ID, "error", w.opts.Redactor.String(f.Err.Error()))
+	}
+	w.metrics.itemsFailed.WithLabelValues(c.Type).Add(float64(len(out.Failed)))
+
+	if err := w.commit(ctx, lease, out.Commit); err != nil {
+		if errors.Is(err, store.ErrFenced) {
+			w.metrics.fenced.WithLabelValues(c.Type).Inc()
+		} else {
+			w.metrics.errors.WithLabelValues("redis", "commit").Inc()
+		}
+		log.ErrorContext(ctx, "commit state failed; the next poll starts from the previous state", "error", err)
+		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE, err), false
+	}
+	if out.Err != nil {
+		log.WarnContext(ctx, "poll failed", "error", out.Err, "attempts", out.Attempts)
+		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE, out.Err), false
+	}
+	for _, s := range out.Signals {
+		w.metrics.signals.WithLabelValues(c.Type, s.GetChange()).Inc()
+	}
+	log.InfoContext(ctx, "poll done", "fetched", out.Fetched, "published", len(out.Signals),
+		"failed_items", len(out.Failed), "not_modified", out.NotModified, "token", lease.Token)
+	return finish(pollgridv1.PollOutcome_POLL_OUTCOME_SUCCESS, nil), false
+}
+
+func (w *Worker) acquire(ctx context.Context, c config.Connector) (*store.Lease, store.State, error) {
+	ctx, span := w.tracer.Start(ctx, "lease acquire", trace.WithAttributes(attribute.String("pollgrid.connector", c.Name)))
+	defer span.End()
+	lease, state, err := w.store.Acquire(ctx, c.Name, w.opts.ID, c.LeaseTTL)
+	if err != nil {
+		bus.RecordError(span, err)
+		return nil, state, err
+	}
+	span.SetAttributes(attribute.Int64("pollgrid.fencing_token", int64(lease.Token)))
+	return lease, state, nil
+}
+
+func (w *Worker) commit(ctx context.Context, lease *store.Lease, c store.Commit) error {
+	// Commit even when the poll's context was abandoned: a failure record
+	// and the lease release are worth the round trip.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	ctx, span := w.tracer.Start(ctx, "state commit", trace.WithAttributes(
+		attribute.Int64("pollgrid.fencing_token", int64(lease.Token)), attribute.Int("pollgrid.seen_items", len(c.Seen))))
+	defer span.End()
+	if err := w.store.Commit(ctx, lease, c); err != nil {
+		bus.RecordError(span, err)
+		return err
+	}
+	return nil
+}
+
+// keepAlive renews the lease every third of its TTL and tells JetStream the
+// tick is in progress every third of AckWait. A failed renewal cancels the
+// poll: another worker may own the connector now.
+func (w *Worker) keepAlive(ctx context.Context, cancel context.CancelCauseFunc, lease *store.Lease, msg jetstream.Msg, log *slog.Logger) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		renew := time.NewTicker(lease.TTL / 3)
+		defer renew.Stop()
+		progress := time.NewTicker(w.opts.AckWait / 3)
+		defer progress.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-progress.C:
+				if err := msg.InProgress(); err != nil {
+					w.metrics.errors.WithLabelValues("nats", "in_progress").Inc()
+				}
+			case <-renew.C:
+				if err := w.store.Renew(ctx, lease); err != nil {
+					w.metrics.errors.WithLabelValues("redis", "renew").Inc()
+					log.ErrorContext(ctx, "lease renewal failed: cancelling the poll", "error", err)
+					cancel(fmt.Errorf("lease lost: %w", err))
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+func (w *Worker) publishReport(ctx context.Context, r *pollgridv1.PollReport, log *slog.Logger) {
+	data, err := bus.EncodeReport(r)
+	if err != nil {
+		log.ErrorContext(ctx, "encode poll report", "error", err)
+		return
+	}
+	msg := &nats.Msg{Subject: bus.ReportSubject(r.GetConnectorType(), r.GetConnector()), Data: data, Header: nats.Header{}}
+	ctx, span := bus.StartPublishSpan(ctx, w.tracer, msg)
+	defer span.End()
+	w.opts.Propagator.Inject(ctx, bus.HeaderCarrier(msg.Header))
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := w.js.PublishMsg(ctx, msg); err != nil {
+		bus.RecordError(span, err)
+		w.metrics.errors.WithLabelValues("nats", "report").Inc()
+		log.WarnContext(ctx, "publish poll report failed", "error", err)
+	}
+}
+
+func outcomeLabel(o pollgridv1.PollOutcome) string {
+	switch o {
+	case pollgridv1.PollOutcome_POLL_OUTCOME_SUCCESS:
+		return "success"
+	case pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE:
+		return "failure"
+	case pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED:
+		return "skipped"
+	}
+	return "unknown"
+}
+
+func numDelivered(meta *jetstream.MsgMetadata) uint64 {
+	if meta == nil {
+		return 1
+	}
+	return meta.NumDelivered
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
