@@ -19,6 +19,7 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/connector"
 	"github.com/pollgrid/pollgrid/pkg/redact"
 	"github.com/pollgrid/pollgrid/pkg/store"
+	"github.com/pollgrid/pollgrid/pkg/upstream"
 	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
 )
 
@@ -69,38 +70,87 @@ type Outcome struct {
 func (r *Runner) Run(ctx context.Context, c config.Connector, conn connector.Connector, prev store.State) Outcome {
 	now := r.now()
 	out := Outcome{}
-	res, attempts, err := r.fetch(ctx, c, conn, prev)
+	ctx, obs := upstream.Observe(ctx)
+	res, attempts, err := r.fetch(ctx, c, conn, prev, obs)
 	out.Attempts = attempts
 	if err == nil {
 		err = r.publishChanges(ctx, c, res, now, &out)
 	}
+	notBefore, _ := obs.NotBefore()
 	if err != nil {
-		out.Err = err
-		out.Commit = store.Commit{State: failedState(prev, now, r.Redactor.String(err.Error())), Now: now}
+		out.Err = r.clean(err)
+		failed := prev
+		failed.LastPoll = now
+		failed.ConsecutiveFailures++
+		failed.LastError = out.Err.Error()
+		failed.NotBefore = later(notBefore, now.Add(Backoff(c.Interval, failed.ConsecutiveFailures)))
+		out.Commit = store.Commit{State: failed, Now: now}
 		return out
 	}
 	next := prev
 	next.Cursor, next.ETag, next.LastModified = res.State.Cursor, res.State.ETag, res.State.LastModified
 	next.LastPoll, next.LastSuccess = now, now
 	next.ConsecutiveFailures, next.LastError = 0, ""
+	// A success can still say "slow down" (a rate limit just exhausted).
+	next.NotBefore = notBefore
 	out.Commit.State, out.Commit.Now = next, now
 	return out
 }
 
-func failedState(prev store.State, now time.Time, msg string) store.State {
-	s := prev
-	s.LastPoll = now
-	s.ConsecutiveFailures++
-	s.LastError = msg
-	return s
+// MaxBackoff caps how long a failing connector waits between polls (unless
+// its interval is longer).
+const MaxBackoff = 15 * time.Minute
+
+// Backoff is how long a connector waits after its n-th consecutive failed
+// poll, on top of nothing: the first failure waits for the next tick as
+// usual, then the wait doubles from the interval, with jitter, up to
+// MaxBackoff.
+func Backoff(interval time.Duration, failures int) time.Duration {
+	if failures <= 1 {
+		return 0
+	}
+	ceiling := max(interval, MaxBackoff)
+	d := interval
+	for i := 1; i < failures && d < ceiling; i++ {
+		d *= 2
+	}
+	d = min(d, ceiling)
+	// Full jitter over the upper half keeps failing connectors apart.
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
 }
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// clean keeps secrets and URL credentials out of an error's text, keeping
+// its chain for errors.Is / errors.As.
+func (r *Runner) clean(err error) error {
+	msg := r.Redactor.String(redact.URLsIn(err.Error()))
+	if msg == err.Error() {
+		return err
+	}
+	return &cleanError{msg: msg, err: err}
+}
+
+type cleanError struct {
+	msg string
+	err error
+}
+
+func (e *cleanError) Error() string { return e.msg }
+func (e *cleanError) Unwrap() error { return e.err }
 
 // fetch calls the connector with the connector's timeout per attempt, and
 // retries failures with exponential backoff and full jitter.
-func (r *Runner) fetch(ctx context.Context, c config.Connector, conn connector.Connector, prev store.State) (connector.Result, int, error) {
+func (r *Runner) fetch(ctx context.Context, c config.Connector, conn connector.Connector, prev store.State, obs *upstream.Observation) (connector.Result, int, error) {
 	in := connector.State{Cursor: prev.Cursor, ETag: prev.ETag, LastModified: prev.LastModified}
 	var lastErr error
-	for attempt := 0; attempt <= c.Retries.Max; attempt++ {
+	attempt := 0
+	for ; attempt <= c.Retries.Max; attempt++ {
 		if attempt > 0 {
 			backoff := c.Retries.Backoff << (attempt - 1)
 			if err := r.sleep(ctx, time.Duration(rand.Int64N(int64(backoff)+1))); err != nil {
@@ -117,8 +167,12 @@ func (r *Runner) fetch(ctx context.Context, c config.Connector, conn connector.C
 		if ctx.Err() != nil {
 			break
 		}
+		if nb, _ := obs.NotBefore(); nb.After(r.now()) {
+			// The upstream said when to come back: retrying now is rude.
+			break
+		}
 	}
-	return connector.Result{}, c.Retries.Max + 1, fmt.Errorf("poll %s: %w", c.Name, lastErr)
+	return connector.Result{}, min(attempt+1, c.Retries.Max+1), fmt.Errorf("poll %s: %w", c.Name, lastErr)
 }
 
 // publishChanges compares the items with the versions seen before, publishes

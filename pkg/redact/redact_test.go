@@ -108,3 +108,12 @@ func TestURL(t *testing.T) {
 		})
 	}
 }
+
+func TestURLsIn(t *testing.T) {
+	in := `poll x: Get "https://api.example.com/v1/items?page=2&api_key=s3cr3t": dial tcp: refused`
+	out := URLsIn(in)
+	assert.NotContains(t, out, "s3cr3t")
+	assert.Contains(t, out, "https://api.example.com/v1/items?page=2&api_key=[REDACTED]")
+	assert.Contains(t, out, "dial tcp: refused")
+	assert.Equal(t, "no url here", URLsIn("no url here"))
+}

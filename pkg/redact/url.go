@@ -2,6 +2,7 @@ package redact
 
 import (
 	"net/url"
+	"regexp"
 	"strings"
 )
 
@@ -79,4 +80,15 @@ func isSecretParam(escapedName string) bool {
 		}
 	}
 	return false
+}
+
+var urlInText = regexp.MustCompile(`https?://[^\s"'<>]+`)
+
+// URLsIn applies URL to every http(s) URL inside s, such as the one a
+// *url.Error quotes, so tokens in query strings never reach an error text.
+func URLsIn(s string) string {
+	if !strings.Contains(s, "://") {
+		return s
+	}
+	return urlInText.ReplaceAllStringFunc(s, URL)
 }

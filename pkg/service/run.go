@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/propagation"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/pollgrid/pollgrid/pkg/aggregator"
@@ -20,6 +21,7 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/connectors/builtin"
 	"github.com/pollgrid/pollgrid/pkg/scheduler"
 	"github.com/pollgrid/pollgrid/pkg/telemetry"
+	"github.com/pollgrid/pollgrid/pkg/upstream"
 	"github.com/pollgrid/pollgrid/pkg/worker"
 )
 
@@ -77,7 +79,7 @@ func runWorker(ctx context.Context, rt *Runtime) error {
 	}
 	w, err := worker.New(rt.JS, rt.Store, rt.Connectors, rt.Config(), worker.Options{
 		ID: id, Concurrency: concurrency, AckWait: ackWait, Grace: grace, Filter: filter,
-		HTTP:   &http.Client{Transport: otelhttp.NewTransport(http.DefaultTransport, otelhttp.WithTracerProvider(rt.Tracer))},
+		HTTP:   upstreamClient(rt),
 		Logger: rt.Logger, Registerer: rt.Metrics, Tracer: rt.Tracer, Propagator: telemetry.Propagator,
 		Redactor: rt.Redactor,
 	})
@@ -151,4 +153,17 @@ func CheckConfig(lookup config.Env, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: ok, %d connectors (%d enabled)\n", source, len(cfg.Connectors), len(cfg.Enabled()))
 	return 0
+}
+
+// upstreamClient is the client every connector uses: upstream's politeness
+// and limits, with a client span per request. Trace context is not sent to
+// third-party upstreams (an empty propagator), so no traceparent leaves.
+func upstreamClient(rt *Runtime) *http.Client {
+	return upstream.NewClient(upstream.Options{
+		Wrap: func(next http.RoundTripper) http.RoundTripper {
+			return otelhttp.NewTransport(next,
+				otelhttp.WithTracerProvider(rt.Tracer),
+				otelhttp.WithPropagators(propagation.NewCompositeTextMapPropagator()))
+		},
+	})
 }

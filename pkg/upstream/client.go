@@ -1,0 +1,150 @@
+// Package upstream is the one HTTP client every connector goes through. It
+// is polite to upstreams (a User-Agent that names pollgrid, conditional
+// requests, Retry-After and rate-limit headers honoured across workers) and
+// safe for us (timeouts on every phase, a cap on the decompressed body,
+// limited redirects, no credentials in error texts).
+package upstream
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Version is pollgrid's version as sent in the User-Agent; set at build time.
+var Version = "dev"
+
+// DefaultMaxBodyBytes caps a response body after decompression.
+const DefaultMaxBodyBytes = 8 << 20
+
+// ErrBodyTooLarge is returned while reading a body past the cap.
+var ErrBodyTooLarge = errors.New("response body too large")
+
+// Options configure the client. Zero values take the defaults.
+type Options struct {
+	// MaxBodyBytes caps every response body after decompression; default 8 MiB.
+	MaxBodyBytes int64
+	// MaxRedirects bounds redirects followed; default 5. HTTPS to HTTP
+	// redirects are refused.
+	MaxRedirects int
+	// UserAgent is sent when the connector sets none;
+	// default "pollgrid/<Version> (+https://github.com/pollgrid/pollgrid)".
+	UserAgent string
+	// DialTimeout, TLSHandshakeTimeout and ResponseHeaderTimeout bound each
+	// phase; defaults 5s, 5s and 30s. The whole request is bounded by the
+	// connector's timeout through the context.
+	DialTimeout           time.Duration
+	TLSHandshakeTimeout   time.Duration
+	ResponseHeaderTimeout time.Duration
+	// Wrap decorates the transport (tracing); nil for none.
+	Wrap func(http.RoundTripper) http.RoundTripper
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if o.MaxRedirects <= 0 {
+		o.MaxRedirects = 5
+	}
+	if o.UserAgent == "" {
+		o.UserAgent = "pollgrid/" + Version + " (+https://github.com/pollgrid/pollgrid)"
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 5 * time.Second
+	}
+	if o.TLSHandshakeTimeout <= 0 {
+		o.TLSHandshakeTimeout = 5 * time.Second
+	}
+	if o.ResponseHeaderTimeout <= 0 {
+		o.ResponseHeaderTimeout = 30 * time.Second
+	}
+	return o
+}
+
+// NewClient returns the shared client. One per process is enough.
+func NewClient(o Options) *http.Client {
+	o = o.withDefaults()
+	base := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   o.TLSHandshakeTimeout,
+		ResponseHeaderTimeout: o.ResponseHeaderTimeout,
+		MaxIdleConns:          100,
+		MaxIdleConnsPerHost:   8,
+		IdleConnTimeout:       90 * time.Second,
+		ForceAttemptHTTP2:     true,
+	}
+	var rt http.RoundTripper = &transport{base: base, opts: o}
+	if o.Wrap != nil {
+		rt = o.Wrap(rt)
+	}
+	return &http.Client{
+		Transport: rt,
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= o.MaxRedirects {
+				return fmt.Errorf("stopped after %d redirects", o.MaxRedirects)
+			}
+			if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
+				return fmt.Errorf("refusing a redirect from https to %s", req.URL.Scheme)
+			}
+			return nil
+		},
+	}
+}
+
+// transport adds the User-Agent, caps bodies and records what the upstream
+// says about when to come back.
+type transport struct {
+	base http.RoundTripper
+	opts Options
+}
+
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Header.Get("User-Agent") == "" {
+		req = req.Clone(req.Context())
+		req.Header.Set("User-Agent", t.opts.UserAgent)
+	}
+	resp, err := t.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	if obs := observationFrom(req.Context()); obs != nil {
+		if until, why := backOffHint(resp, time.Now()); !until.IsZero() {
+			obs.record(until, why)
+		}
+	}
+	// The base transport decompresses gzip itself, so the cap counts
+	// decompressed bytes: a gzip bomb stops at the cap.
+	resp.Body = &capReader{rc: resp.Body, left: t.opts.MaxBodyBytes, max: t.opts.MaxBodyBytes}
+	return resp, nil
+}
+
+type capReader struct {
+	rc   io.ReadCloser
+	left int64
+	max  int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		// Is there more? Then the body is over the cap.
+		var one [1]byte
+		n, err := c.rc.Read(one[:])
+		if n > 0 {
+			return 0, fmt.Errorf("%w: more than %d bytes (raise the connector's max body size, or narrow the query)", ErrBodyTooLarge, c.max)
+		}
+		return 0, err
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.rc.Read(p)
+	c.left -= int64(n)
+	return n, err
+}
+
+func (c *capReader) Close() error { return c.rc.Close() }

@@ -1,0 +1,138 @@
+package upstream
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/pollgrid/pollgrid/pkg/connector"
+)
+
+// MaxJSONDepth bounds nesting in upstream JSON: deeper is an attack or a bug.
+const MaxJSONDepth = 256
+
+// Conditional adds If-None-Match / If-Modified-Since from the stored
+// validators. Use it on the first request of a poll only.
+func Conditional(req *http.Request, s connector.State) {
+	if s.ETag != "" {
+		req.Header.Set("If-None-Match", s.ETag)
+	}
+	if s.LastModified != "" {
+		req.Header.Set("If-Modified-Since", s.LastModified)
+	}
+}
+
+// Validators returns s with the response's ETag and Last-Modified.
+func Validators(resp *http.Response, s connector.State) connector.State {
+	s.ETag = resp.Header.Get("ETag")
+	s.LastModified = resp.Header.Get("Last-Modified")
+	return s
+}
+
+// StatusError is an upstream answer that is neither 2xx nor 304.
+type StatusError struct {
+	StatusCode int
+	Status     string
+	// Snippet is the start of the body, on one line, for the error text.
+	Snippet string
+}
+
+func (e *StatusError) Error() string {
+	if e.Snippet == "" {
+		return "upstream answered " + e.Status
+	}
+	return "upstream answered " + e.Status + ": " + e.Snippet
+}
+
+// CheckStatus returns nil for 2xx and 304, else a *StatusError carrying the
+// first 300 characters of the body.
+func CheckStatus(resp *http.Response) error {
+	if resp.StatusCode/100 == 2 || resp.StatusCode == http.StatusNotModified {
+		return nil
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	snippet := strings.Join(strings.Fields(strings.ToValidUTF8(string(b), "?")), " ")
+	if len(snippet) > 300 {
+		snippet = snippet[:300] + "..."
+	}
+	status := resp.Status
+	if status == "" {
+		status = fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
+	}
+	return &StatusError{StatusCode: resp.StatusCode, Status: status, Snippet: snippet}
+}
+
+// ReadBody reads the whole (capped) body.
+func ReadBody(resp *http.Response) ([]byte, error) {
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("read response body: %w", err)
+	}
+	return b, nil
+}
+
+// DecodeJSON checks a body is UTF-8 JSON nested at most MaxJSONDepth deep,
+// then decodes it into v.
+func DecodeJSON(body []byte, v any) error {
+	if !utf8.Valid(body) {
+		return errors.New("response is not valid UTF-8")
+	}
+	if err := checkDepth(body, MaxJSONDepth); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("response is not the JSON expected: %w (starts %q)", err, head(body))
+	}
+	return nil
+}
+
+// ReadJSON is ReadBody then DecodeJSON.
+func ReadJSON(resp *http.Response, v any) error {
+	body, err := ReadBody(resp)
+	if err != nil {
+		return err
+	}
+	return DecodeJSON(body, v)
+}
+
+// checkDepth scans brackets outside strings; it is linear and allocates
+// nothing, so it runs before the decoder ever sees a hostile document.
+func checkDepth(b []byte, max int) error {
+	depth, inString, escaped := 0, false, false
+	for _, c := range b {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			depth++
+			if depth > max {
+				return fmt.Errorf("response JSON nests deeper than %d levels", max)
+			}
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return nil
+}
+
+func head(b []byte) string {
+	b = bytes.TrimSpace(b)
+	if len(b) > 60 {
+		b = b[:60]
+	}
+	return string(b)
+}
