@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -58,10 +59,14 @@ func (rt *Runtime) Config() *config.Config { return rt.config.Load() }
 
 // Start loads the config and connects everything a service needs. A bad
 // config is returned as *config.Problems, listing every problem.
-func Start(ctx context.Context, name string, lookup config.Env, defaultHTTP string) (*Runtime, error) {
+func Start(ctx context.Context, name string, lookup config.Env, defaultHTTP string, opts ...Option) (*Runtime, error) {
 	env, err := ReadEnv(lookup, defaultHTTP)
 	if err != nil {
 		return nil, err
+	}
+	o := startOptions{logOutput: os.Stderr}
+	for _, opt := range opts {
+		opt(&o)
 	}
 	rt := &Runtime{
 		Name:       name,
@@ -71,7 +76,7 @@ func Start(ctx context.Context, name string, lookup config.Env, defaultHTTP stri
 		Metrics:    prometheus.NewRegistry(),
 		Connectors: builtin.Registry(),
 	}
-	rt.Logger = telemetry.NewLogger(os.Stderr, telemetry.ParseLevel(env.LogLevel), rt.Redactor, name)
+	rt.Logger = telemetry.NewLogger(o.logOutput, telemetry.ParseLevel(env.LogLevel), rt.Redactor, name)
 	rt.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	rt.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pollgrid_config_reloads_total", Help: "Config reloads on SIGHUP, by result (ok, rejected).",
@@ -95,6 +100,14 @@ func Start(ctx context.Context, name string, lookup config.Env, defaultHTTP stri
 	}
 	return rt, nil
 }
+
+// Option tunes Start.
+type Option func(*startOptions)
+
+type startOptions struct{ logOutput io.Writer }
+
+// WithLogOutput sends the JSON logs to w instead of standard error.
+func WithLogOutput(w io.Writer) Option { return func(o *startOptions) { o.logOutput = w } }
 
 // secrets are the config's resolved ${VAR} values plus the passwords in
 // the NATS and Redis URLs.

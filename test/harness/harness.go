@@ -5,11 +5,13 @@
 package harness
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,13 +77,13 @@ type Service struct {
 
 // Start starts svc with env (nothing is read from the real environment) and
 // stops it at the end of the test. HTTP_ADDR defaults to a free port.
-func Start(t testing.TB, svc service.Service, env map[string]string) *Service {
+func Start(t testing.TB, svc service.Service, env map[string]string, opts ...service.Option) *Service {
 	t.Helper()
 	if env["HTTP_ADDR"] == "" {
 		env["HTTP_ADDR"] = FreeAddr(t)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	rt, err := service.Start(ctx, svc.Name, config.MapEnv(env), "")
+	rt, err := service.Start(ctx, svc.Name, config.MapEnv(env), "", opts...)
 	if err != nil {
 		cancel()
 		require.NoError(t, err, "start %s", svc.Name)
@@ -117,4 +119,23 @@ func Port(t testing.TB, addr string) int {
 	n, err := strconv.Atoi(p)
 	require.NoError(t, err)
 	return n
+}
+
+// SyncBuffer is a bytes.Buffer safe for concurrent writers (log output).
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns everything written so far.
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

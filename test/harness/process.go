@@ -1,0 +1,104 @@
+package harness
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+var (
+	buildMu  sync.Mutex
+	buildDir string
+	built    = map[string]string{}
+)
+
+// Build compiles a main package of the workspace once per test binary and
+// returns the executable's path.
+func Build(t testing.TB, pkg string) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if path, ok := built[pkg]; ok {
+		return path
+	}
+	if buildDir == "" {
+		dir, err := os.MkdirTemp("", "pollgrid-bin-*")
+		require.NoError(t, err)
+		buildDir = dir
+	}
+	out := filepath.Join(buildDir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Run(), "go build %s: %s", pkg, stderr.String())
+	built[pkg] = out
+	return out
+}
+
+// Process is a real OS process under test.
+type Process struct {
+	Cmd    *exec.Cmd
+	Stdout *SyncBuffer
+	Stderr *SyncBuffer
+	done   chan struct{}
+	err    error
+}
+
+// StartProcess runs bin with exactly env (plus PATH and HOME) and kills it
+// at the end of the test if it still runs.
+func StartProcess(t testing.TB, bin string, env map[string]string, args ...string) *Process {
+	t.Helper()
+	p := &Process{Cmd: exec.Command(bin, args...), Stdout: &SyncBuffer{}, Stderr: &SyncBuffer{}, done: make(chan struct{})}
+	p.Cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for k, v := range env {
+		p.Cmd.Env = append(p.Cmd.Env, k+"="+v)
+	}
+	p.Cmd.Stdout, p.Cmd.Stderr = p.Stdout, p.Stderr
+	require.NoError(t, p.Cmd.Start())
+	go func() { p.err = p.Cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		if !p.Exited() {
+			_ = p.Cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("%s stdout:\n%s\nstderr (last 4000 bytes):\n%s", bin, p.Stdout, tail(p.Stderr.String(), 4000))
+		}
+	})
+	return p
+}
+
+// Exited reports whether the process has ended.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Wait waits up to d for the process to end and returns its exit code
+// (-1 when it did not end in time).
+func (p *Process) Wait(d time.Duration) int {
+	select {
+	case <-p.done:
+		return p.Cmd.ProcessState.ExitCode()
+	case <-time.After(d):
+		return -1
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "..." + s[strings.LastIndex(s[:len(s)-n], "\n")+1:]
+}
