@@ -86,7 +86,7 @@ func (p *Process) Exited() bool {
 }
 
 // Wait waits up to d for the process to end and returns its exit code
-// (-1 when it did not end in time).
+// (-1 when it did not end in time or was killed by a signal).
 func (p *Process) Wait(d time.Duration) int {
 	select {
 	case <-p.done:

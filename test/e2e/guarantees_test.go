@@ -1,0 +1,119 @@
+package e2e
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pollgrid/pollgrid/pkg/redistest"
+	"github.com/pollgrid/pollgrid/pkg/service"
+	"github.com/pollgrid/pollgrid/test/harness"
+)
+
+// Guarantee 5: a connector slower than its interval is polled back to back,
+// never in parallel, and the ticks that found it busy are counted.
+func TestSlowConnectorIsNeverPolledInParallel(t *testing.T) {
+	var inFlight, maxInFlight, requests atomic.Int64
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for {
+			m := maxInFlight.Load()
+			if n <= m || maxInFlight.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		select { // hold the request past the client's timeout
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	t.Cleanup(slow.Close)
+
+	ns := harness.NATS(t)
+	redis := redistest.Start(t)
+	// Each poll makes 3 attempts of 900ms: ~2.7s for a 1s interval.
+	file := harness.WriteFile(t, "connectors.json", `{"connectors": [{"name": "slow", "type": "weather-noaa",
+		"interval": "1s", "timeout": "900ms", "retries": {"max": 2, "backoff": "10ms"},
+		"config": {"area": "AZ", "user_agent": "(pollgrid e2e)", "base_url": "`+slow.URL+`"}}]}`)
+	env := func() map[string]string {
+		return map[string]string{"NATS_URL": ns.ClientURL(), "REDIS_URL": redis.URL(), "CONNECTORS_FILE": file,
+			"LOG_LEVEL": "error", "WORKER_ACK_WAIT": "3s"}
+	}
+	for i := 0; i < 3; i++ {
+		harness.Start(t, service.Worker, env())
+	}
+	sch := harness.Start(t, service.Scheduler, env())
+
+	require.Eventually(t, func() bool {
+		return requests.Load() >= 6 && strings.Contains(readMetrics(t, sch.HTTP), `pollgrid_ticks_coalesced_total{type="weather-noaa"}`)
+	}, 30*time.Second, 100*time.Millisecond, "no coalesced tick seen")
+	assert.EqualValues(t, 1, maxInFlight.Load(), "never two polls of one connector at once")
+}
+
+// Guarantee 4: a worker killed mid-poll delays its connector by about the
+// tick's ack wait plus the lease TTL, not by a whole interval.
+func TestKilledWorkerDelaysConnectorBySeconds(t *testing.T) {
+	body, err := os.ReadFile(fixture)
+	require.NoError(t, err)
+	var requests atomic.Int64
+	firstArrived := make(chan struct{})
+	hold := make(chan struct{})
+	t.Cleanup(func() { close(hold) })
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if requests.Add(1) == 1 {
+			close(firstArrived)
+			select { // the first poll hangs until its worker is killed
+			case <-hold:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		w.Header().Set("Content-Type", "application/geo+json")
+		_, _ = w.Write(body)
+	}))
+	t.Cleanup(upstream.Close)
+
+	ns := harness.NATS(t)
+	redis := redistest.Start(t)
+	// A long interval: without redelivery the next poll would come in 10 minutes.
+	file := harness.WriteFile(t, "connectors.json", `{"connectors": [{"name": "victim", "type": "weather-noaa",
+		"interval": "10m", "timeout": "60s", "retries": {"max": 0}, "lease_ttl": "3s",
+		"config": {"area": "AZ", "user_agent": "(pollgrid e2e)", "base_url": "`+upstream.URL+`"}}]}`)
+	env := func(id string) map[string]string {
+		return map[string]string{"NATS_URL": ns.ClientURL(), "REDIS_URL": redis.URL(), "CONNECTORS_FILE": file,
+			"LOG_LEVEL": "warn", "WORKER_ACK_WAIT": "3s", "WORKER_ID": id, "HTTP_ADDR": harness.FreeAddr(t)}
+	}
+	bin := harness.Build(t, "github.com/pollgrid/pollgrid/services/worker")
+	doomed := harness.StartProcess(t, bin, env("doomed"))
+	agg := harness.Start(t, service.Aggregator, env("agg"))
+	harness.Start(t, service.Scheduler, env("sched"))
+
+	select {
+	case <-firstArrived:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the first poll never reached the upstream")
+	}
+	require.NoError(t, doomed.Cmd.Process.Signal(syscall.SIGKILL))
+	require.Eventually(t, doomed.Exited, 10*time.Second, 10*time.Millisecond, "the killed worker exited")
+	killedAt := time.Now()
+	harness.Start(t, service.Worker, env("survivor"))
+
+	s := &stack{aggregator: agg}
+	m := successesAtLeast(t, s, "victim", 1)
+	delay := time.Since(killedAt)
+	assert.GreaterOrEqual(t, requests.Load(), int64(2))
+	assert.Less(t, delay, 3*time.Minute, "well under the 10m interval")
+	t.Logf("connector polled again %s after its worker was killed (ack wait 3s + lease TTL 3s); %+v", delay.Round(time.Millisecond), m)
+}
