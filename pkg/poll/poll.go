@@ -52,7 +52,8 @@ type Outcome struct {
 	Err error
 	// Commit is the state to write under the lease, success or not.
 	Commit store.Commit
-	// Signals published, in item order.
+	// Signals published and acknowledged, in item order; nil when the poll
+	// failed (a failed publish counts as publishing nothing).
 	Signals []*pollgridv1.Signal
 	// Fetched counts the items the upstream returned.
 	Fetched int
@@ -79,6 +80,9 @@ func (r *Runner) Run(ctx context.Context, c config.Connector, conn connector.Con
 	notBefore, _ := obs.NotBefore()
 	if err != nil {
 		out.Err = r.clean(err)
+		// Signals whose publish failed were not published: the report must
+		// not count them (the next poll publishes them again).
+		out.Signals = nil
 		failed := prev
 		failed.LastPoll = now
 		failed.ConsecutiveFailures++
@@ -88,7 +92,11 @@ func (r *Runner) Run(ctx context.Context, c config.Connector, conn connector.Con
 		return out
 	}
 	next := prev
-	next.Cursor, next.ETag, next.LastModified = res.State.Cursor, res.State.ETag, res.State.LastModified
+	// A 304 changes nothing upstream: a connector that answers it without
+	// handing its state back must not wipe the cursor and validators.
+	if !res.NotModified || res.State != (connector.State{}) {
+		next.Cursor, next.ETag, next.LastModified = res.State.Cursor, res.State.ETag, res.State.LastModified
+	}
 	next.LastPoll, next.LastSuccess = now, now
 	next.ConsecutiveFailures, next.LastError = 0, ""
 	// A success can still say "slow down" (a rate limit just exhausted).

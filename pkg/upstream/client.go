@@ -85,10 +85,15 @@ func NewClient(o Options) *http.Client {
 	return &http.Client{
 		Transport: rt,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) >= o.MaxRedirects {
+			// via holds the requests made so far: the first and one per
+			// redirect followed, so len(via) is one more than the redirects
+			// followed before req.
+			if len(via) > o.MaxRedirects {
 				return fmt.Errorf("stopped after %d redirects", o.MaxRedirects)
 			}
-			if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
+			// The hop that answered the redirect decides: a chain that
+			// reached https must not fall back to http (http->https->http).
+			if via[len(via)-1].URL.Scheme == "https" && req.URL.Scheme != "https" {
 				return fmt.Errorf("refusing a redirect from https to %s", req.URL.Scheme)
 			}
 			return nil

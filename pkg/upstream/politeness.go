@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -82,7 +83,9 @@ func ParseRetryAfter(v string, now time.Time) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs >= 0 {
-		return now.Add(time.Duration(secs) * time.Second), true
+		// Beyond this the multiplication overflows into the past.
+		const maxSecs = int64(math.MaxInt64 / time.Second)
+		return now.Add(time.Duration(min(secs, maxSecs)) * time.Second), true
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		return t, true

@@ -16,6 +16,9 @@ import (
 // MaxJSONDepth bounds nesting in upstream JSON: deeper is an attack or a bug.
 const MaxJSONDepth = 256
 
+// maxSnippet is how many characters of an error body a StatusError quotes.
+const maxSnippet = 300
+
 // Conditional adds If-None-Match / If-Modified-Since from the stored
 // validators. Use it on the first request of a poll only.
 func Conditional(req *http.Request, s connector.State) {
@@ -27,10 +30,20 @@ func Conditional(req *http.Request, s connector.State) {
 	}
 }
 
-// Validators returns s with the response's ETag and Last-Modified.
+// Validators returns s with the response's ETag and Last-Modified. A 304
+// keeps a stored validator its answer leaves out (RFC 9110 requires a 304 to
+// repeat the ETag, not the Last-Modified); a 200 without one drops it.
 func Validators(resp *http.Response, s connector.State) connector.State {
-	s.ETag = resp.Header.Get("ETag")
-	s.LastModified = resp.Header.Get("Last-Modified")
+	etag, lastModified := resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
+	if resp.StatusCode == http.StatusNotModified {
+		if etag == "" {
+			etag = s.ETag
+		}
+		if lastModified == "" {
+			lastModified = s.LastModified
+		}
+	}
+	s.ETag, s.LastModified = etag, lastModified
 	return s
 }
 
@@ -57,8 +70,10 @@ func CheckStatus(resp *http.Response) error {
 	}
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	snippet := strings.Join(strings.Fields(strings.ToValidUTF8(string(b), "?")), " ")
-	if len(snippet) > 300 {
-		snippet = snippet[:300] + "..."
+	// Cut at a rune boundary: a split rune would make the error text (kept
+	// in state and in proto poll reports) invalid UTF-8.
+	if utf8.RuneCountInString(snippet) > maxSnippet {
+		snippet = string([]rune(snippet)[:maxSnippet]) + "..."
 	}
 	status := resp.Status
 	if status == "" {

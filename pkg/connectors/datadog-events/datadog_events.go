@@ -1,0 +1,505 @@
+// Package datadogevents polls Datadog's event stream (v2 events API) for
+// events that happened since the last poll. Each event is one item. Events
+// never change, so an event's timestamp is its only version.
+package datadogevents
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pollgrid/pollgrid/pkg/connector"
+	"github.com/pollgrid/pollgrid/pkg/upstream"
+)
+
+// TypeName is the connector type in connectors.json.
+const TypeName = "datadog-events"
+
+const (
+	// DefaultBaseURL is the API of Datadog's US1 site. Other sites have their
+	// own: https://api.datadoghq.eu, https://api.us3.datadoghq.com, ...
+	DefaultBaseURL = "https://api.datadoghq.com"
+	eventsPath     = "/api/v2/events"
+	// DefaultLookback is how far back the first poll reads.
+	DefaultLookback = "15m"
+	// DefaultPageLimit is the page size asked of Datadog, which allows up to 1000.
+	DefaultPageLimit = 100
+	maxPageLimit     = 1000
+	// DefaultMaxPages bounds one poll; maxMaxPages keeps a misconfigured
+	// connector from hammering Datadog.
+	DefaultMaxPages = 10
+	maxMaxPages     = 100
+	// indexMargin starts each poll a minute before the cursor. Datadog
+	// indexes events a little after their timestamp, so an event stamped
+	// just before the last poll may only have become searchable after it.
+	// Events read twice cost nothing: same id, same version, no signal.
+	indexMargin = time.Minute
+	// maxMessageRunes caps an event's message in Data.
+	maxMessageRunes = 4000
+)
+
+var _ connector.Factory = New
+
+// Config is the "config" object of a datadog-events connector.
+type Config struct {
+	// APIKey and AppKey are sent as DD-API-KEY and DD-APPLICATION-KEY. The
+	// application key needs the events_read scope. Write them as "${VAR}".
+	APIKey string `json:"api_key"`
+	AppKey string `json:"app_key"`
+	// BaseURL is the API of your Datadog site; default https://api.datadoghq.com.
+	BaseURL string `json:"base_url,omitempty"`
+	// Query is an event search query (filter[query]), e.g. "source:github
+	// status:error"; empty for every event.
+	Query string `json:"query,omitempty"`
+	// Lookback is how far back the first poll reads, as Datadog relative
+	// time: a number and one of s, m, h, d, w. Default "15m".
+	Lookback string `json:"lookback,omitempty"`
+	// PageLimit is the page size; default 100, 1..1000.
+	PageLimit *int `json:"page_limit,omitempty"`
+	// MaxPages is the most pages one poll reads; default 10, 1..100.
+	MaxPages *int `json:"max_pages,omitempty"`
+}
+
+// ApplyDefaults fills the fields left out.
+func (c *Config) ApplyDefaults() {
+	if c.BaseURL == "" {
+		c.BaseURL = DefaultBaseURL
+	}
+	if c.Lookback == "" {
+		c.Lookback = DefaultLookback
+	}
+	if c.PageLimit == nil {
+		n := DefaultPageLimit
+		c.PageLimit = &n
+	}
+	if c.MaxPages == nil {
+		n := DefaultMaxPages
+		c.MaxPages = &n
+	}
+}
+
+var lookbackPattern = regexp.MustCompile(`^[1-9][0-9]*[smhdw]$`)
+
+// Validate reports every problem of the config at once. It does no I/O and
+// never quotes a key.
+func (c Config) Validate() error {
+	var errs []error
+	errs = append(errs, validateKey("config.api_key", "DD_API_KEY", c.APIKey))
+	errs = append(errs, validateKey("config.app_key", "DD_APP_KEY", c.AppKey))
+	if c.BaseURL != "" {
+		if _, err := parseBaseURL(c.BaseURL); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Lookback != "" && !lookbackPattern.MatchString(c.Lookback) {
+		errs = append(errs, fmt.Errorf(`config.lookback: %q is not a Datadog relative time (write a number and one unit of s, m, h, d or w, e.g. "90m"; default %q)`,
+			c.Lookback, DefaultLookback))
+	}
+	if c.PageLimit != nil && (*c.PageLimit < 1 || *c.PageLimit > maxPageLimit) {
+		errs = append(errs, fmt.Errorf("config.page_limit: %d is out of range (write a number from 1 to %d; default %d)",
+			*c.PageLimit, maxPageLimit, DefaultPageLimit))
+	}
+	if c.MaxPages != nil && (*c.MaxPages < 1 || *c.MaxPages > maxMaxPages) {
+		errs = append(errs, fmt.Errorf("config.max_pages: %d is out of range (write a number from 1 to %d; default %d)",
+			*c.MaxPages, maxMaxPages, DefaultMaxPages))
+	}
+	return errors.Join(errs...)
+}
+
+// validateKey checks a key without ever putting it in the error.
+func validateKey(field, exampleVar, key string) error {
+	switch {
+	case key == "":
+		return fmt.Errorf(`%s: required: write "${%s}" and set that variable (Datadog: Organization Settings, API Keys / Application Keys)`, field, exampleVar)
+	case strings.HasPrefix(key, "${"):
+		return fmt.Errorf("%s: the ${VAR} reference was not resolved: set that environment variable for the worker", field)
+	case strings.ContainsFunc(key, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+		return fmt.Errorf("%s: contains whitespace or control characters (often a trailing newline in the environment variable)", field)
+	}
+	return nil
+}
+
+// parseBaseURL accepts an absolute http(s) URL without query or fragment and
+// drops a trailing "/".
+func parseBaseURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("config.base_url: cannot be parsed as a URL (write your site's API, e.g. %q)", DefaultBaseURL)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("config.base_url: %q is not an absolute http(s) URL (write your site's API, e.g. %q)", shown(u), DefaultBaseURL)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
+		return nil, fmt.Errorf("config.base_url: %q must not carry a query or fragment (write e.g. %q)", shown(u), DefaultBaseURL)
+	}
+	if app, ok := strings.CutPrefix(u.Hostname(), "app."); ok {
+		// The web app's host answers API calls with HTML.
+		return nil, fmt.Errorf("config.base_url: %q is the web app; write the API host %q", shown(u), "https://api."+app)
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	return u, nil
+}
+
+// shown is a URL as error texts may quote it: with its password masked, or
+// not at all when an "@" that was not parsed as credentials might hide one.
+func shown(u *url.URL) string {
+	if u.User == nil && strings.Contains(u.String(), "@") {
+		return "(not shown: it contains an @)"
+	}
+	return u.Redacted()
+}
+
+// New builds a datadog-events connector from its config. It does no I/O.
+func New(raw json.RawMessage, deps connector.Deps) (connector.Connector, error) {
+	cfg, err := connector.DecodeConfig[Config](raw)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ApplyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	base, _ := parseBaseURL(cfg.BaseURL) // validated above
+	client := deps.HTTP
+	if client == nil {
+		client = upstream.NewClient(upstream.Options{})
+	}
+	logger := deps.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &eventPoller{
+		eventsURL: base.String() + eventsPath,
+		apiKey:    cfg.APIKey,
+		appKey:    cfg.AppKey,
+		query:     cfg.Query,
+		lookback:  cfg.Lookback,
+		pageLimit: *cfg.PageLimit,
+		maxPages:  *cfg.MaxPages,
+		client:    client,
+		logger:    logger.With("connector_type", TypeName),
+	}, nil
+}
+
+// eventPoller keeps only its config between polls; State carries the rest.
+type eventPoller struct {
+	eventsURL string
+	apiKey    string
+	appKey    string
+	query     string
+	lookback  string
+	pageLimit int
+	maxPages  int
+	client    *http.Client
+	logger    *slog.Logger
+}
+
+// Poll reads the events since the cursor, oldest first, and moves the cursor
+// to the newest timestamp seen. Oldest first matters: when max_pages stops a
+// poll early, the events left over are newer than the cursor, so the next
+// poll reads them.
+func (p *eventPoller) Poll(ctx context.Context, state connector.State) (connector.Result, error) {
+	since := p.readCursor(ctx, state.Cursor)
+	from := "now-" + p.lookback
+	if !since.IsZero() {
+		from = since.Add(-indexMargin).UTC().Truncate(time.Second).Format(time.RFC3339)
+	}
+
+	result := connector.Result{State: connector.State{Cursor: state.Cursor}}
+	newest := since
+	position := 0 // numbers events across pages for ItemErrors without an id
+	pageCursor := ""
+	for page := 1; ; page++ {
+		found, err := p.fetch(ctx, from, pageCursor)
+		if err != nil {
+			return connector.Result{}, fmt.Errorf("datadog: %w", err)
+		}
+		for _, raw := range found.Data {
+			item, happened, itemErr := toItem(raw)
+			if itemErr != nil {
+				if itemErr.ID == "" {
+					itemErr.ID = fmt.Sprintf("data[%d]", position)
+				}
+				result.Failed = append(result.Failed, *itemErr)
+			} else {
+				result.Items = append(result.Items, item)
+				if happened.After(newest) {
+					newest = happened
+				}
+			}
+			position++
+		}
+
+		next := found.Meta.Page.After
+		if len(found.Data) == 0 || next == "" {
+			break
+		}
+		if next == pageCursor {
+			p.logger.WarnContext(ctx, "datadog returned the same page cursor twice; stopping", "page", page)
+			break
+		}
+		if page >= p.maxPages {
+			p.logger.WarnContext(ctx, "datadog has more events than max_pages × page_limit; the rest are left for the next poll",
+				"max_pages", p.maxPages, "page_limit", p.pageLimit, "items", len(result.Items))
+			break
+		}
+		pageCursor = next
+	}
+
+	if newest.After(since) {
+		result.State.Cursor = newest.UTC().Format(time.RFC3339Nano)
+	}
+	return result, nil
+}
+
+// readCursor parses the stored cursor. An unreadable one is dropped with a
+// warning: reading the lookback again re-sends events, which change
+// detection drops, whereas failing every poll would stop the connector.
+func (p *eventPoller) readCursor(ctx context.Context, cursor string) time.Time {
+	if cursor == "" {
+		return time.Time{}
+	}
+	since, err := time.Parse(time.RFC3339Nano, cursor)
+	if err != nil {
+		p.logger.WarnContext(ctx, "stored cursor is not an RFC 3339 time; reading the lookback instead", "cursor", cursor)
+		return time.Time{}
+	}
+	return since
+}
+
+// eventsPage is one answer of GET /api/v2/events. The last page has no
+// meta.page.after, and may have no data at all.
+type eventsPage struct {
+	Data []json.RawMessage `json:"data"`
+	Meta struct {
+		Page struct {
+			After string `json:"after"`
+		} `json:"page"`
+	} `json:"meta"`
+}
+
+// fetch reads one page.
+func (p *eventPoller) fetch(ctx context.Context, from, pageCursor string) (eventsPage, error) {
+	query := url.Values{}
+	query.Set("filter[from]", from)
+	if p.query != "" {
+		query.Set("filter[query]", p.query)
+	}
+	query.Set("sort", "timestamp") // oldest first; see Poll
+	query.Set("page[limit]", strconv.Itoa(p.pageLimit))
+	if pageCursor != "" {
+		query.Set("page[cursor]", pageCursor)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.eventsURL+"?"+query.Encode(), nil)
+	if err != nil {
+		return eventsPage{}, fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("DD-API-KEY", p.apiKey)
+	req.Header.Set("DD-APPLICATION-KEY", p.appKey)
+	req.Header.Set("Accept", "application/json")
+
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return eventsPage{}, err
+	}
+	defer resp.Body.Close()
+	if err := upstream.CheckStatus(resp); err != nil {
+		return eventsPage{}, newStatusError(err)
+	}
+	var page eventsPage
+	if err := upstream.ReadJSON(resp, &page); err != nil {
+		return eventsPage{}, err
+	}
+	if page.Data == nil {
+		return eventsPage{}, errors.New(`response has no "data" array (is base_url your site's API?)`)
+	}
+	return page, nil
+}
+
+// StatusError is a Datadog answer other than 2xx, with Datadog's own messages.
+type StatusError struct {
+	StatusCode int
+	// Status is the status line, e.g. "403 Forbidden".
+	Status string
+	// Message is Datadog's "errors" list, or the start of the body when it
+	// was not Datadog's error JSON.
+	Message string
+}
+
+func (e *StatusError) Error() string {
+	msg := e.Status
+	if e.Message != "" {
+		msg += ": " + e.Message
+	}
+	switch e.StatusCode {
+	case http.StatusUnauthorized, http.StatusForbidden:
+		msg += " (check config.api_key and config.app_key, that the application key has events_read, and that config.base_url is your Datadog site)"
+	}
+	return msg
+}
+
+// newStatusError reads Datadog's {"errors": ["..."]} out of the body kept by
+// upstream.CheckStatus.
+func newStatusError(err error) error {
+	statusErr, ok := errors.AsType[*upstream.StatusError](err)
+	if !ok {
+		return err
+	}
+	var body struct {
+		Errors []string `json:"errors"`
+	}
+	message := statusErr.Snippet
+	if json.Unmarshal([]byte(statusErr.Snippet), &body) == nil {
+		message = strings.Join(body.Errors, "; ")
+	}
+	return &StatusError{StatusCode: statusErr.StatusCode, Status: statusErr.Status, Message: message}
+}
+
+// Event is an item's Data.
+type Event struct {
+	ID    string `json:"id"`
+	Title string `json:"title,omitempty"`
+	// Message is cut at 4000 characters; MessageTruncated says when.
+	Message          string `json:"message,omitempty"`
+	MessageTruncated bool   `json:"message_truncated,omitempty"`
+	// Timestamp is RFC 3339, as Datadog sent it.
+	Timestamp string `json:"timestamp"`
+	// Tags are Datadog's, without repeats; never null.
+	Tags []string `json:"tags"`
+	// Source is source_type_name, else the value of the first "source:" tag.
+	Source    string `json:"source,omitempty"`
+	Status    string `json:"status,omitempty"`
+	AlertType string `json:"alert_type,omitempty"`
+	Priority  string `json:"priority,omitempty"`
+	Host      string `json:"host,omitempty"`
+	Service   string `json:"service,omitempty"`
+	URL       string `json:"url,omitempty"`
+}
+
+// event is the part of a v2 event the connector reads. The event's own
+// fields sit one level down, in attributes.attributes.
+type event struct {
+	ID         string `json:"id"`
+	Attributes struct {
+		Message   string   `json:"message"`
+		Tags      []string `json:"tags"`
+		Timestamp string   `json:"timestamp"`
+		Event     struct {
+			Title          string `json:"title"`
+			Status         string `json:"status"`
+			AlertType      string `json:"alert_type"`
+			Priority       string `json:"priority"`
+			Hostname       string `json:"hostname"`
+			Service        string `json:"service"`
+			SourceTypeName string `json:"source_type_name"`
+			URL            string `json:"url"`
+			// TimestampMillis is the same instant in Unix milliseconds.
+			TimestampMillis int64 `json:"timestamp"`
+		} `json:"attributes"`
+	} `json:"attributes"`
+}
+
+// toItem turns one event into an item and returns its time for the cursor.
+// An event it cannot read is an ItemError, never a failed poll; the error's
+// ID is empty when the event has no readable id.
+func toItem(raw json.RawMessage) (connector.Item, time.Time, *connector.ItemError) {
+	var e event
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return connector.Item{}, time.Time{}, &connector.ItemError{ID: idOf(raw), Err: fmt.Errorf("not a Datadog event: %w", err)}
+	}
+	if e.ID == "" {
+		return connector.Item{}, time.Time{}, &connector.ItemError{Err: errors.New("event has no id")}
+	}
+	attrs, inner := e.Attributes, e.Attributes.Event
+	timestamp := attrs.Timestamp
+	if timestamp == "" && inner.TimestampMillis > 0 {
+		timestamp = time.UnixMilli(inner.TimestampMillis).UTC().Format(time.RFC3339Nano)
+	}
+	if timestamp == "" {
+		return connector.Item{}, time.Time{}, &connector.ItemError{ID: e.ID, Err: errors.New("event has no timestamp")}
+	}
+	happened, err := time.Parse(time.RFC3339Nano, timestamp)
+	if err != nil {
+		return connector.Item{}, time.Time{}, &connector.ItemError{ID: e.ID, Err: fmt.Errorf("timestamp %q is not RFC 3339", timestamp)}
+	}
+
+	message, truncated := capRunes(attrs.Message, maxMessageRunes)
+	tags := uniqueTags(attrs.Tags)
+	data := Event{
+		ID:               e.ID,
+		Title:            inner.Title,
+		Message:          message,
+		MessageTruncated: truncated,
+		Timestamp:        timestamp,
+		Tags:             tags,
+		Source:           inner.SourceTypeName,
+		Status:           inner.Status,
+		AlertType:        inner.AlertType,
+		Priority:         inner.Priority,
+		Host:             inner.Hostname,
+		Service:          inner.Service,
+		URL:              inner.URL,
+	}
+	if data.Source == "" {
+		data.Source = tagValue(tags, "source")
+	}
+	encoded, err := json.Marshal(data)
+	if err != nil {
+		return connector.Item{}, time.Time{}, &connector.ItemError{ID: e.ID, Err: fmt.Errorf("encode event: %w", err)}
+	}
+	// Events are immutable: the version only has to be stable for an id.
+	return connector.Item{ID: e.ID, Version: timestamp, Data: encoded}, happened, nil
+}
+
+// idOf names an event that did not decode, when its id can still be read.
+func idOf(raw json.RawMessage) string {
+	var e struct {
+		ID any `json:"id"`
+	}
+	_ = json.Unmarshal(raw, &e)
+	id, _ := e.ID.(string)
+	return id
+}
+
+// uniqueTags drops repeated tags (Datadog repeats them) and keeps the order.
+func uniqueTags(tags []string) []string {
+	out := make([]string, 0, len(tags))
+	for _, tag := range tags {
+		if !slices.Contains(out, tag) {
+			out = append(out, tag)
+		}
+	}
+	return out
+}
+
+// tagValue returns the value of the first "key:value" tag with that key.
+func tagValue(tags []string, key string) string {
+	for _, tag := range tags {
+		if value, ok := strings.CutPrefix(tag, key+":"); ok {
+			return value
+		}
+	}
+	return ""
+}
+
+// capRunes cuts s to at most n runes.
+func capRunes(s string, n int) (string, bool) {
+	count := 0
+	for i := range s {
+		if count == n {
+			return s[:i], true
+		}
+		count++
+	}
+	return s, false
+}

@@ -1,0 +1,478 @@
+package datadogevents
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pollgrid/pollgrid/pkg/connector"
+)
+
+// The fixtures are real answers of GET /api/v2/events recorded by Datadog's
+// Python client (see shared/fixtures/PROVENANCE.md): a page of 2 events with
+// meta.page.after, and the empty page that ends the list.
+const (
+	fixturePage1 = "events_v2_list_page1.json"
+	fixtureEmpty = "events_v2_list_page3_empty.json"
+
+	testAPIKey = "test-api-key"
+	testAppKey = "test-app-key"
+
+	page1After = "eyJhZnRlciI6IkFnQUFBWUdDRldoUV9BZHZQZ0FBQUFBQUFBQVlBQUFBQUVGWlIwTkdWMmhSUVVGQ1VIQk5UMjQxVURKZllVZzFTUUFBQUNRQUFBQUFNREU0TVRneU1UVXROekF5TUMwMFpXTTJMV0l3WVdJdFpEVTFZbU0zTlRZMlpUUTMifQ"
+	firstID    = "AgAAAYGCFXAgIVFvPgAAAAAAAAAYAAAAAEFZR0NGWEFnQUFBeFhHdU9OeF91OEZjSwAAACQAAAAAMDE4MTgyMTUtNzAyMC00ZWM2LWIwYWItZDU1YmM3NTY2ZTQ3"
+	secondID   = "AgAAAYGCFWhQ_AdvPgAAAAAAAAAYAAAAAEFZR0NGV2hRQUFCUHBNT241UDJfYUg1SQAAACQAAAAAMDE4MTgyMTUtNzAyMC00ZWM2LWIwYWItZDU1YmM3NTY2ZTQ3"
+)
+
+func readFixture(t testing.TB, name string) []byte {
+	t.Helper()
+	body, err := os.ReadFile(filepath.Join("testdata", name))
+	require.NoError(t, err)
+	return body
+}
+
+// seenRequest is what the fake Datadog was asked.
+type seenRequest struct {
+	Path   string
+	Query  url.Values
+	Header http.Header
+}
+
+// fakeDatadog records every request and answers with the test's handler.
+type fakeDatadog struct {
+	*httptest.Server
+	mu       sync.Mutex
+	requests []seenRequest
+}
+
+func newFakeDatadog(t *testing.T, handler http.HandlerFunc) *fakeDatadog {
+	t.Helper()
+	f := &fakeDatadog{}
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		f.requests = append(f.requests, seenRequest{Path: r.URL.Path, Query: r.URL.Query(), Header: r.Header.Clone()})
+		f.mu.Unlock()
+		handler(w, r)
+	}))
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *fakeDatadog) seen() []seenRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]seenRequest(nil), f.requests...)
+}
+
+func answer(status int, body []byte) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = w.Write(body)
+	}
+}
+
+// servePages answers page 1 first, then the empty page for page 1's cursor.
+func servePages(t *testing.T) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("page[cursor]") == page1After {
+			answer(200, readFixture(t, fixtureEmpty))(w, r)
+			return
+		}
+		answer(200, readFixture(t, fixturePage1))(w, r)
+	}
+}
+
+// newPoller builds the connector through the public factory, pointed at f.
+func newPoller(t *testing.T, f *fakeDatadog, config map[string]any) connector.Connector {
+	t.Helper()
+	cfg := map[string]any{"base_url": f.URL, "api_key": testAPIKey, "app_key": testAppKey}
+	for k, v := range config {
+		cfg[k] = v
+	}
+	raw, err := json.Marshal(cfg)
+	require.NoError(t, err)
+	c, err := New(raw, connector.Deps{HTTP: f.Client()})
+	require.NoError(t, err)
+	return c
+}
+
+func ids(items []connector.Item) []string {
+	out := []string{}
+	for _, it := range items {
+		out = append(out, it.ID)
+	}
+	return out
+}
+
+func decodeEvent(t *testing.T, item connector.Item) map[string]any {
+	t.Helper()
+	var data map[string]any
+	require.NoError(t, json.Unmarshal(item.Data, &data))
+	return data
+}
+
+func TestPollRecordedPages(t *testing.T) {
+	f := newFakeDatadog(t, servePages(t))
+	c := newPoller(t, f, nil)
+
+	res, err := c.Poll(t.Context(), connector.State{})
+	require.NoError(t, err)
+
+	assert.Empty(t, res.Failed)
+	assert.Equal(t, []string{firstID, secondID}, ids(res.Items))
+	assert.Equal(t, "2022-06-20T17:07:32Z", res.Items[0].Version)
+	assert.Equal(t, "2022-06-20T17:07:30Z", res.Items[1].Version)
+	assert.Equal(t, map[string]any{
+		"id":        firstID,
+		"title":     "[Synthetics] EVMGT pipeline test",
+		"message":   "Synthetics test check that this event has the right content in the right format at the end of the event-pipeline output",
+		"timestamp": "2022-06-20T17:07:32Z",
+		"tags":      []any{"environment:staging", "source:my_apps"},
+		"source":    "my_apps",
+		"status":    "info",
+		"priority":  "normal",
+		"host":      "do ani",
+		"service":   "undefined",
+	}, decodeEvent(t, res.Items[0]))
+	assert.Equal(t, connector.State{Cursor: "2022-06-20T17:07:32Z"}, res.State, "the newest timestamp, not the last one read")
+
+	reqs := f.seen()
+	require.Len(t, reqs, 2, "page 1, then the empty page that ends the list")
+	for _, r := range reqs {
+		assert.Equal(t, "/api/v2/events", r.Path)
+		assert.Equal(t, testAPIKey, r.Header.Get("DD-API-KEY"))
+		assert.Equal(t, testAppKey, r.Header.Get("DD-APPLICATION-KEY"))
+	}
+	assert.Equal(t, url.Values{"filter[from]": {"now-15m"}, "sort": {"timestamp"}, "page[limit]": {"100"}}, reqs[0].Query,
+		"the first poll reads the lookback")
+	assert.Equal(t, url.Values{"filter[from]": {"now-15m"}, "sort": {"timestamp"}, "page[limit]": {"100"},
+		"page[cursor]": {page1After}}, reqs[1].Query)
+}
+
+func TestEmptyPage(t *testing.T) {
+	f := newFakeDatadog(t, answer(200, readFixture(t, fixtureEmpty)))
+	res, err := newPoller(t, f, nil).Poll(t.Context(), connector.State{Cursor: "2022-06-20T17:07:32Z"})
+	require.NoError(t, err)
+	assert.Empty(t, res.Items)
+	assert.Equal(t, connector.State{Cursor: "2022-06-20T17:07:32Z"}, res.State, "nothing new: the cursor stays")
+	assert.Len(t, f.seen(), 1)
+}
+
+func TestFilterFrom(t *testing.T) {
+	tests := []struct {
+		name      string
+		cursor    string
+		config    map[string]any
+		wantQuery url.Values
+	}{
+		{name: "cursor minus the index margin", cursor: "2022-06-20T17:07:32Z",
+			wantQuery: url.Values{"filter[from]": {"2022-06-20T17:06:32Z"}, "sort": {"timestamp"}, "page[limit]": {"100"}}},
+		{name: "milliseconds are dropped, rounding down", cursor: "2022-06-20T17:07:32.999Z",
+			wantQuery: url.Values{"filter[from]": {"2022-06-20T17:06:32Z"}, "sort": {"timestamp"}, "page[limit]": {"100"}}},
+		{name: "an offset cursor is sent in UTC", cursor: "2022-06-20T19:07:32+02:00",
+			wantQuery: url.Values{"filter[from]": {"2022-06-20T17:06:32Z"}, "sort": {"timestamp"}, "page[limit]": {"100"}}},
+		{name: "an unreadable cursor falls back to the lookback", cursor: "last tuesday", config: map[string]any{"lookback": "2h"},
+			wantQuery: url.Values{"filter[from]": {"now-2h"}, "sort": {"timestamp"}, "page[limit]": {"100"}}},
+		{name: "query and page_limit", config: map[string]any{"query": "source:github status:error", "page_limit": 1000},
+			wantQuery: url.Values{"filter[from]": {"now-15m"}, "filter[query]": {"source:github status:error"},
+				"sort": {"timestamp"}, "page[limit]": {"1000"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeDatadog(t, answer(200, readFixture(t, fixtureEmpty)))
+			_, err := newPoller(t, f, tt.config).Poll(t.Context(), connector.State{Cursor: tt.cursor})
+			require.NoError(t, err)
+			require.Len(t, f.seen(), 1)
+			assert.Equal(t, tt.wantQuery, f.seen()[0].Query)
+		})
+	}
+}
+
+func TestCursorNeverMovesBack(t *testing.T) {
+	f := newFakeDatadog(t, servePages(t))
+	res, err := newPoller(t, f, nil).Poll(t.Context(), connector.State{Cursor: "2022-06-20T17:07:40Z"})
+	require.NoError(t, err)
+	assert.Len(t, res.Items, 2, "events inside the margin are read again; change detection drops them")
+	assert.Equal(t, "2022-06-20T17:07:40Z", res.State.Cursor)
+}
+
+func TestPageLimits(t *testing.T) {
+	tests := []struct {
+		name      string
+		maxPages  int
+		empty     bool
+		after     func(page int) string
+		wantCalls int
+	}{
+		{name: "stops at max_pages", maxPages: 3, after: func(page int) string { return "cursor-" + string(rune('a'+page)) }, wantCalls: 3},
+		{name: "the same cursor twice ends the poll", maxPages: 10, after: func(int) string { return "same" }, wantCalls: 2},
+		{name: "no after ends the poll", maxPages: 10, after: func(int) string { return "" }, wantCalls: 1},
+		{name: "an empty page ends the poll even with an after", maxPages: 10, empty: true,
+			after: func(page int) string { return "cursor-" + string(rune('a'+page)) }, wantCalls: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var body map[string]any
+			require.NoError(t, json.Unmarshal(readFixture(t, fixturePage1), &body))
+			page := 0 // the requests of one Poll are sequential
+			f := newFakeDatadog(t, func(w http.ResponseWriter, r *http.Request) {
+				body["meta"] = map[string]any{"page": map[string]any{"after": tt.after(page)}}
+				if tt.empty {
+					body["data"] = []any{}
+				}
+				page++
+				encoded, err := json.Marshal(body)
+				if err != nil {
+					http.Error(w, err.Error(), http.StatusInternalServerError)
+					return
+				}
+				answer(200, encoded)(w, r)
+			})
+			res, err := newPoller(t, f, map[string]any{"max_pages": tt.maxPages}).Poll(t.Context(), connector.State{})
+			require.NoError(t, err)
+			assert.Len(t, f.seen(), tt.wantCalls)
+			if !tt.empty {
+				assert.Len(t, res.Items, 2*tt.wantCalls, "two events per page read")
+			}
+		})
+	}
+}
+
+func TestErrors(t *testing.T) {
+	tests := []struct {
+		name       string
+		status     int
+		body       string
+		wantErr    string
+		wantStatus int
+	}{
+		{name: "403 with Datadog's errors", status: 403, body: `{"errors":["Forbidden"]}`,
+			wantErr:    "datadog: 403 Forbidden: Forbidden (check config.api_key and config.app_key, that the application key has events_read, and that config.base_url is your Datadog site)",
+			wantStatus: 403},
+		{name: "400 with two messages", status: 400, body: `{"errors":["Invalid filter[from]","page[limit] too large"]}`,
+			wantErr: "datadog: 400 Bad Request: Invalid filter[from]; page[limit] too large", wantStatus: 400},
+		{name: "429 without a body", status: 429,
+			wantErr: "datadog: 429 Too Many Requests", wantStatus: 429},
+		{name: "502 HTML page is quoted", status: 502, body: "<html>\n<b>Bad gateway</b></html>",
+			wantErr: "datadog: 502 Bad Gateway: <html> <b>Bad gateway</b></html>", wantStatus: 502},
+		{name: "200 without data", status: 200, body: `{"meta":{}}`,
+			wantErr: `datadog: response has no "data" array (is base_url your site's API?)`},
+		{name: "200 that is not JSON", status: 200, body: `<!doctype html>`,
+			wantErr: `datadog: response is not the JSON expected: invalid character '<' looking for beginning of value (starts "<!doctype html>")`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeDatadog(t, answer(tt.status, []byte(tt.body)))
+			res, err := newPoller(t, f, nil).Poll(t.Context(), connector.State{Cursor: "2022-06-20T17:07:32Z"})
+			require.Error(t, err)
+			assert.Equal(t, connector.Result{}, res, "a failed poll returns nothing, so no cursor moves")
+			assert.EqualError(t, err, tt.wantErr)
+			assert.NotContains(t, err.Error(), testAPIKey)
+			assert.NotContains(t, err.Error(), testAppKey)
+			statusErr, isStatus := errors.AsType[*StatusError](err)
+			if tt.wantStatus != 0 {
+				require.True(t, isStatus)
+				assert.Equal(t, tt.wantStatus, statusErr.StatusCode)
+			} else {
+				assert.False(t, isStatus)
+			}
+		})
+	}
+}
+
+func TestEvents(t *testing.T) {
+	long := strings.Repeat("ü", maxMessageRunes+1)
+	tests := []struct {
+		name        string
+		event       map[string]any
+		wantVersion string
+		want        map[string]any
+	}{
+		{
+			name: "timestamp from the inner milliseconds when the outer is missing",
+			event: map[string]any{"id": "e1", "type": "event", "attributes": map[string]any{
+				"attributes": map[string]any{"timestamp": 1655744852123, "title": "t", "alert_type": "error", "source_type_name": "GitHub"}}},
+			wantVersion: "2022-06-20T17:07:32.123Z",
+			want: map[string]any{"id": "e1", "title": "t", "timestamp": "2022-06-20T17:07:32.123Z", "tags": []any{},
+				"alert_type": "error", "source": "GitHub"},
+		},
+		{
+			name: "long message is cut at 4000 characters, url kept",
+			event: map[string]any{"id": "e2", "attributes": map[string]any{"message": long, "timestamp": "2022-06-20T17:07:33Z",
+				"attributes": map[string]any{"url": "https://app.datadoghq.com/event/event?id=1"}}},
+			wantVersion: "2022-06-20T17:07:33Z",
+			want: map[string]any{"id": "e2", "timestamp": "2022-06-20T17:07:33Z", "tags": []any{},
+				"message": strings.Repeat("ü", maxMessageRunes), "message_truncated": true,
+				"url": "https://app.datadoghq.com/event/event?id=1"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body, err := json.Marshal(map[string]any{"data": []any{tt.event}})
+			require.NoError(t, err)
+			f := newFakeDatadog(t, answer(200, body))
+			res, err := newPoller(t, f, nil).Poll(t.Context(), connector.State{})
+			require.NoError(t, err)
+			require.Len(t, res.Items, 1)
+			assert.Equal(t, tt.wantVersion, res.Items[0].Version)
+			assert.Equal(t, tt.want, decodeEvent(t, res.Items[0]))
+			assert.Equal(t, tt.wantVersion, res.State.Cursor)
+		})
+	}
+}
+
+func TestBadEvents(t *testing.T) {
+	tests := []struct {
+		name       string
+		event      any
+		wantFailed string
+		wantErr    string
+	}{
+		{name: "no id", event: map[string]any{"attributes": map[string]any{"timestamp": "2022-06-20T17:07:32Z"}},
+			wantFailed: "data[2]", wantErr: "event has no id"},
+		{name: "not an object", event: []int{1}, wantFailed: "data[2]", wantErr: "not a Datadog event"},
+		{name: "no timestamp", event: map[string]any{"id": "e3", "attributes": map[string]any{}},
+			wantFailed: "e3", wantErr: "event has no timestamp"},
+		{name: "timestamp that is not RFC 3339", event: map[string]any{"id": "e4", "attributes": map[string]any{"timestamp": "20 June"}},
+			wantFailed: "e4", wantErr: `timestamp "20 June" is not RFC 3339`},
+		{name: "field of the wrong type keeps the id", event: map[string]any{"id": "e5", "attributes": map[string]any{"tags": "a,b"}},
+			wantFailed: "e5", wantErr: "not a Datadog event: json: cannot unmarshal string"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var body map[string]any
+			require.NoError(t, json.Unmarshal(readFixture(t, fixturePage1), &body))
+			body["data"] = append(body["data"].([]any), tt.event)
+			delete(body, "meta")
+			encoded, err := json.Marshal(body)
+			require.NoError(t, err)
+			f := newFakeDatadog(t, answer(200, encoded))
+
+			res, err := newPoller(t, f, nil).Poll(t.Context(), connector.State{})
+			require.NoError(t, err, "one bad event never fails the poll")
+			assert.Equal(t, []string{firstID, secondID}, ids(res.Items))
+			require.Len(t, res.Failed, 1)
+			assert.Equal(t, tt.wantFailed, res.Failed[0].ID)
+			assert.ErrorContains(t, res.Failed[0].Err, tt.wantErr)
+		})
+	}
+}
+
+func TestCancelAbortsThePoll(t *testing.T) {
+	arrived := make(chan struct{})
+	release := make(chan struct{})
+	f := newFakeDatadog(t, func(w http.ResponseWriter, r *http.Request) {
+		close(arrived)
+		select { // hold the answer until the client gives up
+		case <-r.Context().Done():
+		case <-release:
+		}
+	})
+	t.Cleanup(func() { close(release) }) // runs before the server closes
+	c := newPoller(t, f, nil)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Poll(ctx, connector.State{})
+		done <- err
+	}()
+
+	select {
+	case <-arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request never reached the server")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		require.Error(t, err)
+		assert.ErrorIs(t, err, context.Canceled)
+		assert.True(t, strings.HasPrefix(err.Error(), "datadog: "), err.Error())
+	case <-time.After(10 * time.Second):
+		t.Fatal("Poll did not return after its context was cancelled")
+	}
+}
+
+func TestNilHTTPClientFallsBack(t *testing.T) {
+	f := newFakeDatadog(t, servePages(t))
+	raw := []byte(`{"base_url":"` + f.URL + `","api_key":"k","app_key":"a"}`)
+	c, err := New(raw, connector.Deps{})
+	require.NoError(t, err)
+	res, err := c.Poll(t.Context(), connector.State{})
+	require.NoError(t, err)
+	assert.Len(t, res.Items, 2)
+	assert.Contains(t, f.seen()[0].Header.Get("User-Agent"), "pollgrid/")
+}
+
+func TestConfig(t *testing.T) {
+	const keys = `"api_key":"s3cret-api","app_key":"s3cret-app"`
+	tests := []struct {
+		name    string
+		raw     string
+		wantErr []string
+		// for a valid config
+		wantURL, wantLookback string
+		wantLimit, wantPages  int
+	}{
+		{name: "defaults", raw: `{` + keys + `}`,
+			wantURL: "https://api.datadoghq.com/api/v2/events", wantLookback: "15m", wantLimit: 100, wantPages: 10},
+		{name: "EU site and limits", raw: `{` + keys + `,"base_url":"https://api.datadoghq.eu/","lookback":"1d","page_limit":1000,"max_pages":100}`,
+			wantURL: "https://api.datadoghq.eu/api/v2/events", wantLookback: "1d", wantLimit: 1000, wantPages: 100},
+
+		{name: "empty config", raw: ``, wantErr: []string{
+			`config.api_key: required: write "${DD_API_KEY}" and set that variable`,
+			`config.app_key: required: write "${DD_APP_KEY}" and set that variable`,
+		}},
+		{name: "missing app_key", raw: `{"api_key":"s3cret-api"}`, wantErr: []string{"config.app_key: required"}},
+		{name: "unresolved api_key", raw: `{"api_key":"${DD_API_KEY}","app_key":"s3cret-app"}`,
+			wantErr: []string{"config.api_key: the ${VAR} reference was not resolved"}},
+		{name: "key with a newline is not echoed", raw: `{"api_key":"s3cret-api\n","app_key":"s3cret-app"}`,
+			wantErr: []string{"config.api_key: contains whitespace or control characters"}},
+		{name: "the web app host", raw: `{` + keys + `,"base_url":"https://app.datadoghq.eu"}`,
+			wantErr: []string{`config.base_url: "https://app.datadoghq.eu" is the web app; write the API host "https://api.datadoghq.eu"`}},
+		{name: "base_url without scheme", raw: `{` + keys + `,"base_url":"api.datadoghq.com"}`,
+			wantErr: []string{`config.base_url: "api.datadoghq.com" is not an absolute http(s) URL`}},
+		{name: "Go duration as lookback", raw: `{` + keys + `,"lookback":"1h30m"}`,
+			wantErr: []string{`config.lookback: "1h30m" is not a Datadog relative time (write a number and one unit of s, m, h, d or w, e.g. "90m"; default "15m")`}},
+		{name: "page_limit out of range", raw: `{` + keys + `,"page_limit":1001}`,
+			wantErr: []string{"config.page_limit: 1001 is out of range (write a number from 1 to 1000; default 100)"}},
+		{name: "max_pages out of range", raw: `{` + keys + `,"max_pages":101}`,
+			wantErr: []string{"config.max_pages: 101 is out of range (write a number from 1 to 100; default 10)"}},
+		{name: "unknown field", raw: `{` + keys + `,"site":"datadoghq.eu"}`,
+			wantErr: []string{`decode config: json: unknown field "site"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := New(json.RawMessage(tt.raw), connector.Deps{})
+			if len(tt.wantErr) > 0 {
+				require.Error(t, err)
+				assert.Nil(t, c)
+				for _, want := range tt.wantErr {
+					assert.Contains(t, err.Error(), want)
+				}
+				assert.NotContains(t, err.Error(), "s3cret", "no secret in config errors")
+				return
+			}
+			require.NoError(t, err)
+			p := c.(*eventPoller)
+			assert.Equal(t, tt.wantURL, p.eventsURL)
+			assert.Equal(t, tt.wantLookback, p.lookback)
+			assert.Equal(t, tt.wantLimit, p.pageLimit)
+			assert.Equal(t, tt.wantPages, p.maxPages)
+		})
+	}
+}

@@ -1,0 +1,547 @@
+// Package jiraissues polls Jira Cloud for the issues of a JQL filter that
+// changed since the last poll. Each issue is one item; its "updated" time is
+// its version, so every edit of an issue publishes it again.
+//
+// It is the worked example of docs/adding-a-connector.md: a config with
+// defaults and a Validate that names every problem, a New that does no I/O,
+// and a Poll that pages through one search and turns each result into an item.
+package jiraissues
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pollgrid/pollgrid/pkg/connector"
+	"github.com/pollgrid/pollgrid/pkg/upstream"
+)
+
+// TypeName is the connector type in connectors.json.
+const TypeName = "jira-issues"
+
+const (
+	// searchPath is Jira Cloud's enhanced search. The old /rest/api/3/search
+	// was removed in 2025 and now answers 410 Gone.
+	searchPath = "/rest/api/3/search/jql"
+
+	// DefaultMaxResults is the page size asked of Jira; Jira allows up to 100
+	// when fields are requested.
+	DefaultMaxResults = 50
+	maxMaxResults     = 100
+	// DefaultMaxPages bounds one poll; maxMaxPages keeps a misconfigured
+	// connector from hammering Jira.
+	DefaultMaxPages = 10
+	maxMaxPages     = 100
+
+	// cursorMargin widens each search by a minute before the cursor. Enhanced
+	// search is eventually consistent: an issue edited just before the last
+	// poll may have been indexed just after it. Issues seen twice cost
+	// nothing, because an unchanged version publishes nothing.
+	cursorMargin = time.Minute
+
+	// jiraTimeLayout is how Jira writes date-times: 2024-11-13T20:27:56.526+0000.
+	// Go accepts the milliseconds without naming them in the layout.
+	jiraTimeLayout = "2006-01-02T15:04:05-0700"
+
+	exampleBaseURL = "https://your-site.atlassian.net"
+	tokenPageURL   = "https://id.atlassian.com/manage-profile/security/api-tokens"
+)
+
+// DefaultFields are the issue fields requested when the config names none.
+var DefaultFields = []string{"summary", "status", "updated", "created", "assignee", "issuetype", "priority"}
+
+var _ connector.Factory = New
+
+// Config is the "config" object of a jira-issues connector.
+type Config struct {
+	// BaseURL is the Jira Cloud site, e.g. https://your-site.atlassian.net.
+	// Required: there is no public Jira to default to.
+	BaseURL string `json:"base_url"`
+	// Email and APIToken are the Atlassian account and one of its API tokens,
+	// sent as HTTP Basic auth. Write the token as "${JIRA_API_TOKEN}".
+	Email    string `json:"email"`
+	APIToken string `json:"api_token"`
+	// JQL is the user's filter, e.g. `project = OPS`. The connector adds the
+	// time window and the ordering, so it must not have an ORDER BY.
+	JQL string `json:"jql"`
+	// Fields are the issue fields to request; default DefaultFields.
+	// "updated" is always requested: it is the version and the cursor.
+	Fields []string `json:"fields,omitempty"`
+	// MaxResults is the page size asked of Jira; default 50, 1..100.
+	MaxResults *int `json:"max_results,omitempty"`
+	// MaxPages is the most pages one poll reads; default 10, 1..100.
+	MaxPages *int `json:"max_pages,omitempty"`
+}
+
+// ApplyDefaults fills the fields left out.
+func (c *Config) ApplyDefaults() {
+	if len(c.Fields) == 0 {
+		c.Fields = slices.Clone(DefaultFields)
+	}
+	if !slices.Contains(c.Fields, "updated") {
+		c.Fields = append(c.Fields, "updated")
+	}
+	if c.MaxResults == nil {
+		n := DefaultMaxResults
+		c.MaxResults = &n
+	}
+	if c.MaxPages == nil {
+		n := DefaultMaxPages
+		c.MaxPages = &n
+	}
+}
+
+// orderByPattern finds an ORDER BY in the user's JQL.
+var orderByPattern = regexp.MustCompile(`(?i)\border\s+by\b`)
+
+// Validate reports every problem of the config at once. It does no I/O and
+// never quotes the API token.
+func (c Config) Validate() error {
+	var errs []error
+	if c.BaseURL == "" {
+		errs = append(errs, fmt.Errorf("config.base_url: required: your Jira Cloud site, e.g. %q", exampleBaseURL))
+	} else if _, err := parseBaseURL(c.BaseURL); err != nil {
+		errs = append(errs, err)
+	}
+	if strings.TrimSpace(c.Email) == "" {
+		errs = append(errs, errors.New("config.email: required: the email of the Atlassian account that owns the API token"))
+	}
+	errs = append(errs, validateToken(c.APIToken))
+	switch {
+	case strings.TrimSpace(c.JQL) == "":
+		errs = append(errs, errors.New(`config.jql: required: a JQL filter such as "project = OPS" (Jira refuses unbounded searches)`))
+	case orderByPattern.MatchString(c.JQL):
+		errs = append(errs, errors.New("config.jql: remove the ORDER BY: the connector orders by updated itself"))
+	}
+	for i, field := range c.Fields {
+		if strings.TrimSpace(field) == "" {
+			errs = append(errs, fmt.Errorf(`config.fields[%d]: empty field name (write a field id such as "summary" or "customfield_10010")`, i))
+		}
+	}
+	if c.MaxResults != nil && (*c.MaxResults < 1 || *c.MaxResults > maxMaxResults) {
+		errs = append(errs, fmt.Errorf("config.max_results: %d is out of range (write a number from 1 to %d; default %d)",
+			*c.MaxResults, maxMaxResults, DefaultMaxResults))
+	}
+	if c.MaxPages != nil && (*c.MaxPages < 1 || *c.MaxPages > maxMaxPages) {
+		errs = append(errs, fmt.Errorf("config.max_pages: %d is out of range (write a number from 1 to %d; default %d)",
+			*c.MaxPages, maxMaxPages, DefaultMaxPages))
+	}
+	return errors.Join(errs...)
+}
+
+// validateToken checks the API token without ever putting it in the error.
+func validateToken(token string) error {
+	switch {
+	case token == "":
+		return fmt.Errorf(`config.api_token: required: write "${JIRA_API_TOKEN}" and set that variable to an API token from %s`, tokenPageURL)
+	case strings.HasPrefix(token, "${"):
+		return errors.New("config.api_token: the ${VAR} reference was not resolved: set that environment variable for the worker")
+	case strings.ContainsFunc(token, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+		return errors.New("config.api_token: contains whitespace or control characters (often a trailing newline in the environment variable)")
+	}
+	return nil
+}
+
+// parseBaseURL accepts an absolute http(s) URL without query or fragment and
+// drops a trailing "/". Errors show it redacted: it may carry a password.
+func parseBaseURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("config.base_url: cannot be parsed as a URL (write the site root, e.g. %q)", exampleBaseURL)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("config.base_url: %q is not an absolute http(s) URL (write e.g. %q)", shown(u), exampleBaseURL)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
+		return nil, fmt.Errorf("config.base_url: %q must not carry a query or fragment (write the site root, e.g. %q)", shown(u), exampleBaseURL)
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	return u, nil
+}
+
+// New builds a jira-issues connector from its config. It does no I/O.
+func New(raw json.RawMessage, deps connector.Deps) (connector.Connector, error) {
+	cfg, err := connector.DecodeConfig[Config](raw)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ApplyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	base, _ := parseBaseURL(cfg.BaseURL) // validated above
+	client := deps.HTTP
+	if client == nil {
+		client = upstream.NewClient(upstream.Options{})
+	}
+	logger := deps.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &issuePoller{
+		baseURL:    base.String(),
+		email:      cfg.Email,
+		apiToken:   cfg.APIToken,
+		jql:        strings.TrimSpace(cfg.JQL),
+		fields:     cfg.Fields,
+		maxResults: *cfg.MaxResults,
+		maxPages:   *cfg.MaxPages,
+		client:     client,
+		logger:     logger.With("connector_type", TypeName),
+		now:        time.Now,
+	}, nil
+}
+
+// issuePoller keeps only its config between polls; State carries the rest.
+type issuePoller struct {
+	baseURL    string
+	email      string
+	apiToken   string
+	jql        string
+	fields     []string
+	maxResults int
+	maxPages   int
+	client     *http.Client
+	logger     *slog.Logger
+	now        func() time.Time // a field so tests can stop the clock
+}
+
+// Poll searches for the issues updated since the cursor, oldest first, and
+// moves the cursor to the newest "updated" it saw. Oldest first matters: when
+// max_pages stops a poll early, the issues left over are all newer than the
+// cursor, so the next poll picks them up.
+func (p *issuePoller) Poll(ctx context.Context, state connector.State) (connector.Result, error) {
+	since := p.readCursor(ctx, state.Cursor)
+	jql := p.searchJQL(since)
+
+	result := connector.Result{State: connector.State{Cursor: state.Cursor}}
+	newest := since
+	position := 0 // numbers issues across pages for ItemErrors without a key
+	pageToken := ""
+	for page := 1; ; page++ {
+		found, err := p.search(ctx, jql, pageToken)
+		if err != nil {
+			return connector.Result{}, fmt.Errorf("jira: %w", err)
+		}
+		for _, raw := range found.Issues {
+			item, updated, itemErr := p.toItem(raw)
+			if itemErr != nil {
+				if itemErr.ID == "" {
+					itemErr.ID = fmt.Sprintf("issues[%d]", position)
+				}
+				result.Failed = append(result.Failed, *itemErr)
+			} else {
+				result.Items = append(result.Items, item)
+				if updated.After(newest) {
+					newest = updated
+				}
+			}
+			position++
+		}
+
+		if found.IsLast || found.NextPageToken == "" {
+			break
+		}
+		if found.NextPageToken == pageToken {
+			// The same token again would repeat the same page forever.
+			p.logger.WarnContext(ctx, "jira returned the same nextPageToken twice; stopping", "page", page)
+			break
+		}
+		if page >= p.maxPages {
+			p.logger.WarnContext(ctx, "jira search has more pages than max_pages; the rest are left for the next poll",
+				"max_pages", p.maxPages, "items", len(result.Items))
+			break
+		}
+		pageToken = found.NextPageToken
+	}
+
+	if newest.After(since) {
+		result.State.Cursor = newest.UTC().Format(time.RFC3339Nano)
+	}
+	return result, nil
+}
+
+// readCursor parses the stored cursor, the RFC 3339 time of the newest
+// "updated" seen. An unreadable one is dropped with a warning: searching
+// from the start again re-sends issues, which change detection then drops,
+// whereas failing every poll would stop the connector for good.
+func (p *issuePoller) readCursor(ctx context.Context, cursor string) time.Time {
+	if cursor == "" {
+		return time.Time{}
+	}
+	since, err := time.Parse(time.RFC3339Nano, cursor)
+	if err != nil {
+		p.logger.WarnContext(ctx, "stored cursor is not an RFC 3339 time; searching without it", "cursor", cursor)
+		return time.Time{}
+	}
+	return since
+}
+
+// searchJQL wraps the user's filter in the poll's time window.
+//
+// The window is relative ("-17m"), not a date: Jira reads a JQL date such as
+// "2024-11-13 20:27" in the timezone of the API user's profile, which the
+// connector does not know. Dates sent in UTC for a user west of UTC would
+// skip hours of updates. A relative window is counted from Jira's own "now"
+// and has no timezone. It is rounded up to whole minutes (JQL's precision)
+// and widened by cursorMargin, so it always starts before the cursor.
+func (p *issuePoller) searchJQL(since time.Time) string {
+	if since.IsZero() {
+		return "(" + p.jql + ") ORDER BY updated ASC"
+	}
+	elapsed := p.now().Sub(since) + cursorMargin
+	minutes := max(int64(math.Ceil(elapsed.Minutes())), 1)
+	return fmt.Sprintf(`(%s) AND updated >= "-%dm" ORDER BY updated ASC`, p.jql, minutes)
+}
+
+// searchRequest is the body of POST /rest/api/3/search/jql.
+type searchRequest struct {
+	JQL           string   `json:"jql"`
+	Fields        []string `json:"fields"`
+	MaxResults    int      `json:"maxResults"`
+	NextPageToken string   `json:"nextPageToken,omitempty"`
+}
+
+// searchPage is one page of its answer. Unlike the removed /search, it has
+// no total: the last page says isLast, or (seen in practice) just has no
+// nextPageToken.
+type searchPage struct {
+	Issues        []json.RawMessage `json:"issues"`
+	NextPageToken string            `json:"nextPageToken"`
+	IsLast        bool              `json:"isLast"`
+}
+
+// search asks for one page of issues.
+func (p *issuePoller) search(ctx context.Context, jql, pageToken string) (searchPage, error) {
+	body, err := json.Marshal(searchRequest{JQL: jql, Fields: p.fields, MaxResults: p.maxResults, NextPageToken: pageToken})
+	if err != nil {
+		return searchPage{}, fmt.Errorf("encode search request: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.baseURL+searchPath, bytes.NewReader(body))
+	if err != nil {
+		return searchPage{}, fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.SetBasicAuth(p.email, p.apiToken)
+
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return searchPage{}, err
+	}
+	defer resp.Body.Close()
+	if err := upstream.CheckStatus(resp); err != nil {
+		return searchPage{}, newStatusError(err)
+	}
+	var page searchPage
+	if err := upstream.ReadJSON(resp, &page); err != nil {
+		return searchPage{}, err
+	}
+	if page.Issues == nil {
+		return searchPage{}, errors.New(`response has no "issues" array (is base_url a Jira Cloud site?)`)
+	}
+	return page, nil
+}
+
+// StatusError is a Jira answer other than 2xx, with Jira's own messages.
+type StatusError struct {
+	StatusCode int
+	// Status is the status line, e.g. "400 Bad Request".
+	Status string
+	// Message is Jira's errorMessages and errors, or the start of the body
+	// when it was not Jira's error JSON.
+	Message string
+}
+
+func (e *StatusError) Error() string {
+	msg := e.Status
+	if e.Message != "" {
+		msg += ": " + e.Message
+	}
+	switch e.StatusCode {
+	case http.StatusUnauthorized:
+		msg += " (check config.email and config.api_token; tokens come from " + tokenPageURL + ")"
+	case http.StatusNotFound:
+		msg += fmt.Sprintf(" (check config.base_url: it must be the site root, e.g. %q)", exampleBaseURL)
+	case http.StatusGone:
+		msg += " (Jira removed the endpoint that was called; this connector calls POST " + searchPath +
+			fmt.Sprintf(", so check that config.base_url is the site root, e.g. %q, and that no proxy rewrites the path)", exampleBaseURL)
+	}
+	return msg
+}
+
+// newStatusError reads Jira's {"errorMessages": [...], "errors": {...}} out of
+// the body kept by upstream.CheckStatus.
+func newStatusError(err error) error {
+	statusErr, ok := errors.AsType[*upstream.StatusError](err)
+	if !ok {
+		return err
+	}
+	var body struct {
+		ErrorMessages []string          `json:"errorMessages"`
+		Errors        map[string]string `json:"errors"`
+	}
+	if json.Unmarshal([]byte(statusErr.Snippet), &body) != nil {
+		// Not Jira's JSON (a proxy's HTML page, say): quote its start.
+		return &StatusError{StatusCode: statusErr.StatusCode, Status: statusErr.Status, Message: statusErr.Snippet}
+	}
+	messages := body.ErrorMessages
+	for _, field := range slices.Sorted(maps.Keys(body.Errors)) {
+		messages = append(messages, field+": "+body.Errors[field])
+	}
+	return &StatusError{StatusCode: statusErr.StatusCode, Status: statusErr.Status, Message: strings.Join(messages, "; ")}
+}
+
+// Issue is an item's Data.
+type Issue struct {
+	Key       string `json:"key"`
+	ID        string `json:"id"`
+	Summary   string `json:"summary,omitempty"`
+	Status    string `json:"status,omitempty"`
+	IssueType string `json:"issue_type,omitempty"`
+	Priority  string `json:"priority,omitempty"`
+	// Assignee is the display name; left out when the issue is unassigned.
+	Assignee string `json:"assignee,omitempty"`
+	// Created and Updated are RFC 3339, with the offset Jira gave.
+	Created string `json:"created,omitempty"`
+	Updated string `json:"updated"`
+	// URL is the issue's page for humans: {base_url}/browse/{key}.
+	URL string `json:"url"`
+	// OtherFields are requested fields beyond those above (custom fields,
+	// labels, ...), as Jira sent them.
+	OtherFields map[string]json.RawMessage `json:"other_fields,omitempty"`
+}
+
+// named is the shape of Jira's status, issuetype and priority objects.
+type named struct {
+	Name string `json:"name"`
+}
+
+// issueFields are the fields Data normalises.
+type issueFields struct {
+	Summary   string `json:"summary"`
+	Status    *named `json:"status"`
+	IssueType *named `json:"issuetype"`
+	Priority  *named `json:"priority"`
+	Created   string `json:"created"`
+	Updated   string `json:"updated"`
+	Assignee  *struct {
+		DisplayName string `json:"displayName"`
+	} `json:"assignee"`
+}
+
+// normalisedFields are the fields issueFields covers; the rest go to OtherFields.
+var normalisedFields = []string{"summary", "status", "issuetype", "priority", "created", "updated", "assignee"}
+
+// toItem turns one issue into an item and returns its updated time for the
+// cursor. An issue it cannot read is an ItemError, never a failed poll; the
+// error's ID is empty when the issue has no readable key.
+func (p *issuePoller) toItem(raw json.RawMessage) (connector.Item, time.Time, *connector.ItemError) {
+	var issue struct {
+		ID     string      `json:"id"`
+		Key    string      `json:"key"`
+		Fields issueFields `json:"fields"`
+	}
+	if err := json.Unmarshal(raw, &issue); err != nil {
+		return connector.Item{}, time.Time{}, &connector.ItemError{ID: keyOf(raw), Err: fmt.Errorf("not a Jira issue: %w", err)}
+	}
+	if issue.Key == "" {
+		return connector.Item{}, time.Time{}, &connector.ItemError{Err: errors.New("issue has no key")}
+	}
+	fields := issue.Fields
+	if fields.Updated == "" {
+		return connector.Item{}, time.Time{}, &connector.ItemError{ID: issue.Key,
+			Err: errors.New("issue has no fields.updated, so its versions cannot be told apart")}
+	}
+	updated, err := time.Parse(jiraTimeLayout, fields.Updated)
+	if err != nil {
+		return connector.Item{}, time.Time{}, &connector.ItemError{ID: issue.Key,
+			Err: fmt.Errorf("fields.updated %q is not a Jira date-time", fields.Updated)}
+	}
+
+	data := Issue{
+		Key:         issue.Key,
+		ID:          issue.ID,
+		Summary:     fields.Summary,
+		Status:      nameOf(fields.Status),
+		IssueType:   nameOf(fields.IssueType),
+		Priority:    nameOf(fields.Priority),
+		Created:     toRFC3339(fields.Created),
+		Updated:     updated.Format(time.RFC3339Nano),
+		URL:         p.baseURL + "/browse/" + url.PathEscape(issue.Key),
+		OtherFields: otherFields(raw),
+	}
+	if fields.Assignee != nil {
+		data.Assignee = fields.Assignee.DisplayName
+	}
+	encoded, err := json.Marshal(data)
+	if err != nil {
+		return connector.Item{}, time.Time{}, &connector.ItemError{ID: issue.Key, Err: fmt.Errorf("encode issue: %w", err)}
+	}
+	// The version is the string Jira sent, so it never depends on our parsing.
+	return connector.Item{ID: issue.Key, Version: fields.Updated, Data: encoded}, updated, nil
+}
+
+// keyOf names an issue that did not decode, when its key can still be read.
+func keyOf(raw json.RawMessage) string {
+	var issue struct {
+		Key any `json:"key"`
+	}
+	_ = json.Unmarshal(raw, &issue)
+	key, _ := issue.Key.(string)
+	return key
+}
+
+// otherFields returns the requested fields that Issue does not normalise.
+func otherFields(raw json.RawMessage) map[string]json.RawMessage {
+	var issue struct {
+		Fields map[string]json.RawMessage `json:"fields"`
+	}
+	_ = json.Unmarshal(raw, &issue) // raw already decoded once in toItem
+	for _, name := range normalisedFields {
+		delete(issue.Fields, name)
+	}
+	if len(issue.Fields) == 0 {
+		return nil
+	}
+	return issue.Fields
+}
+
+func nameOf(n *named) string {
+	if n == nil {
+		return ""
+	}
+	return n.Name
+}
+
+// toRFC3339 rewrites a Jira date-time as RFC 3339, which more parsers read;
+// a value that is not one is kept as it is.
+func toRFC3339(jiraTime string) string {
+	t, err := time.Parse(jiraTimeLayout, jiraTime)
+	if err != nil {
+		return jiraTime
+	}
+	return t.Format(time.RFC3339Nano)
+}
+
+// shown is a URL as error texts may quote it: with its password masked, or
+// not at all when an "@" that was not parsed as credentials (no scheme, say)
+// might still hide one.
+func shown(u *url.URL) string {
+	if u.User == nil && strings.Contains(u.String(), "@") {
+		return "(not shown: it contains an @)"
+	}
+	return u.Redacted()
+}

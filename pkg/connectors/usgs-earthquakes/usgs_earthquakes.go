@@ -1,0 +1,363 @@
+// Package usgsearthquakes polls one of the USGS earthquake summary feeds
+// (earthquake.usgs.gov/earthquakes/feed/v1.0/summary/<feed>.geojson). Each
+// earthquake is one item; USGS bumps an event's "updated" time whenever it
+// revises it, so that time is the item's version.
+package usgsearthquakes
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pollgrid/pollgrid/pkg/connector"
+	"github.com/pollgrid/pollgrid/pkg/upstream"
+)
+
+// TypeName is the connector type in connectors.json.
+const TypeName = "usgs-earthquakes"
+
+const (
+	// DefaultBaseURL is the public USGS earthquake site.
+	DefaultBaseURL = "https://earthquake.usgs.gov"
+	// feedPath is where the summary feeds live under base_url.
+	feedPath = "/earthquakes/feed/v1.0/summary/"
+	// minMagnitudeLimit bounds min_magnitude: magnitudes are small numbers,
+	// and a value outside this range is a typo (an id, a depth), not a filter.
+	minMagnitudeLimit = 10.0
+	// timeLayout is RFC 3339 in UTC with the milliseconds USGS records.
+	timeLayout = "2006-01-02T15:04:05.000Z07:00"
+)
+
+var _ connector.Factory = New
+
+// feedPattern is the documented set of summary feeds: a magnitude level and a
+// period (geojson.php lists exactly these twenty).
+var feedPattern = regexp.MustCompile(`^(significant|4\.5|2\.5|1\.0|all)_(hour|day|week|month)$`)
+
+const feedHelp = `write <level>_<period> with level one of significant, 4.5, 2.5, 1.0, all ` +
+	`and period one of hour, day, week, month, e.g. "all_hour" or "significant_week"`
+
+// Config is the "config" object of a usgs-earthquakes connector.
+type Config struct {
+	// Feed names the summary feed, "<level>_<period>": level significant,
+	// 4.5, 2.5, 1.0 or all; period hour, day, week or month. Required.
+	Feed string `json:"feed"`
+	// MinMagnitude, when set, drops earthquakes below it (and those without
+	// a magnitude) before they become items. The feed itself is not narrowed.
+	MinMagnitude *float64 `json:"min_magnitude,omitempty"`
+	// BaseURL is the site root; default https://earthquake.usgs.gov. A mirror
+	// or a test server goes here.
+	BaseURL string `json:"base_url,omitempty"`
+}
+
+// ApplyDefaults fills the fields left out.
+func (c *Config) ApplyDefaults() {
+	if c.BaseURL == "" {
+		c.BaseURL = DefaultBaseURL
+	}
+}
+
+// Validate reports every problem of the config at once. It does no I/O.
+func (c Config) Validate() error {
+	var errs []error
+	errs = append(errs, validateFeed(c.Feed))
+	if c.MinMagnitude != nil && (*c.MinMagnitude < -minMagnitudeLimit || *c.MinMagnitude > minMagnitudeLimit) {
+		errs = append(errs, fmt.Errorf("config.min_magnitude: %g is out of range (write a magnitude from %g to %g, e.g. 2.5, or leave it out to keep every earthquake)",
+			*c.MinMagnitude, -minMagnitudeLimit, minMagnitudeLimit))
+	}
+	if c.BaseURL != "" {
+		_, err := parseBaseURL(c.BaseURL)
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func validateFeed(feed string) error {
+	if feed == "" {
+		return fmt.Errorf("config.feed: required (%s)", feedHelp)
+	}
+	if feedPattern.MatchString(feed) {
+		return nil
+	}
+	// Common slips: a URL or file name, upper case, "4.5_Day", spaces.
+	fixed := strings.ToLower(strings.TrimSpace(feed))
+	fixed = fixed[strings.LastIndex(fixed, "/")+1:]
+	fixed = strings.TrimSuffix(fixed, ".geojson")
+	if feedPattern.MatchString(fixed) {
+		return fmt.Errorf("config.feed: %q is not a USGS summary feed name (write %q)", feed, fixed)
+	}
+	return fmt.Errorf("config.feed: %q is not a USGS summary feed name (%s)", feed, feedHelp)
+}
+
+// parseBaseURL accepts an absolute http(s) URL without query or fragment.
+// Error texts show the URL redacted: a mirror's URL may carry credentials.
+func parseBaseURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf(`config.base_url: cannot be parsed as a URL (write an absolute http(s) URL such as %q)`, DefaultBaseURL)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf(`config.base_url: %q is not an absolute http(s) URL (write e.g. %q)`, u.Redacted(), DefaultBaseURL)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
+		return nil, fmt.Errorf(`config.base_url: %q must not carry a query or fragment (write the site root, e.g. %q)`, u.Redacted(), DefaultBaseURL)
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	return u, nil
+}
+
+// New builds a usgs-earthquakes connector from its config. It does no I/O.
+func New(raw json.RawMessage, deps connector.Deps) (connector.Connector, error) {
+	cfg, err := connector.DecodeConfig[Config](raw)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ApplyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	base, _ := parseBaseURL(cfg.BaseURL) // validated above
+	client := deps.HTTP
+	if client == nil {
+		client = upstream.NewClient(upstream.Options{})
+	}
+	logger := deps.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &feedPoller{
+		feed:         cfg.Feed,
+		feedURL:      base.String() + feedPath + cfg.Feed + ".geojson",
+		minMagnitude: cfg.MinMagnitude,
+		client:       client,
+		logger:       logger.With("connector_type", TypeName),
+	}, nil
+}
+
+// feedPoller keeps only its config between polls; State carries the rest.
+type feedPoller struct {
+	feed         string
+	feedURL      string
+	minMagnitude *float64
+	client       *http.Client
+	logger       *slog.Logger
+}
+
+// Poll reads the whole feed. A summary feed is one document (no pages), so
+// the request is conditional and a 304 ends the poll with nothing to do.
+// Cursor is not used and is passed through unchanged.
+func (p *feedPoller) Poll(ctx context.Context, state connector.State) (connector.Result, error) {
+	prefix := "usgs " + p.feed
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.feedURL, nil)
+	if err != nil {
+		return connector.Result{}, fmt.Errorf("%s: build request: %w", prefix, err)
+	}
+	req.Header.Set("Accept", "application/geo+json, application/json;q=0.9")
+	upstream.Conditional(req, state)
+
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return connector.Result{}, fmt.Errorf("%s: %w", prefix, err)
+	}
+	defer resp.Body.Close()
+	if err := upstream.CheckStatus(resp); err != nil {
+		if ctx.Err() != nil {
+			return connector.Result{}, fmt.Errorf("%s: %w", prefix, ctx.Err())
+		}
+		return connector.Result{}, fmt.Errorf("%s: %w", prefix, err)
+	}
+	if resp.StatusCode == http.StatusNotModified {
+		return connector.Result{NotModified: true, State: state}, nil
+	}
+	body, err := upstream.ReadBody(resp)
+	if err != nil {
+		if ctx.Err() != nil {
+			return connector.Result{}, fmt.Errorf("%s: read body: %w", prefix, ctx.Err())
+		}
+		return connector.Result{}, fmt.Errorf("%s: %w", prefix, err)
+	}
+	parsed, err := parseFeed(body, p.minMagnitude)
+	if err != nil {
+		return connector.Result{}, fmt.Errorf("%s: %w%s", prefix, err, describeContentType(resp.Header))
+	}
+	if parsed.skipped > 0 {
+		p.logger.DebugContext(ctx, "usgs earthquakes below min_magnitude left out",
+			"feed", p.feed, "skipped", parsed.skipped, "min_magnitude", *p.minMagnitude)
+	}
+	return connector.Result{
+		Items:  parsed.items,
+		Failed: parsed.failed,
+		State:  upstream.Validators(resp, state),
+	}, nil
+}
+
+func describeContentType(h http.Header) string {
+	if ct := h.Get("Content-Type"); ct != "" {
+		return fmt.Sprintf(" (Content-Type %q)", ct)
+	}
+	return ""
+}
+
+// Earthquake is an item's Data. Values USGS leaves null are left out, except
+// magnitude, which is always present (null when USGS has none yet).
+type Earthquake struct {
+	ID           string   `json:"id"`
+	Magnitude    *float64 `json:"magnitude"`
+	MagType      string   `json:"mag_type,omitempty"`
+	Place        string   `json:"place,omitempty"`
+	Time         string   `json:"time,omitempty"`
+	Updated      string   `json:"updated"`
+	URL          string   `json:"url,omitempty"`
+	Detail       string   `json:"detail,omitempty"`
+	Status       string   `json:"status,omitempty"`
+	Tsunami      bool     `json:"tsunami"`
+	Alert        string   `json:"alert,omitempty"`
+	Felt         *int64   `json:"felt,omitempty"`
+	Significance *int64   `json:"significance,omitempty"`
+	Type         string   `json:"type,omitempty"`
+	Title        string   `json:"title,omitempty"`
+	Longitude    *float64 `json:"longitude,omitempty"`
+	Latitude     *float64 `json:"latitude,omitempty"`
+	DepthKM      *float64 `json:"depth_km,omitempty"`
+}
+
+type featureCollection struct {
+	Type     string            `json:"type"`
+	Features []json.RawMessage `json:"features"`
+}
+
+type feature struct {
+	ID         string `json:"id"`
+	Properties struct {
+		Mag     *float64 `json:"mag"`
+		MagType string   `json:"magType"`
+		Place   string   `json:"place"`
+		Time    *int64   `json:"time"`
+		Updated *int64   `json:"updated"`
+		URL     string   `json:"url"`
+		Detail  string   `json:"detail"`
+		Status  string   `json:"status"`
+		Tsunami *int64   `json:"tsunami"`
+		Alert   string   `json:"alert"`
+		Felt    *int64   `json:"felt"`
+		Sig     *int64   `json:"sig"`
+		Type    string   `json:"type"`
+		Title   string   `json:"title"`
+	} `json:"properties"`
+	Geometry *struct {
+		Coordinates []float64 `json:"coordinates"`
+	} `json:"geometry"`
+}
+
+type parsedFeed struct {
+	items   []connector.Item
+	failed  []connector.ItemError
+	skipped int
+}
+
+// parseFeed turns a GeoJSON FeatureCollection into items, leaving out the
+// earthquakes below minMagnitude when it is set.
+func parseFeed(body []byte, minMagnitude *float64) (parsedFeed, error) {
+	var fc featureCollection
+	if err := upstream.DecodeJSON(body, &fc); err != nil {
+		return parsedFeed{}, err
+	}
+	if fc.Type != "FeatureCollection" {
+		return parsedFeed{}, fmt.Errorf("response is not a GeoJSON FeatureCollection (type %q)", fc.Type)
+	}
+	if fc.Features == nil {
+		return parsedFeed{}, errors.New(`response is not a GeoJSON FeatureCollection (no "features" array)`)
+	}
+	out := parsedFeed{items: make([]connector.Item, 0, len(fc.Features))}
+	for i, raw := range fc.Features {
+		var f feature
+		if err := json.Unmarshal(raw, &f); err != nil {
+			out.failed = append(out.failed, connector.ItemError{
+				ID:  cmp.Or(idOf(raw), fmt.Sprintf("features[%d]", i)),
+				Err: fmt.Errorf("not a USGS earthquake feature: %w", err),
+			})
+			continue
+		}
+		if minMagnitude != nil && (f.Properties.Mag == nil || *f.Properties.Mag < *minMagnitude) {
+			out.skipped++
+			continue
+		}
+		item, err := toItem(f)
+		if err != nil {
+			out.failed = append(out.failed, connector.ItemError{ID: cmp.Or(f.ID, fmt.Sprintf("features[%d]", i)), Err: err})
+			continue
+		}
+		out.items = append(out.items, item)
+	}
+	return out, nil
+}
+
+func toItem(f feature) (connector.Item, error) {
+	props := f.Properties
+	switch {
+	case f.ID == "" && props.Updated == nil:
+		return connector.Item{}, errors.New("earthquake has neither an id nor properties.updated")
+	case f.ID == "":
+		return connector.Item{}, errors.New("earthquake has no feature id")
+	case props.Updated == nil:
+		return connector.Item{}, errors.New("earthquake has no properties.updated, so its revisions cannot be told apart")
+	}
+	quake := Earthquake{
+		ID:           f.ID,
+		Magnitude:    props.Mag,
+		MagType:      props.MagType,
+		Place:        props.Place,
+		Updated:      formatMillis(*props.Updated),
+		URL:          props.URL,
+		Detail:       props.Detail,
+		Status:       props.Status,
+		Tsunami:      props.Tsunami != nil && *props.Tsunami != 0,
+		Alert:        props.Alert,
+		Felt:         props.Felt,
+		Significance: props.Sig,
+		Type:         props.Type,
+		Title:        props.Title,
+	}
+	if props.Time != nil {
+		quake.Time = formatMillis(*props.Time)
+	}
+	if f.Geometry != nil {
+		// GeoJSON order: longitude, latitude, depth (km, positive down).
+		coords := f.Geometry.Coordinates
+		if len(coords) >= 2 {
+			quake.Longitude, quake.Latitude = &coords[0], &coords[1]
+		}
+		if len(coords) >= 3 {
+			quake.DepthKM = &coords[2]
+		}
+	}
+	data, err := json.Marshal(quake)
+	if err != nil {
+		return connector.Item{}, fmt.Errorf("encode earthquake: %w", err)
+	}
+	return connector.Item{ID: f.ID, Version: strconv.FormatInt(*props.Updated, 10), Data: data}, nil
+}
+
+func formatMillis(ms int64) string {
+	return time.UnixMilli(ms).UTC().Format(timeLayout)
+}
+
+// idOf names a feature that did not decode, when its id can still be read.
+func idOf(raw json.RawMessage) string {
+	var ids struct {
+		ID any `json:"id"`
+	}
+	_ = json.Unmarshal(raw, &ids)
+	s, _ := ids.ID.(string)
+	return s
+}

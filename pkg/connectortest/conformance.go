@@ -1,0 +1,290 @@
+package connectortest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pollgrid/pollgrid/pkg/connector"
+	"github.com/pollgrid/pollgrid/pkg/store"
+)
+
+// Spec describes a connector type to Conformance.
+type Spec struct {
+	// Type is the type name, as registered.
+	Type string
+	// Factory builds the connector (the type's New, or the registry's).
+	Factory connector.Factory
+	// Config returns a valid config pointing at the test server.
+	Config func(baseURL string) string
+	// OK returns the routes of one successful poll with at least one item
+	// (every page it reads). Use Load to read them from testdata.
+	OK func(t testing.TB) []Route
+	// Rewrite lists origins in the recorded responses that must point at
+	// the test server ("https://api.github.com" in Link headers).
+	Rewrite []string
+	// BadConfigs are configs the factory must reject (at least one).
+	BadConfigs []string
+}
+
+// CancelDeadline is how soon a Poll must return once its context is
+// cancelled.
+const CancelDeadline = 2 * time.Second
+
+type check struct {
+	name string
+	run  func(t testing.TB, s Spec)
+}
+
+// checks are the rules every connector type keeps. Each takes a testing.TB so
+// that this package's tests can show that each one catches its bug.
+var checks = []check{
+	{"bad configs are rejected without I/O", checkBadConfigs},
+	{"a valid config is accepted without I/O", checkValidConfig},
+	{"a good poll publishes and a repeat publishes nothing", checkRepeat},
+	{"a cancelled context stops the poll", checkCancel},
+	{"a 500 fails the poll and moves no cursor", checkServerError},
+	{"a 304 publishes nothing", checkNotModified},
+	{"an empty 200 fails the poll", checkEmptyBody},
+}
+
+// Conformance runs, as subtests, the rules every connector type keeps:
+//   - each of BadConfigs is rejected by the factory with an error, and
+//     neither it nor a valid config makes a request (no I/O in New); a valid
+//     config is also accepted with empty Deps, as config validation does;
+//   - the OK routes make a successful poll whose signals are "created" with
+//     JSON object data, and polling the same data again publishes nothing;
+//   - a Poll whose context is cancelled while its request hangs returns
+//     within CancelDeadline with context.Canceled (or DeadlineExceeded) in
+//     its error chain;
+//   - after a good poll, a 500 fails the poll with an error naming the
+//     status, publishes nothing, keeps cursor, ETag and Last-Modified, and
+//     counts one consecutive failure;
+//   - after a good poll, a 304 to everything publishes nothing, is either
+//     NotModified or a failure, and keeps cursor, ETag and Last-Modified;
+//   - after a good poll, an empty 200 body fails the poll (no panic), as
+//     the 500 does.
+func Conformance(t *testing.T, s Spec) {
+	t.Helper()
+	if err := s.validate(); err != nil {
+		t.Fatalf("connectortest: invalid Spec: %v", err)
+	}
+	for _, c := range checks {
+		t.Run(c.name, func(t *testing.T) { c.run(t, s) })
+	}
+}
+
+func (s Spec) validate() error {
+	var errs []error
+	if s.Type == "" {
+		errs = append(errs, errors.New("Type is empty"))
+	}
+	if s.Factory == nil {
+		errs = append(errs, errors.New("Factory is nil"))
+	}
+	if s.Config == nil {
+		errs = append(errs, errors.New("Config is nil (return a valid config for a base URL)"))
+	}
+	if s.OK == nil {
+		errs = append(errs, errors.New("OK is nil (return the routes of one good poll)"))
+	}
+	if len(s.BadConfigs) == 0 {
+		errs = append(errs, errors.New("BadConfigs is empty (list configs the factory must reject)"))
+	}
+	return errors.Join(errs...)
+}
+
+// noIO is a client whose every request fails and is counted.
+func noIO() (*http.Client, *atomic.Int64) {
+	var n atomic.Int64
+	return &http.Client{Transport: roundTripFunc(func(*http.Request) (*http.Response, error) {
+		n.Add(1)
+		return nil, errors.New("connectortest: no I/O while building a connector")
+	})}, &n
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// build calls the factory, turning a panic into an error.
+func build(s Spec, raw string, deps connector.Deps) (conn connector.Connector, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			conn, err = nil, fmt.Errorf("factory panicked: %v\n%s", v, debug.Stack())
+		}
+	}()
+	return s.Factory(json.RawMessage(raw), deps)
+}
+
+func checkBadConfigs(t testing.TB, s Spec) {
+	srv := Replay(t) // no routes: any request fails the test
+	client, requests := noIO()
+	deps := connector.Deps{HTTP: client, Logger: slog.New(slog.DiscardHandler)}
+	for _, raw := range s.BadConfigs {
+		conn, err := build(s, raw, deps)
+		if err == nil {
+			t.Errorf("%s accepted the bad config %s (got a %T)", s.Type, raw, conn)
+		} else if err.Error() == "" {
+			t.Errorf("%s rejected the bad config %s with an empty error text: name the field and the fix", s.Type, raw)
+		} else {
+			t.Logf("%s rejects %s: %v", s.Type, raw, err)
+		}
+		if n := requests.Swap(0); n > 0 {
+			t.Errorf("%s made %d HTTP request(s) while building from %s: decode and validate without I/O", s.Type, n, raw)
+		}
+	}
+	assert.Empty(t, srv.Requests(), "requests to the test server while building from bad configs")
+}
+
+func checkValidConfig(t testing.TB, s Spec) {
+	srv := Replay(t)
+	raw := s.Config(srv.URL)
+	// Config validation (connector.Registry.Validate) builds with empty Deps.
+	conn, err := build(s, raw, connector.Deps{})
+	require.NoError(t, err, "%s rejected Spec.Config with empty Deps: %s", s.Type, raw)
+	require.NotNil(t, conn, "%s returned neither a connector nor an error", s.Type)
+
+	client, requests := noIO()
+	_, err = build(s, raw, connector.Deps{HTTP: client, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err, "%s rejected Spec.Config: %s", s.Type, raw)
+	assert.Zero(t, requests.Load(), "%s made HTTP requests while building: decode and validate without I/O", s.Type)
+	assert.Empty(t, srv.Requests(), "requests to the test server while building a connector")
+}
+
+// goodPoll runs one successful poll with the OK routes.
+func goodPoll(t testing.TB, s Spec) (*Server, *Harness, Poll) {
+	t.Helper()
+	srv := Replay(t, s.OK(t)...)
+	srv.Rewrite(s.Rewrite...)
+	h := New(t, s.Factory, s.Type, s.Config(srv.URL))
+	p := h.Poll(t.Context())
+	p.RequireOK(t)
+	if len(p.Signals) == 0 {
+		t.Fatalf("the OK routes made a poll with no signal (failed items: %d): Spec.OK must give at least one item%s",
+			len(p.Failed), describeFailed(p.Failed))
+	}
+	return srv, h, p
+}
+
+// assertStateKept checks that a poll moved none of the connector's own state.
+func assertStateKept(t testing.TB, before, after store.State) {
+	t.Helper()
+	assert.Equal(t, before.Cursor, after.Cursor, "cursor moved")
+	assert.Equal(t, before.ETag, after.ETag, "ETag changed")
+	assert.Equal(t, before.LastModified, after.LastModified, "Last-Modified changed")
+}
+
+func checkRepeat(t testing.TB, s Spec) {
+	_, h, first := goodPoll(t, s)
+	for _, sig := range first.Signals {
+		assert.Equal(t, Created, sig.Change, "first poll: item %s", sig.ID)
+		var data map[string]any
+		assert.NoError(t, json.Unmarshal(sig.Data, &data), "item %s: data must be a JSON object, got %.200s", sig.ID, sig.Data)
+	}
+	second := h.Poll(t.Context())
+	second.RequireOK(t)
+	second.AssertNoSignals(t)
+}
+
+func checkCancel(t testing.TB, s Spec) {
+	arrived := make(chan struct{}, 1)
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	srv := Replay(t, Route{Method: "*", Path: "*", Handler: func(_ http.ResponseWriter, r *http.Request) {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}})
+	t.Cleanup(unblock) // runs before the server closes, which waits for handlers
+	h := New(t, s.Factory, s.Type, s.Config(srv.URL))
+
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan Poll, 1)
+	go func() { done <- h.Poll(ctx) }()
+	finished := false
+	defer func() {
+		// Whatever failed, let the poll end before the test does.
+		cancel()
+		unblock()
+		if !finished {
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+			}
+		}
+	}()
+
+	select {
+	case <-arrived:
+	case p := <-done:
+		finished = true
+		t.Fatalf("the poll ended before its request reached the server: %v", p.Err)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no request reached the test server within 10s")
+	}
+	cancel()
+	select {
+	case p := <-done:
+		finished = true
+		assert.True(t, errors.Is(p.Err, context.Canceled) || errors.Is(p.Err, context.DeadlineExceeded),
+			"a cancelled poll must fail with context.Canceled in its error chain (wrap with %%w); got %v", p.Err)
+		p.AssertNoSignals(t)
+	case <-time.After(CancelDeadline):
+		t.Errorf("Poll did not return within %s of its context being cancelled: "+
+			"build requests with http.NewRequestWithContext(ctx, ...) and check ctx between pages", CancelDeadline)
+	}
+}
+
+func checkServerError(t testing.TB, s Spec) {
+	srv, h, first := goodPoll(t, s)
+	srv.Set(Any(Response{
+		Status: http.StatusInternalServerError,
+		Header: http.Header{"Content-Type": {"application/json"}},
+		Body:   []byte(`{"message":"connectortest: internal error"}`),
+	}))
+	p := h.Poll(t.Context())
+	require.Error(t, p.Err, "a 500 must fail the poll")
+	assert.Contains(t, p.Err.Error(), "500", "the error must name the status")
+	p.AssertNoSignals(t)
+	assertStateKept(t, first.State, p.State)
+	assert.Equal(t, 1, p.State.ConsecutiveFailures)
+}
+
+func checkNotModified(t testing.TB, s Spec) {
+	srv, h, first := goodPoll(t, s)
+	srv.Set(Any(Response{Status: http.StatusNotModified}))
+	p := h.Poll(t.Context())
+	p.AssertNoSignals(t)
+	if p.Err == nil {
+		assert.True(t, p.NotModified, "a 304 must end the poll as NotModified (or fail it), not as a success with nothing in it")
+	}
+	assertStateKept(t, first.State, p.State)
+}
+
+func checkEmptyBody(t testing.TB, s Spec) {
+	srv, h, first := goodPoll(t, s)
+	srv.Set(Any(Response{Status: http.StatusOK}))
+	p := h.Poll(t.Context())
+	require.Error(t, p.Err, "an empty 200 body must fail the poll: it is not an empty list")
+	p.AssertNoSignals(t)
+	assertStateKept(t, first.State, p.State)
+	assert.Equal(t, 1, p.State.ConsecutiveFailures)
+}

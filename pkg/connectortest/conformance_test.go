@@ -1,0 +1,204 @@
+package connectortest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pollgrid/pollgrid/pkg/connector"
+	weathernoaa "github.com/pollgrid/pollgrid/pkg/connectors/weather-noaa"
+	"github.com/pollgrid/pollgrid/pkg/upstream"
+)
+
+// bugs are mistakes a connector author can make; each one must make a
+// Conformance check fail.
+type bugs struct {
+	ioInNew          bool // fetches while building
+	acceptsAnything  bool // no validation
+	ignoresCtx       bool // requests with context.Background()
+	succeedsOn500    bool // treats any status as an empty answer
+	dropsStateOn304  bool // keeps the cursor but not the validators on a 304
+	panicsOnEmpty    bool // indexes the body
+	emptyIsNoItems   bool // an empty body is an empty list
+	versionPerPoll   bool // a version that changes on every poll
+	notModifiedOn304 bool // reports a 304 as a success with no items, not NotModified
+}
+
+// fakeFactory builds a small, correct connector (unless told otherwise):
+// GET {base_url}/items → {"items": [{"id": "...", "version": "..."}]}.
+func fakeFactory(b bugs) connector.Factory {
+	var polls atomic.Int64
+	return func(raw json.RawMessage, deps connector.Deps) (connector.Connector, error) {
+		client := deps.HTTP
+		if client == nil {
+			client = upstream.NewClient(upstream.Options{})
+		}
+		var cfg struct {
+			BaseURL string `json:"base_url"`
+		}
+		if b.ioInNew {
+			_ = json.Unmarshal(raw, &cfg)
+			if resp, err := client.Get(cfg.BaseURL + "/probe"); err == nil {
+				resp.Body.Close()
+			}
+		}
+		cfg, err := connector.DecodeConfig[struct {
+			BaseURL string `json:"base_url"`
+		}](raw)
+		if !b.acceptsAnything {
+			if err != nil {
+				return nil, err
+			}
+			if cfg.BaseURL == "" {
+				return nil, errors.New("config.base_url: required (write the API root, e.g. \"https://example.com\")")
+			}
+		}
+		return connectorFunc(func(ctx context.Context, state connector.State) (connector.Result, error) {
+			reqCtx := ctx
+			if b.ignoresCtx {
+				reqCtx = context.Background()
+			}
+			req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, cfg.BaseURL+"/items", nil)
+			if err != nil {
+				return connector.Result{}, err
+			}
+			upstream.Conditional(req, state)
+			resp, err := client.Do(req)
+			if err != nil {
+				return connector.Result{}, fmt.Errorf("fake items: %w", err)
+			}
+			defer resp.Body.Close()
+			if err := upstream.CheckStatus(resp); err != nil {
+				if b.succeedsOn500 {
+					return connector.Result{State: state}, nil
+				}
+				return connector.Result{}, fmt.Errorf("fake items: %w", err)
+			}
+			if resp.StatusCode == http.StatusNotModified {
+				switch {
+				case b.dropsStateOn304:
+					return connector.Result{NotModified: true, State: connector.State{Cursor: state.Cursor}}, nil
+				case b.notModifiedOn304:
+					return connector.Result{State: state}, nil
+				}
+				return connector.Result{NotModified: true, State: state}, nil
+			}
+			body, err := upstream.ReadBody(resp)
+			if err != nil {
+				return connector.Result{}, fmt.Errorf("fake items: %w", err)
+			}
+			if b.panicsOnEmpty {
+				_ = body[0]
+			}
+			if len(body) == 0 && b.emptyIsNoItems {
+				return connector.Result{State: state}, nil
+			}
+			var page struct {
+				Items []struct{ ID, Version string }
+			}
+			if err := upstream.DecodeJSON(body, &page); err != nil {
+				return connector.Result{}, fmt.Errorf("fake items: %w", err)
+			}
+			n := polls.Add(1)
+			res := connector.Result{State: upstream.Validators(resp, state)}
+			for _, it := range page.Items {
+				version := it.Version
+				if b.versionPerPoll {
+					version = strconv.FormatInt(n, 10)
+				}
+				data, _ := json.Marshal(map[string]string{"id": it.ID})
+				res.Items = append(res.Items, connector.Item{ID: it.ID, Version: version, Data: data})
+				res.State.Cursor = max(res.State.Cursor, it.Version)
+			}
+			return res, nil
+		}), nil
+	}
+}
+
+func fakeSpec(b bugs) Spec {
+	return Spec{
+		Type:    "fake",
+		Factory: fakeFactory(b),
+		Config:  func(baseURL string) string { return fmt.Sprintf(`{"base_url": %q}`, baseURL) },
+		OK: func(testing.TB) []Route {
+			return []Route{GET("/items", Response{
+				Header: http.Header{"Content-Type": {"application/json"}, "Etag": {`"e1"`}, "Last-Modified": {"Mon, 02 Jan 2006 15:04:05 GMT"}},
+				Body:   []byte(`{"items": [{"id": "a", "version": "2024-01-01"}, {"id": "b", "version": "2024-01-02"}]}`),
+			})}
+		},
+		BadConfigs: []string{`{}`, `{"base_url": "http://127.0.0.1:9", "unknown": true}`, `[]`},
+	}
+}
+
+func TestConformancePassesACorrectConnector(t *testing.T) {
+	Conformance(t, fakeSpec(bugs{}))
+}
+
+func TestConformancePassesWeatherNOAA(t *testing.T) {
+	Conformance(t, Spec{
+		Type:    weathernoaa.TypeName,
+		Factory: weathernoaa.New,
+		Config: func(baseURL string) string {
+			return noaaConfig(baseURL, `"point": "33.25,-112.30"`)
+		},
+		OK: func(t testing.TB) []Route {
+			return []Route{GET("/alerts/active?point=33.25,-112.30", Load(t, "alerts_active_point_2024.json"))}
+		},
+		BadConfigs: []string{`{"point": "33.25,-112.30"}`, `{"area": "ca", "user_agent": "x"}`},
+	})
+}
+
+// TestConformanceCatchesBugs shows that each check fails on the bug it is
+// there for, and that the other checks do not blame a connector for it.
+func TestConformanceCatchesBugs(t *testing.T) {
+	tests := []struct {
+		name      string
+		bugs      bugs
+		failCheck string
+		want      string
+	}{
+		{"I/O while building", bugs{ioInNew: true}, "a valid config is accepted without I/O", "made HTTP requests while building"},
+		{"I/O while building a bad config", bugs{ioInNew: true}, "bad configs are rejected without I/O", "made 1 HTTP request(s) while building"},
+		{"no validation", bugs{acceptsAnything: true}, "bad configs are rejected without I/O", "fake accepted the bad config {}"},
+		{"context ignored", bugs{ignoresCtx: true}, "a cancelled context stops the poll", "Poll did not return within 2s"},
+		{"500 is a success", bugs{succeedsOn500: true}, "a 500 fails the poll and moves no cursor", "a 500 must fail the poll"},
+		{"304 loses the validators", bugs{dropsStateOn304: true}, "a 304 publishes nothing", "ETag changed"},
+		{"304 is a success", bugs{notModifiedOn304: true}, "a 304 publishes nothing", "a 304 must end the poll as NotModified"},
+		{"panic on an empty body", bugs{panicsOnEmpty: true}, "an empty 200 fails the poll", "fake panicked in Poll: runtime error: index out of range"},
+		{"empty body is no items", bugs{emptyIsNoItems: true}, "an empty 200 fails the poll", "an empty 200 body must fail the poll"},
+		{"version changes every poll", bugs{versionPerPoll: true}, "a good poll publishes and a repeat publishes nothing", "want none: a@2 (updated), b@2 (updated)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec := fakeSpec(tt.bugs)
+			var found bool
+			for _, c := range checks {
+				if c.name != tt.failCheck {
+					continue
+				}
+				found = true
+				rec := runWith(t, func(rt testing.TB) { c.run(rt, spec) })
+				require.True(t, rec.Failed(), "check %q passed a connector with this bug", c.name)
+				assert.Contains(t, rec.messages(), tt.want)
+			}
+			require.True(t, found, "no check named %q", tt.failCheck)
+		})
+	}
+}
+
+func TestConformanceRejectsIncompleteSpec(t *testing.T) {
+	err := Spec{Type: "fake"}.validate()
+	require.Error(t, err)
+	for _, field := range []string{"Factory", "Config", "OK", "BadConfigs"} {
+		assert.Contains(t, err.Error(), field)
+	}
+	assert.NoError(t, fakeSpec(bugs{}).validate())
+}

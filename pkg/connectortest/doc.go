@@ -1,0 +1,24 @@
+// Package connectortest is the kit for writing and testing a connector type.
+//
+// Replay serves recorded upstream answers (files in testdata/, with their
+// recorded headers) and records every request. A Harness runs the connector
+// through the real universal poll (package poll) with its state and seen
+// versions in a real redis-server, committing after each poll as a worker
+// does, so a test sees what users would: which signals a poll publishes,
+// and what state it leaves.
+//
+//	srv := connectortest.Replay(t,
+//		connectortest.GET("/alerts/active?area=WA", connectortest.Load(t, "alerts_active_area_WA_2024.json")))
+//	h := connectortest.New(t, weathernoaa.New, weathernoaa.TypeName,
+//		`{"area": "WA", "user_agent": "(test, ops@example.com)", "base_url": "`+srv.URL+`"}`)
+//
+//	first := h.Poll(t.Context())
+//	first.RequireOK(t)
+//	first.AssertSignals(t, connectortest.Want{ID: "urn:oid:...", Change: connectortest.Created})
+//	h.Poll(t.Context()).AssertNoSignals(t) // same data: nothing new
+//
+// Conformance checks the rules every type keeps (bad configs rejected
+// without I/O, cancellation, failures move no cursor, 304 and repeats
+// publish nothing, an empty body is an error). Package connectors/builtin
+// runs it on every registered type.
+package connectortest
