@@ -102,6 +102,7 @@ func (r *Runner) Run(ctx context.Context, c config.Connector, conn connector.Con
 	// A success can still say "slow down" (a rate limit just exhausted).
 	next.NotBefore = notBefore
 	out.Commit.State, out.Commit.Now = next, now
+	out.Commit.Fetched = !res.NotModified
 	return out
 }
 

@@ -153,12 +153,17 @@ type Commit struct {
 	// Now scores Seen and is the reference for forgetting after SeenTTL;
 	// the zero time means time.Now().
 	Now time.Time
+	// Fetched is true when the poll read the upstream's answer (a 200), so
+	// that items absent from Seen may age out. A failed poll or a 304 saw no
+	// items, which says nothing about their absence: nothing is forgotten by
+	// age then, however long the upstream keeps failing or answering 304.
+	Fetched bool
 }
 
 // Commit writes a poll's state and seen versions and releases the lease, in
 // one round trip, fenced: when a newer lease was acquired since l the result
 // wraps ErrFenced and nothing is written. Then, after recording Seen, items
-// last seen before Now-SeenTTL are forgotten, and beyond SeenCap the items
+// last seen before Now-SeenTTL are forgotten (only when c.Fetched), and beyond SeenCap the items
 // seen longest ago are (ties broken by id).
 //
 // A lease that expired without anyone else acquiring it still commits: the
@@ -172,13 +177,17 @@ func (s *Store) Commit(ctx context.Context, l *Lease, c Commit) error {
 	if now.IsZero() {
 		now = time.Now()
 	}
+	forgetBefore := int64(0) // no seen_at score is below 0: forget nothing
+	if c.Fetched {
+		forgetBefore = now.Add(-s.opts.SeenTTL).UnixMilli()
+	}
 	fields := c.State.fields()
 	args := make([]any, 0, 6+len(fields)+2*len(c.Seen))
 	args = append(args,
 		strconv.FormatUint(l.Token, 10),
 		l.value(),
 		now.UnixMilli(),
-		now.Add(-s.opts.SeenTTL).UnixMilli(),
+		forgetBefore,
 		s.opts.SeenCap,
 		len(fields)/2,
 	)

@@ -359,6 +359,8 @@ func TestSeenCapAndTTL(t *testing.T) {
 	type poll struct {
 		at   time.Time
 		seen []store.SeenItem
+		// unfetched models a failed poll or a 304: no answer was read.
+		unfetched bool
 	}
 	for _, tc := range []struct {
 		name  string
@@ -369,42 +371,62 @@ func TestSeenCapAndTTL(t *testing.T) {
 		{
 			name:  "under the cap nothing is forgotten",
 			opts:  store.Options{SeenCap: 5},
-			polls: []poll{{t0, items("a", "b")}, {t0.Add(time.Minute), items("c", "d", "e")}},
+			polls: []poll{{at: t0, seen: items("a", "b")}, {at: t0.Add(time.Minute), seen: items("c", "d", "e")}},
 			want:  []string{"a", "b", "c", "d", "e"},
 		},
 		{
 			name:  "over the cap the longest unseen go",
 			opts:  store.Options{SeenCap: 3},
-			polls: []poll{{t0, items("a", "b")}, {t0.Add(time.Minute), items("c")}, {t0.Add(2 * time.Minute), items("a", "d")}},
+			polls: []poll{{at: t0, seen: items("a", "b")}, {at: t0.Add(time.Minute), seen: items("c")}, {at: t0.Add(2 * time.Minute), seen: items("a", "d")}},
 			want:  []string{"a", "c", "d"},
 		},
 		{
 			name:  "a poll larger than the cap keeps cap items",
 			opts:  store.Options{SeenCap: 2},
-			polls: []poll{{t0, items("c", "a", "b")}},
+			polls: []poll{{at: t0, seen: items("c", "a", "b")}},
 			want:  []string{"b", "c"}, // same score: ties break by id
 		},
 		{
 			name: "items not seen for SeenTTL are forgotten, present ones stay",
 			opts: store.Options{SeenTTL: 30 * day},
 			polls: []poll{
-				{t0, items("gone", "kept")},
-				{t0.Add(10 * day), items("kept", "newer")},
-				{t0.Add(31 * day), items("kept")},
+				{at: t0, seen: items("gone", "kept")},
+				{at: t0.Add(10 * day), seen: items("kept", "newer")},
+				{at: t0.Add(31 * day), seen: items("kept")},
 			},
 			want: []string{"kept", "newer"},
 		},
 		{
 			name:  "exactly SeenTTL old is still remembered",
 			opts:  store.Options{SeenTTL: day},
-			polls: []poll{{t0, items("edge")}, {t0.Add(day), items("other")}},
+			polls: []poll{{at: t0, seen: items("edge")}, {at: t0.Add(day), seen: items("other")}},
 			want:  []string{"edge", "other"},
 		},
 		{
 			name:  "a commit with no items still trims",
 			opts:  store.Options{SeenTTL: day},
-			polls: []poll{{t0, items("old")}, {t0.Add(2 * day), nil}},
+			polls: []poll{{at: t0, seen: items("old")}, {at: t0.Add(2 * day), seen: nil}},
 			want:  []string{},
+		},
+		{
+			name: "failed or 304 polls forget nothing by age, however long",
+			opts: store.Options{SeenTTL: day},
+			polls: []poll{
+				{at: t0, seen: items("a", "b")},
+				{at: t0.Add(40 * day), unfetched: true},
+				{at: t0.Add(80 * day), unfetched: true},
+			},
+			want: []string{"a", "b"},
+		},
+		{
+			name: "the next fetched poll keeps what it sees and forgets the rest",
+			opts: store.Options{SeenTTL: day},
+			polls: []poll{
+				{at: t0, seen: items("a", "b")},
+				{at: t0.Add(40 * day), unfetched: true},
+				{at: t0.Add(41 * day), seen: items("a")},
+			},
+			want: []string{"a"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -413,7 +435,7 @@ func TestSeenCapAndTTL(t *testing.T) {
 			for _, p := range tc.polls {
 				l, _, err := s.Acquire(ctx, "c", "a", leaseTTL)
 				require.NoError(t, err)
-				require.NoError(t, s.Commit(ctx, l, store.Commit{Seen: p.seen, Now: p.at}))
+				require.NoError(t, s.Commit(ctx, l, store.Commit{Seen: p.seen, Now: p.at, Fetched: !p.unfetched}))
 			}
 			seen, err := rdb.HKeys(ctx, "pollgrid:{c}:seen").Result()
 			require.NoError(t, err)
