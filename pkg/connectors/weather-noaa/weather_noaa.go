@@ -19,6 +19,8 @@ import (
 	"strings"
 
 	"github.com/pollgrid/pollgrid/pkg/connector"
+	// Aliased: the tests use the name upstream for their fake NWS server.
+	polite "github.com/pollgrid/pollgrid/pkg/upstream"
 )
 
 // TypeName is the connector type in connectors.json.
@@ -245,7 +247,7 @@ func New(raw json.RawMessage, deps connector.Deps) (connector.Connector, error) 
 	}
 	client := deps.HTTP
 	if client == nil {
-		client = http.DefaultClient
+		client = polite.NewClient(polite.Options{})
 	}
 	logger := deps.Logger
 	if logger == nil {
@@ -293,12 +295,11 @@ func (p *alertPoller) Poll(ctx context.Context, state connector.State) (connecto
 			return connector.Result{NotModified: true, State: state}, nil
 		}
 		if page == 1 {
-			result.State.ETag = resp.header.Get("ETag")
-			result.State.LastModified = resp.header.Get("Last-Modified")
+			result.State = polite.Validators(resp.response, result.State)
 		}
 		parsed, err := parsePage(resp.body, position)
 		if err != nil {
-			return connector.Result{}, fmt.Errorf("%s: %w%s", prefix, err, describeContentType(resp.header))
+			return connector.Result{}, fmt.Errorf("%s: %w%s", prefix, err, describeContentType(resp.response.Header))
 		}
 		result.Items = append(result.Items, parsed.items...)
 		result.Failed = append(result.Failed, parsed.failed...)
@@ -349,8 +350,9 @@ func (p *alertPoller) followable(pageURL, next string) (string, error) {
 
 type fetched struct {
 	notModified bool
-	header      http.Header
-	body        []byte
+	// response is the answer (its body already read and closed).
+	response *http.Response
+	body     []byte
 }
 
 func (p *alertPoller) fetch(ctx context.Context, pageURL string, validators connector.State, prefix string) (fetched, error) {
@@ -360,12 +362,7 @@ func (p *alertPoller) fetch(ctx context.Context, pageURL string, validators conn
 	}
 	req.Header.Set("User-Agent", p.userAgent)
 	req.Header.Set("Accept", "application/geo+json")
-	if validators.ETag != "" {
-		req.Header.Set("If-None-Match", validators.ETag)
-	}
-	if validators.LastModified != "" {
-		req.Header.Set("If-Modified-Since", validators.LastModified)
-	}
+	polite.Conditional(req, validators)
 	resp, err := p.client.Do(req)
 	if err != nil {
 		return fetched{}, fmt.Errorf("%s: %w", prefix, err)
@@ -374,7 +371,7 @@ func (p *alertPoller) fetch(ctx context.Context, pageURL string, validators conn
 
 	switch resp.StatusCode {
 	case http.StatusNotModified:
-		return fetched{notModified: true, header: resp.Header}, nil
+		return fetched{notModified: true, response: resp}, nil
 	case http.StatusOK:
 	default:
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBodyBytes))
@@ -395,7 +392,7 @@ func (p *alertPoller) fetch(ctx context.Context, pageURL string, validators conn
 		return fetched{}, fmt.Errorf("%s: response body is larger than %d MiB; watch a zone or a point instead of a whole area",
 			prefix, maxBodyBytes>>20)
 	}
-	return fetched{header: resp.Header, body: body}, nil
+	return fetched{response: resp, body: body}, nil
 }
 
 func describeContentType(h http.Header) string {
