@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -199,21 +198,7 @@ func checkRepeat(t testing.TB, s Spec) {
 }
 
 func checkCancel(t testing.TB, s Spec) {
-	arrived := make(chan struct{}, 1)
-	release := make(chan struct{})
-	var once sync.Once
-	unblock := func() { once.Do(func() { close(release) }) }
-	srv := Replay(t, Route{Method: "*", Path: "*", Handler: func(_ http.ResponseWriter, r *http.Request) {
-		select {
-		case arrived <- struct{}{}:
-		default:
-		}
-		select {
-		case <-r.Context().Done():
-		case <-release:
-		}
-	}})
-	t.Cleanup(unblock) // runs before the server closes, which waits for handlers
+	srv := Hang(t, nil)
 	h := New(t, s.Factory, s.Type, s.Config(srv.URL))
 
 	ctx, cancel := context.WithCancel(t.Context())
@@ -223,22 +208,22 @@ func checkCancel(t testing.TB, s Spec) {
 	defer func() {
 		// Whatever failed, let the poll end before the test does.
 		cancel()
-		unblock()
+		srv.Release()
 		if !finished {
 			select {
 			case <-done:
-			case <-time.After(10 * time.Second):
+			case <-time.After(cancelWait):
 			}
 		}
 	}()
 
 	select {
-	case <-arrived:
+	case <-srv.Arrived():
 	case p := <-done:
 		finished = true
 		t.Fatalf("the poll ended before its request reached the server: %v", p.Err)
-	case <-time.After(10 * time.Second):
-		t.Fatalf("no request reached the test server within 10s")
+	case <-time.After(cancelWait):
+		t.Fatalf("no request reached the test server within %s", cancelWait)
 	}
 	cancel()
 	select {

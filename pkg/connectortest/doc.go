@@ -17,6 +17,13 @@
 //	first.AssertSignals(t, connectortest.Want{ID: "urn:oid:...", Change: connectortest.Created})
 //	h.Poll(t.Context()).AssertNoSignals(t) // same data: nothing new
 //
+// Tests that call a connector's Poll themselves share the rest of the kit:
+// Serve answers with a handler (a recorded Response can answer from it:
+// resp.ServeHTTP(w, r)) and records requests as Replay does; Hang holds
+// every request, and its CancelPoll cancels a poll while its request hangs;
+// ConfigError checks that a factory rejects a config with the error text a
+// user needs; ItemIDs and ItemVersions list what a poll returned.
+//
 // Conformance checks the rules every type keeps (bad configs rejected
 // without I/O, cancellation, failures move no cursor, 304 and repeats
 // publish nothing, an empty body is an error). Package connectors/builtin

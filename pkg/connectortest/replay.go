@@ -26,6 +26,43 @@ type Response struct {
 	Body []byte
 }
 
+// JSON is an answer with status and body, sent as application/json.
+func JSON(status int, body []byte) Response {
+	return Response{Status: status, Header: http.Header{"Content-Type": {"application/json"}}, Body: body}
+}
+
+// ServeHTTP writes the response as it is (no origin rewritten), for a
+// handler whose answer depends on the request: resp.ServeHTTP(w, r).
+func (r Response) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	writeResponse(w, r, nil, nil)
+}
+
+// WithHeader returns a copy with name set to value, replacing every
+// recorded value of name.
+func (r Response) WithHeader(name, value string) Response {
+	header := r.Header.Clone()
+	if header == nil {
+		header = http.Header{}
+	}
+	header.Set(name, value)
+	r.Header = header
+	return r
+}
+
+// WithoutHeader returns a copy without name.
+func (r Response) WithoutHeader(name string) Response {
+	r.Header = r.Header.Clone()
+	r.Header.Del(name)
+	return r
+}
+
+// WithBody returns a copy with another body (a recording's headers on
+// altered data).
+func (r Response) WithBody(body []byte) Response {
+	r.Body = body
+	return r
+}
+
 // headersFileSuffix names the recorded status and headers of a body file:
 // list_issues_page1.json → list_issues_page1.headers.json.
 const headersFileSuffix = ".headers.json"
@@ -118,6 +155,7 @@ type Route struct {
 	Responses []Response
 	// Handler, when set, answers instead of Responses: for what a recording
 	// cannot express (a hang, a dropped connection, an echo of the request).
+	// It may read the request body, although the server has recorded it.
 	Handler http.HandlerFunc
 }
 
@@ -191,10 +229,11 @@ type Server struct {
 	t   testing.TB
 	srv *httptest.Server
 
-	mu       sync.Mutex
-	routes   []*route
-	requests []Request
-	origins  []string
+	mu            sync.Mutex
+	routes        []*route
+	requests      []Request
+	origins       []string // rewritten in headers and bodies
+	headerOrigins []string // rewritten in headers only
 }
 
 type route struct {
@@ -213,6 +252,15 @@ func Replay(t testing.TB, routes ...Route) *Server {
 	s.URL = s.srv.URL
 	t.Cleanup(s.srv.Close)
 	return s
+}
+
+// Serve starts a server that answers every request with handler and records
+// it, as Replay does: for an upstream whose answer depends on the request in
+// a way routes cannot say (a request header, a cursor in the body, a count of
+// calls). Recorded answers can still answer from it: resp.ServeHTTP(w, r).
+func Serve(t testing.TB, handler http.HandlerFunc) *Server {
+	t.Helper()
+	return Replay(t, Route{Method: "*", Path: "*", Handler: handler})
 }
 
 // Set replaces the routes from now on, for a test whose upstream changes
@@ -244,6 +292,16 @@ func (s *Server) Rewrite(origins ...string) {
 	}
 }
 
+// RewriteHeaders is Rewrite for header values only (Link): bodies are sent
+// as recorded, with the URLs they hold.
+func (s *Server) RewriteHeaders(origins ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, o := range origins {
+		s.headerOrigins = append(s.headerOrigins, strings.TrimRight(o, "/"))
+	}
+}
+
 // Requests returns the requests received so far, in order.
 func (s *Server) Requests() []Request {
 	s.mu.Lock()
@@ -254,8 +312,13 @@ func (s *Server) Requests() []Request {
 // Client returns a client for the server (a plain one: it speaks HTTP).
 func (s *Server) Client() *http.Client { return s.srv.Client() }
 
+// Close shuts the server down before the test ends, for a test that needs
+// an address where nothing answers. The test's end closes it anyway.
+func (s *Server) Close() { s.srv.Close() }
+
 func (s *Server) serve(w http.ResponseWriter, req *http.Request) {
 	body, _ := io.ReadAll(req.Body)
+	req.Body = io.NopCloser(bytes.NewReader(body)) // for a Handler
 	target := *req.URL
 	s.mu.Lock()
 	s.requests = append(s.requests, Request{Method: req.Method, URL: &target, Header: req.Header.Clone(), Body: body})
@@ -271,7 +334,8 @@ func (s *Server) serve(w http.ResponseWriter, req *http.Request) {
 		resp = matched.Responses[min(matched.answered, len(matched.Responses)-1)]
 		matched.answered++
 	}
-	replacer := s.replacer()
+	headerReplacer := s.replacer(s.origins, s.headerOrigins)
+	bodyReplacer := s.replacer(s.origins)
 	routes := make([]string, len(s.routes))
 	for i, r := range s.routes {
 		routes[i] = "  " + r.String()
@@ -289,35 +353,38 @@ func (s *Server) serve(w http.ResponseWriter, req *http.Request) {
 	case matched.Handler != nil:
 		matched.Handler(w, req)
 	default:
-		writeResponse(w, resp, replacer)
+		writeResponse(w, resp, headerReplacer, bodyReplacer)
 	}
 }
 
-func (s *Server) replacer() *strings.Replacer {
-	if len(s.origins) == 0 {
-		return nil
+// replacer rewrites the given origins to s.URL; nil when there are none.
+func (s *Server) replacer(lists ...[]string) *strings.Replacer {
+	var pairs []string
+	for _, origins := range lists {
+		for _, o := range origins {
+			pairs = append(pairs, o, s.URL, jsonEscapeSlashes(o), jsonEscapeSlashes(s.URL))
+		}
 	}
-	pairs := make([]string, 0, 4*len(s.origins))
-	for _, o := range s.origins {
-		pairs = append(pairs, o, s.URL, jsonEscapeSlashes(o), jsonEscapeSlashes(s.URL))
+	if len(pairs) == 0 {
+		return nil
 	}
 	return strings.NewReplacer(pairs...)
 }
 
 func jsonEscapeSlashes(s string) string { return strings.ReplaceAll(s, "/", `\/`) }
 
-func writeResponse(w http.ResponseWriter, resp Response, replacer *strings.Replacer) {
+func writeResponse(w http.ResponseWriter, resp Response, headerReplacer, bodyReplacer *strings.Replacer) {
 	for name, values := range resp.Header {
 		for _, v := range values {
-			if replacer != nil {
-				v = replacer.Replace(v)
+			if headerReplacer != nil {
+				v = headerReplacer.Replace(v)
 			}
 			w.Header().Add(name, v)
 		}
 	}
 	body := resp.Body
-	if replacer != nil && len(body) > 0 {
-		body = []byte(replacer.Replace(string(body)))
+	if bodyReplacer != nil && len(body) > 0 {
+		body = []byte(bodyReplacer.Replace(string(body)))
 	}
 	if len(body) == 0 && w.Header().Get("Content-Type") == "" {
 		// An empty answer stays empty: no sniffed Content-Type.

@@ -236,3 +236,54 @@ func TestReplaySetAndEmptyAnswers(t *testing.T) {
 	assert.Equal(t, http.StatusNotModified, resp.StatusCode)
 	assert.Empty(t, body)
 }
+
+func TestServeLetsTheHandlerReadTheRecordedBody(t *testing.T) {
+	srv := Serve(t, func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		assert.NoError(t, err)
+		JSON(http.StatusCreated, append([]byte("echo "), body...)).ServeHTTP(w, r)
+	})
+	resp, body := get(t, srv, "POST", "/anything?x=1", `{"a":1}`)
+	assert.Equal(t, http.StatusCreated, resp.StatusCode)
+	assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+	assert.Equal(t, `echo {"a":1}`, body)
+	reqs := srv.Requests()
+	require.Len(t, reqs, 1)
+	assert.Equal(t, "/anything?x=1", reqs[0].URL.RequestURI())
+	assert.Equal(t, `{"a":1}`, string(reqs[0].Body))
+}
+
+func TestResponseCopies(t *testing.T) {
+	page := Load(t, "list_issues_page1.json")
+	link := page.Header.Get("Link")
+	require.NotEmpty(t, link)
+
+	changed := page.WithHeader("Link", "<x>").WithHeader("X-New", "1").WithBody([]byte("[]"))
+	assert.Equal(t, "<x>", changed.Header.Get("Link"))
+	assert.Equal(t, "1", changed.Header.Get("X-New"))
+	assert.Equal(t, "[]", string(changed.Body))
+	assert.Empty(t, page.WithoutHeader("Link").Header.Values("Link"))
+	assert.Equal(t, link, page.Header.Get("Link"), "the original keeps its headers")
+	assert.Empty(t, page.Header.Get("X-New"))
+	assert.NotEqual(t, "[]", string(page.Body))
+	assert.Equal(t, "v", Response{}.WithHeader("K", "v").Header.Get("K"), "a response without headers gets some")
+}
+
+func TestRewriteHeadersLeavesBodies(t *testing.T) {
+	srv := Replay(t, GET("/issues", Load(t, "list_issues_page1.json")))
+	srv.RewriteHeaders("https://api.github.com")
+
+	resp, body := get(t, srv, "GET", "/issues", "")
+	assert.Equal(t, "<"+srv.URL+`/repositories/515435940/issues?per_page=3&page=2>; rel="next", <`+
+		srv.URL+`/repositories/515435940/issues?per_page=3&page=5>; rel="last"`, resp.Header.Get("Link"))
+	assert.Contains(t, body, `"url": "https://api.github.com/repos/octokit-fixture-org/`, "bodies are sent as recorded")
+}
+
+func TestClose(t *testing.T) {
+	srv := Replay(t)
+	srv.Close()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL, nil)
+	require.NoError(t, err)
+	_, err = http.DefaultClient.Do(req)
+	assert.Error(t, err, "nothing answers at a closed server's URL")
+}

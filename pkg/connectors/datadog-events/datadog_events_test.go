@@ -5,19 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pollgrid/pollgrid/pkg/connector"
+	ct "github.com/pollgrid/pollgrid/pkg/connectortest"
 )
 
 // The fixtures are real answers of GET /api/v2/events recorded by Datadog's
@@ -35,67 +31,20 @@ const (
 	secondID   = "AgAAAYGCFWhQ_AdvPgAAAAAAAAAYAAAAAEFZR0NGV2hRQUFCUHBNT241UDJfYUg1SQAAACQAAAAAMDE4MTgyMTUtNzAyMC00ZWM2LWIwYWItZDU1YmM3NTY2ZTQ3"
 )
 
-func readFixture(t testing.TB, name string) []byte {
-	t.Helper()
-	body, err := os.ReadFile(filepath.Join("testdata", name))
-	require.NoError(t, err)
-	return body
-}
-
-// seenRequest is what the fake Datadog was asked.
-type seenRequest struct {
-	Path   string
-	Query  url.Values
-	Header http.Header
-}
-
-// fakeDatadog records every request and answers with the test's handler.
-type fakeDatadog struct {
-	*httptest.Server
-	mu       sync.Mutex
-	requests []seenRequest
-}
-
-func newFakeDatadog(t *testing.T, handler http.HandlerFunc) *fakeDatadog {
-	t.Helper()
-	f := &fakeDatadog{}
-	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f.mu.Lock()
-		f.requests = append(f.requests, seenRequest{Path: r.URL.Path, Query: r.URL.Query(), Header: r.Header.Clone()})
-		f.mu.Unlock()
-		handler(w, r)
-	}))
-	t.Cleanup(f.Close)
-	return f
-}
-
-func (f *fakeDatadog) seen() []seenRequest {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]seenRequest(nil), f.requests...)
-}
-
-func answer(status int, body []byte) http.HandlerFunc {
-	return func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		_, _ = w.Write(body)
-	}
-}
-
 // servePages answers page 1 first, then the empty page for page 1's cursor.
 func servePages(t *testing.T) http.HandlerFunc {
+	page1, empty := ct.Load(t, fixturePage1), ct.Load(t, fixtureEmpty)
 	return func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("page[cursor]") == page1After {
-			answer(200, readFixture(t, fixtureEmpty))(w, r)
+			empty.ServeHTTP(w, r)
 			return
 		}
-		answer(200, readFixture(t, fixturePage1))(w, r)
+		page1.ServeHTTP(w, r)
 	}
 }
 
 // newPoller builds the connector through the public factory, pointed at f.
-func newPoller(t *testing.T, f *fakeDatadog, config map[string]any) connector.Connector {
+func newPoller(t *testing.T, f *ct.Server, config map[string]any) connector.Connector {
 	t.Helper()
 	cfg := map[string]any{"base_url": f.URL, "api_key": testAPIKey, "app_key": testAppKey}
 	for k, v := range config {
@@ -108,14 +57,6 @@ func newPoller(t *testing.T, f *fakeDatadog, config map[string]any) connector.Co
 	return c
 }
 
-func ids(items []connector.Item) []string {
-	out := []string{}
-	for _, it := range items {
-		out = append(out, it.ID)
-	}
-	return out
-}
-
 func decodeEvent(t *testing.T, item connector.Item) map[string]any {
 	t.Helper()
 	var data map[string]any
@@ -124,14 +65,14 @@ func decodeEvent(t *testing.T, item connector.Item) map[string]any {
 }
 
 func TestPollRecordedPages(t *testing.T) {
-	f := newFakeDatadog(t, servePages(t))
+	f := ct.Serve(t, servePages(t))
 	c := newPoller(t, f, nil)
 
 	res, err := c.Poll(t.Context(), connector.State{})
 	require.NoError(t, err)
 
 	assert.Empty(t, res.Failed)
-	assert.Equal(t, []string{firstID, secondID}, ids(res.Items))
+	assert.Equal(t, []string{firstID, secondID}, ct.ItemIDs(res.Items))
 	assert.Equal(t, "2022-06-20T17:07:32Z", res.Items[0].Version)
 	assert.Equal(t, "2022-06-20T17:07:30Z", res.Items[1].Version)
 	assert.Equal(t, map[string]any{
@@ -148,26 +89,26 @@ func TestPollRecordedPages(t *testing.T) {
 	}, decodeEvent(t, res.Items[0]))
 	assert.Equal(t, connector.State{Cursor: "2022-06-20T17:07:32Z"}, res.State, "the newest timestamp, not the last one read")
 
-	reqs := f.seen()
+	reqs := f.Requests()
 	require.Len(t, reqs, 2, "page 1, then the empty page that ends the list")
 	for _, r := range reqs {
-		assert.Equal(t, "/api/v2/events", r.Path)
+		assert.Equal(t, "/api/v2/events", r.URL.Path)
 		assert.Equal(t, testAPIKey, r.Header.Get("DD-API-KEY"))
 		assert.Equal(t, testAppKey, r.Header.Get("DD-APPLICATION-KEY"))
 	}
-	assert.Equal(t, url.Values{"filter[from]": {"now-15m"}, "sort": {"timestamp"}, "page[limit]": {"100"}}, reqs[0].Query,
+	assert.Equal(t, url.Values{"filter[from]": {"now-15m"}, "sort": {"timestamp"}, "page[limit]": {"100"}}, reqs[0].URL.Query(),
 		"the first poll reads the lookback")
 	assert.Equal(t, url.Values{"filter[from]": {"now-15m"}, "sort": {"timestamp"}, "page[limit]": {"100"},
-		"page[cursor]": {page1After}}, reqs[1].Query)
+		"page[cursor]": {page1After}}, reqs[1].URL.Query())
 }
 
 func TestEmptyPage(t *testing.T) {
-	f := newFakeDatadog(t, answer(200, readFixture(t, fixtureEmpty)))
+	f := ct.Replay(t, ct.Any(ct.Load(t, fixtureEmpty)))
 	res, err := newPoller(t, f, nil).Poll(t.Context(), connector.State{Cursor: "2022-06-20T17:07:32Z"})
 	require.NoError(t, err)
 	assert.Empty(t, res.Items)
 	assert.Equal(t, connector.State{Cursor: "2022-06-20T17:07:32Z"}, res.State, "nothing new: the cursor stays")
-	assert.Len(t, f.seen(), 1)
+	assert.Len(t, f.Requests(), 1)
 }
 
 func TestFilterFrom(t *testing.T) {
@@ -191,17 +132,17 @@ func TestFilterFrom(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFakeDatadog(t, answer(200, readFixture(t, fixtureEmpty)))
+			f := ct.Replay(t, ct.Any(ct.Load(t, fixtureEmpty)))
 			_, err := newPoller(t, f, tt.config).Poll(t.Context(), connector.State{Cursor: tt.cursor})
 			require.NoError(t, err)
-			require.Len(t, f.seen(), 1)
-			assert.Equal(t, tt.wantQuery, f.seen()[0].Query)
+			require.Len(t, f.Requests(), 1)
+			assert.Equal(t, tt.wantQuery, f.Requests()[0].URL.Query())
 		})
 	}
 }
 
 func TestCursorNeverMovesBack(t *testing.T) {
-	f := newFakeDatadog(t, servePages(t))
+	f := ct.Serve(t, servePages(t))
 	res, err := newPoller(t, f, nil).Poll(t.Context(), connector.State{Cursor: "2022-06-20T17:07:40Z"})
 	require.NoError(t, err)
 	assert.Len(t, res.Items, 2, "events inside the margin are read again; change detection drops them")
@@ -225,9 +166,9 @@ func TestPageLimits(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var body map[string]any
-			require.NoError(t, json.Unmarshal(readFixture(t, fixturePage1), &body))
+			require.NoError(t, json.Unmarshal(ct.Load(t, fixturePage1).Body, &body))
 			page := 0 // the requests of one Poll are sequential
-			f := newFakeDatadog(t, func(w http.ResponseWriter, r *http.Request) {
+			f := ct.Serve(t, func(w http.ResponseWriter, r *http.Request) {
 				body["meta"] = map[string]any{"page": map[string]any{"after": tt.after(page)}}
 				if tt.empty {
 					body["data"] = []any{}
@@ -238,11 +179,11 @@ func TestPageLimits(t *testing.T) {
 					http.Error(w, err.Error(), http.StatusInternalServerError)
 					return
 				}
-				answer(200, encoded)(w, r)
+				ct.JSON(http.StatusOK, encoded).ServeHTTP(w, r)
 			})
 			res, err := newPoller(t, f, map[string]any{"max_pages": tt.maxPages}).Poll(t.Context(), connector.State{})
 			require.NoError(t, err)
-			assert.Len(t, f.seen(), tt.wantCalls)
+			assert.Len(t, f.Requests(), tt.wantCalls)
 			if !tt.empty {
 				assert.Len(t, res.Items, 2*tt.wantCalls, "two events per page read")
 			}
@@ -274,7 +215,7 @@ func TestErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFakeDatadog(t, answer(tt.status, []byte(tt.body)))
+			f := ct.Replay(t, ct.Any(ct.JSON(tt.status, []byte(tt.body))))
 			res, err := newPoller(t, f, nil).Poll(t.Context(), connector.State{Cursor: "2022-06-20T17:07:32Z"})
 			require.Error(t, err)
 			assert.Equal(t, connector.Result{}, res, "a failed poll returns nothing, so no cursor moves")
@@ -322,7 +263,7 @@ func TestEvents(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			body, err := json.Marshal(map[string]any{"data": []any{tt.event}})
 			require.NoError(t, err)
-			f := newFakeDatadog(t, answer(200, body))
+			f := ct.Replay(t, ct.Any(ct.JSON(http.StatusOK, body)))
 			res, err := newPoller(t, f, nil).Poll(t.Context(), connector.State{})
 			require.NoError(t, err)
 			require.Len(t, res.Items, 1)
@@ -353,16 +294,16 @@ func TestBadEvents(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var body map[string]any
-			require.NoError(t, json.Unmarshal(readFixture(t, fixturePage1), &body))
+			require.NoError(t, json.Unmarshal(ct.Load(t, fixturePage1).Body, &body))
 			body["data"] = append(body["data"].([]any), tt.event)
 			delete(body, "meta")
 			encoded, err := json.Marshal(body)
 			require.NoError(t, err)
-			f := newFakeDatadog(t, answer(200, encoded))
+			f := ct.Replay(t, ct.Any(ct.JSON(http.StatusOK, encoded)))
 
 			res, err := newPoller(t, f, nil).Poll(t.Context(), connector.State{})
 			require.NoError(t, err, "one bad event never fails the poll")
-			assert.Equal(t, []string{firstID, secondID}, ids(res.Items))
+			assert.Equal(t, []string{firstID, secondID}, ct.ItemIDs(res.Items))
 			require.Len(t, res.Failed, 1)
 			assert.Equal(t, tt.wantFailed, res.Failed[0].ID)
 			assert.ErrorContains(t, res.Failed[0].Err, tt.wantErr)
@@ -371,51 +312,22 @@ func TestBadEvents(t *testing.T) {
 }
 
 func TestCancelAbortsThePoll(t *testing.T) {
-	arrived := make(chan struct{})
-	release := make(chan struct{})
-	f := newFakeDatadog(t, func(w http.ResponseWriter, r *http.Request) {
-		close(arrived)
-		select { // hold the answer until the client gives up
-		case <-r.Context().Done():
-		case <-release:
-		}
-	})
-	t.Cleanup(func() { close(release) }) // runs before the server closes
-	c := newPoller(t, f, nil)
-
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.Poll(ctx, connector.State{})
-		done <- err
-	}()
-
-	select {
-	case <-arrived:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the request never reached the server")
-	}
-	cancel()
-	select {
-	case err := <-done:
-		require.Error(t, err)
-		assert.ErrorIs(t, err, context.Canceled)
-		assert.True(t, strings.HasPrefix(err.Error(), "datadog: "), err.Error())
-	case <-time.After(10 * time.Second):
-		t.Fatal("Poll did not return after its context was cancelled")
-	}
+	srv := ct.Hang(t, nil)
+	err := srv.CancelPoll(t, newPoller(t, srv.Server, nil))
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.True(t, strings.HasPrefix(err.Error(), "datadog: "), err.Error())
 }
 
 func TestNilHTTPClientFallsBack(t *testing.T) {
-	f := newFakeDatadog(t, servePages(t))
+	f := ct.Serve(t, servePages(t))
 	raw := []byte(`{"base_url":"` + f.URL + `","api_key":"k","app_key":"a"}`)
 	c, err := New(raw, connector.Deps{})
 	require.NoError(t, err)
 	res, err := c.Poll(t.Context(), connector.State{})
 	require.NoError(t, err)
 	assert.Len(t, res.Items, 2)
-	assert.Contains(t, f.seen()[0].Header.Get("User-Agent"), "pollgrid/")
+	assert.Contains(t, f.Requests()[0].Header.Get("User-Agent"), "pollgrid/")
 }
 
 func TestConfig(t *testing.T) {
@@ -457,16 +369,12 @@ func TestConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := New(json.RawMessage(tt.raw), connector.Deps{})
 			if len(tt.wantErr) > 0 {
-				require.Error(t, err)
-				assert.Nil(t, c)
-				for _, want := range tt.wantErr {
-					assert.Contains(t, err.Error(), want)
-				}
+				err := ct.ConfigError(t, New, tt.raw, tt.wantErr...)
 				assert.NotContains(t, err.Error(), "s3cret", "no secret in config errors")
 				return
 			}
+			c, err := New(json.RawMessage(tt.raw), connector.Deps{})
 			require.NoError(t, err)
 			p := c.(*eventPoller)
 			assert.Equal(t, tt.wantURL, p.eventsURL)

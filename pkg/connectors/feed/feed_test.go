@@ -7,17 +7,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pollgrid/pollgrid/pkg/connector"
+	ct "github.com/pollgrid/pollgrid/pkg/connectortest"
 	"github.com/pollgrid/pollgrid/pkg/upstream"
 )
 
@@ -28,55 +25,14 @@ const (
 	feedPath       = "/feeds/releases.atom"
 )
 
-func readFixture(t testing.TB, name string) []byte {
-	t.Helper()
-	body, err := os.ReadFile(filepath.Join("testdata", name))
-	require.NoError(t, err)
-	return body
-}
-
-type seenRequest struct {
-	Path   string
-	Header http.Header
-}
-
-// testUpstream is an httptest server that records every request and answers
-// with the handler the test gives it.
-type testUpstream struct {
-	*httptest.Server
-	mu       sync.Mutex
-	requests []seenRequest
-}
-
-func newUpstream(t *testing.T, handler http.HandlerFunc) *testUpstream {
-	t.Helper()
-	u := &testUpstream{}
-	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u.mu.Lock()
-		u.requests = append(u.requests, seenRequest{Path: r.URL.Path, Header: r.Header.Clone()})
-		u.mu.Unlock()
-		handler(w, r)
-	}))
-	t.Cleanup(u.Close)
-	return u
-}
-
-func (u *testUpstream) seen() []seenRequest {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return append([]seenRequest(nil), u.requests...)
-}
-
-func serveBody(contentType string, body []byte) http.HandlerFunc {
-	return func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", contentType)
-		_, _ = w.Write(body)
-	}
+// serveBody is an answer with a body of contentType.
+func serveBody(contentType string, body []byte) ct.Response {
+	return ct.Response{Header: http.Header{"Content-Type": {contentType}}, Body: body}
 }
 
 // newPoller builds the connector through the public factory, pointed at
 // srv's feedPath, with the platform's upstream client.
-func newPoller(t *testing.T, srv *testUpstream, config map[string]any) connector.Connector {
+func newPoller(t *testing.T, srv *ct.Server, config map[string]any) connector.Connector {
 	t.Helper()
 	cfg := map[string]any{"url": srv.URL + feedPath}
 	for k, v := range config {
@@ -87,14 +43,6 @@ func newPoller(t *testing.T, srv *testUpstream, config map[string]any) connector
 	c, err := New(raw, connector.Deps{HTTP: upstream.NewClient(upstream.Options{})})
 	require.NoError(t, err)
 	return c
-}
-
-func ids(items []connector.Item) []string {
-	out := make([]string, 0, len(items))
-	for _, it := range items {
-		out = append(out, it.ID)
-	}
-	return out
 }
 
 func decodeEntry(t *testing.T, item connector.Item) Entry {
@@ -200,7 +148,7 @@ func TestPollFixtures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newUpstream(t, serveBody(tt.contentType, readFixture(t, tt.fixture)))
+			srv := ct.Replay(t, ct.Any(serveBody(tt.contentType, ct.Load(t, tt.fixture).Body)))
 			c := newPoller(t, srv, nil)
 
 			res, err := c.Poll(t.Context(), connector.State{})
@@ -214,9 +162,9 @@ func TestPollFixtures(t *testing.T) {
 			assert.Equal(t, tt.wantVersion, item.Version)
 			assert.JSONEq(t, strings.ReplaceAll(tt.wantData, "SRV", srv.URL), string(item.Data))
 
-			reqs := srv.seen()
+			reqs := srv.Requests()
 			require.Len(t, reqs, 1)
-			assert.Equal(t, feedPath, reqs[0].Path)
+			assert.Equal(t, feedPath, reqs[0].URL.Path)
 			assert.Contains(t, reqs[0].Header.Get("Accept"), "application/atom+xml")
 			assert.True(t, strings.HasPrefix(reqs[0].Header.Get("User-Agent"), "pollgrid/"), "default User-Agent")
 			assert.Empty(t, reqs[0].Header.Get("If-None-Match"), "no validators in state, so no conditional request")
@@ -251,11 +199,11 @@ func TestEveryFixtureItem(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.fixture, func(t *testing.T) {
-			srv := newUpstream(t, serveBody("application/xml", readFixture(t, tt.fixture)))
+			srv := ct.Replay(t, ct.Any(serveBody("application/xml", ct.Load(t, tt.fixture).Body)))
 			c := newPoller(t, srv, nil)
 			first, err := c.Poll(t.Context(), connector.State{})
 			require.NoError(t, err)
-			assert.Equal(t, tt.want, ids(first.Items))
+			assert.Equal(t, tt.want, ct.ItemIDs(first.Items))
 
 			second, err := c.Poll(t.Context(), connector.State{})
 			require.NoError(t, err)
@@ -278,8 +226,8 @@ const fallbackFeed = `<?xml version="1.0"?>
 
 func TestIDAndVersionFallbacks(t *testing.T) {
 	body := []byte(fallbackFeed)
-	srv := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
-		serveBody("application/rss+xml", body)(w, r)
+	srv := ct.Serve(t, func(w http.ResponseWriter, r *http.Request) {
+		serveBody("application/rss+xml", body).ServeHTTP(w, r)
 	})
 	raw, err := json.Marshal(map[string]any{"url": srv.URL + "/feeds/main.xml"})
 	require.NoError(t, err)
@@ -338,7 +286,7 @@ func TestUpdatedWinsOverPublished(t *testing.T) {
 	atom := `<feed xmlns="http://www.w3.org/2005/Atom"><title>v</title>
 <entry><id>e1</id><published>2024-01-01T00:00:00+01:00</published><updated>2024-03-01T12:00:00.5+01:00</updated><title>edited</title></entry>
 </feed>`
-	srv := newUpstream(t, serveBody("application/atom+xml", []byte(atom)))
+	srv := ct.Replay(t, ct.Any(serveBody("application/atom+xml", []byte(atom))))
 	res, err := newPoller(t, srv, nil).Poll(t.Context(), connector.State{})
 	require.NoError(t, err)
 	require.Len(t, res.Items, 1)
@@ -354,12 +302,12 @@ func TestRelativeLinksFollowRedirects(t *testing.T) {
 <entry><id>e2</id><updated>2024-01-02T03:04:05Z</updated><link href="//cdn.example/x"/></entry>
 <entry xml:base="https://example.org/blog/"><id>e3</id><updated>2024-01-02T03:04:05Z</updated><link href="post/1"/></entry>
 </feed>`
-	srv := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+	srv := ct.Serve(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/old.atom" {
 			http.Redirect(w, r, "/new/releases.atom", http.StatusMovedPermanently)
 			return
 		}
-		serveBody("application/atom+xml", []byte(atom))(w, r)
+		serveBody("application/atom+xml", []byte(atom)).ServeHTTP(w, r)
 	})
 	raw, err := json.Marshal(map[string]any{"url": srv.URL + "/old.atom"})
 	require.NoError(t, err)
@@ -376,14 +324,14 @@ func TestRelativeLinksFollowRedirects(t *testing.T) {
 
 func TestMaxItemsAndSummary(t *testing.T) {
 	t.Run("max_items keeps the first entries", func(t *testing.T) {
-		srv := newUpstream(t, serveBody("application/atom+xml", readFixture(t, fixtureGulp)))
+		srv := ct.Replay(t, ct.Any(serveBody("application/atom+xml", ct.Load(t, fixtureGulp).Body)))
 		res, err := newPoller(t, srv, map[string]any{"max_items": 3}).Poll(t.Context(), connector.State{})
 		require.NoError(t, err)
 		assert.Equal(t, []string{
 			"tag:github.com,2008:Repository/11167738/v3.9.0",
 			"tag:github.com,2008:Repository/11167738/v3.8.11",
 			"tag:github.com,2008:Repository/11167738/v3.8.10",
-		}, ids(res.Items))
+		}, ct.ItemIDs(res.Items))
 	})
 
 	tests := []struct {
@@ -399,7 +347,7 @@ func TestMaxItemsAndSummary(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			rss := `<rss version="2.0"><channel><title>s</title><item><guid>s1</guid><description><![CDATA[` +
 				tt.description + `]]></description></item></channel></rss>`
-			srv := newUpstream(t, serveBody("application/rss+xml", []byte(rss)))
+			srv := ct.Replay(t, ct.Any(serveBody("application/rss+xml", []byte(rss))))
 			res, err := newPoller(t, srv, nil).Poll(t.Context(), connector.State{})
 			require.NoError(t, err)
 			require.Len(t, res.Items, 1)
@@ -413,15 +361,15 @@ func TestMaxItemsAndSummary(t *testing.T) {
 func TestConditionalRequests(t *testing.T) {
 	const etag = `W/"a1b2c3"`
 	const lastModified = "Mon, 01 Jun 2015 21:49:41 GMT"
-	body := readFixture(t, fixtureGulp)
+	body := ct.Load(t, fixtureGulp).Body
 
 	t.Run("304 keeps the state", func(t *testing.T) {
-		srv := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		srv := ct.Serve(t, func(w http.ResponseWriter, r *http.Request) {
 			if r.Header.Get("If-None-Match") == etag {
 				w.WriteHeader(http.StatusNotModified)
 				return
 			}
-			serveBody("application/atom+xml", body)(w, r)
+			serveBody("application/atom+xml", body).ServeHTTP(w, r)
 		})
 		state := connector.State{Cursor: "kept", ETag: etag, LastModified: lastModified}
 
@@ -431,18 +379,15 @@ func TestConditionalRequests(t *testing.T) {
 		assert.True(t, res.NotModified)
 		assert.Equal(t, state, res.State)
 		assert.Empty(t, res.Items)
-		reqs := srv.seen()
+		reqs := srv.Requests()
 		require.Len(t, reqs, 1)
 		assert.Equal(t, etag, reqs[0].Header.Get("If-None-Match"))
 		assert.Equal(t, lastModified, reqs[0].Header.Get("If-Modified-Since"))
 	})
 
 	t.Run("200 captures ETag and Last-Modified and keeps the cursor", func(t *testing.T) {
-		srv := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("ETag", etag)
-			w.Header().Set("Last-Modified", lastModified)
-			serveBody("application/atom+xml", body)(w, r)
-		})
+		srv := ct.Replay(t, ct.Any(serveBody("application/atom+xml", body).
+			WithHeader("ETag", etag).WithHeader("Last-Modified", lastModified)))
 		res, err := newPoller(t, srv, nil).Poll(t.Context(), connector.State{Cursor: "kept", ETag: `"stale"`})
 		require.NoError(t, err)
 
@@ -452,7 +397,7 @@ func TestConditionalRequests(t *testing.T) {
 	})
 
 	t.Run("200 without validators clears the old ones", func(t *testing.T) {
-		srv := newUpstream(t, serveBody("application/atom+xml", body))
+		srv := ct.Replay(t, ct.Any(serveBody("application/atom+xml", body)))
 		res, err := newPoller(t, srv, nil).Poll(t.Context(), connector.State{Cursor: "kept", ETag: `"stale"`, LastModified: lastModified})
 		require.NoError(t, err)
 		assert.Equal(t, connector.State{Cursor: "kept"}, res.State)
@@ -515,12 +460,11 @@ func TestFailedPolls(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newUpstream(t, func(w http.ResponseWriter, _ *http.Request) {
-				w.Header().Set("Content-Type", tt.contentType)
-				w.Header().Set("ETag", `"new"`)
-				w.WriteHeader(tt.status)
-				_, _ = w.Write([]byte(tt.body))
-			})
+			srv := ct.Replay(t, ct.Any(ct.Response{
+				Status: tt.status,
+				Header: http.Header{"Content-Type": {tt.contentType}, "Etag": {`"new"`}},
+				Body:   []byte(tt.body),
+			}))
 			res, err := newPoller(t, srv, nil).Poll(t.Context(), connector.State{ETag: `"old"`})
 			require.Error(t, err)
 			assert.Equal(t, tt.wantErr, err.Error())
@@ -560,98 +504,41 @@ func TestSecretsStayOutOfErrors(t *testing.T) {
 }
 
 func TestUserAgent(t *testing.T) {
-	srv := newUpstream(t, serveBody("application/rss+xml", readFixture(t, fixtureLiftoff)))
+	srv := ct.Replay(t, ct.Any(serveBody("application/rss+xml", ct.Load(t, fixtureLiftoff).Body)))
 	_, err := newPoller(t, srv, map[string]any{"user_agent": "my-reader/1.0 (ops@example.com)"}).Poll(t.Context(), connector.State{})
 	require.NoError(t, err)
-	reqs := srv.seen()
+	reqs := srv.Requests()
 	require.Len(t, reqs, 1)
 	assert.Equal(t, "my-reader/1.0 (ops@example.com)", reqs[0].Header.Get("User-Agent"))
 }
 
 func TestCancelAbortsThePoll(t *testing.T) {
-	arrived := make(chan struct{})
-	release := make(chan struct{})
-	srv := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
-		close(arrived)
-		select { // hold the answer until the client gives up
-		case <-r.Context().Done():
-		case <-release:
-		}
-	})
-	t.Cleanup(func() { close(release) }) // runs before srv.Close
-	c := newPoller(t, srv, nil)
-
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.Poll(ctx, connector.State{})
-		done <- err
-	}()
-
-	select {
-	case <-arrived:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the request never reached the server")
-	}
-	cancel()
-	select {
-	case err := <-done:
-		require.Error(t, err)
-		assert.ErrorIs(t, err, context.Canceled)
-		assert.True(t, strings.HasPrefix(err.Error(), "feed: "), err.Error())
-	case <-time.After(10 * time.Second):
-		t.Fatal("Poll did not return after its context was cancelled")
-	}
+	srv := ct.Hang(t, nil)
+	err := srv.CancelPoll(t, newPoller(t, srv.Server, nil))
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.True(t, strings.HasPrefix(err.Error(), "feed: "), err.Error())
 }
 
 func TestCancelWhileReadingTheBody(t *testing.T) {
-	sent := make(chan struct{})
-	release := make(chan struct{})
-	srv := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+	srv := ct.Hang(t, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/rss+xml")
-		_, _ = w.Write([]byte(`<rss version="2.0"><channel>`))
-		w.(http.Flusher).Flush()
-		close(sent)
-		select { // the rest of the body never comes
-		case <-r.Context().Done():
-		case <-release:
-		}
+		_, _ = w.Write([]byte(`<rss version="2.0"><channel>`)) // the rest of the body never comes
 	})
-	t.Cleanup(func() { close(release) })
-	c := newPoller(t, srv, nil)
-
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.Poll(ctx, connector.State{})
-		done <- err
-	}()
-	select {
-	case <-sent:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the server never sent the headers")
-	}
-	cancel()
-	select {
-	case err := <-done:
-		require.Error(t, err)
-		assert.ErrorIs(t, err, context.Canceled)
-		assert.True(t, strings.HasPrefix(err.Error(), "feed: "), err.Error())
-	case <-time.After(10 * time.Second):
-		t.Fatal("Poll did not return after its context was cancelled")
-	}
+	err := srv.CancelPoll(t, newPoller(t, srv.Server, nil))
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.True(t, strings.HasPrefix(err.Error(), "feed: "), err.Error())
 }
 
 func TestNilHTTPFallsBackToTheUpstreamClient(t *testing.T) {
-	srv := newUpstream(t, serveBody("application/rss+xml", readFixture(t, fixtureLiftoff)))
+	srv := ct.Replay(t, ct.Any(serveBody("application/rss+xml", ct.Load(t, fixtureLiftoff).Body)))
 	c, err := New(json.RawMessage(`{"url":"`+srv.URL+`/rss"}`), connector.Deps{})
 	require.NoError(t, err)
 	res, err := c.Poll(t.Context(), connector.State{})
 	require.NoError(t, err)
 	assert.Len(t, res.Items, 4)
-	assert.True(t, strings.HasPrefix(srv.seen()[0].Header.Get("User-Agent"), "pollgrid/"))
+	assert.True(t, strings.HasPrefix(srv.Requests()[0].Header.Get("User-Agent"), "pollgrid/"))
 }
 
 func TestConfig(t *testing.T) {
@@ -705,15 +592,11 @@ func TestConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := New(json.RawMessage(tt.raw), connector.Deps{})
 			if len(tt.wantErr) > 0 {
-				require.Error(t, err)
-				assert.Nil(t, c)
-				for _, want := range tt.wantErr {
-					assert.Contains(t, err.Error(), want)
-				}
+				ct.ConfigError(t, New, tt.raw, tt.wantErr...)
 				return
 			}
+			c, err := New(json.RawMessage(tt.raw), connector.Deps{})
 			require.NoError(t, err)
 			p, ok := c.(*feedPoller)
 			require.True(t, ok)
@@ -725,7 +608,7 @@ func TestConfig(t *testing.T) {
 }
 
 func BenchmarkParse(b *testing.B) {
-	body := readFixture(b, fixtureGulp) // the largest fixture
+	body := ct.Load(b, fixtureGulp).Body // the largest fixture
 	base, err := url.Parse("https://github.com/gulpjs/gulp/releases.atom")
 	require.NoError(b, err)
 	b.SetBytes(int64(len(body)))

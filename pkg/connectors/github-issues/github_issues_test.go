@@ -13,7 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pollgrid/pollgrid/pkg/connector"
-	"github.com/pollgrid/pollgrid/pkg/connectors/internal/githubapi/githubtest"
+	"github.com/pollgrid/pollgrid/pkg/connectors/internal/githubapi"
+	ct "github.com/pollgrid/pollgrid/pkg/connectortest"
 )
 
 const (
@@ -25,11 +26,11 @@ const (
 	movedPath = "/repositories/515435940/issues" // where GitHub's Link URLs go
 	firstQ    = "state=all&sort=updated&direction=asc&per_page=3"
 
-	fixturePage1 = "list_issues_page1"
-	fixturePage2 = "list_issues_page2"
-	fixtureLast  = "list_issues_page5_last"
-	fixture422   = "error_422_validation"
-	fixture304   = "conditional_get_304_not_modified"
+	fixturePage1 = "list_issues_page1.json"
+	fixturePage2 = "list_issues_page2.json"
+	fixtureLast  = "list_issues_page5_last.json"
+	fixture422   = "error_422_validation.json"
+	fixture304   = "conditional_get_304_not_modified.headers.json"
 
 	// maxUpdated is the latest updated_at in the three recorded pages (#13).
 	maxUpdated = "2022-07-19T04:39:16Z"
@@ -38,33 +39,21 @@ const (
 // pages answers like the recording: page 1 at the list URL, page 2 at its
 // Link. Pages 3 and 4 were not kept in the fixtures, so page 2's rel="next"
 // (page=3) is answered with the recorded last page (page 5, no rel="next").
-func pages(t *testing.T) *githubtest.Server {
-	p1, p2, last := githubtest.Load(t, fixturePage1), githubtest.Load(t, fixturePage2), githubtest.Load(t, fixtureLast)
-	var srv *githubtest.Server
-	srv = githubtest.NewServer(t, func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case r.URL.Path == listPath:
-			p1.Write(w, srv.URL)
-		case r.URL.Path == movedPath && r.URL.Query().Get("page") == "2":
-			p2.Write(w, srv.URL)
-		case r.URL.Path == movedPath && r.URL.Query().Get("page") == "3":
-			last.Write(w, srv.URL)
-		default:
-			http.NotFound(w, r)
-		}
-	})
+func pages(t *testing.T) *ct.Server {
+	srv := ct.Replay(t,
+		ct.GET(listPath, ct.Load(t, fixturePage1)),
+		ct.GET(movedPath+"?page=2", ct.Load(t, fixturePage2)),
+		ct.GET(movedPath+"?page=3", ct.Load(t, fixtureLast)))
+	srv.RewriteHeaders(githubapi.DefaultBaseURL)
 	return srv
 }
 
 // serveIssues answers every request with these issues and page 1's headers
 // without its Link.
-func serveIssues(t *testing.T, issues ...any) *githubtest.Server {
+func serveIssues(t *testing.T, issues ...any) *ct.Server {
 	body, err := json.Marshal(issues)
 	require.NoError(t, err)
-	rec := githubtest.Load(t, fixturePage1).WithoutHeader("Link").WithBody(body)
-	var srv *githubtest.Server
-	srv = githubtest.NewServer(t, func(w http.ResponseWriter, _ *http.Request) { rec.Write(w, srv.URL) })
-	return srv
+	return ct.Replay(t, ct.Any(ct.Load(t, fixturePage1).WithoutHeader("Link").WithBody(body)))
 }
 
 // recordedIssues returns every recorded issue as maps, to alter, in file order
@@ -73,13 +62,13 @@ func recordedIssues(t *testing.T) []map[string]any {
 	var all []map[string]any
 	for _, name := range []string{fixturePage1, fixturePage2, fixtureLast} {
 		var page []map[string]any
-		require.NoError(t, json.Unmarshal(githubtest.Load(t, name).Body, &page))
+		require.NoError(t, json.Unmarshal(ct.Load(t, name).Body, &page))
 		all = append(all, page...)
 	}
 	return all
 }
 
-func newPoller(t *testing.T, srv *githubtest.Server, config map[string]any) connector.Connector {
+func newPoller(t *testing.T, srv *ct.Server, config map[string]any) connector.Connector {
 	t.Helper()
 	cfg := map[string]any{"owner": owner, "repo": repo, "base_url": srv.URL, "token": testToken, "per_page": 3}
 	for k, v := range config {
@@ -94,14 +83,6 @@ func newPoller(t *testing.T, srv *githubtest.Server, config map[string]any) conn
 	c, err := New(raw, connector.Deps{HTTP: srv.Client()})
 	require.NoError(t, err)
 	return c
-}
-
-func ids(items []connector.Item) []string {
-	out := make([]string, 0, len(items))
-	for _, it := range items {
-		out = append(out, it.ID)
-	}
-	return out
 }
 
 func TestPollFollowsLinkExactly(t *testing.T) {
@@ -138,7 +119,7 @@ func TestPollFollowsLinkExactly(t *testing.T) {
 
 			assert.False(t, res.NotModified)
 			assert.Empty(t, res.Failed)
-			assert.Equal(t, tt.wantIDs, ids(res.Items))
+			assert.Equal(t, tt.wantIDs, ct.ItemIDs(res.Items))
 			assert.Equal(t, "2022-07-19T04:39:16Z", res.Items[0].Version)
 			assert.Equal(t, connector.State{
 				Cursor: tt.wantCursor,
@@ -148,8 +129,8 @@ func TestPollFollowsLinkExactly(t *testing.T) {
 			reqs := srv.Requests()
 			require.Len(t, reqs, len(tt.wantPaths))
 			for i, r := range reqs {
-				assert.Equal(t, tt.wantPaths[i], r.Path)
-				assert.Equal(t, tt.wantQuery[i], r.RawQuery, "request %d: the Link URL as given", i)
+				assert.Equal(t, tt.wantPaths[i], r.URL.Path)
+				assert.Equal(t, tt.wantQuery[i], r.URL.RawQuery, "request %d: the Link URL as given", i)
 				assert.Equal(t, "Bearer "+testToken, r.Header.Get("Authorization"))
 				assert.Equal(t, "application/vnd.github+json", r.Header.Get("Accept"))
 				assert.Equal(t, "2022-11-28", r.Header.Get("X-GitHub-Api-Version"))
@@ -170,8 +151,8 @@ func TestCursor(t *testing.T) {
 		require.NoError(t, err)
 		reqs := srv.Requests()
 		require.Len(t, reqs, 6)
-		assert.Equal(t, firstQ, reqs[0].RawQuery, "first poll: no since")
-		assert.Equal(t, firstQ+"&since="+maxUpdated, reqs[3].RawQuery)
+		assert.Equal(t, firstQ, reqs[0].URL.RawQuery, "first poll: no since")
+		assert.Equal(t, firstQ+"&since="+maxUpdated, reqs[3].URL.RawQuery)
 		assert.Equal(t, maxUpdated, second.State.Cursor)
 	})
 
@@ -222,7 +203,7 @@ func TestCursor(t *testing.T) {
 			if tt.wantSince != "" {
 				wantQuery += "&since=" + tt.wantSince
 			}
-			assert.Equal(t, wantQuery, reqs[0].RawQuery)
+			assert.Equal(t, wantQuery, reqs[0].URL.RawQuery)
 		})
 	}
 }
@@ -279,7 +260,7 @@ func TestPullRequestsAreSkippedNotFailed(t *testing.T) {
 	srv := serveIssues(t, issues[0], issues[1], issues[2])
 	res, err := newPoller(t, srv, nil).Poll(t.Context(), connector.State{})
 	require.NoError(t, err)
-	assert.Equal(t, []string{"13", "11"}, ids(res.Items))
+	assert.Equal(t, []string{"13", "11"}, ct.ItemIDs(res.Items))
 	assert.Empty(t, res.Failed)
 }
 
@@ -297,7 +278,7 @@ func TestBadIssuesFailAlone(t *testing.T) {
 	srv := serveIssues(t, noNumber, wrongType, noUpdated, "not an object", older, newer, issues[4])
 	res, err := newPoller(t, srv, nil).Poll(t.Context(), connector.State{})
 	require.NoError(t, err, "bad issues never fail the poll")
-	assert.Equal(t, []string{"10", "9"}, ids(res.Items))
+	assert.Equal(t, []string{"10", "9"}, ct.ItemIDs(res.Items))
 	assert.Equal(t, "2022-07-19T05:00:00Z", res.Items[0].Version, "an issue seen twice keeps its newer version")
 	assert.Equal(t, "2022-07-19T05:00:00Z", res.State.Cursor)
 	require.Len(t, res.Failed, 4)
@@ -313,12 +294,11 @@ func TestBadIssuesFailAlone(t *testing.T) {
 }
 
 func TestNotModified(t *testing.T) {
-	rec304 := githubtest.Load(t, fixture304)
+	rec304 := ct.Load(t, fixture304)
 	state := connector.State{Cursor: maxUpdated, ETag: `"8600bedcb7fed1d8065e1693e05529ce"`, LastModified: "Thu, 22 Aug 2013 02:09:11 GMT"}
-	var srv *githubtest.Server
-	srv = githubtest.NewServer(t, func(w http.ResponseWriter, r *http.Request) {
+	srv := ct.Serve(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("If-None-Match") == state.ETag {
-			rec304.Write(w, srv.URL)
+			rec304.ServeHTTP(w, r)
 			return
 		}
 		http.Error(w, "want a conditional request", http.StatusBadRequest)
@@ -330,11 +310,11 @@ func TestNotModified(t *testing.T) {
 	reqs := srv.Requests()
 	require.Len(t, reqs, 1)
 	assert.Equal(t, state.LastModified, reqs[0].Header.Get("If-Modified-Since"))
-	assert.Equal(t, firstQ+"&since="+maxUpdated, reqs[0].RawQuery)
+	assert.Equal(t, firstQ+"&since="+maxUpdated, reqs[0].URL.RawQuery)
 }
 
 func TestErrors(t *testing.T) {
-	rec422 := githubtest.Load(t, fixture422)
+	rec422 := ct.Load(t, fixture422)
 	// No rate-limited answer was recorded: the 422's headers with the limit
 	// at 0, and GitHub's documented message.
 	rateLimited := rec422.WithHeader("X-RateLimit-Remaining", "0").
@@ -344,7 +324,7 @@ func TestErrors(t *testing.T) {
 
 	tests := []struct {
 		name string
-		rec  githubtest.Recording
+		rec  ct.Response
 		want string
 	}{
 		{name: "422 error_422_validation", rec: rec422,
@@ -353,14 +333,14 @@ func TestErrors(t *testing.T) {
 			want: prefix + "github: 403 Forbidden: API rate limit exceeded for user ID 31898046. (rate limit exhausted until 2022-07-19T05:36:39Z)"},
 		{name: "401 bad credentials", rec: rec422.WithBody([]byte(`{"message":"Bad credentials","documentation_url":"https://docs.github.com/rest"}`)),
 			want: prefix + "github: 401 Unauthorized: Bad credentials (GitHub refused config.token: check that it is valid and not expired)"},
-		{name: "200 that is not a list", rec: githubtest.Load(t, fixtureLast).WithBody([]byte(`{"message":"oops"}`)),
+		{name: "200 that is not a list", rec: ct.Load(t, fixtureLast).WithBody([]byte(`{"message":"oops"}`)),
 			want: prefix + "github: response is not a list of issues: response is not the JSON expected"},
 	}
 	tests[2].rec.Status = http.StatusUnauthorized
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var srv *githubtest.Server
-			srv = githubtest.NewServer(t, func(w http.ResponseWriter, _ *http.Request) { tt.rec.Write(w, srv.URL) })
+			srv := ct.Replay(t, ct.Any(tt.rec))
+			srv.RewriteHeaders(githubapi.DefaultBaseURL)
 			res, err := newPoller(t, srv, nil).Poll(t.Context(), connector.State{Cursor: maxUpdated})
 			require.Error(t, err)
 			assert.Equal(t, connector.Result{}, res, "a failed poll moves no cursor")
@@ -372,11 +352,11 @@ func TestErrors(t *testing.T) {
 }
 
 func TestForeignNextLinkIsRefused(t *testing.T) {
-	foreign := githubtest.NewServer(t, func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(`[]`)) })
+	foreign := ct.Serve(t, func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(`[]`)) })
 	// The recorded Link, pointed at another host:port of the same scheme.
-	page1 := githubtest.Load(t, fixturePage1)
-	page1 = page1.WithHeader("Link", strings.ReplaceAll(page1.Header("Link"), githubtest.RecordedHost, foreign.URL))
-	srv := githubtest.NewServer(t, func(w http.ResponseWriter, _ *http.Request) { page1.Write(w, "http://unused.invalid") })
+	page1 := ct.Load(t, fixturePage1)
+	page1 = page1.WithHeader("Link", strings.ReplaceAll(page1.Header.Get("Link"), githubapi.DefaultBaseURL, foreign.URL))
+	srv := ct.Replay(t, ct.Any(page1))
 
 	res, err := newPoller(t, srv, nil).Poll(t.Context(), connector.State{Cursor: "2022-07-19T00:00:00Z"})
 	require.Error(t, err)
@@ -389,39 +369,11 @@ func TestForeignNextLinkIsRefused(t *testing.T) {
 }
 
 func TestCancelAbortsThePoll(t *testing.T) {
-	arrived := make(chan struct{})
-	release := make(chan struct{})
-	srv := githubtest.NewServer(t, func(w http.ResponseWriter, r *http.Request) {
-		close(arrived)
-		select { // hold the answer until the client gives up
-		case <-r.Context().Done():
-		case <-release:
-		}
-	})
-	t.Cleanup(func() { close(release) }) // runs before srv.Close
-	c := newPoller(t, srv, nil)
-
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.Poll(ctx, connector.State{})
-		done <- err
-	}()
-	select {
-	case <-arrived:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the request never reached the server")
-	}
-	cancel()
-	select {
-	case err := <-done:
-		require.Error(t, err)
-		assert.ErrorIs(t, err, context.Canceled)
-		assert.True(t, strings.HasPrefix(err.Error(), "list issues of "+owner+"/"+repo+": github: "), err.Error())
-	case <-time.After(10 * time.Second):
-		t.Fatal("Poll did not return after its context was cancelled")
-	}
+	srv := ct.Hang(t, nil)
+	err := srv.CancelPoll(t, newPoller(t, srv.Server, nil))
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.True(t, strings.HasPrefix(err.Error(), "list issues of "+owner+"/"+repo+": github: "), err.Error())
 }
 
 func TestConfig(t *testing.T) {
@@ -463,16 +415,12 @@ func TestConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := New(json.RawMessage(tt.raw), connector.Deps{})
 			if len(tt.wantErr) > 0 {
-				require.Error(t, err)
-				assert.Nil(t, c)
-				for _, want := range tt.wantErr {
-					assert.Contains(t, err.Error(), want)
-				}
+				err := ct.ConfigError(t, New, tt.raw, tt.wantErr...)
 				assert.NotContains(t, err.Error(), testToken)
 				return
 			}
+			c, err := New(json.RawMessage(tt.raw), connector.Deps{})
 			require.NoError(t, err)
 			p, ok := c.(*issuePoller)
 			require.True(t, ok)

@@ -14,7 +14,7 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/connector"
 	"github.com/pollgrid/pollgrid/pkg/connectors/internal/githubapi"
-	"github.com/pollgrid/pollgrid/pkg/connectors/internal/githubapi/githubtest"
+	ct "github.com/pollgrid/pollgrid/pkg/connectortest"
 	"github.com/pollgrid/pollgrid/pkg/upstream"
 )
 
@@ -28,39 +28,29 @@ const (
 	// brackets; the link is followed as given all the same.
 	page2Path = "/repos/api-playground/<GITHUB_TEST_REPOSITORY>/releases"
 
-	fixture2013  = "list_releases_2013_page1"
-	fixtureByTag = "get_release_by_tag"
-	fixture422   = "error_422_validation"
-	fixture304   = "conditional_get_304_not_modified"
+	fixture2013  = "list_releases_2013_page1.json"
+	fixtureByTag = "get_release_by_tag.json"
+	fixture422   = "error_422_validation.json"
+	fixture304   = "conditional_get_304_not_modified.headers.json"
 )
 
 // modernList is get_release_by_tag (GET /releases/tags/v1.0.0, one release
 // object) served as a one-element list: no list-releases page with today's
 // schema was recorded. It keeps its own headers (no Link: the last page).
-func modernList(t testing.TB) githubtest.Recording {
-	rec := githubtest.Load(t, fixtureByTag)
+func modernList(t testing.TB) ct.Response {
+	rec := ct.Load(t, fixtureByTag)
 	return rec.WithBody([]byte("[" + string(rec.Body) + "]"))
 }
 
 // twoPages answers the first request with the 2013 list (4 releases, Link
 // next) and its next link with the modern release.
-func twoPages(t *testing.T) *githubtest.Server {
-	page1, page2 := githubtest.Load(t, fixture2013), modernList(t)
-	var srv *githubtest.Server
-	srv = githubtest.NewServer(t, func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case listPath:
-			page1.Write(w, srv.URL)
-		case page2Path:
-			page2.Write(w, srv.URL)
-		default:
-			http.NotFound(w, r)
-		}
-	})
+func twoPages(t *testing.T) *ct.Server {
+	srv := ct.Replay(t, ct.GET(listPath, ct.Load(t, fixture2013)), ct.GET(page2Path, modernList(t)))
+	srv.RewriteHeaders(githubapi.DefaultBaseURL)
 	return srv
 }
 
-func newPoller(t *testing.T, srv *githubtest.Server, config map[string]any) connector.Connector {
+func newPoller(t *testing.T, srv *ct.Server, config map[string]any) connector.Connector {
 	t.Helper()
 	cfg := map[string]any{"owner": owner, "repo": repo, "base_url": srv.URL, "token": testToken}
 	for k, v := range config {
@@ -75,22 +65,6 @@ func newPoller(t *testing.T, srv *githubtest.Server, config map[string]any) conn
 	c, err := New(raw, connector.Deps{HTTP: srv.Client()})
 	require.NoError(t, err)
 	return c
-}
-
-func ids(items []connector.Item) []string {
-	out := make([]string, 0, len(items))
-	for _, it := range items {
-		out = append(out, it.ID)
-	}
-	return out
-}
-
-func versions(items []connector.Item) []string {
-	out := make([]string, 0, len(items))
-	for _, it := range items {
-		out = append(out, it.Version)
-	}
-	return out
 }
 
 func TestPollFollowsLinkExactly(t *testing.T) {
@@ -133,8 +107,8 @@ func TestPollFollowsLinkExactly(t *testing.T) {
 
 			assert.False(t, res.NotModified)
 			assert.Empty(t, res.Failed)
-			assert.Equal(t, tt.wantIDs, ids(res.Items))
-			assert.Equal(t, tt.wantVersions, versions(res.Items))
+			assert.Equal(t, tt.wantIDs, ct.ItemIDs(res.Items))
+			assert.Equal(t, tt.wantVersions, ct.ItemVersions(res.Items))
 			assert.Equal(t, connector.State{
 				Cursor:       "untouched",
 				ETag:         `"681924f39aa021a9ff1309bd8cbe026e"`, // page 1's, not page 2's
@@ -143,11 +117,11 @@ func TestPollFollowsLinkExactly(t *testing.T) {
 
 			reqs := srv.Requests()
 			require.Len(t, reqs, tt.wantRequests)
-			assert.Equal(t, listPath, reqs[0].Path)
-			assert.Equal(t, "per_page=30", reqs[0].RawQuery)
+			assert.Equal(t, listPath, reqs[0].URL.Path)
+			assert.Equal(t, "per_page=30", reqs[0].URL.RawQuery)
 			if tt.wantRequests > 1 {
-				assert.Equal(t, page2Path, reqs[1].Path, "the Link URL, not one rebuilt from owner/repo")
-				assert.Equal(t, "page=2", reqs[1].RawQuery, "as given: no per_page added")
+				assert.Equal(t, page2Path, reqs[1].URL.Path, "the Link URL, not one rebuilt from owner/repo")
+				assert.Equal(t, "page=2", reqs[1].URL.RawQuery, "as given: no per_page added")
 			}
 			for _, r := range reqs {
 				assert.Equal(t, "Bearer "+testToken, r.Header.Get("Authorization"))
@@ -197,17 +171,14 @@ func TestReleaseData(t *testing.T) {
 // release returns the modern recorded release as a map, to alter.
 func release(t *testing.T) map[string]any {
 	var r map[string]any
-	require.NoError(t, json.Unmarshal(githubtest.Load(t, fixtureByTag).Body, &r))
+	require.NoError(t, json.Unmarshal(ct.Load(t, fixtureByTag).Body, &r))
 	return r
 }
 
-func serveList(t *testing.T, releases ...any) *githubtest.Server {
+func serveList(t *testing.T, releases ...any) *ct.Server {
 	body, err := json.Marshal(releases)
 	require.NoError(t, err)
-	rec := modernList(t).WithBody(body)
-	var srv *githubtest.Server
-	srv = githubtest.NewServer(t, func(w http.ResponseWriter, _ *http.Request) { rec.Write(w, srv.URL) })
-	return srv
+	return ct.Replay(t, ct.Any(modernList(t).WithBody(body)))
 }
 
 func TestReleaseRules(t *testing.T) {
@@ -273,7 +244,7 @@ func TestReleaseRules(t *testing.T) {
 			res, err := newPoller(t, srv, tt.config).Poll(t.Context(), connector.State{})
 			require.NoError(t, err)
 			assert.Empty(t, res.Failed)
-			assert.Equal(t, tt.wantIDs, ids(res.Items))
+			assert.Equal(t, tt.wantIDs, ct.ItemIDs(res.Items))
 			if tt.check != nil && len(res.Items) == 1 {
 				tt.check(t, res.Items[0])
 			}
@@ -297,7 +268,7 @@ func TestBadReleasesFailAlone(t *testing.T) {
 	res, err := newPoller(t, srv, nil).Poll(t.Context(), connector.State{})
 	require.NoError(t, err, "bad releases never fail the poll")
 
-	assert.Equal(t, []string{"7", "72286832"}, ids(res.Items))
+	assert.Equal(t, []string{"7", "72286832"}, ct.ItemIDs(res.Items))
 	assert.Equal(t, "2030-01-01T00:00:00Z", res.Items[0].Version, "a release seen twice keeps its newer version")
 	require.Len(t, res.Failed, 4)
 	for i, want := range []struct{ id, err string }{
@@ -312,17 +283,16 @@ func TestBadReleasesFailAlone(t *testing.T) {
 }
 
 func TestNotModified(t *testing.T) {
-	rec304 := githubtest.Load(t, fixture304)
+	rec304 := ct.Load(t, fixture304)
 	// The validators the recorded request sent.
 	state := connector.State{Cursor: "kept", ETag: `"8600bedcb7fed1d8065e1693e05529ce"`, LastModified: "Thu, 22 Aug 2013 02:09:11 GMT"}
 	page := modernList(t)
-	var srv *githubtest.Server
-	srv = githubtest.NewServer(t, func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("If-None-Match") == rec304.Header("etag") {
-			rec304.Write(w, srv.URL)
+	srv := ct.Serve(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("If-None-Match") == rec304.Header.Get("etag") {
+			rec304.ServeHTTP(w, r)
 			return
 		}
-		page.Write(w, srv.URL)
+		page.ServeHTTP(w, r)
 	})
 	c := newPoller(t, srv, nil)
 
@@ -344,7 +314,7 @@ func TestNotModified(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	rec422 := githubtest.Load(t, fixture422)
+	rec422 := ct.Load(t, fixture422)
 	// No rate-limited answer was recorded: this one is the 422's headers
 	// with the limit at 0, and GitHub's documented message.
 	rateLimited := rec422.WithHeader("X-RateLimit-Remaining", "0").WithHeader("X-RateLimit-Used", "5000").
@@ -355,7 +325,7 @@ func TestErrors(t *testing.T) {
 
 	tests := []struct {
 		name    string
-		rec     githubtest.Recording
+		rec     ct.Response
 		noToken bool
 		want    string
 	}{
@@ -371,8 +341,7 @@ func TestErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var srv *githubtest.Server
-			srv = githubtest.NewServer(t, func(w http.ResponseWriter, _ *http.Request) { tt.rec.Write(w, srv.URL) })
+			srv := ct.Replay(t, ct.Any(tt.rec))
 			config := map[string]any{}
 			if tt.noToken {
 				config["token"] = nil
@@ -390,8 +359,7 @@ func TestErrors(t *testing.T) {
 	}
 
 	t.Run("the platform client records when to come back", func(t *testing.T) {
-		var srv *githubtest.Server
-		srv = githubtest.NewServer(t, func(w http.ResponseWriter, _ *http.Request) { rateLimited.Write(w, srv.URL) })
+		srv := ct.Replay(t, ct.Any(rateLimited))
 		raw, err := json.Marshal(map[string]any{"owner": owner, "repo": repo, "base_url": srv.URL})
 		require.NoError(t, err)
 		c, err := New(raw, connector.Deps{HTTP: upstream.NewClient(upstream.Options{})})
@@ -406,26 +374,20 @@ func TestErrors(t *testing.T) {
 	})
 
 	t.Run("an error on page 2 names the page", func(t *testing.T) {
-		page1 := githubtest.Load(t, fixture2013)
-		var srv *githubtest.Server
-		srv = githubtest.NewServer(t, func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path == page2Path {
-				rec422.Write(w, srv.URL)
-				return
-			}
-			page1.Write(w, srv.URL)
-		})
+		srv := ct.Replay(t,
+			ct.Route{Method: "*", Path: page2Path, Responses: []ct.Response{rec422}},
+			ct.Any(ct.Load(t, fixture2013)))
+		srv.RewriteHeaders(githubapi.DefaultBaseURL)
 		_, err := newPoller(t, srv, nil).Poll(t.Context(), connector.State{})
 		require.EqualError(t, err, "list releases of api-playground/hello-world: page 2: github: 422 Unprocessable Entity: Validation Failed")
 	})
 }
 
 func TestForeignNextLinkIsRefused(t *testing.T) {
-	foreign := githubtest.NewServer(t, func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(`[]`)) })
+	foreign := ct.Serve(t, func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(`[]`)) })
 	// Same scheme, another host:port: only the host check stops this.
-	page1 := githubtest.Load(t, fixture2013).WithHeader("Link", fmt.Sprintf(`<%s/repositories/1/releases?page=2>; rel="next"`, foreign.URL))
-	var srv *githubtest.Server
-	srv = githubtest.NewServer(t, func(w http.ResponseWriter, _ *http.Request) { page1.Write(w, srv.URL) })
+	page1 := ct.Load(t, fixture2013).WithHeader("Link", fmt.Sprintf(`<%s/repositories/1/releases?page=2>; rel="next"`, foreign.URL))
+	srv := ct.Replay(t, ct.Any(page1))
 
 	res, err := newPoller(t, srv, nil).Poll(t.Context(), connector.State{})
 	require.Error(t, err)
@@ -438,45 +400,15 @@ func TestForeignNextLinkIsRefused(t *testing.T) {
 }
 
 func TestCancelAbortsThePoll(t *testing.T) {
-	arrived := make(chan struct{})
-	release := make(chan struct{})
-	srv := githubtest.NewServer(t, func(w http.ResponseWriter, r *http.Request) {
-		close(arrived)
-		select { // hold the answer until the client gives up
-		case <-r.Context().Done():
-		case <-release:
-		}
-	})
-	t.Cleanup(func() { close(release) }) // runs before srv.Close
-	c := newPoller(t, srv, nil)
-
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.Poll(ctx, connector.State{})
-		done <- err
-	}()
-	select {
-	case <-arrived:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the request never reached the server")
-	}
-	cancel()
-	select {
-	case err := <-done:
-		require.Error(t, err)
-		assert.ErrorIs(t, err, context.Canceled)
-		assert.True(t, strings.HasPrefix(err.Error(), "list releases of api-playground/hello-world: github: "), err.Error())
-	case <-time.After(10 * time.Second):
-		t.Fatal("Poll did not return after its context was cancelled")
-	}
+	srv := ct.Hang(t, nil)
+	err := srv.CancelPoll(t, newPoller(t, srv.Server, nil))
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.True(t, strings.HasPrefix(err.Error(), "list releases of api-playground/hello-world: github: "), err.Error())
 }
 
 func TestNilHTTPUsesTheUpstreamClient(t *testing.T) {
-	page := modernList(t)
-	var srv *githubtest.Server
-	srv = githubtest.NewServer(t, func(w http.ResponseWriter, _ *http.Request) { page.Write(w, srv.URL) })
+	srv := ct.Replay(t, ct.Any(modernList(t)))
 	raw, err := json.Marshal(map[string]any{"owner": owner, "repo": repo, "base_url": srv.URL})
 	require.NoError(t, err)
 	c, err := New(raw, connector.Deps{})
@@ -515,16 +447,12 @@ func TestConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := New(json.RawMessage(tt.raw), connector.Deps{})
 			if len(tt.wantErr) > 0 {
-				require.Error(t, err)
-				assert.Nil(t, c)
-				for _, want := range tt.wantErr {
-					assert.Contains(t, err.Error(), want)
-				}
+				err := ct.ConfigError(t, New, tt.raw, tt.wantErr...)
 				assert.NotContains(t, err.Error(), testToken)
 				return
 			}
+			c, err := New(json.RawMessage(tt.raw), connector.Deps{})
 			require.NoError(t, err)
 			p, ok := c.(*releasePoller)
 			require.True(t, ok)

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pollgrid/pollgrid/pkg/connector"
+	ct "github.com/pollgrid/pollgrid/pkg/connectortest"
 	"github.com/pollgrid/pollgrid/pkg/upstream"
 )
 
@@ -44,134 +44,17 @@ var usgsIDs = []string{"nc72934355", "nc72934350", "ci37822583", "nc72934340", "
 
 var usgsVersions = []string{"1512342889220", "1512342811919", "1512342465682", "1512342183111", "1512342603127", "1512341343063", "1512340509319", "1512340670040"}
 
-// recorded is one recorded answer: a body file and, when it has one, its
-// *.headers.json sibling (status and headers).
-type recorded struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func readFixture(t testing.TB, name string) []byte {
-	t.Helper()
-	body, err := os.ReadFile(filepath.Join("testdata", name))
-	require.NoError(t, err)
-	return body
-}
-
-// load reads testdata/name; a name ending in .headers.json is a recorded
-// answer without a body (a 304).
-func load(t testing.TB, name string) recorded {
-	t.Helper()
-	rec := recorded{status: http.StatusOK, header: http.Header{"Content-Type": {"application/json"}}}
-	headersFile := name
-	if !strings.HasSuffix(name, ".headers.json") {
-		rec.body = readFixture(t, name)
-		headersFile = strings.TrimSuffix(name, ".json") + ".headers.json"
-	}
-	raw, err := os.ReadFile(filepath.Join("testdata", headersFile))
-	if errors.Is(err, os.ErrNotExist) && headersFile != name {
-		return rec
-	}
-	require.NoError(t, err)
-	var file struct {
-		Status  int        `json:"status"`
-		Headers [][]string `json:"headers"`
-	}
-	require.NoError(t, json.Unmarshal(raw, &file))
-	rec.status, rec.header = file.Status, http.Header{}
-	for _, pair := range file.Headers {
-		require.Len(t, pair, 2)
-		switch http.CanonicalHeaderKey(pair[0]) {
-		case "Content-Length", "Connection", "Status": // about the recorded connection, not the answer
-			continue
-		}
-		rec.header.Add(pair[0], pair[1])
-	}
-	return rec
-}
-
-// write replays rec, pointing recorded GitHub links at the test server.
-func (rec recorded) write(w http.ResponseWriter, serverURL string) {
-	for name, values := range rec.header {
-		for _, v := range values {
-			w.Header().Add(name, strings.ReplaceAll(v, githubAPI, serverURL))
-		}
-	}
-	w.WriteHeader(rec.status)
-	if rec.status != http.StatusNotModified {
-		_, _ = w.Write(rec.body)
-	}
-}
-
-func jsonAnswer(body string) recorded {
-	return recorded{status: http.StatusOK, header: http.Header{"Content-Type": {"application/json"}}, body: []byte(body)}
-}
-
-// seenRequest is what the test server was asked.
-type seenRequest struct {
-	Method, Path, RawQuery string
-	Header                 http.Header
-	Body                   string
-}
-
-// fakeUpstream records every request and answers with the test's handler.
-type fakeUpstream struct {
-	*httptest.Server
-	mu       sync.Mutex
-	requests []seenRequest
-}
-
-func newUpstream(t *testing.T, handler func(w http.ResponseWriter, r *http.Request, serverURL string)) *fakeUpstream {
-	t.Helper()
-	u := &fakeUpstream{}
-	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body := new(bytes.Buffer)
-		_, _ = body.ReadFrom(r.Body)
-		u.mu.Lock()
-		u.requests = append(u.requests, seenRequest{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Header: r.Header.Clone(), Body: body.String()})
-		u.mu.Unlock()
-		handler(w, r, u.URL)
-	}))
-	t.Cleanup(u.Close)
-	return u
-}
-
-// serve answers every request with rec.
-func serve(rec recorded) func(http.ResponseWriter, *http.Request, string) {
-	return func(w http.ResponseWriter, _ *http.Request, serverURL string) { rec.write(w, serverURL) }
-}
-
-func (u *fakeUpstream) seen() []seenRequest {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return append([]seenRequest(nil), u.requests...)
-}
+// jsonAnswer is a 200 answer with a JSON body.
+func jsonAnswer(body string) ct.Response { return ct.JSON(http.StatusOK, []byte(body)) }
 
 // newConnector builds the connector through the public factory.
-func newConnector(t *testing.T, srv *fakeUpstream, config map[string]any) connector.Connector {
+func newConnector(t *testing.T, srv *ct.Server, config map[string]any) connector.Connector {
 	t.Helper()
 	raw, err := json.Marshal(config)
 	require.NoError(t, err)
 	c, err := New(raw, connector.Deps{HTTP: srv.Client()})
 	require.NoError(t, err)
 	return c
-}
-
-func ids(items []connector.Item) []string {
-	out := make([]string, len(items))
-	for i, it := range items {
-		out[i] = it.ID
-	}
-	return out
-}
-
-func versions(items []connector.Item) []string {
-	out := make([]string, len(items))
-	for i, it := range items {
-		out[i] = it.Version
-	}
-	return out
 }
 
 // usgsConfig is the README's USGS stand-in.
@@ -203,59 +86,47 @@ func githubIssuesConfig(url string) map[string]any {
 
 // githubPages answers the recorded scenario. Pages 3 and 4 were not kept in
 // the fixtures, so page 2's rel="next" (page=3) gets the last page.
-func githubPages(t *testing.T) func(http.ResponseWriter, *http.Request, string) {
-	pages := map[string]recorded{
-		issuesPath:                         load(t, fixtureIssues1),
-		"/repositories/515435940/issues?2": load(t, fixtureIssues2),
-		"/repositories/515435940/issues?3": load(t, fixtureIssuesLast),
-	}
-	return func(w http.ResponseWriter, r *http.Request, serverURL string) {
-		key := r.URL.Path
-		if page := r.URL.Query().Get("page"); page != "" {
-			key += "?" + page
-		}
-		rec, ok := pages[key]
-		if !ok {
-			t.Errorf("unexpected request %s", r.URL)
-			http.NotFound(w, r)
-			return
-		}
-		rec.write(w, serverURL)
-	}
+func githubPages(t *testing.T) *ct.Server {
+	srv := ct.Replay(t,
+		ct.GET(issuesPath, ct.Load(t, fixtureIssues1)),
+		ct.GET("/repositories/515435940/issues?page=2", ct.Load(t, fixtureIssues2)),
+		ct.GET("/repositories/515435940/issues?page=3", ct.Load(t, fixtureIssuesLast)))
+	srv.RewriteHeaders(githubAPI)
+	return srv
 }
 
 func TestStandsInForUSGS(t *testing.T) {
-	srv := newUpstream(t, serve(load(t, fixtureUSGS)))
+	srv := ct.Replay(t, ct.Any(ct.Load(t, fixtureUSGS)))
 	c := newConnector(t, srv, usgsConfig(srv.URL))
 
 	res, err := c.Poll(t.Context(), connector.State{})
 	require.NoError(t, err)
 
 	assert.Empty(t, res.Failed)
-	assert.Equal(t, usgsIDs, ids(res.Items))
-	assert.Equal(t, usgsVersions, versions(res.Items))
+	assert.Equal(t, usgsIDs, ct.ItemIDs(res.Items))
+	assert.Equal(t, usgsVersions, ct.ItemVersions(res.Items))
 	assert.Equal(t, "1512342889220", res.State.Cursor, "the greatest properties.updated, as a number")
 	assert.JSONEq(t, `{"id":"nc72934355","magnitude":1.93,"place":"17km ESE of Anderson, CA","time":1512342790490,
 		"updated":1512342889220,"url":"https://earthquake.usgs.gov/earthquakes/eventpage/nc72934355"}`, string(res.Items[0].Data))
 
-	reqs := srv.seen()
+	reqs := srv.Requests()
 	require.Len(t, reqs, 1)
 	assert.Equal(t, http.MethodGet, reqs[0].Method)
-	assert.Equal(t, "/earthquakes/feed/v1.0/summary/all_hour.geojson", reqs[0].Path)
+	assert.Equal(t, "/earthquakes/feed/v1.0/summary/all_hour.geojson", reqs[0].URL.Path)
 	assert.Equal(t, "application/json", reqs[0].Header.Get("Accept"))
 }
 
 func TestStandsInForGitHubIssues(t *testing.T) {
-	srv := newUpstream(t, githubPages(t))
+	srv := githubPages(t)
 	c := newConnector(t, srv, githubIssuesConfig(srv.URL))
 
 	res, err := c.Poll(t.Context(), connector.State{})
 	require.NoError(t, err)
 
 	assert.Empty(t, res.Failed)
-	assert.Equal(t, []string{"13", "12", "11", "10", "9", "8", "1"}, ids(res.Items))
+	assert.Equal(t, []string{"13", "12", "11", "10", "9", "8", "1"}, ct.ItemIDs(res.Items))
 	assert.Equal(t, []string{"2022-07-19T04:39:16Z", "2022-07-19T04:39:13Z", "2022-07-19T04:39:10Z",
-		"2022-07-19T04:39:07Z", "2022-07-19T04:39:04Z", "2022-07-19T04:39:01Z", "2022-07-19T04:38:40Z"}, versions(res.Items))
+		"2022-07-19T04:39:07Z", "2022-07-19T04:39:04Z", "2022-07-19T04:39:01Z", "2022-07-19T04:38:40Z"}, ct.ItemVersions(res.Items))
 	assert.Equal(t, "2022-07-19T04:39:16Z", res.State.Cursor, "the greatest updated_at")
 	assert.Equal(t, `"33b993150c346057e2d21c5333d4bc506287037296cc0ec3f450bafe9b4bdc72"`, res.State.ETag, "page 1's ETag")
 
@@ -264,13 +135,13 @@ func TestStandsInForGitHubIssues(t *testing.T) {
 	assert.Equal(t, float64(13), issue["number"])
 	assert.Equal(t, "https://github.com/octokit-fixture-org/tmp-scenario-paginate-issues-20220719043836917-izyoe/issues/13", issue["url"])
 
-	reqs := srv.seen()
+	reqs := srv.Requests()
 	require.Len(t, reqs, 3)
-	assert.Equal(t, issuesPath, reqs[0].Path)
-	assert.Equal(t, "per_page=3&since=2022-07-01T00%3A00%3A00Z", reqs[0].RawQuery, "initial_cursor on the first poll")
-	assert.Equal(t, "/repositories/515435940/issues", reqs[1].Path)
-	assert.Equal(t, "per_page=3&page=2", reqs[1].RawQuery, "the Link URL as given")
-	assert.Equal(t, "per_page=3&page=3", reqs[2].RawQuery)
+	assert.Equal(t, issuesPath, reqs[0].URL.Path)
+	assert.Equal(t, "per_page=3&since=2022-07-01T00%3A00%3A00Z", reqs[0].URL.RawQuery, "initial_cursor on the first poll")
+	assert.Equal(t, "/repositories/515435940/issues", reqs[1].URL.Path)
+	assert.Equal(t, "per_page=3&page=2", reqs[1].URL.RawQuery, "the Link URL as given")
+	assert.Equal(t, "per_page=3&page=3", reqs[2].URL.RawQuery)
 	for i, r := range reqs {
 		assert.Equal(t, "Bearer ghp_test0000000000000000000000000000001", r.Header.Get("Authorization"), "request %d", i)
 		assert.Equal(t, "application/vnd.github+json", r.Header.Get("Accept"), "request %d", i)
@@ -282,7 +153,7 @@ func TestConditionalRequests(t *testing.T) {
 	state := connector.State{Cursor: "2022-07-19T04:39:16Z", ETag: `"8600bedcb7fed1d8065e1693e05529ce"`, LastModified: "Thu, 22 Aug 2013 02:09:11 GMT"}
 
 	t.Run("304 is NotModified and keeps the state", func(t *testing.T) {
-		srv := newUpstream(t, serve(load(t, fixture304)))
+		srv := ct.Replay(t, ct.Any(ct.Load(t, fixture304)))
 		c := newConnector(t, srv, githubIssuesConfig(srv.URL))
 
 		res, err := c.Poll(t.Context(), state)
@@ -291,20 +162,20 @@ func TestConditionalRequests(t *testing.T) {
 		assert.Empty(t, res.Items)
 		assert.Equal(t, state, res.State)
 
-		reqs := srv.seen()
+		reqs := srv.Requests()
 		require.Len(t, reqs, 1)
 		assert.Equal(t, state.ETag, reqs[0].Header.Get("If-None-Match"))
 		assert.Equal(t, state.LastModified, reqs[0].Header.Get("If-Modified-Since"))
 	})
 	t.Run("only the first page is conditional", func(t *testing.T) {
-		srv := newUpstream(t, githubPages(t))
+		srv := githubPages(t)
 		c := newConnector(t, srv, githubIssuesConfig(srv.URL))
 
 		res, err := c.Poll(t.Context(), state)
 		require.NoError(t, err)
 		assert.False(t, res.NotModified)
 		assert.Len(t, res.Items, 7)
-		reqs := srv.seen()
+		reqs := srv.Requests()
 		require.Len(t, reqs, 3)
 		assert.Equal(t, state.ETag, reqs[0].Header.Get("If-None-Match"))
 		for _, r := range reqs[1:] {
@@ -313,7 +184,7 @@ func TestConditionalRequests(t *testing.T) {
 		}
 	})
 	t.Run("conditional false sends and keeps no validators", func(t *testing.T) {
-		srv := newUpstream(t, serve(load(t, fixtureUSGS)))
+		srv := ct.Replay(t, ct.Any(ct.Load(t, fixtureUSGS)))
 		cfg := usgsConfig(srv.URL)
 		cfg["conditional"] = false
 		c := newConnector(t, srv, cfg)
@@ -323,13 +194,13 @@ func TestConditionalRequests(t *testing.T) {
 		assert.Len(t, res.Items, 8)
 		assert.Empty(t, res.State.ETag)
 		assert.Empty(t, res.State.LastModified)
-		reqs := srv.seen()
+		reqs := srv.Requests()
 		require.Len(t, reqs, 1)
 		assert.Empty(t, reqs[0].Header.Get("If-None-Match"))
 		assert.Empty(t, reqs[0].Header.Get("If-Modified-Since"))
 	})
 	t.Run("a 304 to a request that was not conditional fails the poll", func(t *testing.T) {
-		srv := newUpstream(t, serve(load(t, fixture304)))
+		srv := ct.Replay(t, ct.Any(ct.Load(t, fixture304)))
 		c := newConnector(t, srv, githubIssuesConfig(srv.URL))
 
 		_, err := c.Poll(t.Context(), connector.State{})
@@ -339,7 +210,7 @@ func TestConditionalRequests(t *testing.T) {
 }
 
 func TestNextURLPagination(t *testing.T) {
-	nws := readFixture(t, fixtureNWSPaged)
+	nws := ct.Load(t, fixtureNWSPaged).Body
 	cfg := func(url string) map[string]any {
 		return map[string]any{
 			"url":        url + "/alerts?start=2020-11-26T00:00:00Z",
@@ -351,54 +222,56 @@ func TestNextURLPagination(t *testing.T) {
 	}
 
 	t.Run("follows pagination.next until it is absent", func(t *testing.T) {
-		srv := newUpstream(t, func(w http.ResponseWriter, r *http.Request, serverURL string) {
+		zone := ct.Load(t, fixtureNWSZone) // has no pagination
+		var srv *ct.Server
+		srv = ct.Serve(t, func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Query().Has("cursor") {
-				load(t, fixtureNWSZone).write(w, serverURL) // has no pagination
+				zone.ServeHTTP(w, r)
 				return
 			}
-			body := strings.ReplaceAll(string(nws), "https://api.weather.gov", serverURL)
-			jsonAnswer(body).write(w, serverURL)
+			body := strings.ReplaceAll(string(nws), "https://api.weather.gov", srv.URL)
+			jsonAnswer(body).ServeHTTP(w, r)
 		})
 		c := newConnector(t, srv, cfg(srv.URL))
 
 		res, err := c.Poll(t.Context(), connector.State{})
 		require.NoError(t, err)
 		assert.Empty(t, res.Failed)
-		assert.Equal(t, []string{"NWS-IDP-PROD-4559554", "NWS-IDP-PROD-3965873-3369046"}, ids(res.Items))
-		assert.Equal(t, []string{"2020-11-26T03:12:00-06:00", "2019-12-20T13:34:00-08:00"}, versions(res.Items))
-		reqs := srv.seen()
+		assert.Equal(t, []string{"NWS-IDP-PROD-4559554", "NWS-IDP-PROD-3965873-3369046"}, ct.ItemIDs(res.Items))
+		assert.Equal(t, []string{"2020-11-26T03:12:00-06:00", "2019-12-20T13:34:00-08:00"}, ct.ItemVersions(res.Items))
+		reqs := srv.Requests()
 		require.Len(t, reqs, 2)
-		assert.Equal(t, "/alerts", reqs[1].Path)
-		assert.Equal(t, "cursor=eyJ0IjoxNjA2MzM4Mzc3LCJpIjoiTldTLUlEUC1QUk9ELUtFRVBBTElWRS0yODUxNyJ9", reqs[1].RawQuery)
+		assert.Equal(t, "/alerts", reqs[1].URL.Path)
+		assert.Equal(t, "cursor=eyJ0IjoxNjA2MzM4Mzc3LCJpIjoiTldTLUlEUC1QUk9ELUtFRVBBTElWRS0yODUxNyJ9", reqs[1].URL.RawQuery)
 	})
 	t.Run("a relative next is resolved against the page", func(t *testing.T) {
-		srv := newUpstream(t, func(w http.ResponseWriter, r *http.Request, serverURL string) {
+		srv := ct.Serve(t, func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/page2" { // "page2" next to /alerts
-				jsonAnswer(`{"features":[{"properties":{"id":"b","sent":"2"}}],"pagination":{"next":null}}`).write(w, serverURL)
+				jsonAnswer(`{"features":[{"properties":{"id":"b","sent":"2"}}],"pagination":{"next":null}}`).ServeHTTP(w, r)
 				return
 			}
-			jsonAnswer(`{"features":[{"properties":{"id":"a","sent":"1"}}],"pagination":{"next":"page2?x=1"}}`).write(w, serverURL)
+			jsonAnswer(`{"features":[{"properties":{"id":"a","sent":"1"}}],"pagination":{"next":"page2?x=1"}}`).ServeHTTP(w, r)
 		})
 		c := newConnector(t, srv, cfg(srv.URL))
 
 		res, err := c.Poll(t.Context(), connector.State{})
 		require.NoError(t, err)
-		assert.Equal(t, []string{"a", "b"}, ids(res.Items))
-		reqs := srv.seen()
+		assert.Equal(t, []string{"a", "b"}, ct.ItemIDs(res.Items))
+		reqs := srv.Requests()
 		require.Len(t, reqs, 2)
-		assert.Equal(t, "x=1", reqs[1].RawQuery)
+		assert.Equal(t, "x=1", reqs[1].URL.RawQuery)
 	})
 	t.Run("a next URL on another host is refused", func(t *testing.T) {
-		srv := newUpstream(t, serve(jsonAnswer(string(nws)))) // links to https://api.weather.gov
+		srv := ct.Replay(t, ct.Any(jsonAnswer(string(nws)))) // links to https://api.weather.gov
 		c := newConnector(t, srv, cfg(srv.URL))
 
 		_, err := c.Poll(t.Context(), connector.State{})
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "pagination: the next page is on https://api.weather.gov, not on "+srv.URL+"; refusing to follow it")
-		assert.Len(t, srv.seen(), 1)
+		assert.Len(t, srv.Requests(), 1)
 	})
 	t.Run("a next URL that is not a string fails the poll", func(t *testing.T) {
-		srv := newUpstream(t, serve(jsonAnswer(`{"features":[],"pagination":{"next":{"href":"/x"}}}`)))
+		srv := ct.Replay(t, ct.Any(jsonAnswer(`{"features":[],"pagination":{"next":{"href":"/x"}}}`)))
 		c := newConnector(t, srv, cfg(srv.URL))
 
 		_, err := c.Poll(t.Context(), connector.State{})
@@ -409,39 +282,40 @@ func TestNextURLPagination(t *testing.T) {
 
 func TestLinkHeaderPagination(t *testing.T) {
 	t.Run("a Link next on another host is refused", func(t *testing.T) {
-		srv := newUpstream(t, func(w http.ResponseWriter, _ *http.Request, _ string) {
+		srv := ct.Serve(t, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Link", `<https://evil.example/issues?page=2>; rel="next"`)
-			jsonAnswer(`[{"number":1,"updated_at":"x","labels":[]}]`).write(w, "")
+			jsonAnswer(`[{"number":1,"updated_at":"x","labels":[]}]`).ServeHTTP(w, r)
 		})
 		c := newConnector(t, srv, githubIssuesConfig(srv.URL))
 
 		_, err := c.Poll(t.Context(), connector.State{})
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "the next page is on https://evil.example, not on "+srv.URL)
-		assert.Len(t, srv.seen(), 1)
+		assert.Len(t, srv.Requests(), 1)
 	})
 	t.Run("max_pages stops the poll with what it has", func(t *testing.T) {
-		srv := newUpstream(t, githubPages(t))
+		srv := githubPages(t)
 		cfg := githubIssuesConfig(srv.URL)
 		cfg["pagination"] = map[string]any{"style": "link_header", "max_pages": 2}
 		c := newConnector(t, srv, cfg)
 
 		res, err := c.Poll(t.Context(), connector.State{})
 		require.NoError(t, err)
-		assert.Equal(t, []string{"13", "12", "11", "10", "9", "8"}, ids(res.Items))
-		assert.Len(t, srv.seen(), 2)
+		assert.Equal(t, []string{"13", "12", "11", "10", "9", "8"}, ct.ItemIDs(res.Items))
+		assert.Len(t, srv.Requests(), 2)
 	})
 	t.Run("a next that points back stops the poll", func(t *testing.T) {
-		srv := newUpstream(t, func(w http.ResponseWriter, r *http.Request, serverURL string) {
-			w.Header().Set("Link", "<"+serverURL+r.URL.RequestURI()+`>; rel="next"`)
-			jsonAnswer(`[{"number":1,"updated_at":"x","labels":[]}]`).write(w, serverURL)
+		var srv *ct.Server
+		srv = ct.Serve(t, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Link", "<"+srv.URL+r.URL.RequestURI()+`>; rel="next"`)
+			jsonAnswer(`[{"number":1,"updated_at":"x","labels":[]}]`).ServeHTTP(w, r)
 		})
 		c := newConnector(t, srv, githubIssuesConfig(srv.URL))
 
 		res, err := c.Poll(t.Context(), connector.State{})
 		require.NoError(t, err)
-		assert.Equal(t, []string{"1"}, ids(res.Items))
-		assert.Len(t, srv.seen(), 1)
+		assert.Equal(t, []string{"1"}, ct.ItemIDs(res.Items))
+		assert.Len(t, srv.Requests(), 1)
 	})
 }
 
@@ -469,14 +343,15 @@ func TestLinkNext(t *testing.T) {
 }
 
 func TestCursorPagination(t *testing.T) {
-	srv := newUpstream(t, func(w http.ResponseWriter, r *http.Request, serverURL string) {
+	page1, latest := ct.Load(t, fixtureSlack1), ct.Load(t, fixtureSlackLatest)
+	srv := ct.Serve(t, func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Query().Get("cursor") {
 		case "":
-			load(t, fixtureSlack1).write(w, serverURL)
+			page1.ServeHTTP(w, r)
 		case "bmV4dF90czoxNTEyMDg1ODYxMDAwNTQz":
-			load(t, fixtureSlackLatest).write(w, serverURL)
+			latest.ServeHTTP(w, r)
 		default: // Slack's documented last page: an empty next_cursor
-			jsonAnswer(`{"ok":true,"messages":[],"has_more":false,"response_metadata":{"next_cursor":""}}`).write(w, serverURL)
+			jsonAnswer(`{"ok":true,"messages":[],"has_more":false,"response_metadata":{"next_cursor":""}}`).ServeHTTP(w, r)
 		}
 	})
 	c := newConnector(t, srv, map[string]any{
@@ -491,26 +366,26 @@ func TestCursorPagination(t *testing.T) {
 	res, err := c.Poll(t.Context(), connector.State{})
 	require.NoError(t, err)
 	// Slack's doc examples share a message; the platform drops the repeat.
-	assert.Equal(t, []string{"1512085950.000216", "1512104434.000490", "1512085950.000216"}, ids(res.Items))
+	assert.Equal(t, []string{"1512085950.000216", "1512104434.000490", "1512085950.000216"}, ct.ItemIDs(res.Items))
 	assert.Len(t, res.Items[0].Version, 64, "default version: a sha256")
 	assert.JSONEq(t, `{"ts":"1512104434.000490","user":"U061F7AUR","text":"What, you want to smell my shoes better?"}`, string(res.Items[1].Data))
 
-	reqs := srv.seen()
+	reqs := srv.Requests()
 	require.Len(t, reqs, 3)
-	assert.Equal(t, "channel=C123ABC456&limit=2", reqs[0].RawQuery)
-	assert.Equal(t, "channel=C123ABC456&limit=2&cursor=bmV4dF90czoxNTEyMDg1ODYxMDAwNTQz", reqs[1].RawQuery)
-	assert.Equal(t, "channel=C123ABC456&limit=2&cursor=bmV4dF90czoxNTEyMzU2NTI2MDAwMTMw", reqs[2].RawQuery)
+	assert.Equal(t, "channel=C123ABC456&limit=2", reqs[0].URL.RawQuery)
+	assert.Equal(t, "channel=C123ABC456&limit=2&cursor=bmV4dF90czoxNTEyMDg1ODYxMDAwNTQz", reqs[1].URL.RawQuery)
+	assert.Equal(t, "channel=C123ABC456&limit=2&cursor=bmV4dF90czoxNTEyMzU2NTI2MDAwMTMw", reqs[2].URL.RawQuery)
 }
 
 func TestPagePagination(t *testing.T) {
-	issues := map[string]recorded{"1": load(t, fixtureIssues1), "2": load(t, fixtureIssues2), "3": load(t, fixtureIssuesLast)}
-	handler := func(w http.ResponseWriter, r *http.Request, serverURL string) {
+	issues := map[string]ct.Response{"1": ct.Load(t, fixtureIssues1), "2": ct.Load(t, fixtureIssues2), "3": ct.Load(t, fixtureIssuesLast)}
+	handler := func(w http.ResponseWriter, r *http.Request) {
 		rec, ok := issues[r.URL.Query().Get("page")]
 		if !ok {
 			rec = jsonAnswer(`[]`)
 		}
-		rec.header = http.Header{"Content-Type": {"application/json"}} // no Link: pages by number
-		rec.write(w, serverURL)
+		rec.Header = http.Header{"Content-Type": {"application/json"}} // no Link: pages by number
+		rec.ServeHTTP(w, r)
 	}
 	tests := []struct {
 		name       string
@@ -527,7 +402,7 @@ func TestPagePagination(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newUpstream(t, handler)
+			srv := ct.Serve(t, handler)
 			cfg := githubIssuesConfig(srv.URL)
 			cfg["url"] = srv.URL + issuesPath + "?per_page=3"
 			delete(cfg, "initial_cursor")
@@ -536,11 +411,11 @@ func TestPagePagination(t *testing.T) {
 
 			res, err := c.Poll(t.Context(), connector.State{})
 			require.NoError(t, err)
-			assert.Equal(t, tt.wantIDs, ids(res.Items))
+			assert.Equal(t, tt.wantIDs, ct.ItemIDs(res.Items))
 			var pages []string
-			for _, r := range srv.seen() {
-				assert.True(t, strings.HasPrefix(r.RawQuery, "per_page=3&page="), r.RawQuery)
-				pages = append(pages, strings.TrimPrefix(r.RawQuery, "per_page=3&page="))
+			for _, r := range srv.Requests() {
+				assert.True(t, strings.HasPrefix(r.URL.RawQuery, "per_page=3&page="), r.URL.RawQuery)
+				pages = append(pages, strings.TrimPrefix(r.URL.RawQuery, "per_page=3&page="))
 			}
 			assert.Equal(t, tt.wantPages, pages)
 		})
@@ -548,17 +423,17 @@ func TestPagePagination(t *testing.T) {
 }
 
 func TestCursorTemplating(t *testing.T) {
-	answers := []recorded{load(t, fixtureIssues1), load(t, fixtureIssuesLast), jsonAnswer(`[]`)}
+	answers := []ct.Response{ct.Load(t, fixtureIssues1), ct.Load(t, fixtureIssuesLast), jsonAnswer(`[]`)}
 	var mu sync.Mutex
-	srv := newUpstream(t, func(w http.ResponseWriter, _ *http.Request, serverURL string) {
+	srv := ct.Serve(t, func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		rec := answers[0]
 		if len(answers) > 1 {
 			answers = answers[1:]
 		}
 		mu.Unlock()
-		rec.header = http.Header{"Content-Type": {"application/json"}}
-		rec.write(w, serverURL)
+		rec.Header = http.Header{"Content-Type": {"application/json"}}
+		rec.ServeHTTP(w, r)
 	})
 	cfg := githubIssuesConfig(srv.URL)
 	cfg["url"] = srv.URL + issuesPath + "?state=all&since={{cursor}}&sort=updated"
@@ -572,7 +447,7 @@ func TestCursorTemplating(t *testing.T) {
 
 	second, err := c.Poll(t.Context(), first.State)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"1"}, ids(second.Items))
+	assert.Equal(t, []string{"1"}, ct.ItemIDs(second.Items))
 	assert.Equal(t, "2022-07-19T04:39:16Z", second.State.Cursor, "an older item never moves the cursor back")
 
 	third, err := c.Poll(t.Context(), second.State)
@@ -580,21 +455,21 @@ func TestCursorTemplating(t *testing.T) {
 	assert.Empty(t, third.Items)
 	assert.Equal(t, "2022-07-19T04:39:16Z", third.State.Cursor, "no items: the cursor stays")
 
-	reqs := srv.seen()
+	reqs := srv.Requests()
 	require.Len(t, reqs, 3)
-	assert.Equal(t, "state=all&since=2022-07-01T00%3A00%3A00Z&sort=updated", reqs[0].RawQuery, "initial_cursor on the first poll")
-	assert.Equal(t, "state=all&since=2022-07-19T04%3A39%3A16Z&sort=updated", reqs[1].RawQuery, "the stored cursor, query-escaped")
+	assert.Equal(t, "state=all&since=2022-07-01T00%3A00%3A00Z&sort=updated", reqs[0].URL.RawQuery, "initial_cursor on the first poll")
+	assert.Equal(t, "state=all&since=2022-07-19T04%3A39%3A16Z&sort=updated", reqs[1].URL.RawQuery, "the stored cursor, query-escaped")
 }
 
 func TestInitialCursorIsAFloor(t *testing.T) {
-	srv := newUpstream(t, serve(jsonAnswer(string(readFixture(t, fixtureIssuesLast))))) // updated 04:38:40
+	srv := ct.Replay(t, ct.Any(jsonAnswer(string(ct.Load(t, fixtureIssuesLast).Body)))) // updated 04:38:40
 	cfg := githubIssuesConfig(srv.URL)
 	cfg["initial_cursor"] = "2022-07-19T04:39:00Z"
 	c := newConnector(t, srv, cfg)
 
 	res, err := c.Poll(t.Context(), connector.State{})
 	require.NoError(t, err)
-	assert.Equal(t, []string{"1"}, ids(res.Items))
+	assert.Equal(t, []string{"1"}, ct.ItemIDs(res.Items))
 	assert.Equal(t, "2022-07-19T04:39:00Z", res.State.Cursor)
 }
 
@@ -620,7 +495,7 @@ func TestLaterCursor(t *testing.T) {
 }
 
 func TestPOSTWithTemplatedBody(t *testing.T) {
-	srv := newUpstream(t, serve(load(t, fixtureUSGS)))
+	srv := ct.Replay(t, ct.Any(ct.Load(t, fixtureUSGS)))
 	cfg := usgsConfig(srv.URL)
 	cfg["method"] = "POST"
 	cfg["body"] = `{"query":{"updated_after":"{{cursor}}"},"limit":100}`
@@ -630,13 +505,13 @@ func TestPOSTWithTemplatedBody(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, res.Items, 8)
 
-	reqs := srv.seen()
+	reqs := srv.Requests()
 	require.Len(t, reqs, 1)
 	assert.Equal(t, http.MethodPost, reqs[0].Method)
 	assert.Equal(t, "application/json", reqs[0].Header.Get("Content-Type"))
-	assert.Equal(t, `{"query":{"updated_after":"1512340000000 \"quoted\""},"limit":100}`, reqs[0].Body,
+	assert.Equal(t, `{"query":{"updated_after":"1512340000000 \"quoted\""},"limit":100}`, string(reqs[0].Body),
 		"the cursor is escaped for a JSON string")
-	assert.True(t, json.Valid([]byte(reqs[0].Body)))
+	assert.True(t, json.Valid(reqs[0].Body))
 	assert.Empty(t, reqs[0].Header.Get("If-None-Match"), "a POST is never conditional")
 }
 
@@ -650,18 +525,18 @@ func TestHeadersAndSecrets(t *testing.T) {
 	}
 
 	t.Run("headers go on the request", func(t *testing.T) {
-		srv := newUpstream(t, serve(load(t, fixtureUSGS)))
+		srv := ct.Replay(t, ct.Any(ct.Load(t, fixtureUSGS)))
 		c := newConnector(t, srv, cfg(srv.URL))
 		_, err := c.Poll(t.Context(), connector.State{})
 		require.NoError(t, err)
-		reqs := srv.seen()
+		reqs := srv.Requests()
 		require.Len(t, reqs, 1)
 		assert.Equal(t, "Bearer "+token, reqs[0].Header.Get("Authorization"))
 		assert.Equal(t, apiKey, reqs[0].Header.Get("X-Api-Key"))
 		assert.Equal(t, "(pollgrid-test, ops@example.com)", reqs[0].Header.Get("User-Agent"))
 	})
 	t.Run("an upstream that echoes the secret does not put it in the error", func(t *testing.T) {
-		srv := newUpstream(t, func(w http.ResponseWriter, r *http.Request, _ string) {
+		srv := ct.Serve(t, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusUnauthorized)
 			_, _ = w.Write([]byte(`{"message":"Bad credentials: ` + r.Header.Get("Authorization") + ` / ` + r.Header.Get("X-Api-Key") + `"}`))
@@ -679,7 +554,7 @@ func TestHeadersAndSecrets(t *testing.T) {
 		assert.Equal(t, http.StatusUnauthorized, statusErr.StatusCode)
 	})
 	t.Run("a transport error does not show the URL's query", func(t *testing.T) {
-		closed := newUpstream(t, serve(load(t, fixtureUSGS)))
+		closed := ct.Replay(t, ct.Any(ct.Load(t, fixtureUSGS)))
 		closed.Close()
 		c := newConnector(t, closed, cfg(closed.URL+"/x?api_key=querysecret123"))
 		_, err := c.Poll(t.Context(), connector.State{})
@@ -702,7 +577,7 @@ func TestHeadersAndSecrets(t *testing.T) {
 	})
 	t.Run("jq cannot read the environment", func(t *testing.T) {
 		t.Setenv("HTTPJSON_TEST_SECRET", token)
-		srv := newUpstream(t, serve(jsonAnswer(`[{"id":1}]`)))
+		srv := ct.Replay(t, ct.Any(jsonAnswer(`[{"id":1}]`)))
 		c := newConnector(t, srv, map[string]any{
 			"url": srv.URL, "items": ".", "id": ".id",
 			"data": `{env: env.HTTPJSON_TEST_SECRET, ENV: $ENV.HTTPJSON_TEST_SECRET}`,
@@ -792,7 +667,7 @@ func TestItems(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newUpstream(t, serve(jsonAnswer(tt.body)))
+			srv := ct.Replay(t, ct.Any(jsonAnswer(tt.body)))
 			cfg := map[string]any{"url": srv.URL + "/items"}
 			for k, v := range tt.config {
 				cfg[k] = v
@@ -801,7 +676,7 @@ func TestItems(t *testing.T) {
 
 			res, err := c.Poll(t.Context(), connector.State{})
 			require.NoError(t, err)
-			assert.Equal(t, tt.wantIDs, ids(res.Items))
+			assert.Equal(t, tt.wantIDs, ct.ItemIDs(res.Items))
 			failed := map[string]string{}
 			for _, f := range res.Failed {
 				failed[f.ID] = f.Err.Error()
@@ -816,7 +691,7 @@ func TestItems(t *testing.T) {
 }
 
 func TestDefaultVersion(t *testing.T) {
-	original := readFixture(t, fixtureUSGS)
+	original := ct.Load(t, fixtureUSGS).Body
 	// The same features, keys in another order and re-indented.
 	var doc map[string]any
 	dec := json.NewDecoder(bytes.NewReader(original))
@@ -829,12 +704,12 @@ func TestDefaultVersion(t *testing.T) {
 	require.NotEqual(t, original, revised)
 
 	poll := func(body []byte) []string {
-		srv := newUpstream(t, serve(jsonAnswer(string(body))))
+		srv := ct.Replay(t, ct.Any(jsonAnswer(string(body))))
 		c := newConnector(t, srv, map[string]any{"url": srv.URL, "items": ".features[]", "id": ".id"})
 		res, err := c.Poll(t.Context(), connector.State{})
 		require.NoError(t, err)
-		require.Equal(t, usgsIDs, ids(res.Items))
-		return versions(res.Items)
+		require.Equal(t, usgsIDs, ct.ItemIDs(res.Items))
+		return ct.ItemVersions(res.Items)
 	}
 	base := poll(original)
 	for _, v := range base {
@@ -849,28 +724,28 @@ func TestDefaultVersion(t *testing.T) {
 func TestFailedPolls(t *testing.T) {
 	tests := []struct {
 		name    string
-		answer  recorded
+		answer  ct.Response
 		config  map[string]any
 		wantErr []string
 		status  int
 	}{
-		{name: "500", answer: recorded{status: 500, header: http.Header{"Content-Type": {"application/json"}}, body: []byte(`{"message":"Server Error"}`)},
+		{name: "500", answer: ct.JSON(500, []byte(`{"message":"Server Error"}`)),
 			wantErr: []string{"http-json GET ", "/earthquakes/feed/v1.0/summary/all_hour.geojson: upstream answered 500 Internal Server Error: {\"message\":\"Server Error\"}"},
 			status:  500},
-		{name: "not JSON", answer: recorded{status: 200, header: http.Header{"Content-Type": {"text/html"}}, body: []byte("<html><body>maintenance</body></html>")},
+		{name: "not JSON", answer: ct.Response{Status: 200, Header: http.Header{"Content-Type": {"text/html"}}, Body: []byte("<html><body>maintenance</body></html>")},
 			wantErr: []string{"response is not the JSON expected", `(Content-Type "text/html")`}},
 		{name: "items yields null", answer: jsonAnswer(`{"data":[]}`), config: map[string]any{"items": ".features"},
 			wantErr: []string{"items: output 0 is null, not an array or an object (check the expression against the response"}},
-		{name: "items yields a number", answer: load(t, fixtureUSGS), config: map[string]any{"items": ".metadata.count"},
+		{name: "items yields a number", answer: ct.Load(t, fixtureUSGS), config: map[string]any{"items": ".metadata.count"},
 			wantErr: []string{"items: output 0 is a number, not an array or an object"}},
-		{name: "items jq error", answer: load(t, fixtureUSGS), config: map[string]any{"items": ".metadata.title | .x"},
+		{name: "items jq error", answer: ct.Load(t, fixtureUSGS), config: map[string]any{"items": ".metadata.title | .x"},
 			wantErr: []string{`items: jq: expected an object but got: string ("USGS All Earthquakes, Pa ...")`}},
 		{name: "a stream with a scalar", answer: jsonAnswer(`{"features":[{"id":"a"},3]}`),
 			wantErr: []string{"items: output 1 is a number", `e.g. ".features" instead of ".features[]"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newUpstream(t, serve(tt.answer))
+			srv := ct.Replay(t, ct.Any(tt.answer))
 			cfg := usgsConfig(srv.URL)
 			for k, v := range tt.config {
 				cfg[k] = v
@@ -893,43 +768,15 @@ func TestFailedPolls(t *testing.T) {
 }
 
 func TestCancelAbortsThePoll(t *testing.T) {
-	arrived := make(chan struct{})
-	release := make(chan struct{})
-	srv := newUpstream(t, func(_ http.ResponseWriter, r *http.Request, _ string) {
-		close(arrived)
-		select { // hold the answer until the client gives up
-		case <-r.Context().Done():
-		case <-release:
-		}
-	})
-	t.Cleanup(func() { close(release) }) // runs before srv.Close
-	c := newConnector(t, srv, usgsConfig(srv.URL))
-
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.Poll(ctx, connector.State{})
-		done <- err
-	}()
-	select {
-	case <-arrived:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the request never reached the server")
-	}
-	cancel()
-	select {
-	case err := <-done:
-		require.Error(t, err)
-		assert.ErrorIs(t, err, context.Canceled)
-		assert.True(t, strings.HasPrefix(err.Error(), "http-json GET "), err.Error())
-	case <-time.After(10 * time.Second):
-		t.Fatal("Poll did not return after its context was cancelled")
-	}
+	srv := ct.Hang(t, nil)
+	err := srv.CancelPoll(t, newConnector(t, srv.Server, usgsConfig(srv.URL)))
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.True(t, strings.HasPrefix(err.Error(), "http-json GET "), err.Error())
 }
 
 func TestCancelStopsJQ(t *testing.T) {
-	srv := newUpstream(t, serve(jsonAnswer(`[{"id":1}]`)))
+	srv := ct.Replay(t, ct.Any(jsonAnswer(`[{"id":1}]`)))
 	// An items expression that never ends: only the context stops it.
 	c := newConnector(t, srv, map[string]any{"url": srv.URL, "items": "until(false; .)", "id": ".id"})
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
@@ -940,7 +787,7 @@ func TestCancelStopsJQ(t *testing.T) {
 }
 
 func TestNilHTTPClientFallsBackToUpstreamClient(t *testing.T) {
-	srv := newUpstream(t, serve(load(t, fixtureUSGS)))
+	srv := ct.Replay(t, ct.Any(ct.Load(t, fixtureUSGS)))
 	raw, err := json.Marshal(usgsConfig(srv.URL))
 	require.NoError(t, err)
 	c, err := New(raw, connector.Deps{})
@@ -948,7 +795,7 @@ func TestNilHTTPClientFallsBackToUpstreamClient(t *testing.T) {
 	res, err := c.Poll(t.Context(), connector.State{})
 	require.NoError(t, err)
 	assert.Len(t, res.Items, 8)
-	reqs := srv.seen()
+	reqs := srv.Requests()
 	require.Len(t, reqs, 1)
 	assert.True(t, strings.HasPrefix(reqs[0].Header.Get("User-Agent"), "pollgrid/"), reqs[0].Header.Get("User-Agent"))
 }
@@ -1028,17 +875,13 @@ func TestConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := New(json.RawMessage(tt.raw), connector.Deps{})
 			if len(tt.wantErr) == 0 {
+				c, err := New(json.RawMessage(tt.raw), connector.Deps{})
 				require.NoError(t, err)
 				assert.NotNil(t, c)
 				return
 			}
-			require.Error(t, err)
-			assert.Nil(t, c)
-			for _, want := range tt.wantErr {
-				assert.Contains(t, err.Error(), want)
-			}
+			err := ct.ConfigError(t, New, tt.raw, tt.wantErr...)
 			assert.NotContains(t, err.Error(), "pw1234")
 			assert.NotContains(t, err.Error(), "k9k9k9")
 		})
@@ -1046,7 +889,7 @@ func TestConfig(t *testing.T) {
 }
 
 func BenchmarkPoll(b *testing.B) {
-	body := readFixture(b, fixtureUSGS)
+	body := ct.Load(b, fixtureUSGS).Body
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(body)

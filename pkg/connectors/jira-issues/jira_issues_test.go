@@ -1,16 +1,13 @@
 package jiraissues
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pollgrid/pollgrid/pkg/connector"
+	ct "github.com/pollgrid/pollgrid/pkg/connectortest"
 )
 
 // The fixtures are real answers of the removed /rest/api/3/search (Cloud,
@@ -35,13 +33,6 @@ const (
 	testToken = "test-api-token"
 )
 
-func readFixture(t testing.TB, name string) []byte {
-	t.Helper()
-	body, err := os.ReadFile(filepath.Join("testdata", name))
-	require.NoError(t, err)
-	return body
-}
-
 // fixtureIssues returns the issues of a recorded search answer. With
 // withUpdated, each issue gets fields.updated = its fields.created (or a
 // fixed time when it has none): the recordings asked for a few fields only,
@@ -51,7 +42,7 @@ func fixtureIssues(t testing.TB, name string, withUpdated bool) []map[string]any
 	var answer struct {
 		Issues []map[string]any `json:"issues"`
 	}
-	require.NoError(t, json.Unmarshal(readFixture(t, name), &answer))
+	require.NoError(t, json.Unmarshal(ct.Load(t, name).Body, &answer))
 	require.NotEmpty(t, answer.Issues)
 	if withUpdated {
 		for _, issue := range answer.Issues {
@@ -84,44 +75,29 @@ type seenRequest struct {
 	Body         map[string]any
 }
 
-// fakeJira records every request and answers with the test's handler.
-type fakeJira struct {
-	*httptest.Server
-	mu       sync.Mutex
-	requests []seenRequest
+// seen lists what f was asked, each JSON body decoded.
+func seen(f *ct.Server) []seenRequest {
+	var out []seenRequest
+	for _, r := range f.Requests() {
+		var body map[string]any
+		_ = json.NewDecoder(bytes.NewReader(r.Body)).Decode(&body)
+		out = append(out, seenRequest{Method: r.Method, Path: r.URL.Path, Header: r.Header, Body: body})
+	}
+	return out
 }
 
-func newFakeJira(t *testing.T, handler func(w http.ResponseWriter, body map[string]any)) *fakeJira {
+// serveSearch answers every request with answer's response to its JSON body.
+func serveSearch(t *testing.T, answer func(body map[string]any) ct.Response) *ct.Server {
 	t.Helper()
-	f := &fakeJira{}
-	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return ct.Serve(t, func(w http.ResponseWriter, r *http.Request) {
 		var body map[string]any
 		_ = json.NewDecoder(r.Body).Decode(&body)
-		f.mu.Lock()
-		f.requests = append(f.requests, seenRequest{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Body: body})
-		f.mu.Unlock()
-		handler(w, body)
-	}))
-	t.Cleanup(f.Close)
-	return f
-}
-
-func (f *fakeJira) seen() []seenRequest {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]seenRequest(nil), f.requests...)
-}
-
-func answer(status int, body []byte) func(http.ResponseWriter, map[string]any) {
-	return func(w http.ResponseWriter, _ map[string]any) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		_, _ = w.Write(body)
-	}
+		answer(body).ServeHTTP(w, r)
+	})
 }
 
 // newPoller builds the connector through the public factory, pointed at f.
-func newPoller(t *testing.T, f *fakeJira, config map[string]any) *issuePoller {
+func newPoller(t *testing.T, f *ct.Server, config map[string]any) *issuePoller {
 	t.Helper()
 	cfg := map[string]any{"base_url": f.URL, "email": testEmail, "api_token": testToken, "jql": "project = TD"}
 	for k, v := range config {
@@ -143,12 +119,11 @@ func decodeIssue(t *testing.T, item connector.Item) map[string]any {
 
 func TestPollTwoPagesOfCloudIssues(t *testing.T) {
 	issues := fixtureIssues(t, fixtureCloud, true)
-	f := newFakeJira(t, func(w http.ResponseWriter, body map[string]any) {
+	f := serveSearch(t, func(body map[string]any) ct.Response {
 		if body["nextPageToken"] == "token-2" {
-			answer(200, pageBody(t, issues[4:], "", true))(w, body)
-			return
+			return ct.JSON(200, pageBody(t, issues[4:], "", true))
 		}
-		answer(200, pageBody(t, issues[:4], "token-2", false))(w, body)
+		return ct.JSON(200, pageBody(t, issues[:4], "token-2", false))
 	})
 	p := newPoller(t, f, nil)
 
@@ -174,7 +149,7 @@ func TestPollTwoPagesOfCloudIssues(t *testing.T) {
 	assert.Equal(t, "In Dev", decodeIssue(t, res.Items[4])["status"])
 	assert.Equal(t, connector.State{Cursor: "2024-11-13T20:27:56.526Z"}, res.State, "cursor is the newest updated seen")
 
-	reqs := f.seen()
+	reqs := seen(f)
 	require.Len(t, reqs, 2)
 	for _, r := range reqs {
 		assert.Equal(t, http.MethodPost, r.Method)
@@ -191,7 +166,7 @@ func TestPollTwoPagesOfCloudIssues(t *testing.T) {
 }
 
 func TestDocsExampleIssues(t *testing.T) {
-	f := newFakeJira(t, answer(200, pageBody(t, fixtureIssues(t, fixtureDocs, true), "", true)))
+	f := ct.Replay(t, ct.Any(ct.JSON(200, pageBody(t, fixtureIssues(t, fixtureDocs, true), "", true))))
 	p := newPoller(t, f, map[string]any{"fields": []string{"summary", "issuetype", "timetracking"}})
 
 	res, err := p.Poll(t.Context(), connector.State{})
@@ -210,7 +185,7 @@ func TestDocsExampleIssues(t *testing.T) {
 	}, decodeIssue(t, res.Items[0]))
 	assert.Equal(t, "Task", decodeIssue(t, res.Items[1])["issue_type"])
 	assert.Equal(t, "2013-05-01T08:00:00Z", res.State.Cursor)
-	assert.Equal(t, []any{"summary", "issuetype", "timetracking", "updated"}, f.seen()[0].Body["fields"],
+	assert.Equal(t, []any{"summary", "issuetype", "timetracking", "updated"}, seen(f)[0].Body["fields"],
 		`"updated" is added to the configured fields`)
 }
 
@@ -228,7 +203,7 @@ func TestRecordedIssuesWithoutUpdatedAreItemErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFakeJira(t, answer(200, pageBody(t, fixtureIssues(t, tt.fixture, false), "", true)))
+			f := ct.Replay(t, ct.Any(ct.JSON(200, pageBody(t, fixtureIssues(t, tt.fixture, false), "", true))))
 			res, err := newPoller(t, f, nil).Poll(t.Context(), connector.State{Cursor: "2024-01-01T00:00:00Z"})
 			require.NoError(t, err)
 			assert.Empty(t, res.Items)
@@ -269,15 +244,15 @@ func TestSearchWindow(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFakeJira(t, answer(200, pageBody(t, []map[string]any{}, "", true)))
+			f := ct.Replay(t, ct.Any(ct.JSON(200, pageBody(t, []map[string]any{}, "", true))))
 			p := newPoller(t, f, nil)
 			p.now = func() time.Time { return now }
 
 			res, err := p.Poll(t.Context(), connector.State{Cursor: tt.cursor})
 			require.NoError(t, err)
 
-			require.Len(t, f.seen(), 1)
-			assert.Equal(t, tt.wantJQL, f.seen()[0].Body["jql"])
+			require.Len(t, seen(f), 1)
+			assert.Equal(t, tt.wantJQL, seen(f)[0].Body["jql"])
 			assert.Equal(t, tt.cursor, res.State.Cursor, "no issues: the cursor stays as it was")
 		})
 	}
@@ -285,7 +260,7 @@ func TestSearchWindow(t *testing.T) {
 
 func TestCursorOnlyMovesForward(t *testing.T) {
 	issues := fixtureIssues(t, fixtureCloud, true)
-	f := newFakeJira(t, answer(200, pageBody(t, issues, "", true)))
+	f := ct.Replay(t, ct.Any(ct.JSON(200, pageBody(t, issues, "", true))))
 	p := newPoller(t, f, nil)
 
 	res, err := p.Poll(t.Context(), connector.State{Cursor: "2024-11-14T00:00:00Z"})
@@ -310,13 +285,14 @@ func TestPageLimits(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			issues := fixtureIssues(t, fixtureCloud, true)
 			page := 0 // the requests of one Poll are sequential
-			f := newFakeJira(t, func(w http.ResponseWriter, body map[string]any) {
-				answer(200, pageBody(t, issues[page:page+1], tt.token(page), tt.isLast))(w, body)
+			f := serveSearch(t, func(map[string]any) ct.Response {
+				answer := ct.JSON(200, pageBody(t, issues[page:page+1], tt.token(page), tt.isLast))
 				page++
+				return answer
 			})
 			res, err := newPoller(t, f, map[string]any{"max_pages": tt.maxPages}).Poll(t.Context(), connector.State{})
 			require.NoError(t, err)
-			assert.Len(t, f.seen(), tt.wantCalls)
+			assert.Len(t, seen(f), tt.wantCalls)
 			assert.Len(t, res.Items, tt.wantCalls, "one issue per page read")
 		})
 	}
@@ -332,7 +308,7 @@ func TestErrors(t *testing.T) {
 	}{
 		{
 			name:   "410 from the removed search endpoint",
-			status: 410, body: string(readFixture(t, fixtureRemoved)),
+			status: 410, body: string(ct.Load(t, fixtureRemoved).Body),
 			wantErr: "jira: 410 Gone: The requested API has been removed. Please migrate to the /rest/api/3/search/jql API. " +
 				"A full migration guideline is available at https://developer.atlassian.com/changelog/#CHANGE-2046 " +
 				"(Jira removed the endpoint that was called; this connector calls POST /rest/api/3/search/jql, " +
@@ -382,7 +358,7 @@ func TestErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFakeJira(t, answer(tt.status, []byte(tt.body)))
+			f := ct.Replay(t, ct.Any(ct.JSON(tt.status, []byte(tt.body))))
 			res, err := newPoller(t, f, nil).Poll(t.Context(), connector.State{Cursor: "2024-11-13T20:00:00Z"})
 			require.Error(t, err)
 			assert.Equal(t, connector.Result{}, res, "a failed poll returns nothing, so no cursor moves")
@@ -419,7 +395,7 @@ func TestBadIssues(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			body, err := json.Marshal(map[string]any{"issues": []any{good, tt.issue}, "isLast": true})
 			require.NoError(t, err)
-			f := newFakeJira(t, answer(200, body))
+			f := ct.Replay(t, ct.Any(ct.JSON(200, body)))
 
 			res, err := newPoller(t, f, nil).Poll(t.Context(), connector.State{})
 			require.NoError(t, err, "one bad issue never fails the poll")
@@ -439,7 +415,7 @@ func TestAssigneeAndPriority(t *testing.T) {
 		"assignee": map[string]any{"displayName": "Ada Lovelace", "accountId": "5b10a"},
 		"priority": map[string]any{"name": "High", "id": "2"},
 	}}
-	f := newFakeJira(t, answer(200, pageBody(t, []map[string]any{issue}, "", true)))
+	f := ct.Replay(t, ct.Any(ct.JSON(200, pageBody(t, []map[string]any{issue}, "", true))))
 	res, err := newPoller(t, f, nil).Poll(t.Context(), connector.State{})
 	require.NoError(t, err)
 	require.Len(t, res.Items, 1)
@@ -453,52 +429,22 @@ func TestAssigneeAndPriority(t *testing.T) {
 }
 
 func TestCancelAbortsThePoll(t *testing.T) {
-	arrived := make(chan struct{})
-	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		close(arrived)
-		select { // hold the answer until the client gives up
-		case <-r.Context().Done():
-		case <-release:
-		}
-	}))
-	t.Cleanup(srv.Close)
-	t.Cleanup(func() { close(release) }) // runs before srv.Close
-	p := newPoller(t, &fakeJira{Server: srv}, nil)
-
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		_, err := p.Poll(ctx, connector.State{})
-		done <- err
-	}()
-
-	select {
-	case <-arrived:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the request never reached the server")
-	}
-	cancel()
-	select {
-	case err := <-done:
-		require.Error(t, err)
-		assert.ErrorIs(t, err, context.Canceled)
-		assert.True(t, strings.HasPrefix(err.Error(), "jira: "), err.Error())
-	case <-time.After(10 * time.Second):
-		t.Fatal("Poll did not return after its context was cancelled")
-	}
+	srv := ct.Hang(t, nil)
+	err := srv.CancelPoll(t, newPoller(t, srv.Server, nil))
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.True(t, strings.HasPrefix(err.Error(), "jira: "), err.Error())
 }
 
 func TestNilHTTPClientFallsBack(t *testing.T) {
-	f := newFakeJira(t, answer(200, pageBody(t, fixtureIssues(t, fixtureCloud, true), "", true)))
+	f := ct.Replay(t, ct.Any(ct.JSON(200, pageBody(t, fixtureIssues(t, fixtureCloud, true), "", true))))
 	raw := []byte(`{"base_url":"` + f.URL + `","email":"a@example.com","api_token":"t","jql":"project = TD"}`)
 	c, err := New(raw, connector.Deps{})
 	require.NoError(t, err)
 	res, err := c.Poll(t.Context(), connector.State{})
 	require.NoError(t, err)
 	assert.Len(t, res.Items, 7)
-	assert.Contains(t, f.seen()[0].Header.Get("User-Agent"), "pollgrid/", "the upstream client names pollgrid")
+	assert.Contains(t, seen(f)[0].Header.Get("User-Agent"), "pollgrid/", "the upstream client names pollgrid")
 }
 
 func TestConfig(t *testing.T) {
@@ -554,16 +500,12 @@ func TestConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := New(json.RawMessage(tt.raw), connector.Deps{})
 			if len(tt.wantErr) > 0 {
-				require.Error(t, err)
-				assert.Nil(t, c)
-				for _, want := range tt.wantErr {
-					assert.Contains(t, err.Error(), want)
-				}
+				err := ct.ConfigError(t, New, tt.raw, tt.wantErr...)
 				assert.NotContains(t, err.Error(), "s3cret", "no secret in config errors")
 				return
 			}
+			c, err := New(json.RawMessage(tt.raw), connector.Deps{})
 			require.NoError(t, err)
 			p := c.(*issuePoller)
 			assert.Equal(t, tt.wantBase, p.baseURL)

@@ -5,19 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pollgrid/pollgrid/pkg/connector"
+	ct "github.com/pollgrid/pollgrid/pkg/connectortest"
 )
 
 // The fixtures are Slack's documentation examples for conversations.history
@@ -35,56 +31,13 @@ const (
 	page1NextCursor = "bmV4dF90czoxNTEyMDg1ODYxMDAwNTQz"
 )
 
-func readFixture(t testing.TB, name string) []byte {
-	t.Helper()
-	body, err := os.ReadFile(filepath.Join("testdata", name))
-	require.NoError(t, err)
-	return body
-}
-
-// seenRequest is what the fake Slack was asked.
-type seenRequest struct {
-	Path   string
-	Query  url.Values
-	Header http.Header
-}
-
-// fakeSlack records every request and answers with the test's handler.
-type fakeSlack struct {
-	*httptest.Server
-	mu       sync.Mutex
-	requests []seenRequest
-}
-
-func newFakeSlack(t *testing.T, handler http.HandlerFunc) *fakeSlack {
-	t.Helper()
-	f := &fakeSlack{}
-	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f.mu.Lock()
-		f.requests = append(f.requests, seenRequest{Path: r.URL.Path, Query: r.URL.Query(), Header: r.Header.Clone()})
-		f.mu.Unlock()
-		handler(w, r)
-	}))
-	t.Cleanup(f.Close)
-	return f
-}
-
-func (f *fakeSlack) seen() []seenRequest {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]seenRequest(nil), f.requests...)
-}
-
-func answer(status int, body []byte) http.HandlerFunc {
-	return func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		w.WriteHeader(status)
-		_, _ = w.Write(body)
-	}
+// answer is an answer as Slack sends it.
+func answer(status int, body []byte) ct.Response {
+	return ct.Response{Status: status, Header: http.Header{"Content-Type": {"application/json; charset=utf-8"}}, Body: body}
 }
 
 // newPoller builds the connector through the public factory, pointed at f.
-func newPoller(t *testing.T, f *fakeSlack, config map[string]any) connector.Connector {
+func newPoller(t *testing.T, f *ct.Server, config map[string]any) connector.Connector {
 	t.Helper()
 	cfg := map[string]any{"base_url": f.URL + "/api", "token": testToken, "channel": testChannel}
 	for k, v := range config {
@@ -95,14 +48,6 @@ func newPoller(t *testing.T, f *fakeSlack, config map[string]any) connector.Conn
 	c, err := New(raw, connector.Deps{HTTP: f.Client()})
 	require.NoError(t, err)
 	return c
-}
-
-func ids(items []connector.Item) []string {
-	out := []string{}
-	for _, it := range items {
-		out = append(out, it.ID)
-	}
-	return out
 }
 
 func decodeMessage(t *testing.T, item connector.Item) map[string]any {
@@ -145,50 +90,51 @@ func TestPollFixtures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFakeSlack(t, answer(200, readFixture(t, tt.fixture)))
+			f := ct.Replay(t, ct.Any(answer(200, ct.Load(t, tt.fixture).Body)))
 			c := newPoller(t, f, map[string]any{"max_pages": 1})
 
 			res, err := c.Poll(t.Context(), connector.State{})
 			require.NoError(t, err)
 
 			assert.Empty(t, res.Failed)
-			assert.Equal(t, tt.wantIDs, ids(res.Items))
+			assert.Equal(t, tt.wantIDs, ct.ItemIDs(res.Items))
 			last := res.Items[len(res.Items)-1]
 			assert.Equal(t, last.ID, last.Version, "an unedited message's version is its ts")
 			assert.Equal(t, tt.wantLast, decodeMessage(t, last))
 			assert.Equal(t, connector.State{Cursor: tt.wantCursor}, res.State)
 
-			reqs := f.seen()
+			reqs := f.Requests()
 			require.Len(t, reqs, 1, "max_pages 1 stops after one page although has_more is true")
-			assert.Equal(t, "/api/conversations.history", reqs[0].Path)
-			assert.Equal(t, url.Values{"channel": {testChannel}, "limit": {"200"}}, reqs[0].Query, "no cursor yet: no oldest")
+			assert.Equal(t, "/api/conversations.history", reqs[0].URL.Path)
+			assert.Equal(t, url.Values{"channel": {testChannel}, "limit": {"200"}}, reqs[0].URL.Query(), "no cursor yet: no oldest")
 			assert.Equal(t, "Bearer "+testToken, reqs[0].Header.Get("Authorization"))
 		})
 	}
 }
 
 func TestPagination(t *testing.T) {
-	f := newFakeSlack(t, func(w http.ResponseWriter, r *http.Request) {
+	page1, bots := answer(200, ct.Load(t, fixturePage1).Body), answer(200, ct.Load(t, fixtureBots).Body)
+	f := ct.Serve(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("cursor") == page1NextCursor {
-			answer(200, readFixture(t, fixtureBots))(w, r)
+			bots.ServeHTTP(w, r)
 			return
 		}
-		answer(200, readFixture(t, fixturePage1))(w, r)
+		page1.ServeHTTP(w, r)
 	})
 	c := newPoller(t, f, map[string]any{"max_pages": 2, "limit": 2})
 
 	res, err := c.Poll(t.Context(), connector.State{Cursor: "1512000000.000100"})
 	require.NoError(t, err)
 
-	assert.Equal(t, []string{"1512085950.000216", "1512104434.000490", "1512085950.000216", "1512085950.218404"}, ids(res.Items),
+	assert.Equal(t, []string{"1512085950.000216", "1512104434.000490", "1512085950.000216", "1512085950.218404"}, ct.ItemIDs(res.Items),
 		"page 1, then page 2; the doc examples share a message")
 	assert.Equal(t, "1512104434.000490", res.State.Cursor, "the newest ts, whichever page it was on")
 
-	reqs := f.seen()
+	reqs := f.Requests()
 	require.Len(t, reqs, 2)
-	assert.Equal(t, url.Values{"channel": {testChannel}, "limit": {"2"}, "oldest": {"1512000000.000100"}}, reqs[0].Query)
+	assert.Equal(t, url.Values{"channel": {testChannel}, "limit": {"2"}, "oldest": {"1512000000.000100"}}, reqs[0].URL.Query())
 	assert.Equal(t, url.Values{"channel": {testChannel}, "limit": {"2"}, "oldest": {"1512000000.000100"},
-		"cursor": {page1NextCursor}}, reqs[1].Query)
+		"cursor": {page1NextCursor}}, reqs[1].URL.Query())
 	assert.Equal(t, "Bearer "+testToken, reqs[1].Header.Get("Authorization"))
 }
 
@@ -205,15 +151,15 @@ func TestPaginationEnds(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var page map[string]any
-			require.NoError(t, json.Unmarshal(readFixture(t, fixturePage1), &page))
+			require.NoError(t, json.Unmarshal(ct.Load(t, fixturePage1).Body, &page))
 			tt.mutate(page)
 			body, err := json.Marshal(page)
 			require.NoError(t, err)
-			f := newFakeSlack(t, answer(200, body))
+			f := ct.Replay(t, ct.Any(answer(200, body)))
 
 			_, err = newPoller(t, f, nil).Poll(t.Context(), connector.State{})
 			require.NoError(t, err)
-			assert.Len(t, f.seen(), tt.wantCalls)
+			assert.Len(t, f.Requests(), tt.wantCalls)
 		})
 	}
 }
@@ -229,17 +175,17 @@ func TestCursor(t *testing.T) {
 	}{
 		{name: "no messages keeps the cursor", body: empty, cursor: "1512104434.000490",
 			wantOldest: "1512104434.000490", wantCursor: "1512104434.000490"},
-		{name: "an unreadable cursor is dropped", body: readFixture(t, fixturePage1), cursor: "yesterday",
+		{name: "an unreadable cursor is dropped", body: ct.Load(t, fixturePage1).Body, cursor: "yesterday",
 			wantOldest: "", wantCursor: "1512104434.000490"},
-		{name: "older messages never move it back", body: readFixture(t, fixturePage1), cursor: "1600000000.000000",
+		{name: "older messages never move it back", body: ct.Load(t, fixturePage1).Body, cursor: "1600000000.000000",
 			wantOldest: "1600000000.000000", wantCursor: "1600000000.000000"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFakeSlack(t, answer(200, tt.body))
+			f := ct.Replay(t, ct.Any(answer(200, tt.body)))
 			res, err := newPoller(t, f, map[string]any{"max_pages": 1}).Poll(t.Context(), connector.State{Cursor: tt.cursor})
 			require.NoError(t, err)
-			assert.Equal(t, tt.wantOldest, f.seen()[0].Query.Get("oldest"))
+			assert.Equal(t, tt.wantOldest, f.Requests()[0].URL.Query().Get("oldest"))
 			assert.Equal(t, tt.wantCursor, res.State.Cursor)
 		})
 	}
@@ -312,7 +258,7 @@ func TestMessages(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			body, err := json.Marshal(map[string]any{"ok": true, "messages": []any{tt.message}})
 			require.NoError(t, err)
-			f := newFakeSlack(t, answer(200, body))
+			f := ct.Replay(t, ct.Any(answer(200, body)))
 			res, err := newPoller(t, f, tt.config).Poll(t.Context(), connector.State{})
 			require.NoError(t, err)
 			require.Len(t, res.Items, 1)
@@ -340,10 +286,10 @@ func TestBadMessages(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			body, err := json.Marshal(map[string]any{"ok": true, "messages": []any{good, tt.message}})
 			require.NoError(t, err)
-			f := newFakeSlack(t, answer(200, body))
+			f := ct.Replay(t, ct.Any(answer(200, body)))
 			res, err := newPoller(t, f, nil).Poll(t.Context(), connector.State{})
 			require.NoError(t, err, "one bad message never fails the poll")
-			assert.Equal(t, []string{"1700000000.000100"}, ids(res.Items))
+			assert.Equal(t, []string{"1700000000.000100"}, ct.ItemIDs(res.Items))
 			require.Len(t, res.Failed, 1)
 			assert.Equal(t, tt.wantFailed, res.Failed[0].ID)
 			assert.ErrorContains(t, res.Failed[0].Err, tt.wantErr)
@@ -360,7 +306,7 @@ func TestErrors(t *testing.T) {
 		wantErr  string
 		wantCode string // Slack's error code, when ok=false
 	}{
-		{name: "channel_not_found (fixture)", status: 200, body: string(readFixture(t, fixtureError)),
+		{name: "channel_not_found (fixture)", status: 200, body: string(ct.Load(t, fixtureError).Body),
 			wantErr:  "slack: conversations.history answered ok=false: channel_not_found (check config.channel, and that the token's app or user can see the channel)",
 			wantCode: "channel_not_found"},
 		{name: "invalid_auth", status: 200, body: `{"ok":false,"error":"invalid_auth"}`,
@@ -379,7 +325,7 @@ func TestErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFakeSlack(t, answer(tt.status, []byte(tt.body)))
+			f := ct.Replay(t, ct.Any(answer(tt.status, []byte(tt.body))))
 			res, err := newPoller(t, f, nil).Poll(t.Context(), connector.State{Cursor: "1512085950.000216"})
 			require.Error(t, err)
 			assert.Equal(t, connector.Result{}, res, "a failed poll returns nothing, so no cursor moves")
@@ -397,51 +343,22 @@ func TestErrors(t *testing.T) {
 }
 
 func TestCancelAbortsThePoll(t *testing.T) {
-	arrived := make(chan struct{})
-	release := make(chan struct{})
-	f := newFakeSlack(t, func(w http.ResponseWriter, r *http.Request) {
-		close(arrived)
-		select { // hold the answer until the client gives up
-		case <-r.Context().Done():
-		case <-release:
-		}
-	})
-	t.Cleanup(func() { close(release) }) // runs before the server closes
-	c := newPoller(t, f, nil)
-
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.Poll(ctx, connector.State{})
-		done <- err
-	}()
-
-	select {
-	case <-arrived:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the request never reached the server")
-	}
-	cancel()
-	select {
-	case err := <-done:
-		require.Error(t, err)
-		assert.ErrorIs(t, err, context.Canceled)
-		assert.True(t, strings.HasPrefix(err.Error(), "slack: "), err.Error())
-	case <-time.After(10 * time.Second):
-		t.Fatal("Poll did not return after its context was cancelled")
-	}
+	srv := ct.Hang(t, nil)
+	err := srv.CancelPoll(t, newPoller(t, srv.Server, nil))
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.True(t, strings.HasPrefix(err.Error(), "slack: "), err.Error())
 }
 
 func TestNilHTTPClientFallsBack(t *testing.T) {
-	f := newFakeSlack(t, answer(200, readFixture(t, fixturePage1)))
+	f := ct.Replay(t, ct.Any(answer(200, ct.Load(t, fixturePage1).Body)))
 	raw := []byte(`{"base_url":"` + f.URL + `","token":"xoxb-1","channel":"C0123ABCD","max_pages":1}`)
 	c, err := New(raw, connector.Deps{})
 	require.NoError(t, err)
 	res, err := c.Poll(t.Context(), connector.State{})
 	require.NoError(t, err)
 	assert.Len(t, res.Items, 2)
-	assert.Contains(t, f.seen()[0].Header.Get("User-Agent"), "pollgrid/")
+	assert.Contains(t, f.Requests()[0].Header.Get("User-Agent"), "pollgrid/")
 }
 
 func TestConfig(t *testing.T) {
@@ -483,16 +400,12 @@ func TestConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := New(json.RawMessage(tt.raw), connector.Deps{})
 			if len(tt.wantErr) > 0 {
-				require.Error(t, err)
-				assert.Nil(t, c)
-				for _, want := range tt.wantErr {
-					assert.Contains(t, err.Error(), want)
-				}
+				err := ct.ConfigError(t, New, tt.raw, tt.wantErr...)
 				assert.NotContains(t, err.Error(), "s3cret", "no secret in config errors")
 				return
 			}
+			c, err := New(json.RawMessage(tt.raw), connector.Deps{})
 			require.NoError(t, err)
 			p := c.(*historyPoller)
 			assert.Equal(t, tt.wantURL, p.historyURL)

@@ -5,19 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pollgrid/pollgrid/pkg/connector"
+	ct "github.com/pollgrid/pollgrid/pkg/connectortest"
 	"github.com/pollgrid/pollgrid/pkg/upstream"
 )
 
@@ -26,55 +23,9 @@ const (
 	fixtureSignificant = "significant_week_2017.json"
 )
 
-func readFixture(t testing.TB, name string) []byte {
-	t.Helper()
-	body, err := os.ReadFile(filepath.Join("testdata", name))
-	require.NoError(t, err)
-	return body
-}
-
-type seenRequest struct {
-	Path   string
-	Header http.Header
-}
-
-// testUpstream is an httptest server that records every request and answers
-// with the handler the test gives it.
-type testUpstream struct {
-	*httptest.Server
-	mu       sync.Mutex
-	requests []seenRequest
-}
-
-func newUpstream(t *testing.T, handler http.HandlerFunc) *testUpstream {
-	t.Helper()
-	u := &testUpstream{}
-	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u.mu.Lock()
-		u.requests = append(u.requests, seenRequest{Path: r.URL.Path, Header: r.Header.Clone()})
-		u.mu.Unlock()
-		handler(w, r)
-	}))
-	t.Cleanup(u.Close)
-	return u
-}
-
-func (u *testUpstream) seen() []seenRequest {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return append([]seenRequest(nil), u.requests...)
-}
-
-func serveBody(body []byte) http.HandlerFunc {
-	return func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(body)
-	}
-}
-
 // newPoller builds the connector through the public factory, pointed at srv,
 // with the platform's upstream client (as the worker passes it in deps).
-func newPoller(t *testing.T, srv *testUpstream, config map[string]any) connector.Connector {
+func newPoller(t *testing.T, srv *ct.Server, config map[string]any) connector.Connector {
 	t.Helper()
 	cfg := map[string]any{"feed": "all_hour", "base_url": srv.URL}
 	for k, v := range config {
@@ -98,14 +49,6 @@ func itemByID(t *testing.T, items []connector.Item, id string) connector.Item {
 	return connector.Item{}
 }
 
-func ids(items []connector.Item) []string {
-	out := make([]string, 0, len(items))
-	for _, it := range items {
-		out = append(out, it.ID)
-	}
-	return out
-}
-
 // fileFeatures reads a fixture independently of the connector's own types.
 type fileFeature struct {
 	ID         string `json:"id"`
@@ -122,7 +65,7 @@ func fileFeatures(t *testing.T, name string) []fileFeature {
 	var fc struct {
 		Features []fileFeature `json:"features"`
 	}
-	require.NoError(t, json.Unmarshal(readFixture(t, name), &fc))
+	require.NoError(t, json.Unmarshal(ct.Load(t, name).Body, &fc))
 	return fc.Features
 }
 
@@ -146,7 +89,7 @@ func TestPollFixtures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newUpstream(t, serveBody(readFixture(t, tt.fixture)))
+			srv := ct.Replay(t, ct.Any(ct.Load(t, tt.fixture)))
 			c := newPoller(t, srv, map[string]any{"feed": tt.feed})
 
 			res, err := c.Poll(t.Context(), connector.State{})
@@ -169,9 +112,9 @@ func TestPollFixtures(t *testing.T) {
 				assert.Equal(t, strconv.FormatInt(f.Properties.Updated, 10), res.Items[i].Version, f.ID)
 			}
 
-			reqs := srv.seen()
+			reqs := srv.Requests()
 			require.Len(t, reqs, 1)
-			assert.Equal(t, "/earthquakes/feed/v1.0/summary/"+tt.feed+".geojson", reqs[0].Path)
+			assert.Equal(t, "/earthquakes/feed/v1.0/summary/"+tt.feed+".geojson", reqs[0].URL.Path)
 			assert.Contains(t, reqs[0].Header.Get("Accept"), "application/geo+json")
 			assert.Empty(t, reqs[0].Header.Get("If-None-Match"), "no validators in state, so no conditional request")
 			assert.Empty(t, reqs[0].Header.Get("If-Modified-Since"))
@@ -261,7 +204,7 @@ func TestEarthquakeData(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			parsed, err := parseFeed(readFixture(t, tt.fixture), nil)
+			parsed, err := parseFeed(ct.Load(t, tt.fixture).Body, nil)
 			require.NoError(t, err)
 			item := itemByID(t, parsed.items, tt.id)
 			assert.JSONEq(t, tt.want, string(item.Data))
@@ -299,10 +242,10 @@ func TestMinMagnitude(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newUpstream(t, serveBody(readFixture(t, tt.fixture)))
+			srv := ct.Replay(t, ct.Any(ct.Load(t, tt.fixture)))
 			res, err := newPoller(t, srv, map[string]any{"min_magnitude": tt.min}).Poll(t.Context(), connector.State{})
 			require.NoError(t, err)
-			assert.Equal(t, tt.wantIDs, ids(res.Items))
+			assert.Equal(t, tt.wantIDs, ct.ItemIDs(res.Items))
 			assert.Empty(t, res.Failed)
 		})
 	}
@@ -313,12 +256,12 @@ func TestMinMagnitude(t *testing.T) {
 			{"type":"Feature","id":"b","properties":{"mag":2,"updated":2}}]}`
 		parsed, err := parseFeed([]byte(body), new(1.0))
 		require.NoError(t, err)
-		assert.Equal(t, []string{"b"}, ids(parsed.items))
+		assert.Equal(t, []string{"b"}, ct.ItemIDs(parsed.items))
 		assert.Equal(t, 1, parsed.skipped)
 
 		parsed, err = parseFeed([]byte(body), nil)
 		require.NoError(t, err)
-		assert.Equal(t, []string{"a", "b"}, ids(parsed.items), "without min_magnitude it is kept")
+		assert.Equal(t, []string{"a", "b"}, ct.ItemIDs(parsed.items), "without min_magnitude it is kept")
 		assert.JSONEq(t, `{"id":"a","magnitude":null,"updated":"1970-01-01T00:00:00.001Z","tsunami":false}`, string(parsed.items[0].Data))
 	})
 }
@@ -326,15 +269,15 @@ func TestMinMagnitude(t *testing.T) {
 func TestConditionalRequests(t *testing.T) {
 	const etag = `"5a2f1c3e-17c2"`
 	const lastModified = "Sun, 03 Dec 2017 23:15:50 GMT"
-	body := readFixture(t, fixtureAllHour)
+	body := ct.Load(t, fixtureAllHour).Body
 
 	t.Run("304 keeps the state", func(t *testing.T) {
-		srv := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		srv := ct.Serve(t, func(w http.ResponseWriter, r *http.Request) {
 			if r.Header.Get("If-None-Match") == etag {
 				w.WriteHeader(http.StatusNotModified)
 				return
 			}
-			serveBody(body)(w, r)
+			ct.JSON(http.StatusOK, body).ServeHTTP(w, r)
 		})
 		state := connector.State{Cursor: "kept", ETag: etag, LastModified: lastModified}
 
@@ -344,18 +287,14 @@ func TestConditionalRequests(t *testing.T) {
 		assert.True(t, res.NotModified)
 		assert.Equal(t, state, res.State)
 		assert.Empty(t, res.Items)
-		reqs := srv.seen()
+		reqs := srv.Requests()
 		require.Len(t, reqs, 1)
 		assert.Equal(t, etag, reqs[0].Header.Get("If-None-Match"))
 		assert.Equal(t, lastModified, reqs[0].Header.Get("If-Modified-Since"))
 	})
 
 	t.Run("200 captures ETag and Last-Modified and keeps the cursor", func(t *testing.T) {
-		srv := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("ETag", etag)
-			w.Header().Set("Last-Modified", lastModified)
-			serveBody(body)(w, r)
-		})
+		srv := ct.Replay(t, ct.Any(ct.JSON(http.StatusOK, body).WithHeader("ETag", etag).WithHeader("Last-Modified", lastModified)))
 		res, err := newPoller(t, srv, nil).Poll(t.Context(), connector.State{Cursor: "kept", ETag: `"stale"`})
 		require.NoError(t, err)
 
@@ -365,7 +304,7 @@ func TestConditionalRequests(t *testing.T) {
 	})
 
 	t.Run("200 without validators clears the old ones", func(t *testing.T) {
-		srv := newUpstream(t, serveBody(body))
+		srv := ct.Replay(t, ct.Any(ct.JSON(http.StatusOK, body)))
 		res, err := newPoller(t, srv, nil).Poll(t.Context(), connector.State{Cursor: "kept", ETag: `"stale"`, LastModified: lastModified})
 		require.NoError(t, err)
 		assert.Equal(t, connector.State{Cursor: "kept"}, res.State)
@@ -422,11 +361,7 @@ func TestFailedPolls(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newUpstream(t, func(w http.ResponseWriter, _ *http.Request) {
-				w.Header().Set("Content-Type", tt.contentType)
-				w.WriteHeader(tt.status)
-				_, _ = w.Write([]byte(tt.body))
-			})
+			srv := ct.Replay(t, ct.Any(ct.Response{Status: tt.status, Header: http.Header{"Content-Type": {tt.contentType}}, Body: []byte(tt.body)}))
 			res, err := newPoller(t, srv, nil).Poll(t.Context(), connector.State{ETag: `"old"`})
 			require.Error(t, err)
 			assert.Empty(t, res.Items)
@@ -488,7 +423,7 @@ func TestBadFeatures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var fc map[string]any
-			require.NoError(t, json.Unmarshal(readFixture(t, fixtureSignificant), &fc))
+			require.NoError(t, json.Unmarshal(ct.Load(t, fixtureSignificant).Body, &fc))
 			features := fc["features"].([]any)
 			var bad any
 			require.NoError(t, json.Unmarshal([]byte(tt.feature), &bad))
@@ -497,11 +432,11 @@ func TestBadFeatures(t *testing.T) {
 			body, err := json.Marshal(fc)
 			require.NoError(t, err)
 
-			srv := newUpstream(t, serveBody(body))
+			srv := ct.Replay(t, ct.Any(ct.JSON(http.StatusOK, body)))
 			res, err := newPoller(t, srv, nil).Poll(t.Context(), connector.State{})
 			require.NoError(t, err, "one bad feature never fails the poll")
 
-			assert.Equal(t, []string{"us2000c1zn", "us2000c1wt", "ci37824087", "us1000bm9m"}, ids(res.Items))
+			assert.Equal(t, []string{"us2000c1zn", "us2000c1wt", "ci37824087", "us1000bm9m"}, ct.ItemIDs(res.Items))
 			require.Len(t, res.Failed, 1)
 			assert.Equal(t, tt.wantFailed, res.Failed[0].ID)
 			assert.ErrorContains(t, res.Failed[0].Err, tt.wantErr)
@@ -510,40 +445,11 @@ func TestBadFeatures(t *testing.T) {
 }
 
 func TestCancelAbortsThePoll(t *testing.T) {
-	arrived := make(chan struct{})
-	release := make(chan struct{})
-	srv := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
-		close(arrived)
-		select { // hold the answer until the client gives up
-		case <-r.Context().Done():
-		case <-release:
-		}
-	})
-	t.Cleanup(func() { close(release) }) // runs before srv.Close
-	c := newPoller(t, srv, nil)
-
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.Poll(ctx, connector.State{})
-		done <- err
-	}()
-
-	select {
-	case <-arrived:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the request never reached the server")
-	}
-	cancel()
-	select {
-	case err := <-done:
-		require.Error(t, err)
-		assert.ErrorIs(t, err, context.Canceled)
-		assert.True(t, strings.HasPrefix(err.Error(), "usgs all_hour: "), err.Error())
-	case <-time.After(10 * time.Second):
-		t.Fatal("Poll did not return after its context was cancelled")
-	}
+	srv := ct.Hang(t, nil)
+	err := srv.CancelPoll(t, newPoller(t, srv.Server, nil))
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.True(t, strings.HasPrefix(err.Error(), "usgs all_hour: "), err.Error())
 }
 
 // countingTransport proves which client a request went through.
@@ -561,7 +467,7 @@ func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func TestHTTPClient(t *testing.T) {
-	srv := newUpstream(t, serveBody(readFixture(t, fixtureSignificant)))
+	srv := ct.Replay(t, ct.Any(ct.Load(t, fixtureSignificant)))
 	raw := json.RawMessage(`{"feed":"significant_week","base_url":"` + srv.URL + `"}`)
 
 	t.Run("deps.HTTP is used", func(t *testing.T) {
@@ -578,7 +484,7 @@ func TestHTTPClient(t *testing.T) {
 		res, err := c.Poll(t.Context(), connector.State{})
 		require.NoError(t, err)
 		assert.Len(t, res.Items, 4)
-		reqs := srv.seen()
+		reqs := srv.Requests()
 		assert.True(t, strings.HasPrefix(reqs[len(reqs)-1].Header.Get("User-Agent"), "pollgrid/"),
 			"the upstream client names pollgrid in its User-Agent")
 	})
@@ -652,16 +558,12 @@ func TestConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := New(json.RawMessage(tt.raw), connector.Deps{})
 			if len(tt.wantErr) > 0 {
-				require.Error(t, err)
-				assert.Nil(t, c)
-				for _, want := range tt.wantErr {
-					assert.Contains(t, err.Error(), want)
-				}
+				err := ct.ConfigError(t, New, tt.raw, tt.wantErr...)
 				assert.NotContains(t, err.Error(), "s3cret")
 				return
 			}
+			c, err := New(json.RawMessage(tt.raw), connector.Deps{})
 			require.NoError(t, err)
 			p, ok := c.(*feedPoller)
 			require.True(t, ok)
@@ -672,7 +574,7 @@ func TestConfig(t *testing.T) {
 }
 
 func BenchmarkParse(b *testing.B) {
-	body := readFixture(b, fixtureAllHour)
+	body := ct.Load(b, fixtureAllHour).Body
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {

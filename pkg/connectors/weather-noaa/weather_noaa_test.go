@@ -7,18 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pollgrid/pollgrid/pkg/connector"
+	ct "github.com/pollgrid/pollgrid/pkg/connectortest"
 )
 
 const (
@@ -29,55 +26,13 @@ const (
 	fixturePaged  = "alerts_with_pagination_2020.json"
 )
 
-func readFixture(t testing.TB, name string) []byte {
-	t.Helper()
-	body, err := os.ReadFile(filepath.Join("testdata", name))
-	require.NoError(t, err)
-	return body
-}
-
-// seenRequest is what the test server was asked.
-type seenRequest struct {
-	Path, RawQuery string
-	Header         http.Header
-}
-
-// upstream is an httptest server that records every request and answers with
-// the handler the test gives it.
-type upstream struct {
-	*httptest.Server
-	mu       sync.Mutex
-	requests []seenRequest
-}
-
-func newUpstream(t *testing.T, handler http.HandlerFunc) *upstream {
-	t.Helper()
-	u := &upstream{}
-	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u.mu.Lock()
-		u.requests = append(u.requests, seenRequest{Path: r.URL.Path, RawQuery: r.URL.RawQuery, Header: r.Header.Clone()})
-		u.mu.Unlock()
-		handler(w, r)
-	}))
-	t.Cleanup(u.Close)
-	return u
-}
-
-func (u *upstream) seen() []seenRequest {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return append([]seenRequest(nil), u.requests...)
-}
-
-func serveBody(body []byte) http.HandlerFunc {
-	return func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/geo+json")
-		_, _ = w.Write(body)
-	}
+// serveBody is an answer as NWS sends it.
+func serveBody(body []byte) ct.Response {
+	return ct.Response{Header: http.Header{"Content-Type": {"application/geo+json"}}, Body: body}
 }
 
 // newPoller builds the connector through the public factory, pointed at srv.
-func newPoller(t *testing.T, srv *upstream, config map[string]any) connector.Connector {
+func newPoller(t *testing.T, srv *ct.Server, config map[string]any) connector.Connector {
 	t.Helper()
 	cfg := map[string]any{"user_agent": testUserAgent, "base_url": srv.URL}
 	for k, v := range config {
@@ -151,7 +106,7 @@ func TestPollFixtures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newUpstream(t, serveBody(readFixture(t, tt.fixture)))
+			srv := ct.Replay(t, ct.Any(serveBody(ct.Load(t, tt.fixture).Body)))
 			c := newPoller(t, srv, tt.config)
 
 			res, err := c.Poll(t.Context(), connector.State{})
@@ -168,10 +123,10 @@ func TestPollFixtures(t *testing.T) {
 			assert.Equal(t, tt.wantVersion, alert.Sent)
 			assert.Equal(t, tt.wantURL, alert.URL)
 
-			reqs := srv.seen()
+			reqs := srv.Requests()
 			require.Len(t, reqs, 1)
-			assert.Equal(t, tt.wantPath, reqs[0].Path)
-			assert.Equal(t, tt.wantQuery, reqs[0].RawQuery)
+			assert.Equal(t, tt.wantPath, reqs[0].URL.Path)
+			assert.Equal(t, tt.wantQuery, reqs[0].URL.RawQuery)
 			assert.Equal(t, testUserAgent, reqs[0].Header.Get("User-Agent"))
 			assert.Equal(t, "application/geo+json", reqs[0].Header.Get("Accept"))
 			assert.Empty(t, reqs[0].Header.Get("If-None-Match"), "no validators in state, so no conditional request")
@@ -237,7 +192,7 @@ func TestAlertData(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			body := readFixture(t, tt.fixture)
+			body := ct.Load(t, tt.fixture).Body
 			page, err := parsePage(body, 0)
 			require.NoError(t, err)
 			item := itemByID(t, page.items, tt.id)
@@ -281,16 +236,16 @@ func TestAlertData(t *testing.T) {
 }
 
 func TestPagination(t *testing.T) {
-	paged, second := readFixture(t, fixturePaged), readFixture(t, fixturePoint)
-	var srv *upstream
-	srv = newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+	paged, second := ct.Load(t, fixturePaged).Body, ct.Load(t, fixturePoint).Body
+	var srv *ct.Server
+	srv = ct.Serve(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("cursor") != "" {
-			serveBody(second)(w, r)
+			serveBody(second).ServeHTTP(w, r)
 			return
 		}
 		first := bytes.ReplaceAll(paged, []byte(`"next":"https://api.weather.gov/`), []byte(`"next":"`+srv.URL+`/`))
 		w.Header().Set("ETag", `"page-1"`)
-		serveBody(first)(w, r)
+		serveBody(first).ServeHTTP(w, r)
 	})
 	c := newPoller(t, srv, map[string]any{"area": "WI"})
 
@@ -305,10 +260,10 @@ func TestPagination(t *testing.T) {
 	assert.Equal(t, "urn:oid:2.49.0.1.840.0.32b8fe5b1e8094248fdbb7a32619581ec4e1df14.001.1", res.Items[2].ID)
 	assert.Equal(t, `"page-1"`, res.State.ETag, "validators come from the first page")
 
-	reqs := srv.seen()
+	reqs := srv.Requests()
 	require.Len(t, reqs, 2)
-	assert.Equal(t, "/alerts", reqs[1].Path)
-	assert.Equal(t, "cursor=eyJ0IjoxNjA2MzM4Mzc3LCJpIjoiTldTLUlEUC1QUk9ELUtFRVBBTElWRS0yODUxNyJ9", reqs[1].RawQuery)
+	assert.Equal(t, "/alerts", reqs[1].URL.Path)
+	assert.Equal(t, "cursor=eyJ0IjoxNjA2MzM4Mzc3LCJpIjoiTldTLUlEUC1QUk9ELUtFRVBBTElWRS0yODUxNyJ9", reqs[1].URL.RawQuery)
 	assert.Equal(t, testUserAgent, reqs[1].Header.Get("User-Agent"))
 	assert.Equal(t, `"old"`, reqs[0].Header.Get("If-None-Match"))
 	assert.Empty(t, reqs[1].Header.Get("If-None-Match"), "a cursor page is never conditional")
@@ -345,10 +300,10 @@ func TestPaginationLimits(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var fc map[string]any
-			require.NoError(t, json.Unmarshal(readFixture(t, fixturePaged), &fc))
-			var srv *upstream
+			require.NoError(t, json.Unmarshal(ct.Load(t, fixturePaged).Body, &fc))
+			var srv *ct.Server
 			page := 0 // requests of one Poll are sequential
-			srv = newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+			srv = ct.Serve(t, func(w http.ResponseWriter, r *http.Request) {
 				page++
 				fc["pagination"] = map[string]any{"next": tt.next(srv.URL, page)}
 				body, err := json.Marshal(fc)
@@ -356,12 +311,12 @@ func TestPaginationLimits(t *testing.T) {
 					http.Error(w, err.Error(), http.StatusInternalServerError)
 					return
 				}
-				serveBody(body)(w, r)
+				serveBody(body).ServeHTTP(w, r)
 			})
 			c := newPoller(t, srv, map[string]any{"area": "WI", "max_pages": tt.maxPages})
 
 			res, err := c.Poll(t.Context(), connector.State{})
-			assert.Len(t, srv.seen(), tt.wantCalls)
+			assert.Len(t, srv.Requests(), tt.wantCalls)
 			if tt.wantErr != "" {
 				require.Error(t, err)
 				assert.Contains(t, err.Error(), tt.wantErr)
@@ -376,36 +331,36 @@ func TestPaginationLimits(t *testing.T) {
 
 func TestPaginationRefusesAnotherHost(t *testing.T) {
 	// Same scheme, another host:port: only the host check can stop this.
-	foreign := newUpstream(t, serveBody(readFixture(t, fixturePoint)))
+	foreign := ct.Replay(t, ct.Any(serveBody(ct.Load(t, fixturePoint).Body)))
 	var fc map[string]any
-	require.NoError(t, json.Unmarshal(readFixture(t, fixturePaged), &fc))
+	require.NoError(t, json.Unmarshal(ct.Load(t, fixturePaged).Body, &fc))
 	fc["pagination"] = map[string]any{"next": foreign.URL + "/alerts?cursor=abc"}
 	first, err := json.Marshal(fc)
 	require.NoError(t, err)
-	srv := newUpstream(t, serveBody(first))
+	srv := ct.Replay(t, ct.Any(serveBody(first)))
 
 	res, err := newPoller(t, srv, map[string]any{"area": "WI"}).Poll(t.Context(), connector.State{})
 	require.Error(t, err)
 	assert.Empty(t, res.Items, "a refused page fails the whole poll")
 	assert.Equal(t, fmt.Sprintf(`nws alerts: pagination.next %q leaves %s; refusing to follow it (set config.base_url to the host NWS links to)`,
 		foreign.URL+"/alerts?cursor=abc", srv.URL), err.Error())
-	assert.Len(t, srv.seen(), 1)
-	assert.Empty(t, foreign.seen(), "the foreign host never hears from us")
+	assert.Len(t, srv.Requests(), 1)
+	assert.Empty(t, foreign.Requests(), "the foreign host never hears from us")
 }
 
 func TestConditionalRequests(t *testing.T) {
 	const etag = `W/"5d1c-abc"`
 	const lastModified = "Fri, 20 Dec 2019 21:35:17 GMT"
 
-	zone := readFixture(t, fixtureZone)
+	zone := ct.Load(t, fixtureZone).Body
 
 	t.Run("304 keeps the state", func(t *testing.T) {
-		srv := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		srv := ct.Serve(t, func(w http.ResponseWriter, r *http.Request) {
 			if r.Header.Get("If-None-Match") == etag {
 				w.WriteHeader(http.StatusNotModified)
 				return
 			}
-			serveBody(zone)(w, r)
+			serveBody(zone).ServeHTTP(w, r)
 		})
 		c := newPoller(t, srv, map[string]any{"zone": "ORZ004"})
 		state := connector.State{Cursor: "kept", ETag: etag, LastModified: lastModified}
@@ -416,18 +371,14 @@ func TestConditionalRequests(t *testing.T) {
 		assert.True(t, res.NotModified)
 		assert.Equal(t, state, res.State)
 		assert.Empty(t, res.Items)
-		reqs := srv.seen()
+		reqs := srv.Requests()
 		require.Len(t, reqs, 1)
 		assert.Equal(t, etag, reqs[0].Header.Get("If-None-Match"))
 		assert.Equal(t, lastModified, reqs[0].Header.Get("If-Modified-Since"))
 	})
 
 	t.Run("200 captures ETag and Last-Modified and keeps the cursor", func(t *testing.T) {
-		srv := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("ETag", etag)
-			w.Header().Set("Last-Modified", lastModified)
-			serveBody(zone)(w, r)
-		})
+		srv := ct.Replay(t, ct.Any(serveBody(zone).WithHeader("ETag", etag).WithHeader("Last-Modified", lastModified)))
 		c := newPoller(t, srv, map[string]any{"zone": "ORZ004"})
 
 		res, err := c.Poll(t.Context(), connector.State{Cursor: "kept", ETag: `"stale"`})
@@ -439,7 +390,7 @@ func TestConditionalRequests(t *testing.T) {
 	})
 
 	t.Run("200 without validators clears the old ones", func(t *testing.T) {
-		srv := newUpstream(t, serveBody(zone))
+		srv := ct.Replay(t, ct.Any(serveBody(zone)))
 		c := newPoller(t, srv, map[string]any{"zone": "ORZ004"})
 
 		res, err := c.Poll(t.Context(), connector.State{Cursor: "kept", ETag: `"stale"`, LastModified: lastModified})
@@ -501,7 +452,7 @@ func TestFailedPolls(t *testing.T) {
 			name:        "truncated JSON",
 			status:      http.StatusOK,
 			contentType: "application/geo+json",
-			body:        readFixture(t, fixturePoint)[:4000],
+			body:        ct.Load(t, fixturePoint).Body[:4000],
 			wantErr:     `nws alerts: response is not JSON: unexpected end of JSON input (Content-Type "application/geo+json")`,
 		},
 		{
@@ -535,13 +486,11 @@ func TestFailedPolls(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newUpstream(t, func(w http.ResponseWriter, _ *http.Request) {
-				if tt.contentType != "" {
-					w.Header().Set("Content-Type", tt.contentType)
-				}
-				w.WriteHeader(tt.status)
-				_, _ = w.Write(tt.body)
-			})
+			answer := ct.Response{Status: tt.status, Body: tt.body}
+			if tt.contentType != "" {
+				answer = answer.WithHeader("Content-Type", tt.contentType)
+			}
+			srv := ct.Replay(t, ct.Any(answer))
 			c := newPoller(t, srv, map[string]any{"area": "CA"})
 
 			res, err := c.Poll(t.Context(), connector.State{Cursor: "kept"})
@@ -563,7 +512,7 @@ func TestFailedPolls(t *testing.T) {
 	}
 
 	t.Run("body of exactly 8 MiB is read", func(t *testing.T) {
-		srv := newUpstream(t, serveBody(bigButValid))
+		srv := ct.Replay(t, ct.Any(serveBody(bigButValid)))
 		c := newPoller(t, srv, map[string]any{"area": "CA"})
 		res, err := c.Poll(t.Context(), connector.State{})
 		require.NoError(t, err)
@@ -639,24 +588,21 @@ func TestBadFeatures(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			// features[0..2]: the 2 point alerts and the zone alert; features[3]: the WA alert, altered.
 			var collection map[string]any
-			require.NoError(t, json.Unmarshal(readFixture(t, fixturePoint), &collection))
+			require.NoError(t, json.Unmarshal(ct.Load(t, fixturePoint).Body, &collection))
 			var zone, area map[string]any
-			require.NoError(t, json.Unmarshal(readFixture(t, fixtureZone), &zone))
-			require.NoError(t, json.Unmarshal(readFixture(t, fixtureArea), &area))
+			require.NoError(t, json.Unmarshal(ct.Load(t, fixtureZone).Body, &zone))
+			require.NoError(t, json.Unmarshal(ct.Load(t, fixtureArea).Body, &area))
 			features := collection["features"].([]any)
 			features = append(features, zone["features"].([]any)[0], tt.mutate(area["features"].([]any)[0].(map[string]any)))
 			collection["features"] = features
 			body, err := json.Marshal(collection)
 			require.NoError(t, err)
 
-			srv := newUpstream(t, serveBody(body))
+			srv := ct.Replay(t, ct.Any(serveBody(body)))
 			res, err := newPoller(t, srv, map[string]any{"area": "AZ"}).Poll(t.Context(), connector.State{})
 			require.NoError(t, err, "one bad feature never fails the poll")
 
-			ids := make([]string, 0, len(res.Items))
-			for _, it := range res.Items {
-				ids = append(ids, it.ID)
-			}
+			ids := ct.ItemIDs(res.Items)
 			good := []string{
 				"urn:oid:2.49.0.1.840.0.505a7220d91b00eb1d75a3fb4f339f825496a522.004.1",
 				"urn:oid:2.49.0.1.840.0.32b8fe5b1e8094248fdbb7a32619581ec4e1df14.001.1",
@@ -677,14 +623,14 @@ func TestBadFeatures(t *testing.T) {
 }
 
 func TestItemErrorPositionsCountAcrossPages(t *testing.T) {
-	paged := readFixture(t, fixturePaged)
-	var srv *upstream
-	srv = newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+	paged := ct.Load(t, fixturePaged).Body
+	var srv *ct.Server
+	srv = ct.Serve(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("cursor") != "" {
-			serveBody([]byte(`{"type":"FeatureCollection","features":[{"type":"Feature","properties":{}}]}`))(w, r)
+			serveBody([]byte(`{"type":"FeatureCollection","features":[{"type":"Feature","properties":{}}]}`)).ServeHTTP(w, r)
 			return
 		}
-		serveBody(bytes.ReplaceAll(paged, []byte("https://api.weather.gov/alerts?"), []byte(srv.URL+"/alerts?")))(w, r)
+		serveBody(bytes.ReplaceAll(paged, []byte("https://api.weather.gov/alerts?"), []byte(srv.URL+"/alerts?"))).ServeHTTP(w, r)
 	})
 	res, err := newPoller(t, srv, map[string]any{"area": "WI"}).Poll(t.Context(), connector.State{})
 	require.NoError(t, err)
@@ -694,40 +640,11 @@ func TestItemErrorPositionsCountAcrossPages(t *testing.T) {
 }
 
 func TestCancelAbortsThePoll(t *testing.T) {
-	arrived := make(chan struct{})
-	release := make(chan struct{})
-	srv := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
-		close(arrived)
-		select { // hold the answer until the client gives up
-		case <-r.Context().Done():
-		case <-release:
-		}
-	})
-	t.Cleanup(func() { close(release) }) // runs before srv.Close
-	c := newPoller(t, srv, map[string]any{"area": "CA"})
-
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.Poll(ctx, connector.State{})
-		done <- err
-	}()
-
-	select {
-	case <-arrived:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the request never reached the server")
-	}
-	cancel()
-	select {
-	case err := <-done:
-		require.Error(t, err)
-		assert.ErrorIs(t, err, context.Canceled)
-		assert.True(t, strings.HasPrefix(err.Error(), "nws alerts: "), err.Error())
-	case <-time.After(10 * time.Second):
-		t.Fatal("Poll did not return after its context was cancelled")
-	}
+	srv := ct.Hang(t, nil)
+	err := srv.CancelPoll(t, newPoller(t, srv.Server, map[string]any{"area": "CA"}))
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.True(t, strings.HasPrefix(err.Error(), "nws alerts: "), err.Error())
 }
 
 // countingTransport proves which client a request went through.
@@ -745,7 +662,7 @@ func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func TestHTTPClient(t *testing.T) {
-	srv := newUpstream(t, serveBody(readFixture(t, fixtureZone)))
+	srv := ct.Replay(t, ct.Any(serveBody(ct.Load(t, fixtureZone).Body)))
 	raw := []byte(fmt.Sprintf(`{"zone":"ORZ004","user_agent":%q,"base_url":%q}`, testUserAgent, srv.URL))
 
 	t.Run("deps.HTTP is used", func(t *testing.T) {
@@ -870,16 +787,12 @@ func TestConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := New(json.RawMessage(tt.raw), connector.Deps{})
 			if len(tt.wantErr) > 0 {
-				require.Error(t, err)
-				assert.Nil(t, c)
-				for _, want := range tt.wantErr {
-					assert.Contains(t, err.Error(), want)
-				}
+				err := ct.ConfigError(t, New, tt.raw, tt.wantErr...)
 				assert.NotContains(t, err.Error(), "s3cret")
 				return
 			}
+			c, err := New(json.RawMessage(tt.raw), connector.Deps{})
 			require.NoError(t, err)
 			p, ok := c.(*alertPoller)
 			require.True(t, ok)
@@ -890,7 +803,7 @@ func TestConfig(t *testing.T) {
 }
 
 func BenchmarkParse(b *testing.B) {
-	body := readFixture(b, fixturePoint) // the largest fixture
+	body := ct.Load(b, fixturePoint).Body // the largest fixture
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pollgrid/pollgrid/pkg/connector"
-	"github.com/pollgrid/pollgrid/pkg/connectors/internal/githubapi/githubtest"
+	ct "github.com/pollgrid/pollgrid/pkg/connectortest"
 	"github.com/pollgrid/pollgrid/pkg/upstream"
 )
 
@@ -124,7 +124,7 @@ func TestErrorText(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := githubtest.NewServer(t, func(w http.ResponseWriter, _ *http.Request) {
+			srv := ct.Serve(t, func(w http.ResponseWriter, _ *http.Request) {
 				for k, v := range tt.header {
 					w.Header().Set(k, v)
 				}
@@ -154,7 +154,7 @@ func TestErrorText(t *testing.T) {
 	}
 }
 
-func newTestClient(t *testing.T, srv *githubtest.Server, token string) *Client {
+func newTestClient(t *testing.T, srv *ct.Server, token string) *Client {
 	t.Helper()
 	base, err := ParseBaseURL(srv.URL)
 	require.NoError(t, err)
@@ -170,8 +170,8 @@ func failVisit(t *testing.T) func(Page) error {
 
 func TestWalk(t *testing.T) {
 	t.Run("headers on every page, conditional on the first only", func(t *testing.T) {
-		var srv *githubtest.Server
-		srv = githubtest.NewServer(t, func(w http.ResponseWriter, r *http.Request) {
+		var srv *ct.Server
+		srv = ct.Serve(t, func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Query().Get("page") == "" {
 				w.Header().Set("ETag", `"new"`)
 				w.Header().Set("Link", fmt.Sprintf(`<%s/repositories/1/items?page=2>; rel="next"`, srv.URL))
@@ -197,12 +197,12 @@ func TestWalk(t *testing.T) {
 		assert.Equal(t, "Thu, 22 Aug 2013 02:09:11 GMT", reqs[0].Header.Get("If-Modified-Since"))
 		assert.Empty(t, reqs[1].Header.Get("If-None-Match"))
 		assert.Empty(t, reqs[1].Header.Get("If-Modified-Since"))
-		assert.Equal(t, "/repositories/1/items", reqs[1].Path)
-		assert.Equal(t, "page=2", reqs[1].RawQuery, "the link is followed as given, nothing added")
+		assert.Equal(t, "/repositories/1/items", reqs[1].URL.Path)
+		assert.Equal(t, "page=2", reqs[1].URL.RawQuery, "the link is followed as given, nothing added")
 	})
 
 	t.Run("no token, no Authorization", func(t *testing.T) {
-		srv := githubtest.NewServer(t, func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(`[]`)) })
+		srv := ct.Serve(t, func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(`[]`)) })
 		_, err := newTestClient(t, srv, "").Walk(t.Context(), srv.URL+"/x", connector.State{}, 1, func(Page) error { return nil })
 		require.NoError(t, err)
 		require.Len(t, srv.Requests(), 1)
@@ -210,7 +210,7 @@ func TestWalk(t *testing.T) {
 	})
 
 	t.Run("a relative next link is resolved against the page", func(t *testing.T) {
-		srv := githubtest.NewServer(t, func(w http.ResponseWriter, r *http.Request) {
+		srv := ct.Serve(t, func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Query().Get("page") == "" {
 				w.Header().Set("Link", `</api/v3/repositories/1/items?page=2>; rel="next"`)
 			}
@@ -219,12 +219,12 @@ func TestWalk(t *testing.T) {
 		walked, err := newTestClient(t, srv, "").Walk(t.Context(), srv.URL+"/api/v3/repos/o/r/items", connector.State{}, 5, func(Page) error { return nil })
 		require.NoError(t, err)
 		assert.Equal(t, 2, walked.Pages)
-		assert.Equal(t, "/api/v3/repositories/1/items", srv.Requests()[1].Path)
+		assert.Equal(t, "/api/v3/repositories/1/items", srv.Requests()[1].URL.Path)
 	})
 
 	t.Run("a next link back to a page already read ends the walk", func(t *testing.T) {
-		var srv *githubtest.Server
-		srv = githubtest.NewServer(t, func(w http.ResponseWriter, _ *http.Request) {
+		var srv *ct.Server
+		srv = ct.Serve(t, func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Link", fmt.Sprintf(`<%s/x>; rel="next"`, srv.URL))
 			_, _ = w.Write([]byte(`[]`))
 		})
@@ -235,9 +235,9 @@ func TestWalk(t *testing.T) {
 	})
 
 	t.Run("max pages with a next link left is Truncated", func(t *testing.T) {
-		var srv *githubtest.Server
+		var srv *ct.Server
 		n := 0 // requests of one walk are sequential
-		srv = githubtest.NewServer(t, func(w http.ResponseWriter, _ *http.Request) {
+		srv = ct.Serve(t, func(w http.ResponseWriter, _ *http.Request) {
 			n++
 			w.Header().Set("Link", fmt.Sprintf(`<%s/x?page=%d>; rel="next"`, srv.URL, n+1))
 			_, _ = w.Write([]byte(`[]`))
@@ -249,14 +249,14 @@ func TestWalk(t *testing.T) {
 	})
 
 	t.Run("a 304 to an unconditional request is an error", func(t *testing.T) {
-		srv := githubtest.NewServer(t, func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNotModified) })
+		srv := ct.Serve(t, func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNotModified) })
 		_, err := newTestClient(t, srv, "").Walk(t.Context(), srv.URL+"/x", connector.State{}, 3, failVisit(t))
 		require.EqualError(t, err, "github: 304 Not Modified to a request that was not conditional")
 	})
 
 	t.Run("a visit error names the page", func(t *testing.T) {
-		var srv *githubtest.Server
-		srv = githubtest.NewServer(t, func(w http.ResponseWriter, r *http.Request) {
+		var srv *ct.Server
+		srv = ct.Serve(t, func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Query().Get("page") == "" {
 				w.Header().Set("Link", fmt.Sprintf(`<%s/x?page=2>; rel="next"`, srv.URL))
 			}
