@@ -41,3 +41,18 @@ redis-server:
 
 clean: ## remove build output
 	rm -rf bin
+
+.PHONY: e2e-jaeger
+e2e-jaeger: redis-server ## build and run a real Jaeger on 127.0.0.1 and check a tick's trace through its query API (not in make test)
+	bash test/jaeger/run.sh
+
+# docker compose: the whole platform in containers (docs/deploy.md).
+POLLGRID_COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+
+.PHONY: up down
+up: ## docker compose up: build the images and start the stack, wait until healthy
+	POLLGRID_COMMIT=$(POLLGRID_COMMIT) docker compose up --build --detach --wait
+	@echo "aggregator http://localhost:8080/metrics/connectors  grafana http://localhost:3000  jaeger http://localhost:16686  prometheus http://localhost:9090"
+
+down: ## docker compose down (the data volumes stay; docker compose down -v drops them)
+	docker compose down

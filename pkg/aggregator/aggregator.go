@@ -20,6 +20,7 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/bus"
 	"github.com/pollgrid/pollgrid/pkg/store"
+	"github.com/pollgrid/pollgrid/pkg/telemetry"
 )
 
 // ConsumerName is the durable consumer the aggregator replicas share.
@@ -30,15 +31,22 @@ type Options struct {
 	// HealthyWindow: a connector is healthy when it succeeded within this
 	// window; default 5m, settable per request with ?healthy_window=.
 	HealthyWindow time.Duration
-	Logger        *slog.Logger
-	Registerer    prometheus.Registerer
-	Tracer        trace.TracerProvider
-	Propagator    propagation.TextMapPropagator
+	// ConnectorGauges caps how many connectors get per-connector Prometheus
+	// gauges (AGGREGATOR_CONNECTOR_GAUGES_MAX); 0 takes the default 1000, a
+	// negative value turns them off. See ConnectorCollector.
+	ConnectorGauges int
+	Logger          *slog.Logger
+	Registerer      prometheus.Registerer
+	Tracer          trace.TracerProvider
+	Propagator      propagation.TextMapPropagator
 }
 
 func (o Options) withDefaults() Options {
 	if o.HealthyWindow <= 0 {
 		o.HealthyWindow = 5 * time.Minute
+	}
+	if o.ConnectorGauges == 0 {
+		o.ConnectorGauges = DefaultConnectorGauges
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -63,6 +71,7 @@ type Aggregator struct {
 	tracer  trace.Tracer
 	log     *slog.Logger
 	reports *prometheus.CounterVec
+	errors  *prometheus.CounterVec
 }
 
 // New returns an aggregator.
@@ -78,7 +87,13 @@ func New(js jetstream.JetStream, st *store.Store, opts Options) *Aggregator {
 			Name: "pollgrid_reports_processed_total", Help: "Poll reports consumed, by result (ok, rejected, retried).",
 		}, []string{"result"}),
 	}
-	opts.Registerer.MustRegister(a.reports)
+	a.errors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pollgrid_dependency_errors_total", Help: "Errors talking to NATS or Redis, by system and operation.",
+	}, []string{"system", "op"})
+	opts.Registerer.MustRegister(a.reports, a.errors)
+	if opts.ConnectorGauges > 0 {
+		opts.Registerer.MustRegister(NewConnectorCollector(st, opts.ConnectorGauges, opts.HealthyWindow, a.errors))
+	}
 	return a
 }
 
@@ -108,13 +123,7 @@ func (a *Aggregator) Run(ctx context.Context) error {
 
 func (a *Aggregator) handle(ctx context.Context, msg jetstream.Msg) {
 	ctx = a.opts.Propagator.Extract(context.WithoutCancel(ctx), bus.HeaderCarrier(msg.Headers()))
-	ctx, span := a.tracer.Start(ctx, "process "+msg.Subject(), trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(
-			attribute.String("messaging.system", "nats"),
-			attribute.String("messaging.operation.type", "process"),
-			attribute.String("messaging.destination.name", msg.Subject()),
-			attribute.String("messaging.consumer.group.name", ConsumerName),
-		))
+	ctx, span := bus.StartProcessSpan(ctx, a.tracer, msg, ConsumerName)
 	defer span.End()
 	report, err := bus.DecodeReport(msg.Data())
 	if err != nil {
@@ -124,15 +133,21 @@ func (a *Aggregator) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
+	span.SetAttributes(attribute.String("pollgrid.connector", report.GetConnector()),
+		attribute.String("pollgrid.connector_type", report.GetConnectorType()))
+	ctx = telemetry.ContextWithLogAttrs(ctx, slog.String("connector", report.GetConnector()), slog.String("type", report.GetConnectorType()))
 	if err := a.store.RecordReport(ctx, report); err != nil {
 		bus.RecordError(span, err)
 		a.reports.WithLabelValues("retried").Inc()
-		a.log.WarnContext(ctx, "recording poll report failed; retrying", "connector", report.GetConnector(), "error", err)
+		a.errors.WithLabelValues("redis", "record_report").Inc()
+		a.log.WarnContext(ctx, "recording poll report failed; retrying", "error", err)
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
 	a.reports.WithLabelValues("ok").Inc()
-	_ = msg.Ack()
+	if err := msg.Ack(); err != nil {
+		a.errors.WithLabelValues("nats", "ack").Inc()
+	}
 }
 
 // Handler serves GET /metrics/connectors and GET /metrics/connectors/{name}.

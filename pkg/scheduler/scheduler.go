@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -189,6 +190,8 @@ func (s *Scheduler) plan(ctx context.Context) {
 	var fresh []string
 	for _, c := range s.cfg.Enabled() {
 		wanted[c.Name] = c
+		s.metrics.published.WithLabelValues(c.Type)
+		s.metrics.coalesced.WithLabelValues(c.Type)
 		if _, ok := s.queue.Get(c.Name); !ok {
 			fresh = append(fresh, c.Name)
 		}
@@ -274,7 +277,8 @@ func (s *Scheduler) publish(ctx context.Context, c config.Connector, due time.Ti
 	s.opts.Propagator.Inject(ctx, bus.HeaderCarrier(msg.Header))
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, err = s.js.PublishMsg(ctx, msg)
+	ack, err := s.js.PublishMsg(ctx, msg)
+	bus.RecordAck(span, msg, ack)
 	switch {
 	case err == nil:
 		s.metrics.published.WithLabelValues(c.Type).Inc()
@@ -283,6 +287,7 @@ func (s *Scheduler) publish(ctx context.Context, c config.Connector, due time.Ti
 		// The previous tick is still pending or running: this is how a slow
 		// connector is polled back to back, never in parallel.
 		s.metrics.coalesced.WithLabelValues(c.Type).Inc()
+		span.SetAttributes(attribute.Bool("pollgrid.tick.coalesced", true))
 		s.log.DebugContext(ctx, "tick coalesced", "connector", c.Name)
 		return err
 	default:

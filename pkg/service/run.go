@@ -95,8 +95,16 @@ func runAggregator(ctx context.Context, rt *Runtime) error {
 	if err != nil {
 		return err
 	}
+	// AGGREGATOR_CONNECTOR_GAUGES_MAX: 0 turns the per-connector gauges off.
+	gauges, err := Int(rt.Lookup, "AGGREGATOR_CONNECTOR_GAUGES_MAX", aggregator.DefaultConnectorGauges, 0, 1_000_000)
+	if err != nil {
+		return err
+	}
+	if gauges == 0 {
+		gauges = -1
+	}
 	a := aggregator.New(rt.JS, rt.Store, aggregator.Options{
-		HealthyWindow: window, Logger: rt.Logger, Registerer: rt.Metrics,
+		HealthyWindow: window, ConnectorGauges: gauges, Logger: rt.Logger, Registerer: rt.Metrics,
 		Tracer: rt.Tracer, Propagator: telemetry.Propagator,
 	})
 	return serveAlong(ctx, rt, a.Handler(), a.Run)
@@ -122,8 +130,12 @@ func run(svc Service, args []string, lookup config.Env, stdout, stderr io.Writer
 	fs := flag.NewFlagSet(svc.Name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	check := fs.Bool("check-config", false, "validate the connectors config, print every problem, exit 0 (valid) or 1")
+	build := buildFlags(fs, svc, lookup)
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if code, done := build(stdout, stderr); done {
+		return code
 	}
 	if *check {
 		return CheckConfig(lookup, stdout, stderr)

@@ -78,10 +78,14 @@ func Start(ctx context.Context, name string, lookup config.Env, defaultHTTP stri
 	}
 	rt.Logger = telemetry.NewLogger(o.logOutput, telemetry.ParseLevel(env.LogLevel), rt.Redactor, name)
 	rt.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	rt.Metrics.MustRegister(BuildInfo(name))
 	rt.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pollgrid_config_reloads_total", Help: "Config reloads on SIGHUP, by result (ok, rejected).",
 	}, []string{"result"})
 	rt.Metrics.MustRegister(rt.reloads)
+	// Both series exist from the start, so increase() sees the first rejection.
+	rt.reloads.WithLabelValues("ok")
+	rt.reloads.WithLabelValues("rejected")
 
 	cfg, source, err := config.Load(lookup, rt.Connectors)
 	if err != nil {
@@ -91,7 +95,10 @@ func Start(ctx context.Context, name string, lookup config.Env, defaultHTTP stri
 	rt.Redactor.Set(rt.secrets(cfg))
 	rt.Logger.Info("config loaded", "source", source, "connectors", len(cfg.Connectors), "enabled", len(cfg.Enabled()))
 
-	if rt.Tracer, err = telemetry.SetupTracing(ctx, "pollgrid-"+name); err != nil {
+	rt.Tracer, err = telemetry.SetupTracing(ctx, "pollgrid-"+name, telemetry.TracingOptions{
+		Lookup: lookup, Redactor: rt.Redactor, Processors: o.spanProcessors,
+	})
+	if err != nil {
 		return nil, err
 	}
 	if err := rt.connect(ctx); err != nil {
@@ -104,10 +111,20 @@ func Start(ctx context.Context, name string, lookup config.Env, defaultHTTP stri
 // Option tunes Start.
 type Option func(*startOptions)
 
-type startOptions struct{ logOutput io.Writer }
+type startOptions struct {
+	logOutput      io.Writer
+	spanProcessors []sdktrace.SpanProcessor
+}
 
 // WithLogOutput sends the JSON logs to w instead of standard error.
 func WithLogOutput(w io.Writer) Option { return func(o *startOptions) { o.logOutput = w } }
+
+// WithSpanProcessor adds p to the service's tracer provider, next to the
+// OTLP exporter (if any): tests record spans in memory with it. p sees spans
+// already redacted, as an exporter would.
+func WithSpanProcessor(p sdktrace.SpanProcessor) Option {
+	return func(o *startOptions) { o.spanProcessors = append(o.spanProcessors, p) }
+}
 
 // secrets are the config's resolved ${VAR} values plus the passwords in
 // the NATS and Redis URLs.

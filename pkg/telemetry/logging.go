@@ -37,14 +37,29 @@ func NewLogger(w io.Writer, level slog.Level, r *redact.Redactor, service string
 	return slog.New(h).With("service", service)
 }
 
-// traceHandler adds the span context of the record's context.
+// traceHandler adds the span context of the record's context, and the
+// attributes ContextWithLogAttrs put there.
 type traceHandler struct{ slog.Handler }
 
 func (h traceHandler) Handle(ctx context.Context, rec slog.Record) error {
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 		rec.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
 	}
+	if attrs, ok := ctx.Value(logAttrsKey{}).([]slog.Attr); ok {
+		rec.AddAttrs(attrs...)
+	}
 	return h.Handler.Handle(ctx, rec)
+}
+
+type logAttrsKey struct{}
+
+// ContextWithLogAttrs returns ctx carrying attrs that every record logged
+// with it (slog's *Context methods) gets, whichever logger logs it: the
+// worker puts the connector name and type there, so a connector's own log
+// lines inside a poll name the connector without knowing it.
+func ContextWithLogAttrs(ctx context.Context, attrs ...slog.Attr) context.Context {
+	prev, _ := ctx.Value(logAttrsKey{}).([]slog.Attr)
+	return context.WithValue(ctx, logAttrsKey{}, append(append([]slog.Attr(nil), prev...), attrs...))
 }
 
 func (h traceHandler) WithAttrs(as []slog.Attr) slog.Handler {

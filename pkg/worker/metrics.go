@@ -1,6 +1,12 @@
 package worker
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+)
 
 // metrics are labelled by connector type and outcome only, never by
 // connector name: 10,000 connectors must not mean millions of series.
@@ -15,6 +21,7 @@ type metrics struct {
 	redelivered  prometheus.Counter
 	lateness     prometheus.Histogram
 	inFlight     prometheus.Gauge
+	concurrency  prometheus.Gauge
 	badTicks     prometheus.Counter
 	errors       *prometheus.CounterVec
 }
@@ -50,6 +57,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pollgrid_polls_in_flight", Help: "Polls running now in this worker.",
 		}),
+		concurrency: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pollgrid_worker_concurrency", Help: "Polls this worker may run at once (WORKER_CONCURRENCY); saturation is polls_in_flight / this.",
+		}),
 		badTicks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pollgrid_ticks_rejected_total", Help: "Ticks that could not be decoded or named no configured connector.",
 		}),
@@ -58,6 +68,35 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"system", "op"}),
 	}
 	reg.MustRegister(m.polls, m.pollDuration, m.signals, m.itemsFailed, m.contention, m.fenced,
-		m.redelivered, m.lateness, m.inFlight, m.badTicks, m.errors)
+		m.redelivered, m.lateness, m.inFlight, m.concurrency, m.badTicks, m.errors)
 	return m
+}
+
+// observeDuration records a poll's duration with the poll's trace id as
+// the exemplar when the trace is sampled (an unsampled trace id leads
+// nowhere), so a slow bucket in Grafana links to a trace in Jaeger.
+func (m *metrics) observeDuration(ctx context.Context, connectorType string, d time.Duration) {
+	obs := m.pollDuration.WithLabelValues(connectorType)
+	sc := trace.SpanContextFromContext(ctx)
+	if eo, ok := obs.(prometheus.ExemplarObserver); ok && sc.IsSampled() {
+		eo.ObserveWithExemplar(d.Seconds(), prometheus.Labels{"trace_id": sc.TraceID().String()})
+		return
+	}
+	obs.Observe(d.Seconds())
+}
+
+// initType creates the series of a connector type at zero, so that rate()
+// and alerts see a counter start at 0 instead of appearing at its first
+// increment (a series that is absent until something fails hides the first
+// failure from increase()).
+func (m *metrics) initType(connectorType string) {
+	for _, outcome := range []string{"success", "failure", "skipped"} {
+		m.polls.WithLabelValues(connectorType, outcome)
+	}
+	for _, change := range []string{"created", "updated"} {
+		m.signals.WithLabelValues(connectorType, change)
+	}
+	m.itemsFailed.WithLabelValues(connectorType)
+	m.contention.WithLabelValues(connectorType)
+	m.fenced.WithLabelValues(connectorType)
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/poll"
 	"github.com/pollgrid/pollgrid/pkg/redact"
 	"github.com/pollgrid/pollgrid/pkg/store"
+	"github.com/pollgrid/pollgrid/pkg/telemetry"
 	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
 )
 
@@ -160,6 +161,9 @@ func (w *Worker) Apply(cfg *config.Config) error {
 	w.mu.Lock()
 	w.connectors = next
 	w.mu.Unlock()
+	for _, c := range cfg.Connectors {
+		w.metrics.initType(c.Type)
+	}
 	return nil
 }
 
@@ -205,6 +209,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	pollCtx, abandon := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer abandon(nil)
 	slots := make(chan struct{}, w.opts.Concurrency)
+	w.metrics.concurrency.Set(float64(w.opts.Concurrency))
 	var inFlight sync.WaitGroup
 	w.log.Info("worker started", "consumer", w.opts.Filter.ConsumerName(), "concurrency", w.opts.Concurrency)
 	for ctx.Err() == nil {
@@ -276,17 +281,15 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		w.metrics.redelivered.Inc()
 	}
 	ctx = w.opts.Propagator.Extract(ctx, bus.HeaderCarrier(msg.Headers()))
-	ctx, span := w.tracer.Start(ctx, "process "+msg.Subject(), trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(
-			attribute.String("messaging.system", "nats"),
-			attribute.String("messaging.operation.type", "process"),
-			attribute.String("messaging.destination.name", msg.Subject()),
-			attribute.String("messaging.consumer.group.name", w.opts.Filter.ConsumerName()),
-			attribute.String("pollgrid.connector", tick.GetConnector()),
-			attribute.String("pollgrid.connector_type", tick.GetConnectorType()),
-		))
+	ctx, span := bus.StartProcessSpan(ctx, w.tracer, msg, w.opts.Filter.ConsumerName(),
+		attribute.String("pollgrid.connector", tick.GetConnector()),
+		attribute.String("pollgrid.connector_type", tick.GetConnectorType()),
+		attribute.Int64("pollgrid.tick.deliveries", int64(numDelivered(meta))))
 	defer span.End()
-	log := w.log.With("connector", tick.GetConnector(), "type", tick.GetConnectorType())
+	// Every line logged with ctx from here on, by the worker or by the
+	// connector, names the connector and carries the trace and span ids.
+	ctx = telemetry.ContextWithLogAttrs(ctx, slog.String("connector", tick.GetConnector()), slog.String("type", tick.GetConnectorType()))
+	log := w.log
 
 	in, ok := w.lookup(tick.GetConnector())
 	if !ok || in.cfg.Type != tick.GetConnectorType() {
@@ -306,9 +309,11 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	if due := tick.GetDueAt(); due != nil {
 		w.metrics.lateness.Observe(time.Since(due.AsTime()).Seconds())
 	}
-	report, naked := w.poll(ctx, in, msg, log)
+	report, naked, pollErr := w.poll(ctx, in, msg, log)
 	report.TraceId = span.SpanContext().TraceID().String()
+	span.SetAttributes(attribute.String("pollgrid.outcome", outcomeLabel(report.GetOutcome())))
 	if report.GetOutcome() == pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE {
+		span.SetAttributes(attribute.String("error.type", bus.ErrorType(pollErr)))
 		span.SetStatus(codes.Error, report.GetError())
 	}
 	if ctx.Err() != nil {
@@ -326,24 +331,25 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 
 // poll runs one connector under its lease and returns the report to send;
 // naked is true when it already handed the tick back for a later retry.
-func (w *Worker) poll(ctx context.Context, in *instance, msg jetstream.Msg, log *slog.Logger) (report *pollgridv1.PollReport, naked bool) {
+func (w *Worker) poll(ctx context.Context, in *instance, msg jetstream.Msg, log *slog.Logger) (report *pollgridv1.PollReport, naked bool, pollErr error) {
 	c := in.cfg
 	started := time.Now()
 	report = &pollgridv1.PollReport{
 		Connector: c.Name, ConnectorType: c.Type, Worker: w.opts.ID,
 		StartedAt: timestamppb.New(started),
 	}
-	finish := func(outcome pollgridv1.PollOutcome, err error) *pollgridv1.PollReport {
+	finish := func(outcome pollgridv1.PollOutcome, err error, naked bool) (*pollgridv1.PollReport, bool, error) {
+		took := time.Since(started)
 		report.Outcome = outcome
-		report.Duration = durationpb.New(time.Since(started))
+		report.Duration = durationpb.New(took)
 		if err != nil {
 			report.Error = w.opts.Redactor.String(err.Error())
 		}
 		w.metrics.polls.WithLabelValues(c.Type, outcomeLabel(outcome)).Inc()
 		if outcome != pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED {
-			w.metrics.pollDuration.WithLabelValues(c.Type).Observe(time.Since(started).Seconds())
+			w.metrics.observeDuration(ctx, c.Type, took)
 		}
-		return report
+		return report, naked, err
 	}
 
 	lease, state, err := w.acquire(ctx, c)
@@ -353,18 +359,18 @@ func (w *Worker) poll(ctx context.Context, in *instance, msg jetstream.Msg, log 
 		w.metrics.contention.WithLabelValues(c.Type).Inc()
 		log.InfoContext(ctx, "lease held by another worker; tick retried after it expires", "remaining", held.Remaining.String())
 		_ = msg.NakWithDelay(held.Remaining + 100*time.Millisecond)
-		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED, err), true
+		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED, err, true)
 	case err != nil:
 		w.metrics.errors.WithLabelValues("redis", "acquire").Inc()
 		log.ErrorContext(ctx, "acquire lease failed", "error", err)
 		_ = msg.NakWithDelay(time.Second)
-		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE, err), true
+		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE, err, true)
 	}
 	report.FencingToken = lease.Token
 	if !state.NotBefore.IsZero() && time.Now().Before(state.NotBefore) {
 		_ = w.store.Release(context.WithoutCancel(ctx), lease)
 		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED,
-			fmt.Errorf("upstream asked to wait until %s", state.NotBefore.UTC().Format(time.RFC3339))), false
+			fmt.Errorf("upstream asked to wait until %s", state.NotBefore.UTC().Format(time.RFC3339)), false)
 	}
 
 	pollCtx, cancel := context.WithCancelCause(ctx)
@@ -389,18 +395,18 @@ func (w *Worker) poll(ctx context.Context, in *instance, msg jetstream.Msg, log 
 			w.metrics.errors.WithLabelValues("redis", "commit").Inc()
 		}
 		log.ErrorContext(ctx, "commit state failed; the next poll starts from the previous state", "error", err)
-		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE, err), false
+		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE, err, false)
 	}
 	if out.Err != nil {
 		log.WarnContext(ctx, "poll failed", "error", out.Err, "attempts", out.Attempts)
-		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE, out.Err), false
+		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE, out.Err, false)
 	}
 	for _, s := range out.Signals {
 		w.metrics.signals.WithLabelValues(c.Type, s.GetChange()).Inc()
 	}
 	log.InfoContext(ctx, "poll done", "fetched", out.Fetched, "published", len(out.Signals),
 		"failed_items", len(out.Failed), "not_modified", out.NotModified, "token", lease.Token)
-	return finish(pollgridv1.PollOutcome_POLL_OUTCOME_SUCCESS, nil), false
+	return finish(pollgridv1.PollOutcome_POLL_OUTCOME_SUCCESS, nil, false)
 }
 
 func (w *Worker) acquire(ctx context.Context, c config.Connector) (*store.Lease, store.State, error) {
@@ -478,7 +484,9 @@ func (w *Worker) publishReport(ctx context.Context, r *pollgridv1.PollReport, lo
 	w.opts.Propagator.Inject(ctx, bus.HeaderCarrier(msg.Header))
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if _, err := w.js.PublishMsg(ctx, msg); err != nil {
+	ack, err := w.js.PublishMsg(ctx, msg)
+	bus.RecordAck(span, msg, ack)
+	if err != nil {
 		bus.RecordError(span, err)
 		w.metrics.errors.WithLabelValues("nats", "report").Inc()
 		log.WarnContext(ctx, "publish poll report failed", "error", err)

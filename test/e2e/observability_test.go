@@ -1,0 +1,659 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/pollgrid/pollgrid/pkg/redistest"
+	"github.com/pollgrid/pollgrid/pkg/service"
+	"github.com/pollgrid/pollgrid/test/harness"
+)
+
+const (
+	obsConnector = "obs-az"
+	obsSecret    = "obs-ua-s3cr3t-91be"
+	tickSubject  = "pollgrid.tick.weather-noaa." + obsConnector
+	signalSubj   = "signals.weather-noaa." + obsConnector
+	reportSubj   = "pollgrid.report.weather-noaa." + obsConnector
+)
+
+// observedStack is scheduler, worker and aggregator in process, each with
+// the same in-memory span recorder added to its tracer provider (behind the
+// redacting processor, exactly where the OTLP exporter sits), their JSON
+// logs in one buffer.
+type observedStack struct {
+	spans      *tracetest.SpanRecorder
+	logs       *harness.SyncBuffer
+	nc         *nats.Conn
+	scheduler  *harness.Service
+	worker     *harness.Service
+	aggregator *harness.Service
+}
+
+func startObservedStack(t *testing.T) *observedStack {
+	t.Helper()
+	body, err := os.ReadFile(fixture)
+	require.NoError(t, err)
+	ns := harness.NATS(t)
+	redis := redistest.Start(t)
+	upstream := harness.NewUpstream(t, body)
+	s := &observedStack{spans: tracetest.NewSpanRecorder(), logs: &harness.SyncBuffer{}}
+	s.nc, _ = harness.Connect(t, ns.ClientURL())
+	file := harness.WriteFile(t, "connectors.json", fmt.Sprintf(`{"connectors": [{"name": %q, "type": "weather-noaa",
+		"interval": "1s", "timeout": "900ms", "retries": {"max": 0}, "lease_ttl": "3s",
+		"config": {"area": "AZ", "user_agent": "(pollgrid e2e, ${OBS_SECRET})", "base_url": %q}},
+		{"name": "obs-json", "type": "http-json", "interval": "1s", "timeout": "900ms", "retries": {"max": 0},
+		"config": {"url": "%s/alerts.json?area=AZ&api_key=${OBS_SECRET}&q=${OBS_SECRET}",
+			"items": ".features[]", "id": ".id", "version": ".properties.sent"}}]}`, obsConnector, upstream.URL, upstream.URL))
+	env := func() map[string]string {
+		return map[string]string{
+			"NATS_URL": ns.ClientURL(), "REDIS_URL": redis.URL(), "CONNECTORS_FILE": file, "OBS_SECRET": obsSecret,
+			"LOG_LEVEL": "debug", "WORKER_ACK_WAIT": "3s", "SCHEDULER_LEADER_TTL": "3s",
+		}
+	}
+	opts := []service.Option{service.WithSpanProcessor(s.spans), service.WithLogOutput(s.logs)}
+	s.aggregator = harness.Start(t, service.Aggregator, env(), opts...)
+	s.worker = harness.Start(t, service.Worker, env(), opts...)
+	s.scheduler = harness.Start(t, service.Scheduler, env(), opts...)
+	return s
+}
+
+func serviceOf(s sdktrace.ReadOnlySpan) string {
+	for _, kv := range s.Resource().Attributes() {
+		if kv.Key == "service.name" {
+			return kv.Value.AsString()
+		}
+	}
+	return ""
+}
+
+func attrsOf(s sdktrace.ReadOnlySpan) map[string]string {
+	m := map[string]string{}
+	for _, kv := range s.Attributes() {
+		m[string(kv.Key)] = kv.Value.Emit()
+	}
+	return m
+}
+
+// tickTrace returns the spans of the first trace that went all the way:
+// a tick published, polled with signals, and its report processed.
+func tickTrace(t *testing.T, rec *tracetest.SpanRecorder) []sdktrace.ReadOnlySpan {
+	t.Helper()
+	var found []sdktrace.ReadOnlySpan
+	require.Eventually(t, func() bool {
+		byTrace := map[trace.TraceID][]sdktrace.ReadOnlySpan{}
+		for _, s := range rec.Ended() {
+			byTrace[s.SpanContext().TraceID()] = append(byTrace[s.SpanContext().TraceID()], s)
+		}
+		for _, spans := range byTrace {
+			names := map[string]int{}
+			for _, s := range spans {
+				names[s.Name()]++
+			}
+			if names["publish "+tickSubject] > 0 && names["process "+tickSubject] > 0 &&
+				names["publish "+signalSubj] > 0 && names["process "+reportSubj] > 0 {
+				found = spans
+				return true
+			}
+		}
+		return false
+	}, 30*time.Second, 50*time.Millisecond, "no trace went from tick to report")
+	return found
+}
+
+// printTree logs the trace as docs/observability.md shows it.
+func printTree(t *testing.T, spans []sdktrace.ReadOnlySpan) {
+	children := map[trace.SpanID][]sdktrace.ReadOnlySpan{}
+	var roots []sdktrace.ReadOnlySpan
+	for _, s := range spans {
+		if s.Parent().IsValid() {
+			children[s.Parent().SpanID()] = append(children[s.Parent().SpanID()], s)
+		} else {
+			roots = append(roots, s)
+		}
+	}
+	var b strings.Builder
+	var walk func(s sdktrace.ReadOnlySpan, depth int)
+	walk = func(s sdktrace.ReadOnlySpan, depth int) {
+		fmt.Fprintf(&b, "%s%s [%s, %s] %s\n", strings.Repeat("  ", depth), s.Name(), serviceOf(s), s.SpanKind(),
+			s.EndTime().Sub(s.StartTime()).Round(10*time.Microsecond))
+		kids := children[s.SpanContext().SpanID()]
+		sort.Slice(kids, func(i, j int) bool { return kids[i].StartTime().Before(kids[j].StartTime()) })
+		for _, k := range kids {
+			walk(k, depth+1)
+		}
+	}
+	for _, r := range roots {
+		walk(r, 0)
+	}
+	t.Logf("trace %s:\n%s", spans[0].SpanContext().TraceID(), b.String())
+}
+
+// One tick is one trace: scheduler publish → worker process (lease, HTTP,
+// signals, commit, report) → aggregator process, with the messaging
+// attributes, the traceparent on every signal, no secret anywhere, and log
+// lines that point at the spans.
+func TestObservabilityOneTracePerTick(t *testing.T) {
+	s := startObservedStack(t)
+	var sigMu sync.Mutex
+	var signals []*nats.Msg
+	sub, err := s.nc.Subscribe("signals.>", func(m *nats.Msg) { sigMu.Lock(); signals = append(signals, m); sigMu.Unlock() })
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	require.NoError(t, s.nc.Flush())
+
+	spans := tickTrace(t, s.spans)
+	printTree(t, spans)
+	traceID := spans[0].SpanContext().TraceID()
+
+	byName := map[string][]sdktrace.ReadOnlySpan{}
+	var roots []sdktrace.ReadOnlySpan
+	services := map[string]bool{}
+	for _, sp := range spans {
+		byName[sp.Name()] = append(byName[sp.Name()], sp)
+		services[serviceOf(sp)] = true
+		if !sp.Parent().IsValid() {
+			roots = append(roots, sp)
+		}
+	}
+	assert.Equal(t, map[string]bool{"pollgrid-scheduler": true, "pollgrid-worker": true, "pollgrid-aggregator": true}, services)
+
+	// The root: the scheduler's producer span.
+	require.Len(t, roots, 1, "one trace has one root")
+	tick := roots[0]
+	assert.Equal(t, "publish "+tickSubject, tick.Name())
+	assert.Equal(t, trace.SpanKindProducer, tick.SpanKind())
+	assert.Equal(t, "pollgrid-scheduler", serviceOf(tick))
+	ta := attrsOf(tick)
+	assert.Equal(t, "nats", ta["messaging.system"])
+	assert.Equal(t, "send", ta["messaging.operation.type"])
+	assert.Equal(t, tickSubject, ta["messaging.destination.name"])
+	assert.Regexp(t, `^[0-9]+$`, ta["messaging.message.id"], "the TICKS stream sequence")
+
+	// The worker's consumer span, child of the tick.
+	require.Len(t, byName["process "+tickSubject], 1)
+	process := byName["process "+tickSubject][0]
+	assert.Equal(t, tick.SpanContext().SpanID(), process.Parent().SpanID())
+	assert.True(t, process.Parent().IsRemote(), "the link crossed NATS")
+	assert.Equal(t, trace.SpanKindConsumer, process.SpanKind())
+	assert.Equal(t, "pollgrid-worker", serviceOf(process))
+	pa := attrsOf(process)
+	assert.Equal(t, "nats", pa["messaging.system"])
+	assert.Equal(t, "process", pa["messaging.operation.type"])
+	assert.Equal(t, tickSubject, pa["messaging.destination.name"])
+	assert.Equal(t, "workers", pa["messaging.consumer.group.name"])
+	assert.Equal(t, ta["messaging.message.id"], pa["messaging.message.id"], "both ends name the same message")
+	assert.Equal(t, obsConnector, pa["pollgrid.connector"])
+	assert.Equal(t, "weather-noaa", pa["pollgrid.connector_type"])
+	assert.Equal(t, "success", pa["pollgrid.outcome"])
+
+	// Its children, in the order a poll runs them.
+	pid := process.SpanContext().SpanID()
+	kids := map[string]int{}
+	var httpSpan sdktrace.ReadOnlySpan
+	for _, sp := range spans {
+		if sp.Parent().SpanID() == pid {
+			assert.Equal(t, "pollgrid-worker", serviceOf(sp))
+			if sp.SpanKind() == trace.SpanKindClient {
+				httpSpan = sp
+				kids["http"]++
+				continue
+			}
+			kids[sp.Name()]++
+		}
+	}
+	assert.Equal(t, 1, kids["lease acquire"])
+	assert.Equal(t, 1, kids["http"], "one upstream request (otelhttp client span)")
+	assert.Equal(t, 2, kids["publish "+signalSubj], "the fixture's two alerts are new")
+	assert.Equal(t, 1, kids["state commit"])
+	assert.Equal(t, 1, kids["publish "+reportSubj])
+	require.NotNil(t, httpSpan)
+	ha := attrsOf(httpSpan)
+	assert.Equal(t, "200", ha["http.response.status_code"])
+	assert.Contains(t, ha["url.full"], "/alerts/active")
+	assert.Equal(t, "go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp", httpSpan.InstrumentationScope().Name)
+	for _, sig := range byName["publish "+signalSubj] {
+		sa := attrsOf(sig)
+		assert.Equal(t, trace.SpanKindProducer, sig.SpanKind())
+		assert.Equal(t, signalSubj, sa["messaging.destination.name"])
+		assert.Regexp(t, `^`+obsConnector+`:.+:.+$`, sa["messaging.message.id"], "the signal's Nats-Msg-Id")
+	}
+
+	// The aggregator's consumer span, child of the report publish.
+	report := byName["publish "+reportSubj][0]
+	require.Len(t, byName["process "+reportSubj], 1)
+	agg := byName["process "+reportSubj][0]
+	assert.Equal(t, report.SpanContext().SpanID(), agg.Parent().SpanID())
+	assert.Equal(t, trace.SpanKindConsumer, agg.SpanKind())
+	assert.Equal(t, "pollgrid-aggregator", serviceOf(agg))
+	aa := attrsOf(agg)
+	assert.Equal(t, "aggregator", aa["messaging.consumer.group.name"])
+	assert.Equal(t, reportSubj, aa["messaging.destination.name"])
+	assert.Equal(t, attrsOf(report)["messaging.message.id"], aa["messaging.message.id"])
+	assert.Equal(t, obsConnector, aa["pollgrid.connector"])
+
+	// Signals carry the traceparent of their own publish span.
+	publishIDs := map[string]bool{}
+	for _, sig := range byName["publish "+signalSubj] {
+		publishIDs[sig.SpanContext().SpanID().String()] = true
+	}
+	require.Eventually(t, func() bool {
+		sigMu.Lock()
+		defer sigMu.Unlock()
+		n := 0
+		for _, m := range signals {
+			parts := strings.Split(m.Header.Get("traceparent"), "-")
+			if len(parts) == 4 && parts[1] == traceID.String() && publishIDs[parts[2]] && parts[3] == "01" {
+				n++
+			}
+		}
+		return n == 2
+	}, 10*time.Second, 20*time.Millisecond, "both signals carry the trace context of their publish span")
+
+	// The secret in the User-Agent reached the upstream and no span.
+	for _, sp := range s.spans.Ended() {
+		text := sp.Name() + sp.Status().Description
+		for _, kv := range sp.Attributes() {
+			text += " " + kv.Value.Emit()
+		}
+		for _, e := range sp.Events() {
+			for _, kv := range e.Attributes {
+				text += " " + kv.Value.Emit()
+			}
+		}
+		require.NotContains(t, text, obsSecret, "span %s", sp.Name())
+	}
+	if ua, ok := ha["user_agent.original"]; ok {
+		assert.Contains(t, ua, "[REDACTED]")
+	}
+	// The http-json connector carries the secret in its URL: otelhttp's
+	// url.full is masked (api_key as a token-like parameter, q because the
+	// runtime knows the resolved ${OBS_SECRET}).
+	var jsonURL string
+	require.Eventually(t, func() bool {
+		for _, sp := range s.spans.Ended() {
+			if u := attrsOf(sp)["url.full"]; sp.SpanKind() == trace.SpanKindClient && strings.Contains(u, "/alerts.json") {
+				jsonURL = u
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 20*time.Millisecond, "the http-json connector polled")
+	assert.Regexp(t, `^http://127\.0\.0\.1:\d+/alerts\.json\?area=AZ&api_key=\[REDACTED\]&q=\[REDACTED\]$`, jsonURL)
+
+	for _, sp := range s.spans.Ended() {
+		for _, kv := range sp.Attributes() {
+			require.NotContains(t, kv.Value.Emit(), obsSecret, "span %s attribute %s", sp.Name(), kv.Key)
+		}
+	}
+
+	// Logs: the worker's lines of this poll carry its trace and span ids,
+	// the connector and its type.
+	var pollDone map[string]any
+	for _, line := range logLines(t, s.logs.String()) {
+		if line["service"] == "worker" && line["trace_id"] != nil {
+			types := map[any]any{obsConnector: "weather-noaa", "obs-json": "http-json"}
+			assert.Contains(t, types, line["connector"], "line %v", line)
+			assert.Equal(t, types[line["connector"]], line["type"], "line %v", line)
+			assert.NotEmpty(t, line["span_id"], "line %v", line)
+		}
+		if line["msg"] == "poll done" && line["trace_id"] == traceID.String() {
+			pollDone = line
+		}
+	}
+	require.NotNil(t, pollDone, "the poll's 'poll done' line carries its trace id")
+	raw, _ := json.Marshal(pollDone)
+	t.Logf("log line of the poll: %s", raw)
+	assert.Equal(t, pid.String(), pollDone["span_id"])
+	assert.Equal(t, obsConnector, pollDone["connector"])
+	assert.NotContains(t, s.logs.String(), obsSecret)
+}
+
+func logLines(t *testing.T, logs string) []map[string]any {
+	var out []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(logs))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &m), "log line %s", sc.Text())
+		out = append(out, m)
+	}
+	return out
+}
+
+// family is what a service must expose under one metric name.
+type family struct {
+	typ    dto.MetricType
+	labels []string
+	// optional families only appear once something happens (an error).
+	optional bool
+}
+
+var (
+	counter   = dto.MetricType_COUNTER
+	gauge     = dto.MetricType_GAUGE
+	histogram = dto.MetricType_HISTOGRAM
+	// common is what every service's runtime exposes.
+	common = map[string]family{
+		"pollgrid_config_reloads_total":    {typ: counter, labels: []string{"result"}},
+		"pollgrid_dependency_errors_total": {typ: counter, labels: []string{"op", "system"}, optional: true},
+		"pollgrid_build_info":              {typ: gauge, labels: []string{"commit", "goversion", "service", "version"}},
+	}
+	// exposedMetrics is every pollgrid_ metric by service: the metrics test
+	// checks the services against it, the dashboard test checks the
+	// dashboard against it, docs/observability.md lists the same.
+	exposedMetrics = map[string]map[string]family{
+		"scheduler": with(common, map[string]family{
+			"pollgrid_ticks_published_total": {typ: counter, labels: []string{"type"}},
+			"pollgrid_ticks_coalesced_total": {typ: counter, labels: []string{"type"}},
+			"pollgrid_scheduler_leader":      {typ: gauge},
+			"pollgrid_scheduled_connectors":  {typ: gauge},
+		}),
+		"worker": with(common, map[string]family{
+			"pollgrid_polls_total":               {typ: counter, labels: []string{"outcome", "type"}},
+			"pollgrid_poll_duration_seconds":     {typ: histogram, labels: []string{"type"}},
+			"pollgrid_signals_published_total":   {typ: counter, labels: []string{"change", "type"}},
+			"pollgrid_items_failed_total":        {typ: counter, labels: []string{"type"}},
+			"pollgrid_lease_contention_total":    {typ: counter, labels: []string{"type"}},
+			"pollgrid_state_writes_fenced_total": {typ: counter, labels: []string{"type"}},
+			"pollgrid_ticks_redelivered_total":   {typ: counter},
+			"pollgrid_ticks_rejected_total":      {typ: counter},
+			"pollgrid_tick_lateness_seconds":     {typ: histogram},
+			"pollgrid_polls_in_flight":           {typ: gauge},
+			"pollgrid_worker_concurrency":        {typ: gauge},
+		}),
+		"aggregator": with(common, map[string]family{
+			"pollgrid_reports_processed_total":                  {typ: counter, labels: []string{"result"}},
+			"pollgrid_connectors_reporting":                     {typ: gauge},
+			"pollgrid_connector_gauges_omitted":                 {typ: gauge},
+			"pollgrid_connector_healthy":                        {typ: gauge, labels: []string{"connector", "type"}},
+			"pollgrid_connector_success_rate":                   {typ: gauge, labels: []string{"connector", "type"}},
+			"pollgrid_connector_last_success_timestamp_seconds": {typ: gauge, labels: []string{"connector", "type"}},
+			"pollgrid_connector_last_poll_timestamp_seconds":    {typ: gauge, labels: []string{"connector", "type"}},
+			"pollgrid_connector_latency_p95_seconds":            {typ: gauge, labels: []string{"connector", "type"}},
+			"pollgrid_connector_polls_total":                    {typ: counter, labels: []string{"connector", "outcome", "type"}},
+			"pollgrid_connector_items_published_total":          {typ: counter, labels: []string{"connector", "type"}},
+		}),
+	}
+)
+
+func with(a, b map[string]family) map[string]family {
+	out := map[string]family{}
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		out[k] = v
+	}
+	return out
+}
+
+func scrape(t *testing.T, url, accept string) string {
+	req, err := http.NewRequest(http.MethodGet, url+"/metrics", nil)
+	require.NoError(t, err)
+	req.Header.Set("Accept", accept)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(b)
+}
+
+// Every service's /metrics: conventional names (pollgrid_ prefix, _total
+// counters, _seconds durations), the types and label sets of the table
+// above, no connector label outside the aggregator's capped gauges, and
+// exemplars with sampled trace ids on the poll duration histogram. Then the
+// Grafana dashboard may only query metrics that exist.
+func TestObservabilityMetrics(t *testing.T) {
+	s := startObservedStack(t)
+	tickTrace(t, s.spans) // a full poll happened and was reported
+	urls := map[string]string{"scheduler": s.scheduler.HTTP, "worker": s.worker.HTTP, "aggregator": s.aggregator.HTTP}
+	exposed := map[string]dto.MetricType{}
+
+	for svc, url := range urls {
+		t.Run(svc, func(t *testing.T) {
+			want := exposedMetrics[svc]
+			var families map[string]*dto.MetricFamily
+			require.Eventually(t, func() bool {
+				parser := expfmt.NewTextParser(model.UTF8Validation)
+				var err error
+				families, err = parser.TextToMetricFamilies(strings.NewReader(scrape(t, url, "text/plain")))
+				require.NoError(t, err)
+				// The aggregator's gauges appear once a report is in Redis.
+				return svc != "aggregator" || families["pollgrid_connector_healthy"] != nil
+			}, 15*time.Second, 100*time.Millisecond)
+			for name, mf := range families {
+				if !strings.HasPrefix(name, "pollgrid_") {
+					continue
+				}
+				exposed[name] = mf.GetType()
+				f, ok := want[name]
+				if !assert.True(t, ok, "%s exposes %s, which the table (and docs/observability.md) does not list", svc, name) {
+					continue
+				}
+				assert.Equal(t, f.typ, mf.GetType(), name)
+				for _, m := range mf.GetMetric() {
+					var labels []string
+					for _, l := range m.GetLabel() {
+						labels = append(labels, l.GetName())
+					}
+					slices.Sort(labels)
+					assert.Equal(t, f.labels, labels, "labels of %s", name)
+					if !strings.HasPrefix(name, "pollgrid_connector") {
+						assert.NotContains(t, labels, "connector", "%s: no connector label on high-volume series", name)
+					}
+				}
+				switch mf.GetType() {
+				case counter:
+					assert.True(t, strings.HasSuffix(name, "_total"), "counter %s ends in _total", name)
+				case histogram:
+					assert.True(t, strings.HasSuffix(name, "_seconds"), "histogram %s is in seconds", name)
+				default:
+					assert.False(t, strings.HasSuffix(name, "_total"), "non-counter %s must not end in _total", name)
+				}
+			}
+			for name, f := range want {
+				if _, ok := families[name]; !ok && !f.optional {
+					t.Errorf("%s does not expose %s", svc, name)
+				}
+			}
+			if svc == "worker" {
+				require.Contains(t, families, "pollgrid_worker_concurrency")
+				require.Contains(t, families, "pollgrid_polls_total")
+				assert.Equal(t, 4.0, families["pollgrid_worker_concurrency"].GetMetric()[0].GetGauge().GetValue())
+				var success float64
+				for _, m := range families["pollgrid_polls_total"].GetMetric() {
+					for _, l := range m.GetLabel() {
+						if l.GetName() == "outcome" && l.GetValue() == "success" {
+							success += m.GetCounter().GetValue()
+						}
+					}
+				}
+				assert.GreaterOrEqual(t, success, 1.0)
+			}
+		})
+	}
+
+	t.Run("exemplars", func(t *testing.T) {
+		om := scrape(t, s.worker.HTTP, "application/openmetrics-text; version=1.0.0")
+		re := regexp.MustCompile(`(?m)^pollgrid_poll_duration_seconds_bucket\{[^}]*\} \S+ # \{trace_id="([0-9a-f]{32})"\}`)
+		m := re.FindStringSubmatch(om)
+		require.NotNil(t, m, "an exemplar with a trace id on the poll duration histogram:\n%s", om)
+		traces := map[string]bool{}
+		for _, sp := range s.spans.Ended() {
+			traces[sp.SpanContext().TraceID().String()] = true
+		}
+		assert.True(t, traces[m[1]], "the exemplar's trace id is a recorded trace")
+	})
+
+	t.Run("dashboard", func(t *testing.T) {
+		allowed := map[string]bool{}
+		for name, typ := range exposed {
+			allowed[name] = true
+			if typ == histogram {
+				for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+					allowed[name+suffix] = true
+				}
+			}
+		}
+		for _, fams := range exposedMetrics {
+			for name, f := range fams {
+				if f.optional {
+					allowed[name] = true
+				}
+			}
+		}
+		raw, err := os.ReadFile("../../deploy/grafana/dashboards/pollgrid.json")
+		require.NoError(t, err)
+		var dash any
+		require.NoError(t, json.Unmarshal(raw, &dash))
+		exprs := collectExprs(dash)
+		require.GreaterOrEqual(t, len(exprs), 6, "the dashboard's panels have queries")
+		name := regexp.MustCompile(`pollgrid_[a-zA-Z0-9_:]*`)
+		for _, e := range exprs {
+			names := name.FindAllString(e, -1)
+			assert.NotEmpty(t, names, "expr %q queries no pollgrid metric", e)
+			for _, n := range names {
+				assert.True(t, allowed[n], "dashboard expr %q queries %s, which no service exposes", e, n)
+			}
+		}
+	})
+}
+
+// collectExprs returns every "expr" string in a Grafana dashboard.
+func collectExprs(v any) []string {
+	var out []string
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if s, ok := x.(string); ok && k == "expr" {
+				out = append(out, s)
+				continue
+			}
+			out = append(out, collectExprs(x)...)
+		}
+	case []any:
+		for _, x := range v {
+			out = append(out, collectExprs(x)...)
+		}
+	}
+	return out
+}
+
+// TestObservabilityJaeger is what `make e2e-jaeger` runs against a real
+// Jaeger (test/jaeger/run.sh starts it and sets the two variables): the
+// stack exports over OTLP/HTTP as in production, and the tick's trace is
+// read back from Jaeger's query API, with spans of all three services.
+func TestObservabilityJaeger(t *testing.T) {
+	otlp, query := os.Getenv("POLLGRID_JAEGER_OTLP"), os.Getenv("POLLGRID_JAEGER_QUERY")
+	if otlp == "" || query == "" {
+		t.Skip("needs a running Jaeger: make e2e-jaeger")
+	}
+	body, err := os.ReadFile(fixture)
+	require.NoError(t, err)
+	ns := harness.NATS(t)
+	redis := redistest.Start(t)
+	upstream := harness.NewUpstream(t, body)
+	// A connector name of its own, so that an earlier run's traces in a
+	// long-lived Jaeger cannot satisfy this one.
+	name := fmt.Sprintf("jaeger-%d", time.Now().UnixNano()%1_000_000)
+	file := harness.WriteFile(t, "connectors.json", connectorsJSON(upstream.URL, name))
+	env := func() map[string]string {
+		return map[string]string{
+			"NATS_URL": ns.ClientURL(), "REDIS_URL": redis.URL(), "CONNECTORS_FILE": file,
+			"WORKER_ACK_WAIT": "3s", "LOG_LEVEL": "warn",
+			"OTEL_EXPORTER_OTLP_ENDPOINT": otlp, "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+		}
+	}
+	harness.Start(t, service.Aggregator, env())
+	harness.Start(t, service.Worker, env())
+	harness.Start(t, service.Scheduler, env())
+
+	type jaegerTrace struct {
+		TraceID string `json:"traceID"`
+		Spans   []struct {
+			SpanID        string `json:"spanID"`
+			OperationName string `json:"operationName"`
+			ProcessID     string `json:"processID"`
+			References    []struct {
+				RefType string `json:"refType"`
+				SpanID  string `json:"spanID"`
+			} `json:"references"`
+		} `json:"spans"`
+		Processes map[string]struct {
+			ServiceName string `json:"serviceName"`
+		} `json:"processes"`
+	}
+	tick := "pollgrid.tick.weather-noaa." + name
+	var found *jaegerTrace
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(query + "/api/traces?service=pollgrid-worker&limit=50&operation=" + "process%20" + tick)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var out struct {
+			Data []jaegerTrace `json:"data"`
+		}
+		if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&out) != nil {
+			return false
+		}
+		for i, tr := range out.Data {
+			services := map[string]bool{}
+			for _, sp := range tr.Spans {
+				services[tr.Processes[sp.ProcessID].ServiceName] = true
+			}
+			if services["pollgrid-scheduler"] && services["pollgrid-worker"] && services["pollgrid-aggregator"] {
+				found = &out.Data[i]
+				return true
+			}
+		}
+		return false
+	}, 60*time.Second, 500*time.Millisecond, "Jaeger never returned a trace of %s with spans of the three services", tick)
+
+	ops := map[string]string{} // operation → parent operation
+	byID := map[string]string{}
+	for _, sp := range found.Spans {
+		byID[sp.SpanID] = sp.OperationName
+	}
+	for _, sp := range found.Spans {
+		parent := ""
+		for _, ref := range sp.References {
+			if ref.RefType == "CHILD_OF" {
+				parent = byID[ref.SpanID]
+			}
+		}
+		ops[sp.OperationName] = parent
+	}
+	t.Logf("Jaeger trace %s: %d spans: %v", found.TraceID, len(found.Spans), ops)
+	assert.Equal(t, "", ops["publish "+tick], "the scheduler's publish is the root")
+	assert.Equal(t, "publish "+tick, ops["process "+tick])
+	assert.Equal(t, "process "+tick, ops["lease acquire"])
+	assert.Equal(t, "process "+tick, ops["state commit"])
+	report := "pollgrid.report.weather-noaa." + name
+	assert.Equal(t, "process "+tick, ops["publish "+report])
+	assert.Equal(t, "publish "+report, ops["process "+report])
+}
