@@ -87,9 +87,7 @@ func New(js jetstream.JetStream, st *store.Store, opts Options) *Aggregator {
 			Name: "pollgrid_reports_processed_total", Help: "Poll reports consumed, by result (ok, rejected, retried).",
 		}, []string{"result"}),
 	}
-	a.errors = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "pollgrid_dependency_errors_total", Help: "Errors talking to NATS or Redis, by system and operation.",
-	}, []string{"system", "op"})
+	a.errors = telemetry.NewDependencyErrors()
 	opts.Registerer.MustRegister(a.reports, a.errors)
 	if opts.ConnectorGauges > 0 {
 		opts.Registerer.MustRegister(NewConnectorCollector(st, opts.ConnectorGauges, opts.HealthyWindow, a.errors))

@@ -1,6 +1,10 @@
 package scheduler
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pollgrid/pollgrid/pkg/telemetry"
+)
 
 type metrics struct {
 	published *prometheus.CounterVec
@@ -24,9 +28,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		scheduled: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pollgrid_scheduled_connectors", Help: "Connectors this replica schedules (0 when not leader).",
 		}),
-		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pollgrid_dependency_errors_total", Help: "Errors talking to NATS or Redis, by system and operation.",
-		}, []string{"system", "op"}),
+		errors: telemetry.NewDependencyErrors(),
 	}
 	reg.MustRegister(m.published, m.coalesced, m.leader, m.scheduled, m.errors)
 	return m

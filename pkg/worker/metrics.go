@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/pollgrid/pollgrid/pkg/telemetry"
 )
 
 // metrics are labelled by connector type and outcome only, never by
@@ -63,9 +65,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		badTicks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pollgrid_ticks_rejected_total", Help: "Ticks that could not be decoded or named no configured connector.",
 		}),
-		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pollgrid_dependency_errors_total", Help: "Errors talking to NATS or Redis, by system and operation.",
-		}, []string{"system", "op"}),
+		errors: telemetry.NewDependencyErrors(),
 	}
 	reg.MustRegister(m.polls, m.pollDuration, m.signals, m.itemsFailed, m.contention, m.fenced,
 		m.redelivered, m.lateness, m.inFlight, m.concurrency, m.badTicks, m.errors)
