@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"testing"
 
@@ -29,6 +30,25 @@ func getter(url string) connector.Connector {
 	})
 }
 
+// reader is a connector that GETs url once and reads the whole body.
+func reader(url string) connector.Connector {
+	return connectorFunc(func(ctx context.Context, _ connector.State) (connector.Result, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return connector.Result{}, err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return connector.Result{}, fmt.Errorf("reader: %w", err)
+		}
+		defer resp.Body.Close()
+		if _, err := io.ReadAll(resp.Body); err != nil {
+			return connector.Result{}, fmt.Errorf("reader: %w", err)
+		}
+		return connector.Result{}, nil
+	})
+}
+
 func TestCancelPollReturnsTheCancelledError(t *testing.T) {
 	srv := Hang(t, nil)
 	err := srv.CancelPoll(t, getter(srv.URL+"/x"))
@@ -45,7 +65,11 @@ func TestHangRunsStartBeforeHolding(t *testing.T) {
 		close(started)
 	})
 	err := srv.CancelPoll(t, connectorFunc(func(ctx context.Context, _ connector.State) (connector.Result, error) {
-		result, err := getter(srv.URL).Poll(ctx, connector.State{})
+		// Read the whole body, as a connector does: the headers and "part"
+		// arrive at once, and the read then waits on the held request
+		// until the cancel. (Returning once the headers are in would end
+		// the poll before the server reports the request as held.)
+		result, err := reader(srv.URL).Poll(ctx, connector.State{})
 		select {
 		case <-started:
 		default:
