@@ -123,7 +123,10 @@ func (a *Aggregator) handle(ctx context.Context, msg jetstream.Msg) {
 	ctx = a.opts.Propagator.Extract(context.WithoutCancel(ctx), bus.HeaderCarrier(msg.Headers()))
 	ctx, span := bus.StartProcessSpan(ctx, a.tracer, msg, ConsumerName)
 	defer span.End()
-	report, err := bus.DecodeReport(msg.Data())
+	batch, err := bus.DecodeReports(msg.Data())
+	if err == nil && len(batch.GetReports()) != 1 {
+		err = fmt.Errorf("want one report per message, got %d", len(batch.GetReports()))
+	}
 	if err != nil {
 		bus.RecordError(span, err)
 		a.reports.WithLabelValues("rejected").Inc()
@@ -131,6 +134,7 @@ func (a *Aggregator) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
+	report := batch.GetReports()[0]
 	span.SetAttributes(attribute.String("pollgrid.connector", report.GetConnector()),
 		attribute.String("pollgrid.connector_type", report.GetConnectorType()))
 	ctx = telemetry.ContextWithLogAttrs(ctx, slog.String("connector", report.GetConnector()), slog.String("type", report.GetConnectorType()))

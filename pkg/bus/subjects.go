@@ -8,12 +8,13 @@ import (
 	"strings"
 )
 
-// Subject prefixes; see SPEC.md "NATS".
+// Subject prefixes (docs/connector-framework.md, "NATS").
 const (
-	TickPrefix   = "pollgrid.tick"
-	SignalPrefix = "signals"
-	ReportPrefix = "pollgrid.report"
-	AdminPrefix  = "pollgrid.admin"
+	TickPrefix     = "pollgrid.tick"
+	SchedulePrefix = "pollgrid.schedule"
+	SignalPrefix   = "signals"
+	ReportPrefix   = "pollgrid.reports"
+	AdminPrefix    = "pollgrid.admin"
 )
 
 var tokenRE = regexp.MustCompile(`^[a-z0-9_-]+$`)
@@ -30,9 +31,30 @@ func SignalSubject(typeName, name string) string {
 	return SignalPrefix + "." + typeName + "." + name
 }
 
-// ReportSubject is pollgrid.report.<type>.<name>.
-func ReportSubject(typeName, name string) string {
-	return ReportPrefix + "." + typeName + "." + name
+// ScheduleSubject is pollgrid.schedule.<type>.<name>, where the connector's
+// message schedule (the definition NATS fires ticks from) is kept.
+func ScheduleSubject(typeName, name string) string {
+	return SchedulePrefix + "." + typeName + "." + name
+}
+
+// ReportSubject is pollgrid.reports.<worker>, where a worker publishes its
+// batches of poll reports; worker is made a valid token (other characters
+// become "-").
+func ReportSubject(worker string) string {
+	return ReportPrefix + "." + token(worker)
+}
+
+func token(s string) string {
+	b := []byte(strings.ToLower(s))
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			b[i] = '-'
+		}
+	}
+	if len(b) == 0 {
+		return "-"
+	}
+	return string(b)
 }
 
 // Filter restricts a worker to some connector types and/or names. The zero

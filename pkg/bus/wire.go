@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
@@ -19,19 +19,15 @@ const (
 	ChangeUpdated = "updated"
 )
 
-var (
-	jsonOut = protojson.MarshalOptions{UseProtoNames: true}
-	jsonIn  = protojson.UnmarshalOptions{DiscardUnknown: true}
-)
-
-// EncodeTick and the others marshal ticks and reports as protobuf JSON with
-// snake_case names, so `nats sub` shows something a person can read.
-func EncodeTick(t *pollgridv1.Tick) ([]byte, error) { return jsonOut.Marshal(t) }
+// EncodeTick marshals a tick as binary protobuf: ticks and reports go from
+// machine to machine, and a worker decodes one tick per poll (pollctl and
+// the proto file show them to people).
+func EncodeTick(t *pollgridv1.Tick) ([]byte, error) { return proto.Marshal(t) }
 
 // DecodeTick parses a tick and checks it names a connector.
 func DecodeTick(data []byte) (*pollgridv1.Tick, error) {
 	t := &pollgridv1.Tick{}
-	if err := jsonIn.Unmarshal(data, t); err != nil {
+	if err := proto.Unmarshal(data, t); err != nil {
 		return nil, fmt.Errorf("decode tick: %w", err)
 	}
 	if !ValidToken(t.GetConnector()) || !ValidToken(t.GetConnectorType()) {
@@ -40,19 +36,22 @@ func DecodeTick(data []byte) (*pollgridv1.Tick, error) {
 	return t, nil
 }
 
-// EncodeReport marshals a poll report.
-func EncodeReport(r *pollgridv1.PollReport) ([]byte, error) { return jsonOut.Marshal(r) }
+// EncodeReports marshals a batch of poll reports as binary protobuf.
+func EncodeReports(b *pollgridv1.PollReports) ([]byte, error) { return proto.Marshal(b) }
 
-// DecodeReport parses a poll report.
-func DecodeReport(data []byte) (*pollgridv1.PollReport, error) {
-	r := &pollgridv1.PollReport{}
-	if err := jsonIn.Unmarshal(data, r); err != nil {
-		return nil, fmt.Errorf("decode poll report: %w", err)
+// DecodeReports parses a batch of poll reports and checks that each names a
+// connector.
+func DecodeReports(data []byte) (*pollgridv1.PollReports, error) {
+	b := &pollgridv1.PollReports{}
+	if err := proto.Unmarshal(data, b); err != nil {
+		return nil, fmt.Errorf("decode poll reports: %w", err)
 	}
-	if !ValidToken(r.GetConnector()) {
-		return nil, fmt.Errorf("decode poll report: connector %q is not a valid name", r.GetConnector())
+	for i, r := range b.GetReports() {
+		if !ValidToken(r.GetConnector()) {
+			return nil, fmt.Errorf("decode poll reports: report %d: connector %q is not a valid name", i, r.GetConnector())
+		}
 	}
-	return r, nil
+	return b, nil
 }
 
 // signalBody mirrors pollgridv1.Signal with data inlined as raw JSON, which

@@ -473,12 +473,12 @@ func (w *Worker) keepAlive(ctx context.Context, cancel context.CancelCauseFunc, 
 }
 
 func (w *Worker) publishReport(ctx context.Context, r *pollgridv1.PollReport, log *slog.Logger) {
-	data, err := bus.EncodeReport(r)
+	data, err := bus.EncodeReports(&pollgridv1.PollReports{Reports: []*pollgridv1.PollReport{r}})
 	if err != nil {
 		log.ErrorContext(ctx, "encode poll report", "error", err)
 		return
 	}
-	msg := &nats.Msg{Subject: bus.ReportSubject(r.GetConnectorType(), r.GetConnector()), Data: data, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: bus.ReportSubject(w.opts.ID), Data: data, Header: nats.Header{}}
 	ctx, span := bus.StartPublishSpan(ctx, w.tracer, msg)
 	defer span.End()
 	w.opts.Propagator.Inject(ctx, bus.HeaderCarrier(msg.Header))

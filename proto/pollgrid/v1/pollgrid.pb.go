@@ -84,18 +84,25 @@ func (PollOutcome) EnumDescriptor() ([]byte, []int) {
 	return file_pollgrid_v1_pollgrid_proto_rawDescGZIP(), []int{0}
 }
 
-// Tick asks the workers to poll one connector once. Published by the
-// scheduler on pollgrid.tick.<type>.<name> (JetStream stream TICKS).
+// Tick asks the workers to poll one connector once, on
+// pollgrid.tick.<type>.<name> (JetStream stream TICKS). Most ticks are fired
+// by NATS itself from the connector's message schedule, whose body is this
+// message: such a tick has no due_at, and its intended time is its
+// Nats-Schedule-Next header minus interval. A tick the scheduler publishes
+// itself (a new connector's first poll) carries due_at.
 type Tick struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Connector name, a single subject token.
 	Connector string `protobuf:"bytes,1,opt,name=connector,proto3" json:"connector,omitempty"`
 	// Connector type, a single subject token.
 	ConnectorType string `protobuf:"bytes,2,opt,name=connector_type,json=connectorType,proto3" json:"connector_type,omitempty"`
-	// When the scheduler planned this poll; lateness = receive time - due_at.
+	// When this poll was planned, for a tick published by the scheduler;
+	// lateness = receive time - due_at.
 	DueAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
-	// When the scheduler published the tick.
-	PublishedAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=published_at,json=publishedAt,proto3" json:"published_at,omitempty"`
+	// When the scheduler published the tick (unset on scheduled ticks).
+	PublishedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=published_at,json=publishedAt,proto3" json:"published_at,omitempty"`
+	// The connector's interval when the tick was planned.
+	Interval      *durationpb.Duration `protobuf:"bytes,5,opt,name=interval,proto3" json:"interval,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -154,6 +161,13 @@ func (x *Tick) GetDueAt() *timestamppb.Timestamp {
 func (x *Tick) GetPublishedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.PublishedAt
+	}
+	return nil
+}
+
+func (x *Tick) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
 	}
 	return nil
 }
@@ -259,8 +273,8 @@ func (x *Signal) GetData() []byte {
 	return nil
 }
 
-// PollReport tells the aggregator what one poll did. Published by a worker on
-// pollgrid.report.<type>.<name> (JetStream stream REPORTS).
+// PollReport tells the aggregator what one poll did. Workers send them in
+// batches (PollReports).
 type PollReport struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Connector     string                 `protobuf:"bytes,1,opt,name=connector,proto3" json:"connector,omitempty"`
@@ -409,16 +423,65 @@ func (x *PollReport) GetNotModified() bool {
 	return false
 }
 
+// PollReports is a batch of poll reports: a worker gathers its reports and
+// publishes them about once a second on pollgrid.reports.<worker> (JetStream
+// stream REPORTS), so that reporting costs one message per worker and
+// flush, not one per poll.
+type PollReports struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reports       []*PollReport          `protobuf:"bytes,1,rep,name=reports,proto3" json:"reports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PollReports) Reset() {
+	*x = PollReports{}
+	mi := &file_pollgrid_v1_pollgrid_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PollReports) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PollReports) ProtoMessage() {}
+
+func (x *PollReports) ProtoReflect() protoreflect.Message {
+	mi := &file_pollgrid_v1_pollgrid_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PollReports.ProtoReflect.Descriptor instead.
+func (*PollReports) Descriptor() ([]byte, []int) {
+	return file_pollgrid_v1_pollgrid_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PollReports) GetReports() []*PollReport {
+	if x != nil {
+		return x.Reports
+	}
+	return nil
+}
+
 var File_pollgrid_v1_pollgrid_proto protoreflect.FileDescriptor
 
 const file_pollgrid_v1_pollgrid_proto_rawDesc = "" +
 	"\n" +
-	"\x1apollgrid/v1/pollgrid.proto\x12\vpollgrid.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbd\x01\n" +
+	"\x1apollgrid/v1/pollgrid.proto\x12\vpollgrid.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf4\x01\n" +
 	"\x04Tick\x12\x1c\n" +
 	"\tconnector\x18\x01 \x01(\tR\tconnector\x12%\n" +
 	"\x0econnector_type\x18\x02 \x01(\tR\rconnectorType\x121\n" +
 	"\x06due_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\x12=\n" +
-	"\fpublished_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vpublishedAt\"\xe9\x01\n" +
+	"\fpublished_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vpublishedAt\x125\n" +
+	"\binterval\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\binterval\"\xe9\x01\n" +
 	"\x06Signal\x12\x1c\n" +
 	"\tconnector\x18\x01 \x01(\tR\tconnector\x12%\n" +
 	"\x0econnector_type\x18\x02 \x01(\tR\rconnectorType\x12\x17\n" +
@@ -444,7 +507,9 @@ const file_pollgrid_v1_pollgrid_proto_rawDesc = "" +
 	" \x01(\tR\x05error\x12#\n" +
 	"\rfencing_token\x18\v \x01(\x04R\ffencingToken\x12\x19\n" +
 	"\btrace_id\x18\f \x01(\tR\atraceId\x12!\n" +
-	"\fnot_modified\x18\r \x01(\bR\vnotModified*y\n" +
+	"\fnot_modified\x18\r \x01(\bR\vnotModified\"@\n" +
+	"\vPollReports\x121\n" +
+	"\areports\x18\x01 \x03(\v2\x17.pollgrid.v1.PollReportR\areports*y\n" +
 	"\vPollOutcome\x12\x1c\n" +
 	"\x18POLL_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14POLL_OUTCOME_SUCCESS\x10\x01\x12\x18\n" +
@@ -464,27 +529,30 @@ func file_pollgrid_v1_pollgrid_proto_rawDescGZIP() []byte {
 }
 
 var file_pollgrid_v1_pollgrid_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_pollgrid_v1_pollgrid_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_pollgrid_v1_pollgrid_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_pollgrid_v1_pollgrid_proto_goTypes = []any{
 	(PollOutcome)(0),              // 0: pollgrid.v1.PollOutcome
 	(*Tick)(nil),                  // 1: pollgrid.v1.Tick
 	(*Signal)(nil),                // 2: pollgrid.v1.Signal
 	(*PollReport)(nil),            // 3: pollgrid.v1.PollReport
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 5: google.protobuf.Duration
+	(*PollReports)(nil),           // 4: pollgrid.v1.PollReports
+	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 6: google.protobuf.Duration
 }
 var file_pollgrid_v1_pollgrid_proto_depIdxs = []int32{
-	4, // 0: pollgrid.v1.Tick.due_at:type_name -> google.protobuf.Timestamp
-	4, // 1: pollgrid.v1.Tick.published_at:type_name -> google.protobuf.Timestamp
-	4, // 2: pollgrid.v1.Signal.observed_at:type_name -> google.protobuf.Timestamp
-	0, // 3: pollgrid.v1.PollReport.outcome:type_name -> pollgrid.v1.PollOutcome
-	4, // 4: pollgrid.v1.PollReport.started_at:type_name -> google.protobuf.Timestamp
-	5, // 5: pollgrid.v1.PollReport.duration:type_name -> google.protobuf.Duration
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	5, // 0: pollgrid.v1.Tick.due_at:type_name -> google.protobuf.Timestamp
+	5, // 1: pollgrid.v1.Tick.published_at:type_name -> google.protobuf.Timestamp
+	6, // 2: pollgrid.v1.Tick.interval:type_name -> google.protobuf.Duration
+	5, // 3: pollgrid.v1.Signal.observed_at:type_name -> google.protobuf.Timestamp
+	0, // 4: pollgrid.v1.PollReport.outcome:type_name -> pollgrid.v1.PollOutcome
+	5, // 5: pollgrid.v1.PollReport.started_at:type_name -> google.protobuf.Timestamp
+	6, // 6: pollgrid.v1.PollReport.duration:type_name -> google.protobuf.Duration
+	3, // 7: pollgrid.v1.PollReports.reports:type_name -> pollgrid.v1.PollReport
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_pollgrid_v1_pollgrid_proto_init() }
@@ -498,7 +566,7 @@ func file_pollgrid_v1_pollgrid_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pollgrid_v1_pollgrid_proto_rawDesc), len(file_pollgrid_v1_pollgrid_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
