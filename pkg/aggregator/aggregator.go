@@ -13,7 +13,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -124,9 +123,6 @@ func (a *Aggregator) handle(ctx context.Context, msg jetstream.Msg) {
 	ctx, span := bus.StartProcessSpan(ctx, a.tracer, msg, ConsumerName)
 	defer span.End()
 	batch, err := bus.DecodeReports(msg.Data())
-	if err == nil && len(batch.GetReports()) != 1 {
-		err = fmt.Errorf("want one report per message, got %d", len(batch.GetReports()))
-	}
 	if err != nil {
 		bus.RecordError(span, err)
 		a.reports.WithLabelValues("rejected").Inc()
@@ -134,17 +130,15 @@ func (a *Aggregator) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
-	report := batch.GetReports()[0]
-	span.SetAttributes(attribute.String("pollgrid.connector", report.GetConnector()),
-		attribute.String("pollgrid.connector_type", report.GetConnectorType()))
-	ctx = telemetry.ContextWithLogAttrs(ctx, slog.String("connector", report.GetConnector()), slog.String("type", report.GetConnectorType()))
-	if err := a.store.RecordReport(ctx, report); err != nil {
-		bus.RecordError(span, err)
-		a.reports.WithLabelValues("retried").Inc()
-		a.errors.WithLabelValues("redis", "record_report").Inc()
-		a.log.WarnContext(ctx, "recording poll report failed; retrying", "error", err)
-		_ = msg.NakWithDelay(time.Second)
-		return
+	for _, report := range batch.GetReports() {
+		if err := a.store.RecordReport(ctx, report); err != nil {
+			bus.RecordError(span, err)
+			a.reports.WithLabelValues("retried").Inc()
+			a.errors.WithLabelValues("redis", "record_report").Inc()
+			a.log.WarnContext(ctx, "recording poll report failed; retrying", "error", err)
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
 	}
 	a.reports.WithLabelValues("ok").Inc()
 	if err := msg.Ack(); err != nil {

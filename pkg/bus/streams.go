@@ -17,11 +17,6 @@ const (
 	ReportsStream = "REPORTS"
 )
 
-// ErrCodeMaxMsgsPerSubject is JetStream's answer when a tick is published for
-// a connector whose previous tick is still pending or running: the tick is
-// coalesced, which is the design, not a failure.
-const ErrCodeMaxMsgsPerSubject jetstream.ErrorCode = 10077
-
 // StreamOptions tune the streams. Zero values take the defaults.
 type StreamOptions struct {
 	// Replicas for every stream: 1 for a single server, 3 in production.
@@ -64,16 +59,24 @@ func StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 	return []jetstream.StreamConfig{
 		{
 			Name:        TicksStream,
-			Description: "poll ticks: at most one pending per connector",
-			Subjects:    []string{TickPrefix + ".>"},
-			Retention:   jetstream.WorkQueuePolicy,
-			// One pending tick per connector: a second is refused (code
-			// 10077) and counted as coalesced by the scheduler.
-			MaxMsgsPerSubject:    1,
-			Discard:              jetstream.DiscardNew,
-			DiscardNewPerSubject: true,
-			Storage:              storage,
-			Replicas:             o.Replicas,
+			Description: "poll ticks, fired by NATS from one message schedule per connector; at most one pending per connector",
+			// Ticks on pollgrid.tick.<type>.<name>; each connector's schedule
+			// definition on pollgrid.schedule.<type>.<name>. No consumer may
+			// cover the definitions: on a work queue, consuming one deletes it.
+			Subjects:  []string{TickPrefix + ".>", SchedulePrefix + ".>"},
+			Retention: jetstream.WorkQueuePolicy,
+			// One message per subject: one definition per connector (a new
+			// one replaces the old), and one pending tick per connector (a
+			// fire replaces a tick still pending or running; the lease keeps
+			// the polls apart). Schedules refuse discard-new.
+			MaxMsgsPerSubject: 1,
+			Discard:           jetstream.DiscardOld,
+			AllowMsgSchedules: true,
+			AllowRollup:       true,
+			// The scheduler reads the definitions back in batches.
+			AllowDirect: true,
+			Storage:     storage,
+			Replicas:    o.Replicas,
 		},
 		{
 			Name:        SignalsStream,
@@ -125,12 +128,6 @@ func sameSettings(have, want jetstream.StreamConfig) bool {
 	return slices.Equal(have.Subjects, want.Subjects) && have.Retention == want.Retention &&
 		have.MaxMsgsPerSubject == want.MaxMsgsPerSubject && have.Discard == want.Discard &&
 		have.DiscardNewPerSubject == want.DiscardNewPerSubject && have.MaxAge == want.MaxAge &&
+		have.AllowMsgSchedules == want.AllowMsgSchedules && have.AllowDirect == want.AllowDirect &&
 		(want.Duplicates == 0 || have.Duplicates == want.Duplicates) && have.Replicas == want.Replicas && have.Storage == want.Storage
-}
-
-// IsCoalesced reports whether a tick publish was refused because the
-// connector already has a pending tick.
-func IsCoalesced(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == ErrCodeMaxMsgsPerSubject
 }

@@ -64,8 +64,13 @@ type Filter struct {
 	Names []string
 }
 
-// Subjects returns the tick subjects the filter selects, nil for all.
+// Subjects returns the tick subjects the filter selects. A consumer must
+// always filter: TICKS also holds the schedule definitions, which a
+// consumer on a work-queue stream would delete.
 func (f Filter) Subjects() []string {
+	if len(f.Types) == 0 && len(f.Names) == 0 {
+		return []string{TickPrefix + ".>"}
+	}
 	var subs []string
 	for _, t := range f.Types {
 		subs = append(subs, TickSubject(t, "*"))
@@ -94,10 +99,10 @@ func (f Filter) Validate() error {
 // ConsumerName is the durable consumer shared by every worker with the same
 // filter: "workers" for all ticks, "workers-<types/names>" otherwise.
 func (f Filter) ConsumerName() string {
-	subs := f.Subjects()
-	if len(subs) == 0 {
+	if len(f.Types) == 0 && len(f.Names) == 0 {
 		return "workers"
 	}
+	subs := f.Subjects()
 	name := "workers-" + strings.Join(append(append([]string{}, f.Types...), f.Names...), "-")
 	if len(name) > 48 {
 		sum := sha256.Sum256([]byte(strings.Join(subs, ",")))

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -34,6 +35,21 @@ func DecodeTick(data []byte) (*pollgridv1.Tick, error) {
 		return nil, fmt.Errorf("decode tick: connector %q / type %q are not valid names", t.GetConnector(), t.GetConnectorType())
 	}
 	return t, nil
+}
+
+// TickIntended is when a tick was meant to fire: its due_at when the
+// scheduler published it, else (a tick NATS fired from the connector's
+// message schedule) the Nats-Schedule-Next header minus the interval. ok is
+// false when the tick says neither.
+func TickIntended(h nats.Header, t *pollgridv1.Tick) (intended time.Time, ok bool) {
+	if due := t.GetDueAt(); due != nil {
+		return due.AsTime(), true
+	}
+	next, err := time.Parse(time.RFC3339Nano, h.Get(jetstream.ScheduleNextHeader))
+	if err != nil || t.GetInterval() == nil {
+		return time.Time{}, false
+	}
+	return next.Add(-t.GetInterval().AsDuration()), true
 }
 
 // EncodeReports marshals a batch of poll reports as binary protobuf.

@@ -28,10 +28,12 @@ type Connector struct {
 	// Enabled is false for a connector kept in the file but not polled.
 	// Default true.
 	Enabled bool
-	// Interval is the time between polls. Default 60s, at least 1s.
+	// Interval is the time between polls: whole seconds, at least 1s.
+	// Default 60s.
 	Interval time.Duration
-	// Jitter spreads polls of many connectors: each tick is delayed by up
-	// to Jitter. Default 0, shorter than Interval.
+	// Jitter is accepted for older configs and ignored: every connector's
+	// ticks keep a fixed phase within its interval, derived from its name,
+	// which spreads connectors evenly. Shorter than Interval.
 	Jitter time.Duration
 	// Timeout bounds one poll. Default the shorter of 10s and Interval/2;
 	// shorter than Interval, so a poll ends before the next is due.
@@ -39,7 +41,9 @@ type Connector struct {
 	// Retries of a failed poll within one tick.
 	Retries Retries
 	// LeaseTTL is how long a worker's claim on the connector lives without
-	// renewal. Default 30s, at least 3s.
+	// renewal: the worker renews it four times per TTL while it polls, and
+	// a worker that dies frees the connector within it. Default 2s, at
+	// least 1s.
 	LeaseTTL time.Duration
 	// Labels are free-form key/values copied to metrics and signals.
 	Labels map[string]string

@@ -67,7 +67,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 		Jitter:   0,
 		Timeout:  10 * time.Second,
 		Retries:  Retries{Max: 2, Backoff: time.Second},
-		LeaseTTL: 30 * time.Second,
+		LeaseTTL: 2 * time.Second,
 		Config:   json.RawMessage("{}"),
 	}, cfg.Connectors[0])
 }
@@ -91,7 +91,7 @@ func TestLoadFileReadsEveryField(t *testing.T) {
 	assert.Equal(t, 5*time.Second, noaa.Jitter)
 	assert.Equal(t, 10*time.Second, noaa.Timeout)
 	assert.Equal(t, Retries{Max: 3, Backoff: 2 * time.Second}, noaa.Retries)
-	assert.Equal(t, 30*time.Second, noaa.LeaseTTL)
+	assert.Equal(t, 30*time.Second, noaa.LeaseTTL, "as written in the file")
 	assert.Equal(t, map[string]string{"team": "wx"}, noaa.Labels)
 	assert.JSONEq(t, `{"area": "CA", "user_agent": "(pollgrid, ops@example.com)"}`, string(noaa.Config))
 
@@ -166,8 +166,10 @@ func TestParseReportsEachRule(t *testing.T) {
 			nil, []Problem{{"connectors[0].jitter", `-1s must not be negative`}}},
 		{"jitter not shorter than interval", one(`"name": "a", "type": "alpha", "interval": "10s", "jitter": "10s"`),
 			nil, []Problem{{"connectors[0].jitter", `10s must be shorter than interval 10s`}}},
-		{"lease ttl too short", one(`"name": "a", "type": "alpha", "lease_ttl": "1s"`),
-			nil, []Problem{{"connectors[0].lease_ttl", `1s is too short (at least 3s)`}}},
+		{"lease ttl too short", one(`"name": "a", "type": "alpha", "lease_ttl": "500ms"`),
+			nil, []Problem{{"connectors[0].lease_ttl", `500ms is too short (at least 1s)`}}},
+		{"interval not whole seconds", one(`"name": "a", "type": "alpha", "interval": "1500ms"`),
+			nil, []Problem{{"connectors[0].interval", `1500ms is not a whole number of seconds (ticks fire on whole seconds: write e.g. 2s)`}}},
 		{"retries max too high", one(`"name": "a", "type": "alpha", "retries": {"max": 11}`),
 			nil, []Problem{{"connectors[0].retries.max", `11 is out of range (0..10)`}}},
 		{"retries max negative", one(`"name": "a", "type": "alpha", "retries": {"max": -1}`),
@@ -501,8 +503,8 @@ func TestLoadFromEnvironmentProblems(t *testing.T) {
 			[]Problem{{"CONNECTOR_TYPE", "required (known: alpha, beta)"}}},
 		{"interval", map[string]string{"CONNECTOR_INTERVAL": "5"},
 			[]Problem{{"CONNECTOR_INTERVAL", `"5" is not a duration (write "5s")`}}},
-		{"lease ttl", map[string]string{"CONNECTOR_LEASE_TTL": "1s"},
-			[]Problem{{"CONNECTOR_LEASE_TTL", `1s is too short (at least 3s)`}}},
+		{"lease ttl", map[string]string{"CONNECTOR_LEASE_TTL": "500ms"},
+			[]Problem{{"CONNECTOR_LEASE_TTL", `500ms is too short (at least 1s)`}}},
 		{"retries not a number", map[string]string{"CONNECTOR_RETRIES": "many"},
 			[]Problem{{"CONNECTOR_RETRIES", `must be a number from 0 to 10, not a string`}}},
 		{"retries out of range", map[string]string{"CONNECTOR_RETRIES": "11"},

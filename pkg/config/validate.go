@@ -15,8 +15,8 @@ const (
 	defaultInterval = 60 * time.Second
 	minInterval     = time.Second
 	maxTimeout      = 10 * time.Second
-	defaultLeaseTTL = 30 * time.Second
-	minLeaseTTL     = 3 * time.Second
+	defaultLeaseTTL = 2 * time.Second
+	minLeaseTTL     = time.Second
 	defaultRetries  = 2
 	maxRetries      = 10
 	defaultBackoff  = time.Second
@@ -144,8 +144,13 @@ func (r *reader) read() Connector {
 	}
 
 	interval, intervalOK := r.duration("interval", defaultInterval)
-	if intervalOK && interval.value < minInterval {
+	switch {
+	case intervalOK && interval.value < minInterval:
 		r.problem("interval", "%s is too short (at least %s)", interval.text, minInterval)
+		intervalOK = false
+	case intervalOK && interval.value%time.Second != 0:
+		r.problem("interval", "%s is not a whole number of seconds (ticks fire on whole seconds: write e.g. %s)",
+			interval.text, interval.value.Round(time.Second))
 		intervalOK = false
 	}
 	conn.Interval = interval.value

@@ -75,7 +75,7 @@ func (r *Runner) Run(ctx context.Context, c config.Connector, conn connector.Con
 	res, attempts, err := r.fetch(ctx, c, conn, prev, obs)
 	out.Attempts = attempts
 	if err == nil {
-		err = r.publishChanges(ctx, c, res, now, &out)
+		err = r.publishChanges(ctx, c, prev, res, now, &out)
 	}
 	notBefore, _ := obs.NotBefore()
 	if err != nil {
@@ -187,7 +187,7 @@ func (r *Runner) fetch(ctx context.Context, c config.Connector, conn connector.C
 // publishChanges compares the items with the versions seen before, publishes
 // a signal per created or updated item, and records every usable item as
 // seen so that items still present never expire.
-func (r *Runner) publishChanges(ctx context.Context, c config.Connector, res connector.Result, now time.Time, out *Outcome) error {
+func (r *Runner) publishChanges(ctx context.Context, c config.Connector, prev store.State, res connector.Result, now time.Time, out *Outcome) error {
 	out.NotModified = res.NotModified
 	out.Failed = append(out.Failed, res.Failed...)
 	out.Fetched = len(res.Items) + len(res.Failed)
@@ -199,7 +199,7 @@ func (r *Runner) publishChanges(ctx context.Context, c config.Connector, res con
 	for i, it := range items {
 		ids[i] = it.ID
 	}
-	seen, err := r.Seen.SeenVersions(ctx, c.Name, ids)
+	seen, err := r.seenVersions(ctx, c.Name, prev, ids)
 	if err != nil {
 		return fmt.Errorf("poll %s: read seen versions: %w", c.Name, err)
 	}
@@ -232,6 +232,19 @@ func (r *Runner) publishChanges(ctx context.Context, c config.Connector, res con
 		return fmt.Errorf("poll %s: publish signals: %w", c.Name, err)
 	}
 	return nil
+}
+
+// seenVersions are the versions remembered for ids: from the state when
+// Acquire brought them along, else read from the store.
+func (r *Runner) seenVersions(ctx context.Context, name string, prev store.State, ids []string) ([]string, error) {
+	if prev.Seen == nil {
+		return r.Seen.SeenVersions(ctx, name, ids)
+	}
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = prev.Seen[id]
+	}
+	return out, nil
 }
 
 // usable drops items without id or version, with invalid JSON data, or

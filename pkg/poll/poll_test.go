@@ -124,6 +124,9 @@ type env struct {
 	runner *poll.Runner
 	sleeps []time.Duration
 	cfg    config.Connector
+	// noPrefetch polls as for a connector with too many seen items for
+	// Acquire to bring their versions: the runner reads them itself.
+	noPrefetch bool
 }
 
 const secret = "s3cr3t"
@@ -163,6 +166,9 @@ func (e *env) poll(t testing.TB, conn connector.Connector) poll.Outcome {
 	ctx := context.Background()
 	lease, prev, err := e.store.Acquire(ctx, e.cfg.Name, "worker-1", e.cfg.LeaseTTL)
 	require.NoError(t, err)
+	if e.noPrefetch {
+		prev.Seen = nil // as for a connector with more than store.PrefetchSeen items
+	}
 	out := e.runner.Run(ctx, e.cfg, conn, prev)
 	require.NoError(t, e.store.Commit(ctx, lease, out.Commit))
 	return out
@@ -194,7 +200,18 @@ func changes(signals []*pollgridv1.Signal) []change {
 }
 
 func TestChangeDetection(t *testing.T) {
-	e := newEnv(t)
+	// The seen versions come with the lease for a small connector, and are
+	// read by the runner for a large one: both must detect the same changes.
+	for _, noPrefetch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noPrefetch=%v", noPrefetch), func(t *testing.T) {
+			e := newEnv(t)
+			e.noPrefetch = noPrefetch
+			changeDetection(t, e)
+		})
+	}
+}
+
+func changeDetection(t *testing.T, e *env) {
 
 	// First poll: everything is new.
 	out := e.poll(t, newConn(returns(result("c1", item("a", "1"), item("b", "1"), item("c", "1")))))
@@ -710,6 +727,7 @@ func TestSeenStoreFailure(t *testing.T) {
 	e := newEnv(t)
 	errRedis := errors.New("redis: connection pool timeout")
 	e.runner.Seen = failingSeen{errRedis}
+	e.noPrefetch = true
 	out := e.poll(t, newConn(returns(result("c1", item("a", "1")))))
 	require.Error(t, out.Err)
 	assert.ErrorIs(t, out.Err, errRedis)

@@ -7,29 +7,31 @@ import (
 )
 
 type metrics struct {
-	published *prometheus.CounterVec
-	coalesced *prometheus.CounterVec
-	leader    prometheus.Gauge
-	scheduled prometheus.Gauge
-	errors    *prometheus.CounterVec
+	leader     prometheus.Gauge
+	scheduled  prometheus.Gauge
+	changes    *prometheus.CounterVec
+	firstTicks prometheus.Counter
+	errors     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		published: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pollgrid_ticks_published_total", Help: "Ticks accepted by the TICKS stream.",
-		}, []string{"type"}),
-		coalesced: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pollgrid_ticks_coalesced_total", Help: "Ticks refused because the connector's previous tick is still pending or running.",
-		}, []string{"type"}),
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "pollgrid_scheduler_leader", Help: "1 when this replica holds the leader lease and publishes ticks.",
+			Name: "pollgrid_scheduler_leader", Help: "1 when this replica holds the leader lease and keeps the schedules.",
 		}),
 		scheduled: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "pollgrid_scheduled_connectors", Help: "Connectors this replica schedules (0 when not leader).",
+			Name: "pollgrid_scheduled_connectors", Help: "Connectors with a message schedule, as of the leader's last sync (0 when not leader).",
+		}),
+		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pollgrid_schedule_changes_total", Help: "Message schedules installed (new or changed) and removed.",
+		}, []string{"op"}),
+		firstTicks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pollgrid_first_ticks_total", Help: "Ticks the scheduler sent itself: a new or overdue connector's first poll.",
 		}),
 		errors: telemetry.NewDependencyErrors(),
 	}
-	reg.MustRegister(m.published, m.coalesced, m.leader, m.scheduled, m.errors)
+	m.changes.WithLabelValues("install")
+	m.changes.WithLabelValues("remove")
+	reg.MustRegister(m.leader, m.scheduled, m.changes, m.firstTicks, m.errors)
 	return m
 }

@@ -23,6 +23,9 @@ type Env struct {
 	LogLevel string
 	// StreamReplicas is NATS_STREAM_REPLICAS for the JetStream streams; default 1.
 	StreamReplicas int
+	// PProfAddr is PPROF_ADDR, where Go's profiler (/debug/pprof/) listens;
+	// empty (the default) turns it off. Keep it on loopback.
+	PProfAddr string
 }
 
 // ReadEnv reads the shared variables; defaultHTTP is the service's own
@@ -34,6 +37,7 @@ func ReadEnv(lookup config.Env, defaultHTTP string) (Env, error) {
 		RedisPrefix: get(lookup, "REDIS_PREFIX", "pollgrid"),
 		HTTPAddr:    get(lookup, "HTTP_ADDR", defaultHTTP),
 		LogLevel:    get(lookup, "LOG_LEVEL", "info"),
+		PProfAddr:   get(lookup, "PPROF_ADDR", ""),
 	}
 	var err error
 	if e.StreamReplicas, err = Int(lookup, "NATS_STREAM_REPLICAS", 1, 1, 5); err != nil {

@@ -48,10 +48,13 @@ func runScheduler(ctx context.Context, rt *Runtime) error {
 	if err != nil {
 		return err
 	}
+	resync, err := Duration(rt.Lookup, "SCHEDULER_RESYNC", 0)
+	if err != nil {
+		return err
+	}
 	id, _ := rt.Lookup("SCHEDULER_ID")
 	s := scheduler.New(rt.JS, rt.Store, rt.Config(), scheduler.Options{
-		ID: id, LeaderTTL: leaderTTL, Logger: rt.Logger, Registerer: rt.Metrics,
-		Tracer: rt.Tracer, Propagator: telemetry.Propagator,
+		ID: id, LeaderTTL: leaderTTL, Resync: resync, Logger: rt.Logger, Registerer: rt.Metrics,
 	})
 	rt.WatchReload(ctx, func(c *config.Config) error { s.Apply(c); return nil })
 	return serveAlong(ctx, rt, nil, s.Run)
@@ -79,7 +82,7 @@ func runWorker(ctx context.Context, rt *Runtime) error {
 	}
 	w, err := worker.New(rt.JS, rt.Store, rt.Connectors, rt.Config(), worker.Options{
 		ID: id, Concurrency: concurrency, AckWait: ackWait, Grace: grace, Filter: filter,
-		HTTP:   upstreamClient(rt),
+		HTTP:   upstreamClient(rt, concurrency),
 		Logger: rt.Logger, Registerer: rt.Metrics, Tracer: rt.Tracer, Propagator: telemetry.Propagator,
 		Redactor: rt.Redactor,
 	})
@@ -170,8 +173,9 @@ func CheckConfig(lookup config.Env, stdout, stderr io.Writer) int {
 // upstreamClient is the client every connector uses: upstream's politeness
 // and limits, with a client span per request. Trace context is not sent to
 // third-party upstreams (an empty propagator), so no traceparent leaves.
-func upstreamClient(rt *Runtime) *http.Client {
+func upstreamClient(rt *Runtime, concurrency int) *http.Client {
 	return upstream.NewClient(upstream.Options{
+		IdleConnsPerHost: concurrency,
 		Wrap: func(next http.RoundTripper) http.RoundTripper {
 			return otelhttp.NewTransport(next,
 				otelhttp.WithTracerProvider(rt.Tracer),

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"os/signal"
@@ -233,18 +234,44 @@ func (rt *Runtime) Serve(ctx context.Context, extra http.Handler) error {
 	if extra != nil {
 		mux.Handle("/", extra)
 	}
-	srv := &http.Server{Addr: rt.Env.HTTPAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	rt.Logger.Info("http listening", "addr", rt.Env.HTTPAddr)
-	select {
-	case err := <-errc:
-		return fmt.Errorf("HTTP_ADDR %s: %w", rt.Env.HTTPAddr, err)
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
+	servers := map[string]*http.Server{
+		"HTTP_ADDR": {Addr: rt.Env.HTTPAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second},
 	}
+	if rt.Env.PProfAddr != "" {
+		// The profiler has its own listener, off by default: it is for
+		// operators on the host, never for what scrapes /metrics.
+		servers["PPROF_ADDR"] = &http.Server{Addr: rt.Env.PProfAddr, Handler: pprofMux(), ReadHeaderTimeout: 5 * time.Second}
+	}
+	errc := make(chan error, len(servers))
+	for name, srv := range servers {
+		go func() {
+			if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("%s %s: %w", name, srv.Addr, err)
+			}
+		}()
+		rt.Logger.Info("http listening", "addr", srv.Addr, "for", name)
+	}
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, srv := range servers {
+		_ = srv.Shutdown(sctx)
+	}
+	return err
+}
+
+func pprofMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // WatchReload re-reads the config on SIGHUP until ctx ends. An invalid

@@ -11,7 +11,7 @@ import (
 var (
 	// ErrLeaseHeld means another owner holds the connector's lease. It comes
 	// wrapped in a *LeaseHeldError that tells how long the lease has left.
-	ErrLeaseHeld = errors.New("lease held by another owner")
+	ErrLeaseHeld = errors.New("lease held by another poll")
 	// ErrLeaseLost means the lease expired, or expired and was taken over,
 	// since it was acquired or last renewed: stop polling.
 	ErrLeaseLost = errors.New("lease lost")
@@ -20,7 +20,7 @@ var (
 	ErrFenced = errors.New("fenced: a newer lease exists, nothing written")
 )
 
-// LeaseHeldError is returned by Acquire when another owner holds the lease.
+// LeaseHeldError is returned by Acquire while the lease is held.
 // errors.Is(err, ErrLeaseHeld) is true.
 type LeaseHeldError struct {
 	Connector string
@@ -46,9 +46,9 @@ type Lease struct {
 func (l *Lease) value() string { return l.Owner + ":" + strconv.FormatUint(l.Token, 10) }
 
 // Acquire takes the connector's lease for ttl and returns its state, in one
-// round trip. Every successful Acquire takes a new, greater fencing token,
-// also when owner already held the lease (a retry is a new poll). When
-// another owner holds it the error is a *LeaseHeldError.
+// round trip. Every successful Acquire takes a new, greater fencing token.
+// While the lease is held, by anyone (owner included: two ticks of one
+// connector may reach one worker), the error is a *LeaseHeldError.
 func (s *Store) Acquire(ctx context.Context, connector, owner string, ttl time.Duration) (*Lease, State, error) {
 	if err := checkName(connector); err != nil {
 		return nil, State{}, fmt.Errorf("acquire lease: %w", err)
@@ -59,8 +59,8 @@ func (s *Store) Acquire(ctx context.Context, connector, owner string, ttl time.D
 	if ttl < time.Millisecond {
 		return nil, State{}, fmt.Errorf("acquire lease %s: ttl %s is under 1ms", connector, ttl)
 	}
-	keys := []string{s.key(connector, keyLease), s.key(connector, keyFence), s.key(connector, keyState)}
-	res, err := s.acquire.Run(ctx, s.rdb, keys, owner, ttl.Milliseconds()).Slice()
+	keys := []string{s.key(connector, keyLease), s.key(connector, keyFence), s.key(connector, keyState), s.key(connector, keySeen)}
+	res, err := s.acquire.Run(ctx, s.rdb, keys, owner, ttl.Milliseconds(), PrefetchSeen).Slice()
 	if err != nil {
 		return nil, State{}, fmt.Errorf("acquire lease %s: %w", connector, err)
 	}
@@ -71,22 +71,35 @@ func (s *Store) Acquire(ctx context.Context, connector, owner string, ttl time.D
 		pttl, _ := res[1].(int64)
 		return nil, State{}, &LeaseHeldError{Connector: connector, Remaining: max(0, time.Duration(pttl)*time.Millisecond)}
 	}
+	if len(res) < 5 {
+		return nil, State{}, fmt.Errorf("acquire lease %s: unexpected script reply %v", connector, res)
+	}
 	token, _ := res[1].(int64)
-	var flat []any
-	if len(res) > 2 {
-		flat, _ = res[2].([]any)
-	}
-	h := make(map[string]string, len(flat)/2)
-	for i := 0; i+1 < len(flat); i += 2 {
-		k, _ := flat[i].(string)
-		v, _ := flat[i+1].(string)
-		h[k] = v
-	}
-	st, err := parseState(h)
+	flat, _ := res[2].([]any)
+	st, err := parseState(pairs(flat))
 	if err != nil {
 		return nil, State{}, fmt.Errorf("acquire lease %s: read state: %w", connector, err)
 	}
+	if prefetched, _ := res[3].(int64); prefetched == 1 {
+		flat, _ := res[4].([]any)
+		st.Seen = pairs(flat)
+	}
 	return &Lease{Connector: connector, Owner: owner, Token: uint64(token), TTL: ttl}, st, nil
+}
+
+// PrefetchSeen is how many seen items a connector may remember for Acquire
+// to return their versions with the state.
+const PrefetchSeen = 256
+
+// pairs turns a flat HGETALL reply into a map.
+func pairs(flat []any) map[string]string {
+	m := make(map[string]string, len(flat)/2)
+	for i := 0; i+1 < len(flat); i += 2 {
+		k, _ := flat[i].(string)
+		v, _ := flat[i+1].(string)
+		m[k] = v
+	}
+	return m
 }
 
 // Renew extends the lease by its TTL if it is still this one (same owner

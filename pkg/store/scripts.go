@@ -1,31 +1,32 @@
 package store
 
 // The Lua scripts. Each one touches only the keys of one connector (one hash
-// slot), passed in KEYS, and sticks to GET SET INCR PEXPIRE PTTL DEL HGETALL
-// HSET HDEL HMGET ZADD ZCARD ZPOPMIN ZRANGEBYSCORE ZREMRANGEBYSCORE so that it
+// slot), passed in KEYS, and sticks to EXISTS GET SET INCR PEXPIRE PTTL DEL HGETALL
+// HLEN HSET HDEL HMGET ZADD ZCARD ZPOPMIN ZRANGEBYSCORE ZREMRANGEBYSCORE so that it
 // runs on miniredis as well as on Redis. Variadic commands are called in
 // chunks: unpack of a long table overflows Lua's C stack.
 
 // acquireLua takes a connector's lease.
 //
-//	KEYS: lease fence state
-//	ARGV: owner ttl_ms
-//	held by another owner -> {0, pttl_ms}
-//	acquired              -> {1, token, {state field, value, ...}}
+//	KEYS: lease fence state seen
+//	ARGV: owner ttl_ms prefetch_max
+//	held     -> {0, pttl_ms}
+//	acquired -> {1, token, {state field, value, ...}, prefetched, {seen id, version, ...}}
 //
-// The lease value is "<owner>:<token>"; the owner is everything before the
-// last colon, so owners may contain colons (host:pid).
+// The lease value is "<owner>:<token>". When the connector remembers at
+// most prefetch_max items, their versions come along (prefetched = 1),
+// which saves the poll a round trip to read them.
 const acquireLua = `
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local holder = string.match(cur, '^(.*):%d+$')
-  if holder ~= ARGV[1] then
-    return {0, redis.call('PTTL', KEYS[1])}
-  end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return {0, redis.call('PTTL', KEYS[1])}
 end
 local token = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
-return {1, token, redis.call('HGETALL', KEYS[3])}
+local prefetched, seen = 0, {}
+if redis.call('HLEN', KEYS[4]) <= tonumber(ARGV[3]) then
+  prefetched, seen = 1, redis.call('HGETALL', KEYS[4])
+end
+return {1, token, redis.call('HGETALL', KEYS[3]), prefetched, seen}
 `
 
 // renewLua extends a lease that is still ours.

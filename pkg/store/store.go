@@ -91,6 +91,11 @@ type State struct {
 	// NotBefore is when the upstream allows the next poll (Retry-After, a
 	// rate limit reset); zero when it asked nothing.
 	NotBefore time.Time
+	// Seen holds the remembered version of every seen item, by id, when
+	// Acquire read them with the state (a connector that remembers at most
+	// PrefetchSeen items); nil otherwise: read them with SeenVersions.
+	// Only Acquire fills it, and Commit does not write it.
+	Seen map[string]string
 }
 
 // State hash fields.

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"reflect"
 	"context"
 	"errors"
 	"fmt"
@@ -87,13 +88,13 @@ func TestTokensStrictlyIncrease(t *testing.T) {
 	}
 	for round := range 5 {
 		l := take("a")
-		take("a") // the holder acquiring again is a new poll: new token
-		l = take("a")
+		require.NoError(t, s.Release(ctx, l))
+		l = take("a") // the same owner again: a new poll, a new token
 		require.NoError(t, s.Release(ctx, l))
 		l = take(fmt.Sprintf("b-%d", round))
 		require.NoError(t, s.Commit(ctx, l, store.Commit{Now: t0}))
 	}
-	assert.Equal(t, uint64(20), last)
+	assert.Equal(t, uint64(15), last)
 
 	other, _, err := s.Acquire(ctx, "other-connector", "a", leaseTTL)
 	require.NoError(t, err)
@@ -106,10 +107,10 @@ func TestOwnerWithColons(t *testing.T) {
 
 	a, _, err := s.Acquire(ctx, "c", "host:1234", leaseTTL)
 	require.NoError(t, err)
-	_, _, err = s.Acquire(ctx, "c", "host", leaseTTL)
-	require.ErrorIs(t, err, store.ErrLeaseHeld, "an owner that is a prefix of the holder is another owner")
-	_, _, err = s.Acquire(ctx, "c", "host:123", leaseTTL)
-	require.ErrorIs(t, err, store.ErrLeaseHeld)
+	require.NoError(t, s.Renew(ctx, a))
+	require.ErrorIs(t, s.Renew(ctx, &store.Lease{Connector: "c", Owner: "host", Token: a.Token, TTL: leaseTTL}), store.ErrLeaseLost,
+		"an owner that is a prefix of the holder is another owner")
+	require.NoError(t, s.Release(ctx, a))
 	again, _, err := s.Acquire(ctx, "c", "host:1234", leaseTTL)
 	require.NoError(t, err)
 	assert.Greater(t, again.Token, a.Token)
@@ -142,7 +143,8 @@ func TestStaleCommitIsFenced(t *testing.T) {
 	}))
 	stale, _, err := s.Acquire(ctx, "c", "a", leaseTTL)
 	require.NoError(t, err)
-	newer, _, err := s.Acquire(ctx, "c", "a", leaseTTL) // the same owner retried: stale is now old
+	require.NoError(t, s.Release(ctx, stale)) // as if it expired while its worker was paused
+	newer, _, err := s.Acquire(ctx, "c", "b", leaseTTL)
 	require.NoError(t, err)
 
 	wantState, wantSeen, wantSeenAt := rawState(t, rdb, "c")
@@ -158,8 +160,23 @@ func TestStaleCommitIsFenced(t *testing.T) {
 	assert.Equal(t, wantSeen, gotSeen, "seen unchanged")
 	assert.Equal(t, wantSeenAt, gotSeenAt, "seen_at unchanged")
 	require.NoError(t, s.Renew(ctx, newer), "the fenced commit did not release the newer lease")
-	_, _, err = s.Acquire(ctx, "c", "b", leaseTTL)
+	_, _, err = s.Acquire(ctx, "c", "a", leaseTTL)
 	assert.ErrorIs(t, err, store.ErrLeaseHeld)
+}
+
+func TestALeaseHeldByTheSameOwnerIsHeld(t *testing.T) {
+	// Two ticks of one connector can reach the same worker (a fire replaces
+	// a tick whose poll still runs): the second must not take the lease
+	// from the first.
+	ctx := context.Background()
+	s, _ := newStore(t, store.Options{})
+	first, _, err := s.Acquire(ctx, "c", "w1", leaseTTL)
+	require.NoError(t, err)
+	_, _, err = s.Acquire(ctx, "c", "w1", leaseTTL)
+	var held *store.LeaseHeldError
+	require.ErrorAs(t, err, &held)
+	assert.Positive(t, held.Remaining)
+	require.NoError(t, s.Renew(ctx, first), "the first poll still holds its lease")
 }
 
 func TestExpiredLeaseIsTakenOver(t *testing.T) {
@@ -274,7 +291,7 @@ func TestStateRoundTrip(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			s, rdb := newStore(t, store.Options{})
-			if tc.before != (store.State{}) {
+			if !reflect.ValueOf(tc.before).IsZero() {
 				l, _, err := s.Acquire(ctx, "c", "a", leaseTTL)
 				require.NoError(t, err)
 				require.NoError(t, s.Commit(ctx, l, store.Commit{State: tc.before, Now: t0}))
@@ -289,6 +306,8 @@ func TestStateRoundTrip(t *testing.T) {
 
 			_, viaAcquire, err := s.Acquire(ctx, "c", "a", leaseTTL)
 			require.NoError(t, err)
+			assert.Equal(t, map[string]string{}, viaAcquire.Seen, "no item seen yet, and Acquire says so")
+			viaAcquire.Seen = nil
 			assert.Equal(t, tc.state, viaAcquire, "Acquire returns the same state")
 
 			fields, err := rdb.HKeys(ctx, "pollgrid:{c}:state").Result()
@@ -315,7 +334,7 @@ func TestAcquireOfNeverPolledConnector(t *testing.T) {
 	s, _ := newStore(t, store.Options{})
 	l, st, err := s.Acquire(ctx, "fresh", "a", leaseTTL)
 	require.NoError(t, err)
-	assert.Equal(t, store.State{}, st)
+	assert.Equal(t, store.State{Seen: map[string]string{}}, st, "nothing stored, and no item seen yet")
 	assert.Equal(t, &store.Lease{Connector: "fresh", Owner: "a", Token: 1, TTL: leaseTTL}, l)
 }
 
@@ -612,4 +631,30 @@ func TestPrefix(t *testing.T) {
 	for _, k := range keys {
 		assert.True(t, strings.HasPrefix(k, "staging:"))
 	}
+}
+
+func TestAcquireBringsTheSeenVersionsOfASmallConnector(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t, store.Options{})
+	commitSeen := func(n int) {
+		l, _, err := s.Acquire(ctx, "c", "a", leaseTTL)
+		require.NoError(t, err)
+		seen := make([]store.SeenItem, n)
+		for i := range seen {
+			seen[i] = store.SeenItem{ID: fmt.Sprintf("item-%d", i), Version: "v1"}
+		}
+		require.NoError(t, s.Commit(ctx, l, store.Commit{Seen: seen, Fetched: true}))
+	}
+
+	commitSeen(store.PrefetchSeen)
+	l, st, err := s.Acquire(ctx, "c", "a", leaseTTL)
+	require.NoError(t, err)
+	require.Len(t, st.Seen, store.PrefetchSeen)
+	assert.Equal(t, "v1", st.Seen["item-0"])
+	require.NoError(t, s.Release(ctx, l))
+
+	commitSeen(store.PrefetchSeen + 1)
+	_, st, err = s.Acquire(ctx, "c", "a", leaseTTL)
+	require.NoError(t, err)
+	assert.Nil(t, st.Seen, "too many to bring along: the poll reads the versions it needs")
 }

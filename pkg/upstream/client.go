@@ -39,6 +39,11 @@ type Options struct {
 	DialTimeout           time.Duration
 	TLSHandshakeTimeout   time.Duration
 	ResponseHeaderTimeout time.Duration
+	// IdleConnsPerHost is how many idle connections to one upstream host
+	// are kept for reuse: as many as polls may run at once, so that a
+	// worker polling one host from many connectors reuses its connections
+	// instead of opening new ones. Default 8.
+	IdleConnsPerHost int
 	// Wrap decorates the transport (tracing); nil for none.
 	Wrap func(http.RoundTripper) http.RoundTripper
 }
@@ -52,6 +57,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.UserAgent == "" {
 		o.UserAgent = "pollgrid/" + Version + " (+https://github.com/pollgrid/pollgrid)"
+	}
+	if o.IdleConnsPerHost <= 0 {
+		o.IdleConnsPerHost = 8
 	}
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = 5 * time.Second
@@ -73,8 +81,8 @@ func NewClient(o Options) *http.Client {
 		DialContext:           (&net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
 		TLSHandshakeTimeout:   o.TLSHandshakeTimeout,
 		ResponseHeaderTimeout: o.ResponseHeaderTimeout,
-		MaxIdleConns:          100,
-		MaxIdleConnsPerHost:   8,
+		MaxIdleConns:          max(100, o.IdleConnsPerHost),
+		MaxIdleConnsPerHost:   o.IdleConnsPerHost,
 		IdleConnTimeout:       90 * time.Second,
 		ForceAttemptHTTP2:     true,
 	}

@@ -14,18 +14,20 @@ import (
 // connector name: 10,000 connectors must not mean millions of series.
 // Per-connector numbers come from the aggregator.
 type metrics struct {
-	polls        *prometheus.CounterVec
-	pollDuration *prometheus.HistogramVec
-	signals      *prometheus.CounterVec
-	itemsFailed  *prometheus.CounterVec
-	contention   *prometheus.CounterVec
-	fenced       *prometheus.CounterVec
-	redelivered  prometheus.Counter
-	lateness     prometheus.Histogram
-	inFlight     prometheus.Gauge
-	concurrency  prometheus.Gauge
-	badTicks     prometheus.Counter
-	errors       *prometheus.CounterVec
+	polls          *prometheus.CounterVec
+	pollDuration   *prometheus.HistogramVec
+	signals        *prometheus.CounterVec
+	itemsFailed    *prometheus.CounterVec
+	contention     *prometheus.CounterVec
+	missed         *prometheus.CounterVec
+	fenced         *prometheus.CounterVec
+	redelivered    prometheus.Counter
+	reportsDropped prometheus.Counter
+	lateness       prometheus.Histogram
+	inFlight       prometheus.Gauge
+	concurrency    prometheus.Gauge
+	badTicks       prometheus.Counter
+	errors         *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -44,16 +46,24 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "pollgrid_items_failed_total", Help: "Upstream items that could not be used (the poll went on).",
 		}, []string{"type"}),
 		contention: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pollgrid_lease_contention_total", Help: "Ticks that found the connector's lease held by another worker.",
+			Name: "pollgrid_lease_contention_total", Help: "Ticks that found the connector busy: its lease held by a poll still running " +
+				"(a connector slower than its interval is polled back to back, never in parallel).",
+		}, []string{"type"}),
+		missed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pollgrid_ticks_missed_total", Help: "Whole intervals that passed with no poll of a connector that was not backing off " +
+				"(its polls take longer than its interval, or the workers cannot keep up).",
 		}, []string{"type"}),
 		fenced: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pollgrid_state_writes_fenced_total", Help: "State commits rejected because a newer lease exists.",
 		}, []string{"type"}),
+		reportsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pollgrid_reports_dropped_total", Help: "Poll reports dropped because NATS refused them for too long (metrics only; signals are never dropped).",
+		}),
 		redelivered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pollgrid_ticks_redelivered_total", Help: "Ticks received more than once (a worker died or was too slow to ack).",
 		}),
 		lateness: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "pollgrid_tick_lateness_seconds", Help: "Time from a tick's due time to a worker starting it.",
+			Name: "pollgrid_tick_lateness_seconds", Help: "Time from a tick's intended time to a worker starting it.",
 			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 		}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -67,8 +77,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		errors: telemetry.NewDependencyErrors(),
 	}
-	reg.MustRegister(m.polls, m.pollDuration, m.signals, m.itemsFailed, m.contention, m.fenced,
-		m.redelivered, m.lateness, m.inFlight, m.concurrency, m.badTicks, m.errors)
+	reg.MustRegister(m.polls, m.pollDuration, m.signals, m.itemsFailed, m.contention, m.missed, m.fenced,
+		m.redelivered, m.reportsDropped, m.lateness, m.inFlight, m.concurrency, m.badTicks, m.errors)
 	return m
 }
 
@@ -98,5 +108,6 @@ func (m *metrics) initType(connectorType string) {
 	}
 	m.itemsFailed.WithLabelValues(connectorType)
 	m.contention.WithLabelValues(connectorType)
+	m.missed.WithLabelValues(connectorType)
 	m.fenced.WithLabelValues(connectorType)
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/redact"
 	"github.com/pollgrid/pollgrid/pkg/store"
 	"github.com/pollgrid/pollgrid/pkg/telemetry"
+	"github.com/pollgrid/pollgrid/pkg/upstream"
 	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
 )
 
@@ -43,14 +44,20 @@ type Options struct {
 	// Concurrency bounds the polls running at once (WORKER_CONCURRENCY); default 4.
 	Concurrency int
 	// AckWait is how long a tick may go without an ack or an in-progress
-	// signal before JetStream redelivers it to another worker; default 30s.
+	// signal before JetStream redelivers it to another worker; default 2s.
+	// With the lease TTL it bounds how long a killed worker's connectors
+	// wait: the worker signals progress four times per AckWait while a poll
+	// runs, so a short AckWait costs only a small message per second per
+	// poll that runs that long.
 	AckWait time.Duration
 	// Grace is how long in-flight polls may run after shutdown begins before
 	// they are abandoned (lease released, tick redelivered); default 20s.
 	Grace time.Duration
 	// Filter restricts the worker to some types or names; default all.
 	Filter bus.Filter
-	// HTTP is the client connectors use; default a client with otelhttp.
+	// HTTP is the client connectors use; default upstream.NewClient with
+	// as many idle connections per host as Concurrency (the services pass
+	// one that also traces each request).
 	HTTP       *http.Client
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -68,7 +75,7 @@ func (o Options) withDefaults() Options {
 		o.Concurrency = 4
 	}
 	if o.AckWait <= 0 {
-		o.AckWait = 30 * time.Second
+		o.AckWait = 2 * time.Second
 	}
 	if o.Grace <= 0 {
 		o.Grace = 20 * time.Second
@@ -86,7 +93,7 @@ func (o Options) withDefaults() Options {
 		o.Propagator = propagation.TraceContext{}
 	}
 	if o.HTTP == nil {
-		o.HTTP = &http.Client{}
+		o.HTTP = upstream.NewClient(upstream.Options{IdleConnsPerHost: o.Concurrency})
 	}
 	return o
 }
@@ -101,6 +108,7 @@ type Worker struct {
 	tracer   trace.Tracer
 	metrics  *metrics
 	log      *slog.Logger
+	reports  *reporter
 
 	mu         sync.RWMutex
 	connectors map[string]*instance
@@ -128,6 +136,7 @@ func New(js jetstream.JetStream, st *store.Store, registry *connector.Registry, 
 		metrics:  newMetrics(opts.Registerer),
 		log:      opts.Logger.With("worker", opts.ID),
 	}
+	w.reports = newReporter(js, opts.ID, w.log, w.metrics)
 	w.runner = &poll.Runner{
 		Publisher: &bus.SignalPublisher{JS: js, Tracer: tracer, Propagator: opts.Propagator},
 		Seen:      st,
@@ -204,6 +213,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	reportCtx, stopReports := context.WithCancel(context.WithoutCancel(ctx))
+	reportsDone := make(chan struct{})
+	go func() { defer close(reportsDone); w.reports.run(reportCtx) }()
+	defer func() { stopReports(); <-reportsDone }()
 	// Polls run on their own context so that shutdown can give them a grace
 	// period instead of cutting them off at once.
 	pollCtx, abandon := context.WithCancelCause(context.WithoutCancel(ctx))
@@ -252,6 +265,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		if err != nil && ctx.Err() == nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
 			w.metrics.errors.WithLabelValues("nats", "fetch").Inc()
 			w.log.Warn("fetch ticks failed", "error", err)
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				// The TICKS stream was recreated (or the consumer
+				// deleted by hand): make it again.
+				if c, cerr := w.Consumer(ctx); cerr == nil {
+					cons = c
+				}
+			}
 			sleepCtx(ctx, time.Second)
 		}
 	}
@@ -304,10 +324,16 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		}
 		return
 	}
+	if !in.cfg.Enabled {
+		// A tick fired just before the connector was disabled.
+		log.DebugContext(ctx, "dropping the tick of a disabled connector")
+		_ = msg.Ack()
+		return
+	}
 	w.metrics.inFlight.Inc()
 	defer w.metrics.inFlight.Dec()
-	if due := tick.GetDueAt(); due != nil {
-		w.metrics.lateness.Observe(time.Since(due.AsTime()).Seconds())
+	if intended, ok := bus.TickIntended(msg.Headers(), tick); ok {
+		w.metrics.lateness.Observe(time.Since(intended).Seconds())
 	}
 	report, naked, pollErr := w.poll(ctx, in, msg, log)
 	report.TraceId = span.SpanContext().TraceID().String()
@@ -321,12 +347,15 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		// rather than after AckWait.
 		_ = msg.Nak()
 	} else if !naked {
-		if err := msg.DoubleAck(ctx); err != nil {
+		// A plain ack: should it be lost, the redelivered tick finds the
+		// lease free and polls once more, which fencing and the seen
+		// versions make harmless.
+		if err := msg.Ack(); err != nil {
 			w.metrics.errors.WithLabelValues("nats", "ack").Inc()
 			log.WarnContext(ctx, "ack tick failed (it will be redelivered)", "error", err)
 		}
 	}
-	w.publishReport(ctx, report, log)
+	w.reports.add(report)
 }
 
 // poll runs one connector under its lease and returns the report to send;
@@ -367,6 +396,7 @@ func (w *Worker) poll(ctx context.Context, in *instance, msg jetstream.Msg, log 
 		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE, err, true)
 	}
 	report.FencingToken = lease.Token
+	w.countMissed(c, state)
 	if !state.NotBefore.IsZero() && time.Now().Before(state.NotBefore) {
 		_ = w.store.Release(context.WithoutCancel(ctx), lease)
 		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED,
@@ -436,30 +466,28 @@ func (w *Worker) commit(ctx context.Context, lease *store.Lease, c store.Commit)
 	return nil
 }
 
-// keepAlive renews the lease every third of its TTL and tells JetStream the
-// tick is in progress every third of AckWait. A failed renewal cancels the
-// poll: another worker may own the connector now.
+// keepAlive renews the lease and tells JetStream the tick is in progress,
+// both four times per the shorter of the lease TTL and AckWait, so one late
+// heartbeat loses neither. A failed renewal cancels the poll: another worker
+// may own the connector now.
 func (w *Worker) keepAlive(ctx context.Context, cancel context.CancelCauseFunc, lease *store.Lease, msg jetstream.Msg, log *slog.Logger) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		renew := time.NewTicker(lease.TTL / 3)
-		defer renew.Stop()
-		progress := time.NewTicker(w.opts.AckWait / 3)
-		defer progress.Stop()
+		beat := time.NewTicker(min(lease.TTL, w.opts.AckWait) / 4)
+		defer beat.Stop()
 		for {
 			select {
 			case <-done:
 				return
 			case <-ctx.Done():
 				return
-			case <-progress.C:
+			case <-beat.C:
 				if err := msg.InProgress(); err != nil {
 					w.metrics.errors.WithLabelValues("nats", "in_progress").Inc()
 				}
-			case <-renew.C:
 				if err := w.store.Renew(ctx, lease); err != nil {
 					w.metrics.errors.WithLabelValues("redis", "renew").Inc()
 					log.ErrorContext(ctx, "lease renewal failed: cancelling the poll", "error", err)
@@ -472,24 +500,19 @@ func (w *Worker) keepAlive(ctx context.Context, cancel context.CancelCauseFunc, 
 	return func() { close(done); wg.Wait() }
 }
 
-func (w *Worker) publishReport(ctx context.Context, r *pollgridv1.PollReport, log *slog.Logger) {
-	data, err := bus.EncodeReports(&pollgridv1.PollReports{Reports: []*pollgridv1.PollReport{r}})
-	if err != nil {
-		log.ErrorContext(ctx, "encode poll report", "error", err)
+// countMissed counts the whole intervals that passed since the connector
+// last became due (its last poll, or the end of a wait the upstream asked
+// for) without a poll.
+func (w *Worker) countMissed(c config.Connector, st store.State) {
+	since := st.LastPoll
+	if st.NotBefore.After(since) {
+		since = st.NotBefore
+	}
+	if since.IsZero() {
 		return
 	}
-	msg := &nats.Msg{Subject: bus.ReportSubject(w.opts.ID), Data: data, Header: nats.Header{}}
-	ctx, span := bus.StartPublishSpan(ctx, w.tracer, msg)
-	defer span.End()
-	w.opts.Propagator.Inject(ctx, bus.HeaderCarrier(msg.Header))
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	ack, err := w.js.PublishMsg(ctx, msg)
-	bus.RecordAck(span, msg, ack)
-	if err != nil {
-		bus.RecordError(span, err)
-		w.metrics.errors.WithLabelValues("nats", "report").Inc()
-		log.WarnContext(ctx, "publish poll report failed", "error", err)
+	if missed := int(time.Since(since)/c.Interval) - 1; missed > 0 {
+		w.metrics.missed.WithLabelValues(c.Type).Add(float64(missed))
 	}
 }
 

@@ -11,8 +11,9 @@ import (
 	"github.com/pollgrid/pollgrid/test/harness"
 )
 
-// Two scheduler replicas: exactly one publishes ticks; when it stops, the
-// other takes over and the connector keeps being polled.
+// Two scheduler replicas: exactly one keeps the schedules; the other
+// changes nothing. NATS fires the ticks, so polls go on while no scheduler
+// runs at all, and a standby takes over the schedules when the leader stops.
 func TestTwoSchedulersDoNotDoublePolls(t *testing.T) {
 	s := startStack(t)
 	second := harness.Start(t, service.Scheduler, s.envWith(map[string]string{"SCHEDULER_ID": "second"}))
@@ -30,13 +31,19 @@ func TestTwoSchedulersDoNotDoublePolls(t *testing.T) {
 		}
 	}
 	require.Equal(t, 1, leaders, "exactly one scheduler leads")
-	assert.False(t, metricLine(t, standby.HTTP, `pollgrid_ticks_published_total{type="weather-noaa"}`, "1"),
-		"the standby published no tick")
-	assert.NotContains(t, readMetrics(t, standby.HTTP), `pollgrid_ticks_published_total{type="weather-noaa"}`)
+	assert.True(t, metricLine(t, standby.HTTP, `pollgrid_schedule_changes_total{op="install"}`, "0"), "the standby installed nothing")
+	assert.True(t, metricLine(t, standby.HTTP, "pollgrid_first_ticks_total", "0"), "the standby sent no tick")
 
+	require.NoError(t, standby.Stop())
 	require.NoError(t, leader.Stop())
+	m = successesAtLeast(t, s, "noaa-az", m.Successes+3) // no scheduler runs: NATS fires the ticks
+
+	again := harness.Start(t, service.Scheduler, s.envWith(map[string]string{"SCHEDULER_ID": "again"}))
 	require.Eventually(t, func() bool {
-		return metricLine(t, standby.HTTP, "pollgrid_scheduler_leader", "1")
-	}, 15*time.Second, 50*time.Millisecond, "the standby never took over")
+		return metricLine(t, again.HTTP, "pollgrid_scheduler_leader", "1") &&
+			metricLine(t, again.HTTP, "pollgrid_scheduled_connectors", "1")
+	}, 15*time.Second, 50*time.Millisecond, "a new scheduler never took over")
+	assert.True(t, metricLine(t, again.HTTP, `pollgrid_schedule_changes_total{op="install"}`, "0"),
+		"the schedule was in place: nothing to install")
 	successesAtLeast(t, s, "noaa-az", m.Successes+3)
 }

@@ -81,13 +81,14 @@ func TestDevStackRunsTheWholeStack(t *testing.T) {
 		return false
 	}, 30*time.Second, 50*time.Millisecond, "no signal from the dev stack")
 
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics/connectors/noaa-dev", httpPort))
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	var m connectorMetrics
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&m))
-	assert.GreaterOrEqual(t, m.Successes, int64(1))
+	// Poll reports reach the aggregator in batches, a second or two later.
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics/connectors/noaa-dev", httpPort))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var m connectorMetrics
+		return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&m) == nil && m.Successes >= 1
+	}, 30*time.Second, 100*time.Millisecond, "the aggregator never counted a success")
 
 	require.NoError(t, p.Cmd.Process.Signal(syscall.SIGTERM))
 	assert.Equal(t, 0, p.Wait(30*time.Second), "SIGTERM shuts the stack down cleanly")

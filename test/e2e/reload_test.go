@@ -1,14 +1,19 @@
 package e2e
 
 import (
+	"context"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/pollgrid/pollgrid/pkg/bus"
 )
 
 // metricLine reports whether a service's /metrics has a sample line that
@@ -20,6 +25,22 @@ func metricLine(t *testing.T, url, series, value string) bool {
 		}
 	}
 	return false
+}
+
+// metricSum adds up the value of one series (name and labels exactly as
+// exposed) over several services' /metrics.
+func metricSum(t *testing.T, series string, urls ...string) float64 {
+	var sum float64
+	for _, url := range urls {
+		for _, line := range strings.Split(readMetrics(t, url), "\n") {
+			if v, ok := strings.CutPrefix(line, series+" "); ok {
+				f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				require.NoError(t, err, "series %s: %q", series, line)
+				sum += f
+			}
+		}
+	}
+	return sum
 }
 
 func TestSIGHUPReloadRejectsBrokenConfigAndAppliesValidOne(t *testing.T) {
@@ -54,10 +75,19 @@ func TestSIGHUPReloadRejectsBrokenConfigAndAppliesValidOne(t *testing.T) {
 	assert.True(t, metricLine(t, s.scheduler.HTTP, `pollgrid_config_reloads_total{result="ok"}`, "1"))
 	assert.True(t, metricLine(t, s.scheduler.HTTP, "pollgrid_scheduled_connectors", "2"))
 
-	// Removing a connector stops its polls.
+	// Removing a connector stops its polls: its schedule and any pending
+	// tick are gone from TICKS.
 	require.NoError(t, os.WriteFile(path, []byte(connectorsJSON(s.upstream.URL, "noaa-b")), 0o600))
 	require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGHUP))
 	require.Eventually(t, func() bool {
 		return metricLine(t, s.scheduler.HTTP, "pollgrid_scheduled_connectors", "1")
 	}, 10*time.Second, 50*time.Millisecond)
+	ticks, err := s.js.Stream(context.Background(), bus.TicksStream)
+	require.NoError(t, err)
+	for _, subject := range []string{bus.ScheduleSubject("weather-noaa", "noaa-az"), bus.TickSubject("weather-noaa", "noaa-az")} {
+		_, err = ticks.GetLastMsgForSubject(context.Background(), subject)
+		assert.ErrorIs(t, err, jetstream.ErrMsgNotFound, "%s is gone", subject)
+	}
+	_, err = ticks.GetLastMsgForSubject(context.Background(), bus.ScheduleSubject("weather-noaa", "noaa-b"))
+	assert.NoError(t, err, "the remaining connector keeps its schedule")
 }

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -91,6 +92,14 @@ func Start(t testing.TB, svc service.Service, env map[string]string, opts ...ser
 	s := &Service{Runtime: rt, HTTP: "http://" + env["HTTP_ADDR"], cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- svc.Run(ctx, rt) }()
 	t.Cleanup(func() { _ = s.Stop() })
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(s.HTTP + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 10*time.Second, 10*time.Millisecond, "%s never answered /healthz", svc.Name)
 	return s
 }
 

@@ -1,0 +1,113 @@
+package scheduler
+
+import (
+	"bytes"
+	"fmt"
+	"hash/fnv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/pollgrid/pollgrid/pkg/bus"
+	"github.com/pollgrid/pollgrid/pkg/config"
+	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
+)
+
+// Phase is the connector's fixed offset within its interval, whole seconds
+// in [0, interval): its ticks fire at phase, phase + interval, ... It comes
+// from the name alone, so every replica computes the same one, a reinstall
+// never moves a connector's ticks, and many connectors with one interval
+// spread evenly over it instead of firing in the same second.
+func Phase(name string, interval time.Duration) time.Duration {
+	secs := uint64(interval / time.Second)
+	if secs <= 1 {
+		return 0
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(name))
+	return time.Duration(h.Sum64()%secs) * time.Second
+}
+
+// Spec is the NATS message-schedule expression that fires a connector's
+// ticks every interval at its Phase. Intervals that divide a minute, an hour
+// or a day become a 6-field cron expression in UTC (seconds first), which
+// pins the phase whenever the schedule is (re)installed; any other interval
+// becomes "@every <interval>", whose phase is set by when it is installed.
+func Spec(name string, interval time.Duration) string {
+	p := Phase(name, interval)
+	s, m, h := int(p/time.Second)%60, int(p/time.Minute)%60, int(p/time.Hour)
+	switch {
+	case interval%time.Second == 0 && interval < time.Minute && time.Minute%interval == 0:
+		if interval == time.Second {
+			return "* * * * * *"
+		}
+		return fmt.Sprintf("%d/%d * * * * *", s, interval/time.Second)
+	case interval%time.Minute == 0 && interval < time.Hour && time.Hour%interval == 0:
+		if interval == time.Minute {
+			return fmt.Sprintf("%d * * * * *", s)
+		}
+		return fmt.Sprintf("%d %d/%d * * * *", s, m, interval/time.Minute)
+	case interval%time.Hour == 0 && interval <= 24*time.Hour && 24*time.Hour%interval == 0:
+		if interval == time.Hour {
+			return fmt.Sprintf("%d %d * * * *", s, m)
+		}
+		return fmt.Sprintf("%d %d %d/%d * * *", s, m, h, interval/time.Hour)
+	}
+	return "@every " + interval.String()
+}
+
+// definition is one connector's message schedule as stored in TICKS: a
+// message on its schedule subject whose headers tell NATS when to fire and
+// where, and whose body is the tick NATS publishes each time.
+type definition struct {
+	subject string
+	spec    string
+	target  string
+	body    []byte
+	// every is the interval of an "@every" spec, 0 for cron.
+	every time.Duration
+}
+
+func newDefinition(c config.Connector) (definition, error) {
+	body, err := bus.EncodeTick(&pollgridv1.Tick{
+		Connector: c.Name, ConnectorType: c.Type, Interval: durationpb.New(c.Interval),
+	})
+	if err != nil {
+		return definition{}, fmt.Errorf("schedule %s: %w", c.Name, err)
+	}
+	d := definition{
+		subject: bus.ScheduleSubject(c.Type, c.Name),
+		spec:    Spec(c.Name, c.Interval),
+		target:  bus.TickSubject(c.Type, c.Name),
+		body:    body,
+	}
+	if strings.HasPrefix(d.spec, "@every ") {
+		d.every = c.Interval
+	}
+	return d, nil
+}
+
+// definitionOf reads a definition back from a stored message.
+func definitionOf(m *jetstream.RawStreamMsg) definition {
+	return definition{
+		subject: m.Subject,
+		spec:    m.Header.Get(jetstream.ScheduleHeader),
+		target:  m.Header.Get(jetstream.ScheduleTargetHeader),
+		body:    m.Data,
+	}
+}
+
+func (d definition) equal(o definition) bool {
+	return d.subject == o.subject && d.spec == o.spec && d.target == o.target && bytes.Equal(d.body, o.body)
+}
+
+func (d definition) msg() *nats.Msg {
+	m := nats.NewMsg(d.subject)
+	m.Header.Set(jetstream.ScheduleHeader, d.spec)
+	m.Header.Set(jetstream.ScheduleTargetHeader, d.target)
+	m.Data = d.body
+	return m
+}
