@@ -1,10 +1,10 @@
 package store_test
 
 import (
-	"reflect"
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
