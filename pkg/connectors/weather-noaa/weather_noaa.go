@@ -1,6 +1,9 @@
 // Package weathernoaa polls the active weather alerts of the US National
-// Weather Service (api.weather.gov) for one area, zone or point. Each alert is
-// one item; NWS gives an updated alert a new "sent" time, which is its version.
+// Weather Service (api.weather.gov) for one area, zone or point. Each alert
+// message is one item, published once: NWS never changes a sent alert. An
+// update or a cancellation is a new alert (messageType "Update" or "Cancel")
+// whose references name the alerts it replaces; the item carries them as
+// "supersedes", so a consumer can follow the thread.
 package weathernoaa
 
 import (
@@ -9,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -33,12 +35,6 @@ const (
 	DefaultMaxPages = 10
 	// maxMaxPages keeps a misconfigured connector from hammering NWS.
 	maxMaxPages = 100
-	// maxBodyBytes caps one page. The whole-country active list is a few MiB;
-	// anything above this is not an answer we want to hold in memory.
-	maxBodyBytes = 8 << 20
-	// maxErrorBodyBytes caps the read of a non-200 body: we only want its
-	// problem+json title and detail.
-	maxErrorBodyBytes = 64 << 10
 	// maxDetailRunes keeps an upstream detail from flooding logs and reports.
 	maxDetailRunes = 300
 	// userAgentExample is what the error texts suggest.
@@ -101,10 +97,8 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("config: set exactly one of area, zone or point (got %s)", listNames(set)))
 	}
 	errs = append(errs, validateUserAgent(c.UserAgent))
-	if c.BaseURL != "" {
-		_, err := parseBaseURL(c.BaseURL)
-		errs = append(errs, err)
-	}
+	_, err := polite.ParseBaseURL("config.base_url", c.BaseURL, DefaultBaseURL)
+	errs = append(errs, err)
 	if c.MaxPages != nil && (*c.MaxPages < 1 || *c.MaxPages > maxMaxPages) {
 		errs = append(errs, fmt.Errorf("config.max_pages: %d is out of range (write a number from 1 to %d; default %d)",
 			*c.MaxPages, maxMaxPages, DefaultMaxPages))
@@ -193,24 +187,6 @@ func validateUserAgent(ua string) error {
 	return nil
 }
 
-// parseBaseURL accepts an absolute http(s) URL without query or fragment.
-// Error texts show the URL redacted: a mirror's URL may carry credentials.
-func parseBaseURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf(`config.base_url: cannot be parsed as a URL (write an absolute http(s) URL such as %q)`, DefaultBaseURL)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf(`config.base_url: %q is not an absolute http(s) URL (write e.g. %q)`, u.Redacted(), DefaultBaseURL)
-	}
-	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
-		return nil, fmt.Errorf(`config.base_url: %q must not carry a query or fragment (NWS answers 400 to parameters it does not know)`, u.Redacted())
-	}
-	u.Path = strings.TrimRight(u.Path, "/")
-	u.RawPath = ""
-	return u, nil
-}
-
 func listNames(names []string) string {
 	switch len(names) {
 	case 0:
@@ -224,229 +200,117 @@ func listNames(names []string) string {
 
 // New builds a weather-noaa connector from its config. It does no I/O.
 func New(raw json.RawMessage, deps connector.Deps) (connector.Connector, error) {
-	cfg, err := connector.DecodeConfig[Config](raw)
-	if err != nil {
-		return nil, err
-	}
-	cfg.ApplyDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	base, _ := parseBaseURL(cfg.BaseURL) // validated above
-	firstURL := base.String() + "/alerts/active"
-	switch {
-	case cfg.Area != "":
-		firstURL += "?area=" + cfg.Area
-	case cfg.Zone != "":
-		firstURL += "/zone/" + cfg.Zone
-	default:
-		point, _ := normalizePoint(cfg.Point)
-		// Written by hand, not with url.Values: the comma stays a comma, as in
-		// NWS's own examples. Validation allows only digits, '-', '.' and ','.
-		firstURL += "?point=" + point
-	}
-	client := deps.HTTP
-	if client == nil {
-		client = polite.NewClient(polite.Options{})
-	}
-	logger := deps.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	return &alertPoller{
-		userAgent: cfg.UserAgent,
-		base:      base,
-		firstURL:  firstURL,
-		maxPages:  *cfg.MaxPages,
-		client:    client,
-		logger:    logger.With("connector_type", TypeName),
-	}, nil
+	return connector.Build(TypeName, raw, deps, func(cfg Config, deps connector.Deps) (connector.Connector, error) {
+		base, _ := polite.ParseBaseURL("config.base_url", cfg.BaseURL, DefaultBaseURL) // validated
+		firstURL := base.String() + "/alerts/active"
+		switch {
+		case cfg.Area != "":
+			firstURL += "?area=" + cfg.Area
+		case cfg.Zone != "":
+			firstURL += "/zone/" + cfg.Zone
+		default:
+			point, _ := normalizePoint(cfg.Point)
+			// Written by hand, not with url.Values: the comma stays a comma, as in
+			// NWS's own examples. Validation allows only digits, '-', '.' and ','.
+			firstURL += "?point=" + point
+		}
+		return &alertPoller{
+			header:   http.Header{"User-Agent": {cfg.UserAgent}, "Accept": {"application/geo+json"}},
+			base:     base,
+			firstURL: firstURL,
+			maxPages: *cfg.MaxPages,
+			client:   polite.Client(deps),
+			logger:   deps.Logger,
+		}, nil
+	})
 }
 
 // alertPoller keeps only its config between polls; State carries the rest.
 type alertPoller struct {
-	userAgent string
-	base      *url.URL
-	firstURL  string
-	maxPages  int
-	client    *http.Client
-	logger    *slog.Logger
+	header   http.Header
+	base     *url.URL
+	firstURL string
+	maxPages int
+	client   *http.Client
+	logger   *slog.Logger
 }
 
 // Poll reads every page of the active alerts. Only the first request is
 // conditional; its 304 ends the poll with nothing to do.
 func (p *alertPoller) Poll(ctx context.Context, state connector.State) (connector.Result, error) {
 	result := connector.Result{State: connector.State{Cursor: state.Cursor}}
-	seen := map[string]bool{}
 	position := 0
 	pageURL := p.firstURL
+	pages := polite.NewPages(p.maxPages, pageURL)
 	for page := 1; ; page++ {
 		prefix := "nws alerts"
-		validators := state
-		if page > 1 {
+		request := polite.Request{URL: pageURL, Header: p.header, Explain: explain}
+		if page == 1 {
+			request.Validators = state
+		} else {
 			prefix = fmt.Sprintf("nws alerts (page %d)", page)
-			validators = connector.State{}
 		}
-		resp, err := p.fetch(ctx, pageURL, validators, prefix)
+		answer, err := polite.Fetch(ctx, p.client, request)
 		if err != nil {
-			return connector.Result{}, err
+			return connector.Result{}, fmt.Errorf("%s: %w", prefix, err)
 		}
-		if resp.notModified {
+		if answer.NotModified {
 			return connector.Result{NotModified: true, State: state}, nil
 		}
 		if page == 1 {
-			result.State = polite.Validators(resp.response, result.State)
+			result.State = answer.State(result.State)
 		}
-		parsed, err := parsePage(resp.body, position)
+		parsed, err := parsePage(answer.Body, position)
 		if err != nil {
-			return connector.Result{}, fmt.Errorf("%s: %w%s", prefix, err, describeContentType(resp.response.Header))
+			return connector.Result{}, fmt.Errorf("%s: %w%s", prefix, err, answer.ContentType())
 		}
 		result.Items = append(result.Items, parsed.items...)
 		result.Failed = append(result.Failed, parsed.failed...)
 		position += parsed.features
-		seen[pageURL] = true
 
 		if parsed.next == "" {
 			return result, nil
 		}
-		nextURL, err := p.followable(pageURL, parsed.next)
+		next, err := polite.NextPage(answer.URL, parsed.next, p.base, "config.base_url")
 		if err != nil {
-			return connector.Result{}, fmt.Errorf("%s: %w", prefix, err)
+			return connector.Result{}, fmt.Errorf("%s: pagination.next: %w", prefix, err)
 		}
-		if seen[nextURL] {
-			// A cursor that points back would repeat the same alerts forever.
-			p.logger.WarnContext(ctx, "nws pagination.next points to a page already read; stopping",
-				"page", page, "next", nextURL)
+		if err := pages.Next(next.String()); err != nil {
+			// A loop would repeat the same alerts forever; past max_pages
+			// the rest waits for a later poll. Either way, what was read stands.
+			p.logger.WarnContext(ctx, "nws alerts: stopping pagination with what was read", "page", page, "reason", err.Error())
 			return result, nil
 		}
-		if page >= p.maxPages {
-			p.logger.WarnContext(ctx, "nws alerts have more pages than max_pages; the rest are left for a later poll",
-				"max_pages", p.maxPages, "items", len(result.Items))
-			return result, nil
-		}
-		pageURL = nextURL
+		pageURL = next.String()
 	}
 }
 
-// followable resolves a pagination.next link and refuses one that leaves
-// base_url's scheme and host: the User-Agent (a contact) must not go elsewhere,
-// and a hostile page must not steer the worker.
-func (p *alertPoller) followable(pageURL, next string) (string, error) {
-	current, err := url.Parse(pageURL)
-	if err != nil {
-		return "", fmt.Errorf("pagination: %w", err)
-	}
-	ref, err := url.Parse(next)
-	if err != nil {
-		return "", fmt.Errorf("pagination.next %q is not a URL", next)
-	}
-	u := current.ResolveReference(ref)
-	if !strings.EqualFold(u.Scheme, p.base.Scheme) || !strings.EqualFold(u.Host, p.base.Host) {
-		return "", fmt.Errorf("pagination.next %q leaves %s://%s; refusing to follow it (set config.base_url to the host NWS links to)",
-			u.Redacted(), p.base.Scheme, p.base.Host)
-	}
-	return u.String(), nil
-}
-
-type fetched struct {
-	notModified bool
-	// response is the answer (its body already read and closed).
-	response *http.Response
-	body     []byte
-}
-
-func (p *alertPoller) fetch(ctx context.Context, pageURL string, validators connector.State, prefix string) (fetched, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, pageURL, nil)
-	if err != nil {
-		return fetched{}, fmt.Errorf("%s: build request: %w", prefix, err)
-	}
-	req.Header.Set("User-Agent", p.userAgent)
-	req.Header.Set("Accept", "application/geo+json")
-	polite.Conditional(req, validators)
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return fetched{}, fmt.Errorf("%s: %w", prefix, err)
-	}
-	defer resp.Body.Close()
-
-	switch resp.StatusCode {
-	case http.StatusNotModified:
-		return fetched{notModified: true, response: resp}, nil
-	case http.StatusOK:
-	default:
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBodyBytes))
-		if ctx.Err() != nil {
-			return fetched{}, fmt.Errorf("%s: %w", prefix, ctx.Err())
-		}
-		return fetched{}, fmt.Errorf("%s: %w", prefix, newStatusError(resp.StatusCode, body))
-	}
-
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
-	if err != nil {
-		if ctx.Err() != nil {
-			return fetched{}, fmt.Errorf("%s: read body: %w", prefix, ctx.Err())
-		}
-		return fetched{}, fmt.Errorf("%s: read body: %w", prefix, err)
-	}
-	if len(body) > maxBodyBytes {
-		return fetched{}, fmt.Errorf("%s: response body is larger than %d MiB; watch a zone or a point instead of a whole area",
-			prefix, maxBodyBytes>>20)
-	}
-	return fetched{response: resp, body: body}, nil
-}
-
-func describeContentType(h http.Header) string {
-	if ct := h.Get("Content-Type"); ct != "" {
-		return fmt.Sprintf(" (Content-Type %q)", ct)
-	}
-	return ""
-}
-
-// StatusError is an NWS answer other than 200 or 304, with the title and
-// detail of its RFC 7807 problem+json body when it had one.
-type StatusError struct {
-	StatusCode int
-	Title      string
-	Detail     string
-}
-
-func newStatusError(code int, body []byte) *StatusError {
-	e := &StatusError{StatusCode: code}
+// explain words an NWS error from its RFC 7807 problem+json body.
+func explain(e *polite.StatusError) {
 	var problem struct {
 		Title  string `json:"title"`
 		Detail string `json:"detail"`
 	}
-	if json.Unmarshal(body, &problem) == nil {
-		e.Title = oneLine(problem.Title)
-		e.Detail = oneLine(problem.Detail)
-	}
-	return e
-}
-
-func oneLine(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if r := []rune(s); len(r) > maxDetailRunes {
-		s = string(r[:maxDetailRunes]) + "…"
-	}
-	return s
-}
-
-func (e *StatusError) Error() string {
-	statusText := http.StatusText(e.StatusCode)
-	msg := strings.TrimSpace(fmt.Sprintf("%d %s", e.StatusCode, statusText))
-	if e.Title != "" && !strings.EqualFold(e.Title, statusText) {
-		msg += ": " + e.Title
-	}
-	if e.Detail != "" && e.Detail != e.Title {
-		msg += ": " + e.Detail
+	if json.Unmarshal(e.Body, &problem) == nil {
+		title, detail := polite.OneLine(problem.Title, maxDetailRunes), polite.OneLine(problem.Detail, maxDetailRunes)
+		var parts []string
+		if title != "" && !strings.EqualFold(title, http.StatusText(e.StatusCode)) {
+			parts = append(parts, title)
+		}
+		if detail != "" && detail != title {
+			parts = append(parts, detail)
+		}
+		e.Message = strings.Join(parts, ": ")
+		if e.Message == "" {
+			e.Snippet = "" // the body said nothing the status does not
+		}
 	}
 	switch e.StatusCode {
 	case http.StatusForbidden:
-		msg += " (NWS answers 403 to a missing or blocked User-Agent; check config.user_agent)"
+		e.Hint = "NWS answers 403 to a missing or blocked User-Agent; check config.user_agent"
 	case http.StatusTooManyRequests:
-		msg += " (rate limited; NWS says the limit clears within about 5 seconds)"
+		e.Hint = "rate limited; NWS says the limit clears within about 5 seconds"
 	}
-	return msg
 }
 
 // Alert is an item's Data: the NWS alert properties in snake_case. Text and
@@ -475,8 +339,11 @@ type Alert struct {
 	Ends        string `json:"ends,omitempty"`
 	// AffectedZones are zone URLs as NWS gives them; never null.
 	AffectedZones []string `json:"affected_zones"`
-	// References are the ids of the alerts this one updates or cancels; never null.
-	References []string `json:"references"`
+	// Supersedes are the ids of the earlier alerts this one updates
+	// (MessageType "Update") or cancels ("Cancel"), from NWS's references:
+	// those are no longer current. Never null. NWS names only the alerts
+	// it replaces directly, so a thread is followed link by link.
+	Supersedes []string `json:"supersedes"`
 	// Geocode is NWS's object as given (UGC and SAME code lists).
 	Geocode     json.RawMessage `json:"geocode,omitempty"`
 	HasGeometry bool            `json:"has_geometry"`
@@ -605,7 +472,7 @@ func toItem(raw json.RawMessage) (connector.Item, *connector.ItemError) {
 		Expires:       props.Expires,
 		Ends:          props.Ends,
 		AffectedZones: props.AffectedZones,
-		References:    make([]string, 0, len(props.References)),
+		Supersedes:    make([]string, 0, len(props.References)),
 		HasGeometry:   !isNull(f.Geometry),
 	}
 	if alert.URL == "" {
@@ -616,7 +483,7 @@ func toItem(raw json.RawMessage) (connector.Item, *connector.ItemError) {
 	}
 	for _, ref := range props.References {
 		if refID := cmp.Or(ref.Identifier, ref.AtID); refID != "" {
-			alert.References = append(alert.References, refID)
+			alert.Supersedes = append(alert.Supersedes, refID)
 		}
 	}
 	if !isNull(props.Geocode) {
