@@ -95,3 +95,41 @@ func TestBuild(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckSecret(t *testing.T) {
+	tests := []struct{ name, value, want string }{
+		{"set", "xoxb-123", ""},
+		{"missing", "", `config.token: required: write "${SLACK_TOKEN}"`},
+		{"unresolved", "${SLACK_TOKEN}", "config.token: the ${VAR} reference was not resolved: set that environment variable for the worker"},
+		{"trailing newline", "SECRET\n", "config.token: contains whitespace or control characters (often a trailing newline in the environment variable)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := connector.CheckSecret("config.token", tt.value, `write "${SLACK_TOKEN}"`)
+			if tt.want == "" {
+				assert.NoError(t, err)
+				return
+			}
+			assert.EqualError(t, err, tt.want)
+			assert.NotContains(t, err.Error(), "SECRET")
+		})
+	}
+}
+
+func TestCutText(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		max  int
+		want string
+		cut  bool
+	}{
+		{"héllo", 5, "héllo", false},
+		{"héllo", 2, "hé", true},
+		{"", 3, "", false},
+		{"üüü", 0, "", true},
+	} {
+		got, cut := connector.CutText(tt.in, tt.max)
+		assert.Equal(t, tt.want, got)
+		assert.Equal(t, tt.cut, cut)
+	}
+}

@@ -18,7 +18,7 @@ type PageLoopError struct {
 }
 
 func (e *PageLoopError) Error() string {
-	return fmt.Sprintf("the next-page token after page %d is the one of page %d: the upstream's pagination loops", e.Page-1, e.Repeats)
+	return fmt.Sprintf("page %d would be page %d again: the next-page token points back, so the upstream's pagination loops", e.Page, e.Repeats)
 }
 
 // Pages bounds one poll's pagination: at most max pages, and no page twice.

@@ -17,7 +17,7 @@ func TestPages(t *testing.T) {
 		loop, ok := errors.AsType[*PageLoopError](err)
 		require.True(t, ok, "%v", err)
 		assert.Equal(t, &PageLoopError{Page: 4, Repeats: 2}, loop)
-		assert.EqualError(t, err, "the next-page token after page 3 is the one of page 2: the upstream's pagination loops")
+		assert.EqualError(t, err, "page 4 would be page 2 again: the next-page token points back, so the upstream's pagination loops")
 		assert.Equal(t, 3, p.Read())
 	})
 	t.Run("a token pointing back at the first page", func(t *testing.T) {
