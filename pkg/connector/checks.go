@@ -35,3 +35,13 @@ func CutText(s string, maxRunes int) (string, bool) {
 	}
 	return s, false
 }
+
+// SetDefault gives an optional config field (a pointer, so that a written
+// 0 or false is not taken for "left out") its default when it was left out:
+//
+//	connector.SetDefault(&c.MaxPages, DefaultMaxPages)
+func SetDefault[T any](field **T, value T) {
+	if *field == nil {
+		*field = &value
+	}
+}

@@ -133,3 +133,15 @@ func TestCutText(t *testing.T) {
 		assert.Equal(t, tt.cut, cut)
 	}
 }
+
+func TestSetDefault(t *testing.T) {
+	var unset *int
+	connector.SetDefault(&unset, 10)
+	require.NotNil(t, unset)
+	assert.Equal(t, 10, *unset)
+
+	zero := 0
+	written := &zero
+	connector.SetDefault(&written, 10)
+	assert.Equal(t, 0, *written, "a value written in the config, even 0, stays")
+}

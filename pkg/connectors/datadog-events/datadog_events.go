@@ -4,6 +4,7 @@
 package datadogevents
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -71,20 +72,10 @@ type Config struct {
 
 // ApplyDefaults fills the fields left out.
 func (c *Config) ApplyDefaults() {
-	if c.BaseURL == "" {
-		c.BaseURL = DefaultBaseURL
-	}
-	if c.Lookback == "" {
-		c.Lookback = DefaultLookback
-	}
-	if c.PageLimit == nil {
-		n := DefaultPageLimit
-		c.PageLimit = &n
-	}
-	if c.MaxPages == nil {
-		n := DefaultMaxPages
-		c.MaxPages = &n
-	}
+	c.BaseURL = cmp.Or(c.BaseURL, DefaultBaseURL)
+	c.Lookback = cmp.Or(c.Lookback, DefaultLookback)
+	connector.SetDefault(&c.PageLimit, DefaultPageLimit)
+	connector.SetDefault(&c.MaxPages, DefaultMaxPages)
 }
 
 var lookbackPattern = regexp.MustCompile(`^[1-9][0-9]*[smhdw]$`)

@@ -61,10 +61,7 @@ type Config struct {
 
 // ApplyDefaults fills the fields left out.
 func (c *Config) ApplyDefaults() {
-	if c.MaxItems == nil {
-		n := DefaultMaxItems
-		c.MaxItems = &n
-	}
+	connector.SetDefault(&c.MaxItems, DefaultMaxItems)
 }
 
 // Validate reports every problem of the config at once. It does no I/O.

@@ -5,6 +5,7 @@
 package githubissues
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -55,9 +56,7 @@ type Config struct {
 // ApplyDefaults fills the fields left out.
 func (c *Config) ApplyDefaults() {
 	c.RepoConfig.ApplyDefaults(DefaultMaxPages)
-	if c.State == "" {
-		c.State = DefaultState
-	}
+	c.State = cmp.Or(c.State, DefaultState)
 }
 
 // Validate reports every problem of the config at once. It does no I/O.

@@ -46,14 +46,8 @@ type Config struct {
 // ApplyDefaults fills the fields left out.
 func (c *Config) ApplyDefaults() {
 	c.RepoConfig.ApplyDefaults(DefaultMaxPages)
-	if c.IncludePrereleases == nil {
-		yes := true
-		c.IncludePrereleases = &yes
-	}
-	if c.IncludeDrafts == nil {
-		no := false
-		c.IncludeDrafts = &no
-	}
+	connector.SetDefault(&c.IncludePrereleases, true)
+	connector.SetDefault(&c.IncludeDrafts, false)
 }
 
 // Validate reports every problem of the config at once. It does no I/O.

@@ -1,6 +1,7 @@
 package httpjson
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/itchyny/gojq"
 
+	"github.com/pollgrid/pollgrid/pkg/connector"
 	"github.com/pollgrid/pollgrid/pkg/upstream"
 )
 
@@ -79,24 +81,15 @@ type Pagination struct {
 
 // ApplyDefaults fills the fields left out.
 func (c *Config) ApplyDefaults() {
-	if c.Method == "" {
-		c.Method = http.MethodGet
+	c.Method = cmp.Or(c.Method, http.MethodGet)
+	c.Pagination.Style = cmp.Or(c.Pagination.Style, StyleNone)
+	if c.Pagination.Style != StyleNone {
+		connector.SetDefault(&c.Pagination.MaxPages, DefaultMaxPages)
 	}
-	if c.Pagination.Style == "" {
-		c.Pagination.Style = StyleNone
+	if c.Pagination.Style == StylePage {
+		connector.SetDefault(&c.Pagination.Start, DefaultPageStart)
 	}
-	if c.Pagination.Style != StyleNone && c.Pagination.MaxPages == nil {
-		n := DefaultMaxPages
-		c.Pagination.MaxPages = &n
-	}
-	if c.Pagination.Style == StylePage && c.Pagination.Start == nil {
-		n := DefaultPageStart
-		c.Pagination.Start = &n
-	}
-	if c.Conditional == nil {
-		yes := true
-		c.Conditional = &yes
-	}
+	connector.SetDefault(&c.Conditional, true)
 }
 
 // Validate reports every problem of the config at once, compiling every jq

@@ -92,14 +92,8 @@ func (c *Config) ApplyDefaults() {
 	if !slices.Contains(c.Fields, "updated") {
 		c.Fields = append(c.Fields, "updated")
 	}
-	if c.MaxResults == nil {
-		n := DefaultMaxResults
-		c.MaxResults = &n
-	}
-	if c.MaxPages == nil {
-		n := DefaultMaxPages
-		c.MaxPages = &n
-	}
+	connector.SetDefault(&c.MaxResults, DefaultMaxResults)
+	connector.SetDefault(&c.MaxPages, DefaultMaxPages)
 }
 
 // orderByPattern finds an ORDER BY in the user's JQL.

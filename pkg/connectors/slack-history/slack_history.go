@@ -4,6 +4,7 @@
 package slackhistory
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -61,17 +62,9 @@ type Config struct {
 
 // ApplyDefaults fills the fields left out.
 func (c *Config) ApplyDefaults() {
-	if c.BaseURL == "" {
-		c.BaseURL = DefaultBaseURL
-	}
-	if c.Limit == nil {
-		n := DefaultLimit
-		c.Limit = &n
-	}
-	if c.MaxPages == nil {
-		n := DefaultMaxPages
-		c.MaxPages = &n
-	}
+	c.BaseURL = cmp.Or(c.BaseURL, DefaultBaseURL)
+	connector.SetDefault(&c.Limit, DefaultLimit)
+	connector.SetDefault(&c.MaxPages, DefaultMaxPages)
 }
 
 // channelPattern matches conversation ids: C (public), G (private or group

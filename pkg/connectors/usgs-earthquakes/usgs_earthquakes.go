@@ -60,9 +60,7 @@ type Config struct {
 
 // ApplyDefaults fills the fields left out.
 func (c *Config) ApplyDefaults() {
-	if c.BaseURL == "" {
-		c.BaseURL = DefaultBaseURL
-	}
+	c.BaseURL = cmp.Or(c.BaseURL, DefaultBaseURL)
 }
 
 // Validate reports every problem of the config at once. It does no I/O.

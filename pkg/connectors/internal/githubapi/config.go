@@ -1,12 +1,14 @@
 package githubapi
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
 	"strings"
 
+	"github.com/pollgrid/pollgrid/pkg/connector"
 	"github.com/pollgrid/pollgrid/pkg/upstream"
 )
 
@@ -47,17 +49,9 @@ type RepoConfig struct {
 
 // ApplyDefaults fills the fields left out.
 func (c *RepoConfig) ApplyDefaults(defaultMaxPages int) {
-	if c.BaseURL == "" {
-		c.BaseURL = DefaultBaseURL
-	}
-	if c.PerPage == nil {
-		n := DefaultPerPage
-		c.PerPage = &n
-	}
-	if c.MaxPages == nil {
-		n := defaultMaxPages
-		c.MaxPages = &n
-	}
+	c.BaseURL = cmp.Or(c.BaseURL, DefaultBaseURL)
+	connector.SetDefault(&c.PerPage, DefaultPerPage)
+	connector.SetDefault(&c.MaxPages, defaultMaxPages)
 }
 
 // Validate returns every problem of these fields, each naming the field and
