@@ -31,7 +31,7 @@ COPY services/ services/
 ARG VERSION=dev
 ARG COMMIT=unknown
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    go build -ldflags "-s -w -X github.com/pollgrid/pollgrid/pkg/service.Version=${VERSION} -X github.com/pollgrid/pollgrid/pkg/service.Commit=${COMMIT}" \
+    go build -ldflags "-s -w -X github.com/pollgrid/pollgrid/pkg/service.Version=${VERSION} -X github.com/pollgrid/pollgrid/pkg/service.Commit=${COMMIT} -X github.com/pollgrid/pollgrid/pkg/upstream.Version=${VERSION}" \
       -o /out/pollgrid ./services/${SERVICE}
 
 FROM ${RUNTIME_IMAGE}

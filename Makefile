@@ -4,15 +4,21 @@ MODULES := pkg proto services/scheduler services/worker services/aggregator serv
 SERVICES := scheduler worker aggregator devstack
 BUF_VERSION := v1.75.0
 GO_TEST_FLAGS ?= -race -count=1 -timeout 15m
+# VERSION and COMMIT are baked into the binaries, as the Dockerfile does:
+# -version prints them, and upstream.Version is the User-Agent's
+# ("pollgrid/<VERSION>"), so a release never calls upstreams as pollgrid/dev.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X github.com/pollgrid/pollgrid/pkg/service.Version=$(VERSION) -X github.com/pollgrid/pollgrid/pkg/service.Commit=$(COMMIT) -X github.com/pollgrid/pollgrid/pkg/upstream.Version=$(VERSION)
 
 .PHONY: help build run test test-short bench proto lint tidy redis-server clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-build: ## build every service into bin/
+build: ## build every service into bin/, VERSION and COMMIT baked in
 	@mkdir -p bin
-	@for s in $(SERVICES); do echo "go build bin/$$s"; go build -o bin/$$s ./services/$$s || exit 1; done
+	@for s in $(SERVICES); do echo "go build bin/$$s ($(VERSION))"; go build -ldflags "$(LDFLAGS)" -o bin/$$s ./services/$$s || exit 1; done
 
 run: ## the whole stack in one process (embedded NATS + Redis store); NATS_URL / REDIS_URL use real servers
 	go run ./services/devstack

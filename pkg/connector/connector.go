@@ -63,7 +63,9 @@ type Result struct {
 // Deps are the shared resources a connector may use. They are built once per
 // process and shared by every connector.
 type Deps struct {
-	// HTTP is the client every connector must use for upstream calls.
+	// HTTP is the client every connector must use for upstream calls. It is
+	// nil while a config is only validated (Registry.Validate); connectors
+	// take it with upstream.Client, which falls back to a new polite client.
 	HTTP *http.Client
 	// Logger carries the process's redaction of secrets.
 	Logger *slog.Logger
@@ -73,6 +75,44 @@ type Deps struct {
 // object of connectors.json, with ${VAR} already resolved). It decodes and
 // validates without doing I/O; its error names the field and the fix.
 type Factory func(raw json.RawMessage, deps Deps) (Connector, error)
+
+// Configurable is what Build asks of a connector's config type, through its
+// pointer: ApplyDefaults fills the fields left out, then Validate reports
+// every problem at once, each naming the field and the fix. Neither does I/O.
+type Configurable interface {
+	ApplyDefaults()
+	Validate() error
+}
+
+// Build is the one way a factory turns its raw config into a connector:
+// decode strictly into C (DecodeConfig), apply C's defaults, validate, and
+// only then call build with the checked config. Deps come with a logger
+// that is never nil and carries connector_type; Deps.HTTP is passed as
+// given (nil while a config is only being validated).
+//
+//	func New(raw json.RawMessage, deps connector.Deps) (connector.Connector, error) {
+//		return connector.Build(TypeName, raw, deps, func(cfg Config, deps connector.Deps) (connector.Connector, error) {
+//			return &poller{url: cfg.BaseURL + "/items", client: upstream.Client(deps)}, nil
+//		})
+//	}
+func Build[C any, P interface {
+	*C
+	Configurable
+}](typeName string, raw json.RawMessage, deps Deps, build func(cfg C, deps Deps) (Connector, error)) (Connector, error) {
+	cfg, err := DecodeConfig[C](raw)
+	if err != nil {
+		return nil, err
+	}
+	P(&cfg).ApplyDefaults()
+	if err := P(&cfg).Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	deps.Logger = deps.Logger.With("connector_type", typeName)
+	return build(cfg, deps)
+}
 
 // DecodeConfig strictly decodes a type-specific config into T: unknown fields
 // and trailing data are errors. An empty raw config decodes as {}.

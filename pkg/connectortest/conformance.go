@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -54,7 +55,7 @@ var checks = []check{
 	{"a good poll publishes and a repeat publishes nothing", checkRepeat},
 	{"a cancelled context stops the poll", checkCancel},
 	{"a 500 fails the poll and moves no cursor", checkServerError},
-	{"a 304 publishes nothing", checkNotModified},
+	{"a 304 to a conditional request is NotModified", checkNotModified},
 	{"an empty 200 fails the poll", checkEmptyBody},
 }
 
@@ -70,8 +71,13 @@ var checks = []check{
 //   - after a good poll, a 500 fails the poll with an error naming the
 //     status, publishes nothing, keeps cursor, ETag and Last-Modified, and
 //     counts one consecutive failure;
-//   - after a good poll, a 304 to everything publishes nothing, is either
-//     NotModified or a failure, and keeps cursor, ETag and Last-Modified;
+//   - after a good poll whose answers carried an ETag and a Last-Modified
+//     (the check adds them where the recording has none), a 304 to
+//     everything publishes nothing and keeps cursor, ETag and Last-Modified;
+//     when the connector's request was conditional (If-None-Match or
+//     If-Modified-Since) the poll must succeed as NotModified, not fail: it
+//     asked "has it changed?" and the answer is "no". A connector that sends
+//     no validators may fail on a 304 it did not ask for;
 //   - after a good poll, an empty 200 body fails the poll (no panic), as
 //     the 500 does.
 func Conformance(t *testing.T, s Spec) {
@@ -165,7 +171,12 @@ func checkValidConfig(t testing.TB, s Spec) {
 // goodPoll runs one successful poll with the OK routes.
 func goodPoll(t testing.TB, s Spec) (*Server, *Harness, Poll) {
 	t.Helper()
-	srv := Replay(t, s.OK(t)...)
+	return goodPollWith(t, s, s.OK(t))
+}
+
+func goodPollWith(t testing.TB, s Spec, routes []Route) (*Server, *Harness, Poll) {
+	t.Helper()
+	srv := Replay(t, routes...)
 	srv.Rewrite(s.Rewrite...)
 	h := New(t, s.Factory, s.Type, s.Config(srv.URL))
 	p := h.Poll(t.Context())
@@ -253,15 +264,52 @@ func checkServerError(t testing.TB, s Spec) {
 	assert.Equal(t, 1, p.State.ConsecutiveFailures)
 }
 
+// withValidators gives every recorded answer of routes an ETag and a
+// Last-Modified where it has none, so that a connector that keeps
+// validators makes its next request conditional.
+func withValidators(routes []Route) []Route {
+	out := make([]Route, len(routes))
+	for i, r := range routes {
+		r.Responses = slices.Clone(r.Responses)
+		for j, resp := range r.Responses {
+			if resp.Header.Get("ETag") == "" {
+				resp = resp.WithHeader("ETag", `"connectortest-1"`)
+			}
+			if resp.Header.Get("Last-Modified") == "" {
+				resp = resp.WithHeader("Last-Modified", "Mon, 02 Jan 2006 15:04:05 GMT")
+			}
+			r.Responses[j] = resp
+		}
+		out[i] = r
+	}
+	return out
+}
+
 func checkNotModified(t testing.TB, s Spec) {
-	srv, h, first := goodPoll(t, s)
+	srv, h, first := goodPollWith(t, s, withValidators(s.OK(t)))
+	before := len(srv.Requests())
 	srv.Set(Any(Response{Status: http.StatusNotModified}))
 	p := h.Poll(t.Context())
 	p.AssertNoSignals(t)
-	if p.Err == nil {
-		assert.True(t, p.NotModified, "a 304 must end the poll as NotModified (or fail it), not as a success with nothing in it")
-	}
 	assertStateKept(t, first.State, p.State)
+	reqs := srv.Requests()
+	if len(reqs) <= before {
+		t.Fatalf("the poll after a good one made no request")
+	}
+	req := reqs[before]
+	if req.Header.Get("If-None-Match") == "" && req.Header.Get("If-Modified-Since") == "" {
+		// Not conditional: a 304 nobody asked for may fail the poll.
+		if p.Err == nil {
+			assert.True(t, p.NotModified, "a 304 must end the poll as NotModified (or fail it), not as a success with nothing in it")
+		}
+		return
+	}
+	if p.Err != nil {
+		t.Errorf("a 304 to a conditional request (If-None-Match %q, If-Modified-Since %q) must end the poll as NotModified, not fail it: %v",
+			req.Header.Get("If-None-Match"), req.Header.Get("If-Modified-Since"), p.Err)
+		return
+	}
+	assert.True(t, p.NotModified, "a 304 must end the poll as NotModified, not as a success with nothing in it")
 }
 
 func checkEmptyBody(t testing.TB, s Spec) {

@@ -30,6 +30,7 @@ type bugs struct {
 	emptyIsNoItems   bool // an empty body is an empty list
 	versionPerPoll   bool // a version that changes on every poll
 	notModifiedOn304 bool // reports a 304 as a success with no items, not NotModified
+	failsOn304       bool // asks conditionally, then takes the 304 for an error
 }
 
 // fakeFactory builds a small, correct connector (unless told otherwise):
@@ -84,6 +85,8 @@ func fakeFactory(b bugs) connector.Factory {
 			}
 			if resp.StatusCode == http.StatusNotModified {
 				switch {
+				case b.failsOn304:
+					return connector.Result{}, errors.New("fake items: unexpected status 304")
 				case b.dropsStateOn304:
 					return connector.Result{NotModified: true, State: connector.State{Cursor: state.Cursor}}, nil
 				case b.notModifiedOn304:
@@ -170,8 +173,10 @@ func TestConformanceCatchesBugs(t *testing.T) {
 		{"no validation", bugs{acceptsAnything: true}, "bad configs are rejected without I/O", "fake accepted the bad config {}"},
 		{"context ignored", bugs{ignoresCtx: true}, "a cancelled context stops the poll", "Poll did not return within 2s"},
 		{"500 is a success", bugs{succeedsOn500: true}, "a 500 fails the poll and moves no cursor", "a 500 must fail the poll"},
-		{"304 loses the validators", bugs{dropsStateOn304: true}, "a 304 publishes nothing", "ETag changed"},
-		{"304 is a success", bugs{notModifiedOn304: true}, "a 304 publishes nothing", "a 304 must end the poll as NotModified"},
+		{"304 loses the validators", bugs{dropsStateOn304: true}, "a 304 to a conditional request is NotModified", "ETag changed"},
+		{"304 is a success", bugs{notModifiedOn304: true}, "a 304 to a conditional request is NotModified", "a 304 must end the poll as NotModified"},
+		{"304 is an error", bugs{failsOn304: true}, "a 304 to a conditional request is NotModified",
+			`a 304 to a conditional request (If-None-Match "\"e1\"", If-Modified-Since "Mon, 02 Jan 2006 15:04:05 GMT") must end the poll as NotModified, not fail it: poll test-fake: fake items: unexpected status 304`},
 		{"panic on an empty body", bugs{panicsOnEmpty: true}, "an empty 200 fails the poll", "fake panicked in Poll: runtime error: index out of range"},
 		{"empty body is no items", bugs{emptyIsNoItems: true}, "an empty 200 fails the poll", "an empty 200 body must fail the poll"},
 		{"version changes every poll", bugs{versionPerPoll: true}, "a good poll publishes and a repeat publishes nothing", "want none: a@2 (updated), b@2 (updated)"},

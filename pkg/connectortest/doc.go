@@ -1,7 +1,8 @@
 // Package connectortest is the kit for writing and testing a connector type.
 //
 // Replay serves recorded upstream answers (files in testdata/, with their
-// recorded headers) and records every request. A Harness runs the connector
+// recorded status and headers, nothing guessed) and records every request;
+// Recorder writes such files from a real upstream. A Harness runs the connector
 // through the real universal poll (package poll) with its state and seen
 // versions in a real redis-server, committing after each poll as a worker
 // does, so a test sees what users would: which signals a poll publishes,
@@ -25,7 +26,8 @@
 // user needs; ItemIDs and ItemVersions list what a poll returned.
 //
 // Conformance checks the rules every type keeps (bad configs rejected
-// without I/O, cancellation, failures move no cursor, 304 and repeats
-// publish nothing, an empty body is an error). Package connectors/builtin
+// without I/O, cancellation, failures move no cursor, a 304 to a
+// conditional request is NotModified, repeats publish nothing, an empty
+// body is an error). Package connectors/builtin
 // runs it on every registered type.
 package connectortest

@@ -23,8 +23,9 @@ func noaaConfig(baseURL, selector string) string {
 	return fmt.Sprintf(`{%s, "user_agent": "(connectortest, ops@example.com)", "base_url": %q}`, selector, baseURL)
 }
 
-// withSent returns the recorded response with one alert's sent time changed,
-// as NWS does when it updates an alert.
+// withSent returns the recorded response with one alert's sent time changed.
+// NWS never does this (an update is a new alert id); it is here to make the
+// harness publish an "updated" signal.
 func withSent(t *testing.T, resp Response, id, sent string) Response {
 	t.Helper()
 	var doc map[string]any

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -81,9 +80,11 @@ var droppedHeaders = []string{"Content-Length", "Content-Encoding", "Transfer-En
 // other fields such as "recorded_request" are ignored. Loading a
 // *.headers.json file itself gives a response with no body (a recorded 304).
 // Content-Length, Content-Encoding, Transfer-Encoding and Connection are
-// dropped, and a body without a recorded Content-Type gets one from its
-// extension (.json: application/json). A missing or malformed file fails the
-// test.
+// dropped. Nothing is guessed: a body recorded without headers is served
+// without a Content-Type (the server does not sniff one either), so a
+// connector meets exactly what was recorded, application/geo+json or
+// application/rss+xml included. Record real answers with Recorder. A missing
+// or malformed file fails the test.
 func Load(t testing.TB, path string) Response {
 	t.Helper()
 	file := path
@@ -112,11 +113,6 @@ func Load(t testing.TB, path string) Response {
 		resp.Header = http.Header{}
 	default:
 		t.Fatalf("connectortest: load recorded headers: %v", err)
-	}
-	if resp.Header.Get("Content-Type") == "" && len(resp.Body) > 0 {
-		if ct := mime.TypeByExtension(filepath.Ext(file)); ct != "" {
-			resp.Header.Set("Content-Type", ct)
-		}
 	}
 	return resp
 }
@@ -386,8 +382,8 @@ func writeResponse(w http.ResponseWriter, resp Response, headerReplacer, bodyRep
 	if bodyReplacer != nil && len(body) > 0 {
 		body = []byte(bodyReplacer.Replace(string(body)))
 	}
-	if len(body) == 0 && w.Header().Get("Content-Type") == "" {
-		// An empty answer stays empty: no sniffed Content-Type.
+	if w.Header().Get("Content-Type") == "" {
+		// What was not recorded is not made up: no sniffed Content-Type.
 		w.Header()["Content-Type"] = nil
 	}
 	status := resp.Status

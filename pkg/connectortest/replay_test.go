@@ -86,6 +86,8 @@ func TestLoad(t *testing.T) {
 	require.NoError(t, err)
 	issuesBody, err := os.ReadFile("testdata/list_issues_page1.json")
 	require.NoError(t, err)
+	nwsBody, err := os.ReadFile("testdata/alerts_active_point_45.458_-122.6636_2019.json")
+	require.NoError(t, err)
 
 	tests := []struct {
 		name       string
@@ -95,9 +97,19 @@ func TestLoad(t *testing.T) {
 		wantHeader map[string][]string // nil value: absent
 	}{
 		{
-			name: "body without a headers file", path: "alerts_active_point_2024.json",
+			name: "body without a headers file: nothing guessed from the extension", path: "alerts_active_point_2024.json",
 			wantBody:   pointBody,
-			wantHeader: map[string][]string{"Content-Type": {"application/json"}},
+			wantHeader: map[string][]string{"Content-Type": nil},
+		},
+		{
+			name: "NWS's recorded headers", path: "alerts_active_point_45.458_-122.6636_2019.json",
+			wantStatus: 200, wantBody: nwsBody,
+			wantHeader: map[string][]string{
+				"Content-Type":   {"application/geo+json"},
+				"Last-Modified":  {"Wed, 28 Aug 2019 17:36:22 GMT"},
+				"Cache-Control":  {"public, max-age=30, s-maxage=30"},
+				"Content-Length": nil,
+			},
 		},
 		{
 			name: "path relative to the package", path: "./testdata/alerts_active_point_2024.json",
@@ -286,4 +298,74 @@ func TestClose(t *testing.T) {
 	require.NoError(t, err)
 	_, err = http.DefaultClient.Do(req)
 	assert.Error(t, err, "nothing answers at a closed server's URL")
+}
+
+// TestReplayServesWhatWasRecorded: a connector meets the recorded
+// Content-Type, and none at all where none was recorded (no sniffing).
+func TestReplayServesWhatWasRecorded(t *testing.T) {
+	srv := Replay(t,
+		GET("/alerts/active", Load(t, "alerts_active_point_45.458_-122.6636_2019.json")),
+		GET("/unrecorded", Load(t, "alerts_active_point_2024.json")))
+
+	resp, body := get(t, srv, "GET", "/alerts/active?point=45.458,-122.6636", "")
+	assert.Equal(t, "application/geo+json", resp.Header.Get("Content-Type"))
+	assert.Equal(t, "Wed, 28 Aug 2019 17:36:22 GMT", resp.Header.Get("Last-Modified"))
+	assert.Equal(t, "Accept,Feature-Flags", resp.Header.Get("Vary"))
+	assert.Len(t, body, 6553, "the recorded content-length")
+
+	resp, _ = get(t, srv, "GET", "/unrecorded", "")
+	assert.Empty(t, resp.Header.Values("Content-Type"), "not application/json from the extension, nor a sniffed text/plain")
+}
+
+func TestRecorder(t *testing.T) {
+	const rss = `<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><item><guid>a</guid></item></channel></rss>`
+	upstreamSrv := Serve(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("If-None-Match") == `"v1"` {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Header().Set("Content-Type", "application/rss+xml; charset=utf-8")
+		w.Header().Set("ETag", `"v1"`)
+		w.Header().Add("Vary", "Accept")
+		w.Header().Add("Vary", "Accept-Encoding")
+		_, _ = io.WriteString(w, rss)
+	})
+	dir := t.TempDir()
+	client := &http.Client{Transport: &Recorder{Dir: dir, Next: upstreamSrv.Client().Transport}}
+
+	resp, err := client.Get(upstreamSrv.URL + "/feeds/news.rss?token=SECRET")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, rss, string(body), "the caller still reads the body")
+
+	req, err := http.NewRequest(http.MethodGet, upstreamSrv.URL+"/feeds/news.rss", nil)
+	require.NoError(t, err)
+	req.Header.Set("If-None-Match", `"v1"`)
+	resp, err = client.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	assert.ElementsMatch(t, []string{"feeds_news.rss.xml", "feeds_news.rss.headers.json", "feeds_news.rss_2.headers.json"}, names)
+	headersFile, err := os.ReadFile(dir + "/feeds_news.rss.headers.json")
+	require.NoError(t, err)
+	assert.Contains(t, string(headersFile), `"url": "`+upstreamSrv.URL+`/feeds/news.rss?token=xxxxx"`)
+	assert.NotContains(t, string(headersFile), "SECRET")
+
+	// Replayed, the recording answers as the upstream did.
+	replayed := Replay(t, GET("/feeds/news.rss", Load(t, dir+"/feeds_news.rss.xml")))
+	resp, got := get(t, replayed, "GET", "/feeds/news.rss", "")
+	assert.Equal(t, "application/rss+xml; charset=utf-8", resp.Header.Get("Content-Type"))
+	assert.Equal(t, `"v1"`, resp.Header.Get("ETag"))
+	assert.Equal(t, []string{"Accept", "Accept-Encoding"}, resp.Header.Values("Vary"))
+	assert.Equal(t, rss, got)
+	notModified := Load(t, dir+"/feeds_news.rss_2.headers.json")
+	assert.Equal(t, http.StatusNotModified, notModified.Status)
 }

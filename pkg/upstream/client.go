@@ -12,6 +12,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/pollgrid/pollgrid/pkg/connector"
 )
 
 // Version is pollgrid's version as sent in the User-Agent; set at build time.
@@ -107,6 +109,15 @@ func NewClient(o Options) *http.Client {
 			return nil
 		},
 	}
+}
+
+// Client returns deps.HTTP, or a new client with the default Options when
+// it is nil (a connector built outside a worker, in a test or a tool).
+func Client(deps connector.Deps) *http.Client {
+	if deps.HTTP != nil {
+		return deps.HTTP
+	}
+	return NewClient(Options{})
 }
 
 // transport adds the User-Agent, caps bodies and records what the upstream

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -494,4 +495,16 @@ func BenchmarkDecodeJSON(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestVersionSetAtBuildTime is run by test/deploy with the Makefile's and
+// the Dockerfile's -ldflags and POLLGRID_WANT_VERSION set: a release build
+// must name its version in the User-Agent, not "dev".
+func TestVersionSetAtBuildTime(t *testing.T) {
+	want, ok := os.LookupEnv("POLLGRID_WANT_VERSION")
+	if !ok {
+		t.Skip("run by test/deploy with a build's -ldflags")
+	}
+	assert.Equal(t, want, Version)
+	assert.Equal(t, "pollgrid/"+want+" (+https://github.com/pollgrid/pollgrid)", Options{}.withDefaults().UserAgent)
 }

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,39 +48,66 @@ func Validators(resp *http.Response, s connector.State) connector.State {
 	return s
 }
 
-// StatusError is an upstream answer that is neither 2xx nor 304.
+// StatusError is an upstream answer that is neither 2xx nor 304. Its text
+// is "upstream answered <status>", then the API's own message (or the start
+// of the body), then a hint in parentheses when a connector gave one:
+//
+//	upstream answered 401 Unauthorized: Client must be authenticated to access this resource. (check config.email and config.api_token)
 type StatusError struct {
 	StatusCode int
 	Status     string
-	// Snippet is the start of the body, on one line, for the error text.
+	// Header is the answer's header (rate limits, Retry-After).
+	Header http.Header
+	// Body is the start of the body, as sent (at most 64 KiB), for a
+	// connector that reads the API's own error JSON.
+	Body []byte
+	// Snippet is the start of the body on one line, for the error text.
 	Snippet string
+	// Message is the API's own message when a connector read one out of
+	// Body (Request.Explain); it stands in the text instead of Snippet.
+	Message string
+	// Hint says what to check or change, in the connector's words.
+	Hint string
 }
 
 func (e *StatusError) Error() string {
-	if e.Snippet == "" {
-		return "upstream answered " + e.Status
+	msg := "upstream answered " + e.Status
+	if detail := cmp.Or(e.Message, e.Snippet); detail != "" {
+		msg += ": " + detail
 	}
-	return "upstream answered " + e.Status + ": " + e.Snippet
+	if e.Hint != "" {
+		msg += " (" + e.Hint + ")"
+	}
+	return msg
 }
 
+// maxErrorBody caps what CheckStatus reads of an error body.
+const maxErrorBody = 64 << 10
+
 // CheckStatus returns nil for 2xx and 304, else a *StatusError carrying the
-// first 300 characters of the body.
+// header and the start of the body.
 func CheckStatus(resp *http.Response) error {
 	if resp.StatusCode/100 == 2 || resp.StatusCode == http.StatusNotModified {
 		return nil
 	}
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	snippet := strings.Join(strings.Fields(strings.ToValidUTF8(string(b), "?")), " ")
-	// Cut at a rune boundary: a split rune would make the error text (kept
-	// in state and in proto poll reports) invalid UTF-8.
-	if utf8.RuneCountInString(snippet) > maxSnippet {
-		snippet = string([]rune(snippet)[:maxSnippet]) + "..."
-	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	status := resp.Status
 	if status == "" {
 		status = fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 	}
-	return &StatusError{StatusCode: resp.StatusCode, Status: status, Snippet: snippet}
+	return &StatusError{StatusCode: resp.StatusCode, Status: status, Header: resp.Header, Body: b, Snippet: OneLine(string(b), maxSnippet)}
+}
+
+// OneLine folds s onto one line of valid UTF-8 and cuts it at maxRunes
+// runes, marking the cut with "...": for upstream text quoted in errors,
+// which end up in state and in poll reports.
+func OneLine(s string, maxRunes int) string {
+	s = strings.Join(strings.Fields(strings.ToValidUTF8(s, "?")), " ")
+	// Cut at a rune boundary: a split rune would make the text invalid UTF-8.
+	if utf8.RuneCountInString(s) > maxRunes {
+		s = string([]rune(s)[:maxRunes]) + "..."
+	}
+	return s
 }
 
 // ReadBody reads the whole (capped) body.

@@ -138,3 +138,30 @@ func TestDockerfileBuildBakesTheVersionIn(t *testing.T) {
 	assert.Contains(t, d.lines, `HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["/usr/local/bin/pollgrid", "-probe", "/healthz"]`)
 	assert.Contains(t, d.lines, `ENTRYPOINT ["/usr/local/bin/pollgrid"]`)
 }
+
+// TestBuildsNameTheirVersionUpstream: the Dockerfile's and the Makefile's
+// -ldflags set upstream.Version, so a release calls upstreams as
+// "pollgrid/<version>", not "pollgrid/dev". Each build's flags are run
+// against pkg/upstream's TestVersionSetAtBuildTime.
+func TestBuildsNameTheirVersionUpstream(t *testing.T) {
+	const version = "v9.8.7"
+	vars := map[string]string{"VERSION": version, "COMMIT": "c0ffee1"}
+	dockerFlags := os.Expand(readDockerfile(t).ldflags, func(k string) string { return vars[k] })
+
+	makeOut, err := exec.Command("make", "-C", root, "-n", "build", "VERSION="+version, "COMMIT=c0ffee1").CombinedOutput()
+	require.NoError(t, err, "%s", makeOut)
+	m := regexp.MustCompile(`-ldflags "([^"]*)"`).FindStringSubmatch(string(makeOut))
+	require.NotNil(t, m, "make build passes -ldflags:\n%s", makeOut)
+
+	for name, flags := range map[string]string{"Dockerfile": dockerFlags, "Makefile": m[1]} {
+		t.Run(name, func(t *testing.T) {
+			assert.Contains(t, flags, "-X github.com/pollgrid/pollgrid/pkg/upstream.Version="+version)
+			cmd := exec.Command("go", "test", "-count=1", "-v", "-ldflags", flags, "-run", "^TestVersionSetAtBuildTime$", "./pkg/upstream/")
+			cmd.Dir = root
+			cmd.Env = append(os.Environ(), "POLLGRID_WANT_VERSION="+version)
+			out, err := cmd.CombinedOutput()
+			require.NoError(t, err, "%s", out)
+			assert.Contains(t, string(out), "--- PASS: TestVersionSetAtBuildTime", "the test ran, not skipped:\n%s", out)
+		})
+	}
+}

@@ -4,6 +4,7 @@
 package datadogevents
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -71,20 +72,10 @@ type Config struct {
 
 // ApplyDefaults fills the fields left out.
 func (c *Config) ApplyDefaults() {
-	if c.BaseURL == "" {
-		c.BaseURL = DefaultBaseURL
-	}
-	if c.Lookback == "" {
-		c.Lookback = DefaultLookback
-	}
-	if c.PageLimit == nil {
-		n := DefaultPageLimit
-		c.PageLimit = &n
-	}
-	if c.MaxPages == nil {
-		n := DefaultMaxPages
-		c.MaxPages = &n
-	}
+	c.BaseURL = cmp.Or(c.BaseURL, DefaultBaseURL)
+	c.Lookback = cmp.Or(c.Lookback, DefaultLookback)
+	connector.SetDefault(&c.PageLimit, DefaultPageLimit)
+	connector.SetDefault(&c.MaxPages, DefaultMaxPages)
 }
 
 var lookbackPattern = regexp.MustCompile(`^[1-9][0-9]*[smhdw]$`)
@@ -93,13 +84,12 @@ var lookbackPattern = regexp.MustCompile(`^[1-9][0-9]*[smhdw]$`)
 // never quotes a key.
 func (c Config) Validate() error {
 	var errs []error
-	errs = append(errs, validateKey("config.api_key", "DD_API_KEY", c.APIKey))
-	errs = append(errs, validateKey("config.app_key", "DD_APP_KEY", c.AppKey))
-	if c.BaseURL != "" {
-		if _, err := parseBaseURL(c.BaseURL); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	errs = append(errs, connector.CheckSecret("config.api_key", c.APIKey,
+		`write "${DD_API_KEY}" and set that variable (Datadog: Organization Settings, API Keys)`))
+	errs = append(errs, connector.CheckSecret("config.app_key", c.AppKey,
+		`write "${DD_APP_KEY}" and set that variable (Datadog: Organization Settings, Application Keys)`))
+	_, err := parseBaseURL(c.BaseURL)
+	errs = append(errs, err)
 	if c.Lookback != "" && !lookbackPattern.MatchString(c.Lookback) {
 		errs = append(errs, fmt.Errorf(`config.lookback: %q is not a Datadog relative time (write a number and one unit of s, m, h, d or w, e.g. "90m"; default %q)`,
 			c.Lookback, DefaultLookback))
@@ -115,87 +105,40 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// validateKey checks a key without ever putting it in the error.
-func validateKey(field, exampleVar, key string) error {
-	switch {
-	case key == "":
-		return fmt.Errorf(`%s: required: write "${%s}" and set that variable (Datadog: Organization Settings, API Keys / Application Keys)`, field, exampleVar)
-	case strings.HasPrefix(key, "${"):
-		return fmt.Errorf("%s: the ${VAR} reference was not resolved: set that environment variable for the worker", field)
-	case strings.ContainsFunc(key, func(r rune) bool { return r <= ' ' || r == 0x7f }):
-		return fmt.Errorf("%s: contains whitespace or control characters (often a trailing newline in the environment variable)", field)
-	}
-	return nil
-}
-
-// parseBaseURL accepts an absolute http(s) URL without query or fragment and
-// drops a trailing "/".
+// parseBaseURL is upstream.ParseBaseURL, refusing the web app's host: it
+// answers API calls with HTML.
 func parseBaseURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(raw)
+	u, err := upstream.ParseBaseURL("config.base_url", raw, DefaultBaseURL)
 	if err != nil {
-		return nil, fmt.Errorf("config.base_url: cannot be parsed as a URL (write your site's API, e.g. %q)", DefaultBaseURL)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("config.base_url: %q is not an absolute http(s) URL (write your site's API, e.g. %q)", shown(u), DefaultBaseURL)
-	}
-	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
-		return nil, fmt.Errorf("config.base_url: %q must not carry a query or fragment (write e.g. %q)", shown(u), DefaultBaseURL)
+		return nil, err
 	}
 	if app, ok := strings.CutPrefix(u.Hostname(), "app."); ok {
-		// The web app's host answers API calls with HTML.
-		return nil, fmt.Errorf("config.base_url: %q is the web app; write the API host %q", shown(u), "https://api."+app)
+		return nil, fmt.Errorf("config.base_url: %q is the web app; write the API host %q", upstream.ShowURL(u), "https://api."+app)
 	}
-	u.Path = strings.TrimRight(u.Path, "/")
-	u.RawPath = ""
 	return u, nil
-}
-
-// shown is a URL as error texts may quote it: with its password masked, or
-// not at all when an "@" that was not parsed as credentials might hide one.
-func shown(u *url.URL) string {
-	if u.User == nil && strings.Contains(u.String(), "@") {
-		return "(not shown: it contains an @)"
-	}
-	return u.Redacted()
 }
 
 // New builds a datadog-events connector from its config. It does no I/O.
 func New(raw json.RawMessage, deps connector.Deps) (connector.Connector, error) {
-	cfg, err := connector.DecodeConfig[Config](raw)
-	if err != nil {
-		return nil, err
-	}
-	cfg.ApplyDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	base, _ := parseBaseURL(cfg.BaseURL) // validated above
-	client := deps.HTTP
-	if client == nil {
-		client = upstream.NewClient(upstream.Options{})
-	}
-	logger := deps.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	return &eventPoller{
-		eventsURL: base.String() + eventsPath,
-		apiKey:    cfg.APIKey,
-		appKey:    cfg.AppKey,
-		query:     cfg.Query,
-		lookback:  cfg.Lookback,
-		pageLimit: *cfg.PageLimit,
-		maxPages:  *cfg.MaxPages,
-		client:    client,
-		logger:    logger.With("connector_type", TypeName),
-	}, nil
+	return connector.Build(TypeName, raw, deps, func(cfg Config, deps connector.Deps) (connector.Connector, error) {
+		base, _ := parseBaseURL(cfg.BaseURL) // validated
+		return &eventPoller{
+			eventsURL: base.String() + eventsPath,
+			header:    http.Header{"DD-API-KEY": {cfg.APIKey}, "DD-APPLICATION-KEY": {cfg.AppKey}, "Accept": {"application/json"}},
+			query:     cfg.Query,
+			lookback:  cfg.Lookback,
+			pageLimit: *cfg.PageLimit,
+			maxPages:  *cfg.MaxPages,
+			client:    upstream.Client(deps),
+			logger:    deps.Logger,
+		}, nil
+	})
 }
 
 // eventPoller keeps only its config between polls; State carries the rest.
 type eventPoller struct {
 	eventsURL string
-	apiKey    string
-	appKey    string
+	header    http.Header // with the keys
 	query     string
 	lookback  string
 	pageLimit int
@@ -219,7 +162,8 @@ func (p *eventPoller) Poll(ctx context.Context, state connector.State) (connecto
 	newest := since
 	position := 0 // numbers events across pages for ItemErrors without an id
 	pageCursor := ""
-	for page := 1; ; page++ {
+	pages := upstream.NewPages(p.maxPages, pageCursor)
+	for {
 		found, err := p.fetch(ctx, from, pageCursor)
 		if err != nil {
 			return connector.Result{}, fmt.Errorf("datadog: %w", err)
@@ -244,14 +188,17 @@ func (p *eventPoller) Poll(ctx context.Context, state connector.State) (connecto
 		if len(found.Data) == 0 || next == "" {
 			break
 		}
-		if next == pageCursor {
-			p.logger.WarnContext(ctx, "datadog returned the same page cursor twice; stopping", "page", page)
-			break
-		}
-		if page >= p.maxPages {
+		err = pages.Next(next)
+		if errors.Is(err, upstream.ErrMaxPages) {
 			p.logger.WarnContext(ctx, "datadog has more events than max_pages × page_limit; the rest are left for the next poll",
 				"max_pages", p.maxPages, "page_limit", p.pageLimit, "items", len(result.Items))
 			break
+		}
+		if err != nil {
+			// Any repeat, not only the same cursor twice in a row: A, B, A
+			// loops as surely. The poll fails so that the loop shows.
+			return connector.Result{}, fmt.Errorf("datadog: meta.page.after: %w (the poll stops rather than read the same events again, and moves no cursor; "+
+				"if it keeps happening, narrow config.query or report it to Datadog)", err)
 		}
 		pageCursor = next
 	}
@@ -300,24 +247,12 @@ func (p *eventPoller) fetch(ctx context.Context, from, pageCursor string) (event
 	if pageCursor != "" {
 		query.Set("page[cursor]", pageCursor)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.eventsURL+"?"+query.Encode(), nil)
-	if err != nil {
-		return eventsPage{}, fmt.Errorf("build request: %w", err)
-	}
-	req.Header.Set("DD-API-KEY", p.apiKey)
-	req.Header.Set("DD-APPLICATION-KEY", p.appKey)
-	req.Header.Set("Accept", "application/json")
-
-	resp, err := p.client.Do(req)
+	answer, err := upstream.Fetch(ctx, p.client, upstream.Request{URL: p.eventsURL + "?" + query.Encode(), Header: p.header, Explain: explain})
 	if err != nil {
 		return eventsPage{}, err
 	}
-	defer resp.Body.Close()
-	if err := upstream.CheckStatus(resp); err != nil {
-		return eventsPage{}, newStatusError(err)
-	}
 	var page eventsPage
-	if err := upstream.ReadJSON(resp, &page); err != nil {
+	if err := upstream.DecodeJSON(answer.Body, &page); err != nil {
 		return eventsPage{}, err
 	}
 	if page.Data == nil {
@@ -326,43 +261,20 @@ func (p *eventPoller) fetch(ctx context.Context, from, pageCursor string) (event
 	return page, nil
 }
 
-// StatusError is a Datadog answer other than 2xx, with Datadog's own messages.
-type StatusError struct {
-	StatusCode int
-	// Status is the status line, e.g. "403 Forbidden".
-	Status string
-	// Message is Datadog's "errors" list, or the start of the body when it
-	// was not Datadog's error JSON.
-	Message string
-}
-
-func (e *StatusError) Error() string {
-	msg := e.Status
-	if e.Message != "" {
-		msg += ": " + e.Message
-	}
-	switch e.StatusCode {
-	case http.StatusUnauthorized, http.StatusForbidden:
-		msg += " (check config.api_key and config.app_key, that the application key has events_read, and that config.base_url is your Datadog site)"
-	}
-	return msg
-}
-
-// newStatusError reads Datadog's {"errors": ["..."]} out of the body kept by
-// upstream.CheckStatus.
-func newStatusError(err error) error {
-	statusErr, ok := errors.AsType[*upstream.StatusError](err)
-	if !ok {
-		return err
-	}
+// explain words a Datadog error from its {"errors": ["..."]} body.
+func explain(e *upstream.StatusError) {
 	var body struct {
 		Errors []string `json:"errors"`
 	}
-	message := statusErr.Snippet
-	if json.Unmarshal([]byte(statusErr.Snippet), &body) == nil {
-		message = strings.Join(body.Errors, "; ")
+	if json.Unmarshal(e.Body, &body) == nil {
+		e.Message = upstream.OneLine(strings.Join(body.Errors, "; "), 600)
+		if e.Message == "" {
+			e.Snippet = ""
+		}
 	}
-	return &StatusError{StatusCode: statusErr.StatusCode, Status: statusErr.Status, Message: message}
+	if e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden {
+		e.Hint = "check config.api_key and config.app_key, that the application key has events_read, and that config.base_url is your Datadog site"
+	}
 }
 
 // Event is an item's Data.
@@ -433,7 +345,7 @@ func toItem(raw json.RawMessage) (connector.Item, time.Time, *connector.ItemErro
 		return connector.Item{}, time.Time{}, &connector.ItemError{ID: e.ID, Err: fmt.Errorf("timestamp %q is not RFC 3339", timestamp)}
 	}
 
-	message, truncated := capRunes(attrs.Message, maxMessageRunes)
+	message, truncated := connector.CutText(attrs.Message, maxMessageRunes)
 	tags := uniqueTags(attrs.Tags)
 	data := Event{
 		ID:               e.ID,
@@ -490,16 +402,4 @@ func tagValue(tags []string, key string) string {
 		}
 	}
 	return ""
-}
-
-// capRunes cuts s to at most n runes.
-func capRunes(s string, n int) (string, bool) {
-	count := 0
-	for i := range s {
-		if count == n {
-			return s[:i], true
-		}
-		count++
-	}
-	return s, false
 }

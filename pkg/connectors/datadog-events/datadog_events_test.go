@@ -14,6 +14,7 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/connector"
 	ct "github.com/pollgrid/pollgrid/pkg/connectortest"
+	"github.com/pollgrid/pollgrid/pkg/upstream"
 )
 
 // The fixtures are real answers of GET /api/v2/events recorded by Datadog's
@@ -21,11 +22,13 @@ import (
 // meta.page.after, and the empty page that ends the list.
 const (
 	fixturePage1 = "events_v2_list_page1.json"
+	fixturePage2 = "events_v2_list_page2.json"
 	fixtureEmpty = "events_v2_list_page3_empty.json"
 
 	testAPIKey = "test-api-key"
 	testAppKey = "test-app-key"
 
+	page2After = "eyJhZnRlciI6IkFnQUFBWUdDRlRXSTJoUnZQZ0FBQUFBQUFBQVlBQUFBQUVGWlIwTkdWRmRKUVVGRVVqbERWbEZ5ZEdoZlMxOXJRZ0FBQUNRQUFBQUFNREU0TVRneU1UVXRNelU0T0MwME1EZGhMV0V5TURndE1qUmxZekE1TmpVMVptTmkifQ"
 	page1After = "eyJhZnRlciI6IkFnQUFBWUdDRldoUV9BZHZQZ0FBQUFBQUFBQVlBQUFBQUVGWlIwTkdWMmhSUVVGQ1VIQk5UMjQxVURKZllVZzFTUUFBQUNRQUFBQUFNREU0TVRneU1UVXROekF5TUMwMFpXTTJMV0l3WVdJdFpEVTFZbU0zTlRZMlpUUTMifQ"
 	firstID    = "AgAAAYGCFXAgIVFvPgAAAAAAAAAYAAAAAEFZR0NGWEFnQUFBeFhHdU9OeF91OEZjSwAAACQAAAAAMDE4MTgyMTUtNzAyMC00ZWM2LWIwYWItZDU1YmM3NTY2ZTQ3"
 	secondID   = "AgAAAYGCFWhQ_AdvPgAAAAAAAAAYAAAAAEFZR0NGV2hRQUFCUHBNT241UDJfYUg1SQAAACQAAAAAMDE4MTgyMTUtNzAyMC00ZWM2LWIwYWItZDU1YmM3NTY2ZTQ3"
@@ -149,6 +152,51 @@ func TestCursorNeverMovesBack(t *testing.T) {
 	assert.Equal(t, "2022-06-20T17:07:40Z", res.State.Cursor)
 }
 
+// TestCursorLoop: a meta.page.after that names a page already read fails the
+// poll with an error that says so, whether it repeats at once (A, A) or
+// after other pages (A, B, A). The pages are the recorded ones; only the
+// loop, page 1 answered again for page 2's cursor, is made up.
+func TestCursorLoop(t *testing.T) {
+	page1, page2 := ct.Load(t, fixturePage1), ct.Load(t, fixturePage2)
+	tests := []struct {
+		name      string
+		routes    []ct.Route
+		wantCalls int
+		wantErr   string
+	}{
+		{
+			name: "A, B, A",
+			routes: []ct.Route{
+				ct.GET("/api/v2/events?page[cursor]="+page1After, page2),
+				ct.GET("/api/v2/events?page[cursor]="+page2After, page1),
+				ct.GET("/api/v2/events", page1),
+			},
+			wantCalls: 3,
+			wantErr:   "datadog: meta.page.after: page 4 would be page 2 again: the next-page token points back, so the upstream's pagination loops",
+		},
+		{
+			name: "A, A",
+			routes: []ct.Route{
+				ct.GET("/api/v2/events?page[cursor]="+page1After, page1),
+				ct.GET("/api/v2/events", page1),
+			},
+			wantCalls: 2,
+			wantErr:   "datadog: meta.page.after: page 3 would be page 2 again",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := ct.Replay(t, tt.routes...)
+			res, err := newPoller(t, f, nil).Poll(t.Context(), connector.State{Cursor: "2022-06-20T17:00:00Z"})
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.wantErr)
+			assert.Contains(t, err.Error(), "moves no cursor")
+			assert.Equal(t, connector.Result{}, res, "a failed poll returns nothing, so no cursor moves")
+			assert.Len(t, f.Requests(), tt.wantCalls, "no page is asked for twice")
+		})
+	}
+}
+
 func TestPageLimits(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -158,7 +206,6 @@ func TestPageLimits(t *testing.T) {
 		wantCalls int
 	}{
 		{name: "stops at max_pages", maxPages: 3, after: func(page int) string { return "cursor-" + string(rune('a'+page)) }, wantCalls: 3},
-		{name: "the same cursor twice ends the poll", maxPages: 10, after: func(int) string { return "same" }, wantCalls: 2},
 		{name: "no after ends the poll", maxPages: 10, after: func(int) string { return "" }, wantCalls: 1},
 		{name: "an empty page ends the poll even with an after", maxPages: 10, empty: true,
 			after: func(page int) string { return "cursor-" + string(rune('a'+page)) }, wantCalls: 1},
@@ -200,14 +247,14 @@ func TestErrors(t *testing.T) {
 		wantStatus int
 	}{
 		{name: "403 with Datadog's errors", status: 403, body: `{"errors":["Forbidden"]}`,
-			wantErr:    "datadog: 403 Forbidden: Forbidden (check config.api_key and config.app_key, that the application key has events_read, and that config.base_url is your Datadog site)",
+			wantErr:    "datadog: upstream answered 403 Forbidden: Forbidden (check config.api_key and config.app_key, that the application key has events_read, and that config.base_url is your Datadog site)",
 			wantStatus: 403},
 		{name: "400 with two messages", status: 400, body: `{"errors":["Invalid filter[from]","page[limit] too large"]}`,
-			wantErr: "datadog: 400 Bad Request: Invalid filter[from]; page[limit] too large", wantStatus: 400},
+			wantErr: "datadog: upstream answered 400 Bad Request: Invalid filter[from]; page[limit] too large", wantStatus: 400},
 		{name: "429 without a body", status: 429,
-			wantErr: "datadog: 429 Too Many Requests", wantStatus: 429},
+			wantErr: "datadog: upstream answered 429 Too Many Requests", wantStatus: 429},
 		{name: "502 HTML page is quoted", status: 502, body: "<html>\n<b>Bad gateway</b></html>",
-			wantErr: "datadog: 502 Bad Gateway: <html> <b>Bad gateway</b></html>", wantStatus: 502},
+			wantErr: "datadog: upstream answered 502 Bad Gateway: <html> <b>Bad gateway</b></html>", wantStatus: 502},
 		{name: "200 without data", status: 200, body: `{"meta":{}}`,
 			wantErr: `datadog: response has no "data" array (is base_url your site's API?)`},
 		{name: "200 that is not JSON", status: 200, body: `<!doctype html>`,
@@ -222,7 +269,7 @@ func TestErrors(t *testing.T) {
 			assert.EqualError(t, err, tt.wantErr)
 			assert.NotContains(t, err.Error(), testAPIKey)
 			assert.NotContains(t, err.Error(), testAppKey)
-			statusErr, isStatus := errors.AsType[*StatusError](err)
+			statusErr, isStatus := errors.AsType[*upstream.StatusError](err)
 			if tt.wantStatus != 0 {
 				require.True(t, isStatus)
 				assert.Equal(t, tt.wantStatus, statusErr.StatusCode)

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -60,16 +61,13 @@ type Config struct {
 
 // ApplyDefaults fills the fields left out.
 func (c *Config) ApplyDefaults() {
-	if c.MaxItems == nil {
-		n := DefaultMaxItems
-		c.MaxItems = &n
-	}
+	connector.SetDefault(&c.MaxItems, DefaultMaxItems)
 }
 
 // Validate reports every problem of the config at once. It does no I/O.
 func (c Config) Validate() error {
 	var errs []error
-	_, err := parseFeedURL(c.URL)
+	_, err := upstream.ParseURL("config.url", c.URL, urlExample)
 	errs = append(errs, err)
 	if strings.ContainsFunc(c.UserAgent, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		errs = append(errs, errors.New(`config.user_agent: must be one line without control characters (write e.g. "pollgrid (ops@example.com)", or leave it out for the default)`))
@@ -81,71 +79,28 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// parseFeedURL accepts an absolute http(s) URL. A fragment is dropped: it is
-// never sent. Error texts show the URL redacted.
-func parseFeedURL(raw string) (*url.URL, error) {
-	if strings.TrimSpace(raw) == "" {
-		return nil, fmt.Errorf("config.url: required (write the feed's absolute http(s) URL, e.g. %q)", urlExample)
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("config.url: cannot be parsed as a URL (write an absolute http(s) URL such as %q)", urlExample)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("config.url: %q is not an absolute http(s) URL (write e.g. %q)", redactURL(u), urlExample)
-	}
-	u.Fragment, u.RawFragment = "", ""
-	return u, nil
-}
-
-// redactURL hides what a feed URL may carry as a secret: the password and
-// every query value (private feeds often take ?token=...). Keys stay, to
-// tell two feeds apart.
-func redactURL(u *url.URL) string {
-	safe := *u
-	if safe.RawQuery != "" {
-		q := safe.Query()
-		for k := range q {
-			q[k] = []string{"xxxxx"}
-		}
-		safe.RawQuery = q.Encode()
-	}
-	return safe.Redacted()
-}
-
 // New builds a feed connector from its config. It does no I/O.
 func New(raw json.RawMessage, deps connector.Deps) (connector.Connector, error) {
-	cfg, err := connector.DecodeConfig[Config](raw)
-	if err != nil {
-		return nil, err
-	}
-	cfg.ApplyDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	feedURL, _ := parseFeedURL(cfg.URL) // validated above
-	client := deps.HTTP
-	if client == nil {
-		client = upstream.NewClient(upstream.Options{})
-	}
-	logger := deps.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	return &feedPoller{
-		url:       feedURL.String(),
-		safeURL:   redactURL(feedURL),
-		userAgent: cfg.UserAgent,
-		maxItems:  *cfg.MaxItems,
-		client:    client,
-		logger:    logger.With("connector_type", TypeName),
-	}, nil
+	return connector.Build(TypeName, raw, deps, func(cfg Config, deps connector.Deps) (connector.Connector, error) {
+		header := http.Header{"Accept": {accept}}
+		if cfg.UserAgent != "" {
+			header.Set("User-Agent", cfg.UserAgent)
+		}
+		return &feedPoller{
+			url:       cfg.URL,
+			header:    header,
+			userAgent: cfg.UserAgent,
+			maxItems:  *cfg.MaxItems,
+			client:    upstream.Client(deps),
+			logger:    deps.Logger,
+		}, nil
+	})
 }
 
 // feedPoller keeps only its config between polls; State carries the rest.
 type feedPoller struct {
 	url       string
-	safeURL   string // for error texts and logs
+	header    http.Header
 	userAgent string
 	maxItems  int
 	client    *http.Client
@@ -155,63 +110,27 @@ type feedPoller struct {
 // Poll fetches the feed once, conditionally; a 304 ends the poll with
 // nothing to do. Cursor is not used and is passed through unchanged.
 func (p *feedPoller) Poll(ctx context.Context, state connector.State) (connector.Result, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url, nil)
+	answer, err := upstream.Fetch(ctx, p.client, upstream.Request{URL: p.url, Header: p.header, Validators: state})
 	if err != nil {
-		return connector.Result{}, fmt.Errorf("feed: build request for %s: %w", p.safeURL, err)
-	}
-	if p.userAgent != "" {
-		req.Header.Set("User-Agent", p.userAgent)
-	}
-	req.Header.Set("Accept", accept)
-	upstream.Conditional(req, state)
-
-	resp, err := p.client.Do(req)
-	if err != nil {
-		// *url.Error prints the URL, which may carry a token in its query.
-		if urlErr, ok := errors.AsType[*url.Error](err); ok {
-			urlErr.URL = p.safeURL
-		}
 		return connector.Result{}, fmt.Errorf("feed: %w", err)
 	}
-	defer resp.Body.Close()
-	if err := upstream.CheckStatus(resp); err != nil {
-		if ctx.Err() != nil {
-			return connector.Result{}, fmt.Errorf("feed: %w", ctx.Err())
-		}
-		return connector.Result{}, fmt.Errorf("feed: %w", err)
-	}
-	if resp.StatusCode == http.StatusNotModified {
+	if answer.NotModified {
 		return connector.Result{NotModified: true, State: state}, nil
 	}
-	body, err := upstream.ReadBody(resp)
+	parsed, err := parse(answer.Body)
 	if err != nil {
-		if ctx.Err() != nil {
-			return connector.Result{}, fmt.Errorf("feed: read body: %w", ctx.Err())
-		}
-		return connector.Result{}, fmt.Errorf("feed: %w", err)
-	}
-	parsed, err := parse(body)
-	if err != nil {
-		return connector.Result{}, fmt.Errorf("feed: %w%s", err, describeContentType(resp.Header))
-	}
-	// Relative links resolve against where the document was found (RFC 3986
-	// §5.1.3), after any redirect.
-	base := req.URL
-	if resp.Request != nil && resp.Request.URL != nil {
-		base = resp.Request.URL
+		return connector.Result{}, fmt.Errorf("feed: %w%s", err, answer.ContentType())
 	}
 	entries := parsed.Items
 	if len(entries) > p.maxItems {
 		p.logger.DebugContext(ctx, "feed has more entries than max_items; the rest are ignored",
-			"url", p.safeURL, "entries", len(entries), "max_items", p.maxItems)
+			"url", upstream.ShowRawURL(p.url), "entries", len(entries), "max_items", p.maxItems)
 		entries = entries[:p.maxItems]
 	}
-	items, failed := toItems(entries, strings.TrimSpace(parsed.Title), base)
-	return connector.Result{
-		Items:  items,
-		Failed: failed,
-		State:  upstream.Validators(resp, state),
-	}, nil
+	// Relative links resolve against where the document was found (RFC 3986
+	// §5.1.3), after any redirect.
+	items, failed := toItems(entries, strings.TrimSpace(parsed.Title), answer.URL)
+	return connector.Result{Items: items, Failed: failed, State: answer.State(state)}, nil
 }
 
 // parse reads RSS (0.9x, 1.0, 2.0) or Atom. gofeed also reads JSON Feed, but
@@ -243,13 +162,6 @@ func head(b []byte) string {
 	return strings.ToValidUTF8(string(b), "?")
 }
 
-func describeContentType(h http.Header) string {
-	if ct := h.Get("Content-Type"); ct != "" {
-		return fmt.Sprintf(" (Content-Type %q)", ct)
-	}
-	return ""
-}
-
 // Entry is an item's Data. Times are RFC 3339 in UTC when the feed's date
 // parses, else the feed's text as given. Empty values are left out, except
 // authors and categories, which are always arrays.
@@ -263,6 +175,24 @@ type Entry struct {
 	Summary    string   `json:"summary,omitempty"`
 	Categories []string `json:"categories"`
 	FeedTitle  string   `json:"feed_title,omitempty"`
+	// Enclosures are the media files the entry carries (a podcast's audio,
+	// a video): RSS <enclosure> and Atom <link rel="enclosure">, in document
+	// order; never null.
+	Enclosures []Enclosure `json:"enclosures"`
+	// DurationSeconds is itunes:duration ("5547", "92:27" or "1:32:27") in
+	// seconds; absent when the entry has none or it does not read as one.
+	DurationSeconds *int64 `json:"duration_seconds,omitempty"`
+}
+
+// Enclosure is one media file of an entry.
+type Enclosure struct {
+	// URL is absolute, resolved as the entry's link is.
+	URL string `json:"url"`
+	// Type is the MIME type the feed gives, e.g. "audio/mpeg".
+	Type string `json:"type,omitempty"`
+	// Length is the size in bytes the feed gives; absent when it gives none
+	// or not a whole number. Feeds are known to put other numbers here.
+	Length *int64 `json:"length,omitempty"`
 }
 
 // toItems turns entries into items. An entry whose id an earlier entry
@@ -323,12 +253,53 @@ func toItem(entry *gofeed.Item, feedTitle string, base *url.URL) (connector.Item
 		Summary:    summarize(cmp.Or(strings.TrimSpace(entry.Description), strings.TrimSpace(entry.Content))),
 		Categories: nonEmpty(entry.Categories),
 		FeedTitle:  feedTitle,
+		Enclosures: enclosures(base, entry.Enclosures),
+	}
+	if entry.ITunesExt != nil {
+		data.DurationSeconds = parseDuration(entry.ITunesExt.Duration)
 	}
 	raw, err := json.Marshal(data)
 	if err != nil {
 		return connector.Item{}, fmt.Errorf("encode entry %q: %w", id, err)
 	}
 	return connector.Item{ID: id, Version: version, Data: raw}, nil
+}
+
+// enclosures keeps the enclosures that have a URL, made absolute.
+func enclosures(base *url.URL, in []*gofeed.Enclosure) []Enclosure {
+	out := []Enclosure{}
+	for _, e := range in {
+		if e == nil || strings.TrimSpace(e.URL) == "" {
+			continue
+		}
+		enclosure := Enclosure{URL: resolve(base, strings.TrimSpace(e.URL)), Type: strings.TrimSpace(e.Type)}
+		if n, err := strconv.ParseInt(strings.TrimSpace(e.Length), 10, 64); err == nil && n >= 0 {
+			enclosure.Length = &n
+		}
+		out = append(out, enclosure)
+	}
+	return out
+}
+
+// parseDuration reads itunes:duration: seconds, or [[h:]m:]s.
+func parseDuration(text string) *int64 {
+	text = strings.TrimSpace(text)
+	if text == "" {
+		return nil
+	}
+	parts := strings.Split(text, ":")
+	if len(parts) > 3 {
+		return nil
+	}
+	var seconds int64
+	for _, part := range parts {
+		n, err := strconv.ParseInt(part, 10, 64)
+		if err != nil || n < 0 {
+			return nil
+		}
+		seconds = seconds*60 + n
+	}
+	return &seconds
 }
 
 // resolve makes link absolute against base; a link that does not parse is

@@ -22,6 +22,7 @@ const (
 	fixtureGulp    = "github_releases_gulp_2015.atom.xml"
 	fixtureFeedRS  = "github_releases_feed-rs_2020.atom.xml"
 	fixtureLiftoff = "rss2_spec_sample_liftoff.xml"
+	fixturePodcast = "giantbomb_podcast_2019.rss.xml"
 	feedPath       = "/feeds/releases.atom"
 )
 
@@ -78,6 +79,7 @@ func TestPollFixtures(t *testing.T) {
 				"authors": ["contra"],
 				"summary": "<p>3.9.0</p>",
 				"categories": [],
+				"enclosures": [],
 				"feed_title": "Release notes from gulp"
 			}`,
 		},
@@ -95,6 +97,7 @@ func TestPollFixtures(t *testing.T) {
 				"authors": ["contra"],
 				"summary": "<p>3.8.3</p>",
 				"categories": [],
+				"enclosures": [],
 				"feed_title": "Release notes from gulp"
 			}`,
 		},
@@ -112,6 +115,7 @@ func TestPollFixtures(t *testing.T) {
 				"authors": ["kumabook"],
 				"summary": "<p>Update version to 0.1.3</p>",
 				"categories": [],
+				"enclosures": [],
 				"feed_title": "Release notes from feed-rs"
 			}`,
 		},
@@ -126,7 +130,30 @@ func TestPollFixtures(t *testing.T) {
 				"authors": [],
 				"summary": "Sky watchers in Europe, Asia, and parts of Alaska and Canada will experience a <a href=\"http://science.nasa.gov/headlines/y2003/30may_solareclipse.htm\">partial eclipse of the Sun</a> on Saturday, May 31st.",
 				"categories": [],
+				"enclosures": [],
 				"feed_title": "Liftoff News"
+			}`,
+		},
+		{
+			name: "podcast episode with its enclosure and duration", fixture: fixturePodcast, contentType: "application/rss+xml",
+			wantCount: 3, position: 1,
+			wantID:      "1600-2818",
+			wantVersion: "2019-09-24T22:49:00Z",
+			wantData: `{
+				"id": "1600-2818",
+				"title": "Giant Bombcast 602: Easy Chicken",
+				"link": "https://www.giantbomb.com/shows/602-easy-chicken/2970-19636/free-podcast",
+				"published": "2019-09-24T22:49:00Z",
+				"authors": ["Giant Bomb"],
+				"summary": "A zillion games came out last week and we're here to talk about like 12 of them! Let's check in on Apple Arcade's lineup, Link's Awakening, and Borderlands 3. Then let's get into the news... is Valve going to have to let you resell your games? Weird! The",
+				"categories": ["GiantBomb", "Giant Bomb", "Jeff Gerstmann", "Ryan Davis", "video games", "PS3", "WiiU", "Xbox 360", "PC", "PSP", "DS"],
+				"enclosures": [{
+					"url": "https://dts.podtrac.com/redirect.mp3/www.giantbomb.com/podcasts/download/2818/vf_bc_092419_825-09-24-2019-3859274829.mp3",
+					"type": "audio/mpeg",
+					"length": 88752264
+				}],
+				"duration_seconds": 5547,
+				"feed_title": "Giant Bombcast"
 			}`,
 		},
 		{
@@ -142,6 +169,7 @@ func TestPollFixtures(t *testing.T) {
 				"authors": [],
 				"summary": "How do Americans get ready to work with Russians aboard the International Space Station? They take a crash course in culture, language and protocol at Russia's <a href=\"http://howe.iki.rssi.ru/GCTC/gctc_e.htm\">Star City</a>.",
 				"categories": [],
+				"enclosures": [],
 				"feed_title": "Liftoff News"
 			}`,
 		},
@@ -494,8 +522,8 @@ func TestSecretsStayOutOfErrors(t *testing.T) {
 	_, err = c.Poll(t.Context(), connector.State{})
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), "s3cret")
-	assert.Contains(t, err.Error(), `feed: Get "http://me:xxxxx@`)
-	assert.Contains(t, err.Error(), "/private.rss?tag=xxxxx&token=xxxxx")
+	assert.Contains(t, err.Error(), `feed: Get http://me:xxxxx@`)
+	assert.Contains(t, err.Error(), "/private.rss?token=xxxxx&tag=xxxxx")
 
 	_, err = New(json.RawMessage(`{"url":"ftp://me:s3cret@example.com/f.rss?token=s3cret"}`), connector.Deps{})
 	require.Error(t, err)
@@ -555,12 +583,10 @@ func TestConfig(t *testing.T) {
 			wantURL: "https://github.com/gulpjs/gulp/releases.atom", wantMax: 200},
 		{name: "everything set", raw: `{"url":"http://example.com/rss?tag=go","user_agent":"reader (ops@example.com)","max_items":10000}`,
 			wantURL: "http://example.com/rss?tag=go", wantMax: 10000, wantUser: "reader (ops@example.com)"},
-		{name: "fragment dropped", raw: `{"url":"https://example.com/feed.xml#top","max_items":1}`,
-			wantURL: "https://example.com/feed.xml", wantMax: 1},
 
 		// url
 		{name: "url missing", raw: `{}`,
-			wantErr: []string{`config.url: required (write the feed's absolute http(s) URL, e.g. "https://github.com/gulpjs/gulp/releases.atom")`}},
+			wantErr: []string{`config.url: required (write an absolute http(s) URL, e.g. "https://github.com/gulpjs/gulp/releases.atom")`}},
 		{name: "empty config", raw: ``,
 			wantErr: []string{"config.url: required"}},
 		{name: "url blank", raw: `{"url":"  "}`,
@@ -570,7 +596,9 @@ func TestConfig(t *testing.T) {
 		{name: "url feed scheme", raw: `{"url":"feed://example.com/rss"}`,
 			wantErr: []string{`config.url: "feed://example.com/rss" is not an absolute http(s) URL`}},
 		{name: "url unparsable", raw: `{"url":"http://[::1"}`,
-			wantErr: []string{`config.url: cannot be parsed as a URL (write an absolute http(s) URL such as "https://github.com/gulpjs/gulp/releases.atom")`}},
+			wantErr: []string{`config.url: cannot be parsed as a URL (write an absolute http(s) URL, e.g. "https://github.com/gulpjs/gulp/releases.atom")`}},
+		{name: "url with a fragment", raw: `{"url":"https://example.com/feed.xml#top"}`,
+			wantErr: []string{`config.url: "https://example.com/feed.xml" has a #fragment, which is never sent (remove it)`}},
 
 		// user_agent
 		{name: "user_agent with a newline", raw: `{"url":"https://example.com/rss","user_agent":"a\r\nX-Evil: 1"}`,
@@ -622,5 +650,46 @@ func BenchmarkParse(b *testing.B) {
 		if len(items) != 10 {
 			b.Fatalf("parse: %d items", len(items))
 		}
+	}
+}
+
+func TestEnclosures(t *testing.T) {
+	rss := `<?xml version="1.0"?><rss version="2.0" xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd"><channel><title>t</title>
+<item><guid>a</guid><itunes:duration>1:02:03</itunes:duration><enclosure url="/audio/a.mp3" length="12" type="audio/mpeg"/></item>
+<item><guid>b</guid><itunes:duration>62:03</itunes:duration><enclosure url="https://cdn.example/b.mp4" length="unknown" type="video/mp4"/></item>
+<item><guid>c</guid><itunes:duration>soon</itunes:duration></item>
+</channel></rss>`
+	atom := `<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>
+<entry><id>d</id><updated>2024-01-01T00:00:00Z</updated><link rel="enclosure" href="https://cdn.example/d.ogg" type="audio/ogg" length="99"/></entry>
+</feed>`
+	tests := []struct {
+		name, body string
+		want       []string // each item's enclosures and duration, as JSON
+	}{
+		{name: "rss", body: rss, want: []string{
+			`{"enclosures":[{"url":"SRV/audio/a.mp3","type":"audio/mpeg","length":12}],"duration_seconds":3723}`,
+			`{"enclosures":[{"url":"https://cdn.example/b.mp4","type":"video/mp4"}],"duration_seconds":3723}`,
+			`{"enclosures":[]}`,
+		}},
+		{name: "atom", body: atom, want: []string{
+			`{"enclosures":[{"url":"https://cdn.example/d.ogg","type":"audio/ogg","length":99}]}`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := ct.Replay(t, ct.Any(ct.Response{Body: []byte(tt.body)}))
+			res, err := newPoller(t, srv, nil).Poll(t.Context(), connector.State{})
+			require.NoError(t, err)
+			require.Len(t, res.Items, len(tt.want))
+			for i, want := range tt.want {
+				e := decodeEntry(t, res.Items[i])
+				got, err := json.Marshal(struct {
+					Enclosures      []Enclosure `json:"enclosures"`
+					DurationSeconds *int64      `json:"duration_seconds,omitempty"`
+				}{e.Enclosures, e.DurationSeconds})
+				require.NoError(t, err)
+				assert.JSONEq(t, strings.ReplaceAll(want, "SRV", srv.URL), string(got), "item %d", i)
+			}
+		})
 	}
 }

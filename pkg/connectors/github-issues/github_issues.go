@@ -5,6 +5,7 @@
 package githubissues
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,7 +19,6 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/connector"
 	"github.com/pollgrid/pollgrid/pkg/connectors/internal/githubapi"
-	"github.com/pollgrid/pollgrid/pkg/upstream"
 )
 
 // TypeName is the connector type in connectors.json.
@@ -56,9 +56,7 @@ type Config struct {
 // ApplyDefaults fills the fields left out.
 func (c *Config) ApplyDefaults() {
 	c.RepoConfig.ApplyDefaults(DefaultMaxPages)
-	if c.State == "" {
-		c.State = DefaultState
-	}
+	c.State = cmp.Or(c.State, DefaultState)
 }
 
 // Validate reports every problem of the config at once. It does no I/O.
@@ -89,45 +87,33 @@ func (c Config) Validate() error {
 
 // New builds a github-issues connector from its config. It does no I/O.
 func New(raw json.RawMessage, deps connector.Deps) (connector.Connector, error) {
-	cfg, err := connector.DecodeConfig[Config](raw)
-	if err != nil {
-		return nil, err
-	}
-	cfg.ApplyDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	base, _ := githubapi.ParseBaseURL(cfg.BaseURL) // validated above
-	logger := deps.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	logger = logger.With("connector_type", TypeName)
-	client := githubapi.NewClient(deps.HTTP, base, cfg.Token, logger)
-
-	// Written by hand, not with url.Values: the order is GitHub's own, and
-	// the commas between labels stay commas.
-	query := "state=" + cfg.State + "&sort=updated&direction=asc&per_page=" + strconv.Itoa(*cfg.PerPage)
-	if len(cfg.Labels) > 0 {
-		escaped := make([]string, len(cfg.Labels))
-		for i, l := range cfg.Labels {
-			escaped[i] = url.QueryEscape(l)
+	return connector.Build(TypeName, raw, deps, func(cfg Config, deps connector.Deps) (connector.Connector, error) {
+		base, _ := githubapi.ParseBaseURL(cfg.BaseURL) // validated
+		client := githubapi.NewClient(deps, base, cfg.Token)
+		// Written by hand, not with url.Values: the order is GitHub's own, and
+		// the commas between labels stay commas.
+		query := "state=" + cfg.State + "&sort=updated&direction=asc&per_page=" + strconv.Itoa(*cfg.PerPage)
+		if len(cfg.Labels) > 0 {
+			escaped := make([]string, len(cfg.Labels))
+			for i, l := range cfg.Labels {
+				escaped[i] = url.QueryEscape(l)
+			}
+			query += "&labels=" + strings.Join(escaped, ",")
 		}
-		query += "&labels=" + strings.Join(escaped, ",")
-	}
-	var since time.Time
-	if cfg.Since != "" {
-		since, _ = time.Parse(time.RFC3339, cfg.Since) // validated above
-	}
-	return &issuePoller{
-		client:              client,
-		repo:                cfg.Owner + "/" + cfg.Repo,
-		listURL:             client.RepoURL(cfg.Owner, cfg.Repo, "issues?"+query),
-		since:               since,
-		maxPages:            *cfg.MaxPages,
-		includePullRequests: cfg.IncludePullRequests,
-		logger:              logger,
-	}, nil
+		var since time.Time
+		if cfg.Since != "" {
+			since, _ = time.Parse(time.RFC3339, cfg.Since) // validated
+		}
+		return &issuePoller{
+			client:              client,
+			repo:                cfg.Owner + "/" + cfg.Repo,
+			listURL:             client.RepoURL(cfg.Owner, cfg.Repo, "issues?"+query),
+			since:               since,
+			maxPages:            *cfg.MaxPages,
+			includePullRequests: cfg.IncludePullRequests,
+			logger:              deps.Logger,
+		}, nil
+	})
 }
 
 // issuePoller keeps only its config between polls; State carries the rest.
@@ -173,40 +159,13 @@ func (p *issuePoller) Poll(ctx context.Context, state connector.State) (connecto
 		firstURL += "&since=" + formatCursor(since)
 	}
 
-	result := connector.Result{}
 	var latest time.Time
-	index := map[string]int{} // item id → position+1 in result.Items
-	position := 0
-	walked, err := p.client.Walk(ctx, firstURL, state, p.maxPages, func(page githubapi.Page) error {
-		var issues []json.RawMessage
-		if err := upstream.DecodeJSON(page.Body, &issues); err != nil {
-			return fmt.Errorf("github: response is not a list of issues: %w", err)
+	result, walked, err := p.client.Items(ctx, firstURL, state, p.maxPages, "issues", func(raw json.RawMessage) (connector.Item, bool, *connector.ItemError) {
+		item, updated, keep, itemErr := p.toItem(raw)
+		if updated.After(latest) {
+			latest = updated
 		}
-		for _, raw := range issues {
-			item, updated, keep, itemErr := p.toItem(raw)
-			if updated.After(latest) {
-				latest = updated
-			}
-			switch {
-			case itemErr != nil:
-				if itemErr.ID == "" {
-					itemErr.ID = fmt.Sprintf("issues[%d]", position)
-				}
-				result.Failed = append(result.Failed, *itemErr)
-			case !keep:
-			case index[item.ID] > 0:
-				// An issue updated mid-poll moves to the end of the list and
-				// can come twice. Keep the newer version.
-				if i := index[item.ID] - 1; item.Version > result.Items[i].Version {
-					result.Items[i] = item
-				}
-			default:
-				result.Items = append(result.Items, item)
-				index[item.ID] = len(result.Items)
-			}
-			position++
-		}
-		return nil
+		return item, keep, itemErr
 	})
 	if err != nil {
 		return connector.Result{}, fmt.Errorf("list issues of %s: %w", p.repo, err)

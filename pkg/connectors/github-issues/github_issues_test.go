@@ -361,8 +361,8 @@ func TestForeignNextLinkIsRefused(t *testing.T) {
 	res, err := newPoller(t, srv, nil).Poll(t.Context(), connector.State{Cursor: "2022-07-19T00:00:00Z"})
 	require.Error(t, err)
 	assert.Equal(t, connector.Result{}, res, "a refused page fails the whole poll; the cursor stays")
-	assert.Equal(t, fmt.Sprintf(`list issues of %s/%s: github: Link rel="next" %q leaves %s; refusing to follow it (set config.base_url to the host GitHub links to)`,
-		owner, repo, foreign.URL+movedPath+"?per_page=3&page=2", srv.URL), err.Error())
+	assert.Equal(t, fmt.Sprintf(`list issues of %s/%s: github: Link rel="next": next page %q leaves %s; refusing to follow it (set config.base_url to the host the upstream links to)`,
+		owner, repo, foreign.URL+movedPath+"?per_page=xxxxx&page=xxxxx", srv.URL), err.Error())
 	assert.NotContains(t, err.Error(), testToken)
 	assert.Len(t, srv.Requests(), 1)
 	assert.Empty(t, foreign.Requests(), "the foreign host never sees the token")

@@ -16,7 +16,6 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/connector"
 	"github.com/pollgrid/pollgrid/pkg/connectors/internal/githubapi"
-	"github.com/pollgrid/pollgrid/pkg/upstream"
 )
 
 // TypeName is the connector type in connectors.json.
@@ -47,14 +46,8 @@ type Config struct {
 // ApplyDefaults fills the fields left out.
 func (c *Config) ApplyDefaults() {
 	c.RepoConfig.ApplyDefaults(DefaultMaxPages)
-	if c.IncludePrereleases == nil {
-		yes := true
-		c.IncludePrereleases = &yes
-	}
-	if c.IncludeDrafts == nil {
-		no := false
-		c.IncludeDrafts = &no
-	}
+	connector.SetDefault(&c.IncludePrereleases, true)
+	connector.SetDefault(&c.IncludeDrafts, false)
 }
 
 // Validate reports every problem of the config at once. It does no I/O.
@@ -64,30 +57,19 @@ func (c Config) Validate() error {
 
 // New builds a github-releases connector from its config. It does no I/O.
 func New(raw json.RawMessage, deps connector.Deps) (connector.Connector, error) {
-	cfg, err := connector.DecodeConfig[Config](raw)
-	if err != nil {
-		return nil, err
-	}
-	cfg.ApplyDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	base, _ := githubapi.ParseBaseURL(cfg.BaseURL) // validated above
-	logger := deps.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	logger = logger.With("connector_type", TypeName)
-	client := githubapi.NewClient(deps.HTTP, base, cfg.Token, logger)
-	return &releasePoller{
-		client:             client,
-		repo:               cfg.Owner + "/" + cfg.Repo,
-		firstURL:           client.RepoURL(cfg.Owner, cfg.Repo, "releases?per_page="+strconv.Itoa(*cfg.PerPage)),
-		maxPages:           *cfg.MaxPages,
-		includePrereleases: *cfg.IncludePrereleases,
-		includeDrafts:      *cfg.IncludeDrafts,
-		logger:             logger,
-	}, nil
+	return connector.Build(TypeName, raw, deps, func(cfg Config, deps connector.Deps) (connector.Connector, error) {
+		base, _ := githubapi.ParseBaseURL(cfg.BaseURL) // validated
+		client := githubapi.NewClient(deps, base, cfg.Token)
+		return &releasePoller{
+			client:             client,
+			repo:               cfg.Owner + "/" + cfg.Repo,
+			firstURL:           client.RepoURL(cfg.Owner, cfg.Repo, "releases?per_page="+strconv.Itoa(*cfg.PerPage)),
+			maxPages:           *cfg.MaxPages,
+			includePrereleases: *cfg.IncludePrereleases,
+			includeDrafts:      *cfg.IncludeDrafts,
+			logger:             deps.Logger,
+		}, nil
+	})
 }
 
 // releasePoller keeps only its config between polls; State carries the rest.
@@ -105,37 +87,7 @@ type releasePoller struct {
 // is conditional; its 304 ends the poll with nothing to do. The cursor is
 // not used and is passed through.
 func (p *releasePoller) Poll(ctx context.Context, state connector.State) (connector.Result, error) {
-	result := connector.Result{State: connector.State{Cursor: state.Cursor}}
-	index := map[string]int{} // item id → position in result.Items
-	position := 0
-	walked, err := p.client.Walk(ctx, p.firstURL, state, p.maxPages, func(page githubapi.Page) error {
-		var releases []json.RawMessage
-		if err := upstream.DecodeJSON(page.Body, &releases); err != nil {
-			return fmt.Errorf("github: response is not a list of releases: %w", err)
-		}
-		for _, raw := range releases {
-			item, keep, itemErr := p.toItem(raw)
-			switch {
-			case itemErr != nil:
-				if itemErr.ID == "" {
-					itemErr.ID = fmt.Sprintf("releases[%d]", position)
-				}
-				result.Failed = append(result.Failed, *itemErr)
-			case !keep:
-			case index[item.ID] > 0:
-				// A release published mid-poll shifts the pages: the same
-				// release can come twice. Keep the newer version.
-				if i := index[item.ID] - 1; item.Version > result.Items[i].Version {
-					result.Items[i] = item
-				}
-			default:
-				result.Items = append(result.Items, item)
-				index[item.ID] = len(result.Items)
-			}
-			position++
-		}
-		return nil
-	})
+	result, walked, err := p.client.Items(ctx, p.firstURL, state, p.maxPages, "releases", p.toItem)
 	if err != nil {
 		return connector.Result{}, fmt.Errorf("list releases of %s: %w", p.repo, err)
 	}
@@ -146,7 +98,7 @@ func (p *releasePoller) Poll(ctx context.Context, state connector.State) (connec
 		p.logger.DebugContext(ctx, "github releases: more pages than max_pages; older releases are not read",
 			"repo", p.repo, "max_pages", p.maxPages)
 	}
-	result.State.ETag, result.State.LastModified = walked.Validators.ETag, walked.Validators.LastModified
+	result.State = connector.State{Cursor: state.Cursor, ETag: walked.Validators.ETag, LastModified: walked.Validators.LastModified}
 	return result, nil
 }
 

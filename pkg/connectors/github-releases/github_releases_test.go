@@ -392,8 +392,8 @@ func TestForeignNextLinkIsRefused(t *testing.T) {
 	res, err := newPoller(t, srv, nil).Poll(t.Context(), connector.State{})
 	require.Error(t, err)
 	assert.Empty(t, res.Items, "a refused page fails the whole poll")
-	assert.Equal(t, fmt.Sprintf(`list releases of api-playground/hello-world: github: Link rel="next" %q leaves %s; refusing to follow it (set config.base_url to the host GitHub links to)`,
-		foreign.URL+"/repositories/1/releases?page=2", srv.URL), err.Error())
+	assert.Equal(t, fmt.Sprintf(`list releases of api-playground/hello-world: github: Link rel="next": next page %q leaves %s; refusing to follow it (set config.base_url to the host the upstream links to)`,
+		foreign.URL+"/repositories/1/releases?page=xxxxx", srv.URL), err.Error())
 	assert.NotContains(t, err.Error(), testToken)
 	assert.Len(t, srv.Requests(), 1)
 	assert.Empty(t, foreign.Requests(), "the foreign host never sees the token")

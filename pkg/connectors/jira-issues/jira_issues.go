@@ -8,8 +8,8 @@
 package jiraissues
 
 import (
-	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -92,14 +92,8 @@ func (c *Config) ApplyDefaults() {
 	if !slices.Contains(c.Fields, "updated") {
 		c.Fields = append(c.Fields, "updated")
 	}
-	if c.MaxResults == nil {
-		n := DefaultMaxResults
-		c.MaxResults = &n
-	}
-	if c.MaxPages == nil {
-		n := DefaultMaxPages
-		c.MaxPages = &n
-	}
+	connector.SetDefault(&c.MaxResults, DefaultMaxResults)
+	connector.SetDefault(&c.MaxPages, DefaultMaxPages)
 }
 
 // orderByPattern finds an ORDER BY in the user's JQL.
@@ -109,15 +103,13 @@ var orderByPattern = regexp.MustCompile(`(?i)\border\s+by\b`)
 // never quotes the API token.
 func (c Config) Validate() error {
 	var errs []error
-	if c.BaseURL == "" {
-		errs = append(errs, fmt.Errorf("config.base_url: required: your Jira Cloud site, e.g. %q", exampleBaseURL))
-	} else if _, err := parseBaseURL(c.BaseURL); err != nil {
-		errs = append(errs, err)
-	}
+	_, err := upstream.ParseBaseURL("config.base_url", c.BaseURL, exampleBaseURL)
+	errs = append(errs, err)
 	if strings.TrimSpace(c.Email) == "" {
 		errs = append(errs, errors.New("config.email: required: the email of the Atlassian account that owns the API token"))
 	}
-	errs = append(errs, validateToken(c.APIToken))
+	errs = append(errs, connector.CheckSecret("config.api_token", c.APIToken,
+		`write "${JIRA_API_TOKEN}" and set that variable to an API token from `+tokenPageURL))
 	switch {
 	case strings.TrimSpace(c.JQL) == "":
 		errs = append(errs, errors.New(`config.jql: required: a JQL filter such as "project = OPS" (Jira refuses unbounded searches)`))
@@ -140,75 +132,32 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// validateToken checks the API token without ever putting it in the error.
-func validateToken(token string) error {
-	switch {
-	case token == "":
-		return fmt.Errorf(`config.api_token: required: write "${JIRA_API_TOKEN}" and set that variable to an API token from %s`, tokenPageURL)
-	case strings.HasPrefix(token, "${"):
-		return errors.New("config.api_token: the ${VAR} reference was not resolved: set that environment variable for the worker")
-	case strings.ContainsFunc(token, func(r rune) bool { return r <= ' ' || r == 0x7f }):
-		return errors.New("config.api_token: contains whitespace or control characters (often a trailing newline in the environment variable)")
-	}
-	return nil
-}
-
-// parseBaseURL accepts an absolute http(s) URL without query or fragment and
-// drops a trailing "/". Errors show it redacted: it may carry a password.
-func parseBaseURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("config.base_url: cannot be parsed as a URL (write the site root, e.g. %q)", exampleBaseURL)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("config.base_url: %q is not an absolute http(s) URL (write e.g. %q)", shown(u), exampleBaseURL)
-	}
-	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
-		return nil, fmt.Errorf("config.base_url: %q must not carry a query or fragment (write the site root, e.g. %q)", shown(u), exampleBaseURL)
-	}
-	u.Path = strings.TrimRight(u.Path, "/")
-	u.RawPath = ""
-	return u, nil
-}
-
 // New builds a jira-issues connector from its config. It does no I/O.
 func New(raw json.RawMessage, deps connector.Deps) (connector.Connector, error) {
-	cfg, err := connector.DecodeConfig[Config](raw)
-	if err != nil {
-		return nil, err
-	}
-	cfg.ApplyDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	base, _ := parseBaseURL(cfg.BaseURL) // validated above
-	client := deps.HTTP
-	if client == nil {
-		client = upstream.NewClient(upstream.Options{})
-	}
-	logger := deps.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	return &issuePoller{
-		baseURL:    base.String(),
-		email:      cfg.Email,
-		apiToken:   cfg.APIToken,
-		jql:        strings.TrimSpace(cfg.JQL),
-		fields:     cfg.Fields,
-		maxResults: *cfg.MaxResults,
-		maxPages:   *cfg.MaxPages,
-		client:     client,
-		logger:     logger.With("connector_type", TypeName),
-		now:        time.Now,
-	}, nil
+	return connector.Build(TypeName, raw, deps, func(cfg Config, deps connector.Deps) (connector.Connector, error) {
+		base, _ := upstream.ParseBaseURL("config.base_url", cfg.BaseURL, exampleBaseURL) // validated
+		return &issuePoller{
+			baseURL: base.String(),
+			header: http.Header{
+				"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte(cfg.Email+":"+cfg.APIToken))},
+				"Content-Type":  {"application/json"},
+				"Accept":        {"application/json"},
+			},
+			jql:        strings.TrimSpace(cfg.JQL),
+			fields:     cfg.Fields,
+			maxResults: *cfg.MaxResults,
+			maxPages:   *cfg.MaxPages,
+			client:     upstream.Client(deps),
+			logger:     deps.Logger,
+			now:        time.Now,
+		}, nil
+	})
 }
 
 // issuePoller keeps only its config between polls; State carries the rest.
 type issuePoller struct {
 	baseURL    string
-	email      string
-	apiToken   string
+	header     http.Header // with the Basic credentials
 	jql        string
 	fields     []string
 	maxResults int
@@ -230,7 +179,8 @@ func (p *issuePoller) Poll(ctx context.Context, state connector.State) (connecto
 	newest := since
 	position := 0 // numbers issues across pages for ItemErrors without a key
 	pageToken := ""
-	for page := 1; ; page++ {
+	pages := upstream.NewPages(p.maxPages, pageToken)
+	for {
 		found, err := p.search(ctx, jql, pageToken)
 		if err != nil {
 			return connector.Result{}, fmt.Errorf("jira: %w", err)
@@ -254,14 +204,12 @@ func (p *issuePoller) Poll(ctx context.Context, state connector.State) (connecto
 		if found.IsLast || found.NextPageToken == "" {
 			break
 		}
-		if found.NextPageToken == pageToken {
-			// The same token again would repeat the same page forever.
-			p.logger.WarnContext(ctx, "jira returned the same nextPageToken twice; stopping", "page", page)
-			break
-		}
-		if page >= p.maxPages {
-			p.logger.WarnContext(ctx, "jira search has more pages than max_pages; the rest are left for the next poll",
-				"max_pages", p.maxPages, "items", len(result.Items))
+		if err := pages.Next(found.NextPageToken); err != nil {
+			// A repeated token would read the same pages forever; past
+			// max_pages the rest, all newer than the cursor, waits for the
+			// next poll. Either way, what was read stands.
+			p.logger.WarnContext(ctx, "jira: stopping pagination with what was read",
+				"reason", err.Error(), "max_pages", p.maxPages, "items", len(result.Items))
 			break
 		}
 		pageToken = found.NextPageToken
@@ -329,24 +277,14 @@ func (p *issuePoller) search(ctx context.Context, jql, pageToken string) (search
 	if err != nil {
 		return searchPage{}, fmt.Errorf("encode search request: %w", err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.baseURL+searchPath, bytes.NewReader(body))
-	if err != nil {
-		return searchPage{}, fmt.Errorf("build request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	req.SetBasicAuth(p.email, p.apiToken)
-
-	resp, err := p.client.Do(req)
+	answer, err := upstream.Fetch(ctx, p.client, upstream.Request{
+		Method: http.MethodPost, URL: p.baseURL + searchPath, Header: p.header, Body: body, Explain: explain,
+	})
 	if err != nil {
 		return searchPage{}, err
 	}
-	defer resp.Body.Close()
-	if err := upstream.CheckStatus(resp); err != nil {
-		return searchPage{}, newStatusError(err)
-	}
 	var page searchPage
-	if err := upstream.ReadJSON(resp, &page); err != nil {
+	if err := upstream.DecodeJSON(answer.Body, &page); err != nil {
 		return searchPage{}, err
 	}
 	if page.Issues == nil {
@@ -355,53 +293,32 @@ func (p *issuePoller) search(ctx context.Context, jql, pageToken string) (search
 	return page, nil
 }
 
-// StatusError is a Jira answer other than 2xx, with Jira's own messages.
-type StatusError struct {
-	StatusCode int
-	// Status is the status line, e.g. "400 Bad Request".
-	Status string
-	// Message is Jira's errorMessages and errors, or the start of the body
-	// when it was not Jira's error JSON.
-	Message string
-}
-
-func (e *StatusError) Error() string {
-	msg := e.Status
-	if e.Message != "" {
-		msg += ": " + e.Message
-	}
-	switch e.StatusCode {
-	case http.StatusUnauthorized:
-		msg += " (check config.email and config.api_token; tokens come from " + tokenPageURL + ")"
-	case http.StatusNotFound:
-		msg += fmt.Sprintf(" (check config.base_url: it must be the site root, e.g. %q)", exampleBaseURL)
-	case http.StatusGone:
-		msg += " (Jira removed the endpoint that was called; this connector calls POST " + searchPath +
-			fmt.Sprintf(", so check that config.base_url is the site root, e.g. %q, and that no proxy rewrites the path)", exampleBaseURL)
-	}
-	return msg
-}
-
-// newStatusError reads Jira's {"errorMessages": [...], "errors": {...}} out of
-// the body kept by upstream.CheckStatus.
-func newStatusError(err error) error {
-	statusErr, ok := errors.AsType[*upstream.StatusError](err)
-	if !ok {
-		return err
-	}
+// explain words a Jira error from its {"errorMessages": [...], "errors":
+// {...}} body, and says where to look for the usual ones.
+func explain(e *upstream.StatusError) {
 	var body struct {
 		ErrorMessages []string          `json:"errorMessages"`
 		Errors        map[string]string `json:"errors"`
 	}
-	if json.Unmarshal([]byte(statusErr.Snippet), &body) != nil {
-		// Not Jira's JSON (a proxy's HTML page, say): quote its start.
-		return &StatusError{StatusCode: statusErr.StatusCode, Status: statusErr.Status, Message: statusErr.Snippet}
+	if json.Unmarshal(e.Body, &body) == nil {
+		messages := body.ErrorMessages
+		for _, field := range slices.Sorted(maps.Keys(body.Errors)) {
+			messages = append(messages, field+": "+body.Errors[field])
+		}
+		e.Message = upstream.OneLine(strings.Join(messages, "; "), 600)
+		if e.Message == "" {
+			e.Snippet = "" // Jira's JSON, with nothing in it
+		}
 	}
-	messages := body.ErrorMessages
-	for _, field := range slices.Sorted(maps.Keys(body.Errors)) {
-		messages = append(messages, field+": "+body.Errors[field])
+	switch e.StatusCode {
+	case http.StatusUnauthorized:
+		e.Hint = "check config.email and config.api_token; tokens come from " + tokenPageURL
+	case http.StatusNotFound:
+		e.Hint = fmt.Sprintf("check config.base_url: it must be the site root, e.g. %q", exampleBaseURL)
+	case http.StatusGone:
+		e.Hint = "Jira removed the endpoint that was called; this connector calls POST " + searchPath +
+			fmt.Sprintf(", so check that config.base_url is the site root, e.g. %q, and that no proxy rewrites the path", exampleBaseURL)
 	}
-	return &StatusError{StatusCode: statusErr.StatusCode, Status: statusErr.Status, Message: strings.Join(messages, "; ")}
 }
 
 // Issue is an item's Data.
@@ -534,14 +451,4 @@ func toRFC3339(jiraTime string) string {
 		return jiraTime
 	}
 	return t.Format(time.RFC3339Nano)
-}
-
-// shown is a URL as error texts may quote it: with its password masked, or
-// not at all when an "@" that was not parsed as credentials (no scheme, say)
-// might still hide one.
-func shown(u *url.URL) string {
-	if u.User == nil && strings.Contains(u.String(), "@") {
-		return "(not shown: it contains an @)"
-	}
-	return u.Redacted()
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/connector"
 	ct "github.com/pollgrid/pollgrid/pkg/connectortest"
+	"github.com/pollgrid/pollgrid/pkg/upstream"
 )
 
 // The fixtures are real answers of the removed /rest/api/3/search (Cloud,
@@ -309,7 +310,7 @@ func TestErrors(t *testing.T) {
 		{
 			name:   "410 from the removed search endpoint",
 			status: 410, body: string(ct.Load(t, fixtureRemoved).Body),
-			wantErr: "jira: 410 Gone: The requested API has been removed. Please migrate to the /rest/api/3/search/jql API. " +
+			wantErr: "jira: upstream answered 410 Gone: The requested API has been removed. Please migrate to the /rest/api/3/search/jql API. " +
 				"A full migration guideline is available at https://developer.atlassian.com/changelog/#CHANGE-2046 " +
 				"(Jira removed the endpoint that was called; this connector calls POST /rest/api/3/search/jql, " +
 				`so check that config.base_url is the site root, e.g. "https://your-site.atlassian.net", and that no proxy rewrites the path)`,
@@ -319,28 +320,28 @@ func TestErrors(t *testing.T) {
 			name:   "400 with errorMessages and errors",
 			status: 400,
 			body:   `{"errorMessages":["Error in the JQL Query: Expecting a field name."],"errors":{"jql":"bad","fields":"unknown field"}}`,
-			wantErr: "jira: 400 Bad Request: Error in the JQL Query: Expecting a field name.; " +
+			wantErr: "jira: upstream answered 400 Bad Request: Error in the JQL Query: Expecting a field name.; " +
 				"fields: unknown field; jql: bad",
 			wantStatus: 400,
 		},
 		{
 			name:       "401 with no body says where to look",
 			status:     401,
-			wantErr:    "jira: 401 Unauthorized (check config.email and config.api_token; tokens come from https://id.atlassian.com/manage-profile/security/api-tokens)",
+			wantErr:    "jira: upstream answered 401 Unauthorized (check config.email and config.api_token; tokens come from https://id.atlassian.com/manage-profile/security/api-tokens)",
 			wantStatus: 401,
 		},
 		{
 			name:       "404 points at base_url",
 			status:     404,
 			body:       `{"errorMessages":[],"errors":{}}`,
-			wantErr:    `jira: 404 Not Found (check config.base_url: it must be the site root, e.g. "https://your-site.atlassian.net")`,
+			wantErr:    `jira: upstream answered 404 Not Found (check config.base_url: it must be the site root, e.g. "https://your-site.atlassian.net")`,
 			wantStatus: 404,
 		},
 		{
 			name:       "an HTML error page is quoted",
 			status:     502,
 			body:       "<html><body>Bad gateway</body></html>",
-			wantErr:    "jira: 502 Bad Gateway: <html><body>Bad gateway</body></html>",
+			wantErr:    "jira: upstream answered 502 Bad Gateway: <html><body>Bad gateway</body></html>",
 			wantStatus: 502,
 		},
 		{
@@ -364,9 +365,9 @@ func TestErrors(t *testing.T) {
 			assert.Equal(t, connector.Result{}, res, "a failed poll returns nothing, so no cursor moves")
 			assert.EqualError(t, err, tt.wantErr)
 			assert.NotContains(t, err.Error(), testToken)
-			statusErr, isStatus := errors.AsType[*StatusError](err)
+			statusErr, isStatus := errors.AsType[*upstream.StatusError](err)
 			if tt.wantStatus != 0 {
-				require.True(t, isStatus, "a *StatusError in the chain")
+				require.True(t, isStatus, "an *upstream.StatusError in the chain")
 				assert.Equal(t, tt.wantStatus, statusErr.StatusCode)
 			} else {
 				assert.False(t, isStatus)
@@ -468,7 +469,7 @@ func TestConfig(t *testing.T) {
 			wantBase: "http://proxy.example:8080/jira", wantFields: DefaultFields, wantMaxResults: 50, wantMP: 10},
 
 		{name: "empty config lists every required field", raw: ``, wantErr: []string{
-			`config.base_url: required: your Jira Cloud site, e.g. "https://your-site.atlassian.net"`,
+			`config.base_url: required (write an absolute http(s) URL, e.g. "https://your-site.atlassian.net")`,
 			"config.email: required",
 			`config.api_token: required: write "${JIRA_API_TOKEN}" and set that variable to an API token from https://id.atlassian.com/manage-profile/security/api-tokens`,
 			`config.jql: required: a JQL filter such as "project = OPS"`,
@@ -486,9 +487,9 @@ func TestConfig(t *testing.T) {
 		{name: "base_url with a password is redacted", raw: `{` + strings.Replace(valid, "https://acme.atlassian.net", "ftp://me:s3cret@acme.example", 1) + `}`,
 			wantErr: []string{`config.base_url: "ftp://me:xxxxx@acme.example" is not an absolute http(s) URL`}},
 		{name: "base_url without a scheme hides what may be a password", raw: `{` + strings.Replace(valid, "https://acme.atlassian.net", "me:s3cret@acme.example", 1) + `}`,
-			wantErr: []string{`config.base_url: "(not shown: it contains an @)" is not an absolute http(s) URL`}},
+			wantErr: []string{`config.base_url: "(URL not shown: it contains an @ that may hide a password)" is not an absolute http(s) URL`}},
 		{name: "base_url with a query", raw: `{` + strings.Replace(valid, "https://acme.atlassian.net", "https://acme.atlassian.net/?x=1", 1) + `}`,
-			wantErr: []string{`config.base_url: "https://acme.atlassian.net/?x=1" must not carry a query or fragment`}},
+			wantErr: []string{`config.base_url: "https://acme.atlassian.net/?x=xxxxx" must not carry a query`}},
 		{name: "empty field name", raw: `{` + valid + `,"fields":["summary",""]}`,
 			wantErr: []string{`config.fields[1]: empty field name`}},
 		{name: "max_results out of range", raw: `{` + valid + `,"max_results":101}`,

@@ -4,6 +4,7 @@
 package slackhistory
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -35,6 +36,8 @@ const (
 	maxMaxPages     = 100
 	// maxTextRunes caps a message's text in Data; a signal is not an archive.
 	maxTextRunes = 4000
+	// exampleWorkspaceURL is what the error texts suggest.
+	exampleWorkspaceURL = "https://acme.slack.com"
 )
 
 var _ connector.Factory = New
@@ -59,17 +62,9 @@ type Config struct {
 
 // ApplyDefaults fills the fields left out.
 func (c *Config) ApplyDefaults() {
-	if c.BaseURL == "" {
-		c.BaseURL = DefaultBaseURL
-	}
-	if c.Limit == nil {
-		n := DefaultLimit
-		c.Limit = &n
-	}
-	if c.MaxPages == nil {
-		n := DefaultMaxPages
-		c.MaxPages = &n
-	}
+	c.BaseURL = cmp.Or(c.BaseURL, DefaultBaseURL)
+	connector.SetDefault(&c.Limit, DefaultLimit)
+	connector.SetDefault(&c.MaxPages, DefaultMaxPages)
 }
 
 // channelPattern matches conversation ids: C (public), G (private or group
@@ -80,22 +75,19 @@ var channelPattern = regexp.MustCompile(`^[CGD][A-Z0-9]{8,}$`)
 // never quotes the token.
 func (c Config) Validate() error {
 	var errs []error
-	errs = append(errs, validateToken(c.Token))
+	errs = append(errs, connector.CheckSecret("config.token", c.Token,
+		`write "${SLACK_TOKEN}" and set that variable to a bot token (xoxb-...) with channels:history`))
 	switch {
 	case c.Channel == "":
 		errs = append(errs, errors.New(`config.channel: required: the channel id, e.g. "C0123ABCD" (in Slack: channel details, at the bottom)`))
 	case !channelPattern.MatchString(c.Channel):
 		errs = append(errs, fmt.Errorf(`config.channel: %q is not a channel id (write the id such as "C0123ABCD", not the #name; in Slack: channel details, at the bottom)`, c.Channel))
 	}
-	if c.BaseURL != "" {
-		if _, err := parseURL("config.base_url", c.BaseURL, DefaultBaseURL); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	_, err := upstream.ParseBaseURL("config.base_url", c.BaseURL, DefaultBaseURL)
+	errs = append(errs, err)
 	if c.WorkspaceURL != "" {
-		if _, err := parseURL("config.workspace_url", c.WorkspaceURL, "https://acme.slack.com"); err != nil {
-			errs = append(errs, err)
-		}
+		_, err := upstream.ParseBaseURL("config.workspace_url", c.WorkspaceURL, exampleWorkspaceURL)
+		errs = append(errs, err)
 	}
 	if c.Limit != nil && (*c.Limit < 1 || *c.Limit > maxLimit) {
 		errs = append(errs, fmt.Errorf("config.limit: %d is out of range (write a number from 1 to %d; default %d)", *c.Limit, maxLimit, DefaultLimit))
@@ -107,77 +99,32 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// validateToken checks the token without ever putting it in the error.
-func validateToken(token string) error {
-	switch {
-	case token == "":
-		return errors.New(`config.token: required: write "${SLACK_TOKEN}" and set that variable to a bot token (xoxb-...) with channels:history`)
-	case strings.HasPrefix(token, "${"):
-		return errors.New("config.token: the ${VAR} reference was not resolved: set that environment variable for the worker")
-	case strings.ContainsFunc(token, func(r rune) bool { return r <= ' ' || r == 0x7f }):
-		return errors.New("config.token: contains whitespace or control characters (often a trailing newline in the environment variable)")
-	}
-	return nil
-}
-
-// parseURL accepts an absolute http(s) URL without query or fragment and
-// drops a trailing "/". Errors show it redacted: it may carry a password.
-func parseURL(field, raw, example string) (*url.URL, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("%s: cannot be parsed as a URL (write e.g. %q)", field, example)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%s: %q is not an absolute http(s) URL (write e.g. %q)", field, shown(u), example)
-	}
-	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
-		return nil, fmt.Errorf("%s: %q must not carry a query or fragment (write e.g. %q)", field, shown(u), example)
-	}
-	u.Path = strings.TrimRight(u.Path, "/")
-	u.RawPath = ""
-	return u, nil
-}
-
 // New builds a slack-history connector from its config. It does no I/O.
 func New(raw json.RawMessage, deps connector.Deps) (connector.Connector, error) {
-	cfg, err := connector.DecodeConfig[Config](raw)
-	if err != nil {
-		return nil, err
-	}
-	cfg.ApplyDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	base, _ := parseURL("config.base_url", cfg.BaseURL, DefaultBaseURL) // validated above
-	workspace := ""
-	if cfg.WorkspaceURL != "" {
-		u, _ := parseURL("config.workspace_url", cfg.WorkspaceURL, "") // validated above
-		workspace = u.String()
-	}
-	client := deps.HTTP
-	if client == nil {
-		client = upstream.NewClient(upstream.Options{})
-	}
-	logger := deps.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	return &historyPoller{
-		historyURL:   base.String() + "/conversations.history",
-		token:        cfg.Token,
-		channel:      cfg.Channel,
-		workspaceURL: workspace,
-		limit:        *cfg.Limit,
-		maxPages:     *cfg.MaxPages,
-		client:       client,
-		logger:       logger.With("connector_type", TypeName),
-	}, nil
+	return connector.Build(TypeName, raw, deps, func(cfg Config, deps connector.Deps) (connector.Connector, error) {
+		base, _ := upstream.ParseBaseURL("config.base_url", cfg.BaseURL, DefaultBaseURL) // validated
+		workspace := ""
+		if cfg.WorkspaceURL != "" {
+			u, _ := upstream.ParseBaseURL("config.workspace_url", cfg.WorkspaceURL, exampleWorkspaceURL) // validated
+			workspace = u.String()
+		}
+		return &historyPoller{
+			historyURL:   base.String() + "/conversations.history",
+			header:       http.Header{"Authorization": {"Bearer " + cfg.Token}, "Accept": {"application/json"}},
+			channel:      cfg.Channel,
+			workspaceURL: workspace,
+			limit:        *cfg.Limit,
+			maxPages:     *cfg.MaxPages,
+			client:       upstream.Client(deps),
+			logger:       deps.Logger,
+		}, nil
+	})
 }
 
 // historyPoller keeps only its config between polls; State carries the rest.
 type historyPoller struct {
 	historyURL   string
-	token        string
+	header       http.Header
 	channel      string
 	workspaceURL string
 	limit        int
@@ -201,7 +148,8 @@ func (p *historyPoller) Poll(ctx context.Context, state connector.State) (connec
 	newest := oldest
 	position := 0 // numbers messages across pages for ItemErrors without a ts
 	pageCursor := ""
-	for page := 1; ; page++ {
+	pages := upstream.NewPages(p.maxPages, pageCursor)
+	for {
 		history, err := p.fetch(ctx, oldest, pageCursor)
 		if err != nil {
 			return connector.Result{}, fmt.Errorf("slack: %w", err)
@@ -226,17 +174,17 @@ func (p *historyPoller) Poll(ctx context.Context, state connector.State) (connec
 		if !history.HasMore || next == "" {
 			break
 		}
-		if next == pageCursor {
-			p.logger.WarnContext(ctx, "slack returned the same next_cursor twice; stopping", "page", page)
-			break
-		}
-		if page >= p.maxPages {
-			// Slack pages from newest to oldest, so what is left is older
-			// than what was read, yet newer than the old cursor: moving the
-			// cursor skips it. Holding it would skip the newest instead, on
-			// every poll, as long as the channel stays this busy.
-			p.logger.WarnContext(ctx, "more messages since the last poll than max_pages × limit; older ones in between are skipped (raise max_pages or poll more often)",
-				"max_pages", p.maxPages, "limit", p.limit, "items", len(result.Items))
+		if err := pages.Next(next); err != nil {
+			if errors.Is(err, upstream.ErrMaxPages) {
+				// Slack pages from newest to oldest, so what is left is older
+				// than what was read, yet newer than the old cursor: moving the
+				// cursor skips it. Holding it would skip the newest instead, on
+				// every poll, as long as the channel stays this busy.
+				p.logger.WarnContext(ctx, "more messages since the last poll than max_pages × limit; older ones in between are skipped (raise max_pages or poll more often)",
+					"max_pages", p.maxPages, "limit", p.limit, "items", len(result.Items))
+			} else {
+				p.logger.WarnContext(ctx, "slack: stopping pagination with what was read", "reason", err.Error())
+			}
 			break
 		}
 		pageCursor = next
@@ -273,23 +221,12 @@ func (p *historyPoller) fetch(ctx context.Context, oldest, pageCursor string) (h
 	if pageCursor != "" {
 		query.Set("cursor", pageCursor)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.historyURL+"?"+query.Encode(), nil)
+	answer, err := upstream.Fetch(ctx, p.client, upstream.Request{URL: p.historyURL + "?" + query.Encode(), Header: p.header})
 	if err != nil {
-		return historyPage{}, fmt.Errorf("build request: %w", err)
-	}
-	req.Header.Set("Authorization", "Bearer "+p.token)
-	req.Header.Set("Accept", "application/json")
-
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return historyPage{}, err
-	}
-	defer resp.Body.Close()
-	if err := upstream.CheckStatus(resp); err != nil {
 		return historyPage{}, err
 	}
 	var page historyPage
-	if err := upstream.ReadJSON(resp, &page); err != nil {
+	if err := upstream.DecodeJSON(answer.Body, &page); err != nil {
 		return historyPage{}, err
 	}
 	if !page.OK {
@@ -380,7 +317,7 @@ func (p *historyPoller) toItem(raw json.RawMessage) (connector.Item, string, *co
 	if !tsPattern.MatchString(m.TS) {
 		return connector.Item{}, "", &connector.ItemError{ID: m.TS, Err: fmt.Errorf("ts %q is not a Slack timestamp", m.TS)}
 	}
-	text, truncated := capRunes(m.Text, maxTextRunes)
+	text, truncated := connector.CutText(m.Text, maxTextRunes)
 	data := Message{
 		TS: m.TS, User: m.User, BotID: m.BotID,
 		Text: text, TextTruncated: truncated,
@@ -432,26 +369,4 @@ func tsAfter(a, b string) bool {
 
 func padRight(digits string, width int) string {
 	return digits + strings.Repeat("0", width-len(digits))
-}
-
-// capRunes cuts s to at most n runes.
-func capRunes(s string, n int) (string, bool) {
-	count := 0
-	for i := range s {
-		if count == n {
-			return s[:i], true
-		}
-		count++
-	}
-	return s, false
-}
-
-// shown is a URL as error texts may quote it: with its password masked, or
-// not at all when an "@" that was not parsed as credentials (no scheme, say)
-// might still hide one.
-func shown(u *url.URL) string {
-	if u.User == nil && strings.Contains(u.String(), "@") {
-		return "(not shown: it contains an @)"
-	}
-	return u.Redacted()
 }

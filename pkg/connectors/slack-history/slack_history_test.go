@@ -388,7 +388,7 @@ func TestConfig(t *testing.T) {
 		{name: "token with a newline is not echoed", raw: `{"token":"xoxb-s3cret\n","channel":"C0123ABCD"}`,
 			wantErr: []string{"config.token: contains whitespace or control characters"}},
 		{name: "bad base_url is redacted", raw: `{"token":"xoxb-s3cret","channel":"C0123ABCD","base_url":"slack.com:s3cret@x"}`,
-			wantErr: []string{`config.base_url: "(not shown: it contains an @)" is not an absolute http(s) URL`}},
+			wantErr: []string{`config.base_url: "(URL not shown: it contains an @ that may hide a password)" is not an absolute http(s) URL`}},
 		{name: "workspace_url relative", raw: `{"token":"xoxb-s3cret","channel":"C0123ABCD","workspace_url":"acme.slack.com"}`,
 			wantErr: []string{`config.workspace_url: "acme.slack.com" is not an absolute http(s) URL (write e.g. "https://acme.slack.com")`}},
 		{name: "limit out of range", raw: `{"token":"xoxb-s3cret","channel":"C0123ABCD","limit":1000}`,

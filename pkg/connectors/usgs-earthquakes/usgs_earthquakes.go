@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -61,9 +60,7 @@ type Config struct {
 
 // ApplyDefaults fills the fields left out.
 func (c *Config) ApplyDefaults() {
-	if c.BaseURL == "" {
-		c.BaseURL = DefaultBaseURL
-	}
+	c.BaseURL = cmp.Or(c.BaseURL, DefaultBaseURL)
 }
 
 // Validate reports every problem of the config at once. It does no I/O.
@@ -74,10 +71,8 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("config.min_magnitude: %g is out of range (write a magnitude from %g to %g, e.g. 2.5, or leave it out to keep every earthquake)",
 			*c.MinMagnitude, -minMagnitudeLimit, minMagnitudeLimit))
 	}
-	if c.BaseURL != "" {
-		_, err := parseBaseURL(c.BaseURL)
-		errs = append(errs, err)
-	}
+	_, err := upstream.ParseBaseURL("config.base_url", c.BaseURL, DefaultBaseURL)
+	errs = append(errs, err)
 	return errors.Join(errs...)
 }
 
@@ -98,50 +93,18 @@ func validateFeed(feed string) error {
 	return fmt.Errorf("config.feed: %q is not a USGS summary feed name (%s)", feed, feedHelp)
 }
 
-// parseBaseURL accepts an absolute http(s) URL without query or fragment.
-// Error texts show the URL redacted: a mirror's URL may carry credentials.
-func parseBaseURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf(`config.base_url: cannot be parsed as a URL (write an absolute http(s) URL such as %q)`, DefaultBaseURL)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf(`config.base_url: %q is not an absolute http(s) URL (write e.g. %q)`, u.Redacted(), DefaultBaseURL)
-	}
-	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
-		return nil, fmt.Errorf(`config.base_url: %q must not carry a query or fragment (write the site root, e.g. %q)`, u.Redacted(), DefaultBaseURL)
-	}
-	u.Path = strings.TrimRight(u.Path, "/")
-	u.RawPath = ""
-	return u, nil
-}
-
 // New builds a usgs-earthquakes connector from its config. It does no I/O.
 func New(raw json.RawMessage, deps connector.Deps) (connector.Connector, error) {
-	cfg, err := connector.DecodeConfig[Config](raw)
-	if err != nil {
-		return nil, err
-	}
-	cfg.ApplyDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	base, _ := parseBaseURL(cfg.BaseURL) // validated above
-	client := deps.HTTP
-	if client == nil {
-		client = upstream.NewClient(upstream.Options{})
-	}
-	logger := deps.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	return &feedPoller{
-		feed:         cfg.Feed,
-		feedURL:      base.String() + feedPath + cfg.Feed + ".geojson",
-		minMagnitude: cfg.MinMagnitude,
-		client:       client,
-		logger:       logger.With("connector_type", TypeName),
-	}, nil
+	return connector.Build(TypeName, raw, deps, func(cfg Config, deps connector.Deps) (connector.Connector, error) {
+		base, _ := upstream.ParseBaseURL("config.base_url", cfg.BaseURL, DefaultBaseURL) // validated
+		return &feedPoller{
+			feed:         cfg.Feed,
+			feedURL:      base.String() + feedPath + cfg.Feed + ".geojson",
+			minMagnitude: cfg.MinMagnitude,
+			client:       upstream.Client(deps),
+			logger:       deps.Logger,
+		}, nil
+	})
 }
 
 // feedPoller keeps only its config between polls; State carries the rest.
@@ -158,54 +121,26 @@ type feedPoller struct {
 // Cursor is not used and is passed through unchanged.
 func (p *feedPoller) Poll(ctx context.Context, state connector.State) (connector.Result, error) {
 	prefix := "usgs " + p.feed
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.feedURL, nil)
-	if err != nil {
-		return connector.Result{}, fmt.Errorf("%s: build request: %w", prefix, err)
-	}
-	req.Header.Set("Accept", "application/geo+json, application/json;q=0.9")
-	upstream.Conditional(req, state)
-
-	resp, err := p.client.Do(req)
+	answer, err := upstream.Fetch(ctx, p.client, upstream.Request{
+		URL:        p.feedURL,
+		Header:     http.Header{"Accept": {"application/geo+json, application/json;q=0.9"}},
+		Validators: state,
+	})
 	if err != nil {
 		return connector.Result{}, fmt.Errorf("%s: %w", prefix, err)
 	}
-	defer resp.Body.Close()
-	if err := upstream.CheckStatus(resp); err != nil {
-		if ctx.Err() != nil {
-			return connector.Result{}, fmt.Errorf("%s: %w", prefix, ctx.Err())
-		}
-		return connector.Result{}, fmt.Errorf("%s: %w", prefix, err)
-	}
-	if resp.StatusCode == http.StatusNotModified {
+	if answer.NotModified {
 		return connector.Result{NotModified: true, State: state}, nil
 	}
-	body, err := upstream.ReadBody(resp)
+	parsed, err := parseFeed(answer.Body, p.minMagnitude)
 	if err != nil {
-		if ctx.Err() != nil {
-			return connector.Result{}, fmt.Errorf("%s: read body: %w", prefix, ctx.Err())
-		}
-		return connector.Result{}, fmt.Errorf("%s: %w", prefix, err)
-	}
-	parsed, err := parseFeed(body, p.minMagnitude)
-	if err != nil {
-		return connector.Result{}, fmt.Errorf("%s: %w%s", prefix, err, describeContentType(resp.Header))
+		return connector.Result{}, fmt.Errorf("%s: %w%s", prefix, err, answer.ContentType())
 	}
 	if parsed.skipped > 0 {
 		p.logger.DebugContext(ctx, "usgs earthquakes below min_magnitude left out",
 			"feed", p.feed, "skipped", parsed.skipped, "min_magnitude", *p.minMagnitude)
 	}
-	return connector.Result{
-		Items:  parsed.items,
-		Failed: parsed.failed,
-		State:  upstream.Validators(resp, state),
-	}, nil
-}
-
-func describeContentType(h http.Header) string {
-	if ct := h.Get("Content-Type"); ct != "" {
-		return fmt.Sprintf(" (Content-Type %q)", ct)
-	}
-	return ""
+	return connector.Result{Items: parsed.items, Failed: parsed.failed, State: answer.State(state)}, nil
 }
 
 // Earthquake is an item's Data. Values USGS leaves null are left out, except

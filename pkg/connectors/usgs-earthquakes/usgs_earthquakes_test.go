@@ -546,7 +546,7 @@ func TestConfig(t *testing.T) {
 		{name: "base_url unparsable", raw: `{"feed":"all_day","base_url":"http://[::1"}`,
 			wantErr: []string{`config.base_url: cannot be parsed as a URL`}},
 		{name: "base_url with query", raw: `{"feed":"all_day","base_url":"https://earthquake.usgs.gov?x=1"}`,
-			wantErr: []string{`config.base_url: "https://earthquake.usgs.gov?x=1" must not carry a query or fragment`}},
+			wantErr: []string{`config.base_url: "https://earthquake.usgs.gov?x=xxxxx" must not carry a query (write the API root, e.g. "https://earthquake.usgs.gov")`}},
 		{name: "base_url password is redacted", raw: `{"feed":"all_day","base_url":"ftp://me:s3cret@mirror.example"}`,
 			wantErr: []string{`config.base_url: "ftp://me:xxxxx@mirror.example" is not an absolute http(s) URL`}},
 

@@ -1,6 +1,9 @@
 // Package weathernoaa polls the active weather alerts of the US National
-// Weather Service (api.weather.gov) for one area, zone or point. Each alert is
-// one item; NWS gives an updated alert a new "sent" time, which is its version.
+// Weather Service (api.weather.gov) for one area, zone or point. Each alert
+// message is one item, published once: NWS never changes a sent alert. An
+// update or a cancellation is a new alert (messageType "Update" or "Cancel")
+// whose references name the alerts it replaces; the item carries them as
+// "supersedes", so a consumer can follow the thread.
 package weathernoaa
 
 import (
@@ -9,13 +12,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"regexp"
-	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/pollgrid/pollgrid/pkg/connector"
@@ -33,12 +32,6 @@ const (
 	DefaultMaxPages = 10
 	// maxMaxPages keeps a misconfigured connector from hammering NWS.
 	maxMaxPages = 100
-	// maxBodyBytes caps one page. The whole-country active list is a few MiB;
-	// anything above this is not an answer we want to hold in memory.
-	maxBodyBytes = 8 << 20
-	// maxErrorBodyBytes caps the read of a non-200 body: we only want its
-	// problem+json title and detail.
-	maxErrorBodyBytes = 64 << 10
 	// maxDetailRunes keeps an upstream detail from flooding logs and reports.
 	maxDetailRunes = 300
 	// userAgentExample is what the error texts suggest.
@@ -47,406 +40,119 @@ const (
 
 var _ connector.Factory = New
 
-// Config is the "config" object of a weather-noaa connector. Exactly one of
-// Area, Zone and Point selects what to watch.
-type Config struct {
-	// Area is a two-letter state, territory or marine area code, uppercase
-	// ("CA", "PR", "PZ"): GET /alerts/active?area=CA.
-	Area string `json:"area,omitempty"`
-	// Zone is an NWS zone or county id ("ORZ004", "WAC033"):
-	// GET /alerts/active/zone/ORZ004.
-	Zone string `json:"zone,omitempty"`
-	// Point is "lat,lon" in decimal degrees with at most 4 decimals (NWS
-	// redirects more precise points): GET /alerts/active?point=33.25,-112.3.
-	Point string `json:"point,omitempty"`
-	// UserAgent is sent on every request. Required: NWS answers 403 without
-	// one and asks for an app name and a contact, e.g. "(myapp, ops@example.com)".
-	UserAgent string `json:"user_agent"`
-	// BaseURL is the API root; default https://api.weather.gov. A mirror or a
-	// test server goes here. Pagination never leaves its scheme and host.
-	BaseURL string `json:"base_url,omitempty"`
-	// MaxPages is the most pages one poll reads; default 10, 1..100.
-	MaxPages *int `json:"max_pages,omitempty"`
-}
-
-// ApplyDefaults fills the fields left out.
-func (c *Config) ApplyDefaults() {
-	if c.BaseURL == "" {
-		c.BaseURL = DefaultBaseURL
-	}
-	if c.MaxPages == nil {
-		n := DefaultMaxPages
-		c.MaxPages = &n
-	}
-}
-
-// Validate reports every problem of the config at once. It does no I/O.
-func (c Config) Validate() error {
-	var errs []error
-	var set []string
-	if c.Area != "" {
-		set = append(set, "area")
-		errs = append(errs, validateArea(c.Area))
-	}
-	if c.Zone != "" {
-		set = append(set, "zone")
-		errs = append(errs, validateZone(c.Zone))
-	}
-	if c.Point != "" {
-		set = append(set, "point")
-		_, err := normalizePoint(c.Point)
-		errs = append(errs, err)
-	}
-	if len(set) != 1 {
-		errs = append(errs, fmt.Errorf("config: set exactly one of area, zone or point (got %s)", listNames(set)))
-	}
-	errs = append(errs, validateUserAgent(c.UserAgent))
-	if c.BaseURL != "" {
-		_, err := parseBaseURL(c.BaseURL)
-		errs = append(errs, err)
-	}
-	if c.MaxPages != nil && (*c.MaxPages < 1 || *c.MaxPages > maxMaxPages) {
-		errs = append(errs, fmt.Errorf("config.max_pages: %d is out of range (write a number from 1 to %d; default %d)",
-			*c.MaxPages, maxMaxPages, DefaultMaxPages))
-	}
-	return errors.Join(errs...)
-}
-
-// areaCodes are the NWS OpenAPI's StateTerritoryCode and MarineAreaCode enums.
-var areaCodes = []string{
-	"AL", "AK", "AS", "AR", "AZ", "CA", "CO", "CT", "DE", "DC", "FL", "GA", "GU", "HI", "ID", "IL",
-	"IN", "IA", "KS", "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH",
-	"NJ", "NM", "NY", "NC", "ND", "OH", "OK", "OR", "PA", "PR", "RI", "SC", "SD", "TN", "TX", "UT",
-	"VT", "VI", "VA", "WA", "WV", "WI", "WY", "MP", "PW", "FM", "MH",
-	"AM", "AN", "GM", "LC", "LE", "LH", "LM", "LO", "LS", "PH", "PK", "PM", "PS", "PZ", "SL",
-}
-
-func validateArea(area string) error {
-	if slices.Contains(areaCodes, area) {
-		return nil
-	}
-	if fixed := strings.ToUpper(strings.TrimSpace(area)); slices.Contains(areaCodes, fixed) {
-		return fmt.Errorf("config.area: %q is not an NWS area code (write %q: codes are two uppercase letters)", area, fixed)
-	}
-	return fmt.Errorf(`config.area: %q is not an NWS area code (write a state or territory such as "CA", or a marine area such as "PZ")`, area)
-}
-
-var zonePattern = regexp.MustCompile(`^[A-Z]{2}[CZ]\d{3}$`)
-
-func validateZone(zone string) error {
-	if zonePattern.MatchString(zone) {
-		return nil
-	}
-	if fixed := strings.ToUpper(strings.TrimSpace(zone)); zonePattern.MatchString(fixed) {
-		return fmt.Errorf("config.zone: %q is not an NWS zone id (write %q)", zone, fixed)
-	}
-	return fmt.Errorf(`config.zone: %q is not an NWS zone id (write e.g. "ORZ004")`, zone)
-}
-
-var coordinatePattern = regexp.MustCompile(`^-?\d+(\.\d+)?$`)
-
-// normalizePoint checks "lat,lon" and returns it without spaces, as NWS
-// wants it in the query.
-func normalizePoint(point string) (string, error) {
-	latText, lonText, ok := strings.Cut(point, ",")
-	latText, lonText = strings.TrimSpace(latText), strings.TrimSpace(lonText)
-	if !ok || !coordinatePattern.MatchString(latText) || !coordinatePattern.MatchString(lonText) {
-		return "", fmt.Errorf(`config.point: %q is not "lat,lon" in decimal degrees (write e.g. "33.25,-112.3")`, point)
-	}
-	lat, _ := strconv.ParseFloat(latText, 64)
-	lon, _ := strconv.ParseFloat(lonText, 64)
-	var errs []error
-	if lat < -90 || lat > 90 {
-		errs = append(errs, fmt.Errorf("config.point: latitude %s is out of range (write a number from -90 to 90)", latText))
-	}
-	if lon < -180 || lon > 180 {
-		errs = append(errs, fmt.Errorf("config.point: longitude %s is out of range (write a number from -180 to 180)", lonText))
-	}
-	if decimals(latText) > 4 || decimals(lonText) > 4 {
-		errs = append(errs, fmt.Errorf("config.point: %q has more than 4 decimals, which NWS answers with a redirect (write %q)",
-			point, roundCoordinate(lat)+","+roundCoordinate(lon)))
-	}
-	if len(errs) > 0 {
-		return "", errors.Join(errs...)
-	}
-	return latText + "," + lonText, nil
-}
-
-func decimals(number string) int {
-	_, frac, _ := strings.Cut(number, ".")
-	return len(frac)
-}
-
-func roundCoordinate(v float64) string {
-	s := strconv.FormatFloat(v, 'f', 4, 64)
-	return strings.TrimSuffix(strings.TrimRight(s, "0"), ".")
-}
-
-func validateUserAgent(ua string) error {
-	if strings.TrimSpace(ua) == "" {
-		return fmt.Errorf("config.user_agent: required: NWS rejects requests without a User-Agent (HTTP 403); "+
-			"name your app and a contact, e.g. %s", userAgentExample)
-	}
-	if strings.ContainsFunc(ua, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return fmt.Errorf("config.user_agent: must be one line without control characters (write e.g. %s)", userAgentExample)
-	}
-	return nil
-}
-
-// parseBaseURL accepts an absolute http(s) URL without query or fragment.
-// Error texts show the URL redacted: a mirror's URL may carry credentials.
-func parseBaseURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf(`config.base_url: cannot be parsed as a URL (write an absolute http(s) URL such as %q)`, DefaultBaseURL)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf(`config.base_url: %q is not an absolute http(s) URL (write e.g. %q)`, u.Redacted(), DefaultBaseURL)
-	}
-	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
-		return nil, fmt.Errorf(`config.base_url: %q must not carry a query or fragment (NWS answers 400 to parameters it does not know)`, u.Redacted())
-	}
-	u.Path = strings.TrimRight(u.Path, "/")
-	u.RawPath = ""
-	return u, nil
-}
-
-func listNames(names []string) string {
-	switch len(names) {
-	case 0:
-		return "none"
-	case 1:
-		return names[0]
-	default:
-		return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
-	}
-}
-
 // New builds a weather-noaa connector from its config. It does no I/O.
 func New(raw json.RawMessage, deps connector.Deps) (connector.Connector, error) {
-	cfg, err := connector.DecodeConfig[Config](raw)
-	if err != nil {
-		return nil, err
-	}
-	cfg.ApplyDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	base, _ := parseBaseURL(cfg.BaseURL) // validated above
-	firstURL := base.String() + "/alerts/active"
-	switch {
-	case cfg.Area != "":
-		firstURL += "?area=" + cfg.Area
-	case cfg.Zone != "":
-		firstURL += "/zone/" + cfg.Zone
-	default:
-		point, _ := normalizePoint(cfg.Point)
-		// Written by hand, not with url.Values: the comma stays a comma, as in
-		// NWS's own examples. Validation allows only digits, '-', '.' and ','.
-		firstURL += "?point=" + point
-	}
-	client := deps.HTTP
-	if client == nil {
-		client = polite.NewClient(polite.Options{})
-	}
-	logger := deps.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	return &alertPoller{
-		userAgent: cfg.UserAgent,
-		base:      base,
-		firstURL:  firstURL,
-		maxPages:  *cfg.MaxPages,
-		client:    client,
-		logger:    logger.With("connector_type", TypeName),
-	}, nil
+	return connector.Build(TypeName, raw, deps, func(cfg Config, deps connector.Deps) (connector.Connector, error) {
+		base, _ := polite.ParseBaseURL("config.base_url", cfg.BaseURL, DefaultBaseURL) // validated
+		firstURL := base.String() + "/alerts/active"
+		switch {
+		case cfg.Area != "":
+			firstURL += "?area=" + cfg.Area
+		case cfg.Zone != "":
+			firstURL += "/zone/" + cfg.Zone
+		default:
+			point, _ := normalizePoint(cfg.Point)
+			// Written by hand, not with url.Values: the comma stays a comma, as in
+			// NWS's own examples. Validation allows only digits, '-', '.' and ','.
+			firstURL += "?point=" + point
+		}
+		return &alertPoller{
+			header:   http.Header{"User-Agent": {cfg.UserAgent}, "Accept": {"application/geo+json"}},
+			base:     base,
+			firstURL: firstURL,
+			maxPages: *cfg.MaxPages,
+			client:   polite.Client(deps),
+			logger:   deps.Logger,
+		}, nil
+	})
 }
 
 // alertPoller keeps only its config between polls; State carries the rest.
 type alertPoller struct {
-	userAgent string
-	base      *url.URL
-	firstURL  string
-	maxPages  int
-	client    *http.Client
-	logger    *slog.Logger
+	header   http.Header
+	base     *url.URL
+	firstURL string
+	maxPages int
+	client   *http.Client
+	logger   *slog.Logger
 }
 
 // Poll reads every page of the active alerts. Only the first request is
 // conditional; its 304 ends the poll with nothing to do.
 func (p *alertPoller) Poll(ctx context.Context, state connector.State) (connector.Result, error) {
 	result := connector.Result{State: connector.State{Cursor: state.Cursor}}
-	seen := map[string]bool{}
 	position := 0
 	pageURL := p.firstURL
+	pages := polite.NewPages(p.maxPages, pageURL)
 	for page := 1; ; page++ {
 		prefix := "nws alerts"
-		validators := state
-		if page > 1 {
+		request := polite.Request{URL: pageURL, Header: p.header, Explain: explain}
+		if page == 1 {
+			request.Validators = state
+		} else {
 			prefix = fmt.Sprintf("nws alerts (page %d)", page)
-			validators = connector.State{}
 		}
-		resp, err := p.fetch(ctx, pageURL, validators, prefix)
+		answer, err := polite.Fetch(ctx, p.client, request)
 		if err != nil {
-			return connector.Result{}, err
+			return connector.Result{}, fmt.Errorf("%s: %w", prefix, err)
 		}
-		if resp.notModified {
+		if answer.NotModified {
 			return connector.Result{NotModified: true, State: state}, nil
 		}
 		if page == 1 {
-			result.State = polite.Validators(resp.response, result.State)
+			result.State = answer.State(result.State)
 		}
-		parsed, err := parsePage(resp.body, position)
+		parsed, err := parsePage(answer.Body, position)
 		if err != nil {
-			return connector.Result{}, fmt.Errorf("%s: %w%s", prefix, err, describeContentType(resp.response.Header))
+			return connector.Result{}, fmt.Errorf("%s: %w%s", prefix, err, answer.ContentType())
 		}
 		result.Items = append(result.Items, parsed.items...)
 		result.Failed = append(result.Failed, parsed.failed...)
 		position += parsed.features
-		seen[pageURL] = true
 
 		if parsed.next == "" {
 			return result, nil
 		}
-		nextURL, err := p.followable(pageURL, parsed.next)
+		next, err := polite.NextPage(answer.URL, parsed.next, p.base, "config.base_url")
 		if err != nil {
-			return connector.Result{}, fmt.Errorf("%s: %w", prefix, err)
+			return connector.Result{}, fmt.Errorf("%s: pagination.next: %w", prefix, err)
 		}
-		if seen[nextURL] {
-			// A cursor that points back would repeat the same alerts forever.
-			p.logger.WarnContext(ctx, "nws pagination.next points to a page already read; stopping",
-				"page", page, "next", nextURL)
+		if err := pages.Next(next.String()); err != nil {
+			// A loop would repeat the same alerts forever; past max_pages
+			// the rest waits for a later poll. Either way, what was read stands.
+			p.logger.WarnContext(ctx, "nws alerts: stopping pagination with what was read", "page", page, "reason", err.Error())
 			return result, nil
 		}
-		if page >= p.maxPages {
-			p.logger.WarnContext(ctx, "nws alerts have more pages than max_pages; the rest are left for a later poll",
-				"max_pages", p.maxPages, "items", len(result.Items))
-			return result, nil
-		}
-		pageURL = nextURL
+		pageURL = next.String()
 	}
 }
 
-// followable resolves a pagination.next link and refuses one that leaves
-// base_url's scheme and host: the User-Agent (a contact) must not go elsewhere,
-// and a hostile page must not steer the worker.
-func (p *alertPoller) followable(pageURL, next string) (string, error) {
-	current, err := url.Parse(pageURL)
-	if err != nil {
-		return "", fmt.Errorf("pagination: %w", err)
-	}
-	ref, err := url.Parse(next)
-	if err != nil {
-		return "", fmt.Errorf("pagination.next %q is not a URL", next)
-	}
-	u := current.ResolveReference(ref)
-	if !strings.EqualFold(u.Scheme, p.base.Scheme) || !strings.EqualFold(u.Host, p.base.Host) {
-		return "", fmt.Errorf("pagination.next %q leaves %s://%s; refusing to follow it (set config.base_url to the host NWS links to)",
-			u.Redacted(), p.base.Scheme, p.base.Host)
-	}
-	return u.String(), nil
-}
-
-type fetched struct {
-	notModified bool
-	// response is the answer (its body already read and closed).
-	response *http.Response
-	body     []byte
-}
-
-func (p *alertPoller) fetch(ctx context.Context, pageURL string, validators connector.State, prefix string) (fetched, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, pageURL, nil)
-	if err != nil {
-		return fetched{}, fmt.Errorf("%s: build request: %w", prefix, err)
-	}
-	req.Header.Set("User-Agent", p.userAgent)
-	req.Header.Set("Accept", "application/geo+json")
-	polite.Conditional(req, validators)
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return fetched{}, fmt.Errorf("%s: %w", prefix, err)
-	}
-	defer resp.Body.Close()
-
-	switch resp.StatusCode {
-	case http.StatusNotModified:
-		return fetched{notModified: true, response: resp}, nil
-	case http.StatusOK:
-	default:
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBodyBytes))
-		if ctx.Err() != nil {
-			return fetched{}, fmt.Errorf("%s: %w", prefix, ctx.Err())
-		}
-		return fetched{}, fmt.Errorf("%s: %w", prefix, newStatusError(resp.StatusCode, body))
-	}
-
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
-	if err != nil {
-		if ctx.Err() != nil {
-			return fetched{}, fmt.Errorf("%s: read body: %w", prefix, ctx.Err())
-		}
-		return fetched{}, fmt.Errorf("%s: read body: %w", prefix, err)
-	}
-	if len(body) > maxBodyBytes {
-		return fetched{}, fmt.Errorf("%s: response body is larger than %d MiB; watch a zone or a point instead of a whole area",
-			prefix, maxBodyBytes>>20)
-	}
-	return fetched{response: resp, body: body}, nil
-}
-
-func describeContentType(h http.Header) string {
-	if ct := h.Get("Content-Type"); ct != "" {
-		return fmt.Sprintf(" (Content-Type %q)", ct)
-	}
-	return ""
-}
-
-// StatusError is an NWS answer other than 200 or 304, with the title and
-// detail of its RFC 7807 problem+json body when it had one.
-type StatusError struct {
-	StatusCode int
-	Title      string
-	Detail     string
-}
-
-func newStatusError(code int, body []byte) *StatusError {
-	e := &StatusError{StatusCode: code}
+// explain words an NWS error from its RFC 7807 problem+json body.
+func explain(e *polite.StatusError) {
 	var problem struct {
 		Title  string `json:"title"`
 		Detail string `json:"detail"`
 	}
-	if json.Unmarshal(body, &problem) == nil {
-		e.Title = oneLine(problem.Title)
-		e.Detail = oneLine(problem.Detail)
-	}
-	return e
-}
-
-func oneLine(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if r := []rune(s); len(r) > maxDetailRunes {
-		s = string(r[:maxDetailRunes]) + "…"
-	}
-	return s
-}
-
-func (e *StatusError) Error() string {
-	statusText := http.StatusText(e.StatusCode)
-	msg := strings.TrimSpace(fmt.Sprintf("%d %s", e.StatusCode, statusText))
-	if e.Title != "" && !strings.EqualFold(e.Title, statusText) {
-		msg += ": " + e.Title
-	}
-	if e.Detail != "" && e.Detail != e.Title {
-		msg += ": " + e.Detail
+	if json.Unmarshal(e.Body, &problem) == nil {
+		title, detail := polite.OneLine(problem.Title, maxDetailRunes), polite.OneLine(problem.Detail, maxDetailRunes)
+		var parts []string
+		if title != "" && !strings.EqualFold(title, http.StatusText(e.StatusCode)) {
+			parts = append(parts, title)
+		}
+		if detail != "" && detail != title {
+			parts = append(parts, detail)
+		}
+		e.Message = strings.Join(parts, ": ")
+		if e.Message == "" {
+			e.Snippet = "" // the body said nothing the status does not
+		}
 	}
 	switch e.StatusCode {
 	case http.StatusForbidden:
-		msg += " (NWS answers 403 to a missing or blocked User-Agent; check config.user_agent)"
+		e.Hint = "NWS answers 403 to a missing or blocked User-Agent; check config.user_agent"
 	case http.StatusTooManyRequests:
-		msg += " (rate limited; NWS says the limit clears within about 5 seconds)"
+		e.Hint = "rate limited; NWS says the limit clears within about 5 seconds"
 	}
-	return msg
 }
 
 // Alert is an item's Data: the NWS alert properties in snake_case. Text and
@@ -475,8 +181,11 @@ type Alert struct {
 	Ends        string `json:"ends,omitempty"`
 	// AffectedZones are zone URLs as NWS gives them; never null.
 	AffectedZones []string `json:"affected_zones"`
-	// References are the ids of the alerts this one updates or cancels; never null.
-	References []string `json:"references"`
+	// Supersedes are the ids of the earlier alerts this one updates
+	// (MessageType "Update") or cancels ("Cancel"), from NWS's references:
+	// those are no longer current. Never null. NWS names only the alerts
+	// it replaces directly, so a thread is followed link by link.
+	Supersedes []string `json:"supersedes"`
 	// Geocode is NWS's object as given (UGC and SAME code lists).
 	Geocode     json.RawMessage `json:"geocode,omitempty"`
 	HasGeometry bool            `json:"has_geometry"`
@@ -605,7 +314,7 @@ func toItem(raw json.RawMessage) (connector.Item, *connector.ItemError) {
 		Expires:       props.Expires,
 		Ends:          props.Ends,
 		AffectedZones: props.AffectedZones,
-		References:    make([]string, 0, len(props.References)),
+		Supersedes:    make([]string, 0, len(props.References)),
 		HasGeometry:   !isNull(f.Geometry),
 	}
 	if alert.URL == "" {
@@ -616,7 +325,7 @@ func toItem(raw json.RawMessage) (connector.Item, *connector.ItemError) {
 	}
 	for _, ref := range props.References {
 		if refID := cmp.Or(ref.Identifier, ref.AtID); refID != "" {
-			alert.References = append(alert.References, refID)
+			alert.Supersedes = append(alert.Supersedes, refID)
 		}
 	}
 	if !isNull(props.Geocode) {

@@ -10,12 +10,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pollgrid/pollgrid/pkg/connector"
 	ct "github.com/pollgrid/pollgrid/pkg/connectortest"
+	"github.com/pollgrid/pollgrid/pkg/upstream"
 )
 
 const (
@@ -24,6 +26,9 @@ const (
 	fixturePoint  = "alerts_active_point_2024.json"
 	fixtureArea   = "alerts_active_area_WA_2024.json"
 	fixturePaged  = "alerts_with_pagination_2020.json"
+	fixtureThread = "alerts_point_31.43_-88.04_2025.json"
+	// fixtureRecordedHeaders comes with its recorded response headers.
+	fixtureRecordedHeaders = "alerts_active_point_45.458_-122.6636_2019.json"
 )
 
 // serveBody is an answer as NWS sends it.
@@ -162,7 +167,7 @@ func TestAlertData(t *testing.T) {
 				"onset":        "2024-07-19T10:00:00-07:00",
 				"expires":      "2024-07-19T03:00:00-07:00",
 				"ends":         "2024-07-20T20:00:00-07:00",
-				"references":   []any{"urn:oid:2.49.0.1.840.0.2852349b8f25500975c692db29cb2f047ff20a7c.004.2"},
+				"supersedes":   []any{"urn:oid:2.49.0.1.840.0.2852349b8f25500975c692db29cb2f047ff20a7c.004.2"},
 				"has_geometry": false,
 			},
 		},
@@ -172,7 +177,7 @@ func TestAlertData(t *testing.T) {
 			id:      "urn:oid:2.49.0.1.840.0.241d2d98ce5ee23b6619af2d96fc25069c0f5af2.001.1",
 			want: map[string]any{
 				"message_type": "Alert",
-				"references":   []any{},
+				"supersedes":   []any{},
 				"has_geometry": false,
 			},
 			absent: []string{"ends", "instruction"},
@@ -183,7 +188,7 @@ func TestAlertData(t *testing.T) {
 			id:      "NWS-IDP-PROD-3965873-3369046",
 			want: map[string]any{
 				"ends": "2019-12-22T10:00:00-08:00",
-				"references": []any{
+				"supersedes": []any{
 					"NWS-IDP-PROD-3964821-3368352", "NWS-IDP-PROD-3965324-3368680",
 					"NWS-IDP-PROD-3965155-3368578", "NWS-IDP-PROD-3963421-3367361",
 				},
@@ -281,7 +286,7 @@ func TestPaginationLimits(t *testing.T) {
 			name:      "foreign host is refused",
 			maxPages:  10,
 			next:      func(string, int) string { return "https://api.weather.gov/alerts?cursor=abc" },
-			wantErr:   `nws alerts: pagination.next "https://api.weather.gov/alerts?cursor=abc" leaves http://127.0.0.1:`,
+			wantErr:   `nws alerts: pagination.next: next page "https://api.weather.gov/alerts?cursor=xxxxx" leaves http://127.0.0.1:`,
 			wantCalls: 1,
 		},
 		{
@@ -342,8 +347,8 @@ func TestPaginationRefusesAnotherHost(t *testing.T) {
 	res, err := newPoller(t, srv, map[string]any{"area": "WI"}).Poll(t.Context(), connector.State{})
 	require.Error(t, err)
 	assert.Empty(t, res.Items, "a refused page fails the whole poll")
-	assert.Equal(t, fmt.Sprintf(`nws alerts: pagination.next %q leaves %s; refusing to follow it (set config.base_url to the host NWS links to)`,
-		foreign.URL+"/alerts?cursor=abc", srv.URL), err.Error())
+	assert.Equal(t, fmt.Sprintf(`nws alerts: pagination.next: next page %q leaves %s; refusing to follow it (set config.base_url to the host the upstream links to)`,
+		foreign.URL+"/alerts?cursor=xxxxx", srv.URL), err.Error())
 	assert.Len(t, srv.Requests(), 1)
 	assert.Empty(t, foreign.Requests(), "the foreign host never hears from us")
 }
@@ -389,6 +394,30 @@ func TestConditionalRequests(t *testing.T) {
 		assert.Len(t, res.Items, 1)
 	})
 
+	t.Run("a recorded NWS answer: its Last-Modified comes back as If-Modified-Since", func(t *testing.T) {
+		// NWS sent a Last-Modified and no ETag (the only NWS recording with
+		// its headers; see testdata/PROVENANCE.md).
+		recorded := ct.Load(t, fixtureRecordedHeaders)
+		require.Equal(t, "application/geo+json", recorded.Header.Get("Content-Type"))
+		srv := ct.Replay(t, ct.GET("/alerts/active", recorded, ct.Response{Status: http.StatusNotModified}))
+		c := newPoller(t, srv, map[string]any{"point": "45.458,-122.6636"})
+
+		first, err := c.Poll(t.Context(), connector.State{})
+		require.NoError(t, err)
+		assert.Equal(t, connector.State{LastModified: "Wed, 28 Aug 2019 17:36:22 GMT"}, first.State)
+		assert.Equal(t, []string{"NWS-IDP-PROD-3789007-3246513"}, ct.ItemIDs(first.Items))
+
+		second, err := c.Poll(t.Context(), first.State)
+		require.NoError(t, err)
+		assert.True(t, second.NotModified)
+		assert.Equal(t, first.State, second.State)
+		reqs := srv.Requests()
+		require.Len(t, reqs, 2)
+		assert.Equal(t, "point=45.458,-122.6636", reqs[0].URL.RawQuery)
+		assert.Equal(t, "Wed, 28 Aug 2019 17:36:22 GMT", reqs[1].Header.Get("If-Modified-Since"))
+		assert.Empty(t, reqs[1].Header.Get("If-None-Match"))
+	})
+
 	t.Run("200 without validators clears the old ones", func(t *testing.T) {
 		srv := ct.Replay(t, ct.Any(serveBody(zone)))
 		c := newPoller(t, srv, map[string]any{"zone": "ORZ004"})
@@ -401,7 +430,6 @@ func TestConditionalRequests(t *testing.T) {
 }
 
 func TestFailedPolls(t *testing.T) {
-	bigButValid := append([]byte(`{"type":"FeatureCollection","features":[]}`), bytes.Repeat([]byte(" "), maxBodyBytes-42)...)
 	tests := []struct {
 		name        string
 		status      int
@@ -414,7 +442,7 @@ func TestFailedPolls(t *testing.T) {
 		{
 			name:       "500 without a body",
 			status:     http.StatusInternalServerError,
-			wantErr:    "nws alerts: 500 Internal Server Error",
+			wantErr:    "nws alerts: upstream answered 500 Internal Server Error",
 			wantStatus: 500,
 		},
 		{
@@ -424,7 +452,7 @@ func TestFailedPolls(t *testing.T) {
 			contentType: "application/problem+json",
 			body: []byte(`{"correlationId":"1f2e3d4c","title":"Bad Request","type":"https://api.weather.gov/problems/BadRequest",` +
 				`"status":400,"detail":"Parameter \"area\" is invalid","instance":"https://api.weather.gov/requests/1f2e3d4c"}`),
-			wantErr:    `nws alerts: 400 Bad Request: Parameter "area" is invalid`,
+			wantErr:    `nws alerts: upstream answered 400 Bad Request: Parameter "area" is invalid`,
 			wantStatus: 400,
 		},
 		{
@@ -432,13 +460,13 @@ func TestFailedPolls(t *testing.T) {
 			status:      http.StatusNotFound,
 			contentType: "application/problem+json",
 			body:        []byte(`{"title":"Not Found","type":"https://api.weather.gov/problems/NotFound","status":404,"detail":"'/alerts/active/zone/XXZ999' is not a valid resource path"}`),
-			wantErr:     `nws alerts: 404 Not Found: '/alerts/active/zone/XXZ999' is not a valid resource path`,
+			wantErr:     `nws alerts: upstream answered 404 Not Found: '/alerts/active/zone/XXZ999' is not a valid resource path`,
 			wantStatus:  404,
 		},
 		{
 			name:       "403 points at the user agent",
 			status:     http.StatusForbidden,
-			wantErr:    "nws alerts: 403 Forbidden (NWS answers 403 to a missing or blocked User-Agent; check config.user_agent)",
+			wantErr:    "nws alerts: upstream answered 403 Forbidden (NWS answers 403 to a missing or blocked User-Agent; check config.user_agent)",
 			wantStatus: 403,
 		},
 		{
@@ -476,13 +504,6 @@ func TestFailedPolls(t *testing.T) {
 			body:        []byte(`{"type":"FeatureCollection","features":{}}`),
 			wantPrefix:  "nws alerts: response is not a GeoJSON FeatureCollection: json: cannot unmarshal object",
 		},
-		{
-			name:        "body over 8 MiB",
-			status:      http.StatusOK,
-			contentType: "application/geo+json",
-			body:        append(bigButValid, ' '),
-			wantErr:     "nws alerts: response body is larger than 8 MiB; watch a zone or a point instead of a whole area",
-		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -501,9 +522,9 @@ func TestFailedPolls(t *testing.T) {
 			} else {
 				assert.True(t, strings.HasPrefix(err.Error(), tt.wantPrefix), "error %q should start with %q", err, tt.wantPrefix)
 			}
-			statusErr, isStatus := errors.AsType[*StatusError](err)
+			statusErr, isStatus := errors.AsType[*upstream.StatusError](err)
 			if tt.wantStatus != 0 {
-				require.True(t, isStatus, "a *StatusError in the chain")
+				require.True(t, isStatus, "an *upstream.StatusError in the chain")
 				assert.Equal(t, tt.wantStatus, statusErr.StatusCode)
 			} else {
 				assert.False(t, isStatus)
@@ -511,13 +532,6 @@ func TestFailedPolls(t *testing.T) {
 		})
 	}
 
-	t.Run("body of exactly 8 MiB is read", func(t *testing.T) {
-		srv := ct.Replay(t, ct.Any(serveBody(bigButValid)))
-		c := newPoller(t, srv, map[string]any{"area": "CA"})
-		res, err := c.Poll(t.Context(), connector.State{})
-		require.NoError(t, err)
-		assert.Empty(t, res.Items)
-	})
 }
 
 func TestBadFeatures(t *testing.T) {
@@ -762,9 +776,9 @@ func TestConfig(t *testing.T) {
 		{name: "base_url ftp", raw: `{"area":"CA","base_url":"ftp://api.weather.gov",` + ua + `}`,
 			wantErr: []string{`config.base_url: "ftp://api.weather.gov" is not an absolute http(s) URL`}},
 		{name: "base_url unparsable", raw: `{"area":"CA","base_url":"http://[::1",` + ua + `}`,
-			wantErr: []string{`config.base_url: cannot be parsed as a URL (write an absolute http(s) URL such as "https://api.weather.gov")`}},
+			wantErr: []string{`config.base_url: cannot be parsed as a URL (write an absolute http(s) URL, e.g. "https://api.weather.gov")`}},
 		{name: "base_url with query", raw: `{"area":"CA","base_url":"https://api.weather.gov?x=1",` + ua + `}`,
-			wantErr: []string{`config.base_url: "https://api.weather.gov?x=1" must not carry a query or fragment`}},
+			wantErr: []string{`config.base_url: "https://api.weather.gov?x=xxxxx" must not carry a query (write the API root, e.g. "https://api.weather.gov")`}},
 		{name: "base_url password is redacted", raw: `{"area":"CA","base_url":"ftp://me:s3cret@mirror.example",` + ua + `}`,
 			wantErr: []string{`config.base_url: "ftp://me:xxxxx@mirror.example" is not an absolute http(s) URL`}},
 
@@ -810,6 +824,79 @@ func BenchmarkParse(b *testing.B) {
 		page, err := parsePage(body, 0)
 		if err != nil || len(page.items) != 2 {
 			b.Fatalf("parse: %d items, %v", len(page.items), err)
+		}
+	}
+}
+
+// activeAt is the /alerts/active listing NWS would have answered at the
+// given time, built from a recorded /alerts answer: the alerts sent by then
+// that had neither expired nor been replaced (NWS's own expires and
+// replacedAt), in the recorded order. See testdata/PROVENANCE.md.
+func activeAt(t *testing.T, recorded []byte, at string) ct.Response {
+	t.Helper()
+	when, err := time.Parse(time.RFC3339, at)
+	require.NoError(t, err)
+	var doc map[string]any
+	require.NoError(t, json.Unmarshal(recorded, &doc))
+	var active []any
+	for _, f := range doc["features"].([]any) {
+		props := f.(map[string]any)["properties"].(map[string]any)
+		before := func(field string) bool {
+			v, _ := props[field].(string)
+			ts, err := time.Parse(time.RFC3339, v)
+			return err == nil && !ts.After(when)
+		}
+		if before("sent") && !before("expires") && !before("replacedAt") {
+			active = append(active, f)
+		}
+	}
+	doc["features"] = active
+	delete(doc, "pagination")
+	body, err := json.Marshal(doc)
+	require.NoError(t, err)
+	return serveBody(body)
+}
+
+// TestAlertThread polls a real Tornado Watch thread (Alert, then Update,
+// then Cancel) as three active listings, through the universal poll: each
+// message is "created" once, never "updated", and carries the ids it
+// supersedes.
+func TestAlertThread(t *testing.T) {
+	const (
+		alert  = "urn:oid:2.49.0.1.840.0.f95cf0f79f72666950dffd7631c8e3ea59badf98.001.1"
+		update = "urn:oid:2.49.0.1.840.0.cfc6c16f6a710f26ac1510695362885161a510a0.002.1"
+		cancel = "urn:oid:2.49.0.1.840.0.b65fb091e05fea08483f8f6b0c7c57f290315a18.001.1"
+	)
+	recorded := ct.Load(t, fixtureThread).Body
+	listings := []ct.Response{
+		activeAt(t, recorded, "2025-11-25T12:10:00-06:00"),
+		activeAt(t, recorded, "2025-11-25T16:30:00-06:00"),
+		activeAt(t, recorded, "2025-11-25T17:00:00-06:00"),
+	}
+	srv := ct.Replay(t, ct.GET("/alerts/active", listings...))
+	h := ct.New(t, New, TypeName, fmt.Sprintf(`{"point": "31.4331,-88.0363", "user_agent": %q, "base_url": %q}`, testUserAgent, srv.URL))
+
+	type want struct {
+		id, messageType string
+		supersedes      []string
+	}
+	polls := [][]want{
+		{{alert, "Alert", []string{}}},
+		{{update, "Update", []string{alert}}},
+		{{cancel, "Cancel", []string{alert, update}}},
+	}
+	for i, wantSignals := range polls {
+		p := h.Poll(t.Context())
+		p.RequireOK(t)
+		require.Len(t, p.Signals, len(wantSignals), "poll %d: %v", i+1, p.IDs())
+		for j, w := range wantSignals {
+			sig := p.Signals[j]
+			assert.Equal(t, w.id, sig.ID, "poll %d", i+1)
+			assert.Equal(t, ct.Created, sig.Change, "poll %d: an NWS alert never changes once sent", i+1)
+			var data Alert
+			require.NoError(t, json.Unmarshal(sig.Data, &data))
+			assert.Equal(t, w.messageType, data.MessageType)
+			assert.Equal(t, w.supersedes, data.Supersedes)
 		}
 	}
 }

@@ -7,15 +7,12 @@
 package githubapi
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/pollgrid/pollgrid/pkg/connector"
 	"github.com/pollgrid/pollgrid/pkg/upstream"
@@ -27,30 +24,31 @@ const (
 	// APIVersion pins the REST API version, so GitHub does not change the
 	// answers under us.
 	APIVersion = "2022-11-28"
-	// maxErrorBodyBytes caps the read of a non-2xx body: we only want its message.
-	maxErrorBodyBytes = 64 << 10
 )
 
 // Client sends GitHub REST requests for one connector.
 type Client struct {
 	http   *http.Client
 	base   *url.URL
+	header http.Header
 	token  string
 	logger *slog.Logger
 }
 
-// NewClient returns a client for base (from ParseBaseURL). A nil httpClient
-// means the platform's upstream client; an empty token sends no
+// NewClient returns a client for base (from ParseBaseURL) with the
+// connector's deps (from connector.Build). An empty token sends no
 // Authorization header. It does no I/O.
-func NewClient(httpClient *http.Client, base *url.URL, token string, logger *slog.Logger) *Client {
-	if httpClient == nil {
-		httpClient = upstream.NewClient(upstream.Options{})
+func NewClient(deps connector.Deps, base *url.URL, token string) *Client {
+	b := *base
+	header := http.Header{"Accept": {MediaType}, "X-Github-Api-Version": {APIVersion}}
+	if token != "" {
+		header.Set("Authorization", "Bearer "+token)
 	}
+	logger := deps.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	b := *base
-	return &Client{http: httpClient, base: &b, token: token, logger: logger}
+	return &Client{http: upstream.Client(deps), base: &b, header: header, token: token, logger: logger}
 }
 
 // RepoURL is base_url + "/repos/{owner}/{repo}/{rest}". owner and repo must
@@ -91,49 +89,45 @@ type Walked struct {
 // is called once per page, in order; its error ends the walk.
 func (c *Client) Walk(ctx context.Context, firstURL string, validators connector.State, maxPages int, visit func(Page) error) (Walked, error) {
 	var walked Walked
-	seen := map[string]bool{}
+	pages := upstream.NewPages(maxPages, firstURL)
 	pageURL := firstURL
 	for n := 1; ; n++ {
-		conditional := connector.State{}
+		request := upstream.Request{URL: pageURL, Header: c.header}
 		if n == 1 {
-			conditional = connector.State{ETag: validators.ETag, LastModified: validators.LastModified}
+			request.Validators = connector.State{ETag: validators.ETag, LastModified: validators.LastModified}
 		}
-		page, notModified, err := c.get(ctx, pageURL, conditional)
+		answer, err := upstream.Fetch(ctx, c.http, request)
 		if err != nil {
-			return Walked{}, pageError(n, err)
+			return Walked{}, pageError(n, c.wrap(err))
 		}
-		if notModified {
+		if answer.NotModified {
 			return Walked{NotModified: true}, nil
 		}
-		page.Number = n
 		if n == 1 {
-			walked.Validators = connector.State{
-				ETag:         page.Header.Get("ETag"),
-				LastModified: page.Header.Get("Last-Modified"),
-			}
+			walked.Validators = answer.State(connector.State{})
 		}
-		seen[pageURL] = true
-		if err := visit(page); err != nil {
+		if err := visit(Page{Number: n, URL: pageURL, Header: answer.Header, Body: answer.Body}); err != nil {
 			return Walked{}, pageError(n, err)
 		}
 		walked.Pages = n
-
-		next, err := c.next(pageURL, page.Header)
-		if err != nil {
-			return Walked{}, pageError(n, err)
-		}
-		switch {
-		case next == "":
+		link := upstream.NextLink(answer.Header)
+		if link == "" {
 			return walked, nil
-		case seen[next]:
+		}
+		next, err := upstream.NextPage(answer.URL, link, c.base, "config.base_url")
+		if err != nil {
+			return Walked{}, pageError(n, fmt.Errorf(`github: Link rel="next": %w`, err))
+		}
+		switch err := pages.Next(next.String()); {
+		case errors.Is(err, upstream.ErrMaxPages):
+			walked.Truncated = true
+			return walked, nil
+		case err != nil:
 			// A link back to a page already read would loop forever.
 			c.logger.WarnContext(ctx, `github Link rel="next" points to a page already read; stopping`, "page", n)
 			return walked, nil
-		case n >= maxPages:
-			walked.Truncated = true
-			return walked, nil
 		}
-		pageURL = next
+		pageURL = next.String()
 	}
 }
 
@@ -144,77 +138,11 @@ func pageError(n int, err error) error {
 	return fmt.Errorf("page %d: %w", n, err)
 }
 
-// next returns the absolute URL of the rel="next" link, "" when there is
-// none, or an error when it leaves base_url's scheme and host.
-func (c *Client) next(pageURL string, h http.Header) (string, error) {
-	raw, ok := nextLink(h.Values("Link"))
-	if !ok {
-		return "", nil
+// wrap words a failed request: GitHub's own error for a status, "github: "
+// before anything else.
+func (c *Client) wrap(err error) error {
+	if status, ok := errors.AsType[*upstream.StatusError](err); ok {
+		return newError(status, c.token != "")
 	}
-	ref, err := url.Parse(raw)
-	if err != nil {
-		return "", fmt.Errorf(`github: Link rel="next" %q is not a URL`, raw)
-	}
-	if !ref.IsAbs() {
-		// GitHub sends absolute URLs; a proxy may not.
-		current, err := url.Parse(pageURL)
-		if err != nil {
-			return "", fmt.Errorf("github: page URL: %w", err)
-		}
-		ref = current.ResolveReference(ref)
-	}
-	if !strings.EqualFold(ref.Scheme, c.base.Scheme) || !strings.EqualFold(ref.Host, c.base.Host) {
-		return "", fmt.Errorf(`github: Link rel="next" %q leaves %s://%s; refusing to follow it (set config.base_url to the host GitHub links to)`,
-			ref.Redacted(), c.base.Scheme, c.base.Host)
-	}
-	return ref.String(), nil
-}
-
-func (c *Client) get(ctx context.Context, pageURL string, validators connector.State) (Page, bool, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, pageURL, nil)
-	if err != nil {
-		return Page{}, false, fmt.Errorf("github: build request: %w", err)
-	}
-	req.Header.Set("Accept", MediaType)
-	req.Header.Set("X-GitHub-Api-Version", APIVersion)
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	upstream.Conditional(req, validators)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return Page{}, false, fmt.Errorf("github: %w", err)
-	}
-	defer resp.Body.Close()
-
-	if resp.StatusCode == http.StatusNotModified {
-		if validators.ETag == "" && validators.LastModified == "" {
-			return Page{}, false, errors.New("github: 304 Not Modified to a request that was not conditional")
-		}
-		return Page{}, true, nil
-	}
-	if resp.StatusCode/100 != 2 {
-		err := c.statusError(resp)
-		if ctx.Err() != nil {
-			return Page{}, false, fmt.Errorf("github: %w", ctx.Err())
-		}
-		return Page{}, false, err
-	}
-	body, err := upstream.ReadBody(resp)
-	if err != nil {
-		if ctx.Err() != nil {
-			return Page{}, false, fmt.Errorf("github: %w", ctx.Err())
-		}
-		return Page{}, false, fmt.Errorf("github: %w", err)
-	}
-	return Page{URL: pageURL, Header: resp.Header, Body: body}, false, nil
-}
-
-// statusError reads (a capped part of) a non-2xx body and words it.
-func (c *Client) statusError(resp *http.Response) error {
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBodyBytes))
-	resp.Body = io.NopCloser(bytes.NewReader(raw))
-	var status *upstream.StatusError
-	errors.As(upstream.CheckStatus(resp), &status)
-	return newError(resp, raw, status, c.token != "")
+	return fmt.Errorf("github: %w", err)
 }

@@ -1,11 +1,15 @@
 package githubapi
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
 	"strings"
+
+	"github.com/pollgrid/pollgrid/pkg/connector"
+	"github.com/pollgrid/pollgrid/pkg/upstream"
 )
 
 const (
@@ -45,17 +49,9 @@ type RepoConfig struct {
 
 // ApplyDefaults fills the fields left out.
 func (c *RepoConfig) ApplyDefaults(defaultMaxPages int) {
-	if c.BaseURL == "" {
-		c.BaseURL = DefaultBaseURL
-	}
-	if c.PerPage == nil {
-		n := DefaultPerPage
-		c.PerPage = &n
-	}
-	if c.MaxPages == nil {
-		n := defaultMaxPages
-		c.MaxPages = &n
-	}
+	c.BaseURL = cmp.Or(c.BaseURL, DefaultBaseURL)
+	connector.SetDefault(&c.PerPage, DefaultPerPage)
+	connector.SetDefault(&c.MaxPages, defaultMaxPages)
 }
 
 // Validate returns every problem of these fields, each naming the field and
@@ -147,23 +143,16 @@ func ValidateToken(token string) error {
 	return nil
 }
 
-// ParseBaseURL accepts an absolute http(s) URL without query or fragment and
-// drops a trailing '/'. Error texts show the URL redacted.
+// ParseBaseURL checks config.base_url as every connector does
+// (upstream.ParseBaseURL) and refuses the website's host, which answers
+// API paths with HTML.
 func ParseBaseURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(raw)
+	u, err := upstream.ParseBaseURL("config.base_url", raw, DefaultBaseURL)
 	if err != nil {
-		return nil, fmt.Errorf(`config.base_url: cannot be parsed as a URL (write an absolute http(s) URL such as %q, or "https://HOST/api/v3" for GitHub Enterprise Server)`, DefaultBaseURL)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf(`config.base_url: %q is not an absolute http(s) URL (write e.g. %q, or "https://HOST/api/v3" for GitHub Enterprise Server)`, u.Redacted(), DefaultBaseURL)
-	}
-	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
-		return nil, fmt.Errorf(`config.base_url: %q must not carry a query or fragment (write only the API root)`, u.Redacted())
+		return nil, fmt.Errorf(`%w; for GitHub Enterprise Server write "https://HOST/api/v3"`, err)
 	}
 	if strings.EqualFold(u.Hostname(), "github.com") || strings.EqualFold(u.Hostname(), "www.github.com") {
-		return nil, fmt.Errorf(`config.base_url: %q is the website, not the API (write %q)`, u.Redacted(), DefaultBaseURL)
+		return nil, fmt.Errorf(`config.base_url: %q is the website, not the API (write %q)`, upstream.ShowURL(u), DefaultBaseURL)
 	}
-	u.Path = strings.TrimRight(u.Path, "/")
-	u.RawPath = ""
 	return u, nil
 }

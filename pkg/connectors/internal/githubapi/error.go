@@ -39,27 +39,28 @@ type Error struct {
 	status        *upstream.StatusError
 }
 
-func newError(resp *http.Response, body []byte, status *upstream.StatusError, authenticated bool) *Error {
-	e := &Error{StatusCode: resp.StatusCode, authenticated: authenticated, status: status}
+func newError(status *upstream.StatusError, authenticated bool) *Error {
+	e := &Error{StatusCode: status.StatusCode, authenticated: authenticated, status: status}
 	var parsed struct {
 		Message          string `json:"message"`
 		DocumentationURL string `json:"documentation_url"`
 	}
-	if upstream.DecodeJSON(body, &parsed) == nil {
-		e.Message = oneLine(parsed.Message)
+	if upstream.DecodeJSON(status.Body, &parsed) == nil {
+		e.Message = upstream.OneLine(parsed.Message, maxMessageRunes)
 		e.DocumentationURL = parsed.DocumentationURL
 	}
-	if resp.StatusCode != http.StatusForbidden && resp.StatusCode != http.StatusTooManyRequests {
+	if status.StatusCode != http.StatusForbidden && status.StatusCode != http.StatusTooManyRequests {
 		return e
 	}
-	if strings.TrimSpace(resp.Header.Get("X-RateLimit-Remaining")) == "0" {
+	header := status.Header
+	if strings.TrimSpace(header.Get("X-RateLimit-Remaining")) == "0" {
 		e.RateLimited = true
-		if secs, err := strconv.ParseInt(strings.TrimSpace(resp.Header.Get("X-RateLimit-Reset")), 10, 64); err == nil && secs > 0 {
+		if secs, err := strconv.ParseInt(strings.TrimSpace(header.Get("X-RateLimit-Reset")), 10, 64); err == nil && secs > 0 {
 			e.RateLimitReset = time.Unix(secs, 0).UTC()
 		}
 		return e
 	}
-	if secs, err := strconv.ParseInt(strings.TrimSpace(resp.Header.Get("Retry-After")), 10, 64); err == nil && secs >= 0 {
+	if secs, err := strconv.ParseInt(strings.TrimSpace(header.Get("Retry-After")), 10, 64); err == nil && secs >= 0 {
 		e.RetryAfter = time.Duration(secs) * time.Second
 	}
 	return e
@@ -112,12 +113,4 @@ func (e *Error) Unwrap() error {
 		return nil
 	}
 	return e.status
-}
-
-func oneLine(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if r := []rune(s); len(r) > maxMessageRunes {
-		s = string(r[:maxMessageRunes]) + "…"
-	}
-	return s
 }

@@ -15,68 +15,6 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/upstream"
 )
 
-func TestNextLink(t *testing.T) {
-	tests := []struct {
-		name   string
-		values []string
-		want   string // "" for none
-	}{
-		{
-			name:   "list_issues_page1: next and last",
-			values: []string{`<https://api.github.com/repositories/515435940/issues?per_page=3&page=2>; rel="next", <https://api.github.com/repositories/515435940/issues?per_page=3&page=5>; rel="last"`},
-			want:   "https://api.github.com/repositories/515435940/issues?per_page=3&page=2",
-		},
-		{
-			name:   "list_issues_page2: next is not the first link",
-			values: []string{`<https://api.github.com/repositories/515435940/issues?per_page=3&page=1>; rel="prev", <https://api.github.com/repositories/515435940/issues?per_page=3&page=3>; rel="next", <https://api.github.com/repositories/515435940/issues?per_page=3&page=5>; rel="last", <https://api.github.com/repositories/515435940/issues?per_page=3&page=1>; rel="first"`},
-			want:   "https://api.github.com/repositories/515435940/issues?per_page=3&page=3",
-		},
-		{
-			name:   "list_issues_page5_last: prev and first only",
-			values: []string{`<https://api.github.com/repositories/515435940/issues?per_page=3&page=4>; rel="prev", <https://api.github.com/repositories/515435940/issues?per_page=3&page=1>; rel="first"`},
-		},
-		{
-			name:   "list_releases_2013_page1: a redaction placeholder with angle brackets inside the URL",
-			values: []string{`<https://api.github.com/repos/api-playground/<GITHUB_TEST_REPOSITORY>/releases?page=2>; rel="next", <https://api.github.com/repos/api-playground/<GITHUB_TEST_REPOSITORY>/releases?page=2>; rel="last"`},
-			want:   "https://api.github.com/repos/api-playground/<GITHUB_TEST_REPOSITORY>/releases?page=2",
-		},
-		{
-			name:   "a comma inside the URL",
-			values: []string{`<https://api.github.com/repos/o/r/issues?labels=bug,ui&page=2>; rel="next"`},
-			want:   "https://api.github.com/repos/o/r/issues?labels=bug,ui&page=2",
-		},
-		{
-			name:   "unquoted rel, other params, odd spacing",
-			values: []string{`<https://x.example/a?page=2> ;title="a, b; c" ; rel=next`},
-			want:   "https://x.example/a?page=2",
-		},
-		{
-			name:   "several relation types",
-			values: []string{`<https://x.example/a?page=9>; rel="last next"`},
-			want:   "https://x.example/a?page=9",
-		},
-		{
-			name:   "rel is matched whole, not as a prefix",
-			values: []string{`<https://x.example/a?page=2>; rel="nextpage"`},
-		},
-		{
-			name:   "two Link header lines",
-			values: []string{`<https://x.example/a?page=1>; rel="prev"`, `<https://x.example/a?page=3>; rel="next"`},
-			want:   "https://x.example/a?page=3",
-		},
-		{name: "no Link header"},
-		{name: "garbage", values: []string{`next page please`}},
-		{name: "unclosed URI", values: []string{`<https://x.example/a?page=2; rel="next"`}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, ok := nextLink(tt.values)
-			assert.Equal(t, tt.want, got)
-			assert.Equal(t, tt.want != "", ok)
-		})
-	}
-}
-
 func TestErrorText(t *testing.T) {
 	validation := `{"message":"Validation Failed","errors":[{"resource":"Label","code":"invalid","field":"color"}],"documentation_url":"https://docs.github.com/rest/reference/issues#create-a-label"}`
 	rateLimit := `{"message":"API rate limit exceeded for 192.0.2.1. (But here's the good news: Authenticated requests get a higher rate limit. Check out the documentation for more details.)","documentation_url":"https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting"}`
@@ -158,7 +96,7 @@ func newTestClient(t *testing.T, srv *ct.Server, token string) *Client {
 	t.Helper()
 	base, err := ParseBaseURL(srv.URL)
 	require.NoError(t, err)
-	return NewClient(srv.Client(), base, token, nil)
+	return NewClient(connector.Deps{HTTP: srv.Client()}, base, token)
 }
 
 func failVisit(t *testing.T) func(Page) error {
@@ -251,7 +189,7 @@ func TestWalk(t *testing.T) {
 	t.Run("a 304 to an unconditional request is an error", func(t *testing.T) {
 		srv := ct.Serve(t, func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNotModified) })
 		_, err := newTestClient(t, srv, "").Walk(t.Context(), srv.URL+"/x", connector.State{}, 3, failVisit(t))
-		require.EqualError(t, err, "github: 304 Not Modified to a request that was not conditional")
+		require.EqualError(t, err, "github: upstream answered 304 Not Modified to a request that was not conditional")
 	})
 
 	t.Run("a visit error names the page", func(t *testing.T) {
@@ -309,9 +247,9 @@ func TestRepoConfig(t *testing.T) {
 		{name: "base_url the website", cfg: RepoConfig{Owner: "o", Repo: "r", BaseURL: "https://github.com"},
 			wantErr: []string{`config.base_url: "https://github.com" is the website, not the API (write "https://api.github.com")`}},
 		{name: "base_url relative", cfg: RepoConfig{Owner: "o", Repo: "r", BaseURL: "api.github.com"},
-			wantErr: []string{`config.base_url: "api.github.com" is not an absolute http(s) URL (write e.g. "https://api.github.com", or "https://HOST/api/v3" for GitHub Enterprise Server)`}},
+			wantErr: []string{`config.base_url: "api.github.com" is not an absolute http(s) URL (write e.g. "https://api.github.com"); for GitHub Enterprise Server write "https://HOST/api/v3"`}},
 		{name: "base_url with query, password redacted", cfg: RepoConfig{Owner: "o", Repo: "r", BaseURL: "https://me:SECRET@ghe.example/api/v3?x=1"},
-			wantErr: []string{`config.base_url: "https://me:xxxxx@ghe.example/api/v3?x=1" must not carry a query or fragment`}},
+			wantErr: []string{`config.base_url: "https://me:xxxxx@ghe.example/api/v3?x=xxxxx" must not carry a query`}},
 		{name: "base_url unparsable", cfg: RepoConfig{Owner: "o", Repo: "r", BaseURL: "http://[::1"},
 			wantErr: []string{`config.base_url: cannot be parsed as a URL`}},
 		{name: "per_page 0 and max_pages 101", cfg: RepoConfig{Owner: "o", Repo: "r", PerPage: ptr(0), MaxPages: ptr(101)},
@@ -344,7 +282,7 @@ func TestRepoURL(t *testing.T) {
 		t.Run(tt.base, func(t *testing.T) {
 			base, err := ParseBaseURL(tt.base)
 			require.NoError(t, err)
-			c := NewClient(nil, base, "", nil)
+			c := NewClient(connector.Deps{}, base, "")
 			assert.Equal(t, tt.want, c.RepoURL("o", "r", "releases?per_page=30"))
 		})
 	}
