@@ -39,10 +39,7 @@ func (p *SignalPublisher) PublishSignals(ctx context.Context, signals []*pollgri
 		}
 	}()
 	for _, s := range signals {
-		msg, err := SignalMsg(s)
-		if err != nil {
-			return err
-		}
+		msg := SignalMsg(s)
 		_, span := StartPublishSpan(ctx, p.Tracer, msg)
 		p.Propagator.Inject(trace.ContextWithSpan(ctx, span), HeaderCarrier(msg.Header))
 		f, err := p.JS.PublishMsgAsync(msg)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -70,8 +71,10 @@ func DecodeReports(data []byte) (*pollgridv1.PollReports, error) {
 	return b, nil
 }
 
-// signalBody mirrors pollgridv1.Signal with data inlined as raw JSON, which
-// protojson cannot do for a bytes field. A test keeps the two in step.
+// signalBody is the JSON body of a signal as DecodeSignal reads it: the
+// fields of pollgridv1.Signal, snake_case, with data inlined as raw JSON
+// (which protojson cannot do for a bytes field). appendSignalBody writes the
+// same fields; a test keeps the three in step.
 type signalBody struct {
 	Connector     string          `json:"connector"`
 	ConnectorType string          `json:"connector_type"`
@@ -89,32 +92,16 @@ func SignalID(s *pollgridv1.Signal) string {
 }
 
 // SignalMsg builds the CloudEvents 1.0 binary-mode NATS message of a signal.
-// The caller adds trace context to the returned headers.
-func SignalMsg(s *pollgridv1.Signal) (*nats.Msg, error) {
-	data := s.GetData()
-	if len(data) == 0 {
-		data = []byte("null")
-	}
-	if !json.Valid(data) {
-		return nil, fmt.Errorf("signal %s: data is not valid JSON", SignalID(s))
-	}
+// The signal's data must be valid JSON: package poll checks every item's
+// before it gets this far, so it is copied into the body as it is (no second
+// pass over what is the bulk of a signal). The caller adds trace context to
+// the returned headers.
+func SignalMsg(s *pollgridv1.Signal) *nats.Msg {
 	observed := s.GetObservedAt().AsTime().UTC().Format(time.RFC3339Nano)
-	body, err := json.Marshal(signalBody{
-		Connector:     s.GetConnector(),
-		ConnectorType: s.GetConnectorType(),
-		ItemID:        s.GetItemId(),
-		Version:       s.GetVersion(),
-		Change:        s.GetChange(),
-		ObservedAt:    observed,
-		Data:          data,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("encode signal %s: %w", SignalID(s), err)
-	}
 	id := SignalID(s)
-	msg := &nats.Msg{
+	return &nats.Msg{
 		Subject: SignalSubject(s.GetConnectorType(), s.GetConnector()),
-		Data:    body,
+		Data:    appendSignalBody(make([]byte, 0, 160+len(id)+len(s.GetData())), s, observed),
 		Header: nats.Header{
 			"ce-specversion": {"1.0"},
 			"ce-id":          {id},
@@ -126,7 +113,80 @@ func SignalMsg(s *pollgridv1.Signal) (*nats.Msg, error) {
 			"content-type":   {"application/json"},
 		},
 	}
-	return msg, nil
+}
+
+func appendSignalBody(b []byte, s *pollgridv1.Signal, observed string) []byte {
+	for _, f := range [...]struct{ key, value string }{
+		{`{"connector":`, s.GetConnector()},
+		{`,"connector_type":`, s.GetConnectorType()},
+		{`,"item_id":`, s.GetItemId()},
+		{`,"version":`, s.GetVersion()},
+		{`,"change":`, s.GetChange()},
+		{`,"observed_at":`, observed},
+	} {
+		b = append(b, f.key...)
+		b = appendJSONString(b, f.value)
+	}
+	b = append(b, `,"data":`...)
+	if data := s.GetData(); len(data) > 0 {
+		b = append(b, data...)
+	} else {
+		b = append(b, "null"...)
+	}
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string: quotes, backslashes and
+// control characters escaped, invalid UTF-8 replaced by U+FFFD, and U+2028
+// and U+2029 escaped, as encoding/json writes them (without its HTML
+// escaping, which a message body does not need).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // DecodeSignal parses a signal body (headers are not needed).

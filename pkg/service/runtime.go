@@ -53,6 +53,9 @@ type Runtime struct {
 
 	config  atomic.Pointer[config.Config]
 	reloads *prometheus.CounterVec
+	// exportsSpans is true when spans leave the process (an exporter or a
+	// test's processor): only then are upstream requests traced.
+	exportsSpans bool
 }
 
 // Config returns the config in force (it changes on reload).
@@ -96,9 +99,9 @@ func Start(ctx context.Context, name string, lookup config.Env, defaultHTTP stri
 	rt.Redactor.Set(rt.secrets(cfg))
 	rt.Logger.Info("config loaded", "source", source, "connectors", len(cfg.Connectors), "enabled", len(cfg.Enabled()))
 
-	rt.Tracer, err = telemetry.SetupTracing(ctx, "pollgrid-"+name, telemetry.TracingOptions{
-		Lookup: lookup, Redactor: rt.Redactor, Processors: o.spanProcessors,
-	})
+	tracing := telemetry.TracingOptions{Lookup: lookup, Redactor: rt.Redactor, Processors: o.spanProcessors}
+	rt.Tracer, err = telemetry.SetupTracing(ctx, "pollgrid-"+name, tracing)
+	rt.exportsSpans = telemetry.Exporting(tracing)
 	if err != nil {
 		return nil, err
 	}

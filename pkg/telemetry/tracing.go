@@ -80,6 +80,18 @@ func SetupTracing(ctx context.Context, service string, opts TracingOptions) (*sd
 	return tp, nil
 }
 
+// Exporting reports whether SetupTracing with opts records spans for
+// anything to read (an OTLP endpoint or a processor). When it does not,
+// instrumentation that only feeds spans, such as a client span per upstream
+// request, can be left out.
+func Exporting(opts TracingOptions) bool {
+	lookup := opts.Lookup
+	if lookup == nil {
+		lookup = func(string) (string, bool) { return "", false }
+	}
+	return len(opts.Processors) > 0 || otlpTracesEndpoint(lookup) != ""
+}
+
 // otlpTracesEndpoint is the full URL spans are posted to, "" for none. The
 // generic endpoint gets the signal path appended, as the OTLP spec says.
 func otlpTracesEndpoint(lookup func(string) (string, bool)) string {

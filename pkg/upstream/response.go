@@ -110,22 +110,32 @@ func OneLine(s string, maxRunes int) string {
 	return s
 }
 
-// ReadBody reads the whole (capped) body.
+// ReadBody reads the whole (capped) body, in one allocation when the
+// upstream says how long it is.
 func ReadBody(resp *http.Response) ([]byte, error) {
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
+	var buf bytes.Buffer
+	if n := resp.ContentLength; n > 0 && n <= DefaultMaxBodyBytes {
+		buf.Grow(int(n) + bytes.MinRead) // ReadFrom wants room to see the end
+	}
+	if _, err := buf.ReadFrom(resp.Body); err != nil {
 		return nil, fmt.Errorf("read response body: %w", err)
 	}
-	return b, nil
+	return buf.Bytes(), nil
 }
 
-// DecodeJSON checks a body is UTF-8 JSON nested at most MaxJSONDepth deep,
-// then decodes it into v.
-func DecodeJSON(body []byte, v any) error {
+// CheckJSON checks what a decoder would not: the body is UTF-8 (encoding/json
+// would silently turn bad bytes into U+FFFD) and nested at most MaxJSONDepth
+// deep. It reads the body once and allocates nothing.
+func CheckJSON(body []byte) error {
 	if !utf8.Valid(body) {
 		return errors.New("response is not valid UTF-8")
 	}
-	if err := checkDepth(body, MaxJSONDepth); err != nil {
+	return checkDepth(body, MaxJSONDepth)
+}
+
+// DecodeJSON checks a body with CheckJSON, then decodes it into v.
+func DecodeJSON(body []byte, v any) error {
+	if err := CheckJSON(body); err != nil {
 		return err
 	}
 	if err := json.Unmarshal(body, v); err != nil {

@@ -223,7 +223,18 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer abandon(nil)
 	slots := make(chan struct{}, w.opts.Concurrency)
 	w.metrics.concurrency.Set(float64(w.opts.Concurrency))
-	var inFlight sync.WaitGroup
+	// Concurrency long-lived goroutines run the polls: a fresh goroutine
+	// per tick would grow its stack anew on every poll.
+	ticks := make(chan jetstream.Msg)
+	var pollers sync.WaitGroup
+	for range w.opts.Concurrency {
+		pollers.Go(func() {
+			for msg := range ticks {
+				w.handle(pollCtx, msg)
+				<-slots
+			}
+		})
+	}
 	w.log.Info("worker started", "consumer", w.opts.Filter.ConsumerName(), "concurrency", w.opts.Concurrency)
 	for ctx.Err() == nil {
 		select {
@@ -249,12 +260,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		if err == nil {
 			for msg := range batch.Messages() {
 				got++
-				inFlight.Add(1)
-				go func() {
-					defer inFlight.Done()
-					defer func() { <-slots }()
-					w.handle(pollCtx, msg)
-				}()
+				ticks <- msg
 			}
 			err = batch.Error()
 		}
@@ -275,9 +281,10 @@ func (w *Worker) Run(ctx context.Context) error {
 			sleepCtx(ctx, time.Second)
 		}
 	}
+	close(ticks)
 	w.log.Info("worker stopping: waiting for in-flight polls", "grace", w.opts.Grace.String())
 	done := make(chan struct{})
-	go func() { inFlight.Wait(); close(done) }()
+	go func() { pollers.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(w.opts.Grace):
@@ -468,36 +475,50 @@ func (w *Worker) commit(ctx context.Context, lease *store.Lease, c store.Commit)
 
 // keepAlive renews the lease and tells JetStream the tick is in progress,
 // both four times per the shorter of the lease TTL and AckWait, so one late
-// heartbeat loses neither. A failed renewal cancels the poll: another worker
-// may own the connector now.
+// heartbeat loses neither. Nothing runs for a poll shorter than one beat
+// (most of them). A failed renewal cancels the poll: another worker may own
+// the connector now. stop returns once no heartbeat runs.
 func (w *Worker) keepAlive(ctx context.Context, cancel context.CancelCauseFunc, lease *store.Lease, msg jetstream.Msg, log *slog.Logger) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		beat := time.NewTicker(min(lease.TTL, w.opts.AckWait) / 4)
-		defer beat.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-beat.C:
-				if err := msg.InProgress(); err != nil {
-					w.metrics.errors.WithLabelValues("nats", "in_progress").Inc()
-				}
-				if err := w.store.Renew(ctx, lease); err != nil {
-					w.metrics.errors.WithLabelValues("redis", "renew").Inc()
-					log.ErrorContext(ctx, "lease renewal failed: cancelling the poll", "error", err)
-					cancel(fmt.Errorf("lease lost: %w", err))
-					return
-				}
-			}
+	period := min(lease.TTL, w.opts.AckWait) / 4
+	var (
+		mu      sync.Mutex
+		stopped bool
+		running sync.WaitGroup
+		timer   *time.Timer
+	)
+	timer = time.AfterFunc(period, func() {
+		mu.Lock()
+		if stopped {
+			mu.Unlock()
+			return
 		}
-	}()
-	return func() { close(done); wg.Wait() }
+		running.Add(1)
+		mu.Unlock()
+		defer running.Done()
+		if err := msg.InProgress(); err != nil {
+			w.metrics.errors.WithLabelValues("nats", "in_progress").Inc()
+		}
+		if err := w.store.Renew(ctx, lease); err != nil {
+			if ctx.Err() == nil {
+				w.metrics.errors.WithLabelValues("redis", "renew").Inc()
+				log.ErrorContext(ctx, "lease renewal failed: cancelling the poll", "error", err)
+				cancel(fmt.Errorf("lease lost: %w", err))
+			}
+			return
+		}
+		mu.Lock()
+		if !stopped {
+			timer.Reset(period)
+		}
+		mu.Unlock()
+	})
+	return func() {
+		mu.Lock()
+		stopped = true
+		timer.Stop()
+		mu.Unlock()
+		running.Wait()
+	}
 }
 
 // countMissed counts the whole intervals that passed since the connector

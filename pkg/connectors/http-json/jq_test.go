@@ -3,7 +3,9 @@ package httpjson
 import (
 	"bytes"
 	"encoding/json"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -142,4 +144,24 @@ func TestDefaultVersion(t *testing.T) {
 	changed := poll(revised)
 	assert.NotEqual(t, base[0], changed[0], "a changed item gets a new version")
 	assert.Equal(t, base[1:], changed[1:], "the others keep theirs")
+}
+
+func TestCompiledExpressionsAreShared(t *testing.T) {
+	a, err := compileJQ(".features[] | {id}")
+	require.NoError(t, err)
+	b, err := compileJQ(".features[] | {id}")
+	require.NoError(t, err)
+	assert.Same(t, a, b, "one expression is compiled once, whichever connector uses it")
+
+	src := ".only_here | ." + t.Name()
+	_, err = compileJQ(src)
+	require.NoError(t, err)
+	assert.Eventually(t, func() bool {
+		runtime.GC()
+		jqCache.Lock()
+		defer jqCache.Unlock()
+		_, kept := jqCache.code[src]
+		return !kept
+	}, 5*time.Second, 10*time.Millisecond, "code no connector holds is dropped from the cache")
+	runtime.KeepAlive(a)
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -157,15 +158,24 @@ func (p *poller) fetch(ctx context.Context, pageURL *url.URL, body string, first
 // JSON), then decodes numbers as json.Number: ids and times keep every digit
 // (a float64 would round a 64-bit id).
 func decode(raw []byte) (any, error) {
-	var valid json.RawMessage
-	if err := upstream.DecodeJSON(raw, &valid); err != nil {
+	if err := upstream.CheckJSON(raw); err != nil {
 		return nil, err
 	}
-	dec := json.NewDecoder(bytes.NewReader(valid))
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var doc any
-	if err := dec.Decode(&doc); err != nil {
-		return nil, fmt.Errorf("response is not JSON: %w", err)
+	err := dec.Decode(&doc)
+	if err == nil {
+		if _, end := dec.Token(); end != io.EOF {
+			err = errors.New("more than one value")
+		}
+	}
+	if err != nil {
+		// Decoded again only to say what is wrong the way every connector does.
+		if uerr := upstream.DecodeJSON(raw, new(json.RawMessage)); uerr != nil {
+			return nil, uerr
+		}
+		return nil, fmt.Errorf("response is not the JSON expected: %w", err)
 	}
 	return doc, nil
 }
