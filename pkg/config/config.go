@@ -225,6 +225,7 @@ func parse(source string, data []byte, env Env, types TypeChecker) (*Config, err
 			cfg.Connectors = append(cfg.Connectors, conn)
 		}
 	}
+	v.checkTypeConfigs()
 	cfg.secrets = v.secretList()
 	if err := problems.err(cfg.secrets); err != nil {
 		return nil, err
@@ -257,6 +258,7 @@ func fromEnv(env Env, types TypeChecker) (*Config, error) {
 	}
 	v := newValidator(env, types, problems)
 	conn, _ := v.connector(obj, envPath)
+	v.checkTypeConfigs()
 	cfg := &Config{Connectors: []Connector{conn}, secrets: v.secretList()}
 	if err := problems.err(cfg.secrets); err != nil {
 		return nil, err

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 )
 
 // decodeJSON decodes data keeping numbers exact (json.Number), reporting a
@@ -12,9 +14,18 @@ import (
 // path (empty for a whole file, or a name such as "CONNECTOR_CONFIG").
 // It returns false when data is not JSON at all.
 func decodeJSON(data []byte, path string, problems *Problems) (any, bool) {
-	// Unmarshal first: its errors carry the offset, and it rejects
-	// trailing data after the value.
-	if err := json.Unmarshal(data, new(any)); err != nil {
+	var tree any
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	err := dec.Decode(&tree)
+	if err == nil {
+		if _, end := dec.Token(); end != io.EOF {
+			err = errors.New("trailing data")
+		}
+	}
+	if err != nil {
+		// Unmarshal says what is wrong the way people know it (and where).
+		err = json.Unmarshal(data, new(any))
 		offset := int64(len(data))
 		var syntax *json.SyntaxError
 		if errors.As(err, &syntax) {
@@ -27,10 +38,6 @@ func decodeJSON(data []byte, path string, problems *Problems) (any, bool) {
 	for _, dup := range duplicateKeys(data) {
 		problems.add(join(path, dup.path), "duplicate key %q (second one at line %d)", dup.key, dup.line)
 	}
-	var tree any
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	_ = dec.Decode(&tree) // cannot fail: Unmarshal accepted it
 	return tree, true
 }
 
@@ -49,54 +56,123 @@ type duplicate struct {
 	line int
 }
 
-// duplicateKeys walks valid JSON token by token, because encoding/json
-// silently keeps the last of two equal keys.
+// duplicateKeys finds the keys repeated within one object of valid JSON,
+// which encoding/json silently keeps the last of. It reads the bytes once,
+// keeps only the keys of the objects it is inside, and builds a path only
+// for an object that holds a duplicate, so its time and memory grow with
+// the size of data and not with its depth.
 func duplicateKeys(data []byte) []duplicate {
-	w := keyWalker{dec: json.NewDecoder(bytes.NewReader(data)), data: data}
-	_ = w.value("") // data is known to be valid JSON
-	return w.found
+	var stack []container
+	var found []duplicate
+	for i := 0; i < len(data); {
+		switch data[i] {
+		case '{':
+			stack = append(stack, container{object: true, expectKey: true})
+		case '[':
+			stack = append(stack, container{})
+		case '}', ']':
+			stack = stack[:len(stack)-1]
+		case ',':
+			if top := &stack[len(stack)-1]; top.object {
+				top.expectKey = true
+			} else {
+				top.index++
+			}
+		case '"':
+			end := stringEnd(data, i)
+			if top := len(stack) - 1; top >= 0 && stack[top].object && stack[top].expectKey {
+				c := &stack[top]
+				key := keyOf(data[i:end])
+				if c.seen(key) {
+					line, _ := position(data, int64(end))
+					found = append(found, duplicate{path: pathOf(stack[:top]), key: string(key), line: line})
+				}
+				c.key, c.expectKey = key, false
+			}
+			i = end
+			continue
+		}
+		i++
+	}
+	return found
 }
 
-type keyWalker struct {
-	dec   *json.Decoder
-	data  []byte
-	found []duplicate
+// container is an object or array duplicateKeys is inside.
+type container struct {
+	object    bool
+	expectKey bool                // an object's next string is a key
+	index     int                 // an array's current element
+	key       []byte              // an object's current key
+	keys      [][]byte            // an object's first keys
+	many      map[string]struct{} // and all of them once there are many
 }
 
-func (w *keyWalker) value(path string) error {
-	tok, err := w.dec.Token()
-	if err != nil {
-		return err
-	}
-	switch tok {
-	case json.Delim('{'):
-		seen := map[string]bool{}
-		for w.dec.More() {
-			tok, err := w.dec.Token()
-			if err != nil {
-				return err
-			}
-			key, _ := tok.(string)
-			if seen[key] {
-				line, _ := position(w.data, w.dec.InputOffset())
-				w.found = append(w.found, duplicate{path: path, key: key, line: line})
-			}
-			seen[key] = true
-			if err := w.value(join(path, key)); err != nil {
-				return err
-			}
+// seen records an object's key and reports whether it came before. Small
+// objects (nearly all) compare a few slices; a large one gets a set, so a
+// million keys cost a million lookups, not a million squared.
+func (c *container) seen(key []byte) bool {
+	if c.many != nil {
+		if _, ok := c.many[string(key)]; ok {
+			return true
 		}
-	case json.Delim('['):
-		for i := 0; w.dec.More(); i++ {
-			if err := w.value(fmt.Sprintf("%s[%d]", path, i)); err != nil {
-				return err
-			}
-		}
-	default:
-		return nil // a scalar
+		c.many[string(key)] = struct{}{}
+		return false
 	}
-	_, err = w.dec.Token() // the closing delimiter
-	return err
+	for _, k := range c.keys {
+		if bytes.Equal(k, key) {
+			return true
+		}
+	}
+	c.keys = append(c.keys, key)
+	if len(c.keys) > 32 {
+		c.many = make(map[string]struct{}, 2*len(c.keys))
+		for _, k := range c.keys {
+			c.many[string(k)] = struct{}{}
+		}
+		c.keys = nil
+	}
+	return false
+}
+
+// pathOf is the path of the value the innermost of the containers holds:
+// connectors[0].config.auth.
+func pathOf(containers []container) string {
+	var b strings.Builder
+	for _, c := range containers {
+		switch {
+		case !c.object:
+			fmt.Fprintf(&b, "[%d]", c.index)
+		case b.Len() > 0:
+			b.WriteByte('.')
+			fallthrough
+		default:
+			b.Write(c.key)
+		}
+	}
+	return b.String()
+}
+
+// stringEnd returns the index just past the string that starts at data[i].
+func stringEnd(data []byte, i int) int {
+	for j := i + 1; j < len(data); j++ {
+		switch data[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return len(data)
+}
+
+// keyOf is the text of a quoted key; only one with escapes is decoded.
+func keyOf(quoted []byte) []byte {
+	if bytes.IndexByte(quoted, '\\') < 0 {
+		return quoted[1 : len(quoted)-1]
+	}
+	var s string
+	_ = json.Unmarshal(quoted, &s) // valid JSON: cannot fail
+	return []byte(s)
 }
 
 // join appends a key to a JSON path: join("connectors[0]", "interval").

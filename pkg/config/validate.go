@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,6 +43,8 @@ type validator struct {
 	problems *Problems
 	secrets  map[string]bool
 	names    map[string]string // name -> path of the first connector using it
+	// typeConfigs wait for checkTypeConfigs.
+	typeConfigs []typeConfig
 }
 
 func newValidator(env Env, types TypeChecker, problems *Problems) *validator {
@@ -76,7 +81,7 @@ func (v *validator) connector(item any, at func(field string) string) (Connector
 			delete(obj, key)
 		default:
 			soFar := len(v.problems.List)
-			obj[key] = r.expand(obj[key], key)
+			obj[key] = r.expand(obj[key], []step{{key: key}})
 			if len(v.problems.List) > soFar {
 				// A variable did not resolve: checking the field would only
 				// repeat that, or complain about the unresolved "${".
@@ -105,17 +110,23 @@ func (r *reader) problem(field, format string, args ...any) {
 	r.problems.add(r.at(field), format, args...)
 }
 
-// expand resolves ${VAR} in every string under v, the value at path.
-func (r *reader) expand(v any, path string) any {
+// expand resolves ${VAR} in every string under v, the value at path. The
+// path is written out only for a string that holds a variable: most hold
+// none, and a large config has a great many of them.
+func (r *reader) expand(v any, path []step) any {
 	switch x := v.(type) {
 	case string:
+		if !strings.Contains(x, "${") {
+			return x
+		}
+		at := pathString(path)
 		out, values, err := expand(x, r.env)
 		if err != nil {
-			r.problem(path, "%s", err)
+			r.problem(at, "%s", err)
 			return x
 		}
 		if values != nil {
-			r.from[path] = x
+			r.from[at] = x
 		}
 		for _, value := range values {
 			if value != "" {
@@ -124,15 +135,34 @@ func (r *reader) expand(v any, path string) any {
 		}
 		return out
 	case map[string]any:
-		for _, key := range sortedKeys(x) {
-			x[key] = r.expand(x[key], join(path, key))
+		for _, key := range sortedKeys(x) { // problems in a stable order
+			x[key] = r.expand(x[key], append(path, step{key: key}))
 		}
 	case []any:
 		for i := range x {
-			x[i] = r.expand(x[i], fmt.Sprintf("%s[%d]", path, i))
+			x[i] = r.expand(x[i], append(path, step{index: i, inList: true}))
 		}
 	}
 	return v
+}
+
+// step is one key or list index of a path within a connector.
+type step struct {
+	key    string
+	index  int
+	inList bool
+}
+
+func pathString(path []step) string {
+	s := ""
+	for _, p := range path {
+		if p.inList {
+			s = fmt.Sprintf("%s[%d]", s, p.index)
+		} else {
+			s = join(s, p.key)
+		}
+	}
+	return s
 }
 
 func (r *reader) read() Connector {
@@ -245,16 +275,23 @@ func (r *reader) name() string {
 }
 
 func (r *reader) typeName() string {
-	known := strings.Join(r.types.Types(), ", ")
-	typeName, ok := r.text("type", fmt.Sprintf("required (known: %s)", known))
-	if ok && !r.types.Known(typeName) {
+	typeName, ok := r.get("type")
+	if s, isString := typeName.(string); !ok || !isString || s == "" {
+		// Only then is the list of types worth writing out.
+		known := strings.Join(r.types.Types(), ", ")
+		s, _ := r.text("type", fmt.Sprintf("required (known: %s)", known))
+		return s
+	}
+	name := typeName.(string)
+	if !r.types.Known(name) {
+		known := strings.Join(r.types.Types(), ", ")
 		hint := ""
-		if guess, near := closest(typeName, r.types.Types()); near {
+		if guess, near := closest(name, r.types.Types()); near {
 			hint = fmt.Sprintf("; did you mean %q?", guess)
 		}
-		r.problem("type", "unknown type %s (known: %s)%s", r.show("type", typeName), known, hint)
+		r.problem("type", "unknown type %s (known: %s)%s", r.show("type", name), known, hint)
 	}
-	return typeName
+	return name
 }
 
 func (r *reader) enabled() bool {
@@ -416,10 +453,50 @@ func (r *reader) config(typeName string) json.RawMessage {
 	if r.skip["config"] || typeName == "" || !r.types.Known(typeName) {
 		return raw
 	}
-	if err := r.types.Validate(typeName, raw); err != nil {
-		r.problem("config", "%s", err)
-	}
+	// Checked later, with every other connector's, on every core.
+	r.typeConfigs = append(r.typeConfigs, typeConfig{
+		typeName: typeName, raw: raw, path: r.at("config"), at: len(r.problems.List),
+	})
 	return raw
+}
+
+// typeConfig is a connector's type-specific config, to check with its type.
+type typeConfig struct {
+	typeName string
+	raw      json.RawMessage
+	path     string
+	at       int // where in the problems its problem goes
+}
+
+// checkTypeConfigs checks the type-specific configs read so far, in
+// parallel (a type's check is most of the cost of a large config), and puts
+// each problem where reading its connector would have put it.
+func (v *validator) checkTypeConfigs() {
+	errs := make([]error, len(v.typeConfigs))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(v.typeConfigs)) {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < len(v.typeConfigs); i = int(next.Add(1)) - 1 {
+				errs[i] = v.types.Validate(v.typeConfigs[i].typeName, v.typeConfigs[i].raw)
+			}
+		})
+	}
+	wg.Wait()
+	var merged []Problem
+	from := 0
+	for i, tc := range v.typeConfigs {
+		if errs[i] == nil {
+			continue
+		}
+		merged = append(merged, v.problems.List[from:tc.at]...)
+		from = tc.at
+		merged = append(merged, Problem{Path: tc.path, Message: errs[i].Error()})
+	}
+	if merged != nil {
+		v.problems.List = append(merged, v.problems.List[from:]...)
+	}
+	v.typeConfigs = nil
 }
 
 // kind names a decoded JSON value's type for messages, never its value.
