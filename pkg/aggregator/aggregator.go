@@ -13,7 +13,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -124,8 +123,12 @@ func (a *Aggregator) handle(ctx context.Context, msg jetstream.Msg) {
 	ctx, span := bus.StartProcessSpan(ctx, a.tracer, msg, ConsumerName)
 	defer span.End()
 	batch, err := bus.DecodeReports(msg.Data())
-	if err == nil && len(batch.GetReports()) != 1 {
-		err = fmt.Errorf("want one report per message, got %d", len(batch.GetReports()))
+	if err == nil {
+		for _, r := range batch.GetReports() {
+			if err = store.ValidateReport(r); err != nil {
+				break
+			}
+		}
 	}
 	if err != nil {
 		bus.RecordError(span, err)
@@ -134,11 +137,7 @@ func (a *Aggregator) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
-	report := batch.GetReports()[0]
-	span.SetAttributes(attribute.String("pollgrid.connector", report.GetConnector()),
-		attribute.String("pollgrid.connector_type", report.GetConnectorType()))
-	ctx = telemetry.ContextWithLogAttrs(ctx, slog.String("connector", report.GetConnector()), slog.String("type", report.GetConnectorType()))
-	if err := a.store.RecordReport(ctx, report); err != nil {
+	if err := a.store.RecordReports(ctx, batch.GetReports()); err != nil {
 		bus.RecordError(span, err)
 		a.reports.WithLabelValues("retried").Inc()
 		a.errors.WithLabelValues("redis", "record_report").Inc()

@@ -1,10 +1,7 @@
 package store
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -12,18 +9,11 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"google.golang.org/protobuf/encoding/protojson"
-
-	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
 )
 
-const (
-	// LatencyWindow is how many recent poll durations the latency average
-	// and p95 are computed over.
-	LatencyWindow = 100
-	// HistoryTTL is how long poll reports are kept in a connector's history.
-	HistoryTTL = 30 * 24 * time.Hour
-)
+// LatencyWindow is how many recent poll durations the latency average and
+// p95 are computed over.
+const LatencyWindow = 100
 
 // Metrics hash fields.
 const (
@@ -40,85 +30,6 @@ const (
 	metricLastError      = "last_error"
 	metricLastErrorAt    = "last_error_at"
 )
-
-// RecordReport adds one poll report to its connector's metrics and history
-// in one round trip (MULTI/EXEC; on a cluster go-redis runs one transaction
-// per slot, so the connector's own keys change together and the global
-// connectors set on its own).
-//
-// Every report counts in polls and in its outcome's counter. A skipped
-// report did not poll, so it leaves last_poll and the latency window alone:
-// a skip's near-zero duration would drag the average down. History keeps
-// every report; it is trimmed to HistoryTTL before the report's started_at.
-func (s *Store) RecordReport(ctx context.Context, r *pollgridv1.PollReport) error {
-	name := r.GetConnector()
-	if err := checkName(name); err != nil {
-		return fmt.Errorf("record report: %w", err)
-	}
-	outcome := r.GetOutcome()
-	switch outcome {
-	case pollgridv1.PollOutcome_POLL_OUTCOME_SUCCESS, pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE, pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED:
-	default:
-		return fmt.Errorf("record report %s: outcome %s is not success, failure or skipped", name, outcome)
-	}
-	if r.GetStartedAt() == nil {
-		return fmt.Errorf("record report %s: no started_at", name)
-	}
-	member, err := compactJSON(r)
-	if err != nil {
-		return fmt.Errorf("record report %s: encode: %w", name, err)
-	}
-	started := r.GetStartedAt().AsTime()
-	startedMs := started.UnixMilli()
-	metrics, latency, history := s.key(name, keyMetrics), s.key(name, keyLatency), s.key(name, keyHistory)
-
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.SAdd(ctx, s.connectorsKey(), name)
-		p.HIncrBy(ctx, metrics, metricPolls, 1)
-		p.HIncrBy(ctx, metrics, metricItemsFetched, r.GetItemsFetched())
-		p.HIncrBy(ctx, metrics, metricItemsPublished, r.GetItemsPublished())
-		p.HIncrBy(ctx, metrics, metricItemsFailed, r.GetItemsFailed())
-		set := []any{metricType, r.GetConnectorType()}
-		switch outcome {
-		case pollgridv1.PollOutcome_POLL_OUTCOME_SUCCESS:
-			p.HIncrBy(ctx, metrics, metricSuccesses, 1)
-			set = append(set, metricLastPoll, startedMs, metricLastSuccess, startedMs)
-		case pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE:
-			p.HIncrBy(ctx, metrics, metricFailures, 1)
-			set = append(set, metricLastPoll, startedMs, metricLastError, r.GetError(), metricLastErrorAt, startedMs)
-		case pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED:
-			p.HIncrBy(ctx, metrics, metricSkipped, 1)
-		}
-		p.HSet(ctx, metrics, set...)
-		if outcome != pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED {
-			p.LPush(ctx, latency, formatMillis(r.GetDuration().AsDuration()))
-			p.LTrim(ctx, latency, 0, LatencyWindow-1)
-		}
-		p.ZAdd(ctx, history, redis.Z{Score: float64(startedMs), Member: string(member)})
-		p.ZRemRangeByScore(ctx, history, "-inf", "("+strconv.FormatInt(started.Add(-HistoryTTL).UnixMilli(), 10))
-		p.PExpire(ctx, history, HistoryTTL)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("record report %s: %w", name, err)
-	}
-	return nil
-}
-
-// compactJSON encodes a report for the history. protojson varies its
-// whitespace between builds on purpose; compacting makes the member the same
-// whichever aggregator binary recorded it.
-func compactJSON(r *pollgridv1.PollReport) ([]byte, error) {
-	raw, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(r)
-	if err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, raw); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
 
 // ConnectorMetrics is what the aggregator serves for one connector.
 type ConnectorMetrics struct {
@@ -291,29 +202,4 @@ func latencyStats(ms []string) (avg, p95 float64, err error) {
 // takes well under 1ms, and rounding it to 0 would understate the average.
 func formatMillis(d time.Duration) string {
 	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', -1, 64)
-}
-
-// History returns a connector's poll reports started at or after since,
-// oldest first, at most limit of them (all when limit <= 0).
-func (s *Store) History(ctx context.Context, name string, since time.Time, limit int) ([]*pollgridv1.PollReport, error) {
-	if err := checkName(name); err != nil {
-		return nil, fmt.Errorf("read history: %w", err)
-	}
-	by := &redis.ZRangeBy{Min: strconv.FormatInt(since.UnixMilli(), 10), Max: "+inf"}
-	if limit > 0 {
-		by.Count = int64(limit)
-	}
-	members, err := s.rdb.ZRangeByScore(ctx, s.key(name, keyHistory), by).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("read history %s: %w", name, err)
-	}
-	out := make([]*pollgridv1.PollReport, 0, len(members))
-	for _, m := range members {
-		r := &pollgridv1.PollReport{}
-		if err := protojson.Unmarshal([]byte(m), r); err != nil {
-			return nil, fmt.Errorf("read history %s: decode report: %w", name, err)
-		}
-		out = append(out, r)
-	}
-	return out, nil
 }

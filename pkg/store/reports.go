@@ -1,0 +1,280 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
+
+	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
+)
+
+const (
+	// RecentKept is how many of a connector's latest reports are kept whole
+	// (binary protobuf), for "what happened lately" views.
+	RecentKept = 100
+	// RecentTTL drops the recent reports of a connector that stopped
+	// reporting; its rollups expire on their own.
+	RecentTTL = 30 * 24 * time.Hour
+)
+
+// ErrInvalidReport marks a poll report that can never be recorded: retrying
+// it would not help, so drop it.
+var ErrInvalidReport = errors.New("invalid poll report")
+
+// ValidateReport checks what RecordReports needs of a report: a connector
+// name that keeps its keys in one slot, an outcome of success, failure or
+// skipped, and a started_at. The error wraps ErrInvalidReport.
+func ValidateReport(r *pollgridv1.PollReport) error {
+	name := r.GetConnector()
+	if err := checkName(name); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidReport, err)
+	}
+	switch outcome := r.GetOutcome(); outcome {
+	case pollgridv1.PollOutcome_POLL_OUTCOME_SUCCESS, pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE, pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED:
+	default:
+		return fmt.Errorf("%w: connector %s: outcome %s is not success, failure or skipped", ErrInvalidReport, name, outcome)
+	}
+	if r.GetStartedAt() == nil {
+		return fmt.Errorf("%w: connector %s: no started_at", ErrInvalidReport, name)
+	}
+	return nil
+}
+
+// RecordReports adds a batch of poll reports to their connectors' metrics,
+// latency windows, recent reports and rollups, in one round trip: one
+// pipeline holding one script call per connector (its keys share a slot, so
+// each connector's update is atomic, also on a cluster) and one SADD of the
+// global connectors set. The reports of one connector are summed in Go
+// first, so that a connector costs one script call per batch however many
+// of its reports the batch holds. A batch is invalid as a whole when any
+// report fails ValidateReport; nothing is written then.
+//
+// Every report counts in polls and in its outcome's counter. A skipped
+// report did not poll, so it leaves last_poll and the latency window alone
+// (a skip's near-zero duration would drag the average down). last_poll,
+// last_success and last_error_at only move forward, so batches recorded out
+// of order, or by several aggregators at once, leave the latest ones.
+//
+// On an error some connectors' updates may have been applied: the caller
+// retries the whole batch (at least once), which may count those twice.
+func (s *Store) RecordReports(ctx context.Context, reports []*pollgridv1.PollReport) error {
+	if len(reports) == 0 {
+		return nil
+	}
+	for i, r := range reports {
+		if err := ValidateReport(r); err != nil {
+			return fmt.Errorf("record reports: report %d: %w", i, err)
+		}
+	}
+	groups := groupByConnector(reports)
+	calls := make([]reportCall, len(groups))
+	names := make([]any, len(groups))
+	for i, g := range groups {
+		c, err := s.reportCall(g)
+		if err != nil {
+			return fmt.Errorf("record reports of %s: %w", g[0].GetConnector(), err)
+		}
+		calls[i] = c
+		names[i] = c.name
+	}
+
+	cmds := make([]*redis.Cmd, len(calls))
+	var added *redis.IntCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		added = p.SAdd(ctx, s.connectorsKey(), names...)
+		for i, c := range calls {
+			cmds[i] = recordScript.EvalSha(ctx, p, c.keys, c.args...)
+		}
+		return nil
+	})
+	if err != nil && !redis.HasErrorPrefix(err, "NOSCRIPT") {
+		return fmt.Errorf("record reports of %d connectors: %w", len(calls), err)
+	}
+	if err := added.Err(); err != nil {
+		return fmt.Errorf("record reports: add to connectors: %w", err)
+	}
+	// A Redis that restarted or flushed its scripts answers NOSCRIPT, and
+	// such a call ran nothing: load the script and run just those again.
+	var again []reportCall
+	for i, cmd := range cmds {
+		switch err := cmd.Err(); {
+		case err == nil:
+		case redis.HasErrorPrefix(err, "NOSCRIPT"):
+			again = append(again, calls[i])
+		default:
+			return fmt.Errorf("record reports of %s: %w", calls[i].name, err)
+		}
+	}
+	if len(again) == 0 {
+		return nil
+	}
+	if err := recordScript.Load(ctx, s.rdb).Err(); err != nil {
+		return fmt.Errorf("record reports: load script: %w", err)
+	}
+	cmds = cmds[:len(again)]
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, c := range again {
+			cmds[i] = recordScript.EvalSha(ctx, p, c.keys, c.args...)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record reports of %d connectors: %w", len(again), err)
+	}
+	return nil
+}
+
+// groupByConnector splits reports by connector, in the order each connector
+// first appears, each group sorted by started_at (stable: reports that
+// started at the same time keep their order).
+func groupByConnector(reports []*pollgridv1.PollReport) [][]*pollgridv1.PollReport {
+	index := map[string]int{}
+	var groups [][]*pollgridv1.PollReport
+	for _, r := range reports {
+		i, ok := index[r.GetConnector()]
+		if !ok {
+			i = len(groups)
+			index[r.GetConnector()] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], r)
+	}
+	for _, g := range groups {
+		slices.SortStableFunc(g, func(a, b *pollgridv1.PollReport) int {
+			return a.GetStartedAt().AsTime().Compare(b.GetStartedAt().AsTime())
+		})
+	}
+	return groups
+}
+
+// reportCall is one connector's recordLua call.
+type reportCall struct {
+	name string
+	keys []string
+	args []any
+}
+
+// bucketSums is one rollup bucket's share of a batch, in the order the
+// script stores it.
+type bucketSums struct {
+	successes, failures, skipped              int64
+	itemsFetched, itemsPublished, itemsFailed int64
+	latencySumMicros, latencyMaxMicros        int64
+}
+
+// rollupKey names one rollup hash: a resolution and the start of the span
+// its buckets cover.
+type rollupKey struct {
+	res     Resolution
+	startMs int64
+}
+
+// reportCall sums one connector's reports (sorted by started_at) into the
+// keys and arguments of recordLua (see there for their layout).
+func (s *Store) reportCall(reports []*pollgridv1.PollReport) (reportCall, error) {
+	var (
+		name                                = reports[0].GetConnector()
+		connectorType                       string
+		polls, successes, failures, skipped int64
+		fetched, published, failedItems     int64
+		lastPoll, lastSuccess, lastErrorAt  = "", "", ""
+		lastError                           string
+		latencies                           []any
+		rollups                             = map[rollupKey]map[int64]*bucketSums{}
+	)
+	for _, r := range reports {
+		started := r.GetStartedAt().AsTime()
+		startedMs := strconv.FormatInt(started.UnixMilli(), 10)
+		took := r.GetDuration().AsDuration()
+		connectorType = r.GetConnectorType()
+		polls++
+		fetched += r.GetItemsFetched()
+		published += r.GetItemsPublished()
+		failedItems += r.GetItemsFailed()
+		switch r.GetOutcome() {
+		case pollgridv1.PollOutcome_POLL_OUTCOME_SUCCESS:
+			successes++
+			lastPoll, lastSuccess = startedMs, startedMs
+		case pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE:
+			failures++
+			lastPoll, lastErrorAt, lastError = startedMs, startedMs, r.GetError()
+		default:
+			skipped++
+		}
+		if r.GetOutcome() != pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED {
+			latencies = append(latencies, formatMillis(took))
+		}
+		for _, res := range [...]Resolution{PerMinute, PerHour} {
+			key, field := res.bucket(started)
+			fields := rollups[key]
+			if fields == nil {
+				fields = map[int64]*bucketSums{}
+				rollups[key] = fields
+			}
+			b := fields[field]
+			if b == nil {
+				b = &bucketSums{}
+				fields[field] = b
+			}
+			b.add(r, took)
+		}
+	}
+	// Only the newest of each list survive its trim: do not ship the rest.
+	latencies = latencies[max(0, len(latencies)-LatencyWindow):]
+	kept := reports[max(0, len(reports)-RecentKept):]
+
+	keys := []string{s.key(name, keyMetrics), s.key(name, keyLatency), s.key(name, keyRecent)}
+	args := make([]any, 0, 17+len(latencies)+len(kept)+len(rollups)*11)
+	args = append(args, connectorType,
+		polls, successes, failures, skipped, fetched, published, failedItems,
+		lastPoll, lastSuccess, lastErrorAt, lastError,
+		len(latencies), len(kept), LatencyWindow-1, RecentKept-1, RecentTTL.Milliseconds())
+	args = append(args, latencies...)
+	for _, r := range kept {
+		b, err := proto.Marshal(r)
+		if err != nil {
+			return reportCall{}, fmt.Errorf("encode report: %w", err)
+		}
+		args = append(args, b)
+	}
+	for _, rk := range slices.SortedFunc(maps.Keys(rollups), func(a, b rollupKey) int {
+		return cmp.Or(cmp.Compare(a.res, b.res), cmp.Compare(a.startMs, b.startMs))
+	}) {
+		spec := rk.res.spec()
+		keys = append(keys, s.key(name, spec.suffix+strconv.FormatInt(rk.startMs/1000, 10)))
+		fields := rollups[rk]
+		args = append(args, rk.startMs+(spec.span+spec.retention).Milliseconds(), len(fields))
+		for _, f := range slices.Sorted(maps.Keys(fields)) {
+			b := fields[f]
+			args = append(args, f, b.successes, b.failures, b.skipped, b.itemsFetched, b.itemsPublished, b.itemsFailed,
+				b.latencySumMicros, b.latencyMaxMicros)
+		}
+	}
+	return reportCall{name: name, keys: keys, args: args}, nil
+}
+
+func (b *bucketSums) add(r *pollgridv1.PollReport, took time.Duration) {
+	b.itemsFetched += r.GetItemsFetched()
+	b.itemsPublished += r.GetItemsPublished()
+	b.itemsFailed += r.GetItemsFailed()
+	switch r.GetOutcome() {
+	case pollgridv1.PollOutcome_POLL_OUTCOME_SUCCESS:
+		b.successes++
+	case pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE:
+		b.failures++
+	default:
+		b.skipped++
+		return
+	}
+	us := took.Microseconds()
+	b.latencySumMicros += us
+	b.latencyMaxMicros = max(b.latencyMaxMicros, us)
+}
