@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -69,12 +70,13 @@ func (r Resolution) String() string {
 	return "Resolution(" + strconv.Itoa(int(r)) + ")"
 }
 
-// bucket says which hash and field hold the bucket of t.
-func (r Resolution) bucket(t time.Time) (rollupKey, int64) {
+// bucket says which hash (by the start of its span, unix ms) and field hold
+// the bucket of t.
+func (r Resolution) bucket(t time.Time) (spanMs, field int64) {
 	spec := r.spec()
 	ms := t.UnixMilli()
-	start := ms - ms%spec.span.Milliseconds()
-	return rollupKey{res: r, startMs: start}, (ms - start) / spec.width.Milliseconds()
+	spanMs = ms - ms%spec.span.Milliseconds()
+	return spanMs, (ms - spanMs) / spec.width.Milliseconds()
 }
 
 // Rollup sums a connector's reports whose started_at falls in
@@ -118,43 +120,90 @@ func (s *Store) Rollups(ctx context.Context, name string, res Resolution, since,
 	}
 	first, _ := res.bucket(since)
 	last, _ := res.bucket(until.Add(-time.Millisecond))
-	spanMs := spec.span.Milliseconds()
 	var starts []int64
-	for start := first.startMs; start <= last.startMs; start += spanMs {
+	for start := first; start <= last; start += spec.span.Milliseconds() {
 		starts = append(starts, start)
 	}
 	cmds := make([]*redis.MapStringStringCmd, len(starts))
+	var open *redis.StringCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if res == PerHour {
+			open = p.HGet(ctx, s.key(name, keyMetrics), metricRollupHour)
+		}
 		for i, start := range starts {
 			cmds[i] = p.HGetAll(ctx, s.key(name, spec.suffix+strconv.FormatInt(start/1000, 10)))
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("read rollups %s: %w", name, err)
 	}
 	from := since.UnixMilli() - since.UnixMilli()%spec.width.Milliseconds()
 	var out []Rollup
-	for i, start := range starts {
-		for field, value := range cmds[i].Val() {
+	keep := func(startMs int64, sums map[string]string, hourTotal bool) error {
+		for field, value := range sums {
+			if field == metricRollupHour {
+				continue
+			}
 			idx, err := strconv.ParseInt(field, 10, 64)
 			if err != nil {
-				return nil, fmt.Errorf("read rollups %s: bucket %q is not a number", name, field)
+				return fmt.Errorf("bucket %q is not a number", field)
 			}
-			bucketMs := start + idx*spec.width.Milliseconds()
+			bucketMs := startMs + idx*spec.width.Milliseconds()
+			if hourTotal {
+				bucketMs = startMs
+			}
 			if bucketMs < from || bucketMs >= until.UnixMilli() {
 				continue
 			}
 			r, err := parseRollup(value)
 			if err != nil {
-				return nil, fmt.Errorf("read rollups %s: bucket %s: %w", name, field, err)
+				return fmt.Errorf("bucket %s: %w", field, err)
 			}
 			r.Start, r.Width = time.UnixMilli(bucketMs).UTC(), spec.width
+			if hourTotal && len(out) > 0 && out[len(out)-1].Start.Equal(r.Start) {
+				out[len(out)-1].add(r)
+				continue
+			}
 			out = append(out, r)
+		}
+		return nil
+	}
+	for i, start := range starts {
+		if err := keep(start, cmds[i].Val(), false); err != nil {
+			return nil, fmt.Errorf("read rollups %s: %w", name, err)
+		}
+	}
+	// The open hour has no hour bucket yet: sum its minute buckets.
+	if open != nil && open.Val() != "" {
+		openS, err := strconv.ParseInt(open.Val(), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("read rollups %s: field %s: %q is not unix seconds", name, metricRollupHour, open.Val())
+		}
+		if openMs := openS * 1000; openMs >= from && openMs < until.UnixMilli() {
+			minutes, err := s.rdb.HGetAll(ctx, s.key(name, keyRollupMinute+open.Val())).Result()
+			if err != nil {
+				return nil, fmt.Errorf("read rollups %s: open hour: %w", name, err)
+			}
+			if err := keep(openMs, minutes, true); err != nil {
+				return nil, fmt.Errorf("read rollups %s: open hour: %w", name, err)
+			}
 		}
 	}
 	slices.SortFunc(out, func(a, b Rollup) int { return a.Start.Compare(b.Start) })
 	return out, nil
+}
+
+func (r *Rollup) add(o Rollup) {
+	r.Polls += o.Polls
+	r.Successes += o.Successes
+	r.Failures += o.Failures
+	r.Skipped += o.Skipped
+	r.ItemsFetched += o.ItemsFetched
+	r.ItemsPublished += o.ItemsPublished
+	r.ItemsFailed += o.ItemsFailed
+	r.LatencySum += o.LatencySum
+	r.LatencyMax = max(r.LatencyMax, o.LatencyMax)
 }
 
 // parseRollup reads a bucket as recordLua packs it: successes, failures,

@@ -180,16 +180,18 @@ func TestRollupsExpire(t *testing.T) {
 	s, rdb := newStore(t, store.Options{})
 	now := time.Now().UTC()
 	day := 24 * time.Hour
-	recent := now.Truncate(time.Hour).Add(-2 * time.Hour)
+	thisHour := now.Truncate(time.Hour)
+	recent := thisHour.Add(-2 * time.Hour)
 	// A day and two hours ago: its minute hash expired an hour ago, its hour
 	// bucket lives on.
-	dayAgo := now.Truncate(time.Hour).Add(-26 * time.Hour)
+	dayAgo := thisHour.Add(-26 * time.Hour)
 	// Past the 30 days of hour buckets (and a day to spare).
 	monthAgo := now.Add(-32 * day)
 	require.NoError(t, s.RecordReports(ctx, []*pollgridv1.PollReport{
 		report("c", success, recent, time.Second),
 		report("c", success, dayAgo, time.Second),
 		report("c", success, monthAgo, time.Second),
+		report("c", success, thisHour, time.Second),
 	}))
 
 	key := func(res string, spanStart time.Time) string {
@@ -200,27 +202,64 @@ func TestRollupsExpire(t *testing.T) {
 		"a minute hash lives 24h after its hour ends")
 	assert.Equal(t, dayOf(recent).Add(day+30*day), expireTime(t, rdb, key("1h", dayOf(recent))),
 		"an hour hash lives 30 days after its day ends")
+	assert.Equal(t, time.Duration(-1), rdb.PTTL(ctx, key("1m", thisHour)).Val(),
+		"the open hour's minute hash expires once a later hour closes it")
 	assert.Zero(t, rdb.Exists(ctx, key("1m", dayAgo)).Val(), "minute buckets older than 24h (+ their hour) are gone")
 	assert.Equal(t, int64(1), rdb.Exists(ctx, key("1h", dayOf(dayAgo))).Val())
 	assert.Zero(t, rdb.Exists(ctx, key("1m", monthAgo.Truncate(time.Hour))).Val())
 	assert.Zero(t, rdb.Exists(ctx, key("1h", dayOf(monthAgo))).Val(), "hour buckets older than 30 days (+ their day) are gone")
 
-	minutes, err := s.Rollups(ctx, "c", store.PerMinute, now.Add(-40*day), now)
+	minutes, err := s.Rollups(ctx, "c", store.PerMinute, now.Add(-40*day), now.Add(time.Hour))
 	require.NoError(t, err)
-	assert.Equal(t, []time.Time{recent}, starts(minutes))
-	hours, err := s.Rollups(ctx, "c", store.PerHour, now.Add(-40*day), now)
+	assert.Equal(t, []time.Time{recent, thisHour}, starts(minutes))
+	hours, err := s.Rollups(ctx, "c", store.PerHour, now.Add(-40*day), now.Add(time.Hour))
 	require.NoError(t, err)
-	assert.Equal(t, []time.Time{dayAgo, recent}, starts(hours))
+	assert.Equal(t, []time.Time{dayAgo, recent, thisHour}, starts(hours), "the open hour is summed from its minutes")
 
 	m, _, err := s.Metrics(ctx, "c", time.Hour, now)
 	require.NoError(t, err)
-	assert.Equal(t, int64(3), m.Polls, "counters keep what the rollups dropped")
+	assert.Equal(t, int64(4), m.Polls, "counters keep what the rollups dropped")
 
 	for _, k := range rdb.Keys(ctx, "pollgrid:{c}:*").Val() {
-		if strings.Contains(k, ":rollup:") || strings.HasSuffix(k, ":recent") {
+		if k != key("1m", thisHour) && (strings.Contains(k, ":rollup:") || strings.HasSuffix(k, ":recent")) {
 			assert.Positive(t, rdb.PTTL(ctx, k).Val(), "%s expires", k)
 		}
 	}
+}
+
+// Reports that arrive after a later hour opened (from a slow worker, or
+// redelivered) land in their minute and hour buckets all the same.
+func TestRollupsLateReports(t *testing.T) {
+	ctx := context.Background()
+	_, rdb := newStore(t, store.Options{})
+	h := time.Now().UTC().Truncate(time.Hour).Add(-3 * time.Hour)
+	inOrder := []*pollgridv1.PollReport{
+		report("c", success, h.Add(10*time.Second), time.Second),
+		report("c", failure, h.Add(20*time.Second), 2*time.Second),
+		report("c", success, h.Add(time.Hour+5*time.Second), 3*time.Second),
+		report("c", success, h.Add(2*time.Hour), 4*time.Second),
+	}
+	want := store.New(rdb, store.Options{Prefix: "in-order"})
+	require.NoError(t, want.RecordReports(ctx, inOrder))
+
+	late := store.New(rdb, store.Options{Prefix: "late"})
+	for _, i := range []int{0, 3, 1, 2} { // h opens, h+2h closes it, then h and h+1h come late
+		require.NoError(t, late.RecordReports(ctx, inOrder[i:i+1]))
+	}
+	for _, res := range []store.Resolution{store.PerMinute, store.PerHour} {
+		w, err := want.Rollups(ctx, "c", res, h.Add(-time.Hour), h.Add(3*time.Hour))
+		require.NoError(t, err)
+		got, err := late.Rollups(ctx, "c", res, h.Add(-time.Hour), h.Add(3*time.Hour))
+		require.NoError(t, err)
+		assert.Equal(t, w, got, res.String())
+	}
+	hours, err := late.Rollups(ctx, "c", store.PerHour, h, h.Add(3*time.Hour))
+	require.NoError(t, err)
+	require.Len(t, hours, 3)
+	assert.Equal(t, int64(2), hours[0].Polls)
+	assert.Equal(t, 3*time.Second, hours[0].LatencySum)
+	assert.Positive(t, rdb.PTTL(ctx, "late:{c}:rollup:1m:"+strconv.FormatInt(h.Add(time.Hour).Unix(), 10)).Val(),
+		"a late report's minute hash expires like a closed hour's")
 }
 
 func expireTime(t *testing.T, rdb *redis.Client, key string) time.Time {
@@ -246,7 +285,8 @@ func TestRecent(t *testing.T) {
 	for chunk := range slices.Chunk(reports, 50) {
 		require.NoError(t, s.RecordReports(ctx, shuffled(chunk)))
 	}
-	assert.Equal(t, int64(store.RecentKept), rdb.LLen(ctx, "pollgrid:{c}:recent").Val(), "capped")
+	assert.Equal(t, int64(store.RecentKept), rdb.LLen(ctx, "pollgrid:{c}:recent").Val(),
+		"capped: 150 is over the 20 of slack, trimmed back to RecentKept")
 	assert.InDelta(t, float64(store.RecentTTL), float64(rdb.PTTL(ctx, "pollgrid:{c}:recent").Val()), float64(time.Minute))
 	raw := rdb.LIndex(ctx, "pollgrid:{c}:recent", 0).Val()
 	decoded := &pollgridv1.PollReport{}

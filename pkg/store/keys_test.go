@@ -22,17 +22,23 @@ import (
 func TestKeysShareTheConnectorSlot(t *testing.T) {
 	ctx := context.Background()
 	s, rdb := newStore(t, store.Options{})
-	// Rollups expire at times derived from started_at: report now.
+	// Rollups expire at times derived from started_at: report an hour ago
+	// and now, which closes the hour before.
 	now := time.Now().UTC()
-	minuteHash := "rollup:1m:" + strconv.FormatInt(now.Truncate(time.Hour).Unix(), 10)
-	hourHash := "rollup:1h:" + strconv.FormatInt(now.Truncate(24*time.Hour).Unix(), 10)
+	hourAgo := now.Add(-time.Hour)
+	rollups := []string{
+		"rollup:1m:" + strconv.FormatInt(hourAgo.Truncate(time.Hour).Unix(), 10),
+		"rollup:1m:" + strconv.FormatInt(now.Truncate(time.Hour).Unix(), 10),
+		"rollup:1h:" + strconv.FormatInt(hourAgo.Truncate(24*time.Hour).Unix(), 10),
+	}
 	for _, name := range []string{"noaa-alerts-ca", "github-nats-server"} {
 		l, _, err := s.Acquire(ctx, name, "w", leaseTTL)
 		require.NoError(t, err)
 		require.NoError(t, s.Commit(ctx, l, store.Commit{State: store.State{Cursor: "x"}, Seen: items("a"), Now: t0}))
 		_, _, err = s.Acquire(ctx, name, "w", leaseTTL) // leave a lease in place
 		require.NoError(t, err)
-		require.NoError(t, s.RecordReports(ctx, []*pollgridv1.PollReport{report(name, success, now, time.Second)}))
+		require.NoError(t, s.RecordReports(ctx, []*pollgridv1.PollReport{
+			report(name, success, hourAgo, time.Second), report(name, success, now, time.Second)}))
 	}
 	ok, err := s.AcquireLeader(ctx, "scheduler", "s1", leaseTTL)
 	require.NoError(t, err)
@@ -41,30 +47,14 @@ func TestKeysShareTheConnectorSlot(t *testing.T) {
 	keys, err := rdb.Keys(ctx, "*").Result()
 	require.NoError(t, err)
 	slices.Sort(keys)
-	assert.Equal(t, []string{
-		"pollgrid:connectors",
-		"pollgrid:leader:scheduler",
-		"pollgrid:{github-nats-server}:fence",
-		"pollgrid:{github-nats-server}:latency",
-		"pollgrid:{github-nats-server}:lease",
-		"pollgrid:{github-nats-server}:metrics",
-		"pollgrid:{github-nats-server}:recent",
-		"pollgrid:{github-nats-server}:" + hourHash,
-		"pollgrid:{github-nats-server}:" + minuteHash,
-		"pollgrid:{github-nats-server}:seen",
-		"pollgrid:{github-nats-server}:seen_at",
-		"pollgrid:{github-nats-server}:state",
-		"pollgrid:{noaa-alerts-ca}:fence",
-		"pollgrid:{noaa-alerts-ca}:latency",
-		"pollgrid:{noaa-alerts-ca}:lease",
-		"pollgrid:{noaa-alerts-ca}:metrics",
-		"pollgrid:{noaa-alerts-ca}:recent",
-		"pollgrid:{noaa-alerts-ca}:" + hourHash,
-		"pollgrid:{noaa-alerts-ca}:" + minuteHash,
-		"pollgrid:{noaa-alerts-ca}:seen",
-		"pollgrid:{noaa-alerts-ca}:seen_at",
-		"pollgrid:{noaa-alerts-ca}:state",
-	}, keys)
+	want := []string{"pollgrid:connectors", "pollgrid:leader:scheduler"}
+	for _, name := range []string{"noaa-alerts-ca", "github-nats-server"} {
+		for _, suffix := range append([]string{"fence", "lease", "metrics", "recent", "seen", "seen_at", "state"}, rollups...) {
+			want = append(want, "pollgrid:{"+name+"}:"+suffix)
+		}
+	}
+	slices.Sort(want)
+	assert.Equal(t, want, keys)
 
 	slots := map[string]map[int]bool{}
 	for _, k := range keys {

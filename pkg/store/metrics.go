@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
@@ -29,6 +30,10 @@ const (
 	metricLastSuccess    = "last_success"
 	metricLastError      = "last_error"
 	metricLastErrorAt    = "last_error_at"
+	// metricLatency is the latency window, see packLatencies.
+	metricLatency = "latency"
+	// metricRollupHour is the connector's open hour, see recordLua.
+	metricRollupHour = "rollup_hour"
 )
 
 // ConnectorMetrics is what the aggregator serves for one connector.
@@ -108,15 +113,11 @@ func (s *Store) AllMetrics(ctx context.Context, healthyWindow time.Duration, now
 }
 
 type metricsRead struct {
-	hash    *redis.MapStringStringCmd
-	latency *redis.StringSliceCmd
+	hash *redis.MapStringStringCmd
 }
 
 func (s *Store) queueMetrics(ctx context.Context, p redis.Pipeliner, name string) metricsRead {
-	return metricsRead{
-		hash:    p.HGetAll(ctx, s.key(name, keyMetrics)),
-		latency: p.LRange(ctx, s.key(name, keyLatency), 0, LatencyWindow-1),
-	}
+	return metricsRead{hash: p.HGetAll(ctx, s.key(name, keyMetrics))}
 }
 
 func (r metricsRead) result(name string, healthyWindow time.Duration, now time.Time) (ConnectorMetrics, bool, error) {
@@ -126,10 +127,6 @@ func (r metricsRead) result(name string, healthyWindow time.Duration, now time.T
 	}
 	if len(h) == 0 {
 		return ConnectorMetrics{}, false, nil
-	}
-	lat, err := r.latency.Result()
-	if err != nil {
-		return ConnectorMetrics{}, false, fmt.Errorf("read latency %s: %w", name, err)
 	}
 	m := ConnectorMetrics{Name: name, Type: h[metricType], LastError: h[metricLastError]}
 	for _, c := range []struct {
@@ -169,7 +166,7 @@ func (r metricsRead) result(name string, healthyWindow time.Duration, now time.T
 	if ran := m.Successes + m.Failures; ran > 0 {
 		m.SuccessRate = float64(m.Successes) / float64(ran)
 	}
-	m.LatencyAvgSeconds, m.LatencyP95Seconds, err = latencyStats(lat)
+	m.LatencyAvgSeconds, m.LatencyP95Seconds, err = latencyStats(h[metricLatency])
 	if err != nil {
 		return ConnectorMetrics{}, false, fmt.Errorf("read latency %s: %w", name, err)
 	}
@@ -178,28 +175,39 @@ func (r metricsRead) result(name string, healthyWindow time.Duration, now time.T
 }
 
 // latencyStats returns the mean and the nearest-rank 95th percentile, in
-// seconds, of durations stored in milliseconds.
-func latencyStats(ms []string) (avg, p95 float64, err error) {
-	if len(ms) == 0 {
+// seconds, of a latency window (see packLatencies).
+func latencyStats(window string) (avg, p95 float64, err error) {
+	if len(window)%latencyBytes != 0 {
+		return 0, 0, fmt.Errorf("field %s: %d bytes is not a whole number of durations", metricLatency, len(window))
+	}
+	n := min(len(window)/latencyBytes, LatencyWindow)
+	if n == 0 {
 		return 0, 0, nil
 	}
-	secs := make([]float64, len(ms))
+	secs := make([]float64, n)
 	var sum float64
-	for i, v := range ms {
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("not milliseconds: %q", v)
-		}
-		secs[i] = f / 1000
+	for i := range secs {
+		secs[i] = float64(binary.BigEndian.Uint32([]byte(window[i*latencyBytes:]))) / 1e6
 		sum += secs[i]
 	}
 	slices.Sort(secs)
-	rank := int(math.Ceil(0.95 * float64(len(secs))))
-	return sum / float64(len(secs)), secs[rank-1], nil
+	rank := int(math.Ceil(0.95 * float64(n)))
+	return sum / float64(n), secs[rank-1], nil
 }
 
-// formatMillis keeps sub-millisecond precision: a 304 from a nearby server
-// takes well under 1ms, and rounding it to 0 would understate the average.
-func formatMillis(d time.Duration) string {
-	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', -1, 64)
+// latencyBytes is the size of one duration in the latency window.
+const latencyBytes = 4
+
+// packLatencies encodes poll durations for the latency window, newest first:
+// 4 bytes each, big-endian microseconds (sub-millisecond polls, such as a
+// 304 from a nearby server, keep their precision), capped at about 71
+// minutes. recordLua prepends them to the window and cuts it to
+// LatencyWindow entries without parsing a number.
+func packLatencies(oldestFirst []time.Duration) string {
+	buf := make([]byte, len(oldestFirst)*latencyBytes)
+	for i, d := range oldestFirst {
+		us := min(max(d.Microseconds(), 0), math.MaxUint32)
+		binary.BigEndian.PutUint32(buf[(len(oldestFirst)-1-i)*latencyBytes:], uint32(us))
+	}
+	return string(buf)
 }

@@ -4,7 +4,6 @@ package store_test
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"strings"
 	"syscall"
@@ -39,25 +38,33 @@ func BenchmarkReportMemory(b *testing.B) {
 	}
 }
 
-// BenchmarkRecordReports measures one flush of 1,000 reports: per report,
-// the wall time of RecordReports and the CPU it costs this process (the
+// BenchmarkRecordReports measures flushes of 1,000 reports: per report, the
+// wall time of RecordReports and the CPU it costs this process (the
 // aggregator's side: grouping, encoding, go-redis) and redis-server (INFO
-// cpu). Flushes move forward 2s at a time, as AGGREGATOR_FLUSH does.
+// cpu). Two shapes: 1,000 connectors polled every 60s (one report each per
+// flush, a new minute bucket every time) and 500 connectors polled every
+// second with a 2s flush (two reports each, merged into existing buckets).
 func BenchmarkRecordReports(b *testing.B) {
-	const batch = 1000
-	for _, perConnector := range []int{1, 10} {
-		connectors := batch / perConnector
-		b.Run(fmt.Sprintf("%dconnectors_x%d", connectors, perConnector), func(b *testing.B) {
+	for _, c := range []struct {
+		name             string
+		connectors, each int
+		interval         time.Duration
+	}{
+		{name: "interval60s", connectors: 1000, each: 1, interval: time.Minute},
+		{name: "interval1s", connectors: 500, each: 2, interval: time.Second},
+	} {
+		b.Run(c.name, func(b *testing.B) {
 			ctx := context.Background()
 			s, rdb := newStore(b, store.Options{})
 			at := time.Now().UTC().Add(-24 * time.Hour)
-			reports := make([]*pollgridv1.PollReport, 0, batch)
-			for i := range connectors {
-				reports = append(reports, mixedReports("connector-"+strconv.Itoa(i), perConnector, at, time.Second, uint64(i))...)
+			var reports []*pollgridv1.PollReport
+			for i := range c.connectors {
+				reports = append(reports, mixedReports("connector-"+strconv.Itoa(i), c.each, at, c.interval, uint64(i))...)
 			}
+			step := int64(time.Duration(c.each) * c.interval / time.Second)
 			flush := func() {
 				for _, r := range reports {
-					r.StartedAt.Seconds += 2
+					r.StartedAt.Seconds += step
 				}
 				require.NoError(b, s.RecordReports(ctx, reports))
 			}
@@ -67,12 +74,12 @@ func BenchmarkRecordReports(b *testing.B) {
 			n := 0
 			for b.Loop() {
 				flush()
-				n += batch
+				n += len(reports)
 			}
 			elapsed := time.Since(start)
 			b.ReportMetric(float64(elapsed.Nanoseconds())/float64(n), "ns/report")
-			b.ReportMetric(float64((processCPU(b)-goBefore).Microseconds())/float64(n), "go-cpu-µs/report")
-			b.ReportMetric(float64((redisCPU(b, rdb)-redisBefore).Microseconds())/float64(n), "redis-cpu-µs/report")
+			b.ReportMetric(float64((processCPU(b)-goBefore).Nanoseconds())/1e3/float64(n), "go-cpu-µs/report")
+			b.ReportMetric(float64((redisCPU(b, rdb)-redisBefore).Nanoseconds())/1e3/float64(n), "redis-cpu-µs/report")
 		})
 	}
 }

@@ -196,7 +196,8 @@ func TestLatencyWindow(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s, rdb := newStore(t, store.Options{})
 			require.NoError(t, tc.write(s))
-			assert.Equal(t, int64(store.LatencyWindow), rdb.LLen(ctx, "pollgrid:{c}:latency").Val())
+			assert.Equal(t, int64(4*store.LatencyWindow), rdb.HStrLen(ctx, "pollgrid:{c}:metrics", "latency").Val(),
+				"the window holds LatencyWindow durations of 4 bytes")
 			m, _, err := s.Metrics(ctx, "c", time.Hour, t0)
 			require.NoError(t, err)
 			assert.InDelta(t, 0.0505, m.LatencyAvgSeconds, 1e-9)

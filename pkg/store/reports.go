@@ -1,11 +1,9 @@
 package store
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -162,19 +160,18 @@ type reportCall struct {
 	args []any
 }
 
-// bucketSums is one rollup bucket's share of a batch, in the order the
-// script stores it.
+// bucketSums is one rollup bucket's share of a batch.
 type bucketSums struct {
 	successes, failures, skipped              int64
 	itemsFetched, itemsPublished, itemsFailed int64
 	latencySumMicros, latencyMaxMicros        int64
 }
 
-// rollupKey names one rollup hash: a resolution and the start of the span
-// its buckets cover.
-type rollupKey struct {
-	res     Resolution
-	startMs int64
+// bucket is one minute bucket touched by a batch: field of the minute hash
+// whose hour starts at hourMs.
+type bucket struct {
+	hourMs, field int64
+	sums          bucketSums
 }
 
 // reportCall sums one connector's reports (sorted by started_at) into the
@@ -185,14 +182,15 @@ func (s *Store) reportCall(reports []*pollgridv1.PollReport) (reportCall, error)
 		connectorType                       string
 		polls, successes, failures, skipped int64
 		fetched, published, failedItems     int64
-		lastPoll, lastSuccess, lastErrorAt  = "", "", ""
+		lastPoll, lastSuccess, lastErrorAt  int64
 		lastError                           string
-		latencies                           []any
-		rollups                             = map[rollupKey]map[int64]*bucketSums{}
+		latencies                           []time.Duration
+		// Sorted reports fill the minute buckets in order.
+		minutes []bucket
 	)
 	for _, r := range reports {
 		started := r.GetStartedAt().AsTime()
-		startedMs := strconv.FormatInt(started.UnixMilli(), 10)
+		startedMs := started.UnixMilli()
 		took := r.GetDuration().AsDuration()
 		connectorType = r.GetConnectorType()
 		polls++
@@ -210,34 +208,28 @@ func (s *Store) reportCall(reports []*pollgridv1.PollReport) (reportCall, error)
 			skipped++
 		}
 		if r.GetOutcome() != pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED {
-			latencies = append(latencies, formatMillis(took))
+			latencies = append(latencies, took)
 		}
-		for _, res := range [...]Resolution{PerMinute, PerHour} {
-			key, field := res.bucket(started)
-			fields := rollups[key]
-			if fields == nil {
-				fields = map[int64]*bucketSums{}
-				rollups[key] = fields
-			}
-			b := fields[field]
-			if b == nil {
-				b = &bucketSums{}
-				fields[field] = b
-			}
-			b.add(r, took)
+		hour, minute := PerMinute.bucket(started)
+		if n := len(minutes); n == 0 || minutes[n-1].hourMs != hour || minutes[n-1].field != minute {
+			minutes = append(minutes, bucket{hourMs: hour, field: minute})
 		}
+		minutes[len(minutes)-1].sums.add(r, took)
 	}
 	// Only the newest of each list survive its trim: do not ship the rest.
 	latencies = latencies[max(0, len(latencies)-LatencyWindow):]
 	kept := reports[max(0, len(reports)-RecentKept):]
 
-	keys := []string{s.key(name, keyMetrics), s.key(name, keyLatency), s.key(name, keyRecent)}
-	args := make([]any, 0, 17+len(latencies)+len(kept)+len(rollups)*11)
+	keys := make([]string, 2, 4)
+	keys[0], keys[1] = s.key(name, keyMetrics), s.key(name, keyRecent)
+	minute, hour := PerMinute.spec(), PerHour.spec()
+	args := make([]any, 0, 21+len(kept)+2*len(minutes)+3)
 	args = append(args, connectorType,
 		polls, successes, failures, skipped, fetched, published, failedItems,
-		lastPoll, lastSuccess, lastErrorAt, lastError,
-		len(latencies), len(kept), LatencyWindow-1, RecentKept-1, RecentTTL.Milliseconds())
-	args = append(args, latencies...)
+		unixMs(lastPoll), unixMs(lastSuccess), unixMs(lastErrorAt), lastError,
+		packLatencies(latencies), LatencyWindow*latencyBytes,
+		len(kept), RecentKept, trimSlack, RecentTTL.Milliseconds(),
+		minute.retention.Milliseconds(), hour.retention.Milliseconds(), s.key(name, ""))
 	for _, r := range kept {
 		b, err := proto.Marshal(r)
 		if err != nil {
@@ -245,20 +237,42 @@ func (s *Store) reportCall(reports []*pollgridv1.PollReport) (reportCall, error)
 		}
 		args = append(args, b)
 	}
-	for _, rk := range slices.SortedFunc(maps.Keys(rollups), func(a, b rollupKey) int {
-		return cmp.Or(cmp.Compare(a.res, b.res), cmp.Compare(a.startMs, b.startMs))
-	}) {
-		spec := rk.res.spec()
-		keys = append(keys, s.key(name, spec.suffix+strconv.FormatInt(rk.startMs/1000, 10)))
-		fields := rollups[rk]
-		args = append(args, rk.startMs+(spec.span+spec.retention).Milliseconds(), len(fields))
-		for _, f := range slices.Sorted(maps.Keys(fields)) {
-			b := fields[f]
-			args = append(args, f, b.successes, b.failures, b.skipped, b.itemsFetched, b.itemsPublished, b.itemsFailed,
-				b.latencySumMicros, b.latencyMaxMicros)
+	for len(minutes) > 0 {
+		// The minute buckets of one hour, and their sum for its hour bucket.
+		n := 1
+		for n < len(minutes) && minutes[n].hourMs == minutes[0].hourMs {
+			n++
 		}
+		hourS := strconv.FormatInt(minutes[0].hourMs/1000, 10)
+		dayMs, _ := PerHour.bucket(time.UnixMilli(minutes[0].hourMs))
+		keys = append(keys, s.key(name, minute.suffix+hourS), s.key(name, hour.suffix+strconv.FormatInt(dayMs/1000, 10)))
+		var total bucketSums
+		for _, b := range minutes[:n] {
+			total.merge(b.sums)
+		}
+		args = append(args, hourS, total.pack(), n)
+		for _, b := range minutes[:n] {
+			args = append(args, b.field, b.sums.pack())
+		}
+		minutes = minutes[n:]
 	}
 	return reportCall{name: name, keys: keys, args: args}, nil
+}
+
+// trimSlack lets the recent list grow this much past RecentKept before it is
+// trimmed back, so that most writes skip the LTRIM (readers only read the
+// first RecentKept).
+const trimSlack = 20
+
+func (b *bucketSums) merge(o bucketSums) {
+	b.successes += o.successes
+	b.failures += o.failures
+	b.skipped += o.skipped
+	b.itemsFetched += o.itemsFetched
+	b.itemsPublished += o.itemsPublished
+	b.itemsFailed += o.itemsFailed
+	b.latencySumMicros += o.latencySumMicros
+	b.latencyMaxMicros = max(b.latencyMaxMicros, o.latencyMaxMicros)
 }
 
 func (b *bucketSums) add(r *pollgridv1.PollReport, took time.Duration) {
@@ -277,4 +291,26 @@ func (b *bucketSums) add(r *pollgridv1.PollReport, took time.Duration) {
 	us := took.Microseconds()
 	b.latencySumMicros += us
 	b.latencyMaxMicros = max(b.latencyMaxMicros, us)
+}
+
+// pack is the bucket as stored: its eight numbers comma-separated, in the
+// order parseRollup reads them.
+func (b *bucketSums) pack() string {
+	buf := make([]byte, 0, 48)
+	for i, v := range [...]int64{b.successes, b.failures, b.skipped, b.itemsFetched, b.itemsPublished, b.itemsFailed,
+		b.latencySumMicros, b.latencyMaxMicros} {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = strconv.AppendInt(buf, v, 10)
+	}
+	return string(buf)
+}
+
+// unixMs is a time field's argument: unix ms, "" when none.
+func unixMs(ms int64) string {
+	if ms == 0 {
+		return ""
+	}
+	return strconv.FormatInt(ms, 10)
 }
