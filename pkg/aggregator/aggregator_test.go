@@ -207,6 +207,27 @@ func TestRejectsMalformed(t *testing.T) {
 	assert.Equal(t, 0, consumer(t, js).NumRedelivered, "nothing malformed comes back")
 }
 
+// Reports Redis refuses for good (here: a key of the wrong type) are dropped
+// and counted; the rest of their messages is recorded and nothing comes
+// back forever.
+func TestDropsWhatRedisRefuses(t *testing.T) {
+	js := startJetStream(t)
+	rdb := redistest.Start(t).Client(t)
+	require.NoError(t, rdb.Set(context.Background(), "pollgrid:{bad}:recent", "not a list", 0).Err())
+	st := store.New(rdb, store.Options{})
+	a := New(js, st, Options{FlushInterval: quickFlush})
+	run(t, a)
+
+	now := time.Now()
+	publish(t, js, pollReport("good", now, ""), pollReport("bad", now, ""), pollReport("bad", now.Add(time.Second), ""))
+	publish(t, js, pollReport("good", now.Add(time.Second), ""))
+	require.Eventually(t, func() bool { return allAcked(t, js, 2) }, waitFor, pollEvery)
+	assert.Equal(t, int64(2), polls(t, st, "good"))
+	assert.Equal(t, 2.0, testutil.ToFloat64(a.reports.WithLabelValues("rejected")))
+	assert.Equal(t, 2.0, testutil.ToFloat64(a.reports.WithLabelValues("ok")))
+	assert.Equal(t, 0, consumer(t, js).NumRedelivered)
+}
+
 // A message's process span is a child of its publish and links to the trace
 // of every poll it reports.
 func TestSpansLinkToPolls(t *testing.T) {

@@ -2,6 +2,7 @@ package aggregator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -32,8 +33,8 @@ type pendingMsg struct {
 // of one that does are dropped, and the rest wait for the next flush. Once
 // FlushReports or FlushMessages wait, handle flushes at once, so a consumer
 // that outpaces Redis waits for it.
-func (a *Aggregator) handle(ctx context.Context, msg jetstream.Msg) {
-	ctx = a.opts.Propagator.Extract(ctx, bus.HeaderCarrier(msg.Headers()))
+func (a *Aggregator) handle(base context.Context, msg jetstream.Msg) {
+	ctx := a.opts.Propagator.Extract(base, bus.HeaderCarrier(msg.Headers()))
 	ctx, span := bus.StartProcessSpan(ctx, a.tracer, msg, ConsumerName)
 	batch, err := bus.DecodeReports(msg.Data())
 	if err != nil {
@@ -66,7 +67,7 @@ func (a *Aggregator) handle(ctx context.Context, msg jetstream.Msg) {
 	full := a.pendingReports >= a.opts.FlushReports || len(a.pending) >= a.opts.FlushMessages
 	a.mu.Unlock()
 	if full {
-		a.flush(ctx)
+		a.flush(base)
 	}
 }
 
@@ -117,7 +118,8 @@ func sameConnector(reports []*pollgridv1.PollReport) bool {
 // (nak), which delivers them again, to this replica or another. The write
 // may have been applied in part (the pipeline holds one call per connector):
 // those connectors then count their reports twice, the price of never
-// losing one.
+// losing one. Reports of connectors Redis refuses for good (see
+// store.RejectedError) are dropped and counted as rejected.
 func (a *Aggregator) flush(ctx context.Context) {
 	a.flushing.Lock()
 	defer a.flushing.Unlock()
@@ -136,6 +138,22 @@ func (a *Aggregator) flush(ctx context.Context) {
 	start := time.Now()
 	err := a.store.RecordReports(wctx, reports)
 	cancel()
+	var rejected *store.RejectedError
+	if errors.As(err, &rejected) {
+		// The rest is written, and these would fail again: drop them rather
+		// than hold every connector's reports back forever.
+		dropped := 0
+		for _, r := range reports {
+			if rejected.Connectors[r.GetConnector()] != nil {
+				dropped++
+			}
+		}
+		a.reports.WithLabelValues("rejected").Add(float64(dropped))
+		n -= dropped
+		a.errors.WithLabelValues("redis", "record_report").Inc()
+		a.log.ErrorContext(ctx, "dropping poll reports Redis refused", "reports", dropped, "error", err)
+		err = nil
+	}
 	if err != nil {
 		err = fmt.Errorf("record %d poll reports of %d messages: %w", n, len(batch), err)
 		a.reports.WithLabelValues("retried").Add(float64(n))

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -360,4 +361,23 @@ func commandCalls(t *testing.T, rdb *redis.Client) map[string]int {
 		require.NoError(t, err)
 	}
 	return calls
+}
+
+// A connector whose keys Redis refuses for good does not hold the others
+// back: they are written, and the error names it.
+func TestRecordReportsRefusedConnector(t *testing.T) {
+	ctx := context.Background()
+	s, rdb := newStore(t, store.Options{})
+	require.NoError(t, rdb.Set(ctx, "pollgrid:{bad}:metrics", "not a hash", 0).Err())
+	now := time.Now().UTC()
+	err := s.RecordReports(ctx, []*pollgridv1.PollReport{
+		report("good", success, now, time.Second), report("bad", success, now, time.Second), report("good", failure, now, time.Second),
+	})
+	var rejected *store.RejectedError
+	require.ErrorAs(t, err, &rejected)
+	assert.Equal(t, []string{"bad"}, slices.Collect(maps.Keys(rejected.Connectors)))
+	assert.ErrorContains(t, err, "WRONGTYPE")
+	m, _, err := s.Metrics(ctx, "good", time.Hour, now)
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), m.Polls)
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -26,6 +28,37 @@ const (
 // ErrInvalidReport marks a poll report that can never be recorded: retrying
 // it would not help, so drop it.
 var ErrInvalidReport = errors.New("invalid poll report")
+
+// RejectedError names the connectors whose reports Redis refused for good
+// (a key of the wrong type, a stored value the script cannot read): the rest
+// of the batch was written, and writing those again would fail again.
+type RejectedError struct {
+	// Connectors maps each refused connector to Redis's answer.
+	Connectors map[string]error
+}
+
+func (e *RejectedError) Error() string {
+	names := slices.Sorted(maps.Keys(e.Connectors))
+	return fmt.Sprintf("redis refused the reports of %d connectors (%s): %v", len(names),
+		strings.Join(names, ", "), e.Connectors[names[0]])
+}
+
+// refusedForGood tells a Redis error reply that will come again for the same
+// write from one that passes (a server loading, busy, failing over or out of
+// memory) and from a lost connection.
+func refusedForGood(err error) bool {
+	var reply redis.Error
+	if !errors.As(err, &reply) {
+		return false
+	}
+	for _, transient := range []string{"NOSCRIPT", "LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN",
+		"READONLY", "MOVED", "ASK", "OOM", "NOREPLICAS", "NOAUTH", "NOPERM"} {
+		if redis.HasErrorPrefix(err, transient) {
+			return false
+		}
+	}
+	return true
+}
 
 // ValidateReport checks what RecordReports needs of a report: a connector
 // name that keeps its keys in one slot, an outcome of success, failure or
@@ -61,8 +94,10 @@ func ValidateReport(r *pollgridv1.PollReport) error {
 // last_success and last_error_at only move forward, so batches recorded out
 // of order, or by several aggregators at once, leave the latest ones.
 //
-// On an error some connectors' updates may have been applied: the caller
-// retries the whole batch (at least once), which may count those twice.
+// A *RejectedError names connectors Redis refused for good; everything else
+// was written. On any other error some connectors' updates may have been
+// applied: the caller retries the whole batch (at least once), which may
+// count those twice.
 func (s *Store) RecordReports(ctx context.Context, reports []*pollgridv1.PollReport) error {
 	if len(reports) == 0 {
 		return nil
@@ -86,19 +121,18 @@ func (s *Store) RecordReports(ctx context.Context, reports []*pollgridv1.PollRep
 
 	cmds := make([]*redis.Cmd, len(calls))
 	var added *redis.IntCmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	// Errors are read per command below.
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		added = p.SAdd(ctx, s.connectorsKey(), names...)
 		for i, c := range calls {
 			cmds[i] = recordScript.EvalSha(ctx, p, c.keys, c.args...)
 		}
 		return nil
 	})
-	if err != nil && !redis.HasErrorPrefix(err, "NOSCRIPT") {
-		return fmt.Errorf("record reports of %d connectors: %w", len(calls), err)
-	}
 	if err := added.Err(); err != nil {
 		return fmt.Errorf("record reports: add to connectors: %w", err)
 	}
+	rejected := &RejectedError{Connectors: map[string]error{}}
 	// A Redis that restarted or flushed its scripts answers NOSCRIPT, and
 	// such a call ran nothing: load the script and run just those again.
 	var again []reportCall
@@ -107,25 +141,35 @@ func (s *Store) RecordReports(ctx context.Context, reports []*pollgridv1.PollRep
 		case err == nil:
 		case redis.HasErrorPrefix(err, "NOSCRIPT"):
 			again = append(again, calls[i])
+		case refusedForGood(err):
+			rejected.Connectors[calls[i].name] = err
 		default:
 			return fmt.Errorf("record reports of %s: %w", calls[i].name, err)
 		}
 	}
-	if len(again) == 0 {
-		return nil
-	}
-	if err := recordScript.Load(ctx, s.rdb).Err(); err != nil {
-		return fmt.Errorf("record reports: load script: %w", err)
-	}
-	cmds = cmds[:len(again)]
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, c := range again {
-			cmds[i] = recordScript.EvalSha(ctx, p, c.keys, c.args...)
+	if len(again) > 0 {
+		if err := recordScript.Load(ctx, s.rdb).Err(); err != nil {
+			return fmt.Errorf("record reports: load script: %w", err)
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("record reports of %d connectors: %w", len(again), err)
+		cmds = cmds[:len(again)]
+		_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, c := range again {
+				cmds[i] = recordScript.EvalSha(ctx, p, c.keys, c.args...)
+			}
+			return nil
+		})
+		for i, cmd := range cmds {
+			switch err := cmd.Err(); {
+			case err == nil:
+			case refusedForGood(err):
+				rejected.Connectors[again[i].name] = err
+			default:
+				return fmt.Errorf("record reports of %s: %w", again[i].name, err)
+			}
+		}
+	}
+	if len(rejected.Connectors) > 0 {
+		return rejected
 	}
 	return nil
 }
