@@ -17,7 +17,7 @@
 //	                           items_published items_failed last_poll last_success
 //	                           last_error last_error_at; latency (the last LatencyWindow
 //	                           durations, 4-byte big-endian microseconds, newest first);
-//	                           rollup_hour (the open hour, unix s)
+//	                           rollup_minute (the latest minute bucket written, unix s)
 //	<prefix>:{<name>}:recent   list: PollReport as binary protobuf, newest first,
 //	                           RecentKept long (up to 20 more between trims), PX = RecentTTL
 //	<prefix>:{<name>}:rollup:1m:<unix s of the hour>  hash: minute in the hour (0-59) ->
@@ -28,8 +28,8 @@
 // A rollup bucket sums the reports that started in it: "successes,failures,
 // skipped,items_fetched,items_published,items_failed,latency_sum_us,
 // latency_max_us" (latency over the polls that ran). The connector's open
-// hour, its latest, has minute buckets only; the first report of a later
-// hour closes it into its hour bucket (see recordLua). Each rollup hash holds
+// hour, that of rollup_minute, has minute buckets only; the first report of a
+// later hour closes it into its hour bucket (see recordLua). Each rollup hash holds
 // at most 60 short fields and so stays a listpack; a connector holds at most
 // 26 minute hashes and 31 hour hashes whatever its poll rate, which bounds
 // its report history at about 100 KB (see RecordReports and

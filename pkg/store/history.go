@@ -128,7 +128,7 @@ func (s *Store) Rollups(ctx context.Context, name string, res Resolution, since,
 	var open *redis.StringCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		if res == PerHour {
-			open = p.HGet(ctx, s.key(name, keyMetrics), metricRollupHour)
+			open = p.HGet(ctx, s.key(name, keyMetrics), metricRollupMinute)
 		}
 		for i, start := range starts {
 			cmds[i] = p.HGetAll(ctx, s.key(name, spec.suffix+strconv.FormatInt(start/1000, 10)))
@@ -142,9 +142,6 @@ func (s *Store) Rollups(ctx context.Context, name string, res Resolution, since,
 	var out []Rollup
 	keep := func(startMs int64, sums map[string]string, hourTotal bool) error {
 		for field, value := range sums {
-			if field == metricRollupHour {
-				continue
-			}
 			idx, err := strconv.ParseInt(field, 10, 64)
 			if err != nil {
 				return fmt.Errorf("bucket %q is not a number", field)
@@ -176,12 +173,13 @@ func (s *Store) Rollups(ctx context.Context, name string, res Resolution, since,
 	}
 	// The open hour has no hour bucket yet: sum its minute buckets.
 	if open != nil && open.Val() != "" {
-		openS, err := strconv.ParseInt(open.Val(), 10, 64)
+		latest, err := strconv.ParseInt(open.Val(), 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("read rollups %s: field %s: %q is not unix seconds", name, metricRollupHour, open.Val())
+			return nil, fmt.Errorf("read rollups %s: field %s: %q is not unix seconds", name, metricRollupMinute, open.Val())
 		}
+		openS := latest - latest%3600
 		if openMs := openS * 1000; openMs >= from && openMs < until.UnixMilli() {
-			minutes, err := s.rdb.HGetAll(ctx, s.key(name, keyRollupMinute+open.Val())).Result()
+			minutes, err := s.rdb.HGetAll(ctx, s.key(name, keyRollupMinute+strconv.FormatInt(openS, 10))).Result()
 			if err != nil {
 				return nil, fmt.Errorf("read rollups %s: open hour: %w", name, err)
 			}

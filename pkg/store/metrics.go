@@ -32,8 +32,9 @@ const (
 	metricLastErrorAt    = "last_error_at"
 	// metricLatency is the latency window, see packLatencies.
 	metricLatency = "latency"
-	// metricRollupHour is the connector's open hour, see recordLua.
-	metricRollupHour = "rollup_hour"
+	// metricRollupMinute is the latest minute bucket written, unix s; its
+	// hour is the connector's open hour (see recordLua).
+	metricRollupMinute = "rollup_minute"
 )
 
 // ConnectorMetrics is what the aggregator serves for one connector.

@@ -9,27 +9,30 @@ var recordScript = redis.NewScript(recordLua)
 // recordLua adds one connector's share of a batch of poll reports, summed by
 // RecordReports, to its metrics, latency window, recent reports and rollups.
 // Like the lease scripts it touches only the keys of one connector and sticks
-// to commands miniredis implements too: HMGET HSET HINCRBY HGETALL LPUSH
-// LTRIM PEXPIRE PEXPIREAT.
+// to commands miniredis implements too: HMGET HSET HGETALL LPUSH LTRIM
+// PEXPIRE PEXPIREAT.
 //
-// Redis charges for every redis.call and every value crossing into Lua, and
-// Lua parses and prints numbers slowly (strtod, printf), so the common path
-// is lean. Counters go through HINCRBY; times, all 13-digit unix ms, compare
-// as strings; the latency window is a field of packed durations, prepended
-// and cut without parsing; the recent list is trimmed once it is trim_slack
-// past recent_kept. A connector polled every minute costs HMGET, 2-3
-// HINCRBY and HSET of the metrics, LPUSH of the report, HMGET and HSET of a
-// new minute bucket.
+// With thousands of connectors every redis.call costs microseconds (each
+// touches cold keys), so the script makes as few as it can: a connector
+// polled every minute costs four, HMGET and HSET of the metrics, LPUSH of the
+// report, HSET of a new minute bucket. The metrics hash carries what lets
+// the rest go without a read: the counters (added up in Lua), the latency
+// window (a field of packed durations, prepended and cut without parsing)
+// and rollup_minute, the start (unix s) of the latest minute bucket written,
+// so that a bucket past it is known to be new. The recent list is trimmed
+// once it is trim_slack past recent_kept. Times, all 13-digit unix ms,
+// compare as strings. Numbers Lua writes go through %.0f: Lua numbers are
+// doubles, which tostring prints as 1e+15 past 14 digits.
 //
-// Hour buckets are not written on every flush: the connector's open hour
-// (metrics field rollup_hour, unix s) keeps its minute hash without expiry
-// and has no hour bucket yet. The first report of a later hour closes it: its
-// minute buckets are summed into its hour bucket, and its minute hash gets
-// its expiry. A late report, for an hour before the open one, goes to both
-// its minute and its hour bucket. Rollups adds the open hour to the hour
-// buckets it reads. The open hour's keys are not in KEYS (only Redis knows
-// which hour is open): the script names them from key_base, the connector's
-// hash-tagged prefix, so they are in the same slot as KEYS.
+// Hour buckets are not written on every flush: the hour of rollup_minute is
+// the connector's open hour, whose minute hash has no expiry and which has
+// no hour bucket yet. The first report of a later hour closes it: its minute
+// buckets are summed into its hour bucket, and its minute hash gets its
+// expiry. A late report, for an hour before the open one, goes to both its
+// minute and its hour bucket. Rollups adds the open hour to the hour buckets
+// it reads. The open hour's keys are not in KEYS (only Redis knows which hour
+// is open): the script names them from key_base, the connector's hash-tagged
+// prefix, so they are in the same slot as KEYS.
 //
 //	KEYS: metrics recent, then per hour of the batch, oldest first: its minute
 //	      hash and the hour hash of its day
@@ -45,16 +48,14 @@ var recordScript = redis.NewScript(recordLua)
 //	      then n_recent binary PollReports, oldest first (LPUSH leaves the
 //	      newest at the head)
 //	      then per hour of the batch: hour_start_s hour_sums n_minutes, then
-//	      n_minutes pairs (minute index in the hour, minute_sums)
+//	      n_minutes pairs (minute index in the hour, minute_sums), in order
 //	-> 1
 //
 // Sums are "successes,failures,skipped,fetched,published,failed,
 // latency_sum_us,latency_max_us"; a bucket already stored is added to
 // (latency_max: the larger). A rollup hash expires retention after its span
 // ends (PEXPIREAT); one whose expiry has passed is deleted at once, so
-// reports older than the retention leave nothing behind. Numbers Lua writes
-// go through %.0f: Lua numbers are doubles, which tostring prints as 1e+15
-// past 14 digits.
+// reports older than the retention leave nothing behind.
 const recordLua = `
 local function num(v) return string.format('%.0f', v) end
 local pattern = '^(%d+),(%d+),(%d+),(%d+),(%d+),(%d+),(%d+),(%d+)$'
@@ -77,23 +78,26 @@ local function later(at, cur)
 end
 
 local metrics = KEYS[1]
-local cur = redis.call('HMGET', metrics, 'last_poll', 'last_success', 'last_error_at', 'latency', 'rollup_hour')
 local counters = {'polls', 'successes', 'failures', 'skipped', 'items_fetched', 'items_published', 'items_failed'}
+local cur = redis.call('HMGET', metrics, 'polls', 'successes', 'failures', 'skipped', 'items_fetched',
+  'items_published', 'items_failed', 'last_poll', 'last_success', 'last_error_at', 'latency', 'rollup_minute')
+local set = {'type', ARGV[1]}
 for i = 1, 7 do
-  if ARGV[i + 1] ~= '0' then
-    redis.call('HINCRBY', metrics, counters[i], ARGV[i + 1])
+  local add = ARGV[i + 1]
+  if add ~= '0' then
+    set[#set + 1] = counters[i]
+    set[#set + 1] = cur[i] and num(tonumber(cur[i]) + tonumber(add)) or add
   end
 end
-local set = {'type', ARGV[1]}
-if later(ARGV[9], cur[1]) then
+if later(ARGV[9], cur[8]) then
   set[#set + 1] = 'last_poll'
   set[#set + 1] = ARGV[9]
 end
-if later(ARGV[10], cur[2]) then
+if later(ARGV[10], cur[9]) then
   set[#set + 1] = 'last_success'
   set[#set + 1] = ARGV[10]
 end
-if later(ARGV[11], cur[3]) then
+if later(ARGV[11], cur[10]) then
   set[#set + 1] = 'last_error_at'
   set[#set + 1] = ARGV[11]
   set[#set + 1] = 'last_error'
@@ -101,7 +105,7 @@ if later(ARGV[11], cur[3]) then
 end
 if ARGV[13] ~= '' then
   set[#set + 1] = 'latency'
-  set[#set + 1] = string.sub(ARGV[13] .. (cur[4] or ''), 1, tonumber(ARGV[14]))
+  set[#set + 1] = string.sub(ARGV[13] .. (cur[11] or ''), 1, tonumber(ARGV[14]))
 end
 
 local nrecent, kept = tonumber(ARGV[15]), tonumber(ARGV[16])
@@ -116,62 +120,59 @@ end
 a = a + nrecent
 
 local minuteKeep, hourKeep, base = tonumber(ARGV[19]), tonumber(ARGV[20]), ARGV[21]
-local function minuteKey(hour) return base .. 'rollup:1m:' .. hour end
-local function hourKey(day) return base .. 'rollup:1h:' .. num(day) end
 local function dayOf(hour)
-  local h = tonumber(hour)
-  local day = h - h % 86400
-  return day, num((h - day) / 3600)
+  local day = hour - hour % 86400
+  return day, num((hour - day) / 3600)
 end
 local function expire(minutes, hours, hour)
   local day = dayOf(hour)
-  redis.call('PEXPIREAT', minutes, num((tonumber(hour) + 3600) * 1000 + minuteKeep))
+  redis.call('PEXPIREAT', minutes, num((hour + 3600) * 1000 + minuteKeep))
   redis.call('PEXPIREAT', hours, num((day + 86400) * 1000 + hourKeep))
 end
 local function close(hour)
-  local minutes = minuteKey(hour)
+  local minutes = base .. 'rollup:1m:' .. num(hour)
   local all = redis.call('HGETALL', minutes)
   if #all == 0 then return end
   local total = parse(all[2])
   for i = 4, #all, 2 do total = add(total, all[i]) end
   local day, index = dayOf(hour)
-  local hours = hourKey(day)
+  local hours = base .. 'rollup:1h:' .. num(day)
   redis.call('HSET', hours, index, pack(total))
   expire(minutes, hours, hour)
 end
 
-local open = cur[5]
+local latest = tonumber(cur[12] or '-1')
+local open = latest >= 0 and latest - latest % 3600 or nil
 for k = 3, #KEYS, 2 do
   local minutes, hours = KEYS[k], KEYS[k + 1]
-  local hour, sums, n = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  local hour, sums, n = tonumber(ARGV[a]), ARGV[a + 1], tonumber(ARGV[a + 2])
   a = a + 3
-  if not open then open = hour end
-  if tonumber(hour) > tonumber(open) then
-    close(open)
-    open = hour
-  end
-  local fields = {}
-  for j = 1, n do fields[j] = ARGV[a + 2 * j - 2] end
-  local old = redis.call('HMGET', minutes, unpack(fields))
+  if open and hour > open then close(open) end
+  if not open or hour > open then open = hour end
   local put = {}
-  for j = 1, n do
-    local v = ARGV[a + 2 * j - 1]
-    if old[j] then v = pack(add(parse(old[j]), v)) end
-    put[2 * j - 1] = fields[j]
-    put[2 * j] = v
+  for j = 1, 2 * n do put[j] = ARGV[a + j - 1] end
+  if hour + 60 * tonumber(put[1]) <= latest then
+    -- Not all new: add to what is there.
+    local fields = {}
+    for j = 1, n do fields[j] = put[2 * j - 1] end
+    local old = redis.call('HMGET', minutes, unpack(fields))
+    for j = 1, n do
+      if old[j] then put[2 * j] = pack(add(parse(old[j]), put[2 * j])) end
+    end
   end
   redis.call('HSET', minutes, unpack(put))
+  latest = math.max(latest, hour + 60 * tonumber(put[2 * n - 1]))
   a = a + 2 * n
-  if tonumber(hour) < tonumber(open) then
+  if hour < open then
     local _, index = dayOf(hour)
     local prev = redis.call('HMGET', hours, index)[1]
     redis.call('HSET', hours, index, prev and pack(add(parse(prev), sums)) or sums)
     expire(minutes, hours, hour)
   end
 end
-if open ~= cur[5] then
-  set[#set + 1] = 'rollup_hour'
-  set[#set + 1] = open
+if latest ~= tonumber(cur[12] or '-1') then
+  set[#set + 1] = 'rollup_minute'
+  set[#set + 1] = num(latest)
 end
 redis.call('HSET', metrics, unpack(set))
 return 1
