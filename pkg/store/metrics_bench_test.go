@@ -41,9 +41,10 @@ func BenchmarkReportMemory(b *testing.B) {
 // BenchmarkRecordReports measures flushes of 1,000 reports: per report, the
 // wall time of RecordReports and the CPU it costs this process (the
 // aggregator's side: grouping, encoding, go-redis) and redis-server (INFO
-// cpu). Two shapes: 1,000 connectors polled every 60s (one report each per
-// flush, a new minute bucket every time) and 500 connectors polled every
-// second with a 2s flush (two reports each, merged into existing buckets).
+// cpu, so the figure moves with the load on the machine). Two shapes: 1,000
+// connectors polled every 60s (one report each per flush, a new minute
+// bucket every time) and 500 connectors polled every second with a 2s flush
+// (two reports each, added to the minute bucket already there).
 func BenchmarkRecordReports(b *testing.B) {
 	for _, c := range []struct {
 		name             string
