@@ -381,3 +381,21 @@ func TestRecordReportsRefusedConnector(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(2), m.Polls)
 }
+
+// Negative counts or durations from a broken worker cannot corrupt a bucket.
+func TestRollupsIgnoreNegatives(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t, store.Options{})
+	h := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
+	odd := report("c", success, h, -time.Second)
+	odd.ItemsFetched = -5
+	for range 2 { // the second one adds to the stored bucket
+		require.NoError(t, s.RecordReports(ctx, []*pollgridv1.PollReport{odd}))
+	}
+	got, err := s.Rollups(ctx, "c", store.PerMinute, h, h.Add(time.Minute))
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.Equal(t, int64(2), got[0].Polls)
+	assert.Zero(t, got[0].ItemsFetched)
+	assert.Zero(t, got[0].LatencySum)
+}

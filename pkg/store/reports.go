@@ -319,10 +319,12 @@ func (b *bucketSums) merge(o bucketSums) {
 	b.latencyMaxMicros = max(b.latencyMaxMicros, o.latencyMaxMicros)
 }
 
+// add counts a report in the bucket. Negative counts and durations (a
+// broken worker, a clock step) count as 0: a bucket holds unsigned decimals.
 func (b *bucketSums) add(r *pollgridv1.PollReport, took time.Duration) {
-	b.itemsFetched += r.GetItemsFetched()
-	b.itemsPublished += r.GetItemsPublished()
-	b.itemsFailed += r.GetItemsFailed()
+	b.itemsFetched += max(r.GetItemsFetched(), 0)
+	b.itemsPublished += max(r.GetItemsPublished(), 0)
+	b.itemsFailed += max(r.GetItemsFailed(), 0)
 	switch r.GetOutcome() {
 	case pollgridv1.PollOutcome_POLL_OUTCOME_SUCCESS:
 		b.successes++
@@ -332,7 +334,7 @@ func (b *bucketSums) add(r *pollgridv1.PollReport, took time.Duration) {
 		b.skipped++
 		return
 	}
-	us := took.Microseconds()
+	us := max(took.Microseconds(), 0)
 	b.latencySumMicros += us
 	b.latencyMaxMicros = max(b.latencyMaxMicros, us)
 }
