@@ -1,6 +1,8 @@
 // Package aggregator turns poll reports into per-connector metrics kept in
 // Redis, and serves them over HTTP (GET /metrics/connectors[/{name}]) and as
-// Prometheus series.
+// Prometheus series. It gathers the reports of many messages in memory and
+// writes them with one store.RecordReports per flush, acknowledging each
+// message only once its reports are written.
 package aggregator
 
 import (
@@ -9,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -25,6 +28,23 @@ import (
 // ConsumerName is the durable consumer the aggregator replicas share.
 const ConsumerName = "aggregator"
 
+// Defaults of Options.
+const (
+	DefaultFlushInterval = 2 * time.Second
+	DefaultFlushReports  = 5000
+	DefaultFlushMessages = 500
+	// maxAckPending bounds the messages delivered and not yet acknowledged,
+	// over all replicas: room for several replicas each holding a flush of
+	// DefaultFlushMessages.
+	maxAckPending = 10_000
+	// ackWait is how long JetStream waits for an acknowledgement before it
+	// delivers a message again (to any replica): a flush interval plus a
+	// slow write must fit in it.
+	ackWait = 30 * time.Second
+	// writeTimeout bounds one flush's RecordReports, well inside ackWait.
+	writeTimeout = 10 * time.Second
+)
+
 // Options configure an aggregator. Zero values take the defaults.
 type Options struct {
 	// HealthyWindow: a connector is healthy when it succeeded within this
@@ -34,10 +54,20 @@ type Options struct {
 	// gauges (AGGREGATOR_CONNECTOR_GAUGES_MAX); 0 takes the default 1000, a
 	// negative value turns them off. See ConnectorCollector.
 	ConnectorGauges int
-	Logger          *slog.Logger
-	Registerer      prometheus.Registerer
-	Tracer          trace.TracerProvider
-	Propagator      propagation.TextMapPropagator
+	// FlushInterval is how long reports wait in memory before they are
+	// written to Redis (AGGREGATOR_FLUSH); default 2s. It is the lag of
+	// /metrics/connectors behind the reports, and what lets the reports of
+	// one connector share a write. At most ackWait/2.
+	FlushInterval time.Duration
+	// FlushReports and FlushMessages start a flush early once that many
+	// reports, or messages, wait; defaults 5000 and 500.
+	FlushReports  int
+	FlushMessages int
+
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Tracer     trace.TracerProvider
+	Propagator propagation.TextMapPropagator
 }
 
 func (o Options) withDefaults() Options {
@@ -46,6 +76,16 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ConnectorGauges == 0 {
 		o.ConnectorGauges = DefaultConnectorGauges
+	}
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = DefaultFlushInterval
+	}
+	o.FlushInterval = min(o.FlushInterval, ackWait/2)
+	if o.FlushReports <= 0 {
+		o.FlushReports = DefaultFlushReports
+	}
+	if o.FlushMessages <= 0 {
+		o.FlushMessages = DefaultFlushMessages
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -71,6 +111,14 @@ type Aggregator struct {
 	log     *slog.Logger
 	reports *prometheus.CounterVec
 	errors  *prometheus.CounterVec
+
+	// flushing serialises flushes: the ticker's and the consumer's own when
+	// enough is pending (which so holds the consumer back while Redis is slow).
+	flushing sync.Mutex
+	mu       sync.Mutex // guards pending and pendingReports
+	pending  []pendingMsg
+	// pendingReports counts the reports of pending.
+	pendingReports int
 }
 
 // New returns an aggregator.
@@ -83,7 +131,7 @@ func New(js jetstream.JetStream, st *store.Store, opts Options) *Aggregator {
 		tracer: opts.Tracer.Tracer("github.com/pollgrid/pollgrid/pkg/aggregator"),
 		log:    opts.Logger,
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pollgrid_reports_processed_total", Help: "Poll reports consumed, by result (ok, rejected, retried).",
+			Name: "pollgrid_reports_processed_total", Help: "Poll reports consumed, by result: ok (written to Redis and acknowledged), retried (the write failed; redelivered), rejected (invalid reports, and messages that do not decode).",
 		}, []string{"result"}),
 	}
 	a.errors = telemetry.NewDependencyErrors()
@@ -94,56 +142,44 @@ func New(js jetstream.JetStream, st *store.Store, opts Options) *Aggregator {
 	return a
 }
 
-// Run consumes reports until ctx ends.
+// Run consumes reports until ctx ends, then writes what it holds before it
+// returns. Replicas share the durable consumer: each message goes to one of
+// them, and one that is not acknowledged within ackWait (a replica died
+// holding it) goes to another.
 func (a *Aggregator) Run(ctx context.Context) error {
 	cons, err := a.js.CreateOrUpdateConsumer(ctx, bus.ReportsStream, jetstream.ConsumerConfig{
-		Durable:     ConsumerName,
-		Description: "pollgrid aggregator",
-		AckPolicy:   jetstream.AckExplicitPolicy,
-		AckWait:     30 * time.Second,
-		MaxDeliver:  -1,
+		Durable:       ConsumerName,
+		Description:   "pollgrid aggregator",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		MaxDeliver:    -1,
+		MaxAckPending: maxAckPending,
 	})
 	if err != nil {
 		return fmt.Errorf("create consumer %s on %s: %w", ConsumerName, bus.ReportsStream, err)
 	}
-	cc, err := cons.Consume(func(msg jetstream.Msg) { a.handle(ctx, msg) })
+	// Flushes outlive ctx: the last one writes what was received before the
+	// stop, and an aborted write would only make it come back.
+	flushCtx := context.WithoutCancel(ctx)
+	cc, err := cons.Consume(func(msg jetstream.Msg) { a.handle(flushCtx, msg) })
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", bus.ReportsStream, err)
 	}
-	a.log.Info("aggregator started")
-	<-ctx.Done()
-	cc.Drain()
-	<-cc.Closed()
-	a.log.Info("aggregator stopped")
-	return nil
-}
-
-func (a *Aggregator) handle(ctx context.Context, msg jetstream.Msg) {
-	ctx = a.opts.Propagator.Extract(context.WithoutCancel(ctx), bus.HeaderCarrier(msg.Headers()))
-	ctx, span := bus.StartProcessSpan(ctx, a.tracer, msg, ConsumerName)
-	defer span.End()
-	batch, err := bus.DecodeReports(msg.Data())
-	if err != nil {
-		bus.RecordError(span, err)
-		a.reports.WithLabelValues("rejected").Inc()
-		a.log.ErrorContext(ctx, "dropping malformed poll report", "subject", msg.Subject(), "error", err)
-		_ = msg.Term()
-		return
-	}
-	for _, report := range batch.GetReports() {
-		if err := a.store.RecordReport(ctx, report); err != nil {
-			bus.RecordError(span, err)
-			a.reports.WithLabelValues("retried").Inc()
-			a.errors.WithLabelValues("redis", "record_report").Inc()
-			a.log.WarnContext(ctx, "recording poll report failed; retrying", "error", err)
-			_ = msg.NakWithDelay(time.Second)
-			return
+	a.log.Info("aggregator started", "flush", a.opts.FlushInterval)
+	tick := time.NewTicker(a.opts.FlushInterval)
+	defer tick.Stop()
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+			a.flush(flushCtx)
 		}
 	}
-	a.reports.WithLabelValues("ok").Inc()
-	if err := msg.Ack(); err != nil {
-		a.errors.WithLabelValues("nats", "ack").Inc()
-	}
+	cc.Drain()
+	<-cc.Closed()
+	a.flush(flushCtx)
+	a.log.Info("aggregator stopped")
+	return nil
 }
 
 // Handler serves GET /metrics/connectors and GET /metrics/connectors/{name}.

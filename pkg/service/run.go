@@ -106,9 +106,14 @@ func runAggregator(ctx context.Context, rt *Runtime) error {
 	if gauges == 0 {
 		gauges = -1
 	}
+	// AGGREGATOR_FLUSH: how long reports wait before one write to Redis.
+	flush, err := Duration(rt.Lookup, "AGGREGATOR_FLUSH", aggregator.DefaultFlushInterval)
+	if err != nil {
+		return err
+	}
 	a := aggregator.New(rt.JS, rt.Store, aggregator.Options{
-		HealthyWindow: window, ConnectorGauges: gauges, Logger: rt.Logger, Registerer: rt.Metrics,
-		Tracer: rt.Tracer, Propagator: telemetry.Propagator,
+		HealthyWindow: window, ConnectorGauges: gauges, FlushInterval: flush,
+		Logger: rt.Logger, Registerer: rt.Metrics, Tracer: rt.Tracer, Propagator: telemetry.Propagator,
 	})
 	return serveAlong(ctx, rt, a.Handler(), a.Run)
 }

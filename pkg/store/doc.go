@@ -15,9 +15,25 @@
 //	<prefix>:{<name>}:seen_at  zset: item id, score = last seen, unix ms
 //	<prefix>:{<name>}:metrics  hash: type polls successes failures skipped items_fetched
 //	                           items_published items_failed last_poll last_success
-//	                           last_error last_error_at
-//	<prefix>:{<name>}:latency  list: poll durations in ms, newest first, LatencyWindow long
-//	<prefix>:{<name>}:history  zset: PollReport as protojson, score = started_at unix ms
+//	                           last_error last_error_at; latency (the last LatencyWindow
+//	                           durations, 4-byte big-endian microseconds, newest first);
+//	                           rollup_minute (the latest minute bucket written, unix s)
+//	<prefix>:{<name>}:recent   list: PollReport as binary protobuf, newest first,
+//	                           RecentKept long (up to 20 more between trims), PX = RecentTTL
+//	<prefix>:{<name>}:rollup:1m:<unix s of the hour>  hash: minute in the hour (0-59) ->
+//	                           bucket; PXAT = end of the hour + 24h, set when the hour closes
+//	<prefix>:{<name>}:rollup:1h:<unix s of the day>   hash: hour in the day (0-23) ->
+//	                           bucket; PXAT = end of the day + 30 days
+//
+// A rollup bucket sums the reports that started in it: "successes,failures,
+// skipped,items_fetched,items_published,items_failed,latency_sum_us,
+// latency_max_us" (latency over the polls that ran). The connector's open
+// hour, that of rollup_minute, has minute buckets only; the first report of a
+// later hour closes it into its hour bucket (see recordLua). Each rollup hash holds
+// at most 60 short fields and so stays a listpack; a connector holds at most
+// 26 minute hashes and 31 hour hashes whatever its poll rate, which bounds
+// its report history at about 100 KB (see RecordReports and
+// docs/benchmarks.md).
 //
 // Global keys (each in its own slot):
 //

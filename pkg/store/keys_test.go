@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pollgrid/pollgrid/pkg/store"
+	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
 )
 
 // A full poll cycle and a report leave exactly the documented keys, and all
@@ -20,13 +22,23 @@ import (
 func TestKeysShareTheConnectorSlot(t *testing.T) {
 	ctx := context.Background()
 	s, rdb := newStore(t, store.Options{})
+	// Rollups expire at times derived from started_at: report an hour ago
+	// and now, which closes the hour before.
+	now := time.Now().UTC()
+	hourAgo := now.Add(-time.Hour)
+	rollups := []string{
+		"rollup:1m:" + strconv.FormatInt(hourAgo.Truncate(time.Hour).Unix(), 10),
+		"rollup:1m:" + strconv.FormatInt(now.Truncate(time.Hour).Unix(), 10),
+		"rollup:1h:" + strconv.FormatInt(hourAgo.Truncate(24*time.Hour).Unix(), 10),
+	}
 	for _, name := range []string{"noaa-alerts-ca", "github-nats-server"} {
 		l, _, err := s.Acquire(ctx, name, "w", leaseTTL)
 		require.NoError(t, err)
 		require.NoError(t, s.Commit(ctx, l, store.Commit{State: store.State{Cursor: "x"}, Seen: items("a"), Now: t0}))
 		_, _, err = s.Acquire(ctx, name, "w", leaseTTL) // leave a lease in place
 		require.NoError(t, err)
-		require.NoError(t, s.RecordReport(ctx, report(name, success, t0, time.Second)))
+		require.NoError(t, s.RecordReports(ctx, []*pollgridv1.PollReport{
+			report(name, success, hourAgo, time.Second), report(name, success, now, time.Second)}))
 	}
 	ok, err := s.AcquireLeader(ctx, "scheduler", "s1", leaseTTL)
 	require.NoError(t, err)
@@ -35,26 +47,14 @@ func TestKeysShareTheConnectorSlot(t *testing.T) {
 	keys, err := rdb.Keys(ctx, "*").Result()
 	require.NoError(t, err)
 	slices.Sort(keys)
-	assert.Equal(t, []string{
-		"pollgrid:connectors",
-		"pollgrid:leader:scheduler",
-		"pollgrid:{github-nats-server}:fence",
-		"pollgrid:{github-nats-server}:history",
-		"pollgrid:{github-nats-server}:latency",
-		"pollgrid:{github-nats-server}:lease",
-		"pollgrid:{github-nats-server}:metrics",
-		"pollgrid:{github-nats-server}:seen",
-		"pollgrid:{github-nats-server}:seen_at",
-		"pollgrid:{github-nats-server}:state",
-		"pollgrid:{noaa-alerts-ca}:fence",
-		"pollgrid:{noaa-alerts-ca}:history",
-		"pollgrid:{noaa-alerts-ca}:latency",
-		"pollgrid:{noaa-alerts-ca}:lease",
-		"pollgrid:{noaa-alerts-ca}:metrics",
-		"pollgrid:{noaa-alerts-ca}:seen",
-		"pollgrid:{noaa-alerts-ca}:seen_at",
-		"pollgrid:{noaa-alerts-ca}:state",
-	}, keys)
+	want := []string{"pollgrid:connectors", "pollgrid:leader:scheduler"}
+	for _, name := range []string{"noaa-alerts-ca", "github-nats-server"} {
+		for _, suffix := range append([]string{"fence", "lease", "metrics", "recent", "seen", "seen_at", "state"}, rollups...) {
+			want = append(want, "pollgrid:{"+name+"}:"+suffix)
+		}
+	}
+	slices.Sort(want)
+	assert.Equal(t, want, keys)
 
 	slots := map[string]map[int]bool{}
 	for _, k := range keys {
@@ -148,6 +148,7 @@ func TestOneRoundTrip(t *testing.T) {
 	l, _, err := s.Acquire(ctx, "warm", "w", leaseTTL)
 	require.NoError(t, err)
 	require.NoError(t, s.Commit(ctx, l, store.Commit{Now: t0}))
+	require.NoError(t, s.RecordReports(ctx, []*pollgridv1.PollReport{report("warm", success, t0, time.Second)}))
 
 	for _, tc := range []struct {
 		name string
@@ -155,7 +156,13 @@ func TestOneRoundTrip(t *testing.T) {
 	}{
 		{"acquire", func() error { l, _, err = s.Acquire(ctx, "c", "w", leaseTTL); return err }},
 		{"commit", func() error { return s.Commit(ctx, l, store.Commit{Seen: items("a", "b"), Now: t0}) }},
-		{"record report", func() error { return s.RecordReport(ctx, report("c", success, t0, time.Second)) }},
+		{"record reports of three connectors", func() error {
+			return s.RecordReports(ctx, []*pollgridv1.PollReport{report("c", success, t0, time.Second),
+				report("d", success, t0, time.Second), report("c", failure, t0.Add(time.Minute), time.Second),
+				report("e", skipped, t0, 0)})
+		}},
+		{"recent", func() error { _, err := s.Recent(ctx, "c", 0); return err }},
+		{"rollups", func() error { _, err := s.Rollups(ctx, "c", store.PerMinute, t0.Add(-24*time.Hour), t0); return err }},
 		{"metrics", func() error { _, _, err := s.Metrics(ctx, "c", time.Hour, t0); return err }},
 		{"last polls", func() error { _, err := s.LastPolls(ctx, []string{"a", "b", "c"}); return err }},
 	} {

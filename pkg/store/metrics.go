@@ -1,10 +1,8 @@
 package store
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
@@ -12,18 +10,11 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"google.golang.org/protobuf/encoding/protojson"
-
-	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
 )
 
-const (
-	// LatencyWindow is how many recent poll durations the latency average
-	// and p95 are computed over.
-	LatencyWindow = 100
-	// HistoryTTL is how long poll reports are kept in a connector's history.
-	HistoryTTL = 30 * 24 * time.Hour
-)
+// LatencyWindow is how many recent poll durations the latency average and
+// p95 are computed over.
+const LatencyWindow = 100
 
 // Metrics hash fields.
 const (
@@ -39,86 +30,12 @@ const (
 	metricLastSuccess    = "last_success"
 	metricLastError      = "last_error"
 	metricLastErrorAt    = "last_error_at"
+	// metricLatency is the latency window, see packLatencies.
+	metricLatency = "latency"
+	// metricRollupMinute is the latest minute bucket written, unix s; its
+	// hour is the connector's open hour (see recordLua).
+	metricRollupMinute = "rollup_minute"
 )
-
-// RecordReport adds one poll report to its connector's metrics and history
-// in one round trip (MULTI/EXEC; on a cluster go-redis runs one transaction
-// per slot, so the connector's own keys change together and the global
-// connectors set on its own).
-//
-// Every report counts in polls and in its outcome's counter. A skipped
-// report did not poll, so it leaves last_poll and the latency window alone:
-// a skip's near-zero duration would drag the average down. History keeps
-// every report; it is trimmed to HistoryTTL before the report's started_at.
-func (s *Store) RecordReport(ctx context.Context, r *pollgridv1.PollReport) error {
-	name := r.GetConnector()
-	if err := checkName(name); err != nil {
-		return fmt.Errorf("record report: %w", err)
-	}
-	outcome := r.GetOutcome()
-	switch outcome {
-	case pollgridv1.PollOutcome_POLL_OUTCOME_SUCCESS, pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE, pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED:
-	default:
-		return fmt.Errorf("record report %s: outcome %s is not success, failure or skipped", name, outcome)
-	}
-	if r.GetStartedAt() == nil {
-		return fmt.Errorf("record report %s: no started_at", name)
-	}
-	member, err := compactJSON(r)
-	if err != nil {
-		return fmt.Errorf("record report %s: encode: %w", name, err)
-	}
-	started := r.GetStartedAt().AsTime()
-	startedMs := started.UnixMilli()
-	metrics, latency, history := s.key(name, keyMetrics), s.key(name, keyLatency), s.key(name, keyHistory)
-
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.SAdd(ctx, s.connectorsKey(), name)
-		p.HIncrBy(ctx, metrics, metricPolls, 1)
-		p.HIncrBy(ctx, metrics, metricItemsFetched, r.GetItemsFetched())
-		p.HIncrBy(ctx, metrics, metricItemsPublished, r.GetItemsPublished())
-		p.HIncrBy(ctx, metrics, metricItemsFailed, r.GetItemsFailed())
-		set := []any{metricType, r.GetConnectorType()}
-		switch outcome {
-		case pollgridv1.PollOutcome_POLL_OUTCOME_SUCCESS:
-			p.HIncrBy(ctx, metrics, metricSuccesses, 1)
-			set = append(set, metricLastPoll, startedMs, metricLastSuccess, startedMs)
-		case pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE:
-			p.HIncrBy(ctx, metrics, metricFailures, 1)
-			set = append(set, metricLastPoll, startedMs, metricLastError, r.GetError(), metricLastErrorAt, startedMs)
-		case pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED:
-			p.HIncrBy(ctx, metrics, metricSkipped, 1)
-		}
-		p.HSet(ctx, metrics, set...)
-		if outcome != pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED {
-			p.LPush(ctx, latency, formatMillis(r.GetDuration().AsDuration()))
-			p.LTrim(ctx, latency, 0, LatencyWindow-1)
-		}
-		p.ZAdd(ctx, history, redis.Z{Score: float64(startedMs), Member: string(member)})
-		p.ZRemRangeByScore(ctx, history, "-inf", "("+strconv.FormatInt(started.Add(-HistoryTTL).UnixMilli(), 10))
-		p.PExpire(ctx, history, HistoryTTL)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("record report %s: %w", name, err)
-	}
-	return nil
-}
-
-// compactJSON encodes a report for the history. protojson varies its
-// whitespace between builds on purpose; compacting makes the member the same
-// whichever aggregator binary recorded it.
-func compactJSON(r *pollgridv1.PollReport) ([]byte, error) {
-	raw, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(r)
-	if err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, raw); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
 
 // ConnectorMetrics is what the aggregator serves for one connector.
 type ConnectorMetrics struct {
@@ -197,15 +114,11 @@ func (s *Store) AllMetrics(ctx context.Context, healthyWindow time.Duration, now
 }
 
 type metricsRead struct {
-	hash    *redis.MapStringStringCmd
-	latency *redis.StringSliceCmd
+	hash *redis.MapStringStringCmd
 }
 
 func (s *Store) queueMetrics(ctx context.Context, p redis.Pipeliner, name string) metricsRead {
-	return metricsRead{
-		hash:    p.HGetAll(ctx, s.key(name, keyMetrics)),
-		latency: p.LRange(ctx, s.key(name, keyLatency), 0, LatencyWindow-1),
-	}
+	return metricsRead{hash: p.HGetAll(ctx, s.key(name, keyMetrics))}
 }
 
 func (r metricsRead) result(name string, healthyWindow time.Duration, now time.Time) (ConnectorMetrics, bool, error) {
@@ -215,10 +128,6 @@ func (r metricsRead) result(name string, healthyWindow time.Duration, now time.T
 	}
 	if len(h) == 0 {
 		return ConnectorMetrics{}, false, nil
-	}
-	lat, err := r.latency.Result()
-	if err != nil {
-		return ConnectorMetrics{}, false, fmt.Errorf("read latency %s: %w", name, err)
 	}
 	m := ConnectorMetrics{Name: name, Type: h[metricType], LastError: h[metricLastError]}
 	for _, c := range []struct {
@@ -258,7 +167,7 @@ func (r metricsRead) result(name string, healthyWindow time.Duration, now time.T
 	if ran := m.Successes + m.Failures; ran > 0 {
 		m.SuccessRate = float64(m.Successes) / float64(ran)
 	}
-	m.LatencyAvgSeconds, m.LatencyP95Seconds, err = latencyStats(lat)
+	m.LatencyAvgSeconds, m.LatencyP95Seconds, err = latencyStats(h[metricLatency])
 	if err != nil {
 		return ConnectorMetrics{}, false, fmt.Errorf("read latency %s: %w", name, err)
 	}
@@ -267,53 +176,39 @@ func (r metricsRead) result(name string, healthyWindow time.Duration, now time.T
 }
 
 // latencyStats returns the mean and the nearest-rank 95th percentile, in
-// seconds, of durations stored in milliseconds.
-func latencyStats(ms []string) (avg, p95 float64, err error) {
-	if len(ms) == 0 {
+// seconds, of a latency window (see packLatencies).
+func latencyStats(window string) (avg, p95 float64, err error) {
+	if len(window)%latencyBytes != 0 {
+		return 0, 0, fmt.Errorf("field %s: %d bytes is not a whole number of durations", metricLatency, len(window))
+	}
+	n := min(len(window)/latencyBytes, LatencyWindow)
+	if n == 0 {
 		return 0, 0, nil
 	}
-	secs := make([]float64, len(ms))
+	secs := make([]float64, n)
 	var sum float64
-	for i, v := range ms {
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("not milliseconds: %q", v)
-		}
-		secs[i] = f / 1000
+	for i := range secs {
+		secs[i] = float64(binary.BigEndian.Uint32([]byte(window[i*latencyBytes:]))) / 1e6
 		sum += secs[i]
 	}
 	slices.Sort(secs)
-	rank := int(math.Ceil(0.95 * float64(len(secs))))
-	return sum / float64(len(secs)), secs[rank-1], nil
+	rank := int(math.Ceil(0.95 * float64(n)))
+	return sum / float64(n), secs[rank-1], nil
 }
 
-// formatMillis keeps sub-millisecond precision: a 304 from a nearby server
-// takes well under 1ms, and rounding it to 0 would understate the average.
-func formatMillis(d time.Duration) string {
-	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', -1, 64)
-}
+// latencyBytes is the size of one duration in the latency window.
+const latencyBytes = 4
 
-// History returns a connector's poll reports started at or after since,
-// oldest first, at most limit of them (all when limit <= 0).
-func (s *Store) History(ctx context.Context, name string, since time.Time, limit int) ([]*pollgridv1.PollReport, error) {
-	if err := checkName(name); err != nil {
-		return nil, fmt.Errorf("read history: %w", err)
+// packLatencies encodes poll durations for the latency window, newest first:
+// 4 bytes each, big-endian microseconds (sub-millisecond polls, such as a
+// 304 from a nearby server, keep their precision), capped at about 71
+// minutes. recordLua prepends them to the window and cuts it to
+// LatencyWindow entries without parsing a number.
+func packLatencies(oldestFirst []time.Duration) string {
+	buf := make([]byte, len(oldestFirst)*latencyBytes)
+	for i, d := range oldestFirst {
+		us := min(max(d.Microseconds(), 0), math.MaxUint32)
+		binary.BigEndian.PutUint32(buf[(len(oldestFirst)-1-i)*latencyBytes:], uint32(us))
 	}
-	by := &redis.ZRangeBy{Min: strconv.FormatInt(since.UnixMilli(), 10), Max: "+inf"}
-	if limit > 0 {
-		by.Count = int64(limit)
-	}
-	members, err := s.rdb.ZRangeByScore(ctx, s.key(name, keyHistory), by).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("read history %s: %w", name, err)
-	}
-	out := make([]*pollgridv1.PollReport, 0, len(members))
-	for _, m := range members {
-		r := &pollgridv1.PollReport{}
-		if err := protojson.Unmarshal([]byte(m), r); err != nil {
-			return nil, fmt.Errorf("read history %s: decode report: %w", name, err)
-		}
-		out = append(out, r)
-	}
-	return out, nil
+	return string(buf)
 }

@@ -3,15 +3,13 @@ package store_test
 import (
 	"context"
 	"encoding/json"
-	"strconv"
-	"strings"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -47,39 +45,66 @@ func report(name string, outcome pollgridv1.PollOutcome, started time.Time, took
 	return r
 }
 
+// record writes reports one RecordReports call each, as separate flushes would.
+func record(ctx context.Context, s *store.Store, reports ...*pollgridv1.PollReport) error {
+	for _, r := range reports {
+		if err := s.RecordReports(ctx, []*pollgridv1.PollReport{r}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// shuffled is reports in a random order, as a batch from several workers
+// arrives.
+func shuffled(reports []*pollgridv1.PollReport) []*pollgridv1.PollReport {
+	out := slices.Clone(reports)
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
+}
+
 func TestMetrics(t *testing.T) {
 	ctx := context.Background()
-	s, _ := newStore(t, store.Options{})
 
 	// 20 polls that ran: latencies 10ms..200ms (p95 nearest rank = 19th = 190ms),
 	// 15 successes and 5 failures, then 2 skips.
-	var at time.Time
+	var (
+		at      time.Time
+		reports []*pollgridv1.PollReport
+	)
 	for i := range 20 {
 		at = t0.Add(time.Duration(i) * time.Minute)
 		outcome := success
 		if i%4 == 3 {
 			outcome = failure
 		}
-		require.NoError(t, s.RecordReport(ctx, report("noaa", outcome, at, time.Duration(i+1)*10*time.Millisecond)))
+		reports = append(reports, report("noaa", outcome, at, time.Duration(i+1)*10*time.Millisecond))
 	}
 	lastRan := at
 	for i := range 2 {
-		require.NoError(t, s.RecordReport(ctx, report("noaa", skipped, lastRan.Add(time.Duration(i+1)*time.Second), 0)))
+		reports = append(reports, report("noaa", skipped, lastRan.Add(time.Duration(i+1)*time.Second), 0))
 	}
+	oneByOne, _ := newStore(t, store.Options{})
+	require.NoError(t, record(ctx, oneByOne, reports...))
+	oneBatch, _ := newStore(t, store.Options{})
+	require.NoError(t, oneBatch.RecordReports(ctx, shuffled(reports)))
+
 	lastSuccess := t0.Add(18 * time.Minute) // i=19 failed
 	lastFailure := t0.Add(19 * time.Minute)
 
 	for _, tc := range []struct {
 		name        string
+		store       *store.Store
 		window      time.Duration
 		now         time.Time
 		wantHealthy bool
 	}{
-		{name: "success within the window", window: 5 * time.Minute, now: lastSuccess.Add(5 * time.Minute), wantHealthy: true},
-		{name: "success older than the window", window: 5 * time.Minute, now: lastSuccess.Add(5*time.Minute + time.Millisecond), wantHealthy: false},
+		{name: "one by one: success within the window", store: oneByOne, window: 5 * time.Minute, now: lastSuccess.Add(5 * time.Minute), wantHealthy: true},
+		{name: "one by one: success older than the window", store: oneByOne, window: 5 * time.Minute, now: lastSuccess.Add(5*time.Minute + time.Millisecond), wantHealthy: false},
+		{name: "one shuffled batch: success within the window", store: oneBatch, window: 5 * time.Minute, now: lastSuccess.Add(5 * time.Minute), wantHealthy: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m, found, err := s.Metrics(ctx, "noaa", tc.window, tc.now)
+			m, found, err := tc.store.Metrics(ctx, "noaa", tc.window, tc.now)
 			require.NoError(t, err)
 			require.True(t, found)
 			assert.Equal(t, "noaa", m.Name)
@@ -114,44 +139,72 @@ func TestMetricsEdgeCases(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, found)
 
-	require.NoError(t, s.RecordReport(ctx, report("skips-only", skipped, t0, 0)))
+	require.NoError(t, record(ctx, s, report("skips-only", skipped, t0, 0)))
 	m, found, err := s.Metrics(ctx, "skips-only", time.Hour, t0)
 	require.NoError(t, err)
 	require.True(t, found)
 	assert.Equal(t, store.ConnectorMetrics{Name: "skips-only", Type: "weather-noaa", Polls: 1, Skipped: 1}, m,
 		"no success rate, latency or times without a poll that ran")
 
-	require.NoError(t, s.RecordReport(ctx, report("sub-ms", success, t0, 400*time.Microsecond)))
+	require.NoError(t, record(ctx, s, report("sub-ms", success, t0, 400*time.Microsecond)))
 	m, _, err = s.Metrics(ctx, "sub-ms", time.Hour, t0)
 	require.NoError(t, err)
 	assert.InDelta(t, 0.0004, m.LatencyAvgSeconds, 1e-12, "sub-millisecond polls are not rounded to 0")
 	assert.True(t, m.Healthy)
 
-	err = s.RecordReport(ctx, &pollgridv1.PollReport{Connector: "c", StartedAt: timestamppb.New(t0)})
-	assert.ErrorContains(t, err, "outcome")
-	err = s.RecordReport(ctx, &pollgridv1.PollReport{Connector: "c", Outcome: success})
-	assert.ErrorContains(t, err, "started_at")
-	err = s.RecordReport(ctx, &pollgridv1.PollReport{Outcome: success, StartedAt: timestamppb.New(t0)})
-	assert.ErrorContains(t, err, "empty connector name")
+	for _, tc := range []struct {
+		name    string
+		invalid *pollgridv1.PollReport
+		want    string
+	}{
+		{name: "no outcome", invalid: &pollgridv1.PollReport{Connector: "c", StartedAt: timestamppb.New(t0)}, want: "outcome"},
+		{name: "no started_at", invalid: &pollgridv1.PollReport{Connector: "c", Outcome: success}, want: "started_at"},
+		{name: "no connector", invalid: &pollgridv1.PollReport{Outcome: success, StartedAt: timestamppb.New(t0)}, want: "empty connector name"},
+		{name: "brace in the name", invalid: &pollgridv1.PollReport{Connector: "a}b", Outcome: success, StartedAt: timestamppb.New(t0)}, want: "brace"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.ErrorIs(t, store.ValidateReport(tc.invalid), store.ErrInvalidReport)
+			err := s.RecordReports(ctx, []*pollgridv1.PollReport{report("batch-mate", success, t0, time.Second), tc.invalid})
+			assert.ErrorIs(t, err, store.ErrInvalidReport)
+			assert.ErrorContains(t, err, tc.want)
+			_, found, err := s.Metrics(ctx, "batch-mate", time.Hour, t0)
+			require.NoError(t, err)
+			assert.False(t, found, "a batch with an invalid report writes nothing")
+		})
+	}
+	assert.NoError(t, s.RecordReports(ctx, nil), "an empty batch is no error")
 }
 
 func TestLatencyWindow(t *testing.T) {
 	ctx := context.Background()
-	s, rdb := newStore(t, store.Options{})
 	// 20 slow polls, then LatencyWindow fast ones: the slow ones drop out.
+	var reports []*pollgridv1.PollReport
 	for i := range 20 + store.LatencyWindow {
 		took := 10 * time.Second
 		if i >= 20 {
 			took = time.Duration(i-19) * time.Millisecond // 1..100ms
 		}
-		require.NoError(t, s.RecordReport(ctx, report("c", success, t0.Add(time.Duration(i)*time.Second), took)))
+		reports = append(reports, report("c", success, t0.Add(time.Duration(i)*time.Second), took))
 	}
-	assert.Equal(t, int64(store.LatencyWindow), rdb.LLen(ctx, "pollgrid:{c}:latency").Val())
-	m, _, err := s.Metrics(ctx, "c", time.Hour, t0)
-	require.NoError(t, err)
-	assert.InDelta(t, 0.0505, m.LatencyAvgSeconds, 1e-9)
-	assert.InDelta(t, 0.095, m.LatencyP95Seconds, 1e-9)
-	assert.Equal(t, int64(120), m.Polls, "counters are not windowed")
+	for _, tc := range []struct {
+		name  string
+		write func(*store.Store) error
+	}{
+		{name: "one by one", write: func(s *store.Store) error { return record(ctx, s, reports...) }},
+		{name: "one shuffled batch", write: func(s *store.Store) error { return s.RecordReports(ctx, shuffled(reports)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, rdb := newStore(t, store.Options{})
+			require.NoError(t, tc.write(s))
+			assert.Equal(t, int64(4*store.LatencyWindow), rdb.HStrLen(ctx, "pollgrid:{c}:metrics", "latency").Val(),
+				"the window holds LatencyWindow durations of 4 bytes")
+			m, _, err := s.Metrics(ctx, "c", time.Hour, t0)
+			require.NoError(t, err)
+			assert.InDelta(t, 0.0505, m.LatencyAvgSeconds, 1e-9)
+			assert.InDelta(t, 0.095, m.LatencyP95Seconds, 1e-9)
+			assert.Equal(t, int64(120), m.Polls, "counters are not windowed")
+		})
+	}
 }
 
 func TestAllMetrics(t *testing.T) {
@@ -163,9 +216,9 @@ func TestAllMetrics(t *testing.T) {
 	assert.Empty(t, all)
 
 	for _, name := range []string{"zeta", "alpha", "mid"} {
-		require.NoError(t, s.RecordReport(ctx, report(name, success, t0, time.Second)))
+		require.NoError(t, record(ctx, s, report(name, success, t0, time.Second)))
 	}
-	require.NoError(t, s.RecordReport(ctx, report("mid", failure, t0.Add(time.Minute), time.Second)))
+	require.NoError(t, record(ctx, s, report("mid", failure, t0.Add(time.Minute), time.Second)))
 
 	all, err = s.AllMetrics(ctx, time.Hour, t0.Add(2*time.Minute))
 	require.NoError(t, err)
@@ -185,100 +238,4 @@ func TestAllMetrics(t *testing.T) {
 		"last_poll", "last_success", "last_error_at", "last_error", "healthy"} {
 		assert.Contains(t, fields, f)
 	}
-}
-
-func TestHistory(t *testing.T) {
-	ctx := context.Background()
-	s, rdb := newStore(t, store.Options{})
-	day := 24 * time.Hour
-
-	// Recorded out of order, as reports from several workers arrive.
-	starts := []time.Time{t0.Add(3 * time.Minute), t0, t0.Add(time.Minute), t0.Add(2 * time.Minute)}
-	for i, at := range starts {
-		r := report("c", success, at, time.Second)
-		r.FencingToken = uint64(i + 1)
-		require.NoError(t, s.RecordReport(ctx, r))
-	}
-
-	for _, tc := range []struct {
-		name  string
-		since time.Time
-		limit int
-		want  []time.Time
-	}{
-		{name: "all, oldest first", since: time.Time{}, want: []time.Time{t0, t0.Add(time.Minute), t0.Add(2 * time.Minute), t0.Add(3 * time.Minute)}},
-		{name: "since is inclusive", since: t0.Add(2 * time.Minute), want: []time.Time{t0.Add(2 * time.Minute), t0.Add(3 * time.Minute)}},
-		{name: "limit", since: t0, limit: 2, want: []time.Time{t0, t0.Add(time.Minute)}},
-		{name: "nothing since", since: t0.Add(time.Hour), want: []time.Time{}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := s.History(ctx, "c", tc.since, tc.limit)
-			require.NoError(t, err)
-			times := make([]time.Time, len(got))
-			for i, r := range got {
-				times[i] = r.GetStartedAt().AsTime()
-			}
-			assert.Equal(t, tc.want, times)
-		})
-	}
-
-	got, err := s.History(ctx, "c", t0, 1)
-	require.NoError(t, err)
-	require.Len(t, got, 1)
-	want := report("c", success, t0, time.Second)
-	want.FencingToken = 2
-	assert.True(t, proto.Equal(want, got[0]), "the report round-trips: %v", got[0])
-
-	raw, err := rdb.ZRange(ctx, "pollgrid:{c}:history", 0, 0).Result()
-	require.NoError(t, err)
-	require.Len(t, raw, 1)
-	assert.NotContains(t, raw[0], " ", "compact JSON")
-	assert.Contains(t, raw[0], `"connector_type":"weather-noaa"`, "proto field names")
-
-	ttl := rdb.PTTL(ctx, "pollgrid:{c}:history").Val()
-	assert.InDelta(t, float64(store.HistoryTTL), float64(ttl), float64(time.Minute), "history expires when reports stop")
-
-	// A report 30 days and a minute after the first trims what is older than 30 days.
-	require.NoError(t, s.RecordReport(ctx, report("c", success, t0.Add(30*day+90*time.Second), time.Second)))
-	got, err = s.History(ctx, "c", time.Time{}, 0)
-	require.NoError(t, err)
-	var kept []time.Time
-	for _, r := range got {
-		kept = append(kept, r.GetStartedAt().AsTime())
-	}
-	assert.Equal(t, []time.Time{t0.Add(2 * time.Minute), t0.Add(3 * time.Minute), t0.Add(30*day + 90*time.Second)}, kept)
-
-	none, err := s.History(ctx, "unknown", time.Time{}, 10)
-	require.NoError(t, err)
-	assert.Empty(t, none)
-}
-
-func TestRecordReportIsOneTransaction(t *testing.T) {
-	ctx := context.Background()
-	s, rdb := newStore(t, store.Options{})
-	require.NoError(t, s.RecordReport(ctx, report("c", success, t0, time.Second)))
-
-	before := commandCalls(t, rdb)
-	require.NoError(t, s.RecordReport(ctx, report("c", success, t0.Add(time.Minute), time.Second)))
-	after := commandCalls(t, rdb)
-	assert.Equal(t, before["exec"]+1, after["exec"], "one MULTI/EXEC")
-	assert.Equal(t, before["multi"]+1, after["multi"])
-}
-
-// commandCalls reads how often the server ran each command.
-func commandCalls(t *testing.T, rdb *redis.Client) map[string]int {
-	t.Helper()
-	info, err := rdb.Info(context.Background(), "commandstats").Result()
-	require.NoError(t, err)
-	calls := map[string]int{}
-	for line := range strings.Lines(info) {
-		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
-		if !ok {
-			continue
-		}
-		n, _, _ := strings.Cut(rest, ",")
-		calls[strings.TrimPrefix(name, "cmdstat_")], err = strconv.Atoi(n)
-		require.NoError(t, err)
-	}
-	return calls
 }

@@ -100,7 +100,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 		}
 		assert.NotContains(t, strings.Join(values, "\n"), secret, "redis key %s", k)
 	}
-	hist := rdb.ZRange(ctx, "pollgrid:{leaky}:history", 0, -1).Val()
-	require.NotEmpty(t, hist)
-	assert.Contains(t, hist[0], "[REDACTED]", "the stored history has the masked error")
+	recent := rdb.LRange(ctx, "pollgrid:{leaky}:recent", 0, -1).Val()
+	require.NotEmpty(t, recent)
+	assert.Contains(t, recent[0], "[REDACTED]", "the stored recent reports have the masked error")
 }

@@ -1,0 +1,331 @@
+package aggregator
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/pollgrid/pollgrid/pkg/bus"
+	"github.com/pollgrid/pollgrid/pkg/redistest"
+	"github.com/pollgrid/pollgrid/pkg/store"
+	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
+)
+
+const (
+	waitFor   = 15 * time.Second
+	pollEvery = 10 * time.Millisecond
+	// quickFlush keeps the tests short; the logic does not depend on it.
+	quickFlush = 50 * time.Millisecond
+)
+
+// startJetStream runs an embedded NATS server with the REPORTS stream.
+func startJetStream(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+	})
+	require.NoError(t, err)
+	go ns.Start()
+	require.True(t, ns.ReadyForConnections(10*time.Second), "embedded NATS did not start")
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	nc, err := nats.Connect(ns.ClientURL())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	_, err = js.CreateStream(context.Background(), jetstream.StreamConfig{
+		Name: bus.ReportsStream, Subjects: []string{bus.ReportPrefix + ".>"},
+	})
+	require.NoError(t, err)
+	return js
+}
+
+// run starts a's Run, waits for its consumer, and stops it when the test
+// ends.
+func run(t *testing.T, a *Aggregator) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	require.Eventually(t, func() bool {
+		_, err := a.js.Consumer(ctx, bus.ReportsStream, ConsumerName)
+		return err == nil
+	}, waitFor, pollEvery, "the aggregator's consumer")
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			assert.NoError(t, err)
+		case <-time.After(waitFor):
+			t.Error("Run did not return after its context ended")
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func pollReport(connector string, started time.Time, traceID string) *pollgridv1.PollReport {
+	return &pollgridv1.PollReport{
+		Connector: connector, ConnectorType: "feed", Worker: "worker-1",
+		Outcome: pollgridv1.PollOutcome_POLL_OUTCOME_SUCCESS, StartedAt: timestamppb.New(started),
+		Duration: durationpb.New(100 * time.Millisecond), ItemsFetched: 3, ItemsPublished: 1, TraceId: traceID,
+	}
+}
+
+func publish(t *testing.T, js jetstream.JetStream, reports ...*pollgridv1.PollReport) {
+	t.Helper()
+	data, err := bus.EncodeReports(&pollgridv1.PollReports{Reports: reports})
+	require.NoError(t, err)
+	_, err = js.Publish(context.Background(), bus.ReportPrefix+".worker-1", data)
+	require.NoError(t, err)
+}
+
+func consumer(t *testing.T, js jetstream.JetStream) *jetstream.ConsumerInfo {
+	t.Helper()
+	c, err := js.Consumer(context.Background(), bus.ReportsStream, ConsumerName)
+	require.NoError(t, err)
+	info, err := c.Info(context.Background())
+	require.NoError(t, err)
+	return info
+}
+
+// allAcked is true once JetStream holds no message of the stream for the
+// aggregator: delivered and acknowledged (or terminated), up to last.
+func allAcked(t *testing.T, js jetstream.JetStream, last uint64) bool {
+	info := consumer(t, js)
+	return info.AckFloor.Stream == last && info.NumAckPending == 0 && info.NumPending == 0
+}
+
+func polls(t *testing.T, st *store.Store, connector string) int64 {
+	t.Helper()
+	m, _, err := st.Metrics(context.Background(), connector, time.Hour, time.Now())
+	require.NoError(t, err)
+	return m.Polls
+}
+
+// Batches of reports of several connectors are written and acknowledged,
+// each report once.
+func TestRecordsBatches(t *testing.T) {
+	js := startJetStream(t)
+	st := store.New(redistest.Start(t).Client(t), store.Options{})
+	a := New(js, st, Options{FlushInterval: quickFlush})
+	run(t, a)
+
+	now := time.Now().UTC()
+	want := map[string]int64{}
+	for i := range 20 {
+		var batch []*pollgridv1.PollReport
+		for j := range 10 {
+			name := fmt.Sprintf("c%d", (i+j)%3)
+			batch = append(batch, pollReport(name, now.Add(time.Duration(i*10+j)*time.Second), ""))
+			want[name]++
+		}
+		publish(t, js, batch...)
+	}
+	require.Eventually(t, func() bool { return allAcked(t, js, 20) }, waitFor, pollEvery)
+	for name, n := range want {
+		assert.Equal(t, n, polls(t, st, name), name)
+	}
+	assert.Equal(t, 200.0, testutil.ToFloat64(a.reports.WithLabelValues("ok")))
+	assert.Equal(t, 0, consumer(t, js).NumRedelivered)
+}
+
+// Nothing is acknowledged before it is in Redis: with Redis down the
+// reports are returned and come back until Redis is up again, and then each
+// is recorded once.
+func TestAcksOnlyAfterTheWrite(t *testing.T) {
+	js := startJetStream(t)
+	redis := redistest.Start(t)
+	st := store.New(redis.Client(t), store.Options{})
+	a := New(js, st, Options{FlushInterval: quickFlush})
+	run(t, a)
+
+	now := time.Now().UTC()
+	publish(t, js, pollReport("before", now, ""))
+	require.Eventually(t, func() bool { return allAcked(t, js, 1) }, waitFor, pollEvery)
+
+	redis.Stop()
+	for i := range 5 {
+		publish(t, js, pollReport("a", now.Add(time.Duration(i)*time.Second), ""),
+			pollReport("b", now.Add(time.Duration(i)*time.Second), ""), pollReport("a", now.Add(time.Duration(i)*time.Second+1), ""))
+	}
+	// Every report failed at least once, and came back.
+	require.Eventually(t, func() bool {
+		return testutil.ToFloat64(a.reports.WithLabelValues("retried")) >= 15 && consumer(t, js).NumRedelivered > 0
+	}, waitFor, pollEvery)
+	info := consumer(t, js)
+	assert.Equal(t, uint64(1), info.AckFloor.Stream, "nothing acknowledged while Redis is down")
+	assert.Equal(t, 5, info.NumAckPending+int(info.NumPending))
+	assert.Positive(t, testutil.ToFloat64(a.errors.WithLabelValues("redis", "record_report")))
+
+	redis.Restart() // empty: what was written before the stop is gone
+	require.Eventually(t, func() bool { return allAcked(t, js, 6) }, waitFor, pollEvery)
+	assert.Equal(t, int64(10), polls(t, st, "a"), "recorded once")
+	assert.Equal(t, int64(5), polls(t, st, "b"), "recorded once")
+}
+
+// A message that does not decode is terminated; an invalid report is
+// dropped and the rest of its message recorded.
+func TestRejectsMalformed(t *testing.T) {
+	js := startJetStream(t)
+	st := store.New(redistest.Start(t).Client(t), store.Options{})
+	a := New(js, st, Options{FlushInterval: quickFlush})
+	run(t, a)
+
+	_, err := js.Publish(context.Background(), bus.ReportPrefix+".worker-1", []byte("not protobuf \xff\xff"))
+	require.NoError(t, err)
+	noStart := pollReport("good", time.Now(), "")
+	noStart.StartedAt = nil
+	publish(t, js, pollReport("good", time.Now(), ""), noStart)
+	publish(t, js) // an empty batch
+
+	require.Eventually(t, func() bool { return allAcked(t, js, 3) }, waitFor, pollEvery)
+	assert.Equal(t, int64(1), polls(t, st, "good"))
+	assert.Equal(t, 2.0, testutil.ToFloat64(a.reports.WithLabelValues("rejected")))
+	assert.Equal(t, 1.0, testutil.ToFloat64(a.reports.WithLabelValues("ok")))
+	assert.Equal(t, 0, consumer(t, js).NumRedelivered, "nothing malformed comes back")
+}
+
+// Reports Redis refuses for good (here: a key of the wrong type) are dropped
+// and counted; the rest of their messages is recorded and nothing comes
+// back forever.
+func TestDropsWhatRedisRefuses(t *testing.T) {
+	js := startJetStream(t)
+	rdb := redistest.Start(t).Client(t)
+	require.NoError(t, rdb.Set(context.Background(), "pollgrid:{bad}:recent", "not a list", 0).Err())
+	st := store.New(rdb, store.Options{})
+	a := New(js, st, Options{FlushInterval: quickFlush})
+	run(t, a)
+
+	now := time.Now()
+	publish(t, js, pollReport("good", now, ""), pollReport("bad", now, ""), pollReport("bad", now.Add(time.Second), ""))
+	publish(t, js, pollReport("good", now.Add(time.Second), ""))
+	require.Eventually(t, func() bool { return allAcked(t, js, 2) }, waitFor, pollEvery)
+	assert.Equal(t, int64(2), polls(t, st, "good"))
+	assert.Equal(t, 2.0, testutil.ToFloat64(a.reports.WithLabelValues("rejected")))
+	assert.Equal(t, 2.0, testutil.ToFloat64(a.reports.WithLabelValues("ok")))
+	assert.Equal(t, 0, consumer(t, js).NumRedelivered)
+}
+
+// A message's process span is a child of its publish and links to the trace
+// of every poll it reports.
+func TestSpansLinkToPolls(t *testing.T) {
+	js := startJetStream(t)
+	st := store.New(redistest.Start(t).Client(t), store.Options{})
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	a := New(js, st, Options{FlushInterval: quickFlush, Tracer: tp, Registerer: prometheus.NewRegistry()})
+	run(t, a)
+
+	ctx, pub := tp.Tracer("test").Start(context.Background(), "publish reports")
+	msg := nats.NewMsg(bus.ReportPrefix + ".worker-1")
+	propagation.TraceContext{}.Inject(ctx, bus.HeaderCarrier(msg.Header))
+	pub.End()
+	const poll1, poll2 = "4bf92f3577b34da6a3ce929d0e0e4736", "0af7651916cd43dd8448eb211c80319c"
+	now := time.Now()
+	msg.Data, _ = bus.EncodeReports(&pollgridv1.PollReports{Reports: []*pollgridv1.PollReport{
+		pollReport("x", now, poll1), pollReport("y", now, poll2), pollReport("x", now.Add(time.Second), poll1),
+		pollReport("y", now.Add(time.Second), ""),
+	}})
+	_, err := js.PublishMsg(context.Background(), msg)
+	require.NoError(t, err)
+
+	var process sdktrace.ReadOnlySpan
+	require.Eventually(t, func() bool {
+		for _, s := range spans.Ended() {
+			if s.Name() == "process "+bus.ReportPrefix+".worker-1" {
+				process = s
+				return true
+			}
+		}
+		return false
+	}, waitFor, pollEvery)
+	assert.Equal(t, pub.SpanContext().SpanID(), process.Parent().SpanID(), "child of the publish")
+	assert.Equal(t, pub.SpanContext().TraceID(), process.SpanContext().TraceID())
+	linked := map[string]string{}
+	for _, l := range process.Links() {
+		linked[l.SpanContext.TraceID().String()] = attrs(l.Attributes)["pollgrid.connector"]
+	}
+	assert.Equal(t, map[string]string{poll1: "x", poll2: "y"}, linked, "one link per poll trace")
+	assert.Equal(t, "4", attrs(process.Attributes())["pollgrid.reports"])
+	assert.Equal(t, trace.SpanKindConsumer, process.SpanKind())
+}
+
+func attrs(kvs []attribute.KeyValue) map[string]string {
+	out := map[string]string{}
+	for _, kv := range kvs {
+		out[string(kv.Key)] = kv.Value.Emit()
+	}
+	return out
+}
+
+// Replicas share the durable consumer: every report is recorded once,
+// whichever replica got its message.
+func TestReplicasShareTheConsumer(t *testing.T) {
+	js := startJetStream(t)
+	st := store.New(redistest.Start(t).Client(t), store.Options{})
+	replicas := []*Aggregator{
+		New(js, st, Options{FlushInterval: quickFlush}),
+		New(js, st, Options{FlushInterval: quickFlush}),
+	}
+	for _, a := range replicas {
+		run(t, a)
+	}
+	now := time.Now().UTC()
+	for i := range 100 {
+		publish(t, js, pollReport("shared", now.Add(time.Duration(i)*time.Second), ""),
+			pollReport(fmt.Sprintf("own-%d", i%7), now, ""))
+	}
+	require.Eventually(t, func() bool { return allAcked(t, js, 100) }, waitFor, pollEvery)
+	assert.Equal(t, int64(100), polls(t, st, "shared"))
+	var ok float64
+	for _, a := range replicas {
+		ok += testutil.ToFloat64(a.reports.WithLabelValues("ok"))
+	}
+	assert.Equal(t, 200.0, ok)
+	m, _, err := st.Metrics(context.Background(), "shared", time.Hour, now)
+	require.NoError(t, err)
+	require.NotNil(t, m.LastPoll)
+	assert.Equal(t, now.Add(99*time.Second).Truncate(time.Millisecond), *m.LastPoll,
+		"the latest poll wins whatever order the replicas wrote in")
+}
+
+// Stopping writes what the aggregator holds before Run returns.
+func TestStopWritesWhatItHolds(t *testing.T) {
+	js := startJetStream(t)
+	st := store.New(redistest.Start(t).Client(t), store.Options{})
+	a := New(js, st, Options{FlushInterval: time.Hour})
+	stop := run(t, a)
+
+	for i := range 3 {
+		publish(t, js, pollReport("held", time.Now().Add(time.Duration(i)*time.Second), ""))
+	}
+	require.Eventually(t, func() bool { return consumer(t, js).NumAckPending == 3 }, waitFor, pollEvery,
+		"delivered and held until the flush")
+	assert.Zero(t, polls(t, st, "held"))
+	stop()
+	assert.Equal(t, int64(3), polls(t, st, "held"))
+	assert.True(t, allAcked(t, js, 3))
+}
