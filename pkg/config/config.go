@@ -191,12 +191,13 @@ func parse(source string, data []byte, env Env, types TypeChecker) (*Config, err
 		problems.List = append(problems.List, Problem{Message: source + ` is empty (write {"connectors": [...]})`})
 		return nil, problems.err(nil)
 	}
-	tree, ok := decodeJSON(data, "", problems)
-	if !ok {
+	if !checkSyntax(data, "", problems) {
 		return nil, problems.err(nil)
 	}
-	top, ok := tree.(map[string]any)
-	if !ok {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(data, &top); err != nil {
+		var tree any
+		_ = json.Unmarshal(data, &tree)
 		problems.add("", `must be an object like {"connectors": [...]}, not %s`, kind(tree))
 		return nil, problems.err(nil)
 	}
@@ -205,32 +206,45 @@ func parse(source string, data []byte, env Env, types TypeChecker) (*Config, err
 			problems.add(key, `unknown field (the file holds only "connectors")`)
 		}
 	}
-	const example = `{"connectors": [{"name": "...", "type": "...", "config": {...}}]}`
-	list, isList := top["connectors"].([]any)
-	switch {
-	case top["connectors"] == nil:
-		problems.add("connectors", "missing (write %s)", example)
-	case !isList:
-		problems.add("connectors", "must be a list of connectors, not %s (write %s)", kind(top["connectors"]), example)
-	case len(list) == 0:
-		problems.add("connectors", "no connectors (add at least one: %s)", example)
-	}
-
 	v := newValidator(env, types, problems)
 	cfg := &Config{}
-	for i, item := range list {
-		prefix := fmt.Sprintf("connectors[%d]", i)
-		conn, ok := v.connector(item, func(field string) string { return join(prefix, field) })
-		if ok {
-			cfg.Connectors = append(cfg.Connectors, conn)
-		}
-	}
+	v.connectors(top["connectors"], func(conn Connector) { cfg.Connectors = append(cfg.Connectors, conn) })
 	v.checkTypeConfigs()
 	cfg.secrets = v.secretList()
 	if err := problems.err(cfg.secrets); err != nil {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// connectors checks the list of a file's connectors, decoding one at a time:
+// a file of 100,000 never becomes one tree in memory.
+func (v *validator) connectors(raw json.RawMessage, add func(Connector)) {
+	const example = `{"connectors": [{"name": "...", "type": "...", "config": {...}}]}`
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if tok, _ := dec.Token(); tok != json.Delim('[') {
+		var value any
+		_ = json.Unmarshal(raw, &value)
+		if value == nil {
+			v.problems.add("connectors", "missing (write %s)", example)
+		} else {
+			v.problems.add("connectors", "must be a list of connectors, not %s (write %s)", kind(value), example)
+		}
+		return
+	}
+	i := 0
+	for ; dec.More(); i++ {
+		var item any
+		_ = dec.Decode(&item) // cannot fail: the file is valid JSON
+		prefix := fmt.Sprintf("connectors[%d]", i)
+		if conn, ok := v.connector(item, func(field string) string { return join(prefix, field) }); ok {
+			add(conn)
+		}
+	}
+	if i == 0 {
+		v.problems.add("connectors", "no connectors (add at least one: %s)", example)
+	}
 }
 
 // fromEnv builds one connector from CONNECTOR_* variables, checked by the

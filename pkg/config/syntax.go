@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 )
 
@@ -14,18 +13,22 @@ import (
 // path (empty for a whole file, or a name such as "CONNECTOR_CONFIG").
 // It returns false when data is not JSON at all.
 func decodeJSON(data []byte, path string, problems *Problems) (any, bool) {
+	if !checkSyntax(data, path, problems) {
+		return nil, false
+	}
 	var tree any
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	err := dec.Decode(&tree)
-	if err == nil {
-		if _, end := dec.Token(); end != io.EOF {
-			err = errors.New("trailing data")
-		}
-	}
-	if err != nil {
+	_ = dec.Decode(&tree) // cannot fail: data is valid JSON
+	return tree, true
+}
+
+// checkSyntax reports a syntax error with its line and column, or every
+// duplicated key, under path. It returns false when data is not JSON at all.
+func checkSyntax(data []byte, path string, problems *Problems) bool {
+	if !json.Valid(data) {
 		// Unmarshal says what is wrong the way people know it (and where).
-		err = json.Unmarshal(data, new(any))
+		err := json.Unmarshal(data, new(any))
 		offset := int64(len(data))
 		var syntax *json.SyntaxError
 		if errors.As(err, &syntax) {
@@ -33,12 +36,12 @@ func decodeJSON(data []byte, path string, problems *Problems) (any, bool) {
 		}
 		line, column := position(data, offset)
 		problems.add(path, "not valid JSON at line %d, column %d: %s", line, column, err)
-		return nil, false
+		return false
 	}
 	for _, dup := range duplicateKeys(data) {
 		problems.add(join(path, dup.path), "duplicate key %q (second one at line %d)", dup.key, dup.line)
 	}
-	return tree, true
+	return true
 }
 
 // position turns a byte offset into a 1-based line and column, pointing at

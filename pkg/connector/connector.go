@@ -69,6 +69,10 @@ type Deps struct {
 	HTTP *http.Client
 	// Logger carries the process's redaction of secrets.
 	Logger *slog.Logger
+
+	// validating is set by Registry.Validate: Build then stops once the
+	// config is checked, without building a connector nobody will poll.
+	validating bool
 }
 
 // Factory builds a connector from its type-specific config (the "config"
@@ -106,6 +110,9 @@ func Build[C any, P interface {
 	P(&cfg).ApplyDefaults()
 	if err := P(&cfg).Validate(); err != nil {
 		return nil, err
+	}
+	if deps.validating {
+		return nil, nil
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)

@@ -54,8 +54,10 @@ func (r *Registry) New(typeName string, raw json.RawMessage, deps Deps) (Connect
 	return f(raw, deps)
 }
 
-// Validate decodes and validates a type-specific config without I/O.
+// Validate decodes and validates a type-specific config without I/O. A
+// factory written with Build stops there; any other builds a connector and
+// drops it.
 func (r *Registry) Validate(typeName string, raw json.RawMessage) error {
-	_, err := r.New(typeName, raw, Deps{})
+	_, err := r.New(typeName, raw, Deps{validating: true})
 	return err
 }

@@ -114,13 +114,15 @@ type Worker struct {
 	connectors map[string]*instance
 }
 
-// instance is one configured connector ready to poll.
+// instance is one configured connector. Its connector is built at its
+// first tick, not when the config is applied, so that a worker with
+// 100,000 connectors starts at once and builds only those it polls.
 type instance struct {
 	cfg  config.Connector
-	conn connector.Connector
+	conn func() (connector.Connector, error)
 }
 
-// New builds every connector of cfg; an error names the connector.
+// New returns a worker for cfg.
 func New(js jetstream.JetStream, st *store.Store, registry *connector.Registry, cfg *config.Config, opts Options) (*Worker, error) {
 	opts = opts.withDefaults()
 	if err := opts.Filter.Validate(); err != nil {
@@ -149,29 +151,36 @@ func New(js jetstream.JetStream, st *store.Store, registry *connector.Registry, 
 }
 
 // Apply swaps in a new config (hot reload). Unchanged connectors keep their
-// instance; on any error nothing changes.
+// instance (and the connector built for it). The config was validated when
+// it was loaded, types included, so building a connector later fails only
+// where its type's checks and its constructor disagree: that poll fails and
+// says so.
 func (w *Worker) Apply(cfg *config.Config) error {
 	deps := connector.Deps{HTTP: w.opts.HTTP, Logger: w.opts.Logger}
 	w.mu.RLock()
 	old := w.connectors
 	w.mu.RUnlock()
 	next := make(map[string]*instance, len(cfg.Connectors))
+	types := map[string]bool{}
 	for _, c := range cfg.Connectors {
+		types[c.Type] = true
 		if prev, ok := old[c.Name]; ok && sameConnector(prev.cfg, c) {
 			next[c.Name] = &instance{cfg: c, conn: prev.conn}
 			continue
 		}
-		conn, err := w.registry.New(c.Type, c.Config, deps)
-		if err != nil {
-			return fmt.Errorf("connector %s: %w", c.Name, w.opts.Redactor.Error(err))
-		}
-		next[c.Name] = &instance{cfg: c, conn: conn}
+		next[c.Name] = &instance{cfg: c, conn: sync.OnceValues(func() (connector.Connector, error) {
+			conn, err := w.registry.New(c.Type, c.Config, deps)
+			if err != nil {
+				return nil, fmt.Errorf("build connector %s: %w", c.Name, w.opts.Redactor.Error(err))
+			}
+			return conn, nil
+		})}
 	}
 	w.mu.Lock()
 	w.connectors = next
 	w.mu.Unlock()
-	for _, c := range cfg.Connectors {
-		w.metrics.initType(c.Type)
+	for t := range types {
+		w.metrics.initType(t)
 	}
 	return nil
 }
@@ -388,6 +397,11 @@ func (w *Worker) poll(ctx context.Context, in *instance, msg jetstream.Msg, log 
 		return report, naked, err
 	}
 
+	conn, err := in.conn()
+	if err != nil {
+		log.ErrorContext(ctx, "connector cannot be built", "error", err)
+		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE, err, false)
+	}
 	lease, state, err := w.acquire(ctx, c)
 	var held *store.LeaseHeldError
 	switch {
@@ -413,7 +427,7 @@ func (w *Worker) poll(ctx context.Context, in *instance, msg jetstream.Msg, log 
 	pollCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stopKeepAlive := w.keepAlive(pollCtx, cancel, lease, msg, log)
-	out := w.runner.Run(pollCtx, c, in.conn, state)
+	out := w.runner.Run(pollCtx, c, conn, state)
 	stopKeepAlive()
 
 	report.ItemsFetched = int64(out.Fetched)
