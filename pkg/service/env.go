@@ -9,7 +9,7 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/config"
 )
 
-// Env is the environment every service reads (SPEC.md "Configuration").
+// Env is the environment every service reads (docs/connector-framework.md, "Config reference").
 type Env struct {
 	// NATSURL is NATS_URL; default nats://127.0.0.1:4222.
 	NATSURL string
