@@ -7,9 +7,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+
+	"github.com/pollgrid/pollgrid/pkg/egress"
 )
 
 // Connector polls one upstream API for one configured connector.
@@ -69,6 +72,11 @@ type Deps struct {
 	HTTP *http.Client
 	// Logger carries the process's redaction of secrets.
 	Logger *slog.Logger
+	// AllowHosts are the connector's config.allow_hosts: the hosts and
+	// CIDRs it may reach although the outbound guard refuses loopback,
+	// link-local, private and unspecified addresses by default. Build sets
+	// it; upstream.Client gives the connector a client that honours it.
+	AllowHosts egress.Allowlist
 
 	// validating is set by Registry.Validate: Build then stops once the
 	// config is checked, without building a connector nobody will poll.
@@ -94,6 +102,10 @@ type Configurable interface {
 // that is never nil and carries connector_type; Deps.HTTP is passed as
 // given (nil while a config is only being validated).
 //
+// Every type accepts the fields every connector has, which C does not
+// declare: "allow_hosts" (a list of hosts, addresses or CIDRs the
+// connector may reach on a private network) goes to Deps.AllowHosts.
+//
 //	func New(raw json.RawMessage, deps connector.Deps) (connector.Connector, error) {
 //		return connector.Build(TypeName, raw, deps, func(cfg Config, deps connector.Deps) (connector.Connector, error) {
 //			return &poller{url: cfg.BaseURL + "/items", client: upstream.Client(deps)}, nil
@@ -103,14 +115,16 @@ func Build[C any, P interface {
 	*C
 	Configurable
 }](typeName string, raw json.RawMessage, deps Deps, build func(cfg C, deps Deps) (Connector, error)) (Connector, error) {
+	raw, allow, allowErr := cutAllowHosts(raw)
 	cfg, err := DecodeConfig[C](raw)
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(allowErr, err)
 	}
 	P(&cfg).ApplyDefaults()
-	if err := P(&cfg).Validate(); err != nil {
+	if err := errors.Join(allowErr, P(&cfg).Validate()); err != nil {
 		return nil, err
 	}
+	deps.AllowHosts = deps.AllowHosts.Merge(allow)
 	if deps.validating {
 		return nil, nil
 	}
@@ -119,6 +133,41 @@ func Build[C any, P interface {
 	}
 	deps.Logger = deps.Logger.With("connector_type", typeName)
 	return build(cfg, deps)
+}
+
+// AllowHostsField is the config field every connector type accepts for
+// its outbound allowlist.
+const AllowHostsField = "allow_hosts"
+
+// cutAllowHosts takes "allow_hosts" out of a type-specific config, so that
+// the type's own strict decoding never sees it, and parses it. A config
+// that is not a JSON object is returned as is, for DecodeConfig to report.
+func cutAllowHosts(raw json.RawMessage) (json.RawMessage, egress.Allowlist, error) {
+	if !bytes.Contains(raw, []byte(`"`+AllowHostsField+`"`)) {
+		return raw, egress.Allowlist{}, nil
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(raw, &obj) != nil {
+		return raw, egress.Allowlist{}, nil
+	}
+	value, ok := obj[AllowHostsField]
+	if !ok {
+		return raw, egress.Allowlist{}, nil
+	}
+	delete(obj, AllowHostsField)
+	rest, err := json.Marshal(obj)
+	if err != nil { // cannot happen: obj was decoded from JSON
+		return raw, egress.Allowlist{}, fmt.Errorf("config: %w", err)
+	}
+	var entries []string
+	if bytes.Equal(bytes.TrimSpace(value), []byte("null")) {
+		return rest, egress.Allowlist{}, nil
+	}
+	if json.Unmarshal(value, &entries) != nil {
+		return rest, egress.Allowlist{}, errors.New(`config.allow_hosts: must be a list of hosts, addresses or CIDRs, like ["api.internal", "10.0.0.0/8"]`)
+	}
+	allow, err := egress.Parse("config."+AllowHostsField, entries)
+	return rest, allow, err
 }
 
 // DecodeConfig strictly decodes a type-specific config into T: unknown fields

@@ -74,12 +74,27 @@ func TestBuild(t *testing.T) {
 		c.(exampleConnector).deps.Logger.Info("hello")
 		assert.Contains(t, out.String(), "connector_type=example")
 	})
+	t.Run("every type accepts allow_hosts", func(t *testing.T) {
+		c, err := newExample(json.RawMessage(`{"url": "https://example.com", "allow_hosts": ["10.0.0.0/8", "*.corp.example"]}`), connector.Deps{})
+		require.NoError(t, err)
+		deps := c.(exampleConnector).deps
+		assert.Equal(t, "10.0.0.0/8,*.corp.example", deps.AllowHosts.String())
+		assert.True(t, deps.AllowHosts.AllowsHost("jira.corp.example"))
+
+		c, err = newExample(json.RawMessage(`{"url": "https://example.com", "allow_hosts": null}`), connector.Deps{})
+		require.NoError(t, err)
+		assert.True(t, c.(exampleConnector).deps.AllowHosts.IsZero())
+	})
 	tests := []struct {
 		name string
 		raw  string
 		want []string
 	}{
 		{name: "every problem at once", raw: `{"max_pages": 0}`, want: []string{"config.url: required", "config.max_pages: must be at least 1"}},
+		{name: "a bad allow_hosts entry, with the type's own problems", raw: `{"allow_hosts": ["10.0.0.0/33"]}`,
+			want: []string{`config.allow_hosts[0]: "10.0.0.0/33" is not a CIDR`, "config.url: required"}},
+		{name: "allow_hosts not a list", raw: `{"url": "https://example.com", "allow_hosts": "10.0.0.0/8"}`,
+			want: []string{`config.allow_hosts: must be a list of hosts, addresses or CIDRs`}},
 		{name: "unknown field", raw: `{"url": "https://example.com", "max_page": 3}`, want: []string{`decode config: json: unknown field "max_page"`}},
 		{name: "not an object", raw: `[]`, want: []string{"decode config"}},
 		{name: "empty means {}", raw: ``, want: []string{"config.url: required"}},

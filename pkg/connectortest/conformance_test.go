@@ -15,6 +15,7 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/connector"
 	weathernoaa "github.com/pollgrid/pollgrid/pkg/connectors/weather-noaa"
+	"github.com/pollgrid/pollgrid/pkg/egress"
 	"github.com/pollgrid/pollgrid/pkg/upstream"
 )
 
@@ -40,7 +41,7 @@ func fakeFactory(b bugs) connector.Factory {
 	return func(raw json.RawMessage, deps connector.Deps) (connector.Connector, error) {
 		client := deps.HTTP
 		if client == nil {
-			client = upstream.NewClient(upstream.Options{})
+			client = upstream.NewClient(upstream.Options{Allow: egress.Loopback()})
 		}
 		var cfg struct {
 			BaseURL string `json:"base_url"`

@@ -16,6 +16,7 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/bus"
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/connector"
+	"github.com/pollgrid/pollgrid/pkg/egress"
 	"github.com/pollgrid/pollgrid/pkg/poll"
 	"github.com/pollgrid/pollgrid/pkg/redistest"
 	"github.com/pollgrid/pollgrid/pkg/store"
@@ -55,7 +56,9 @@ type Harness struct {
 // and starts a redis-server for its state. A rejected config fails the test.
 func New(t testing.TB, factory connector.Factory, typeName, configJSON string) *Harness {
 	t.Helper()
-	client := upstream.NewClient(upstream.Options{})
+	// The upstreams of a connector's tests are httptest servers on loopback,
+	// which the outbound guard refuses unless told.
+	client := upstream.NewClient(upstream.Options{Allow: egress.Loopback()})
 	t.Cleanup(client.CloseIdleConnections)
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	conn, err := factory(json.RawMessage(configJSON), connector.Deps{HTTP: client, Logger: logger})

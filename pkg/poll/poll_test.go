@@ -19,6 +19,7 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/bus"
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/connector"
+	"github.com/pollgrid/pollgrid/pkg/egress"
 	"github.com/pollgrid/pollgrid/pkg/poll"
 	"github.com/pollgrid/pollgrid/pkg/redact"
 	"github.com/pollgrid/pollgrid/pkg/redistest"
@@ -521,7 +522,7 @@ func TestUpstreamAskedToWait(t *testing.T) {
 	e := newEnv(t)
 	e.runner.Now = nil // the client records Retry-After against the real clock
 	e.cfg.Retries = config.Retries{Max: 2, Backoff: time.Second}
-	client := upstream.NewClient(upstream.Options{})
+	client := upstream.NewClient(upstream.Options{Allow: egress.Loopback()})
 
 	t.Run("429 Retry-After: no retry, no poll before", func(t *testing.T) {
 		out := e.poll(t, httpConn{client: client, url: tooMany.URL})
@@ -703,7 +704,7 @@ func TestNotModifiedThroughHTTP(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	e := newEnv(t)
-	conn := httpConn{client: upstream.NewClient(upstream.Options{}), url: srv.URL}
+	conn := httpConn{client: upstream.NewClient(upstream.Options{Allow: egress.Loopback()}), url: srv.URL}
 
 	out := e.poll(t, conn)
 	require.NoError(t, out.Err)

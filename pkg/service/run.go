@@ -19,6 +19,7 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/bus"
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/connectors/builtin"
+	"github.com/pollgrid/pollgrid/pkg/egress"
 	"github.com/pollgrid/pollgrid/pkg/scheduler"
 	"github.com/pollgrid/pollgrid/pkg/telemetry"
 	"github.com/pollgrid/pollgrid/pkg/upstream"
@@ -80,9 +81,13 @@ func runWorker(ctx context.Context, rt *Runtime) error {
 			return fmt.Errorf("WORKER_TYPES: unknown connector type %q (known: %v)", t, rt.Connectors.Types())
 		}
 	}
+	client, err := upstreamClient(rt, concurrency)
+	if err != nil {
+		return err
+	}
 	w, err := worker.New(rt.JS, rt.Store, rt.Connectors, rt.Config(), worker.Options{
 		ID: id, Concurrency: concurrency, AckWait: ackWait, Grace: grace, Filter: filter,
-		HTTP:   upstreamClient(rt, concurrency),
+		HTTP:   client,
 		Logger: rt.Logger, Registerer: rt.Metrics, Tracer: rt.Tracer, Propagator: telemetry.Propagator,
 		Redactor: rt.Redactor,
 	})
@@ -175,13 +180,22 @@ func CheckConfig(lookup config.Env, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// upstreamClient is the client every connector uses: upstream's politeness
-// and limits, with a client span per request when spans are exported (its
-// attributes cost a few percent of a poll's CPU for nothing otherwise).
-// Trace context is not sent to third-party upstreams (an empty propagator),
-// so no traceparent leaves.
-func upstreamClient(rt *Runtime, concurrency int) *http.Client {
-	opts := upstream.Options{IdleConnsPerHost: concurrency}
+// upstreamClient is the client every connector uses: upstream's politeness,
+// limits and outbound guard (widened by UPSTREAM_ALLOW), with a client span
+// per request when spans are exported (its attributes cost a few percent of
+// a poll's CPU for nothing otherwise). Trace context is not sent to
+// third-party upstreams (an empty propagator), so no traceparent leaves.
+func upstreamClient(rt *Runtime, concurrency int) (*http.Client, error) {
+	allow, err := egress.Parse("UPSTREAM_ALLOW", List(rt.Lookup, "UPSTREAM_ALLOW"))
+	if err != nil {
+		return nil, err
+	}
+	if allow.IsZero() {
+		rt.Logger.Info("outbound guard on: upstreams on loopback, link-local, private and unspecified addresses are refused (allow some with UPSTREAM_ALLOW or a connector's config.allow_hosts)")
+	} else {
+		rt.Logger.Info("outbound guard on, with exceptions", "UPSTREAM_ALLOW", allow.String())
+	}
+	opts := upstream.Options{IdleConnsPerHost: concurrency, Allow: allow}
 	if rt.exportsSpans {
 		opts.Wrap = func(next http.RoundTripper) http.RoundTripper {
 			return otelhttp.NewTransport(next,
@@ -189,5 +203,5 @@ func upstreamClient(rt *Runtime, concurrency int) *http.Client {
 				otelhttp.WithPropagators(propagation.NewCompositeTextMapPropagator()))
 		}
 	}
-	return upstream.NewClient(opts)
+	return upstream.NewClient(opts), nil
 }

@@ -2,7 +2,9 @@
 // is polite to upstreams (a User-Agent that names pollgrid, conditional
 // requests, Retry-After and rate-limit headers honoured across workers) and
 // safe for us (timeouts on every phase, a cap on the decompressed body,
-// limited redirects, no credentials in error texts).
+// limited redirects, no credentials in error texts, no connections to
+// loopback, link-local, private or unspecified addresses unless allowed:
+// see guard.go).
 package upstream
 
 import (
@@ -11,9 +13,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/pollgrid/pollgrid/pkg/connector"
+	"github.com/pollgrid/pollgrid/pkg/egress"
 )
 
 // Version is pollgrid's version as sent in the User-Agent; set at build time.
@@ -48,6 +52,12 @@ type Options struct {
 	IdleConnsPerHost int
 	// Wrap decorates the transport (tracing); nil for none.
 	Wrap func(http.RoundTripper) http.RoundTripper
+	// Allow lists the destinations every connector may reach although the
+	// outbound guard refuses loopback, link-local, private and unspecified
+	// addresses (the worker's UPSTREAM_ALLOW); a connector's own
+	// config.allow_hosts adds to it (Client). The zero value allows none:
+	// tests whose upstream is an httptest server pass egress.Loopback().
+	Allow egress.Allowlist
 }
 
 func (o Options) withDefaults() Options {
@@ -75,12 +85,17 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// NewClient returns the shared client. One per process is enough.
+// NewClient returns the shared client. One per process is enough: Client
+// derives a connector's own from it when the connector allows more hosts.
 func NewClient(o Options) *http.Client {
 	o = o.withDefaults()
+	g := &guard{
+		dialer: net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second},
+		allow:  o.Allow.Merge(proxyHosts()),
+	}
 	base := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           g.DialContext,
 		TLSHandshakeTimeout:   o.TLSHandshakeTimeout,
 		ResponseHeaderTimeout: o.ResponseHeaderTimeout,
 		MaxIdleConns:          max(100, o.IdleConnsPerHost),
@@ -88,12 +103,12 @@ func NewClient(o Options) *http.Client {
 		IdleConnTimeout:       90 * time.Second,
 		ForceAttemptHTTP2:     true,
 	}
-	var rt http.RoundTripper = &transport{base: base, opts: o}
+	var rt http.RoundTripper = &transport{base: base, opts: o, guard: g}
 	if o.Wrap != nil {
 		rt = o.Wrap(rt)
 	}
 	return &http.Client{
-		Transport: rt,
+		Transport: &root{RoundTripper: rt, opts: o},
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			// via holds the requests made so far: the first and one per
 			// redirect followed, so len(via) is one more than the redirects
@@ -106,28 +121,102 @@ func NewClient(o Options) *http.Client {
 			if via[len(via)-1].URL.Scheme == "https" && req.URL.Scheme != "https" {
 				return fmt.Errorf("refusing a redirect from https to %s", req.URL.Scheme)
 			}
-			return nil
+			return redirectHeaders(req, via)
 		},
 	}
 }
 
-// Client returns deps.HTTP, or a new client with the default Options when
-// it is nil (a connector built outside a worker, in a test or a tool).
+// Client returns the client a connector built with deps uses: deps.HTTP
+// (or, when it is nil, a new client with the default Options: a connector
+// built outside a worker, in a test or a tool), widened by the connector's
+// config.allow_hosts. A client NewClient did not build is returned as is.
 func Client(deps connector.Deps) *http.Client {
-	if deps.HTTP != nil {
+	if deps.HTTP == nil {
+		return NewClient(Options{Allow: deps.AllowHosts})
+	}
+	if deps.AllowHosts.IsZero() {
 		return deps.HTTP
 	}
-	return NewClient(Options{})
+	if r, ok := deps.HTTP.Transport.(*root); ok {
+		return r.widen(deps.AllowHosts)
+	}
+	return deps.HTTP
+}
+
+// maxWidened bounds the clients a root keeps for distinct allowlists;
+// past it, connectors get a client of their own each.
+const maxWidened = 256
+
+// root is the outermost transport of a client NewClient built. It keeps
+// the client's Options, so that a connector that allows more hosts gets a
+// client like it with its own connection pool: a connection opened to an
+// address one connector may reach is never reused for another connector
+// that may not.
+type root struct {
+	http.RoundTripper
+	opts Options
+
+	mu      sync.Mutex
+	widened map[string]*http.Client
+}
+
+func (r *root) widen(allow egress.Allowlist) *http.Client {
+	opts := r.opts
+	opts.Allow = opts.Allow.Merge(allow)
+	key := opts.Allow.String()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c, ok := r.widened[key]; ok {
+		return c
+	}
+	c := NewClient(opts)
+	if len(r.widened) < maxWidened {
+		if r.widened == nil {
+			r.widened = map[string]*http.Client{}
+		}
+		r.widened[key] = c
+	}
+	return c
+}
+
+// CloseIdleConnections closes the idle connections of the client and of
+// the clients widened from it.
+func (r *root) CloseIdleConnections() {
+	closeIdle(r.RoundTripper)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.widened {
+		c.CloseIdleConnections()
+	}
+}
+
+func closeIdle(rt http.RoundTripper) {
+	if c, ok := rt.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 }
 
 // transport adds the User-Agent, caps bodies and records what the upstream
 // says about when to come back.
 type transport struct {
-	base http.RoundTripper
-	opts Options
+	base  http.RoundTripper
+	opts  Options
+	guard *guard
 }
 
+// CloseIdleConnections closes the base transport's idle connections.
+func (t *transport) CloseIdleConnections() { closeIdle(t.base) }
+
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	// An address written in the URL is refused before anything is sent,
+	// even through a proxy (which resolves names itself: behind one, the
+	// proxy must enforce egress for names).
+	if err := t.guard.checkURL(req.URL); err != nil {
+		if req.Body != nil {
+			_ = req.Body.Close() // a RoundTripper closes the body, even on error
+		}
+		return nil, err
+	}
 	if req.Header.Get("User-Agent") == "" {
 		req = req.Clone(req.Context())
 		req.Header.Set("User-Agent", t.opts.UserAgent)

@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pollgrid/pollgrid/pkg/connector"
+	"github.com/pollgrid/pollgrid/pkg/egress"
 )
 
 // get sends a GET through c and returns the response; the body is closed when
@@ -40,12 +41,21 @@ func get(t *testing.T, ctx context.Context, c *http.Client, url string, header h
 	return resp
 }
 
+// local is NewClient for the httptest upstreams of these tests, which run
+// on loopback: the outbound guard lets 127.0.0.1 through only when told.
+func local(o Options) *http.Client {
+	o.Allow = o.Allow.Merge(egress.Loopback())
+	return NewClient(o)
+}
+
 // trust makes c's base transport trust the TLS test server ts, keeping the
 // client's own redirect policy, User-Agent and body cap.
 func trust(t *testing.T, c *http.Client, ts *httptest.Server) {
 	t.Helper()
-	tr, ok := c.Transport.(*transport)
+	r, ok := c.Transport.(*root)
 	require.True(t, ok, "NewClient's transport is %T", c.Transport)
+	tr, ok := r.RoundTripper.(*transport)
+	require.True(t, ok, "the transport under root is %T", r.RoundTripper)
 	base, ok := tr.base.(*http.Transport)
 	require.True(t, ok, "base transport is %T", tr.base)
 	base.TLSClientConfig = ts.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
@@ -77,7 +87,7 @@ func TestUserAgent(t *testing.T) {
 			if tt.header != "" {
 				h.Set("User-Agent", tt.header)
 			}
-			get(t, t.Context(), NewClient(tt.opts), srv.URL, h)
+			get(t, t.Context(), local(tt.opts), srv.URL, h)
 			mu.Lock()
 			defer mu.Unlock()
 			assert.Equal(t, tt.want, got)
@@ -102,18 +112,18 @@ func TestRedirects(t *testing.T) {
 	t.Cleanup(srv(chain))
 
 	t.Run("up to MaxRedirects are followed", func(t *testing.T) {
-		c := NewClient(Options{MaxRedirects: 3})
+		c := local(Options{MaxRedirects: 3})
 		resp := get(t, t.Context(), c, chain.URL+"/hop/3", nil)
 		body, err := ReadBody(resp)
 		require.NoError(t, err)
 		assert.Equal(t, "arrived", string(body))
 	})
 	t.Run("default follows 5", func(t *testing.T) {
-		resp := get(t, t.Context(), NewClient(Options{}), chain.URL+"/hop/5", nil)
+		resp := get(t, t.Context(), local(Options{}), chain.URL+"/hop/5", nil)
 		assert.Equal(t, http.StatusOK, resp.StatusCode)
 	})
 	t.Run("one more than MaxRedirects fails", func(t *testing.T) {
-		c := NewClient(Options{MaxRedirects: 3})
+		c := local(Options{MaxRedirects: 3})
 		_, err := c.Get(chain.URL + "/hop/4")
 		require.Error(t, err)
 		assert.ErrorContains(t, err, "stopped after 3 redirects")
@@ -153,7 +163,7 @@ func TestRedirects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := NewClient(Options{})
+			c := local(Options{})
 			trust(t, c, secure)
 			resp, err := c.Get(tt.url)
 			if tt.wantErr != "" {
@@ -184,7 +194,7 @@ func TestBodyCap(t *testing.T) {
 		_, _ = w.Write(bytes.Repeat([]byte("a"), n))
 	}))
 	t.Cleanup(srv.Close)
-	c := NewClient(Options{MaxBodyBytes: limit})
+	c := local(Options{MaxBodyBytes: limit})
 
 	tests := []struct {
 		name    string
@@ -251,7 +261,7 @@ func TestGzipBomb(t *testing.T) {
 		_, _ = w.Write(bomb)
 	}))
 	t.Cleanup(srv.Close)
-	c := NewClient(Options{MaxBodyBytes: limit})
+	c := local(Options{MaxBodyBytes: limit})
 
 	runtime.GC()
 	var before, after runtime.MemStats
@@ -286,7 +296,7 @@ func TestSlowBody(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
 	started := time.Now()
-	resp := get(t, ctx, NewClient(Options{}), srv.URL, nil)
+	resp := get(t, ctx, local(Options{}), srv.URL, nil)
 	var v any
 	err := ReadJSON(resp, &v)
 	elapsed := time.Since(started)
@@ -317,7 +327,7 @@ func TestConditional(t *testing.T) {
 		_, _ = io.WriteString(w, `{"ok":true}`)
 	}))
 	t.Cleanup(srv.Close)
-	c := NewClient(Options{})
+	c := local(Options{})
 
 	poll := func(state connector.State) (*http.Response, connector.State) {
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL, nil)
@@ -377,7 +387,7 @@ func TestCheckStatus(t *testing.T) {
 				_, _ = io.WriteString(w, tt.body)
 			}))
 			defer srv.Close()
-			resp := get(t, t.Context(), NewClient(Options{}), srv.URL, nil)
+			resp := get(t, t.Context(), local(Options{}), srv.URL, nil)
 			err := CheckStatus(resp)
 			if tt.wantNil {
 				assert.NoError(t, err)

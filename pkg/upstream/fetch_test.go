@@ -40,7 +40,7 @@ func TestFetch(t *testing.T) {
 		}
 	}))
 	t.Cleanup(srv.Close)
-	c := NewClient(Options{})
+	c := local(Options{})
 
 	t.Run("a 200 and its validators", func(t *testing.T) {
 		a, err := Fetch(t.Context(), c, Request{URL: srv.URL + "/items", Header: http.Header{"X-Echo": {"true"}}})

@@ -141,7 +141,7 @@ func TestObserve(t *testing.T) {
 			defer srv.Close()
 
 			ctx, obs := Observe(t.Context())
-			get(t, ctx, NewClient(Options{}), srv.URL, nil)
+			get(t, ctx, local(Options{}), srv.URL, nil)
 			until, reason := obs.NotBefore()
 			if tt.wantWait == 0 {
 				assert.True(t, until.IsZero(), "recorded %s (%s)", until, reason)
@@ -165,7 +165,7 @@ func TestObserveKeepsTheLatest(t *testing.T) {
 	defer srv.Close()
 
 	ctx, obs := Observe(t.Context())
-	c := NewClient(Options{})
+	c := local(Options{})
 	for range waits {
 		get(t, ctx, c, srv.URL, nil)
 	}
@@ -183,7 +183,7 @@ func TestObserveNeedsTheContext(t *testing.T) {
 
 	_, obs := Observe(t.Context())
 	// A request made with another context records nothing (and does not panic).
-	resp := get(t, t.Context(), NewClient(Options{}), srv.URL, nil)
+	resp := get(t, t.Context(), local(Options{}), srv.URL, nil)
 	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
 	until, _ := obs.NotBefore()
 	assert.True(t, until.IsZero())

@@ -62,6 +62,8 @@ func TestDevStackRunsTheWholeStack(t *testing.T) {
 		60*time.Second, 50*time.Millisecond, "no banner")
 	assert.Contains(t, p.Stdout.String(), fmt.Sprintf("nats://127.0.0.1:%d", natsPort))
 	assert.Contains(t, p.Stdout.String(), fmt.Sprintf("http://127.0.0.1:%d/metrics/connectors", httpPort))
+	assert.Contains(t, p.Stdout.String(), "loopback allowed for local upstreams (UPSTREAM_ALLOW=127.0.0.0/8,::1)",
+		"make run polls upstreams on this machine, and says so")
 
 	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", natsPort))
 	require.NoError(t, err)

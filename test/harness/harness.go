@@ -76,12 +76,21 @@ type Service struct {
 	done   chan error
 }
 
+// LoopbackAllow is the UPSTREAM_ALLOW the harness gives workers: the
+// upstreams of tests are httptest servers on loopback, which the outbound
+// guard refuses unless told.
+const LoopbackAllow = "127.0.0.0/8,::1"
+
 // Start starts svc with env (nothing is read from the real environment) and
-// stops it at the end of the test. HTTP_ADDR defaults to a free port.
+// stops it at the end of the test. HTTP_ADDR defaults to a free port and
+// UPSTREAM_ALLOW to LoopbackAllow (set it to "" to test the outbound guard).
 func Start(t testing.TB, svc service.Service, env map[string]string, opts ...service.Option) *Service {
 	t.Helper()
 	if env["HTTP_ADDR"] == "" {
 		env["HTTP_ADDR"] = FreeAddr(t)
+	}
+	if _, set := env["UPSTREAM_ALLOW"]; !set {
+		env["UPSTREAM_ALLOW"] = LoopbackAllow
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	rt, err := service.Start(ctx, svc.Name, config.MapEnv(env), "", opts...)

@@ -58,8 +58,9 @@ type ServiceProcess struct {
 
 // NewTopology starts nats-server and redis-server. Services get the env the
 // compose file gives them, with NATS_URL, REDIS_URL and HTTP_ADDR pointed at
-// loopback, the trace exporter off (no collector runs), and override on top
-// (CONNECTORS_FILE at least).
+// loopback, the trace exporter off (no collector runs), UPSTREAM_ALLOW set
+// to LoopbackAllow (the tests' upstreams run on loopback), and override on
+// top (CONNECTORS_FILE at least).
 func NewTopology(t testing.TB, composeFile string, override map[string]string) *Topology {
 	t.Helper()
 	return &Topology{
@@ -78,6 +79,7 @@ func (tp *Topology) Start(service string) *ServiceProcess {
 	delete(env, "OTEL_EXPORTER_OTLP_ENDPOINT")
 	addr := FreeAddr(t)
 	env["NATS_URL"], env["REDIS_URL"], env["HTTP_ADDR"] = tp.NATS.URL, tp.Redis.URL(), addr
+	env["UPSTREAM_ALLOW"] = LoopbackAllow
 	for k, v := range tp.override {
 		env[k] = v
 	}

@@ -368,7 +368,7 @@ func TestCancelAbortsThePoll(t *testing.T) {
 
 func TestNilHTTPClientFallsBack(t *testing.T) {
 	f := ct.Serve(t, servePages(t))
-	raw := []byte(`{"base_url":"` + f.URL + `","api_key":"k","app_key":"a"}`)
+	raw := []byte(`{"base_url":"` + f.URL + `","api_key":"k","app_key":"a","allow_hosts":["127.0.0.1"]}`)
 	c, err := New(raw, connector.Deps{})
 	require.NoError(t, err)
 	res, err := c.Poll(t.Context(), connector.State{})

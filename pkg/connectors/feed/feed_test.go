@@ -15,6 +15,7 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/connector"
 	ct "github.com/pollgrid/pollgrid/pkg/connectortest"
+	"github.com/pollgrid/pollgrid/pkg/egress"
 	"github.com/pollgrid/pollgrid/pkg/upstream"
 )
 
@@ -41,7 +42,7 @@ func newPoller(t *testing.T, srv *ct.Server, config map[string]any) connector.Co
 	}
 	raw, err := json.Marshal(cfg)
 	require.NoError(t, err)
-	c, err := New(raw, connector.Deps{HTTP: upstream.NewClient(upstream.Options{})})
+	c, err := New(raw, connector.Deps{HTTP: upstream.NewClient(upstream.Options{Allow: egress.Loopback()})})
 	require.NoError(t, err)
 	return c
 }
@@ -516,7 +517,7 @@ func TestSecretsStayOutOfErrors(t *testing.T) {
 
 	raw, err := json.Marshal(map[string]any{"url": "http://me:s3cret@" + strings.TrimPrefix(closedURL, "http://") + "/private.rss?token=s3cret&tag=go"})
 	require.NoError(t, err)
-	c, err := New(raw, connector.Deps{HTTP: upstream.NewClient(upstream.Options{})})
+	c, err := New(raw, connector.Deps{HTTP: upstream.NewClient(upstream.Options{Allow: egress.Loopback()})})
 	require.NoError(t, err)
 
 	_, err = c.Poll(t.Context(), connector.State{})
@@ -561,7 +562,7 @@ func TestCancelWhileReadingTheBody(t *testing.T) {
 
 func TestNilHTTPFallsBackToTheUpstreamClient(t *testing.T) {
 	srv := ct.Replay(t, ct.Any(serveBody("application/rss+xml", ct.Load(t, fixtureLiftoff).Body)))
-	c, err := New(json.RawMessage(`{"url":"`+srv.URL+`/rss"}`), connector.Deps{})
+	c, err := New(json.RawMessage(`{"url":"`+srv.URL+`/rss","allow_hosts":["127.0.0.1"]}`), connector.Deps{})
 	require.NoError(t, err)
 	res, err := c.Poll(t.Context(), connector.State{})
 	require.NoError(t, err)

@@ -15,6 +15,7 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/connector"
 	"github.com/pollgrid/pollgrid/pkg/connectors/internal/githubapi"
 	ct "github.com/pollgrid/pollgrid/pkg/connectortest"
+	"github.com/pollgrid/pollgrid/pkg/egress"
 	"github.com/pollgrid/pollgrid/pkg/upstream"
 )
 
@@ -362,7 +363,7 @@ func TestErrors(t *testing.T) {
 		srv := ct.Replay(t, ct.Any(rateLimited))
 		raw, err := json.Marshal(map[string]any{"owner": owner, "repo": repo, "base_url": srv.URL})
 		require.NoError(t, err)
-		c, err := New(raw, connector.Deps{HTTP: upstream.NewClient(upstream.Options{})})
+		c, err := New(raw, connector.Deps{HTTP: upstream.NewClient(upstream.Options{Allow: egress.Loopback()})})
 		require.NoError(t, err)
 		ctx, obs := upstream.Observe(t.Context())
 		_, err = c.Poll(ctx, connector.State{})
@@ -409,7 +410,7 @@ func TestCancelAbortsThePoll(t *testing.T) {
 
 func TestNilHTTPUsesTheUpstreamClient(t *testing.T) {
 	srv := ct.Replay(t, ct.Any(modernList(t)))
-	raw, err := json.Marshal(map[string]any{"owner": owner, "repo": repo, "base_url": srv.URL})
+	raw, err := json.Marshal(map[string]any{"owner": owner, "repo": repo, "base_url": srv.URL, "allow_hosts": []string{"127.0.0.1"}})
 	require.NoError(t, err)
 	c, err := New(raw, connector.Deps{})
 	require.NoError(t, err)

@@ -372,7 +372,9 @@ func TestCancelStopsJQ(t *testing.T) {
 
 func TestNilHTTPClientFallsBackToUpstreamClient(t *testing.T) {
 	srv := ct.Replay(t, ct.Any(ct.Load(t, fixtureUSGS)))
-	raw, err := json.Marshal(usgsConfig(srv.URL))
+	cfg := usgsConfig(srv.URL)
+	cfg["allow_hosts"] = []string{"127.0.0.1"}
+	raw, err := json.Marshal(cfg)
 	require.NoError(t, err)
 	c, err := New(raw, connector.Deps{})
 	require.NoError(t, err)

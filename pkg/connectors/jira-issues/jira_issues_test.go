@@ -439,7 +439,7 @@ func TestCancelAbortsThePoll(t *testing.T) {
 
 func TestNilHTTPClientFallsBack(t *testing.T) {
 	f := ct.Replay(t, ct.Any(ct.JSON(200, pageBody(t, fixtureIssues(t, fixtureCloud, true), "", true))))
-	raw := []byte(`{"base_url":"` + f.URL + `","email":"a@example.com","api_token":"t","jql":"project = TD"}`)
+	raw := []byte(`{"base_url":"` + f.URL + `","email":"a@example.com","api_token":"t","jql":"project = TD","allow_hosts":["127.0.0.1"]}`)
 	c, err := New(raw, connector.Deps{})
 	require.NoError(t, err)
 	res, err := c.Poll(t.Context(), connector.State{})

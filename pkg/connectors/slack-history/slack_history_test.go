@@ -352,7 +352,7 @@ func TestCancelAbortsThePoll(t *testing.T) {
 
 func TestNilHTTPClientFallsBack(t *testing.T) {
 	f := ct.Replay(t, ct.Any(answer(200, ct.Load(t, fixturePage1).Body)))
-	raw := []byte(`{"base_url":"` + f.URL + `","token":"xoxb-1","channel":"C0123ABCD","max_pages":1}`)
+	raw := []byte(`{"base_url":"` + f.URL + `","token":"xoxb-1","channel":"C0123ABCD","max_pages":1,"allow_hosts":["127.0.0.1"]}`)
 	c, err := New(raw, connector.Deps{})
 	require.NoError(t, err)
 	res, err := c.Poll(t.Context(), connector.State{})

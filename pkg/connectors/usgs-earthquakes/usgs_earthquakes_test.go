@@ -15,6 +15,7 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/connector"
 	ct "github.com/pollgrid/pollgrid/pkg/connectortest"
+	"github.com/pollgrid/pollgrid/pkg/egress"
 	"github.com/pollgrid/pollgrid/pkg/upstream"
 )
 
@@ -33,7 +34,7 @@ func newPoller(t *testing.T, srv *ct.Server, config map[string]any) connector.Co
 	}
 	raw, err := json.Marshal(cfg)
 	require.NoError(t, err)
-	c, err := New(raw, connector.Deps{HTTP: upstream.NewClient(upstream.Options{})})
+	c, err := New(raw, connector.Deps{HTTP: upstream.NewClient(upstream.Options{Allow: egress.Loopback()})})
 	require.NoError(t, err)
 	return c
 }
@@ -479,6 +480,7 @@ func TestHTTPClient(t *testing.T) {
 		assert.Equal(t, 1, transport.calls)
 	})
 	t.Run("nil deps.HTTP falls back to the upstream client", func(t *testing.T) {
+		raw := json.RawMessage(`{"feed":"significant_week","base_url":"` + srv.URL + `","allow_hosts":["127.0.0.1"]}`)
 		c, err := New(raw, connector.Deps{})
 		require.NoError(t, err)
 		res, err := c.Poll(t.Context(), connector.State{})

@@ -688,6 +688,7 @@ func TestHTTPClient(t *testing.T) {
 		assert.Equal(t, 1, transport.calls)
 	})
 	t.Run("nil deps.HTTP falls back to the default client", func(t *testing.T) {
+		raw := []byte(fmt.Sprintf(`{"zone":"ORZ004","user_agent":%q,"base_url":%q,"allow_hosts":["127.0.0.1"]}`, testUserAgent, srv.URL))
 		c, err := New(raw, connector.Deps{})
 		require.NoError(t, err)
 		res, err := c.Poll(t.Context(), connector.State{})

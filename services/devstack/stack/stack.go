@@ -24,6 +24,9 @@ import (
 // Workers is how many worker services the stack runs.
 const Workers = 2
 
+// LoopbackAllow is the UPSTREAM_ALLOW the dev stack runs with unless one is set.
+const LoopbackAllow = "127.0.0.0/8,::1"
+
 // Run starts everything and blocks until ctx ends. lookup is the process
 // environment; banner receives the "where to look" text.
 func Run(ctx context.Context, lookup config.Env, banner io.Writer) error {
@@ -54,6 +57,16 @@ func Run(ctx context.Context, lookup config.Env, banner io.Writer) error {
 		redisURL = "redis://" + addr
 	}
 
+	// The dev stack polls upstreams on this machine too (a local mock, an
+	// API under development): loopback is allowed, and the banner says so.
+	// Production workers refuse it unless UPSTREAM_ALLOW says otherwise.
+	upstreamAllow, _ := lookup("UPSTREAM_ALLOW")
+	outbound := "UPSTREAM_ALLOW=" + upstreamAllow + " (from your environment)"
+	if upstreamAllow == "" {
+		upstreamAllow = LoopbackAllow
+		outbound = "loopback allowed for local upstreams (UPSTREAM_ALLOW=" + LoopbackAllow + "); production workers refuse it unless told"
+	}
+
 	type role struct {
 		svc  service.Service
 		port int
@@ -71,10 +84,11 @@ func Run(ctx context.Context, lookup config.Env, banner io.Writer) error {
 	}()
 	for _, r := range roles {
 		env := overlay(lookup, map[string]string{
-			"NATS_URL":  natsURL,
-			"REDIS_URL": redisURL,
-			"HTTP_ADDR": "127.0.0.1:" + strconv.Itoa(r.port),
-			"WORKER_ID": r.id,
+			"NATS_URL":       natsURL,
+			"REDIS_URL":      redisURL,
+			"HTTP_ADDR":      "127.0.0.1:" + strconv.Itoa(r.port),
+			"WORKER_ID":      r.id,
+			"UPSTREAM_ALLOW": upstreamAllow,
 		})
 		rt, err := service.Start(ctx, r.svc.Name, env, "")
 		if err != nil {
@@ -88,10 +102,11 @@ pollgrid is running: scheduler, %d workers and the aggregator in one process.
   connectors   %d configured, %d enabled
   NATS         %s   watch signals: nats sub 'signals.>' --server %s
   Redis        %s
+  upstreams    %s
   metrics      http://127.0.0.1:%d/metrics/connectors   (per connector, JSON)
   prometheus   http://127.0.0.1:%d/metrics (aggregator), :%d (scheduler), :%d..%d (workers)
   reload       kill -HUP %d    stop: Ctrl-C
-`, Workers, len(cfg.Connectors), len(cfg.Enabled()), natsURL, natsURL, redisDesc(redisURL, lookup),
+`, Workers, len(cfg.Connectors), len(cfg.Enabled()), natsURL, natsURL, redisDesc(redisURL, lookup), outbound,
 		httpPort, httpPort, httpPort+1, httpPort+2, httpPort+1+Workers, os.Getpid())
 
 	g, gctx := errgroup.WithContext(ctx)
