@@ -24,6 +24,7 @@ type Redactor struct {
 // secretSet is immutable once built; Set swaps in a new one.
 type secretSet struct {
 	replacer *strings.Replacer // nil when there are no secrets
+	values   [][]byte          // the secrets, longest first
 	// generation grows on every Set, so a log handler can tell that
 	// attributes it prepared earlier must be redacted again.
 	generation uint64
@@ -63,6 +64,9 @@ func (r *Redactor) Set(secrets []string) {
 			pairs = append(pairs, v, Mask)
 		}
 		next.replacer = strings.NewReplacer(pairs...)
+		for _, v := range values {
+			next.values = append(next.values, []byte(v))
+		}
 	}
 	r.current.Store(next)
 }
