@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"slices"
@@ -126,21 +127,63 @@ func (e Env) lookup(key string) (string, bool) {
 // Parse validates a connectors file's contents, resolving ${VAR} from env.
 // types must not be nil. The error, if any, is a *Problems listing
 // everything wrong.
+// The Limits come from env (LimitsFrom).
 func Parse(data []byte, env Env, types TypeChecker) (*Config, error) {
-	return parse(DefaultFile, data, env, types)
+	limits, err := LimitsFrom(env)
+	if err != nil {
+		return nil, err
+	}
+	return parse(DefaultFile, data, env, types, limits)
 }
 
-// LoadFile reads and parses the connectors file at path.
+// LoadFile reads and parses the connectors file at path. A file over the
+// size cap (Limits) is refused before it is read.
 func LoadFile(path string, env Env, types TypeChecker) (*Config, error) {
-	data, err := os.ReadFile(path)
+	limits, err := LimitsFrom(env)
+	if err != nil {
+		return nil, err
+	}
+	data, err := readCapped(path, limits.MaxBytes)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("connectors file %s: %w (create it, set CONNECTORS_FILE to its path, "+
 			"or define one connector with CONNECTOR_TYPE, CONNECTOR_NAME and CONNECTOR_CONFIG)", path, fs.ErrNotExist)
 	}
+	if size, over := errors.AsType[tooLarge](err); over {
+		problems := &Problems{Source: path}
+		limits.checkSize(int64(size), "the file", problems, "")
+		return nil, problems.err(nil)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read connectors file: %w", err)
 	}
-	return parse(path, data, env, types)
+	return parse(path, data, env, types, limits)
+}
+
+// tooLarge is a file over the size cap: its size, or the cap plus one
+// when it grew while read (a pipe, a file being written).
+type tooLarge int64
+
+func (e tooLarge) Error() string { return fmt.Sprintf("%d bytes", int64(e)) }
+
+// readCapped reads at most max bytes of path, without reading a file that
+// says it is larger.
+func readCapped(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if info, err := f.Stat(); err == nil && info.Mode().IsRegular() && info.Size() > max {
+		return nil, tooLarge(info.Size())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > max {
+		return nil, tooLarge(len(data))
+	}
+	return data, nil
 }
 
 // Load reads the config from where the environment says:
@@ -154,7 +197,11 @@ func LoadFile(path string, env Env, types TypeChecker) (*Config, error) {
 // source describes what was loaded, for the start-up log line.
 func Load(env Env, types TypeChecker) (cfg *Config, source string, err error) {
 	if _, ok := env.lookup("CONNECTOR_TYPE"); ok {
-		cfg, err := fromEnv(env, types)
+		limits, err := LimitsFrom(env)
+		if err != nil {
+			return nil, EnvSource, err
+		}
+		cfg, err := fromEnv(env, types, limits)
 		return cfg, EnvSource, err
 	}
 	path := DefaultFile
@@ -185,30 +232,66 @@ func Load(env Env, types TypeChecker) (cfg *Config, source string, err error) {
 	return cfg, fmt.Sprintf("%s (connector %q of %d)", path, name, total), nil
 }
 
-func parse(source string, data []byte, env Env, types TypeChecker) (*Config, error) {
+func parse(source string, data []byte, env Env, types TypeChecker, limits Limits) (*Config, error) {
 	problems := &Problems{Source: source}
 	if len(bytes.TrimSpace(data)) == 0 {
 		problems.List = append(problems.List, Problem{Message: source + ` is empty (write {"connectors": [...]})`})
 		return nil, problems.err(nil)
 	}
-	if !checkSyntax(data, "", problems) {
+	if !limits.checkSize(int64(len(data)), "the file", problems, "") || !limits.checkDepth(data, problems, "") {
 		return nil, problems.err(nil)
 	}
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(data, &top); err != nil {
+	ok, dups := syntax(data, "", problems)
+	if !ok {
+		return nil, problems.err(nil)
+	}
+	// A key written twice at the top counts once, the last, as encoding/json
+	// would read it (the duplicate is reported).
+	skipConnectors := 0
+	for _, d := range dups {
+		if d.path == "" && d.key == "connectors" {
+			skipConnectors++
+		}
+	}
+	// The file is read as a stream of tokens over data itself: its
+	// connectors are decoded one at a time, and the list is never copied.
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if tok, _ := dec.Token(); tok != json.Delim('{') {
 		var tree any
 		_ = json.Unmarshal(data, &tree)
 		problems.add("", `must be an object like {"connectors": [...]}, not %s`, kind(tree))
 		return nil, problems.err(nil)
 	}
-	for _, key := range sortedKeys(top) {
-		if key != "connectors" {
-			problems.add(key, `unknown field (the file holds only "connectors")`)
-		}
-	}
 	v := newValidator(env, types, problems)
 	cfg := &Config{}
-	v.connectors(top["connectors"], func(conn Connector) { cfg.Connectors = append(cfg.Connectors, conn) })
+	add := func(conn Connector) { cfg.Connectors = append(cfg.Connectors, conn) }
+	found := false
+	for dec.More() {
+		tok, _ := dec.Token() // cannot fail: the file is valid JSON
+		key, _ := tok.(string)
+		if key != "connectors" {
+			problems.add(key, `unknown field (the file holds only "connectors")`)
+			_ = dec.Decode(new(json.RawMessage))
+			continue
+		}
+		if skipConnectors > 0 {
+			skipConnectors--
+			_ = dec.Decode(new(json.RawMessage))
+			continue
+		}
+		found = true
+		if next := nextValue(data, dec.InputOffset()); next != '[' {
+			var value any
+			_ = dec.Decode(&value)
+			v.notAList(value)
+			continue
+		}
+		v.connectors(dec, add)
+	}
+	if !found {
+		v.notAList(nil)
+	}
 	v.checkTypeConfigs()
 	cfg.secrets = v.secretList()
 	if err := problems.err(cfg.secrets); err != nil {
@@ -217,22 +300,35 @@ func parse(source string, data []byte, env Env, types TypeChecker) (*Config, err
 	return cfg, nil
 }
 
-// connectors checks the list of a file's connectors, decoding one at a time:
-// a file of 100,000 never becomes one tree in memory.
-func (v *validator) connectors(raw json.RawMessage, add func(Connector)) {
-	const example = `{"connectors": [{"name": "...", "type": "...", "config": {...}}]}`
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if tok, _ := dec.Token(); tok != json.Delim('[') {
-		var value any
-		_ = json.Unmarshal(raw, &value)
-		if value == nil {
-			v.problems.add("connectors", "missing (write %s)", example)
-		} else {
-			v.problems.add("connectors", "must be a list of connectors, not %s (write %s)", kind(value), example)
+const connectorsExample = `{"connectors": [{"name": "...", "type": "...", "config": {...}}]}`
+
+// nextValue is the first byte of the value that follows offset, where a
+// decoder stopped after an object's key.
+func nextValue(data []byte, offset int64) byte {
+	for _, c := range data[offset:] {
+		switch c {
+		case ' ', '\t', '\n', '\r', ':':
+			continue
 		}
+		return c
+	}
+	return 0
+}
+
+// notAList reports a "connectors" that is missing (nil) or not a list.
+func (v *validator) notAList(value any) {
+	if value == nil {
+		v.problems.add("connectors", "missing (write %s)", connectorsExample)
 		return
 	}
+	v.problems.add("connectors", "must be a list of connectors, not %s (write %s)", kind(value), connectorsExample)
+}
+
+// connectors checks the list of a file's connectors, the next value of dec,
+// decoding one at a time: a file of 100,000 never becomes one tree in
+// memory, nor is the list copied.
+func (v *validator) connectors(dec *json.Decoder, add func(Connector)) {
+	_, _ = dec.Token() // the opening '['
 	i := 0
 	for ; dec.More(); i++ {
 		var item any
@@ -242,14 +338,15 @@ func (v *validator) connectors(raw json.RawMessage, add func(Connector)) {
 			add(conn)
 		}
 	}
+	_, _ = dec.Token() // the closing ']'
 	if i == 0 {
-		v.problems.add("connectors", "no connectors (add at least one: %s)", example)
+		v.problems.add("connectors", "no connectors (add at least one: %s)", connectorsExample)
 	}
 }
 
 // fromEnv builds one connector from CONNECTOR_* variables, checked by the
 // same rules as a file; an empty variable counts as unset.
-func fromEnv(env Env, types TypeChecker) (*Config, error) {
+func fromEnv(env Env, types TypeChecker, limits Limits) (*Config, error) {
 	problems := &Problems{Source: EnvSource}
 	obj := map[string]any{}
 	for _, field := range []string{"name", "type", "interval", "timeout", "jitter", "lease_ttl"} {
@@ -266,8 +363,10 @@ func fromEnv(env Env, types TypeChecker) (*Config, error) {
 	}
 	if s, _ := env.lookup("CONNECTOR_CONFIG"); s != "" {
 		obj["config"] = reported{} // unless it decodes below
-		if tree, ok := decodeJSON([]byte(s), "CONNECTOR_CONFIG", problems); ok {
-			obj["config"] = tree
+		if limits.checkSize(int64(len(s)), "the value", problems, "CONNECTOR_CONFIG") && limits.checkDepth([]byte(s), problems, "CONNECTOR_CONFIG") {
+			if tree, ok := decodeJSON([]byte(s), "CONNECTOR_CONFIG", problems); ok {
+				obj["config"] = tree
+			}
 		}
 	}
 	v := newValidator(env, types, problems)

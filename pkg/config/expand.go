@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // expand resolves the ${VAR} references in s from env. "$${" stands for a
@@ -31,6 +32,9 @@ func expand(s string, env Env) (string, []string, error) {
 			value, ok := env.lookup(name)
 			if !ok {
 				return "", nil, fmt.Errorf(`environment variable %s is not set (export it, or write $${ for a literal "${")`, name)
+			}
+			if !utf8.ValidString(value) {
+				return "", nil, fmt.Errorf(`environment variable %s is not valid UTF-8 (set it to text)`, name)
 			}
 			out.WriteString(value)
 			values = append(values, value)

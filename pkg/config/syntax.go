@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // decodeJSON decodes data keeping numbers exact (json.Number), reporting a
@@ -26,6 +27,12 @@ func decodeJSON(data []byte, path string, problems *Problems) (any, bool) {
 // checkSyntax reports a syntax error with its line and column, or every
 // duplicated key, under path. It returns false when data is not JSON at all.
 func checkSyntax(data []byte, path string, problems *Problems) bool {
+	ok, _ := syntax(data, path, problems)
+	return ok
+}
+
+// syntax is checkSyntax that also returns the duplicated keys.
+func syntax(data []byte, path string, problems *Problems) (bool, []duplicate) {
 	if !json.Valid(data) {
 		// Unmarshal says what is wrong the way people know it (and where).
 		err := json.Unmarshal(data, new(any))
@@ -36,12 +43,20 @@ func checkSyntax(data []byte, path string, problems *Problems) bool {
 		}
 		line, column := position(data, offset)
 		problems.add(path, "not valid JSON at line %d, column %d: %s", line, column, err)
-		return false
+		return false, nil
 	}
-	for _, dup := range duplicateKeys(data) {
+	dups, invalid := scanStrings(data)
+	for _, dup := range dups {
 		problems.add(join(path, dup.path), "duplicate key %q (second one at line %d)", dup.key, dup.line)
 	}
-	return true
+	for _, bad := range invalid {
+		what := "is not valid UTF-8"
+		if bad.key {
+			what = "has a key that is not valid UTF-8"
+		}
+		problems.add(join(path, bad.path), "%s (line %d, column %d: save the file as UTF-8)", what, bad.line, bad.column)
+	}
+	return len(invalid) == 0, dups
 }
 
 // position turns a byte offset into a 1-based line and column, pointing at
@@ -59,14 +74,29 @@ type duplicate struct {
 	line int
 }
 
-// duplicateKeys finds the keys repeated within one object of valid JSON,
-// which encoding/json silently keeps the last of. It reads the bytes once,
-// keeps only the keys of the objects it is inside, and builds a path only
-// for an object that holds a duplicate, so its time and memory grow with
-// the size of data and not with its depth.
+// invalidText is a string that is not valid UTF-8, which encoding/json
+// would silently turn into U+FFFD.
+type invalidText struct {
+	path         string // the value's path, or the object's for a key
+	key          bool
+	line, column int
+}
+
+// duplicateKeys finds the keys repeated within one object of valid JSON.
 func duplicateKeys(data []byte) []duplicate {
+	dups, _ := scanStrings(data)
+	return dups
+}
+
+// scanStrings finds the keys repeated within one object of valid JSON,
+// which encoding/json silently keeps the last of, and the strings that are
+// not valid UTF-8. It reads the bytes once, keeps only the keys of the
+// objects it is inside, and builds a path only for a problem, so its time
+// and memory grow with the size of data and not with its depth.
+func scanStrings(data []byte) ([]duplicate, []invalidText) {
 	var stack []container
 	var found []duplicate
+	var invalid []invalidText
 	for i := 0; i < len(data); {
 		switch data[i] {
 		case '{':
@@ -83,6 +113,16 @@ func duplicateKeys(data []byte) []duplicate {
 			}
 		case '"':
 			end := stringEnd(data, i)
+			if !utf8.Valid(data[i:end]) {
+				top := len(stack) - 1
+				isKey := top >= 0 && stack[top].object && stack[top].expectKey
+				at := pathOf(stack)
+				if isKey {
+					at = pathOf(stack[:top])
+				}
+				line, column := position(data, int64(i+1))
+				invalid = append(invalid, invalidText{path: at, key: isKey, line: line, column: column})
+			}
 			if top := len(stack) - 1; top >= 0 && stack[top].object && stack[top].expectKey {
 				c := &stack[top]
 				key := keyOf(data[i:end])
@@ -97,7 +137,7 @@ func duplicateKeys(data []byte) []duplicate {
 		}
 		i++
 	}
-	return found
+	return found, invalid
 }
 
 // container is an object or array duplicateKeys is inside.
