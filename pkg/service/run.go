@@ -120,15 +120,30 @@ func runAggregator(ctx context.Context, rt *Runtime) error {
 		HealthyWindow: window, ConnectorGauges: gauges, FlushInterval: flush,
 		Logger: rt.Logger, Registerer: rt.Metrics, Tracer: rt.Tracer, Propagator: telemetry.Propagator,
 	})
+	// What the aggregator uses of the config is its secrets, which its logs
+	// must redact: a reload checks the file like every service's and takes
+	// the new ones (Reload sets them).
+	rt.WatchReload(ctx, func(*config.Config) error { return nil })
 	return serveAlong(ctx, rt, a.Handler(), a.Run)
 }
 
 // serveAlong runs the HTTP endpoints next to the service's main loop; the
-// first to fail stops both.
+// first to fail stops both. A NATS connection that closes for good (it
+// reconnects through restarts, outages and rejected credentials, so only a
+// fault of the client ends it) stops the service too, with the cause, so
+// that the process exits and is restarted rather than idling unconnected.
 func serveAlong(ctx context.Context, rt *Runtime, extra http.Handler, run func(context.Context) error) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return rt.Serve(ctx, extra) })
 	g.Go(func() error { return run(ctx) })
+	g.Go(func() error {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-rt.NATSClosed():
+			return rt.natsClosedErr()
+		}
+	})
 	return g.Wait()
 }
 
@@ -155,7 +170,13 @@ func run(svc Service, args []string, lookup config.Env, stdout, stderr io.Writer
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	rt, err := Start(ctx, svc.Name, lookup, svc.DefaultHTTP)
+	// SIGHUP is caught from here to exit: while the service waits for NATS
+	// at start-up it is kept and applied once the service runs; while it
+	// shuts down it is ignored. Uncaught, a HUP would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	rt, err := Start(ctx, svc.Name, lookup, svc.DefaultHTTP, WithReloadSignal(hup))
 	if err != nil {
 		fmt.Fprintf(stderr, "pollgrid %s: %v\n", svc.Name, err)
 		return 1

@@ -47,12 +47,24 @@ type Runtime struct {
 	Tracer     *sdktrace.TracerProvider
 	NATS       *nats.Conn
 	JS         jetstream.JetStream
-	Redis      *redis.Client
+	Redis      redis.UniversalClient
 	Store      *store.Store
 	Connectors *connector.Registry
 
 	config  atomic.Pointer[config.Config]
 	reloads *prometheus.CounterVec
+	// connSecrets are the passwords and tokens of the NATS and Redis
+	// connections, for the redactor.
+	connSecrets []string
+	// hup delivers SIGHUP when the process registered it before Start
+	// (WithReloadSignal), so that no stage of the process dies of one.
+	hup <-chan os.Signal
+	// natsClosed is closed when the NATS connection closes for good while
+	// the service runs: nothing reopens it, so the service stops and
+	// /healthz fails. closing is set once Close begins, when the close is ours.
+	natsClosed  chan struct{}
+	closedCause atomic.Pointer[error]
+	closing     atomic.Bool
 	// exportsSpans is true when spans leave the process (an exporter or a
 	// test's processor): only then are upstream requests traced.
 	exportsSpans bool
@@ -79,6 +91,8 @@ func Start(ctx context.Context, name string, lookup config.Env, defaultHTTP stri
 		Redactor:   redact.New(),
 		Metrics:    prometheus.NewRegistry(),
 		Connectors: builtin.Registry(),
+		hup:        o.hup,
+		natsClosed: make(chan struct{}),
 	}
 	rt.Logger = telemetry.NewLogger(o.logOutput, telemetry.ParseLevel(env.LogLevel), rt.Redactor, name)
 	rt.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -118,7 +132,15 @@ type Option func(*startOptions)
 type startOptions struct {
 	logOutput      io.Writer
 	spanProcessors []sdktrace.SpanProcessor
+	hup            <-chan os.Signal
 }
+
+// WithReloadSignal hands the runtime the channel SIGHUP arrives on, which
+// the caller registered (signal.Notify) before anything else: a HUP sent
+// while the service still waits for NATS at start-up, or while it shuts
+// down, is then never fatal, and one received during start-up is applied
+// once the service runs. Without it, WatchReload registers its own.
+func WithReloadSignal(hup <-chan os.Signal) Option { return func(o *startOptions) { o.hup = hup } }
 
 // WithLogOutput sends the JSON logs to w instead of standard error.
 func WithLogOutput(w io.Writer) Option { return func(o *startOptions) { o.logOutput = w } }
@@ -130,8 +152,8 @@ func WithSpanProcessor(p sdktrace.SpanProcessor) Option {
 	return func(o *startOptions) { o.spanProcessors = append(o.spanProcessors, p) }
 }
 
-// secrets are the config's resolved ${VAR} values plus the passwords in
-// the NATS and Redis URLs.
+// secrets are the config's resolved ${VAR} values plus the passwords and
+// tokens of the NATS and Redis connections.
 func (rt *Runtime) secrets(cfg *config.Config) []string {
 	s := append([]string{}, cfg.Secrets()...)
 	for _, raw := range []string{rt.Env.NATSURL, rt.Env.RedisURL} {
@@ -141,38 +163,74 @@ func (rt *Runtime) secrets(cfg *config.Config) []string {
 			}
 		}
 	}
-	return s
+	return append(s, rt.connSecrets...)
 }
 
 func (rt *Runtime) connect(ctx context.Context) error {
-	opts, err := redis.ParseURL(rt.Env.RedisURL)
+	rdb, redisSecrets, err := newRedisClient(rt.Name, rt.Lookup, rt.Env.RedisURL)
 	if err != nil {
-		return fmt.Errorf("REDIS_URL: %w (write redis://[:password@]host:6379/0)", rt.Redactor.Error(err))
+		return err
 	}
-	rt.Redis = redis.NewClient(opts)
+	rt.Redis = rdb
 	rt.Store = store.New(rt.Redis, store.Options{Prefix: rt.Env.RedisPrefix})
 
+	auth, err := readNATSAuth(rt.Lookup, rt.Env.NATSURL)
+	if err != nil {
+		return err
+	}
+	natsOpts, natsSecrets, err := auth.options()
+	if err != nil {
+		return err
+	}
+	rt.connSecrets = append(redisSecrets, natsSecrets...)
+	rt.Redactor.Set(rt.secrets(rt.Config()))
+	rt.Logger.Info("connecting", "nats", redactNATSURL(auth.url), "redis", describeRedis(rt.Env.RedisURL))
+
 	log := rt.Logger
-	rt.NATS, err = nats.Connect(rt.Env.NATSURL,
+	var lastReconnectErr atomic.Pointer[string]
+	opts := append(natsTimings(), natsOpts...)
+	opts = append(opts,
 		nats.Name("pollgrid-"+rt.Name),
-		nats.RetryOnFailedConnect(true),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(time.Second),
+		nats.ConnectHandler(func(nc *nats.Conn) { log.Info("NATS connected", "url", nc.ConnectedUrlRedacted()) }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
-				log.Warn("NATS disconnected", "error", err)
+				log.Warn("NATS disconnected; reconnecting", "error", explainNATS(err))
 			}
 		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			// Said once per cause, not once a second.
+			msg := err.Error()
+			if prev := lastReconnectErr.Swap(&msg); prev == nil || *prev != msg {
+				log.Warn("NATS reconnect failed; retrying every second", "error", explainNATS(err))
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			lastReconnectErr.Store(nil)
+			log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			log.Error("NATS error", "error", explainNATS(err))
+		}),
+		nats.ClosedHandler(func(nc *nats.Conn) {
+			if rt.closing.Load() {
+				return
+			}
+			cause := fmt.Errorf("NATS connection closed for good: %w", natsCause(nc))
+			rt.closedCause.Store(&cause)
+			close(rt.natsClosed)
+			log.Error("NATS connection closed and will not reopen; stopping the service so that it is restarted", "error", cause)
+		}),
 	)
+	rt.NATS, err = nats.Connect(auth.url, opts...)
 	if err != nil {
-		return fmt.Errorf("NATS_URL: %w", rt.Redactor.Error(err))
+		return fmt.Errorf("NATS_URL %s: %w", redactNATSURL(auth.url), rt.Redactor.Error(explainNATS(err)))
 	}
 	if rt.JS, err = jetstream.New(rt.NATS); err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	// NATS may still be starting (compose, a restart): keep trying to set
-	// up the streams until it answers or we are told to stop.
+	// up the streams until it answers or we are told to stop, saying why
+	// it does not answer (a wrong password is not "connection closed").
 	for attempt := 1; ; attempt++ {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err = bus.EnsureStreams(sctx, rt.JS, bus.StreamOptions{Replicas: rt.Env.StreamReplicas})
@@ -180,10 +238,15 @@ func (rt *Runtime) connect(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("set up JetStream streams: %w", err)
+		if !rt.NATS.IsConnected() {
+			err = natsCause(rt.NATS)
+		} else {
+			err = explainNATS(err)
 		}
-		log.Warn("waiting for NATS JetStream", "url", redact.URL(rt.Env.NATSURL), "attempt", attempt, "error", err)
+		if ctx.Err() != nil {
+			return fmt.Errorf("set up JetStream streams at %s: %w", redactNATSURL(auth.url), err)
+		}
+		log.Warn("waiting for NATS JetStream", "url", redactNATSURL(auth.url), "attempt", attempt, "error", err)
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Second):
@@ -191,8 +254,21 @@ func (rt *Runtime) connect(ctx context.Context) error {
 	}
 }
 
+// NATSClosed is closed when the NATS connection has closed for good while
+// the service runs (not by Close).
+func (rt *Runtime) NATSClosed() <-chan struct{} { return rt.natsClosed }
+
+// natsClosedErr is why the connection closed, once NATSClosed is.
+func (rt *Runtime) natsClosedErr() error {
+	if p := rt.closedCause.Load(); p != nil {
+		return *p
+	}
+	return errors.New("NATS connection closed")
+}
+
 // Close releases the connections and flushes traces.
 func (rt *Runtime) Close() {
+	rt.closing.Store(true)
 	if rt.NATS != nil {
 		_ = rt.NATS.Drain()
 	}
@@ -206,17 +282,32 @@ func (rt *Runtime) Close() {
 	}
 }
 
-// Ready reports whether NATS is connected and Redis answers.
+// readyTimeout bounds /readyz's Redis check: the client honours it even
+// while Redis stalls.
+const readyTimeout = time.Second
+
+// Ready reports whether NATS is connected and Redis answers, and if not why.
 func (rt *Runtime) Ready(ctx context.Context) error {
 	if rt.NATS == nil || !rt.NATS.IsConnected() {
-		return errors.New("NATS is not connected")
+		return fmt.Errorf("NATS is not connected: %w", natsCause(rt.NATS))
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	if err := rt.Redis.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis does not answer: %w", err)
+		return fmt.Errorf("redis does not answer within %s: %w", readyTimeout, err)
 	}
 	return nil
+}
+
+// Healthy reports whether the process can still do its work: not once its
+// NATS connection has closed for good (a restart is the only cure).
+func (rt *Runtime) Healthy() error {
+	select {
+	case <-rt.natsClosed:
+		return rt.natsClosedErr()
+	default:
+		return nil
+	}
 }
 
 // Serve runs the HTTP endpoints until ctx ends: /healthz, /readyz, /metrics
@@ -224,6 +315,10 @@ func (rt *Runtime) Ready(ctx context.Context) error {
 func (rt *Runtime) Serve(ctx context.Context, extra http.Handler) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := rt.Healthy(); err != nil {
+			http.Error(w, "unhealthy: "+rt.Redactor.String(err.Error())+" (restart the process)", http.StatusServiceUnavailable)
+			return
+		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
@@ -280,10 +375,14 @@ func pprofMux() *http.ServeMux {
 // WatchReload re-reads the config on SIGHUP until ctx ends. An invalid
 // config, or one apply refuses, is rejected whole and the running one stays.
 func (rt *Runtime) WatchReload(ctx context.Context, apply func(*config.Config) error) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+	hup := rt.hup
+	if hup == nil {
+		own := make(chan os.Signal, 1)
+		signal.Notify(own, syscall.SIGHUP)
+		hup = own
+		context.AfterFunc(ctx, func() { signal.Stop(own) })
+	}
 	go func() {
-		defer signal.Stop(hup)
 		for {
 			select {
 			case <-ctx.Done():

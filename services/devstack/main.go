@@ -23,6 +23,10 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Caught for the whole run, so that a HUP never ends the stack, even
+	// while it starts; each service reloads on the HUPs it receives once
+	// it runs (its config is read fresh when it starts).
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP)
 	if err := stack.Run(ctx, os.LookupEnv, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "pollgrid devstack:", err)
 		os.Exit(1)

@@ -1,0 +1,204 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pollgrid/pollgrid/pkg/config"
+	"github.com/pollgrid/pollgrid/pkg/redistest"
+)
+
+// natsWithPassword starts an embedded NATS with JetStream on port (-1 for
+// a random one) that accepts the user pollgrid with password.
+func natsWithPassword(t *testing.T, port int, storeDir, password string) *server.Server {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: storeDir, NoSigs: true, NoLog: true,
+		Users: []*server.User{{Username: "pollgrid", Password: password}},
+	})
+	require.NoError(t, err)
+	go ns.Start()
+	require.True(t, ns.ReadyForConnections(10*time.Second))
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return ns
+}
+
+// logBuffer collects a runtime's JSON logs.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func testEnv(t *testing.T, natsURL, redisURL string) config.Env {
+	path := filepath.Join(t.TempDir(), "connectors.json")
+	require.NoError(t, os.WriteFile(path, []byte(`{"connectors": [{"name": "quakes", "type": "usgs-earthquakes", "config": {"feed": "significant_week"}}]}`), 0o600))
+	return config.MapEnv(map[string]string{
+		"NATS_URL": natsURL, "REDIS_URL": redisURL, "CONNECTORS_FILE": path, "HTTP_ADDR": freeAddr(t), "LOG_LEVEL": "debug",
+	})
+}
+
+// serve runs rt's HTTP endpoints until the test ends.
+func serve(t *testing.T, rt *Runtime) string {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = rt.Serve(ctx, nil); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	base := "http://" + rt.Env.HTTPAddr
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	}, 5*time.Second, 10*time.Millisecond)
+	return base
+}
+
+func fetch(t *testing.T, url string) (int, string) {
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func TestReadyzAnswersWithinItsDeadlineDuringARedisStall(t *testing.T) {
+	ns := natsWithPassword(t, -1, t.TempDir(), "pw")
+	redis := redistest.Start(t)
+	rt, err := Start(t.Context(), "worker", testEnv(t, "nats://pollgrid:pw@"+ns.Addr().String(), redis.URL()), "", WithLogOutput(io.Discard))
+	require.NoError(t, err)
+	defer rt.Close()
+	base := serve(t, rt)
+	code, _ := fetch(t, base+"/readyz")
+	require.Equal(t, http.StatusOK, code)
+
+	redis.Freeze()
+	defer redis.Thaw()
+	start := time.Now()
+	code, body := fetch(t, base+"/readyz")
+	elapsed := time.Since(start)
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.Contains(t, body, "redis does not answer within 1s")
+	assert.Less(t, elapsed, 3*time.Second, "the 1 s check ended at its deadline, not the client's 5 s timeout")
+	code, _ = fetch(t, base+"/healthz")
+	assert.Equal(t, http.StatusOK, code, "a Redis stall is not a reason to restart the process")
+}
+
+func TestNATSWrongPasswordIsNamed(t *testing.T) {
+	ns := natsWithPassword(t, -1, t.TempDir(), "right-password")
+	logs := &logBuffer{}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		_, err := Start(ctx, "worker", testEnv(t, "nats://pollgrid:wrong-password@"+ns.Addr().String(), "redis://127.0.0.1:1/0"), "", WithLogOutput(logs))
+		done <- err
+	}()
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "waiting for NATS JetStream") },
+		15*time.Second, 20*time.Millisecond, "the service says it waits for NATS")
+	cancel()
+	err := <-done
+	require.Error(t, err)
+	for _, text := range []string{err.Error(), logs.String()} {
+		assert.Contains(t, text, "NATS refused our credentials: check the user and password in NATS_URL")
+		assert.Contains(t, strings.ToLower(text), "authorization violation")
+		assert.NotContains(t, text, "connection closed")
+		assert.NotContains(t, text, "wrong-password")
+	}
+}
+
+func TestNATSReconnectsWhenTheRightPasswordIsBack(t *testing.T) {
+	store := t.TempDir()
+	first := natsWithPassword(t, -1, store, "pw1")
+	port := first.Addr().(*net.TCPAddr).Port
+	redis := redistest.Start(t)
+	logs := &logBuffer{}
+	rt, err := Start(t.Context(), "worker", testEnv(t, fmt.Sprintf("nats://pollgrid:pw1@127.0.0.1:%d", port), redis.URL()), "", WithLogOutput(logs))
+	require.NoError(t, err)
+	defer rt.Close()
+	base := serve(t, rt)
+
+	// NATS comes back with another password: the service keeps trying, says
+	// why it is not ready, and stays alive (nothing to restart).
+	first.Shutdown()
+	first.WaitForShutdown()
+	other := natsWithPassword(t, port, store, "pw2")
+	require.Eventually(t, func() bool {
+		code, body := fetch(t, base+"/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "NATS refused our credentials")
+	}, 15*time.Second, 50*time.Millisecond, "readyz names the rejected credentials")
+	code, _ := fetch(t, base+"/healthz")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Contains(t, logs.String(), "NATS refused our credentials", "the logs say why too")
+
+	// Then with the right one again: connected, ready.
+	other.Shutdown()
+	other.WaitForShutdown()
+	natsWithPassword(t, port, store, "pw1")
+	require.Eventually(t, func() bool { code, _ := fetch(t, base+"/readyz"); return code == http.StatusOK },
+		20*time.Second, 50*time.Millisecond, "the service reconnected once the password was right again")
+	assert.NotContains(t, logs.String(), "pw1")
+	assert.NotContains(t, logs.String(), "pw2")
+}
+
+func TestClosedNATSConnectionFailsHealthzAndStopsTheService(t *testing.T) {
+	ns := natsWithPassword(t, -1, t.TempDir(), "pw")
+	redis := redistest.Start(t)
+	rt, err := Start(t.Context(), "worker", testEnv(t, "nats://pollgrid:pw@"+ns.Addr().String(), redis.URL()), "", WithLogOutput(io.Discard))
+	require.NoError(t, err)
+	defer rt.Close()
+	base := serve(t, rt)
+	code, _ := fetch(t, base+"/healthz")
+	require.Equal(t, http.StatusOK, code)
+
+	rt.NATS.Close() // a fault of the client: nothing will reopen it
+	code, body := fetch(t, base+"/healthz")
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.Contains(t, body, "NATS connection closed for good")
+	assert.Contains(t, body, "restart the process")
+
+	// A service running on it stops, with the cause, so that its process exits.
+	rt.Env.HTTPAddr = freeAddr(t)
+	done := make(chan error, 1)
+	go func() {
+		done <- serveAlong(t.Context(), rt, nil, func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() })
+	}()
+	select {
+	case err := <-done:
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "NATS connection closed for good")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the service kept running with a closed NATS connection")
+	}
+}
