@@ -48,6 +48,10 @@ redis-server:
 clean: ## remove build output
 	rm -rf bin
 
+.PHONY: chaos
+chaos: redis-server ## the fault suite at full length, HA topologies included; writes docs/reliability.md (not in make test; about 10 minutes)
+	cd test && go test -count=1 -timeout 40m -run TestChaos -v ./chaos -args -chaos.full -chaos.report=$(CURDIR)/docs/reliability.md
+
 .PHONY: e2e-jaeger
 e2e-jaeger: redis-server ## build and run a real Jaeger on 127.0.0.1 and check a tick's trace through its query API (not in make test)
 	bash test/jaeger/run.sh
