@@ -44,7 +44,9 @@ func (w *window) excuse(from, to time.Time, conns ...string) {
 
 func (w *window) healed(at time.Time) { w.faultEnds = append(w.faultEnds, at) }
 
-func (w *window) note(format string, args ...any) { w.notes = append(w.notes, fmt.Sprintf(format, args...)) }
+func (w *window) note(format string, args ...any) {
+	w.notes = append(w.notes, fmt.Sprintf(format, args...))
+}
 
 func (w *window) fail(format string, args ...any) {
 	w.failures = append(w.failures, fmt.Sprintf(format, args...))
