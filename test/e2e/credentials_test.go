@@ -166,3 +166,51 @@ func httpGet(t *testing.T, url string) (int, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
+
+// REDIS_URL=redis-cluster://...: a connector's keys and Lua scripts stay in
+// one slot, and the whole stack runs on a three-master Redis Cluster.
+func TestStackOnRedisCluster(t *testing.T) {
+	cluster := harness.StartRedisCluster(t, 3)
+	body, err := os.ReadFile(fixture)
+	require.NoError(t, err)
+	upstream := harness.NewUpstream(t, body)
+	ns := harness.NATS(t)
+	names := []string{"noaa-a", "noaa-b", "noaa-c", "noaa-d"}
+	env := map[string]string{
+		"NATS_URL": ns.ClientURL(), "REDIS_URL": cluster.URL(), "LOG_LEVEL": "warn", "WORKER_ACK_WAIT": "3s",
+		"CONNECTORS_FILE": harness.WriteFile(t, "connectors.json", connectorsJSON(upstream.URL, names...)),
+	}
+	with := func() map[string]string {
+		m := map[string]string{}
+		for k, v := range env {
+			m[k] = v
+		}
+		return m
+	}
+	agg := harness.Start(t, service.Aggregator, with())
+	harness.Start(t, service.Worker, with())
+	sched := harness.Start(t, service.Scheduler, with())
+	nc, _ := harness.Connect(t, ns.ClientURL())
+	sigs := collect(t, nc)
+	for _, n := range names {
+		require.Eventually(t, func() bool {
+			code, body := httpGet(t, agg.HTTP+"/metrics/connectors/"+n)
+			return code == 200 && !strings.Contains(body, `"successes":0`)
+		}, 30*time.Second, 100*time.Millisecond, "%s polled, committed and counted on the cluster", n)
+	}
+	assert.GreaterOrEqual(t, len(sigs.all()), 2*len(names), "every connector's alerts signalled")
+	assert.Eventually(t, func() bool { return metricLine(t, sched.HTTP, "pollgrid_scheduler_leader", "1") },
+		15*time.Second, 50*time.Millisecond, "the leader lease works on the cluster")
+	// The connectors' keys are spread over the masters.
+	holding := 0
+	for _, n := range cluster.Nodes {
+		c := n.Client()
+		keys, err := c.Keys(context.Background(), "pollgrid:{noaa-*}:state").Result()
+		require.NoError(t, err)
+		if len(keys) > 0 {
+			holding++
+		}
+		_ = c.Close()
+	}
+	assert.GreaterOrEqual(t, holding, 2, "four connectors' keys live on more than one master")
+}

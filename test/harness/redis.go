@@ -233,3 +233,51 @@ func (s *SentinelSet) CurrentMaster() *RedisServer {
 	}
 	return nil
 }
+
+// RedisCluster is a Redis Cluster of masters on loopback (no replicas):
+// what REDIS_URL=redis-cluster://... points at.
+type RedisCluster struct {
+	Nodes []*RedisServer
+}
+
+// StartRedisCluster starts masters cluster-enabled servers and joins them
+// with redis-cli --cluster create, then waits until the cluster is ok.
+func StartRedisCluster(t testing.TB, masters int) *RedisCluster {
+	t.Helper()
+	c := &RedisCluster{}
+	var addrs []string
+	for range masters {
+		r := &RedisServer{t: t, Port: Port(t, FreeAddr(t)), Dir: t.TempDir()}
+		r.writeConf()
+		f, err := os.OpenFile(r.conf, os.O_APPEND|os.O_WRONLY, 0)
+		require.NoError(t, err)
+		_, err = fmt.Fprintf(f, "cluster-enabled yes\ncluster-config-file %s\ncluster-node-timeout 2000\n", filepath.Join(r.Dir, "nodes.conf"))
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+		r.start()
+		c.Nodes = append(c.Nodes, r)
+		addrs = append(addrs, r.Addr())
+	}
+	cli, err := exec.LookPath("redis-cli")
+	require.NoError(t, err, "redis-cli comes with redis-server (Debian's redis-tools)")
+	out, err := exec.Command(cli, append(append([]string{"--cluster", "create"}, addrs...), "--cluster-yes")...).CombinedOutput()
+	require.NoError(t, err, "redis-cli --cluster create: %s", out)
+	admin := c.Nodes[0].Client()
+	defer admin.Close()
+	require.Eventually(t, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		info, err := admin.ClusterInfo(ctx).Result()
+		return err == nil && strings.Contains(info, "cluster_state:ok")
+	}, 30*time.Second, 50*time.Millisecond, "the Redis Cluster never became ok")
+	return c
+}
+
+// URL is the cluster as a REDIS_URL.
+func (c *RedisCluster) URL() string {
+	var hosts []string
+	for _, n := range c.Nodes {
+		hosts = append(hosts, n.Addr())
+	}
+	return "redis-cluster://" + strings.Join(hosts, ",")
+}
