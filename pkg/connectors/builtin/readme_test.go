@@ -56,7 +56,12 @@ func TestEveryREADMESampleLoads(t *testing.T) {
 	registry := builtin.Registry()
 	// Every ${VAR} resolves to a plausible secret: a README writes secrets as
 	// references, and their values are not what is checked here.
-	env := config.Env(func(key string) (string, bool) { return "readme-" + strings.ToLower(key), true })
+	env := config.Env(func(key string) (string, bool) {
+		if strings.HasPrefix(key, "CONFIG_MAX_") { // the loader's own limits: their defaults
+			return "", false
+		}
+		return "readme-" + strings.ToLower(key), true
+	})
 	for _, typeName := range registry.Types() {
 		t.Run(typeName, func(t *testing.T) {
 			raw, err := os.ReadFile(filepath.Join("..", typeName, "README.md"))
