@@ -158,7 +158,7 @@ func (h *Harness) run(ctx context.Context, prev store.State) (out poll.Outcome, 
 			panicked = &panicError{value: v, stack: debug.Stack()}
 		}
 	}()
-	return h.runner.Run(ctx, h.Connector, h.conn, prev), nil
+	return h.runner.Run(ctx, h.Connector, h.conn, prev, nil), nil
 }
 
 // IDs lists the signals' item ids in publish order.
@@ -259,11 +259,11 @@ type recorder struct {
 	signals []*pollgridv1.Signal
 }
 
-func (r *recorder) PublishSignals(_ context.Context, signals []*pollgridv1.Signal) error {
+func (r *recorder) PublishSignals(_ context.Context, signals []*pollgridv1.Signal) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.signals = append(r.signals, signals...)
-	return nil
+	return 0, nil
 }
 
 func (r *recorder) count() int {

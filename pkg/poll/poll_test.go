@@ -70,17 +70,30 @@ func (f *fakeConn) calls() []connector.State {
 type recorder struct {
 	mu      sync.Mutex
 	batches [][]*pollgridv1.Signal
+	ids     map[string]bool
 	fail    error
 }
 
-func (p *recorder) PublishSignals(_ context.Context, signals []*pollgridv1.Signal) error {
+// PublishSignals records signals and, as JetStream's duplicate window does,
+// counts those whose id it already has.
+func (p *recorder) PublishSignals(_ context.Context, signals []*pollgridv1.Signal) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.fail != nil {
-		return p.fail
+		return 0, p.fail
+	}
+	if p.ids == nil {
+		p.ids = map[string]bool{}
+	}
+	dups := 0
+	for _, s := range signals {
+		if p.ids[bus.SignalID(s)] {
+			dups++
+		}
+		p.ids[bus.SignalID(s)] = true
 	}
 	p.batches = append(p.batches, signals)
-	return nil
+	return dups, nil
 }
 
 func (p *recorder) setFail(err error) {
@@ -127,6 +140,8 @@ type env struct {
 	// noPrefetch polls as for a connector with too many seen items for
 	// Acquire to bring their versions: the runner reads them itself.
 	noPrefetch bool
+	// guard is passed to every Run.
+	guard poll.Guard
 }
 
 const secret = "s3cr3t"
@@ -169,7 +184,7 @@ func (e *env) poll(t testing.TB, conn connector.Connector) poll.Outcome {
 	if e.noPrefetch {
 		prev.Seen = nil // as for a connector with more than store.PrefetchSeen items
 	}
-	out := e.runner.Run(ctx, e.cfg, conn, prev)
+	out := e.runner.Run(ctx, e.cfg, conn, prev, e.guard)
 	require.NoError(t, e.store.Commit(ctx, lease, out.Commit))
 	return out
 }
@@ -407,7 +422,7 @@ func TestRetries(t *testing.T) {
 				},
 			}
 			conn := newConn(tt.script...)
-			out := r.Run(context.Background(), cfg, conn, store.State{})
+			out := r.Run(context.Background(), cfg, conn, store.State{}, nil)
 
 			assert.Equal(t, tt.wantAttempts, out.Attempts)
 			assert.Len(t, conn.calls(), tt.wantAttempts, "Attempts counts the connector's calls")
@@ -441,7 +456,7 @@ func TestRetriesStopWhenCancelled(t *testing.T) {
 		cancel() // the worker shuts down mid-poll
 		return connector.Result{}, errors.New("connection reset by peer")
 	})
-	out := r.Run(ctx, cfg, conn, store.State{})
+	out := r.Run(ctx, cfg, conn, store.State{}, nil)
 	require.Error(t, out.Err)
 	assert.Equal(t, 1, out.Attempts)
 	assert.Len(t, conn.calls(), 1)
@@ -452,7 +467,7 @@ func TestDefaultSleepRetries(t *testing.T) {
 		Retries: config.Retries{Max: 2, Backoff: time.Millisecond}}
 	r := &poll.Runner{Publisher: &recorder{}, Seen: noneSeen{}}
 	errFlaky := errors.New("connection reset by peer")
-	out := r.Run(context.Background(), cfg, newConn(fails(errFlaky), returns(result("c1", item("a", "1")))), store.State{})
+	out := r.Run(context.Background(), cfg, newConn(fails(errFlaky), returns(result("c1", item("a", "1")))), store.State{}, nil)
 	require.NoError(t, out.Err)
 	assert.Equal(t, 2, out.Attempts)
 	assert.Equal(t, "c1", out.Commit.State.Cursor)
@@ -783,4 +798,54 @@ type scriptedItems struct {
 
 func (s *scriptedItems) Poll(context.Context, connector.State) (connector.Result, error) {
 	return connector.Result{Items: *s.items.Load()}, nil
+}
+
+func TestGuardRefusesThePublish(t *testing.T) {
+	e := newEnv(t)
+	errLost := errors.New("lease lost")
+	e.guard = func(context.Context) error { return errLost }
+	out := e.poll(t, newConn(returns(result("c1", item("a", "1")))))
+	require.ErrorIs(t, out.Err, errLost)
+	assert.Contains(t, out.Err.Error(), "not publishing")
+	assert.Zero(t, e.pub.published(), "nothing was published")
+	assert.Empty(t, e.state(t).Cursor, "and the cursor did not move")
+
+	e.guard = func(context.Context) error { return nil }
+	out = e.poll(t, newConn(returns(result("c1", item("a", "1")))))
+	require.NoError(t, out.Err)
+	assert.Equal(t, 1, e.pub.published())
+}
+
+func TestRepublishedSignalsAreCountedAsDuplicates(t *testing.T) {
+	e := newEnv(t)
+	// A poll publishes, then its commit is lost (the worker died): the next
+	// poll publishes the same signal again, and the publisher says so.
+	lease, prev, err := e.store.Acquire(context.Background(), e.cfg.Name, "w1", e.cfg.LeaseTTL)
+	require.NoError(t, err)
+	out := e.runner.Run(context.Background(), e.cfg, newConn(returns(result("c1", item("a", "1")))), prev, nil)
+	require.NoError(t, out.Err)
+	assert.Zero(t, out.Duplicates)
+	require.NoError(t, e.store.Release(context.Background(), lease))
+
+	out = e.poll(t, newConn(returns(result("c1", item("a", "1")))))
+	require.NoError(t, out.Err)
+	assert.Len(t, out.Signals, 1)
+	assert.Equal(t, 1, out.Duplicates)
+}
+
+func TestConnectorPanicFailsThePoll(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.Retries.Max = 2
+	conn := newConn(func(context.Context, connector.State) (connector.Result, error) {
+		var m map[string]int
+		m["boom"]++ // a nil map write: a panic
+		return connector.Result{}, nil
+	})
+	out := e.poll(t, conn)
+	var panicErr *poll.PanicError
+	require.ErrorAs(t, out.Err, &panicErr)
+	assert.Contains(t, out.Err.Error(), "connector panicked: assignment to entry in nil map")
+	assert.Contains(t, string(panicErr.Stack), "poll_test.go", "the stack says where")
+	assert.Len(t, conn.inputs, 1, "a panic is not retried")
+	assert.Equal(t, 1, e.state(t).ConsecutiveFailures, "it fails like any poll")
 }

@@ -74,7 +74,11 @@ func (s *Store) Acquire(ctx context.Context, connector, owner string, ttl time.D
 	if len(res) < 5 {
 		return nil, State{}, fmt.Errorf("acquire lease %s: unexpected script reply %v", connector, res)
 	}
-	token, _ := res[1].(int64)
+	text, _ := res[1].(string)
+	token, err := strconv.ParseUint(text, 10, 64)
+	if err != nil {
+		return nil, State{}, fmt.Errorf("acquire lease %s: fencing token %q: %w", connector, text, err)
+	}
 	flat, _ := res[2].([]any)
 	st, err := parseState(pairs(flat))
 	if err != nil {
@@ -84,7 +88,7 @@ func (s *Store) Acquire(ctx context.Context, connector, owner string, ttl time.D
 		flat, _ := res[4].([]any)
 		st.Seen = pairs(flat)
 	}
-	return &Lease{Connector: connector, Owner: owner, Token: uint64(token), TTL: ttl}, st, nil
+	return &Lease{Connector: connector, Owner: owner, Token: token, TTL: ttl}, st, nil
 }
 
 // PrefetchSeen is how many seen items a connector may remember for Acquire

@@ -2,7 +2,7 @@ package store
 
 // The Lua scripts. Each one touches only the keys of one connector (one hash
 // slot), passed in KEYS, and sticks to EXISTS GET SET INCR PEXPIRE PTTL DEL HGETALL
-// HLEN HSET HDEL HMGET ZADD ZCARD ZPOPMIN ZRANGEBYSCORE ZREMRANGEBYSCORE so that it
+// HLEN HINCRBY TIME HSET HDEL HMGET ZADD ZCARD ZPOPMIN ZRANGEBYSCORE ZREMRANGEBYSCORE so that it
 // runs on miniredis as well as on Redis. Variadic commands are called in
 // chunks: unpack of a long table overflows Lua's C stack.
 
@@ -13,20 +13,34 @@ package store
 //	held     -> {0, pttl_ms}
 //	acquired -> {1, token, {state field, value, ...}, prefetched, {seen id, version, ...}}
 //
-// The lease value is "<owner>:<token>". When the connector remembers at
-// most prefetch_max items, their versions come along (prefetched = 1),
-// which saves the poll a round trip to read them.
+// The lease value is "<owner>:<token>". The fencing token is the greater of
+// the last one plus one and Redis's clock in microseconds: it grows on every
+// acquire, and it still grows when Redis restarts with no data (a token
+// from before the loss is older than the clock), so a paused worker's
+// commit stays fenced across the loss. Numbers are written with %.0f: Lua's
+// own formatting keeps 14 digits, and a token has 16.
+//
+// attempts in the state counts the polls begun since the last commit, this
+// one included: a connector that keeps killing its worker shows there.
+//
+// When the connector remembers at most prefetch_max items, their versions
+// come along (prefetched = 1), which saves the poll a round trip to read
+// them.
 const acquireLua = `
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {0, redis.call('PTTL', KEYS[1])}
 end
-local token = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
+local now = redis.call('TIME')
+local token = math.max(tonumber(redis.call('GET', KEYS[2]) or '0') + 1, tonumber(now[1]) * 1000000 + tonumber(now[2]))
+local text = string.format('%.0f', token)
+redis.call('SET', KEYS[2], text)
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. text, 'PX', ARGV[2])
+redis.call('HINCRBY', KEYS[3], 'attempts', 1)
 local prefetched, seen = 0, {}
 if redis.call('HLEN', KEYS[4]) <= tonumber(ARGV[3]) then
   prefetched, seen = 1, redis.call('HGETALL', KEYS[4])
 end
-return {1, token, redis.call('HGETALL', KEYS[3]), prefetched, seen}
+return {1, text, redis.call('HGETALL', KEYS[3]), prefetched, seen}
 `
 
 // renewLua extends a lease that is still ours.
@@ -66,10 +80,10 @@ return 0
 //
 // The fence, not the lease, decides: a lease that expired while nobody else
 // acquired it leaves the fence equal to token, and then no newer writer can
-// exist (any Acquire would have incremented the fence), so the write is as
-// safe as if the lease were still held and it is accepted. Equality rather
-// than "token >= fence" also rejects a token from before a Redis data loss
-// restarted the counter.
+// exist (any Acquire would have moved the fence), so the write is as safe as
+// if the lease were still held and it is accepted. Equality rather than
+// "token >= fence" also rejects a token from before a Redis data loss (the
+// fence is gone, or newer), whatever happened since.
 const commitLua = `
 local function chunked(cmd, key, list)
   local step = 500

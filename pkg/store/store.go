@@ -91,6 +91,10 @@ type State struct {
 	// NotBefore is when the upstream allows the next poll (Retry-After, a
 	// rate limit reset); zero when it asked nothing.
 	NotBefore time.Time
+	// Attempts counts the polls begun since the last commit, the current
+	// one included (read by Acquire): more than one means earlier polls
+	// ended without committing, their worker killed or frozen.
+	Attempts int
 	// Seen holds the remembered version of every seen item, by id, when
 	// Acquire read them with the state (a connector that remembers at most
 	// PrefetchSeen items); nil otherwise: read them with SeenVersions.
@@ -108,6 +112,7 @@ const (
 	fieldConsecutiveFailures = "consecutive_failures"
 	fieldLastError           = "last_error"
 	fieldNotBefore           = "not_before"
+	fieldAttempts            = "attempts"
 )
 
 // fields lists every state field with its encoded value, "" for a zero value,
@@ -126,6 +131,7 @@ func (st State) fields() []string {
 		fieldConsecutiveFailures, failures,
 		fieldLastError, st.LastError,
 		fieldNotBefore, formatTime(st.NotBefore),
+		fieldAttempts, "", // a commit ends the attempts
 	}
 }
 
@@ -144,6 +150,11 @@ func parseState(h map[string]string) (State, error) {
 	}
 	if st.NotBefore, err = parseTime(h[fieldNotBefore]); err != nil {
 		return State{}, fmt.Errorf("field %s: %w", fieldNotBefore, err)
+	}
+	if v := h[fieldAttempts]; v != "" {
+		if st.Attempts, err = strconv.Atoi(v); err != nil {
+			return State{}, fmt.Errorf("field %s: %w", fieldAttempts, err)
+		}
 	}
 	if v := h[fieldConsecutiveFailures]; v != "" {
 		if st.ConsecutiveFailures, err = strconv.Atoi(v); err != nil {

@@ -20,6 +20,9 @@ type metrics struct {
 	itemsFailed    *prometheus.CounterVec
 	contention     *prometheus.CounterVec
 	missed         *prometheus.CounterVec
+	duplicates     *prometheus.CounterVec
+	panics         *prometheus.CounterVec
+	crashLoops     *prometheus.CounterVec
 	fenced         *prometheus.CounterVec
 	redelivered    prometheus.Counter
 	reportsDropped prometheus.Counter
@@ -49,6 +52,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "pollgrid_lease_contention_total", Help: "Ticks that found the connector busy: its lease held by a poll still running " +
 				"(a connector slower than its interval is polled back to back, never in parallel).",
 		}, []string{"type"}),
+		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pollgrid_signals_duplicate_total", Help: "Signals JetStream dropped as re-publishes within the SIGNALS duplicate window " +
+				"(a poll after a crash, or after Redis lost its data).",
+		}, []string{"type"}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pollgrid_panics_total", Help: "Polls that failed because their connector panicked (the stack is logged).",
+		}, []string{"type"}),
+		crashLoops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pollgrid_crash_loops_total", Help: "Ticks not polled because the connector's last polls never finished (their workers died): it backs off instead.",
+		}, []string{"type"}),
 		missed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pollgrid_ticks_missed_total", Help: "Whole intervals that passed with no poll of a connector that was not backing off " +
 				"(its polls take longer than its interval, or the workers cannot keep up).",
@@ -77,7 +90,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		errors: telemetry.NewDependencyErrors(),
 	}
-	reg.MustRegister(m.polls, m.pollDuration, m.signals, m.itemsFailed, m.contention, m.missed, m.fenced,
+	reg.MustRegister(m.polls, m.pollDuration, m.signals, m.itemsFailed, m.contention, m.missed, m.duplicates, m.panics, m.crashLoops, m.fenced,
 		m.redelivered, m.reportsDropped, m.lateness, m.inFlight, m.concurrency, m.badTicks, m.errors)
 	return m
 }
@@ -109,5 +122,8 @@ func (m *metrics) initType(connectorType string) {
 	m.itemsFailed.WithLabelValues(connectorType)
 	m.contention.WithLabelValues(connectorType)
 	m.missed.WithLabelValues(connectorType)
+	m.duplicates.WithLabelValues(connectorType)
+	m.panics.WithLabelValues(connectorType)
+	m.crashLoops.WithLabelValues(connectorType)
 	m.fenced.WithLabelValues(connectorType)
 }

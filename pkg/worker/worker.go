@@ -418,6 +418,25 @@ func (w *Worker) poll(ctx context.Context, in *instance, msg jetstream.Msg, log 
 	}
 	report.FencingToken = lease.Token
 	w.countMissed(c, state)
+	if state.Attempts > maxAttempts {
+		// Its last polls all began and never committed: each time, the
+		// worker polling it died. Polling it again would likely kill this
+		// one too; fail the poll (which backs off) and say why.
+		w.metrics.crashLoops.WithLabelValues(c.Type).Inc()
+		err := fmt.Errorf("poll %s: its last %d polls never finished (their workers died or were killed while polling it): "+
+			"not polling it this time; it backs off like any failing connector (check the workers' logs and the connector's upstream)",
+			c.Name, state.Attempts-1)
+		log.ErrorContext(ctx, "connector crash loop", "error", err)
+		failed := state
+		failed.LastPoll = time.Now()
+		failed.ConsecutiveFailures++
+		failed.LastError = err.Error()
+		failed.NotBefore = failed.LastPoll.Add(poll.Backoff(c.Interval, failed.ConsecutiveFailures))
+		if cerr := w.commit(ctx, lease, store.Commit{State: failed, Now: failed.LastPoll}); cerr != nil {
+			log.ErrorContext(ctx, "recording the crash loop failed", "error", cerr)
+		}
+		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE, err, false)
+	}
 	if !state.NotBefore.IsZero() && time.Now().Before(state.NotBefore) {
 		_ = w.store.Release(context.WithoutCancel(ctx), lease)
 		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED,
@@ -426,12 +445,18 @@ func (w *Worker) poll(ctx context.Context, in *instance, msg jetstream.Msg, log 
 
 	pollCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	stopKeepAlive := w.keepAlive(pollCtx, cancel, lease, msg, log)
-	out := w.runner.Run(pollCtx, c, conn, state)
-	stopKeepAlive()
+	hb := w.startHeartbeat(pollCtx, cancel, lease, msg, log)
+	out := w.runner.Run(pollCtx, c, conn, state, hb.guard)
+	hb.stop()
+	var panicked *poll.PanicError
+	if errors.As(out.Err, &panicked) {
+		log.ErrorContext(ctx, "connector panicked; the poll failed", "panic", w.opts.Redactor.String(fmt.Sprint(panicked.Value)),
+			"stack", string(panicked.Stack))
+		w.metrics.panics.WithLabelValues(c.Type).Inc()
+	}
 
 	report.ItemsFetched = int64(out.Fetched)
-	report.ItemsPublished = int64(len(out.Signals))
+	report.ItemsPublished = int64(len(out.Signals) - out.Duplicates)
 	report.ItemsFailed = int64(len(out.Failed))
 	report.NotModified = out.NotModified
 	for _, f := range out.Failed {
@@ -455,6 +480,7 @@ func (w *Worker) poll(ctx context.Context, in *instance, msg jetstream.Msg, log 
 	for _, s := range out.Signals {
 		w.metrics.signals.WithLabelValues(c.Type, s.GetChange()).Inc()
 	}
+	w.metrics.duplicates.WithLabelValues(c.Type).Add(float64(out.Duplicates))
 	log.InfoContext(ctx, "poll done", "fetched", out.Fetched, "published", len(out.Signals),
 		"failed_items", len(out.Failed), "not_modified", out.NotModified, "token", lease.Token)
 	return finish(pollgridv1.PollOutcome_POLL_OUTCOME_SUCCESS, nil, false)
@@ -485,54 +511,6 @@ func (w *Worker) commit(ctx context.Context, lease *store.Lease, c store.Commit)
 		return err
 	}
 	return nil
-}
-
-// keepAlive renews the lease and tells JetStream the tick is in progress,
-// both four times per the shorter of the lease TTL and AckWait, so one late
-// heartbeat loses neither. Nothing runs for a poll shorter than one beat
-// (most of them). A failed renewal cancels the poll: another worker may own
-// the connector now. stop returns once no heartbeat runs.
-func (w *Worker) keepAlive(ctx context.Context, cancel context.CancelCauseFunc, lease *store.Lease, msg jetstream.Msg, log *slog.Logger) (stop func()) {
-	period := min(lease.TTL, w.opts.AckWait) / 4
-	var (
-		mu      sync.Mutex
-		stopped bool
-		running sync.WaitGroup
-		timer   *time.Timer
-	)
-	timer = time.AfterFunc(period, func() {
-		mu.Lock()
-		if stopped {
-			mu.Unlock()
-			return
-		}
-		running.Add(1)
-		mu.Unlock()
-		defer running.Done()
-		if err := msg.InProgress(); err != nil {
-			w.metrics.errors.WithLabelValues("nats", "in_progress").Inc()
-		}
-		if err := w.store.Renew(ctx, lease); err != nil {
-			if ctx.Err() == nil {
-				w.metrics.errors.WithLabelValues("redis", "renew").Inc()
-				log.ErrorContext(ctx, "lease renewal failed: cancelling the poll", "error", err)
-				cancel(fmt.Errorf("lease lost: %w", err))
-			}
-			return
-		}
-		mu.Lock()
-		if !stopped {
-			timer.Reset(period)
-		}
-		mu.Unlock()
-	})
-	return func() {
-		mu.Lock()
-		stopped = true
-		timer.Stop()
-		mu.Unlock()
-		running.Wait()
-	}
 }
 
 // countMissed counts the whole intervals that passed since the connector

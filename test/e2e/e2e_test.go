@@ -33,6 +33,7 @@ const (
 // and a real redis-server, polling an httptest upstream that replays NWS.
 type stack struct {
 	natsURL    string
+	redis      *redistest.Server
 	js         jetstream.JetStream
 	nc         *nats.Conn
 	upstream   *harness.Upstream
@@ -58,7 +59,7 @@ func startStack(t *testing.T) *stack {
 	require.NoError(t, err)
 	ns := harness.NATS(t)
 	redis := redistest.Start(t)
-	s := &stack{natsURL: ns.ClientURL(), upstream: harness.NewUpstream(t, body)}
+	s := &stack{natsURL: ns.ClientURL(), redis: redis, upstream: harness.NewUpstream(t, body)}
 	s.nc, s.js = harness.Connect(t, s.natsURL)
 	s.env = map[string]string{
 		"NATS_URL":             s.natsURL,

@@ -348,6 +348,7 @@ var (
 		"pollgrid_config_reloads_total":    {typ: counter, labels: []string{"result"}},
 		"pollgrid_dependency_errors_total": {typ: counter, labels: []string{"op", "system"}, optional: true},
 		"pollgrid_build_info":              {typ: gauge, labels: []string{"commit", "goversion", "service", "version"}},
+		"pollgrid_redis_data_loss_total":   {typ: counter},
 	}
 	// exposedMetrics is every pollgrid_ metric by service: the metrics test
 	// checks the services against it, the dashboard test checks the
@@ -366,6 +367,9 @@ var (
 			"pollgrid_items_failed_total":        {typ: counter, labels: []string{"type"}},
 			"pollgrid_lease_contention_total":    {typ: counter, labels: []string{"type"}},
 			"pollgrid_ticks_missed_total":        {typ: counter, labels: []string{"type"}},
+			"pollgrid_signals_duplicate_total":   {typ: counter, labels: []string{"type"}},
+			"pollgrid_panics_total":              {typ: counter, labels: []string{"type"}},
+			"pollgrid_crash_loops_total":         {typ: counter, labels: []string{"type"}},
 			"pollgrid_reports_dropped_total":     {typ: counter},
 			"pollgrid_state_writes_fenced_total": {typ: counter, labels: []string{"type"}},
 			"pollgrid_ticks_redelivered_total":   {typ: counter},
