@@ -19,6 +19,9 @@ import (
 const (
 	ChangeCreated = "created"
 	ChangeUpdated = "updated"
+	// ChangeDeleted: the item was in a complete listing before and is not
+	// any more; the signal carries its last known version and data.
+	ChangeDeleted = "deleted"
 )
 
 // EncodeTick marshals a tick as binary protobuf: ticks and reports go from
@@ -87,8 +90,14 @@ type signalBody struct {
 
 // SignalID is the CloudEvents id and the Nats-Msg-Id of a signal: the same
 // (item, version) always gets the same id, so JetStream drops a re-publish.
+// A deletion has an id of its own (":deleted" after the version it ends),
+// or JetStream would drop it as a re-publish of that version's signal.
 func SignalID(s *pollgridv1.Signal) string {
-	return s.GetConnector() + ":" + s.GetItemId() + ":" + s.GetVersion()
+	id := s.GetConnector() + ":" + s.GetItemId() + ":" + s.GetVersion()
+	if s.GetChange() == ChangeDeleted {
+		id += ":deleted"
+	}
+	return id
 }
 
 // SignalMsg builds the CloudEvents 1.0 binary-mode NATS message of a signal.

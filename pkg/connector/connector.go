@@ -58,6 +58,12 @@ type Result struct {
 	State State
 	// NotModified is true when the upstream said 304: nothing to do.
 	NotModified bool
+	// Complete says Items (with Failed) are the upstream's whole listing
+	// now, every page read: an item seen before and absent now is gone, and
+	// the platform publishes it once as deleted. A connector sets it only
+	// when its config opts in (emit_deletes) and it read every page (never
+	// when max_pages cut the listing short).
+	Complete bool
 }
 
 // Deps are the shared resources a connector may use. They are built once per

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -35,6 +36,10 @@ type Publisher interface {
 // SeenStore returns the versions last seen for ids, "" for never seen.
 type SeenStore interface {
 	SeenVersions(ctx context.Context, connector string, ids []string) ([]string, error)
+	// Seen returns every remembered version, by id, and SeenData the data
+	// kept for ids: what deletions need.
+	Seen(ctx context.Context, connector string) (map[string]string, error)
+	SeenData(ctx context.Context, connector string, ids []string) ([][]byte, error)
 }
 
 // Runner runs polls. Its fields are shared by every poll of a process.
@@ -226,38 +231,46 @@ func (r *Runner) publishChanges(ctx context.Context, c config.Connector, prev st
 	out.Failed = append(out.Failed, res.Failed...)
 	out.Fetched = len(res.Items) + len(res.Failed)
 	items := r.usable(res.Items, out)
-	if len(items) == 0 {
-		return nil
-	}
-	ids := make([]string, len(items))
-	for i, it := range items {
-		ids[i] = it.ID
-	}
-	seen, err := r.seenVersions(ctx, c.Name, prev, ids)
-	if err != nil {
-		return fmt.Errorf("poll %s: read seen versions: %w", c.Name, err)
-	}
 	observed := timestamppb.New(now)
-	out.Commit.Seen = make([]store.SeenItem, 0, len(items))
-	for i, it := range items {
-		out.Commit.Seen = append(out.Commit.Seen, store.SeenItem{ID: it.ID, Version: it.Version})
-		change := bus.ChangeCreated
-		switch seen[i] {
-		case it.Version:
-			continue
-		case "":
-		default:
-			change = bus.ChangeUpdated
+	if len(items) > 0 {
+		ids := make([]string, len(items))
+		for i, it := range items {
+			ids[i] = it.ID
 		}
-		out.Signals = append(out.Signals, &pollgridv1.Signal{
-			Connector:     c.Name,
-			ConnectorType: c.Type,
-			ItemId:        it.ID,
-			Version:       it.Version,
-			Change:        change,
-			ObservedAt:    observed,
-			Data:          it.Data,
-		})
+		seen, err := r.seenVersions(ctx, c.Name, prev, ids)
+		if err != nil {
+			return fmt.Errorf("poll %s: read seen versions: %w", c.Name, err)
+		}
+		out.Commit.Seen = make([]store.SeenItem, 0, len(items))
+		for i, it := range items {
+			kept := store.SeenItem{ID: it.ID, Version: it.Version}
+			if res.Complete {
+				kept.Data = it.Data // for the deleted signal, should it go
+			}
+			out.Commit.Seen = append(out.Commit.Seen, kept)
+			change := bus.ChangeCreated
+			switch seen[i] {
+			case it.Version:
+				continue
+			case "":
+			default:
+				change = bus.ChangeUpdated
+			}
+			out.Signals = append(out.Signals, &pollgridv1.Signal{
+				Connector:     c.Name,
+				ConnectorType: c.Type,
+				ItemId:        it.ID,
+				Version:       it.Version,
+				Change:        change,
+				ObservedAt:    observed,
+				Data:          it.Data,
+			})
+		}
+	}
+	if res.Complete && !res.NotModified {
+		if err := r.deletions(ctx, c, prev, res, out, observed); err != nil {
+			return err
+		}
 	}
 	if len(out.Signals) == 0 {
 		return nil
@@ -272,6 +285,59 @@ func (r *Runner) publishChanges(ctx context.Context, c config.Connector, prev st
 		return fmt.Errorf("poll %s: publish signals: %w", c.Name, err)
 	}
 	out.Duplicates = dups
+	return nil
+}
+
+// deletions adds a deleted signal for every item seen before and absent
+// from a complete listing, carrying the item's last known version and data,
+// and has the commit forget it, so that it is deleted once. An item the
+// listing returned but the poll could not use is still there; when such an
+// item cannot be named as one seen before, it might be any of them, and
+// nothing is deleted this time.
+func (r *Runner) deletions(ctx context.Context, c config.Connector, prev store.State, res connector.Result, out *Outcome, observed *timestamppb.Timestamp) error {
+	seen := prev.Seen
+	if seen == nil {
+		var err error
+		if seen, err = r.Seen.Seen(ctx, c.Name); err != nil {
+			return fmt.Errorf("poll %s: read seen versions: %w", c.Name, err)
+		}
+	}
+	present := make(map[string]bool, len(res.Items)+len(out.Failed))
+	for _, it := range res.Items {
+		present[it.ID] = true
+	}
+	for _, f := range out.Failed {
+		if _, known := seen[f.ID]; !known {
+			return nil
+		}
+		present[f.ID] = true
+	}
+	var gone []string
+	for id := range seen {
+		if !present[id] {
+			gone = append(gone, id)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	slices.Sort(gone)
+	data, err := r.Seen.SeenData(ctx, c.Name, gone)
+	if err != nil {
+		return fmt.Errorf("poll %s: read the data of deleted items: %w", c.Name, err)
+	}
+	for i, id := range gone {
+		out.Signals = append(out.Signals, &pollgridv1.Signal{
+			Connector:     c.Name,
+			ConnectorType: c.Type,
+			ItemId:        id,
+			Version:       seen[id],
+			Change:        bus.ChangeDeleted,
+			ObservedAt:    observed,
+			Data:          data[i],
+		})
+	}
+	out.Commit.Gone = gone
 	return nil
 }
 

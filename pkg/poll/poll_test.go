@@ -480,6 +480,12 @@ func (noneSeen) SeenVersions(_ context.Context, _ string, ids []string) ([]strin
 	return make([]string, len(ids)), nil
 }
 
+func (noneSeen) Seen(context.Context, string) (map[string]string, error) { return map[string]string{}, nil }
+
+func (noneSeen) SeenData(_ context.Context, _ string, ids []string) ([][]byte, error) {
+	return make([][]byte, len(ids)), nil
+}
+
 // httpConn is a connector that GETs url through the shared upstream client,
 // as a real connector does.
 type httpConn struct {
@@ -757,6 +763,10 @@ func (f failingSeen) SeenVersions(context.Context, string, []string) ([]string, 
 	return nil, f.err
 }
 
+func (f failingSeen) Seen(context.Context, string) (map[string]string, error) { return nil, f.err }
+
+func (f failingSeen) SeenData(context.Context, string, []string) ([][]byte, error) { return nil, f.err }
+
 func BenchmarkRunChangeDetection(b *testing.B) {
 	const total, changed = 1000, 10
 	e := newEnv(b)
@@ -848,4 +858,75 @@ func TestConnectorPanicFailsThePoll(t *testing.T) {
 	assert.Contains(t, string(panicErr.Stack), "poll_test.go", "the stack says where")
 	assert.Len(t, conn.inputs, 1, "a panic is not retried")
 	assert.Equal(t, 1, e.state(t).ConsecutiveFailures, "it fails like any poll")
+}
+
+func complete(cursor string, items ...connector.Item) connector.Result {
+	res := result(cursor, items...)
+	res.Complete = true
+	return res
+}
+
+func TestCompleteListingsPublishDeletionsOnce(t *testing.T) {
+	// A connector small enough for the lease to bring its seen versions,
+	// and one whose poll reads them: the same deletions either way.
+	for _, noPrefetch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noPrefetch=%v", noPrefetch), func(t *testing.T) {
+			e := newEnv(t)
+			e.noPrefetch = noPrefetch
+			out := e.poll(t, newConn(returns(complete("c1", item("a", "1"), item("b", "1"), item("c", "1")))))
+			require.NoError(t, out.Err)
+			assert.Len(t, out.Signals, 3)
+
+			// b is gone: one deleted signal, with b's last version and data.
+			e.clock.Advance(time.Minute)
+			out = e.poll(t, newConn(returns(complete("c2", item("a", "1"), item("c", "2")))))
+			require.NoError(t, out.Err)
+			assert.Equal(t, []change{{"c", "2", bus.ChangeUpdated}, {"b", "1", bus.ChangeDeleted}}, changes(out.Signals))
+			deleted := out.Signals[1]
+			assert.JSONEq(t, `{"id":"b","version":"1"}`, string(deleted.GetData()), "the item's last known data")
+			assert.Equal(t, "alerts-test:b:1:deleted", bus.SignalID(deleted))
+
+			// Still gone: nothing more.
+			e.clock.Advance(time.Minute)
+			out = e.poll(t, newConn(returns(complete("c3", item("a", "1"), item("c", "2")))))
+			require.NoError(t, out.Err)
+			assert.Empty(t, out.Signals, "deleted once")
+
+			// Back again: created.
+			e.clock.Advance(time.Minute)
+			out = e.poll(t, newConn(returns(complete("c4", item("a", "1"), item("b", "3"), item("c", "2")))))
+			require.NoError(t, out.Err)
+			assert.Equal(t, []change{{"b", "3", bus.ChangeCreated}}, changes(out.Signals))
+		})
+	}
+}
+
+func TestNoDeletionsWithoutACompleteListing(t *testing.T) {
+	e := newEnv(t)
+	out := e.poll(t, newConn(returns(complete("c1", item("a", "1"), item("b", "1")))))
+	require.NoError(t, out.Err)
+
+	cases := []struct {
+		name string
+		step step
+	}{
+		{"a listing that is not complete (max_pages, or no opt-in)", returns(result("c2", item("a", "1")))},
+		{"a failed poll", fails(errors.New("503"))},
+		{"a 304", returns(connector.Result{NotModified: true, Complete: true})},
+		{"an item that cannot be named", returns(connector.Result{Complete: true,
+			Items: []connector.Item{item("a", "1")}, Failed: []connector.ItemError{{ID: "features[3]", Err: errors.New("bad")}}})},
+	}
+	for _, tc := range cases {
+		e.clock.Advance(time.Minute)
+		out = e.poll(t, newConn(tc.step))
+		assert.Empty(t, out.Signals, tc.name)
+		assert.Empty(t, out.Commit.Gone, tc.name)
+	}
+
+	// A failed item that is b itself keeps b: only what is really absent goes.
+	e.clock.Advance(time.Minute)
+	out = e.poll(t, newConn(returns(connector.Result{Complete: true,
+		Items: []connector.Item{item("a", "1")}, Failed: []connector.ItemError{{ID: "b", Err: errors.New("bad")}}})))
+	require.NoError(t, out.Err)
+	assert.Empty(t, out.Signals)
 }

@@ -2,7 +2,7 @@ package store
 
 // The Lua scripts. Each one touches only the keys of one connector (one hash
 // slot), passed in KEYS, and sticks to EXISTS GET SET INCR PEXPIRE PTTL DEL HGETALL
-// HLEN HINCRBY TIME HSET HDEL HMGET ZADD ZCARD ZPOPMIN ZRANGEBYSCORE ZREMRANGEBYSCORE so that it
+// HLEN HINCRBY TIME HSET HDEL HMGET ZADD ZREM ZCARD ZRANGE ZRANGEBYSCORE so that it
 // runs on miniredis as well as on Redis. Variadic commands are called in
 // chunks: unpack of a long table overflows Lua's C stack.
 
@@ -71,10 +71,11 @@ return 0
 
 // commitLua writes the outcome of one poll, fenced.
 //
-//	KEYS: lease fence state seen seen_at
-//	ARGV: token "<owner>:<token>" now_ms forget_before_ms seen_cap n_state
+//	KEYS: lease fence state seen seen_at seen_data
+//	ARGV: token "<owner>:<token>" now_ms forget_before_ms seen_cap n_state n_seen n_gone
 //	      then n_state pairs (state field, value; "" deletes the field)
-//	      then pairs (item id, version) for every item seen in the poll
+//	      then n_seen triples (item id, version, data; "" keeps no data)
+//	      then n_gone item ids (published as deleted: forget them)
 //	-> 0 fenced: the fence moved past token, nothing written
 //	-> 1 committed
 //
@@ -84,12 +85,22 @@ return 0
 // if the lease were still held and it is accepted. Equality rather than
 // "token >= fence" also rejects a token from before a Redis data loss (the
 // fence is gone, or newer), whatever happened since.
+//
+// An item forgotten for any reason (gone, not seen for the TTL, past the
+// cap) loses its version, its time and its data together.
 const commitLua = `
 local function chunked(cmd, key, list)
   local step = 500
   for i = 1, #list, step do
     local j = math.min(i + step - 1, #list)
     redis.call(cmd, key, unpack(list, i, j))
+  end
+end
+local function forget(ids)
+  if #ids > 0 then
+    chunked('HDEL', KEYS[4], ids)
+    chunked('ZREM', KEYS[5], ids)
+    chunked('HDEL', KEYS[6], ids)
   end
 end
 
@@ -99,44 +110,53 @@ end
 
 local now = ARGV[3]
 local cap = tonumber(ARGV[5])
-local nstate = tonumber(ARGV[6])
+local nstate, nseen, ngone = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local i = 9
 
 local set, del = {}, {}
-for i = 7, 6 + 2 * nstate, 2 do
+for _ = 1, nstate do
   if ARGV[i + 1] == '' then
     del[#del + 1] = ARGV[i]
   else
     set[#set + 1] = ARGV[i]
     set[#set + 1] = ARGV[i + 1]
   end
+  i = i + 2
 end
 if #set > 0 then chunked('HSET', KEYS[3], set) end
 if #del > 0 then chunked('HDEL', KEYS[3], del) end
 
-local seen, seenAt = {}, {}
-for i = 7 + 2 * nstate, #ARGV, 2 do
+local seen, seenAt, data = {}, {}, {}
+for _ = 1, nseen do
   seen[#seen + 1] = ARGV[i]
   seen[#seen + 1] = ARGV[i + 1]
   seenAt[#seenAt + 1] = now
   seenAt[#seenAt + 1] = ARGV[i]
+  if ARGV[i + 2] ~= '' then
+    data[#data + 1] = ARGV[i]
+    data[#data + 1] = ARGV[i + 2]
+  end
+  i = i + 3
 end
 if #seen > 0 then
   chunked('HSET', KEYS[4], seen)
   chunked('ZADD', KEYS[5], seenAt)
 end
+if #data > 0 then chunked('HSET', KEYS[6], data) end
 
-local stale = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[4])
-if #stale > 0 then
-  chunked('HDEL', KEYS[4], stale)
-  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[4])
+local gone = {}
+for _ = 1, ngone do
+  gone[#gone + 1] = ARGV[i]
+  i = i + 1
 end
+forget(gone)
+
+forget(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[4]))
 
 local excess = redis.call('ZCARD', KEYS[5]) - cap
 if excess > 0 then
-  local popped = redis.call('ZPOPMIN', KEYS[5], excess)
-  local ids = {}
-  for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
-  chunked('HDEL', KEYS[4], ids)
+  local popped = redis.call('ZRANGE', KEYS[5], 0, excess - 1)
+  forget(popped)
 end
 
 if redis.call('GET', KEYS[1]) == ARGV[2] then

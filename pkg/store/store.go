@@ -217,14 +217,15 @@ func (s *Store) LastPolls(ctx context.Context, names []string) (map[string]time.
 
 // Per-connector key suffixes.
 const (
-	keyLease   = "lease"
-	keyFence   = "fence"
-	keyState   = "state"
-	keySeen    = "seen"
-	keySeenAt  = "seen_at"
-	keyMetrics = "metrics"
-	keyLatency = "latency"
-	keyHistory = "history"
+	keyLease    = "lease"
+	keyFence    = "fence"
+	keyState    = "state"
+	keySeen     = "seen"
+	keySeenAt   = "seen_at"
+	keySeenData = "seen_data"
+	keyMetrics  = "metrics"
+	keyLatency  = "latency"
+	keyHistory  = "history"
 )
 
 // key names one of a connector's keys; the braces make the name the Redis

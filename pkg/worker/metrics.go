@@ -116,7 +116,7 @@ func (m *metrics) initType(connectorType string) {
 	for _, outcome := range []string{"success", "failure", "skipped"} {
 		m.polls.WithLabelValues(connectorType, outcome)
 	}
-	for _, change := range []string{"created", "updated"} {
+	for _, change := range []string{"created", "updated", "deleted"} {
 		m.signals.WithLabelValues(connectorType, change)
 	}
 	m.itemsFailed.WithLabelValues(connectorType)

@@ -99,6 +99,7 @@ func build(cfg Config, deps connector.Deps) (connector.Connector, error) {
 		param:         cfg.Pagination.Param,
 		maxPages:      1,
 		conditional:   *cfg.Conditional && cfg.Method == http.MethodGet,
+		deletes:       cfg.EmitDeletes,
 		client:        upstream.Client(deps),
 		logger:        deps.Logger,
 		now:           time.Now,
@@ -135,6 +136,7 @@ type poller struct {
 	start         int
 	maxPages      int
 	conditional   bool
+	deletes       bool
 	client        *http.Client
 	logger        *slog.Logger
 	now           func() time.Time // a field so tests can stop the clock

@@ -89,6 +89,7 @@ func (p *poller) poll(ctx context.Context, state connector.State) (connector.Res
 			return connector.Result{}, fmt.Errorf("%s: %w", prefix, err)
 		}
 		if next == nil {
+			result.Complete = p.deletes // every page read: the listing is whole
 			break
 		}
 		if err := pages.Next(next.String()); err != nil {

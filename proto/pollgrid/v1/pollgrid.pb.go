@@ -184,7 +184,9 @@ type Signal struct {
 	ItemId string `protobuf:"bytes,3,opt,name=item_id,json=itemId,proto3" json:"item_id,omitempty"`
 	// Changes whenever the upstream item changes.
 	Version string `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
-	// "created" (first time seen) or "updated" (seen before, new version).
+	// "created" (first time seen), "updated" (seen before, new version) or
+	// "deleted" (gone from a complete listing; version and data are the last
+	// known ones).
 	Change string `protobuf:"bytes,5,opt,name=change,proto3" json:"change,omitempty"`
 	// When the worker observed the change.
 	ObservedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=observed_at,json=observedAt,proto3" json:"observed_at,omitempty"`
