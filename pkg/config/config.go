@@ -45,7 +45,9 @@ type Connector struct {
 	// a worker that dies frees the connector within it. Default 2s, at
 	// least 1s.
 	LeaseTTL time.Duration
-	// Labels are free-form key/values copied to metrics and signals.
+	// Labels are free-form key/values for your own bookkeeping; pollgrid
+	// validates and keeps them but copies them nowhere (metric labels per
+	// connector would not scale, and signals carry their connector name).
 	Labels map[string]string
 	// Config is the type-specific object with ${VAR} already resolved;
 	// "{}" when absent.
