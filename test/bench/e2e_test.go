@@ -93,7 +93,7 @@ func runPollgridE2E(t *testing.T, s *suite, n int, warm, window time.Duration) e
 	q := s.waitQuiet(t, "e2e")
 	st := newStack(t, s)
 	up := st.startUpstream("-connectors", strconv.Itoa(n), "-body-bytes", strconv.Itoa(e2eBodyBytes))
-	env := map[string]string{"CONNECTORS_FILE": connectorsFile(t, n, "1s", up.URL, nil)}
+	env := map[string]string{"CONNECTORS_FILE": connectorsFile(t, n, time.Second, up.URL, nil)}
 	st.startService("aggregator", "aggregator", env, true)
 	for i := 1; i <= e2eWorkers; i++ {
 		st.startService(fmt.Sprintf("worker-%d", i), "worker", with(env, "WORKER_CONCURRENCY", strconv.Itoa(e2eConcurrency)), true)
@@ -156,8 +156,8 @@ func e2eReport(n int, warm, window time.Duration, raw, pg []e2eRun) string {
 		"per tick one Lua EVALSHA (lease + state), HTTP GET, JSON decode, one JetStream publish to SIGNALS awaiting its PubAck, "+
 		"one Lua EVALSHA (save + release). Each run: fresh nats-server and redis-server, warm-up %s after the first signal, then a %s window; "+
 		"polls = signals stored in SIGNALS over the window, CPU from /proc/<pid>/stat of every process, RSS sampled every second. "+
-		"%d runs of each, interleaved (raw first); median (min–max).\n\n",
-		Num(float64(n), 0), e2eWorkers, e2eConcurrency, Num(float64(n), 0), e2eWorkers, e2eConcurrency, warm, window, max(len(raw), len(pg)))
+		"%s of each, interleaved (raw first); median (min–max).\n\n",
+		Num(float64(n), 0), e2eWorkers, e2eConcurrency, Num(float64(n), 0), e2eWorkers, e2eConcurrency, Dur(warm), Dur(window), Plural(max(len(raw), len(pg)), "run"))
 
 	rawRate, pgRate := collect(raw, e2eRun.Rate), collect(pg, e2eRun.Rate)
 	perPollSum := func(r e2eRun) float64 { return r.PerPoll(r.Window.Sum()) }

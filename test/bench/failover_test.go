@@ -65,10 +65,10 @@ func benchFailover(t *testing.T, s *suite) string {
 func runFailover(t *testing.T, s *suite, n, kills int) failoverRun {
 	q := s.waitQuiet(t, "failover")
 	st := newStack(t, s)
-	up := st.startUpstream("-connectors", strconv.Itoa(n), "-body-bytes", "0", "-delay", failoverDelay.String())
+	up := st.startUpstream("-connectors", strconv.Itoa(n), "-body-bytes", "0", "-delay", Dur(failoverDelay))
 	// Default settings: no WORKER_ACK_WAIT, no lease_ttl; enough
 	// concurrency that no poll waits for a slot.
-	env := map[string]string{"CONNECTORS_FILE": connectorsFile(t, n, failoverInterval.String(), up.URL, nil)}
+	env := map[string]string{"CONNECTORS_FILE": connectorsFile(t, n, failoverInterval, up.URL, nil)}
 	workerEnv := with(env, "WORKER_CONCURRENCY", strconv.Itoa(e2eConcurrency))
 	st.startService("aggregator", "aggregator", env, true)
 	sigs := st.recordSignals()
@@ -182,7 +182,7 @@ func failoverReport(n int, r failoverRun) string {
 		"flight (its `pollgrid_polls_in_flight` ≥ 1); the upstream sees which requests were cut (the client went before "+
 		"the answer) and when each cut connector's next request came. The killed worker is restarted between kills. "+
 		"At the end the scheduler stops, the queued ticks drain, and a consumer that read SIGNALS from its start checks the "+
-		"signals. %d kills.\n\n", n, failoverInterval, failoverDelay, failoverWorkers, e2eConcurrency, len(r.Kills))
+		"signals. %s.\n\n", n, Dur(failoverInterval), Dur(failoverDelay), failoverWorkers, e2eConcurrency, Plural(len(r.Kills), "kill"))
 	var all []float64
 	cut, unrecovered := 0, 0
 	for _, k := range r.Kills {
@@ -198,7 +198,7 @@ func failoverReport(n int, r failoverRun) string {
 	tb.Add("kill → cut connector's next request, p50", sec(p50), "", "")
 	tb.Add("kill → cut connector's next request, p99", sec(p99), "≤ 3 s", Verdict(p99 <= 3, p99))
 	tb.Add("kill → cut connector's next request, max", sec(worst), "", "")
-	tb.Add("cut connectors not polled again within "+recoveryDeadline.String(), n0(unrecovered), "0", Verdict(unrecovered == 0, 0))
+	tb.Add("cut connectors not polled again within "+Dur(recoveryDeadline), n0(unrecovered), "0", Verdict(unrecovered == 0, 0))
 	tb.Add("double polls (a request began while one of the same connector was in flight)", Num(float64(r.Upstream.Overlaps), 0), "0", Verdict(r.Upstream.Overlaps == 0, 0))
 	tb.Add("signals with a ce-id seen before", n0(r.Signals.DuplicateIDs), "0", Verdict(r.Signals.DuplicateIDs == 0, 0))
 	tb.Add("signals whose version is not above the connector's previous one", n0(r.Signals.Regressions), "0", Verdict(r.Signals.Regressions == 0, 0))
@@ -207,9 +207,11 @@ func failoverReport(n int, r failoverRun) string {
 	b.WriteString(tb.Markdown() + "\n")
 	var kills []string
 	for i, k := range r.Kills {
-		lo := Quantile(k.Recovery, 0)
-		_, _, hi := Quantiles(k.Recovery)
-		kills = append(kills, fmt.Sprintf("%d: %s, %d cut, next request after %s–%s", i+1, k.Worker, k.Cut, sec(lo), sec(hi)))
+		after := Range(Summarize(k.Recovery), sec)
+		if k.Unrecovered > 0 {
+			after += fmt.Sprintf(", %d never", k.Unrecovered)
+		}
+		kills = append(kills, fmt.Sprintf("%d: %s, %d cut, next request after %s", i+1, k.Worker, k.Cut, after))
 	}
 	b.WriteString("Kills: " + strings.Join(kills, "; ") + ".\n")
 	return b.String()

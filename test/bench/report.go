@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // The generated part of docs/benchmarks.md lies between these markers; the
@@ -175,4 +176,17 @@ func Verdict(ok bool, have float64) string {
 	default:
 		return "NOT MET"
 	}
+}
+
+// Dur formats a duration the way connectors.json writes it: "60s", "1.5s".
+func Dur(d time.Duration) string {
+	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) + "s"
+}
+
+// Plural is "1 run" or "3 runs".
+func Plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return strconv.Itoa(n) + " " + word + "s"
 }

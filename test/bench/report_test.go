@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -83,6 +84,11 @@ func TestTableAndNumbers(t *testing.T) {
 	assert.Equal(t, "1,029 (742–1,270)", Range(Summary{Median: 1029, Min: 742, Max: 1270, N: 3}, f))
 	assert.Equal(t, "5", Range(Summary{Median: 5, Min: 5, Max: 5, N: 1}, f))
 	assert.Equal(t, "—", Range(Summary{}, f))
+
+	assert.Equal(t, "60s", Dur(time.Minute))
+	assert.Equal(t, "1.5s", Dur(1500*time.Millisecond))
+	assert.Equal(t, "1 run", Plural(1, "run"))
+	assert.Equal(t, "3 runs", Plural(3, "run"))
 
 	assert.Equal(t, "met", Verdict(true, 1))
 	assert.Equal(t, "NOT MET", Verdict(false, 1))

@@ -46,7 +46,7 @@ func runScale(t *testing.T, s *suite, n int, window time.Duration) scaleRun {
 	st := newStack(t, s)
 	// A small body that changes every 10 minutes.
 	up := st.startUpstream("-connectors", strconv.Itoa(n), "-body-bytes", "0", "-version-period", "10m")
-	env := map[string]string{"CONNECTORS_FILE": connectorsFile(t, n, scaleInterval.String(), up.URL, nil)}
+	env := map[string]string{"CONNECTORS_FILE": connectorsFile(t, n, scaleInterval, up.URL, nil)}
 	st.startService("aggregator", "aggregator", env, true)
 	var workers []*service
 	for i := 1; i <= scaleWorkers; i++ {
@@ -114,8 +114,8 @@ func scaleReport(n int, window time.Duration, runs []scaleRun) string {
 		"nats-server, redis-server. Window of %s after one interval of warm-up. The upstream records when each connector "+
 		"was polled: a connector falls short when it got fewer polls in the window than the window allows; lateness is "+
 		"the gap between successive polls of a connector minus the interval; the workers' `%s` histogram gives a "+
-		"bucket bound for comparison. %d runs; median (min–max).\n\n",
-		Num(float64(n), 0), scaleInterval, scaleWorkers, e2eConcurrency, window, latenessHistogram, len(runs))
+		"bucket bound for comparison. %s; median (min–max).\n\n",
+		Num(float64(n), 0), Dur(scaleInterval), scaleWorkers, e2eConcurrency, Dur(window), latenessHistogram, Plural(len(runs), "run"))
 	n0 := func(v float64) string { return Num(v, 0) }
 	sec := func(v float64) string { return Num(v, 2) + " s" }
 	short := scaleCollect(runs, func(r scaleRun) float64 { return float64(r.Coverage.Short) })

@@ -41,7 +41,7 @@ func runScheduler(t *testing.T, s *suite, n int, settle, window time.Duration) s
 	q := s.waitQuiet(t, "scheduler")
 	st := newStack(t, s)
 	// No worker runs: the URL is never called.
-	file := connectorsFile(t, n, schedInterval.String(), "http://127.0.0.1:9", nil)
+	file := connectorsFile(t, n, schedInterval, "http://127.0.0.1:9", nil)
 	st.startService("scheduler", "scheduler", map[string]string{"CONNECTORS_FILE": file}, true)
 	rec := &tickRecorder{}
 	st.consumeTicks(rec)
@@ -98,8 +98,8 @@ func schedReport(n int, settle, window time.Duration, runs []schedRun) string {
 		"redis-server, and in the test a consumer (durable `workers` on TICKS, filter `pollgrid.tick.>`) acking every tick at once. "+
 		"Window of %s after the first tick plus %s; lateness = receive time − intended time (`Nats-Schedule-Next` − interval "+
 		"for ticks fired by NATS, else the tick's `due_at`); a missed fire is a connector with fewer ticks intended in the "+
-		"window (and received within one interval after it) than the window allows. %d runs; median (min–max).\n\n",
-		Num(float64(n), 0), schedInterval, Num(offered, 0), window, settle, len(runs))
+		"window (and received within one interval after it) than the window allows. %s; median (min–max).\n\n",
+		Num(float64(n), 0), Dur(schedInterval), Num(offered, 0), Dur(window), Dur(settle), Plural(len(runs), "run"))
 
 	perSec := func(v float64) string { return Num(v, 0) + "/s" }
 	ms := func(v float64) string { return Num(v*1000, 0) + " ms" }

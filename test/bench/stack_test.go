@@ -217,13 +217,13 @@ func (st *stack) ensureStreams() {
 // connectorsFile writes n http-json connectors c0..c<n-1>, each polling
 // <upstream>/items/<i> every interval, with extra fields (such as
 // "timeout") added to each.
-func connectorsFile(t *testing.T, n int, interval, upstreamURL string, extra map[string]any) string {
+func connectorsFile(t *testing.T, n int, interval time.Duration, upstreamURL string, extra map[string]any) string {
 	t.Helper()
 	type entry map[string]any
 	list := make([]entry, n)
 	for i := range list {
 		e := entry{
-			"name": "c" + strconv.Itoa(i), "type": "http-json", "interval": interval,
+			"name": "c" + strconv.Itoa(i), "type": "http-json", "interval": Dur(interval),
 			"config": map[string]string{
 				"url": upstreamURL + "/items/" + strconv.Itoa(i), "items": ".items", "id": ".id", "version": ".version",
 			},

@@ -18,7 +18,7 @@ import (
 
 func benchStartup(t *testing.T, s *suite) string {
 	n := s.scaled(schedConnectors)
-	file := connectorsFile(t, n, schedInterval.String(), "http://127.0.0.1:9", nil)
+	file := connectorsFile(t, n, schedInterval, "http://127.0.0.1:9", nil)
 	bin := harness.Build(t, "github.com/pollgrid/pollgrid/services/scheduler")
 
 	var check, firstStored, firstReceived []float64
@@ -56,8 +56,8 @@ func benchStartup(t *testing.T, s *suite) string {
 	fmt.Fprintf(&b, "%s connectors at `interval: %s` in one file. Config load: wall time of `scheduler -check-config` "+
 		"(process start to exit). First tick: fresh nats-server and redis-server, time from starting the scheduler process "+
 		"to nats-server storing the first tick in TICKS (its stream timestamp), and to the test's consumer receiving it "+
-		"(the consumer can only attach once the scheduler has created the stream). %d runs each; median (min–max).\n\n",
-		Num(float64(n), 0), schedInterval, s.reps)
+		"(the consumer can only attach once the scheduler has created the stream). %s each; median (min–max).\n\n",
+		Num(float64(n), 0), Dur(schedInterval), Plural(s.reps, "run"))
 	sec := func(v float64) string { return Num(v, 2) + " s" }
 	tb := Table{Header: []string{"measure", "result", "goal", ""}}
 	cs, fs, fr := Summarize(check), Summarize(firstStored), Summarize(firstReceived)
