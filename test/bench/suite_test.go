@@ -50,6 +50,7 @@ type suite struct {
 	quietFor time.Duration
 	command  string
 	started  time.Time
+	commit   string
 
 	mu           sync.Mutex
 	natsVersion  string
@@ -114,7 +115,7 @@ func (s *suite) ids() []string {
 }
 
 func newSuite(t *testing.T) *suite {
-	s := &suite{reps: 3, scale: 1, quietFor: 3 * time.Minute, started: time.Now(), quiet: map[string][]Quiet{}}
+	s := &suite{reps: 3, scale: 1, quietFor: 3 * time.Minute, started: time.Now(), quiet: map[string][]Quiet{}, commit: commit()}
 	var cmd []string
 	if v := strings.TrimSpace(os.Getenv("BENCH")); v != "" && v != "all" {
 		s.only = map[string]bool{}
@@ -178,13 +179,16 @@ func repoRoot(t *testing.T) string {
 	return abs
 }
 
+// commit names the code measured: HEAD, and whether the work tree differs
+// from it (the results file aside: the suite writes it).
 func commit() string {
 	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
 	if err != nil {
 		return "unknown"
 	}
 	c := strings.TrimSpace(string(out))
-	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+	st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)docs/benchmarks.md").Output()
+	if err == nil && len(st) > 0 {
 		c += " (with uncommitted changes)"
 	}
 	return c
@@ -230,7 +234,7 @@ func (s *suite) header(id string) string {
 	model, _ := CPUInfo()
 	var b strings.Builder
 	fmt.Fprintf(&b, "`%s` (`cd test && go test -tags bench -run TestBench -timeout 3h -v ./bench`), %s, pollgrid %s. ",
-		s.command, s.started.UTC().Format("2006-01-02 15:04 MST"), commit())
+		s.command, s.started.UTC().Format("2006-01-02 15:04 MST"), s.commit)
 	fmt.Fprintf(&b, "%s, nats-server %s, redis-server %s; %d × %s (nproc %d), CLK_TCK %d.",
 		runtime.Version(), or(s.natsVersion, "?"), or(s.redisVersion, "?"), runtime.NumCPU(), model, runtime.NumCPU(), ClockTick())
 	var notes []string
