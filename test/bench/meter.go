@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 )
@@ -32,6 +33,23 @@ type Usage struct {
 type Window struct {
 	Wall  time.Duration
 	Procs []Usage
+	// Machine is the busy CPU time of the whole machine over the window
+	// (/proc/stat), Self that of the process measuring (the test).
+	Machine, Self time.Duration
+}
+
+// Others is the CPU that processes outside the measurement used over the
+// window, in cores: another engineer's build on a shared machine shows
+// here. Zero when it cannot tell.
+func (w Window) Others() float64 {
+	if w.Wall <= 0 || w.Machine <= 0 {
+		return 0
+	}
+	d := w.Machine - w.Self
+	for _, u := range w.Procs {
+		d -= u.CPU
+	}
+	return max(0, d.Seconds()/w.Wall.Seconds())
 }
 
 // Cores is the average number of CPUs a process kept busy.
@@ -69,6 +87,8 @@ type Meter struct {
 	procs  []Proc
 	start  []int64
 	began  time.Time
+	sys0   SystemCPU
+	self0  int64
 	mu     sync.Mutex
 	maxRSS []int64
 	cancel context.CancelFunc
@@ -86,6 +106,8 @@ func StartMeter(procs []Proc) (*Meter, error) {
 		}
 		m.start[i] = t
 	}
+	m.sys0, _ = ReadSystemCPU()
+	m.self0, _ = ProcCPU(os.Getpid())
 	m.began = time.Now()
 	m.sampleRSS()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -126,11 +148,16 @@ func (m *Meter) Stop() Window {
 	for i, p := range m.procs {
 		end[i], errs[i] = ProcCPU(p.PID)
 	}
+	sys1, sysErr := ReadSystemCPU()
+	self1, _ := ProcCPU(os.Getpid())
 	wall := time.Since(m.began)
 	m.cancel()
 	<-m.done
 	tick := time.Second / time.Duration(ClockTick())
-	w := Window{Wall: wall}
+	w := Window{Wall: wall, Self: time.Duration(self1-m.self0) * tick}
+	if sysErr == nil && m.sys0.Total > 0 {
+		w.Machine = time.Duration(sys1.Busy-m.sys0.Busy) * tick
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for i, p := range m.procs {

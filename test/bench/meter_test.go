@@ -21,6 +21,13 @@ func TestMeterOnThisProcess(t *testing.T) {
 	assert.GreaterOrEqual(t, self.CPU, time.Duration(0))
 	assert.Positive(t, self.MaxRSS)
 	assert.Equal(t, self.CPU, w.Sum(), "a process kept apart is not in the sum")
+	assert.GreaterOrEqual(t, w.Others(), 0.0)
+
+	// What the machine did beyond the processes measured.
+	w = Window{Wall: 10 * time.Second, Machine: 12 * time.Second, Self: time.Second,
+		Procs: []Usage{{CPU: 3 * time.Second}, {Proc: Proc{Apart: true}, CPU: 2 * time.Second}}}
+	assert.InDelta(t, 0.6, w.Others(), 1e-9, "12 s busy − 1 s self − 5 s measured over 10 s")
+	assert.Zero(t, Window{Wall: time.Second}.Others(), "unknown")
 
 	_, err = StartMeter([]Proc{{Name: "gone", PID: -1}})
 	assert.Error(t, err, "a process that is not running cannot be measured")

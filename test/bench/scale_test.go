@@ -87,6 +87,7 @@ func runScale(t *testing.T, s *suite, n int, window time.Duration) scaleRun {
 	sleep(t, window)
 	to := time.Now()
 	w := m.Stop()
+	s.noteWindow(t, "scale", w)
 	h1 := hist()
 	polls := up.polls(t, from.Add(-2*scaleInterval))
 	r := scaleRun{Quiet: q, Window: w, Coverage: PollCoverage(polls.Times, from, to, scaleInterval), HistP99: math.NaN()}

@@ -57,6 +57,7 @@ func runScheduler(t *testing.T, s *suite, n int, settle, window time.Duration) s
 	sleep(t, window)
 	to := time.Now()
 	w := m.Stop()
+	s.noteWindow(t, "scheduler", w)
 	// Ticks meant for the window may still come: give them one interval.
 	grace := schedInterval
 	sleep(t, grace)

@@ -56,6 +56,7 @@ type suite struct {
 	natsVersion  string
 	redisVersion string
 	quiet        map[string][]Quiet // per scenario, per run
+	others       map[string][]float64
 }
 
 // TestBench runs the scenarios BENCH names (all by default) and writes
@@ -115,7 +116,7 @@ func (s *suite) ids() []string {
 }
 
 func newSuite(t *testing.T) *suite {
-	s := &suite{reps: 3, scale: 1, quietFor: 3 * time.Minute, started: time.Now(), quiet: map[string][]Quiet{}, commit: commit()}
+	s := &suite{reps: 3, scale: 1, quietFor: 3 * time.Minute, started: time.Now(), quiet: map[string][]Quiet{}, others: map[string][]float64{}, commit: commit()}
 	var cmd []string
 	if v := strings.TrimSpace(os.Getenv("BENCH")); v != "" && v != "all" {
 		s.only = map[string]bool{}
@@ -221,6 +222,21 @@ func (s *suite) waitQuiet(t *testing.T, id string) Quiet {
 	return q
 }
 
+// busyOthers is the CPU, in cores, beyond which what ran besides the
+// benchmark during a window is flagged in the results.
+const busyOthers = 0.25
+
+// noteWindow remembers how much CPU other processes took during a
+// measurement window of scenario id.
+func (s *suite) noteWindow(t *testing.T, id string, w Window) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.others[id] = append(s.others[id], w.Others())
+	if o := w.Others(); o > busyOthers {
+		t.Logf("other processes used %.2f cores of the machine during the window", o)
+	}
+}
+
 func (s *suite) setVersions(nats, redis string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -258,6 +274,14 @@ func (s *suite) header(id string) string {
 			quiet, len(qs), strings.Join(busy, ", "))
 		if quiet < len(qs) {
 			line = "**NOT QUIET**: " + line + "; the other engineers' builds ran alongside, so read the ratios, not the absolute figures"
+		}
+		notes = append(notes, line)
+	}
+	if o := Summarize(s.others[id]); o.N > 0 {
+		line := "CPU used outside the measured processes during the windows (other work on the machine, kernel threads): " +
+			Range(o, func(v float64) string { return Num(v, 2) }) + " cores"
+		if o.Max > busyOthers {
+			line = "**busy machine**: " + line
 		}
 		notes = append(notes, line)
 	}
