@@ -26,8 +26,15 @@ run: ## the whole stack in one process (embedded NATS + Redis store); NATS_URL /
 test: redis-server ## every test of every module, with -race (installs redis-server if missing)
 	@set -e; for m in $(MODULES); do echo "== go test $$m"; (cd $$m && go test $(GO_TEST_FLAGS) ./...); done
 
-bench: redis-server ## benchmarks; numbers are written down in docs/benchmarks.md
-	@set -e; for m in pkg test; do (cd $$m && go test -run '^$$' -bench . -benchmem ./...); done
+# BENCH picks what runs: e2e, scheduler, startup, scale, failover (the process-level
+# suite in test/bench) and micro (the go micro-benchmarks), comma-separated;
+# default all. BENCH_QUICK=1: short windows, one repetition (development).
+# More knobs (BENCH_REPS, BENCH_SCALE, BENCH_OUT, BENCH_QUIET_WAIT): docs/benchmarks.md.
+bench: redis-server ## benchmarks, results into docs/benchmarks.md (BENCH=e2e,scheduler,startup,scale,failover,micro BENCH_QUICK=1)
+	@set -e; case ",$(BENCH)," in ,,|*,all,*|*,micro,*) \
+		for m in pkg test; do (cd $$m && go test -run '^$$' -bench . -benchmem ./...); done;; esac
+	@set -e; if [ "$(BENCH)" != micro ]; then \
+		cd test && go test -tags bench -run TestBench -count=1 -timeout 3h -v ./bench; fi
 
 proto: ## regenerate proto/pollgrid/v1/*.pb.go with the pinned buf and protoc-gen-go
 	cd proto && go run github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION) generate
