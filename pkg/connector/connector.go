@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 )
 
 // Connector polls one upstream API for one configured connector.
@@ -120,12 +121,33 @@ func Build[C any, P interface {
 	if deps.validating {
 		return nil, nil
 	}
-	if deps.Logger == nil {
-		deps.Logger = slog.New(slog.DiscardHandler)
-	}
-	deps.Logger = deps.Logger.With("connector_type", typeName)
+	deps.Logger = typeLogger(deps.Logger, typeName)
 	return build(cfg, deps)
 }
+
+// typeLoggers holds the logger of each (process logger, type): a worker
+// builds one connector per configured connector, thousands of one type, and
+// they all log alike.
+var typeLoggers sync.Map // typeLoggerKey -> *slog.Logger
+
+type typeLoggerKey struct {
+	base     *slog.Logger
+	typeName string
+}
+
+func typeLogger(base *slog.Logger, typeName string) *slog.Logger {
+	if base == nil {
+		base = discard
+	}
+	key := typeLoggerKey{base, typeName}
+	if l, ok := typeLoggers.Load(key); ok {
+		return l.(*slog.Logger)
+	}
+	l, _ := typeLoggers.LoadOrStore(key, base.With("connector_type", typeName))
+	return l.(*slog.Logger)
+}
+
+var discard = slog.New(slog.DiscardHandler)
 
 // DecodeConfig strictly decodes a type-specific config into T: unknown fields
 // and trailing data are errors. An empty raw config decodes as {}.

@@ -118,8 +118,27 @@ type Worker struct {
 // first tick, not when the config is applied, so that a worker with
 // 100,000 connectors starts at once and builds only those it polls.
 type instance struct {
-	cfg  config.Connector
-	conn func() (connector.Connector, error)
+	cfg   config.Connector
+	built *built // shared with the next config's instance while the connector's config stays the same
+}
+
+// built is a connector built once, at first use.
+type built struct {
+	once sync.Once
+	conn connector.Connector
+	err  error
+}
+
+// connector returns the instance's connector, building it the first time.
+func (w *Worker) connector(in *instance) (connector.Connector, error) {
+	in.built.once.Do(func() {
+		deps := connector.Deps{HTTP: w.opts.HTTP, Logger: w.opts.Logger}
+		in.built.conn, in.built.err = w.registry.New(in.cfg.Type, in.cfg.Config, deps)
+		if in.built.err != nil {
+			in.built.err = fmt.Errorf("build connector %s: %w", in.cfg.Name, w.opts.Redactor.Error(in.built.err))
+		}
+	})
+	return in.built.conn, in.built.err
 }
 
 // New returns a worker for cfg.
@@ -156,7 +175,6 @@ func New(js jetstream.JetStream, st *store.Store, registry *connector.Registry, 
 // where its type's checks and its constructor disagree: that poll fails and
 // says so.
 func (w *Worker) Apply(cfg *config.Config) error {
-	deps := connector.Deps{HTTP: w.opts.HTTP, Logger: w.opts.Logger}
 	w.mu.RLock()
 	old := w.connectors
 	w.mu.RUnlock()
@@ -165,16 +183,10 @@ func (w *Worker) Apply(cfg *config.Config) error {
 	for _, c := range cfg.Connectors {
 		types[c.Type] = true
 		if prev, ok := old[c.Name]; ok && sameConnector(prev.cfg, c) {
-			next[c.Name] = &instance{cfg: c, conn: prev.conn}
+			next[c.Name] = &instance{cfg: c, built: prev.built}
 			continue
 		}
-		next[c.Name] = &instance{cfg: c, conn: sync.OnceValues(func() (connector.Connector, error) {
-			conn, err := w.registry.New(c.Type, c.Config, deps)
-			if err != nil {
-				return nil, fmt.Errorf("build connector %s: %w", c.Name, w.opts.Redactor.Error(err))
-			}
-			return conn, nil
-		})}
+		next[c.Name] = &instance{cfg: c, built: &built{}}
 	}
 	w.mu.Lock()
 	w.connectors = next
@@ -397,7 +409,7 @@ func (w *Worker) poll(ctx context.Context, in *instance, msg jetstream.Msg, log 
 		return report, naked, err
 	}
 
-	conn, err := in.conn()
+	conn, err := w.connector(in)
 	if err != nil {
 		log.ErrorContext(ctx, "connector cannot be built", "error", err)
 		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE, err, false)

@@ -86,11 +86,14 @@ func build(cfg Config, deps connector.Deps) (connector.Connector, error) {
 	if cfg.Method == http.MethodPost && cfg.Body != "" && headers.Get("Content-Type") == "" {
 		headers.Set("Content-Type", "application/json")
 	}
+	var key strings.Builder
+	_ = headers.Write(&key) // sorted, one line per value: what the set is
+	sharedHeaders, _ := headerSets.get(key.String(), func() (*http.Header, error) { return &headers, nil })
 	p := &poller{
 		urlTemplate:   cfg.URL,
 		method:        cfg.Method,
 		bodyTemplate:  cfg.Body,
-		headers:       headers,
+		headers:       sharedHeaders,
 		secrets:       secrets,
 		initialCursor: cfg.InitialCursor,
 		ex:            checked.ex,
@@ -121,12 +124,16 @@ func appendSecret(secrets []string, s string) []string {
 	return secrets
 }
 
+// headerSets shares the headers of connectors that send the same ones
+// (nearly all of a template's); they are only read.
+var headerSets shared[http.Header]
+
 // poller keeps only its config between polls; State carries the rest.
 type poller struct {
 	urlTemplate   string
 	method        string
 	bodyTemplate  string
-	headers       http.Header
+	headers       *http.Header // shared: only read
 	secrets       []string
 	initialCursor string
 	ex            expressions

@@ -137,7 +137,7 @@ type fetched struct {
 }
 
 func (p *poller) fetch(ctx context.Context, pageURL *url.URL, body string, first bool, state connector.State) (fetched, error) {
-	request := upstream.Request{Method: p.method, URL: pageURL.String(), Header: p.headers}
+	request := upstream.Request{Method: p.method, URL: pageURL.String(), Header: *p.headers}
 	if p.method == http.MethodPost {
 		request.Body = []byte(body)
 	}
