@@ -480,7 +480,9 @@ func (noneSeen) SeenVersions(_ context.Context, _ string, ids []string) ([]strin
 	return make([]string, len(ids)), nil
 }
 
-func (noneSeen) Seen(context.Context, string) (map[string]string, error) { return map[string]string{}, nil }
+func (noneSeen) Seen(context.Context, string) (map[string]string, error) {
+	return map[string]string{}, nil
+}
 
 func (noneSeen) SeenData(_ context.Context, _ string, ids []string) ([][]byte, error) {
 	return make([][]byte, len(ids)), nil
