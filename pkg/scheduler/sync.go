@@ -57,10 +57,12 @@ func (s *Scheduler) sync(ctx context.Context) error {
 			remove = append(remove, d)
 		}
 	}
-	if err := s.install(ctx, install); err != nil {
+	// First ticks first: a new connector's poll need not wait for the
+	// schedules of 100,000 others to be installed.
+	if err := s.firstTicks(ctx, fresh); err != nil {
 		return err
 	}
-	if err := s.firstTicks(ctx, fresh); err != nil {
+	if err := s.install(ctx, install); err != nil {
 		return err
 	}
 	if err := s.remove(ctx, remove); err != nil {
