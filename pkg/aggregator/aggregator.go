@@ -165,7 +165,7 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", bus.ReportsStream, err)
 	}
-	a.log.Info("aggregator started", "flush", a.opts.FlushInterval)
+	a.log.Info("aggregator started", "flush", a.opts.FlushInterval.String())
 	tick := time.NewTicker(a.opts.FlushInterval)
 	defer tick.Stop()
 	for ctx.Err() == nil {
