@@ -223,6 +223,7 @@ func (r *Runner) publishChanges(ctx context.Context, c config.Connector, prev st
 			Change:        change,
 			ObservedAt:    observed,
 			Data:          it.Data,
+			Generation:    prev.Generation,
 		})
 	}
 	if len(out.Signals) == 0 {
