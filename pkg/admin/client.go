@@ -177,7 +177,7 @@ func (c *Client) Reload(ctx context.Context) (replies []ReloadReply, missing []s
 	for _, in := range instances {
 		for _, ep := range in.Endpoints {
 			if ep.Name == VerbReload {
-				want[in.Metadata["service"]+"/"+in.Metadata["instance"]] = true
+				want[in.ID] = true
 			}
 		}
 	}
@@ -192,11 +192,13 @@ func (c *Client) Reload(ctx context.Context) (replies []ReloadReply, missing []s
 			return false
 		}
 		replies = append(replies, r)
-		delete(want, r.Service+"/"+r.Instance)
+		delete(want, r.Instance)
 		return len(want) == 0
 	})
-	for k := range want {
-		missing = append(missing, k)
+	for _, in := range instances {
+		if want[in.ID] {
+			missing = append(missing, in.Metadata["service"]+" "+in.Metadata["instance"]+" ("+in.ID+")")
+		}
 	}
 	if err != nil && len(replies) == 0 {
 		return nil, missing, err

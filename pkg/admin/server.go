@@ -161,7 +161,17 @@ func call(ctx context.Context, h Handler, data []byte) (reply any, err error) {
 // encode writes reply as JSON with every string value passed through
 // redact (keys are ours and hold no secret).
 func encode(reply any, redact func(string) string) ([]byte, error) {
-	raw, err := json.Marshal(reply)
+	tree, err := Redacted(reply, redact)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(tree)
+}
+
+// Redacted returns v as a JSON tree (what encoding/json would write) with
+// every string value passed through redact.
+func Redacted(v any, redact func(string) string) (any, error) {
+	raw, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("encode reply: %w", err)
 	}
@@ -171,7 +181,7 @@ func encode(reply any, redact func(string) string) ([]byte, error) {
 	if err := dec.Decode(&tree); err != nil {
 		return nil, fmt.Errorf("encode reply: %w", err)
 	}
-	return json.Marshal(redactTree(tree, redact))
+	return redactTree(tree, redact), nil
 }
 
 func redactTree(v any, redact func(string) string) any {
@@ -203,6 +213,9 @@ func Decode(data []byte, req any) error {
 	}
 	return nil
 }
+
+// ID is this instance's micro id, unique per process and service.
+func (s *Server) ID() string { return s.svc.Info().ID }
 
 // Stop removes this instance's endpoints and waits for the requests being
 // answered.

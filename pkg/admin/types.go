@@ -134,8 +134,10 @@ type ListReply struct {
 	// page's start.
 	Total  int `json:"total"`
 	Offset int `json:"offset"`
-	// Counts counts every connector by health, before the filters.
+	// Counts counts every connector by health, before the filters;
+	// Types lists every connector type of the config.
 	Counts map[string]int `json:"counts"`
+	Types  []string       `json:"types"`
 	// StaleAfter is the number of missed intervals that makes a connector
 	// stale (AGGREGATOR_STALE_AFTER); HealthyWindow the healthy window.
 	StaleAfter    int       `json:"stale_after"`
@@ -238,8 +240,10 @@ type ResetReply struct {
 
 // ReloadReply is one process's answer to reload.
 type ReloadReply struct {
-	// Service is scheduler, worker or aggregator; Instance its id.
+	// Service is scheduler, worker or aggregator; Replica its id
+	// (SCHEDULER_ID, WORKER_ID, host-pid); Instance its micro instance id.
 	Service  string `json:"service"`
+	Replica  string `json:"replica"`
 	Instance string `json:"instance"`
 	// OK is false when the config was rejected: the running one stays.
 	OK         bool      `json:"ok"`

@@ -15,7 +15,6 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/admin"
 	"github.com/pollgrid/pollgrid/pkg/store"
 	"github.com/pollgrid/pollgrid/pkg/telemetry"
-	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
 )
 
 // The worker serves two admin verbs: trigger (poll now, once, under the
@@ -80,7 +79,7 @@ func (w *Worker) Trigger(ctx context.Context, data []byte) (any, error) {
 		return admin.TriggerReply{
 			Connector:     c.Name,
 			Worker:        w.opts.ID,
-			Poll:          PollOf(report),
+			Poll:          admin.PollOf(report),
 			FinishedAt:    started.Add(report.GetDuration().AsDuration()),
 			ItemsFailed:   report.GetItemsFailed(),
 			FencingToken:  report.GetFencingToken(),
@@ -148,22 +147,6 @@ func waitLease(ctx context.Context, held *store.LeaseHeldError) error {
 	case <-ctx.Done():
 		return admin.Errorf(admin.CodeConflict, "%s: a poll held the lease the whole time the request had; "+
 			"try again, or see who holds it with pollctl status %s", held.Error(), held.Connector)
-	}
-}
-
-// PollOf is a poll report as the admin API shows it.
-func PollOf(r *pollgridv1.PollReport) admin.Poll {
-	return admin.Poll{
-		StartedAt:       r.GetStartedAt().AsTime(),
-		DurationSeconds: r.GetDuration().AsDuration().Seconds(),
-		Outcome:         outcomeLabel(r.GetOutcome()),
-		Error:           r.GetError(),
-		ItemsFetched:    r.GetItemsFetched(),
-		ItemsPublished:  r.GetItemsPublished(),
-		NotModified:     r.GetNotModified(),
-		RateLimited:     r.GetRateLimited(),
-		Worker:          r.GetWorker(),
-		TraceID:         r.GetTraceId(),
 	}
 }
 
