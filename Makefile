@@ -1,7 +1,7 @@
 # pollgrid — run `make help` for the targets.
 SHELL := /bin/bash
-MODULES := pkg proto services/scheduler services/worker services/aggregator services/devstack test
-SERVICES := scheduler worker aggregator devstack
+MODULES := pkg proto services/scheduler services/worker services/aggregator services/devstack services/pollctl test
+SERVICES := scheduler worker aggregator devstack pollctl
 BUF_VERSION := v1.75.0
 GO_TEST_FLAGS ?= -race -count=1 -timeout 15m
 # VERSION and COMMIT are baked into the binaries, as the Dockerfile does:
@@ -16,7 +16,7 @@ LDFLAGS := -X github.com/pollgrid/pollgrid/pkg/service.Version=$(VERSION) -X git
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-build: ## build every service into bin/, VERSION and COMMIT baked in
+build: ## build every service and pollctl into bin/, VERSION and COMMIT baked in
 	@mkdir -p bin
 	@for s in $(SERVICES); do echo "go build bin/$$s ($(VERSION))"; go build -ldflags "$(LDFLAGS)" -o bin/$$s ./services/$$s || exit 1; done
 

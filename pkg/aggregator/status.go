@@ -237,7 +237,7 @@ func (a *Aggregator) status(ctx context.Context, name string, now time.Time) (ad
 		Connector: a.row(c, st, m, now),
 		Cursor:    a.clean(st.Cursor), ETag: a.clean(st.ETag), LastModified: a.clean(st.LastModified),
 		Generation: st.Generation, SeenItems: seen,
-		Lease: admin.LeaseInfo{Holder: lease.Owner, Token: lease.Token, ExpiresInSeconds: lease.Remaining.Seconds(), Fence: lease.Fence},
+		Lease:   admin.LeaseInfo{Holder: lease.Owner, Token: lease.Token, ExpiresInSeconds: lease.Remaining.Seconds(), Fence: lease.Fence},
 		Skipped: m.Skipped, ItemsPublished: m.ItemsPublished, LatencyAvg: m.LatencyAvgSeconds,
 		Recent: make([]admin.Poll, 0, len(recent)),
 	}
