@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
@@ -51,6 +52,7 @@ func configJSON(cs ...connector) string {
 // stack is scheduler + worker + aggregator.
 type stack struct {
 	t          *testing.T
+	ns         *server.Server
 	nc         *nats.Conn
 	js         jetstream.JetStream
 	redis      *redistest.Server
@@ -71,7 +73,7 @@ func fixtureBody(t *testing.T) []byte {
 func startStack(t *testing.T, env map[string]string, cs ...connector) *stack {
 	t.Helper()
 	ns := harness.NATS(t)
-	s := &stack{t: t, redis: redistest.Start(t)}
+	s := &stack{t: t, ns: ns, redis: redistest.Start(t)}
 	s.nc, s.js = harness.Connect(t, ns.ClientURL())
 	s.env = map[string]string{
 		"NATS_URL":             ns.ClientURL(),

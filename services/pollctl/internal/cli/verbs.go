@@ -228,7 +228,8 @@ func (a *app) reloadCmd() *cobra.Command {
 does, and prints each one's answer. A file with problems is rejected whole and
 the running config stays; the problems are listed. Exits 1 when any process
 rejected it or did not answer.`,
-		Example: `  pollctl validate connectors.json && pollctl reload`,
+		Example: `  pollctl reload
+  pollctl validate connectors.json && pollctl reload`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := a.client()
