@@ -69,14 +69,23 @@ func fixtureBody(t *testing.T) []byte {
 	return body
 }
 
-// startStack runs the services on cs; env adds to their environment.
+// startStack runs the services on cs on an embedded NATS of their own;
+// env adds to their environment.
 func startStack(t *testing.T, env map[string]string, cs ...connector) *stack {
 	t.Helper()
 	ns := harness.NATS(t)
-	s := &stack{t: t, ns: ns, redis: redistest.Start(t)}
-	s.nc, s.js = harness.Connect(t, ns.ClientURL())
+	s := startStackOn(t, ns.ClientURL(), env, cs...)
+	s.ns = ns
+	return s
+}
+
+// startStackOn runs the services on cs against the NATS at natsURL.
+func startStackOn(t *testing.T, natsURL string, env map[string]string, cs ...connector) *stack {
+	t.Helper()
+	s := &stack{t: t, redis: redistest.Start(t)}
+	s.nc, s.js = harness.Connect(t, natsURL)
 	s.env = map[string]string{
-		"NATS_URL":             ns.ClientURL(),
+		"NATS_URL":             natsURL,
 		"REDIS_URL":            s.redis.URL(),
 		"CONNECTORS_FILE":      harness.WriteFile(t, "connectors.json", configJSON(cs...)),
 		"SCHEDULER_LEADER_TTL": "3s",

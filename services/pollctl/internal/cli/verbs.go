@@ -230,7 +230,7 @@ the running config stays; the problems are listed. Exits 1 when any process
 rejected it or did not answer.`,
 		Example: `  pollctl reload
   pollctl validate connectors.json && pollctl reload`,
-		Args:    cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := a.client()
 			if err != nil {
