@@ -11,7 +11,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X github.com/pollgrid/pollgrid/pkg/service.Version=$(VERSION) -X github.com/pollgrid/pollgrid/pkg/service.Commit=$(COMMIT) -X github.com/pollgrid/pollgrid/pkg/upstream.Version=$(VERSION)
 
-.PHONY: help build run test test-short bench proto lint tidy redis-server clean
+.PHONY: help build run test test-short bench proto lint tidy redis-server chromium clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -23,8 +23,8 @@ build: ## build every service and pollctl into bin/, VERSION and COMMIT baked in
 run: ## the whole stack in one process (embedded NATS + Redis store); NATS_URL / REDIS_URL use real servers
 	go run ./services/devstack
 
-test: redis-server ## every test of every module, with -race (installs redis-server if missing)
-	@set -e; for m in $(MODULES); do echo "== go test $$m"; (cd $$m && go test $(GO_TEST_FLAGS) ./...); done
+test: redis-server chromium ## every test of every module, with -race (installs redis-server and chromium if missing)
+	@set -e; for m in $(MODULES); do echo "== go test $$m"; (cd $$m && POLLGRID_REQUIRE_BROWSER=1 go test $(GO_TEST_FLAGS) ./...); done
 
 bench: redis-server ## benchmarks; numbers are written down in docs/benchmarks.md
 	@set -e; for m in pkg test; do (cd $$m && go test -run '^$$' -bench . -benchmem ./...); done
@@ -44,6 +44,15 @@ redis-server:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; \
 		command -v redis-server >/dev/null || { echo "could not install redis-server; install it and rerun"; exit 1; }; }
+
+# The status page's test drives a real headless Chromium (chromedp); this
+# makes sure Debian's chromium is there, installing it when it is not.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "chromium not found: installing Debian's chromium package (for the status page test)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+		command -v chromium >/dev/null || { echo "could not install chromium; install it and rerun"; exit 1; }; }
 
 clean: ## remove build output
 	rm -rf bin
