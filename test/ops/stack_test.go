@@ -4,6 +4,7 @@
 package ops
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -34,8 +35,8 @@ type connector struct {
 	name     string
 	interval string
 	upstream *harness.Upstream
-	// extra is appended to the connector's config object.
-	extra string
+	// userAgent is its config's user_agent; a default when empty.
+	userAgent string
 }
 
 func configJSON(cs ...connector) string {
@@ -43,8 +44,8 @@ func configJSON(cs ...connector) string {
 	for _, c := range cs {
 		entries = append(entries, fmt.Sprintf(`{"name": %q, "type": "weather-noaa", "interval": %q, "timeout": "900ms",
 			"retries": {"max": 0}, "lease_ttl": "3s",
-			"config": {"area": "AZ", "user_agent": "(pollgrid ops test, test@example.com)", "base_url": %q%s}}`,
-			c.name, c.interval, c.upstream.URL, c.extra))
+			"config": {"area": "AZ", "user_agent": %q, "base_url": %q}}`,
+			c.name, c.interval, cmp.Or(c.userAgent, "(pollgrid ops test, test@example.com)"), c.upstream.URL))
 	}
 	return `{"connectors": [` + strings.Join(entries, ",") + `]}`
 }
