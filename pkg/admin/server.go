@@ -68,6 +68,7 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	nc     *nats.Conn
 }
 
 // NewServer registers this process's instance of pollgrid-admin on nc.
@@ -92,7 +93,7 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 		return nil, fmt.Errorf("start the %s micro service: %w", ServiceName, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{cfg: cfg, svc: svc, group: svc.AddGroup(bus.AdminPrefix), ctx: ctx, cancel: cancel}, nil
+	return &Server{cfg: cfg, svc: svc, group: svc.AddGroup(bus.AdminPrefix), ctx: ctx, cancel: cancel, nc: nc}, nil
 }
 
 // Handle serves verb on pollgrid.admin.<verb>, one replica of the service
@@ -126,7 +127,12 @@ func (s *Server) serve(verb string, h Handler, req micro.Request) {
 		reply, err := call(ctx, h, req.Data())
 		if err == nil {
 			var body []byte
-			if body, err = encode(reply, s.cfg.Redact); err == nil {
+			body, err = encode(reply, s.cfg.Redact)
+			if max := s.nc.MaxPayload(); err == nil && max > 0 && int64(len(body)) > max {
+				err = Errorf(CodeInternal, "the reply is %d bytes, over the NATS server's max_payload of %d: ask for less (list: a smaller limit)",
+					len(body), max)
+			}
+			if err == nil {
 				err = req.Respond(body)
 				if err != nil {
 					s.cfg.Logger.Warn("admin reply failed", "verb", verb, "error", err)

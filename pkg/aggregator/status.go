@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pollgrid/pollgrid/pkg/admin"
 	"github.com/pollgrid/pollgrid/pkg/config"
@@ -192,6 +193,11 @@ func (a *Aggregator) list(ctx context.Context, req admin.ListRequest, now time.T
 	if req.Offset < len(matched) {
 		reply.Connectors = matched[req.Offset:min(req.Offset+limit, len(matched))]
 	}
+	// A page of 1,000 rows must fit a NATS message (1 MB by default): the
+	// whole error is in status.
+	for i := range reply.Connectors {
+		reply.Connectors[i].LastError = truncate(reply.Connectors[i].LastError, maxListError)
+	}
 	return reply, nil
 }
 
@@ -250,6 +256,20 @@ func (a *Aggregator) status(ctx context.Context, name string, now time.Time) (ad
 		s.Recent = append(s.Recent, p)
 	}
 	return s, nil
+}
+
+// maxListError is how much of a last error a list row carries.
+const maxListError = 300
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 func timeOrNil(t time.Time) *time.Time {
