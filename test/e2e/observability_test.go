@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,11 +12,11 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -155,12 +156,10 @@ func printTree(t *testing.T, spans []sdktrace.ReadOnlySpan) {
 // point at the spans.
 func TestObservabilityOneTracePerTick(t *testing.T) {
 	s := startObservedStack(t)
-	var sigMu sync.Mutex
-	var signals []*nats.Msg
-	sub, err := s.nc.Subscribe("signals.>", func(m *nats.Msg) { sigMu.Lock(); signals = append(signals, m); sigMu.Unlock() })
+	// The signals are read back from the SIGNALS stream, which keeps their
+	// headers: a subscription made now could miss the first tick's.
+	js, err := jetstream.New(s.nc)
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	require.NoError(t, s.nc.Flush())
 
 	spans := tickTrace(t, s.spans)
 	printTree(t, spans)
@@ -248,10 +247,16 @@ func TestObservabilityOneTracePerTick(t *testing.T) {
 		publishIDs[sig.SpanContext().SpanID().String()] = true
 	}
 	require.Eventually(t, func() bool {
-		sigMu.Lock()
-		defer sigMu.Unlock()
+		stream, err := js.Stream(context.Background(), bus.SignalsStream)
+		if err != nil {
+			return false
+		}
 		n := 0
-		for _, m := range signals {
+		for seq := stream.CachedInfo().State.FirstSeq; seq <= stream.CachedInfo().State.LastSeq; seq++ {
+			m, err := stream.GetMsg(context.Background(), seq)
+			if err != nil {
+				return false
+			}
 			parts := strings.Split(m.Header.Get("traceparent"), "-")
 			if len(parts) == 4 && parts[1] == traceID.String() && publishIDs[parts[2]] && parts[3] == "01" {
 				n++
