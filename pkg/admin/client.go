@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -118,10 +119,10 @@ func (c *Client) requestError(verb string, err error) error {
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		return fmt.Errorf("%w %s: start a %s (it serves %s), and check that this NATS user may publish there",
-			ErrNoService, Subject(verb), Verbs[verb], verb)
+			ErrNoService, Subject(verb), ServedBy(verb), verb)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 		return fmt.Errorf("no reply on %s within %s: the %s is busy or cut off (raise --timeout, or check its logs): %w",
-			Subject(verb), c.Timeout, Verbs[verb], err)
+			Subject(verb), c.Timeout, ServedBy(verb), err)
 	case errors.Is(err, nats.ErrPermissionViolation):
 		return fmt.Errorf("this NATS user may not publish to %s (see the permissions in docs/operate.md): %w", Subject(verb), err)
 	}
@@ -247,10 +248,6 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, quiet 
 }
 
 func subjectVerb(subject string) string {
-	for verb := range Verbs {
-		if subject == Subject(verb) {
-			return verb
-		}
-	}
-	return subject
+	verb, _ := strings.CutPrefix(subject, Subject(""))
+	return verb
 }

@@ -1,6 +1,6 @@
 // Package admin is pollgrid's runtime control API: a NATS micro service,
 // pollgrid-admin, whose endpoints answer on pollgrid.admin.<verb> with JSON.
-// Each verb is served by the service that owns the answer (see Verbs):
+// Each verb is served by the service that owns the answer (see ServedBy):
 // several processes run instances of the one micro service, each with its
 // own endpoints, so `nats micro info pollgrid-admin` shows who serves what.
 //

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"slices"
 	"time"
 
 	"github.com/pollgrid/pollgrid/pkg/bus"
@@ -23,16 +24,23 @@ const (
 	VerbReload  = "reload"
 )
 
-// Verbs maps each verb to the service that serves it. list and status are
-// the aggregator's: it owns health and freshness. pause and resume are the
+// ServedBy names the service that serves a verb. list and status are the
+// aggregator's: it owns health and freshness. pause and resume are the
 // scheduler's: it owns the message schedules a pause removes. trigger and
 // reset are the workers': they run polls and hold leases. reload is served
 // by every process, each replying for itself.
-var Verbs = map[string]string{
-	VerbList: "aggregator", VerbStatus: "aggregator",
-	VerbPause: "scheduler", VerbResume: "scheduler",
-	VerbTrigger: "worker", VerbReset: "worker",
-	VerbReload: "every service",
+func ServedBy(verb string) string {
+	switch verb {
+	case VerbList, VerbStatus:
+		return "aggregator"
+	case VerbPause, VerbResume:
+		return "scheduler"
+	case VerbTrigger, VerbReset:
+		return "worker"
+	case VerbReload:
+		return "every service"
+	}
+	return "pollgrid service"
 }
 
 // Subject is where a verb is asked.
@@ -49,8 +57,14 @@ const (
 	HealthDisabled = "disabled" // "enabled": false in the config
 )
 
-// HealthRank orders healths worst first.
-var HealthRank = map[string]int{HealthFailing: 0, HealthStale: 1, HealthNew: 2, HealthPaused: 3, HealthOK: 4, HealthDisabled: 5}
+// Healths lists every health, worst first: the order of list and of the
+// status page.
+func Healths() []string {
+	return []string{HealthFailing, HealthStale, HealthNew, HealthPaused, HealthOK, HealthDisabled}
+}
+
+// HealthRank is a health's place in Healths; -1 for none.
+func HealthRank(health string) int { return slices.Index(Healths(), health) }
 
 // NameRequest names one connector: status, trigger, resume.
 type NameRequest struct {

@@ -160,7 +160,7 @@ func New(js jetstream.JetStream, st *store.Store, opts Options) *Aggregator {
 	a.errors = telemetry.NewDependencyErrors()
 	opts.Registerer.MustRegister(a.reports, a.errors)
 	if opts.ConnectorGauges > 0 {
-		opts.Registerer.MustRegister(&healthCollector{a: a})
+		opts.Registerer.MustRegister(newHealthCollector(a))
 		opts.Registerer.MustRegister(NewConnectorCollector(st, opts.ConnectorGauges, opts.HealthyWindow, a.errors))
 	}
 	return a

@@ -49,7 +49,7 @@ func (a *Aggregator) view(ctx context.Context, now time.Time) ([]admin.Connector
 		rows[i] = a.row(c, states[i], metrics[c.Name], now)
 	}
 	slices.SortFunc(rows, func(x, y admin.Connector) int {
-		return cmp.Or(cmp.Compare(admin.HealthRank[x.Health], admin.HealthRank[y.Health]), strings.Compare(x.Name, y.Name))
+		return cmp.Or(cmp.Compare(admin.HealthRank(x.Health), admin.HealthRank(y.Health)), strings.Compare(x.Name, y.Name))
 	})
 	return rows, nil
 }
@@ -153,7 +153,7 @@ func (a *Aggregator) List(ctx context.Context, data []byte) (any, error) {
 
 func (a *Aggregator) list(ctx context.Context, req admin.ListRequest, now time.Time) (admin.ListReply, error) {
 	if req.Health != "" {
-		if _, ok := admin.HealthRank[req.Health]; !ok {
+		if admin.HealthRank(req.Health) < 0 {
 			return admin.ListReply{}, admin.Errorf(admin.CodeBadRequest, "health %q is none of failing, stale, new, paused, ok, disabled", req.Health)
 		}
 	}

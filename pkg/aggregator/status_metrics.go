@@ -14,15 +14,18 @@ import (
 // per-connector gauges: alert on failing and stale (deploy/prometheus), then
 // `pollctl list --health stale` names them.
 type healthCollector struct {
-	a *Aggregator
+	a    *Aggregator
+	desc *prometheus.Desc
 }
 
-var connectorsByHealth = prometheus.NewDesc("pollgrid_connectors",
-	"Configured connectors by health: failing (last poll failed), stale (no poll for AGGREGATOR_STALE_AFTER intervals), "+
-		"new (never polled), paused, ok, disabled.", []string{"health"}, nil)
+func newHealthCollector(a *Aggregator) *healthCollector {
+	return &healthCollector{a: a, desc: prometheus.NewDesc("pollgrid_connectors",
+		"Configured connectors by health: failing (last poll failed), stale (no poll for AGGREGATOR_STALE_AFTER intervals), "+
+			"new (never polled), paused, ok, disabled.", []string{"health"}, nil)}
+}
 
 // Describe implements prometheus.Collector.
-func (c *healthCollector) Describe(ch chan<- *prometheus.Desc) { ch <- connectorsByHealth }
+func (c *healthCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 // Collect implements prometheus.Collector: two Redis pipelines per scrape.
 func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
@@ -37,7 +40,7 @@ func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, r := range rows {
 		counts[r.Health]++
 	}
-	for health := range admin.HealthRank {
-		ch <- prometheus.MustNewConstMetric(connectorsByHealth, prometheus.GaugeValue, float64(counts[health]), health)
+	for _, health := range admin.Healths() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[health]), health)
 	}
 }

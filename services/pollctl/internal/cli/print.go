@@ -80,7 +80,7 @@ func printList(w io.Writer, r admin.ListReply) {
 	}
 	_ = t.Flush()
 	var parts []string
-	for _, h := range []string{admin.HealthFailing, admin.HealthStale, admin.HealthNew, admin.HealthPaused, admin.HealthOK, admin.HealthDisabled} {
+	for _, h := range admin.Healths() {
 		if n := r.Counts[h]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, h))
 		}
