@@ -264,6 +264,7 @@ func (r *Runner) publishChanges(ctx context.Context, c config.Connector, prev st
 				Change:        change,
 				ObservedAt:    observed,
 				Data:          it.Data,
+				Generation:    prev.Generation,
 			})
 		}
 	}
@@ -335,6 +336,7 @@ func (r *Runner) deletions(ctx context.Context, c config.Connector, prev store.S
 			Change:        bus.ChangeDeleted,
 			ObservedAt:    observed,
 			Data:          data[i],
+			Generation:    prev.Generation,
 		})
 	}
 	out.Commit.Gone = gone

@@ -51,6 +51,8 @@ type Store struct {
 	opts Options
 
 	acquire, renew, release, commit, leader, resign *redis.Script
+	// The admin verbs' scripts (admin.go).
+	pause, resume, reset *redis.Script
 }
 
 // New returns a Store over rdb, which may be a single node, a failover or a
@@ -65,6 +67,9 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 		commit:  redis.NewScript(commitLua),
 		leader:  redis.NewScript(leaderLua),
 		resign:  redis.NewScript(resignLua),
+		pause:   redis.NewScript(pauseLua),
+		resume:  redis.NewScript(resumeLua),
+		reset:   redis.NewScript(resetLua),
 	}
 }
 
@@ -100,6 +105,15 @@ type State struct {
 	// PrefetchSeen items); nil otherwise: read them with SeenVersions.
 	// Only Acquire fills it, and Commit does not write it.
 	Seen map[string]string
+
+	// The operator's fields (see admin.go): only the admin verbs write
+	// them; Commit leaves them alone. PausedAt is when the connector was
+	// paused, zero when it is not; ResumedAt when it was last resumed;
+	// Generation counts its resets.
+	PausedAt   time.Time
+	PausedBy   string
+	ResumedAt  time.Time
+	Generation uint64
 }
 
 // State hash fields.
@@ -160,6 +174,9 @@ func parseState(h map[string]string) (State, error) {
 		if st.ConsecutiveFailures, err = strconv.Atoi(v); err != nil {
 			return State{}, fmt.Errorf("field %s: %w", fieldConsecutiveFailures, err)
 		}
+	}
+	if err := parseAdminFields(h, &st); err != nil {
+		return State{}, err
 	}
 	return st, nil
 }

@@ -24,6 +24,7 @@ type metrics struct {
 	panics         *prometheus.CounterVec
 	crashLoops     *prometheus.CounterVec
 	fenced         *prometheus.CounterVec
+	rateLimited    *prometheus.CounterVec
 	redelivered    prometheus.Counter
 	reportsDropped prometheus.Counter
 	lateness       prometheus.Histogram
@@ -69,6 +70,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		fenced: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pollgrid_state_writes_fenced_total", Help: "State commits rejected because a newer lease exists.",
 		}, []string{"type"}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pollgrid_upstream_rate_limited_total", Help: "Polls that failed because the upstream answered 429 Too Many Requests.",
+		}, []string{"type"}),
 		reportsDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pollgrid_reports_dropped_total", Help: "Poll reports dropped because NATS refused them for too long (metrics only; signals are never dropped).",
 		}),
@@ -91,7 +95,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		errors: telemetry.NewDependencyErrors(),
 	}
 	reg.MustRegister(m.polls, m.pollDuration, m.signals, m.itemsFailed, m.contention, m.missed, m.duplicates, m.panics, m.crashLoops, m.fenced,
-		m.redelivered, m.reportsDropped, m.lateness, m.inFlight, m.concurrency, m.badTicks, m.errors)
+		m.rateLimited, m.redelivered, m.reportsDropped, m.lateness, m.inFlight, m.concurrency, m.badTicks, m.errors)
 	return m
 }
 
@@ -126,4 +130,5 @@ func (m *metrics) initType(connectorType string) {
 	m.panics.WithLabelValues(connectorType)
 	m.crashLoops.WithLabelValues(connectorType)
 	m.fenced.WithLabelValues(connectorType)
+	m.rateLimited.WithLabelValues(connectorType)
 }

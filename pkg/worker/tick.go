@@ -136,6 +136,10 @@ func (w *Worker) poll(ctx context.Context, in *instance, msg jetstream.Msg, log 
 		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE, err, true)
 	}
 	report.FencingToken = lease.Token
+	if err := skipPaused(ctx, state); err != nil {
+		_ = w.store.Release(context.WithoutCancel(ctx), lease)
+		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED, err, false)
+	}
 	w.countMissed(c, state)
 	if state.Attempts > maxAttempts {
 		// Its last polls all began and never committed: each time, the
@@ -156,7 +160,7 @@ func (w *Worker) poll(ctx context.Context, in *instance, msg jetstream.Msg, log 
 		}
 		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE, err, false)
 	}
-	if !state.NotBefore.IsZero() && time.Now().Before(state.NotBefore) {
+	if !state.NotBefore.IsZero() && time.Now().Before(state.NotBefore) && !triggered(ctx) {
 		_ = w.store.Release(context.WithoutCancel(ctx), lease)
 		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED,
 			fmt.Errorf("upstream asked to wait until %s", state.NotBefore.UTC().Format(time.RFC3339)), false)
@@ -193,6 +197,10 @@ func (w *Worker) poll(ctx context.Context, in *instance, msg jetstream.Msg, log 
 		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE, err, false)
 	}
 	if out.Err != nil {
+		report.RateLimited = rateLimited(out.Err)
+		if report.RateLimited {
+			w.metrics.rateLimited.WithLabelValues(c.Type).Inc()
+		}
 		log.WarnContext(ctx, "poll failed", "error", out.Err, "attempts", out.Attempts)
 		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE, out.Err, false)
 	}
@@ -239,6 +247,9 @@ func (w *Worker) countMissed(c config.Connector, st store.State) {
 	since := st.LastPoll
 	if st.NotBefore.After(since) {
 		since = st.NotBefore
+	}
+	if st.ResumedAt.After(since) { // a pause misses nothing
+		since = st.ResumedAt
 	}
 	if since.IsZero() {
 		return
