@@ -18,6 +18,7 @@ COPY services/scheduler/go.mod services/scheduler/go.sum services/scheduler/
 COPY services/worker/go.mod services/worker/go.sum services/worker/
 COPY services/aggregator/go.mod services/aggregator/go.sum services/aggregator/
 COPY services/devstack/go.mod services/devstack/go.sum services/devstack/
+COPY services/pollctl/go.mod services/pollctl/go.sum services/pollctl/
 COPY test/go.mod test/go.sum test/
 ARG SERVICE=worker
 # The workspace's module graph, then the modules this service builds with

@@ -1,7 +1,7 @@
 # pollgrid — run `make help` for the targets.
 SHELL := /bin/bash
-MODULES := pkg proto services/scheduler services/worker services/aggregator services/devstack test
-SERVICES := scheduler worker aggregator devstack
+MODULES := pkg proto services/scheduler services/worker services/aggregator services/devstack services/pollctl test
+SERVICES := scheduler worker aggregator devstack pollctl
 BUF_VERSION := v1.75.0
 GO_TEST_FLAGS ?= -race -count=1 -timeout 15m
 # VERSION and COMMIT are baked into the binaries, as the Dockerfile does:
@@ -11,23 +11,30 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X github.com/pollgrid/pollgrid/pkg/service.Version=$(VERSION) -X github.com/pollgrid/pollgrid/pkg/service.Commit=$(COMMIT) -X github.com/pollgrid/pollgrid/pkg/upstream.Version=$(VERSION)
 
-.PHONY: help build run test test-short bench proto lint tidy redis-server clean
+.PHONY: help build run test test-short bench proto lint tidy redis-server chromium clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-build: ## build every service into bin/, VERSION and COMMIT baked in
+build: ## build every service and pollctl into bin/, VERSION and COMMIT baked in
 	@mkdir -p bin
 	@for s in $(SERVICES); do echo "go build bin/$$s ($(VERSION))"; go build -ldflags "$(LDFLAGS)" -o bin/$$s ./services/$$s || exit 1; done
 
 run: ## the whole stack in one process (embedded NATS + Redis store); NATS_URL / REDIS_URL use real servers
 	go run ./services/devstack
 
-test: redis-server ## every test of every module, with -race (installs redis-server if missing)
-	@set -e; for m in $(MODULES); do echo "== go test $$m"; (cd $$m && go test $(GO_TEST_FLAGS) ./...); done
+test: redis-server chromium ## every test of every module, with -race (installs redis-server and chromium if missing)
+	@set -e; for m in $(MODULES); do echo "== go test $$m"; (cd $$m && POLLGRID_REQUIRE_BROWSER=1 go test $(GO_TEST_FLAGS) ./...); done
 
-bench: redis-server ## benchmarks; numbers are written down in docs/benchmarks.md
-	@set -e; for m in pkg test; do (cd $$m && go test -run '^$$' -bench . -benchmem ./...); done
+# BENCH picks what runs: e2e, scheduler, startup, scale, failover (the process-level
+# suite in test/bench) and micro (the go micro-benchmarks), comma-separated;
+# default all. BENCH_QUICK=1: short windows, one repetition (development).
+# More knobs (BENCH_REPS, BENCH_SCALE, BENCH_OUT, BENCH_QUIET_WAIT): docs/benchmarks.md.
+bench: redis-server ## benchmarks, results into docs/benchmarks.md (BENCH=e2e,scheduler,startup,scale,failover,micro BENCH_QUICK=1)
+	@set -e; case ",$(BENCH)," in ,,|*,all,*|*,micro,*) \
+		for m in pkg test; do (cd $$m && go test -run '^$$' -bench . -benchmem ./...); done;; esac
+	@set -e; if [ "$(BENCH)" != micro ]; then \
+		cd test && go test -tags bench -run TestBench -count=1 -timeout 3h -v ./bench; fi
 
 proto: ## regenerate proto/pollgrid/v1/*.pb.go with the pinned buf and protoc-gen-go
 	cd proto && go run github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION) generate
@@ -44,6 +51,15 @@ redis-server:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; \
 		command -v redis-server >/dev/null || { echo "could not install redis-server; install it and rerun"; exit 1; }; }
+
+# The status page's test drives a real headless Chromium (chromedp); this
+# makes sure Debian's chromium is there, installing it when it is not.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "chromium not found: installing Debian's chromium package (for the status page test)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+		command -v chromium >/dev/null || { echo "could not install chromium; install it and rerun"; exit 1; }; }
 
 clean: ## remove build output
 	rm -rf bin

@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/pollgrid/pollgrid/pkg/bus"
+	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/store"
 	"github.com/pollgrid/pollgrid/pkg/telemetry"
 )
@@ -64,6 +65,15 @@ type Options struct {
 	FlushReports  int
 	FlushMessages int
 
+	// Config returns the connectors config in force, for list, status and
+	// the status page (status.go); nil serves no connector.
+	Config func() *config.Config
+	// StaleAfter is how many missed intervals make a connector stale
+	// (AGGREGATOR_STALE_AFTER); default 3.
+	StaleAfter int
+	// Redact masks secrets in what the status views show (errors, cursors).
+	Redact func(string) string
+
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Tracer     trace.TracerProvider
@@ -86,6 +96,15 @@ func (o Options) withDefaults() Options {
 	}
 	if o.FlushMessages <= 0 {
 		o.FlushMessages = DefaultFlushMessages
+	}
+	if o.Config == nil {
+		o.Config = func() *config.Config { return &config.Config{} }
+	}
+	if o.StaleAfter <= 0 {
+		o.StaleAfter = DefaultStaleAfter
+	}
+	if o.Redact == nil {
+		o.Redact = func(s string) string { return s }
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -119,17 +138,21 @@ type Aggregator struct {
 	pending  []pendingMsg
 	// pendingReports counts the reports of pending.
 	pendingReports int
+	// started is when this replica started: a connector never polled is
+	// "new" for StaleAfter intervals from then, stale after.
+	started time.Time
 }
 
 // New returns an aggregator.
 func New(js jetstream.JetStream, st *store.Store, opts Options) *Aggregator {
 	opts = opts.withDefaults()
 	a := &Aggregator{
-		opts:   opts,
-		js:     js,
-		store:  st,
-		tracer: opts.Tracer.Tracer("github.com/pollgrid/pollgrid/pkg/aggregator"),
-		log:    opts.Logger,
+		opts:    opts,
+		js:      js,
+		store:   st,
+		started: time.Now(),
+		tracer:  opts.Tracer.Tracer("github.com/pollgrid/pollgrid/pkg/aggregator"),
+		log:     opts.Logger,
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pollgrid_reports_processed_total", Help: "Poll reports consumed, by result: ok (written to Redis and acknowledged), retried (the write failed; redelivered), rejected (invalid reports, and messages that do not decode).",
 		}, []string{"result"}),
@@ -137,6 +160,7 @@ func New(js jetstream.JetStream, st *store.Store, opts Options) *Aggregator {
 	a.errors = telemetry.NewDependencyErrors()
 	opts.Registerer.MustRegister(a.reports, a.errors)
 	if opts.ConnectorGauges > 0 {
+		opts.Registerer.MustRegister(newHealthCollector(a))
 		opts.Registerer.MustRegister(NewConnectorCollector(st, opts.ConnectorGauges, opts.HealthyWindow, a.errors))
 	}
 	return a
@@ -165,7 +189,7 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", bus.ReportsStream, err)
 	}
-	a.log.Info("aggregator started", "flush", a.opts.FlushInterval)
+	a.log.Info("aggregator started", "flush", a.opts.FlushInterval.String())
 	tick := time.NewTicker(a.opts.FlushInterval)
 	defer tick.Stop()
 	for ctx.Err() == nil {
@@ -182,9 +206,11 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	return nil
 }
 
-// Handler serves GET /metrics/connectors and GET /metrics/connectors/{name}.
+// Handler serves GET /metrics/connectors and GET /metrics/connectors/{name},
+// and the status page with its JSON (status_http.go).
 func (a *Aggregator) Handler() http.Handler {
 	mux := http.NewServeMux()
+	a.statusRoutes(mux)
 	mux.HandleFunc("GET /metrics/connectors", func(w http.ResponseWriter, r *http.Request) {
 		window, ok := a.window(w, r)
 		if !ok {

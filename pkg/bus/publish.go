@@ -25,9 +25,10 @@ type SignalPublisher struct {
 }
 
 // PublishSignals publishes all signals asynchronously, then waits for all
-// acks. Any failure fails the whole batch: the poll's cursor must not move,
-// and the next poll re-publishes (JetStream drops what already landed).
-func (p *SignalPublisher) PublishSignals(ctx context.Context, signals []*pollgridv1.Signal) error {
+// acks, and says how many JetStream dropped as duplicates. Any failure fails
+// the whole batch: the poll's cursor must not move, and the next poll
+// re-publishes (JetStream drops what already landed).
+func (p *SignalPublisher) PublishSignals(ctx context.Context, signals []*pollgridv1.Signal) (duplicates int, err error) {
 	type pending struct {
 		future jetstream.PubAckFuture
 		span   trace.Span
@@ -46,21 +47,25 @@ func (p *SignalPublisher) PublishSignals(ctx context.Context, signals []*pollgri
 		if err != nil {
 			RecordError(span, err)
 			span.End()
-			return fmt.Errorf("publish %s: %w", msg.Subject, err)
+			return 0, fmt.Errorf("publish %s: %w", msg.Subject, err)
 		}
 		waits = append(waits, pending{future: f, span: span})
 	}
 	for _, w := range waits {
 		select {
-		case <-w.future.Ok():
+		case ack := <-w.future.Ok():
+			RecordAck(w.span, w.future.Msg(), ack)
+			if ack.Duplicate {
+				duplicates++
+			}
 		case err := <-w.future.Err():
 			RecordError(w.span, err)
-			return fmt.Errorf("publish %s: %w", w.future.Msg().Subject, err)
+			return 0, fmt.Errorf("publish %s: %w", w.future.Msg().Subject, err)
 		case <-ctx.Done():
-			return fmt.Errorf("publish signals: waiting for acks: %w", context.Cause(ctx))
+			return 0, fmt.Errorf("publish signals: waiting for acks: %w", context.Cause(ctx))
 		}
 	}
-	return nil
+	return duplicates, nil
 }
 
 // StartPublishSpan starts a producer span named after the messaging

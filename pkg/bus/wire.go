@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -19,6 +20,9 @@ import (
 const (
 	ChangeCreated = "created"
 	ChangeUpdated = "updated"
+	// ChangeDeleted: the item was in a complete listing before and is not
+	// any more; the signal carries its last known version and data.
+	ChangeDeleted = "deleted"
 )
 
 // EncodeTick marshals a tick as binary protobuf: ticks and reports go from
@@ -83,12 +87,24 @@ type signalBody struct {
 	Change        string          `json:"change"`
 	ObservedAt    string          `json:"observed_at"`
 	Data          json.RawMessage `json:"data"`
+	Generation    uint64          `json:"generation"`
 }
 
 // SignalID is the CloudEvents id and the Nats-Msg-Id of a signal: the same
 // (item, version) always gets the same id, so JetStream drops a re-publish.
+// A deletion has an id of its own (":deleted" after the version it ends),
+// or JetStream would drop it as a re-publish of that version's signal.
+// After a reset (generation > 0) the id ends in ":g<generation>": the items
+// a reset publishes again are new events, which JetStream must not drop.
 func SignalID(s *pollgridv1.Signal) string {
-	return s.GetConnector() + ":" + s.GetItemId() + ":" + s.GetVersion()
+	id := s.GetConnector() + ":" + s.GetItemId() + ":" + s.GetVersion()
+	if s.GetChange() == ChangeDeleted {
+		id += ":deleted"
+	}
+	if g := s.GetGeneration(); g > 0 {
+		id += ":g" + strconv.FormatUint(g, 10)
+	}
+	return id
 }
 
 // SignalMsg builds the CloudEvents 1.0 binary-mode NATS message of a signal.
@@ -133,6 +149,8 @@ func appendSignalBody(b []byte, s *pollgridv1.Signal, observed string) []byte {
 	} else {
 		b = append(b, "null"...)
 	}
+	b = append(b, `,"generation":`...)
+	b = strconv.AppendUint(b, s.GetGeneration(), 10)
 	return append(b, '}')
 }
 
@@ -209,5 +227,6 @@ func DecodeSignal(body []byte) (*pollgridv1.Signal, error) {
 		Change:        b.Change,
 		ObservedAt:    timestamppb.New(observed),
 		Data:          b.Data,
+		Generation:    b.Generation,
 	}, nil
 }

@@ -86,3 +86,18 @@ func checkJSONString(t *testing.T, s string) {
 	require.NoError(t, json.Unmarshal(std, &viaStd))
 	assert.Equal(t, viaStd, back, "%q: as encoding/json writes it (%s), not %s", s, std, out)
 }
+
+// A reset connector's signals get ids of their own: what a reset publishes
+// again is not dropped by the SIGNALS duplicate window.
+func TestSignalIDCarriesTheGenerationAfterAReset(t *testing.T) {
+	s := &pollgridv1.Signal{Connector: "noaa-az", ConnectorType: "weather-noaa", ItemId: "a:b", Version: "v1",
+		Change: ChangeCreated, ObservedAt: timestamppb.Now()}
+	assert.Equal(t, "noaa-az:a:b:v1", SignalID(s))
+	s.Generation = 2
+	msg := SignalMsg(s)
+	assert.Equal(t, "noaa-az:a:b:v1:g2", msg.Header.Get("ce-id"))
+	assert.Equal(t, "noaa-az:a:b:v1:g2", msg.Header.Get("Nats-Msg-Id"))
+	got, err := DecodeSignal(msg.Data)
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, got.GetGeneration())
+}

@@ -27,12 +27,6 @@ func decodeJSON(data []byte, path string, problems *Problems) (any, bool) {
 // checkSyntax reports a syntax error with its line and column, or every
 // duplicated key, under path. It returns false when data is not JSON at all.
 func checkSyntax(data []byte, path string, problems *Problems) bool {
-	ok, _ := syntax(data, path, problems)
-	return ok
-}
-
-// syntax is checkSyntax that also returns the duplicated keys.
-func syntax(data []byte, path string, problems *Problems) (bool, []duplicate) {
 	if !json.Valid(data) {
 		// Unmarshal says what is wrong the way people know it (and where).
 		err := json.Unmarshal(data, new(any))
@@ -43,7 +37,7 @@ func syntax(data []byte, path string, problems *Problems) (bool, []duplicate) {
 		}
 		line, column := position(data, offset)
 		problems.add(path, "not valid JSON at line %d, column %d: %s", line, column, err)
-		return false, nil
+		return false
 	}
 	dups, invalid := scanStrings(data)
 	for _, dup := range dups {
@@ -56,7 +50,7 @@ func syntax(data []byte, path string, problems *Problems) (bool, []duplicate) {
 		}
 		problems.add(join(path, bad.path), "%s (line %d, column %d: save the file as UTF-8)", what, bad.line, bad.column)
 	}
-	return len(invalid) == 0, dups
+	return len(invalid) == 0
 }
 
 // position turns a byte offset into a 1-based line and column, pointing at

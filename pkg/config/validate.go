@@ -5,12 +5,9 @@ import (
 	"fmt"
 	"maps"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -36,29 +33,22 @@ var validName = regexp.MustCompile(`^[a-z0-9_-]+$`)
 // that is not JSON), so that it is skipped rather than reported twice.
 type reported struct{}
 
-// validator checks connectors one after the other, remembering what
-// checks across connectors need: used names and resolved secrets.
+// validator checks one connector, alone: what checks across connectors
+// need (names must be unique) is left to whoever merges the results
+// (checked, merge), so that connectors can be checked on every core.
 type validator struct {
 	env      Env
 	types    TypeChecker
 	problems *Problems
 	secrets  map[string]bool
-	names    map[string]string // name -> path of the first connector using it
-	// typeConfigs wait for checkTypeConfigs.
-	typeConfigs []typeConfig
+	// connName is the connector's valid name, shownName that name as
+	// messages may show it, and nameAt where in problems a name problem goes.
+	connName, shownName string
+	nameAt              int
 }
 
 func newValidator(env Env, types TypeChecker, problems *Problems) *validator {
-	return &validator{env: env, types: types, problems: problems, secrets: map[string]bool{}, names: map[string]string{}}
-}
-
-func (v *validator) secretList() []string {
-	list := make([]string, 0, len(v.secrets))
-	for s := range v.secrets {
-		list = append(list, s)
-	}
-	slices.Sort(list)
-	return list
+	return &validator{env: env, types: types, problems: problems, secrets: map[string]bool{}}
 }
 
 // connector checks one connector object. at turns a field path such as
@@ -266,11 +256,7 @@ func (r *reader) name() string {
 	case len(name) > maxNameLength:
 		r.problem("name", "is %d characters long (at most %d)", len(name), maxNameLength)
 	default:
-		if first, used := r.names[name]; used {
-			r.problem("name", "%s is already used by %s (names must be unique)", r.show("name", name), first)
-		} else {
-			r.names[name] = r.at("")
-		}
+		r.connName, r.shownName, r.nameAt = name, r.show("name", name), len(r.problems.List)
 	}
 	return name
 }
@@ -454,50 +440,10 @@ func (r *reader) config(typeName string) json.RawMessage {
 	if r.skip["config"] || typeName == "" || !r.types.Known(typeName) {
 		return raw
 	}
-	// Checked later, with every other connector's, on every core.
-	r.typeConfigs = append(r.typeConfigs, typeConfig{
-		typeName: typeName, raw: raw, path: r.at("config"), at: len(r.problems.List),
-	})
+	if err := r.types.Validate(typeName, raw); err != nil {
+		r.problem("config", "%s", err)
+	}
 	return raw
-}
-
-// typeConfig is a connector's type-specific config, to check with its type.
-type typeConfig struct {
-	typeName string
-	raw      json.RawMessage
-	path     string
-	at       int // where in the problems its problem goes
-}
-
-// checkTypeConfigs checks the type-specific configs read so far, in
-// parallel (a type's check is most of the cost of a large config), and puts
-// each problem where reading its connector would have put it.
-func (v *validator) checkTypeConfigs() {
-	errs := make([]error, len(v.typeConfigs))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(v.typeConfigs)) {
-		wg.Go(func() {
-			for i := int(next.Add(1)) - 1; i < len(v.typeConfigs); i = int(next.Add(1)) - 1 {
-				errs[i] = v.types.Validate(v.typeConfigs[i].typeName, v.typeConfigs[i].raw)
-			}
-		})
-	}
-	wg.Wait()
-	var merged []Problem
-	from := 0
-	for i, tc := range v.typeConfigs {
-		if errs[i] == nil {
-			continue
-		}
-		merged = append(merged, v.problems.List[from:tc.at]...)
-		from = tc.at
-		merged = append(merged, Problem{Path: tc.path, Message: errs[i].Error()})
-	}
-	if merged != nil {
-		v.problems.List = append(merged, v.problems.List[from:]...)
-	}
-	v.typeConfigs = nil
 }
 
 // kind names a decoded JSON value's type for messages, never its value.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 
 	"github.com/pollgrid/pollgrid/pkg/egress"
 )
@@ -61,6 +62,12 @@ type Result struct {
 	State State
 	// NotModified is true when the upstream said 304: nothing to do.
 	NotModified bool
+	// Complete says Items (with Failed) are the upstream's whole listing
+	// now, every page read: an item seen before and absent now is gone, and
+	// the platform publishes it once as deleted. A connector sets it only
+	// when its config opts in (emit_deletes) and it read every page (never
+	// when max_pages cut the listing short).
+	Complete bool
 }
 
 // Deps are the shared resources a connector may use. They are built once per
@@ -128,10 +135,7 @@ func Build[C any, P interface {
 	if deps.validating {
 		return nil, nil
 	}
-	if deps.Logger == nil {
-		deps.Logger = slog.New(slog.DiscardHandler)
-	}
-	deps.Logger = deps.Logger.With("connector_type", typeName)
+	deps.Logger = typeLogger(deps.Logger, typeName)
 	return build(cfg, deps)
 }
 
@@ -169,6 +173,30 @@ func cutAllowHosts(raw json.RawMessage) (json.RawMessage, egress.Allowlist, erro
 	allow, err := egress.Parse("config."+AllowHostsField, entries)
 	return rest, allow, err
 }
+
+// typeLoggers holds the logger of each (process logger, type): a worker
+// builds one connector per configured connector, thousands of one type, and
+// they all log alike.
+var typeLoggers sync.Map // typeLoggerKey -> *slog.Logger
+
+type typeLoggerKey struct {
+	base     *slog.Logger
+	typeName string
+}
+
+func typeLogger(base *slog.Logger, typeName string) *slog.Logger {
+	if base == nil {
+		base = discard
+	}
+	key := typeLoggerKey{base, typeName}
+	if l, ok := typeLoggers.Load(key); ok {
+		return l.(*slog.Logger)
+	}
+	l, _ := typeLoggers.LoadOrStore(key, base.With("connector_type", typeName))
+	return l.(*slog.Logger)
+}
+
+var discard = slog.New(slog.DiscardHandler)
 
 // DecodeConfig strictly decodes a type-specific config into T: unknown fields
 // and trailing data are errors. An empty raw config decodes as {}.

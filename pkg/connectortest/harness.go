@@ -4,9 +4,9 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -128,9 +128,11 @@ func (h *Harness) Poll(ctx context.Context) Poll {
 	defer cancel()
 
 	before := h.published.count()
-	out, panicked := h.run(ctx, prev)
-	if panicked != nil {
-		h.t.Errorf("connectortest: %s panicked in Poll: %v\n%s", h.Connector.Type, panicked.value, panicked.stack)
+	out := h.runner.Run(ctx, h.Connector, h.conn, prev, nil)
+	var panicked *poll.PanicError
+	if errors.As(out.Err, &panicked) {
+		// The worker survives a panic; a connector must not panic at all.
+		h.t.Errorf("connectortest: %s panicked in Poll: %v\n%s", h.Connector.Type, panicked.Value, panicked.Stack)
 		_ = h.Store.Release(commitCtx, lease)
 		return Poll{Err: panicked, State: prev}
 	}
@@ -146,22 +148,6 @@ func (h *Harness) Poll(ctx context.Context) Poll {
 		p.Signals = append(p.Signals, Signal{ID: s.GetItemId(), Version: s.GetVersion(), Change: s.GetChange(), Data: s.GetData()})
 	}
 	return p
-}
-
-type panicError struct {
-	value any
-	stack []byte
-}
-
-func (e *panicError) Error() string { return fmt.Sprintf("connector panicked: %v", e.value) }
-
-func (h *Harness) run(ctx context.Context, prev store.State) (out poll.Outcome, panicked *panicError) {
-	defer func() {
-		if v := recover(); v != nil {
-			panicked = &panicError{value: v, stack: debug.Stack()}
-		}
-	}()
-	return h.runner.Run(ctx, h.Connector, h.conn, prev), nil
 }
 
 // IDs lists the signals' item ids in publish order.
@@ -262,11 +248,11 @@ type recorder struct {
 	signals []*pollgridv1.Signal
 }
 
-func (r *recorder) PublishSignals(_ context.Context, signals []*pollgridv1.Signal) error {
+func (r *recorder) PublishSignals(_ context.Context, signals []*pollgridv1.Signal) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.signals = append(r.signals, signals...)
-	return nil
+	return 0, nil
 }
 
 func (r *recorder) count() int {

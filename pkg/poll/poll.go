@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime/debug"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -24,14 +26,20 @@ import (
 )
 
 // Publisher publishes a poll's signals and returns once JetStream has
-// acknowledged every one of them, or with an error if any failed.
+// acknowledged every one of them, or with an error if any failed. It says
+// how many JetStream dropped as duplicates (a re-publish within the
+// duplicate window).
 type Publisher interface {
-	PublishSignals(ctx context.Context, signals []*pollgridv1.Signal) error
+	PublishSignals(ctx context.Context, signals []*pollgridv1.Signal) (duplicates int, err error)
 }
 
 // SeenStore returns the versions last seen for ids, "" for never seen.
 type SeenStore interface {
 	SeenVersions(ctx context.Context, connector string, ids []string) ([]string, error)
+	// Seen returns every remembered version, by id, and SeenData the data
+	// kept for ids: what deletions need.
+	Seen(ctx context.Context, connector string) (map[string]string, error)
+	SeenData(ctx context.Context, connector string, ids []string) ([][]byte, error)
 }
 
 // Runner runs polls. Its fields are shared by every poll of a process.
@@ -55,6 +63,9 @@ type Outcome struct {
 	// Signals published and acknowledged, in item order; nil when the poll
 	// failed (a failed publish counts as publishing nothing).
 	Signals []*pollgridv1.Signal
+	// Duplicates counts the Signals JetStream dropped as re-publishes of
+	// signals it already had.
+	Duplicates int
 	// Fetched counts the items the upstream returned.
 	Fetched int
 	// Failed lists the items that could not be used; they do not fail the poll.
@@ -65,17 +76,23 @@ type Outcome struct {
 	Attempts int
 }
 
+// Guard is asked right before a poll publishes its signals; an error (the
+// poll's lease is gone) fails the poll with nothing published. nil asks
+// nothing.
+type Guard func(ctx context.Context) error
+
 // Run polls conn once for c, starting from prev. A failed fetch (after
-// c.Retries.Max retries) or a failed publish fails the poll: the commit then
-// only records the failure and moves no cursor and no seen version.
-func (r *Runner) Run(ctx context.Context, c config.Connector, conn connector.Connector, prev store.State) Outcome {
+// c.Retries.Max retries), a guard that refuses, or a failed publish fails
+// the poll: the commit then only records the failure and moves no cursor and
+// no seen version.
+func (r *Runner) Run(ctx context.Context, c config.Connector, conn connector.Connector, prev store.State, guard Guard) Outcome {
 	now := r.now()
 	out := Outcome{}
 	ctx, obs := upstream.Observe(ctx)
 	res, attempts, err := r.fetch(ctx, c, conn, prev, obs)
 	out.Attempts = attempts
 	if err == nil {
-		err = r.publishChanges(ctx, c, prev, res, now, &out)
+		err = r.publishChanges(ctx, c, prev, res, now, guard, &out)
 	}
 	notBefore, _ := obs.NotBefore()
 	if err != nil {
@@ -167,12 +184,15 @@ func (r *Runner) fetch(ctx context.Context, c config.Connector, conn connector.C
 			}
 		}
 		actx, cancel := context.WithTimeout(ctx, c.Timeout)
-		res, err := conn.Poll(actx, in)
+		res, err := pollOnce(actx, conn, in)
 		cancel()
 		if err == nil {
 			return res, attempt + 1, nil
 		}
 		lastErr = err
+		if errors.As(err, new(*PanicError)) {
+			break // a bug, not a bad moment: trying again would panic again
+		}
 		if ctx.Err() != nil {
 			break
 		}
@@ -184,53 +204,142 @@ func (r *Runner) fetch(ctx context.Context, c config.Connector, conn connector.C
 	return connector.Result{}, min(attempt+1, c.Retries.Max+1), fmt.Errorf("poll %s: %w", c.Name, lastErr)
 }
 
+// PanicError is a connector's panic, recovered: the poll fails with it
+// and the worker logs the stack, instead of the process dying (and every
+// worker after it, as the tick goes round).
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("connector panicked: %v", e.Value) }
+
+func pollOnce(ctx context.Context, conn connector.Connector, in connector.State) (res connector.Result, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return conn.Poll(ctx, in)
+}
+
 // publishChanges compares the items with the versions seen before, publishes
 // a signal per created or updated item, and records every usable item as
 // seen so that items still present never expire.
-func (r *Runner) publishChanges(ctx context.Context, c config.Connector, prev store.State, res connector.Result, now time.Time, out *Outcome) error {
+func (r *Runner) publishChanges(ctx context.Context, c config.Connector, prev store.State, res connector.Result, now time.Time, guard Guard, out *Outcome) error {
 	out.NotModified = res.NotModified
 	out.Failed = append(out.Failed, res.Failed...)
 	out.Fetched = len(res.Items) + len(res.Failed)
 	items := r.usable(res.Items, out)
-	if len(items) == 0 {
-		return nil
-	}
-	ids := make([]string, len(items))
-	for i, it := range items {
-		ids[i] = it.ID
-	}
-	seen, err := r.seenVersions(ctx, c.Name, prev, ids)
-	if err != nil {
-		return fmt.Errorf("poll %s: read seen versions: %w", c.Name, err)
-	}
 	observed := timestamppb.New(now)
-	out.Commit.Seen = make([]store.SeenItem, 0, len(items))
-	for i, it := range items {
-		out.Commit.Seen = append(out.Commit.Seen, store.SeenItem{ID: it.ID, Version: it.Version})
-		change := bus.ChangeCreated
-		switch seen[i] {
-		case it.Version:
-			continue
-		case "":
-		default:
-			change = bus.ChangeUpdated
+	if len(items) > 0 {
+		ids := make([]string, len(items))
+		for i, it := range items {
+			ids[i] = it.ID
 		}
-		out.Signals = append(out.Signals, &pollgridv1.Signal{
-			Connector:     c.Name,
-			ConnectorType: c.Type,
-			ItemId:        it.ID,
-			Version:       it.Version,
-			Change:        change,
-			ObservedAt:    observed,
-			Data:          it.Data,
-		})
+		seen, err := r.seenVersions(ctx, c.Name, prev, ids)
+		if err != nil {
+			return fmt.Errorf("poll %s: read seen versions: %w", c.Name, err)
+		}
+		out.Commit.Seen = make([]store.SeenItem, 0, len(items))
+		for i, it := range items {
+			kept := store.SeenItem{ID: it.ID, Version: it.Version}
+			if res.Complete {
+				kept.Data = it.Data // for the deleted signal, should it go
+			}
+			out.Commit.Seen = append(out.Commit.Seen, kept)
+			change := bus.ChangeCreated
+			switch seen[i] {
+			case it.Version:
+				continue
+			case "":
+			default:
+				change = bus.ChangeUpdated
+			}
+			out.Signals = append(out.Signals, &pollgridv1.Signal{
+				Connector:     c.Name,
+				ConnectorType: c.Type,
+				ItemId:        it.ID,
+				Version:       it.Version,
+				Change:        change,
+				ObservedAt:    observed,
+				Data:          it.Data,
+				Generation:    prev.Generation,
+			})
+		}
+	}
+	if res.Complete && !res.NotModified {
+		if err := r.deletions(ctx, c, prev, res, out, observed); err != nil {
+			return err
+		}
 	}
 	if len(out.Signals) == 0 {
 		return nil
 	}
-	if err := r.Publisher.PublishSignals(ctx, out.Signals); err != nil {
+	if guard != nil {
+		if err := guard(ctx); err != nil {
+			return fmt.Errorf("poll %s: not publishing: %w", c.Name, err)
+		}
+	}
+	dups, err := r.Publisher.PublishSignals(ctx, out.Signals)
+	if err != nil {
 		return fmt.Errorf("poll %s: publish signals: %w", c.Name, err)
 	}
+	out.Duplicates = dups
+	return nil
+}
+
+// deletions adds a deleted signal for every item seen before and absent
+// from a complete listing, carrying the item's last known version and data,
+// and has the commit forget it, so that it is deleted once. An item the
+// listing returned but the poll could not use is still there; when such an
+// item cannot be named as one seen before, it might be any of them, and
+// nothing is deleted this time.
+func (r *Runner) deletions(ctx context.Context, c config.Connector, prev store.State, res connector.Result, out *Outcome, observed *timestamppb.Timestamp) error {
+	seen := prev.Seen
+	if seen == nil {
+		var err error
+		if seen, err = r.Seen.Seen(ctx, c.Name); err != nil {
+			return fmt.Errorf("poll %s: read seen versions: %w", c.Name, err)
+		}
+	}
+	present := make(map[string]bool, len(res.Items)+len(out.Failed))
+	for _, it := range res.Items {
+		present[it.ID] = true
+	}
+	for _, f := range out.Failed {
+		if _, known := seen[f.ID]; !known {
+			return nil
+		}
+		present[f.ID] = true
+	}
+	var gone []string
+	for id := range seen {
+		if !present[id] {
+			gone = append(gone, id)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	slices.Sort(gone)
+	data, err := r.Seen.SeenData(ctx, c.Name, gone)
+	if err != nil {
+		return fmt.Errorf("poll %s: read the data of deleted items: %w", c.Name, err)
+	}
+	for i, id := range gone {
+		out.Signals = append(out.Signals, &pollgridv1.Signal{
+			Connector:     c.Name,
+			ConnectorType: c.Type,
+			ItemId:        id,
+			Version:       seen[id],
+			Change:        bus.ChangeDeleted,
+			ObservedAt:    observed,
+			Data:          data[i],
+			Generation:    prev.Generation,
+		})
+	}
+	out.Commit.Gone = gone
 	return nil
 }
 

@@ -71,17 +71,30 @@ func (f *fakeConn) calls() []connector.State {
 type recorder struct {
 	mu      sync.Mutex
 	batches [][]*pollgridv1.Signal
+	ids     map[string]bool
 	fail    error
 }
 
-func (p *recorder) PublishSignals(_ context.Context, signals []*pollgridv1.Signal) error {
+// PublishSignals records signals and, as JetStream's duplicate window does,
+// counts those whose id it already has.
+func (p *recorder) PublishSignals(_ context.Context, signals []*pollgridv1.Signal) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.fail != nil {
-		return p.fail
+		return 0, p.fail
+	}
+	if p.ids == nil {
+		p.ids = map[string]bool{}
+	}
+	dups := 0
+	for _, s := range signals {
+		if p.ids[bus.SignalID(s)] {
+			dups++
+		}
+		p.ids[bus.SignalID(s)] = true
 	}
 	p.batches = append(p.batches, signals)
-	return nil
+	return dups, nil
 }
 
 func (p *recorder) setFail(err error) {
@@ -128,6 +141,8 @@ type env struct {
 	// noPrefetch polls as for a connector with too many seen items for
 	// Acquire to bring their versions: the runner reads them itself.
 	noPrefetch bool
+	// guard is passed to every Run.
+	guard poll.Guard
 }
 
 const secret = "s3cr3t"
@@ -170,7 +185,7 @@ func (e *env) poll(t testing.TB, conn connector.Connector) poll.Outcome {
 	if e.noPrefetch {
 		prev.Seen = nil // as for a connector with more than store.PrefetchSeen items
 	}
-	out := e.runner.Run(ctx, e.cfg, conn, prev)
+	out := e.runner.Run(ctx, e.cfg, conn, prev, e.guard)
 	require.NoError(t, e.store.Commit(ctx, lease, out.Commit))
 	return out
 }
@@ -408,7 +423,7 @@ func TestRetries(t *testing.T) {
 				},
 			}
 			conn := newConn(tt.script...)
-			out := r.Run(context.Background(), cfg, conn, store.State{})
+			out := r.Run(context.Background(), cfg, conn, store.State{}, nil)
 
 			assert.Equal(t, tt.wantAttempts, out.Attempts)
 			assert.Len(t, conn.calls(), tt.wantAttempts, "Attempts counts the connector's calls")
@@ -442,7 +457,7 @@ func TestRetriesStopWhenCancelled(t *testing.T) {
 		cancel() // the worker shuts down mid-poll
 		return connector.Result{}, errors.New("connection reset by peer")
 	})
-	out := r.Run(ctx, cfg, conn, store.State{})
+	out := r.Run(ctx, cfg, conn, store.State{}, nil)
 	require.Error(t, out.Err)
 	assert.Equal(t, 1, out.Attempts)
 	assert.Len(t, conn.calls(), 1)
@@ -453,7 +468,7 @@ func TestDefaultSleepRetries(t *testing.T) {
 		Retries: config.Retries{Max: 2, Backoff: time.Millisecond}}
 	r := &poll.Runner{Publisher: &recorder{}, Seen: noneSeen{}}
 	errFlaky := errors.New("connection reset by peer")
-	out := r.Run(context.Background(), cfg, newConn(fails(errFlaky), returns(result("c1", item("a", "1")))), store.State{})
+	out := r.Run(context.Background(), cfg, newConn(fails(errFlaky), returns(result("c1", item("a", "1")))), store.State{}, nil)
 	require.NoError(t, out.Err)
 	assert.Equal(t, 2, out.Attempts)
 	assert.Equal(t, "c1", out.Commit.State.Cursor)
@@ -464,6 +479,14 @@ type noneSeen struct{}
 
 func (noneSeen) SeenVersions(_ context.Context, _ string, ids []string) ([]string, error) {
 	return make([]string, len(ids)), nil
+}
+
+func (noneSeen) Seen(context.Context, string) (map[string]string, error) {
+	return map[string]string{}, nil
+}
+
+func (noneSeen) SeenData(_ context.Context, _ string, ids []string) ([][]byte, error) {
+	return make([][]byte, len(ids)), nil
 }
 
 // httpConn is a connector that GETs url through the shared upstream client,
@@ -743,6 +766,10 @@ func (f failingSeen) SeenVersions(context.Context, string, []string) ([]string, 
 	return nil, f.err
 }
 
+func (f failingSeen) Seen(context.Context, string) (map[string]string, error) { return nil, f.err }
+
+func (f failingSeen) SeenData(context.Context, string, []string) ([][]byte, error) { return nil, f.err }
+
 func BenchmarkRunChangeDetection(b *testing.B) {
 	const total, changed = 1000, 10
 	e := newEnv(b)
@@ -784,4 +811,125 @@ type scriptedItems struct {
 
 func (s *scriptedItems) Poll(context.Context, connector.State) (connector.Result, error) {
 	return connector.Result{Items: *s.items.Load()}, nil
+}
+
+func TestGuardRefusesThePublish(t *testing.T) {
+	e := newEnv(t)
+	errLost := errors.New("lease lost")
+	e.guard = func(context.Context) error { return errLost }
+	out := e.poll(t, newConn(returns(result("c1", item("a", "1")))))
+	require.ErrorIs(t, out.Err, errLost)
+	assert.Contains(t, out.Err.Error(), "not publishing")
+	assert.Zero(t, e.pub.published(), "nothing was published")
+	assert.Empty(t, e.state(t).Cursor, "and the cursor did not move")
+
+	e.guard = func(context.Context) error { return nil }
+	out = e.poll(t, newConn(returns(result("c1", item("a", "1")))))
+	require.NoError(t, out.Err)
+	assert.Equal(t, 1, e.pub.published())
+}
+
+func TestRepublishedSignalsAreCountedAsDuplicates(t *testing.T) {
+	e := newEnv(t)
+	// A poll publishes, then its commit is lost (the worker died): the next
+	// poll publishes the same signal again, and the publisher says so.
+	lease, prev, err := e.store.Acquire(context.Background(), e.cfg.Name, "w1", e.cfg.LeaseTTL)
+	require.NoError(t, err)
+	out := e.runner.Run(context.Background(), e.cfg, newConn(returns(result("c1", item("a", "1")))), prev, nil)
+	require.NoError(t, out.Err)
+	assert.Zero(t, out.Duplicates)
+	require.NoError(t, e.store.Release(context.Background(), lease))
+
+	out = e.poll(t, newConn(returns(result("c1", item("a", "1")))))
+	require.NoError(t, out.Err)
+	assert.Len(t, out.Signals, 1)
+	assert.Equal(t, 1, out.Duplicates)
+}
+
+func TestConnectorPanicFailsThePoll(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.Retries.Max = 2
+	conn := newConn(func(context.Context, connector.State) (connector.Result, error) {
+		var m map[string]int
+		m["boom"]++ // a nil map write: a panic
+		return connector.Result{}, nil
+	})
+	out := e.poll(t, conn)
+	var panicErr *poll.PanicError
+	require.ErrorAs(t, out.Err, &panicErr)
+	assert.Contains(t, out.Err.Error(), "connector panicked: assignment to entry in nil map")
+	assert.Contains(t, string(panicErr.Stack), "poll_test.go", "the stack says where")
+	assert.Len(t, conn.inputs, 1, "a panic is not retried")
+	assert.Equal(t, 1, e.state(t).ConsecutiveFailures, "it fails like any poll")
+}
+
+func complete(cursor string, items ...connector.Item) connector.Result {
+	res := result(cursor, items...)
+	res.Complete = true
+	return res
+}
+
+func TestCompleteListingsPublishDeletionsOnce(t *testing.T) {
+	// A connector small enough for the lease to bring its seen versions,
+	// and one whose poll reads them: the same deletions either way.
+	for _, noPrefetch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noPrefetch=%v", noPrefetch), func(t *testing.T) {
+			e := newEnv(t)
+			e.noPrefetch = noPrefetch
+			out := e.poll(t, newConn(returns(complete("c1", item("a", "1"), item("b", "1"), item("c", "1")))))
+			require.NoError(t, out.Err)
+			assert.Len(t, out.Signals, 3)
+
+			// b is gone: one deleted signal, with b's last version and data.
+			e.clock.Advance(time.Minute)
+			out = e.poll(t, newConn(returns(complete("c2", item("a", "1"), item("c", "2")))))
+			require.NoError(t, out.Err)
+			assert.Equal(t, []change{{"c", "2", bus.ChangeUpdated}, {"b", "1", bus.ChangeDeleted}}, changes(out.Signals))
+			deleted := out.Signals[1]
+			assert.JSONEq(t, `{"id":"b","version":"1"}`, string(deleted.GetData()), "the item's last known data")
+			assert.Equal(t, "alerts-test:b:1:deleted", bus.SignalID(deleted))
+
+			// Still gone: nothing more.
+			e.clock.Advance(time.Minute)
+			out = e.poll(t, newConn(returns(complete("c3", item("a", "1"), item("c", "2")))))
+			require.NoError(t, out.Err)
+			assert.Empty(t, out.Signals, "deleted once")
+
+			// Back again: created.
+			e.clock.Advance(time.Minute)
+			out = e.poll(t, newConn(returns(complete("c4", item("a", "1"), item("b", "3"), item("c", "2")))))
+			require.NoError(t, out.Err)
+			assert.Equal(t, []change{{"b", "3", bus.ChangeCreated}}, changes(out.Signals))
+		})
+	}
+}
+
+func TestNoDeletionsWithoutACompleteListing(t *testing.T) {
+	e := newEnv(t)
+	out := e.poll(t, newConn(returns(complete("c1", item("a", "1"), item("b", "1")))))
+	require.NoError(t, out.Err)
+
+	cases := []struct {
+		name string
+		step step
+	}{
+		{"a listing that is not complete (max_pages, or no opt-in)", returns(result("c2", item("a", "1")))},
+		{"a failed poll", fails(errors.New("503"))},
+		{"a 304", returns(connector.Result{NotModified: true, Complete: true})},
+		{"an item that cannot be named", returns(connector.Result{Complete: true,
+			Items: []connector.Item{item("a", "1")}, Failed: []connector.ItemError{{ID: "features[3]", Err: errors.New("bad")}}})},
+	}
+	for _, tc := range cases {
+		e.clock.Advance(time.Minute)
+		out = e.poll(t, newConn(tc.step))
+		assert.Empty(t, out.Signals, tc.name)
+		assert.Empty(t, out.Commit.Gone, tc.name)
+	}
+
+	// A failed item that is b itself keeps b: only what is really absent goes.
+	e.clock.Advance(time.Minute)
+	out = e.poll(t, newConn(returns(connector.Result{Complete: true,
+		Items: []connector.Item{item("a", "1")}, Failed: []connector.ItemError{{ID: "b", Err: errors.New("bad")}}})))
+	require.NoError(t, out.Err)
+	assert.Empty(t, out.Signals)
 }

@@ -73,6 +73,12 @@ type Scheduler struct {
 	metrics *metrics
 	reload  chan *config.Config
 	cfg     *config.Config
+	// current is the config for the admin verbs, which run on other
+	// goroutines than Run (cfg is Run's own).
+	current atomic.Pointer[config.Config]
+	// resync asks Run to sync now (an operator paused or resumed a
+	// connector, maybe on another replica).
+	resync chan struct{}
 
 	leader      atomic.Bool // read by Leader from other goroutines
 	leaderSince time.Time   // last successful leader renewal
@@ -81,7 +87,7 @@ type Scheduler struct {
 // New returns a scheduler for cfg.
 func New(js jetstream.JetStream, st *store.Store, cfg *config.Config, opts Options) *Scheduler {
 	opts = opts.withDefaults()
-	return &Scheduler{
+	s := &Scheduler{
 		opts:    opts,
 		js:      js,
 		store:   st,
@@ -89,12 +95,16 @@ func New(js jetstream.JetStream, st *store.Store, cfg *config.Config, opts Optio
 		metrics: newMetrics(opts.Registerer),
 		reload:  make(chan *config.Config, 1),
 		cfg:     cfg,
+		resync:  make(chan struct{}, 1),
 	}
+	s.current.Store(cfg)
+	return s
 }
 
 // Apply hands a new, validated config to the running scheduler; the leader
 // brings the schedules in line with it at once.
 func (s *Scheduler) Apply(cfg *config.Config) {
+	s.current.Store(cfg)
 	for {
 		select {
 		case s.reload <- cfg:
@@ -136,6 +146,10 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		case cfg := <-s.reload:
 			s.cfg = cfg
 			s.warnIgnoredJitter()
+			if s.leader.Load() {
+				syncTimer.Reset(0)
+			}
+		case <-s.resync:
 			if s.leader.Load() {
 				syncTimer.Reset(0)
 			}

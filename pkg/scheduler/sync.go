@@ -34,10 +34,14 @@ func (s *Scheduler) sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	active, err := s.active(ctx)
+	if err != nil {
+		return err
+	}
 	want := make(map[string]bool, len(installed))
 	var install []definition
 	var fresh []config.Connector
-	for _, c := range s.cfg.Enabled() {
+	for _, c := range active {
 		d, err := newDefinition(c)
 		if err != nil {
 			return err
@@ -57,10 +61,12 @@ func (s *Scheduler) sync(ctx context.Context) error {
 			remove = append(remove, d)
 		}
 	}
-	if err := s.install(ctx, install); err != nil {
+	// First ticks first: a new connector's poll need not wait for the
+	// schedules of 100,000 others to be installed.
+	if _, err := s.firstTicks(ctx, fresh); err != nil {
 		return err
 	}
-	if err := s.firstTicks(ctx, fresh); err != nil {
+	if err := s.install(ctx, install); err != nil {
 		return err
 	}
 	if err := s.remove(ctx, remove); err != nil {
@@ -153,9 +159,9 @@ func sleepUntil(ctx context.Context, t time.Time) error {
 // firstTicks sends each overdue connector of cs a tick now, so that a new
 // connector (or one whose schedule was lost) is polled at once rather than
 // at its first scheduled fire up to an interval later.
-func (s *Scheduler) firstTicks(ctx context.Context, cs []config.Connector) error {
+func (s *Scheduler) firstTicks(ctx context.Context, cs []config.Connector) (sent int, err error) {
 	if len(cs) == 0 {
-		return nil
+		return 0, nil
 	}
 	names := make([]string, len(cs))
 	for i, c := range cs {
@@ -179,15 +185,15 @@ func (s *Scheduler) firstTicks(ctx context.Context, cs []config.Connector) error
 			DueAt: timestamppb.New(now), PublishedAt: timestamppb.New(now),
 		})
 		if err != nil {
-			return fmt.Errorf("first tick %s: %w", c.Name, err)
+			return 0, fmt.Errorf("first tick %s: %w", c.Name, err)
 		}
 		msgs = append(msgs, &nats.Msg{Subject: bus.TickSubject(c.Type, c.Name), Data: data})
 	}
 	if err := s.publishAll(ctx, msgs); err != nil {
-		return fmt.Errorf("first ticks: %w", err)
+		return 0, fmt.Errorf("first ticks: %w", err)
 	}
 	s.metrics.firstTicks.Add(float64(len(msgs)))
-	return nil
+	return len(msgs), nil
 }
 
 // remove deletes definitions, and the tick each may have pending, so that

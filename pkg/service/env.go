@@ -23,6 +23,11 @@ type Env struct {
 	LogLevel string
 	// StreamReplicas is NATS_STREAM_REPLICAS for the JetStream streams; default 1.
 	StreamReplicas int
+	// DuplicateWindow is NATS_DUPLICATE_WINDOW, how long SIGNALS remembers a
+	// signal's id to drop a re-publish; default 10m. Make it at least as long
+	// as the Redis outage (or data loss) you want absorbed without duplicate
+	// signals; it costs nats-server memory for every signal of the window.
+	DuplicateWindow time.Duration
 	// PProfAddr is PPROF_ADDR, where Go's profiler (/debug/pprof/) listens;
 	// empty (the default) turns it off. Keep it on loopback.
 	PProfAddr string
@@ -41,6 +46,9 @@ func ReadEnv(lookup config.Env, defaultHTTP string) (Env, error) {
 	}
 	var err error
 	if e.StreamReplicas, err = Int(lookup, "NATS_STREAM_REPLICAS", 1, 1, 5); err != nil {
+		return e, err
+	}
+	if e.DuplicateWindow, err = Duration(lookup, "NATS_DUPLICATE_WINDOW", 10*time.Minute); err != nil {
 		return e, err
 	}
 	return e, nil

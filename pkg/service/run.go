@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/pollgrid/pollgrid/pkg/admin"
 	"github.com/pollgrid/pollgrid/pkg/aggregator"
 	"github.com/pollgrid/pollgrid/pkg/bus"
 	"github.com/pollgrid/pollgrid/pkg/config"
@@ -57,7 +58,18 @@ func runScheduler(ctx context.Context, rt *Runtime) error {
 	s := scheduler.New(rt.JS, rt.Store, rt.Config(), scheduler.Options{
 		ID: id, LeaderTTL: leaderTTL, Resync: resync, Logger: rt.Logger, Registerer: rt.Metrics,
 	})
-	rt.WatchReload(ctx, func(c *config.Config) error { s.Apply(c); return nil })
+	apply := func(c *config.Config) error { s.Apply(c); return nil }
+	rt.WatchReload(ctx, apply)
+	stopAdmin, err := serveAdmin(rt, id, apply, map[string]admin.Handler{admin.VerbPause: s.Pause, admin.VerbResume: s.Resume})
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
+	resyncSub, err := s.WatchResync(rt.NATS)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resyncSub.Unsubscribe() }()
 	return serveAlong(ctx, rt, nil, s.Run)
 }
 
@@ -95,6 +107,11 @@ func runWorker(ctx context.Context, rt *Runtime) error {
 		return err
 	}
 	rt.WatchReload(ctx, w.Apply)
+	stopAdmin, err := serveAdmin(rt, id, w.Apply, map[string]admin.Handler{admin.VerbTrigger: w.Trigger, admin.VerbReset: w.Reset})
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
 	return serveAlong(ctx, rt, nil, w.Run)
 }
 
@@ -116,14 +133,25 @@ func runAggregator(ctx context.Context, rt *Runtime) error {
 	if err != nil {
 		return err
 	}
+	// AGGREGATOR_STALE_AFTER: missed intervals that make a connector stale.
+	staleAfter, err := Int(rt.Lookup, "AGGREGATOR_STALE_AFTER", aggregator.DefaultStaleAfter, 1, 1000)
+	if err != nil {
+		return err
+	}
 	a := aggregator.New(rt.JS, rt.Store, aggregator.Options{
 		HealthyWindow: window, ConnectorGauges: gauges, FlushInterval: flush,
+		Config: rt.Config, StaleAfter: staleAfter, Redact: rt.Redactor.String,
 		Logger: rt.Logger, Registerer: rt.Metrics, Tracer: rt.Tracer, Propagator: telemetry.Propagator,
 	})
-	// What the aggregator uses of the config is its secrets, which its logs
-	// must redact: a reload checks the file like every service's and takes
-	// the new ones (Reload sets them).
-	rt.WatchReload(ctx, func(*config.Config) error { return nil })
+	// The aggregator applies nothing itself: a reload swaps the config its
+	// status views read (and keeps SIGHUP from ending it).
+	apply := func(*config.Config) error { return nil }
+	rt.WatchReload(ctx, apply)
+	stopAdmin, err := serveAdmin(rt, "", apply, map[string]admin.Handler{admin.VerbList: a.List, admin.VerbStatus: a.Status})
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
 	return serveAlong(ctx, rt, a.Handler(), a.Run)
 }
 

@@ -123,6 +123,11 @@ func Start(ctx context.Context, name string, lookup config.Env, defaultHTTP stri
 		rt.Close()
 		return nil, err
 	}
+	losses := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pollgrid_redis_data_loss_total", Help: "Times this service found Redis had lost its data (its epoch changed) and reported it.",
+	})
+	rt.Metrics.MustRegister(losses)
+	go rt.watchRedisEpoch(ctx, losses)
 	return rt, nil
 }
 
@@ -233,7 +238,7 @@ func (rt *Runtime) connect(ctx context.Context) error {
 	// it does not answer (a wrong password is not "connection closed").
 	for attempt := 1; ; attempt++ {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err = bus.EnsureStreams(sctx, rt.JS, bus.StreamOptions{Replicas: rt.Env.StreamReplicas})
+		err = bus.EnsureStreams(sctx, rt.JS, bus.StreamOptions{Replicas: rt.Env.StreamReplicas, DuplicateWindow: rt.Env.DuplicateWindow})
 		cancel()
 		if err == nil {
 			return nil

@@ -10,7 +10,9 @@
 //	<prefix>:{<name>}:lease    string "<owner>:<token>", PX = lease TTL
 //	<prefix>:{<name>}:fence    integer, INCR on every Acquire; never expires
 //	<prefix>:{<name>}:state    hash: cursor etag last_modified last_poll last_success
-//	                           consecutive_failures last_error not_before
+//	                           consecutive_failures last_error not_before; and the
+//	                           operator's paused_at paused_by resumed_at generation,
+//	                           which only the admin verbs write (admin.go)
 //	<prefix>:{<name>}:seen     hash: item id -> version
 //	<prefix>:{<name>}:seen_at  zset: item id, score = last seen, unix ms
 //	<prefix>:{<name>}:metrics  hash: type polls successes failures skipped items_fetched

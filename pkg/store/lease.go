@@ -74,7 +74,11 @@ func (s *Store) Acquire(ctx context.Context, connector, owner string, ttl time.D
 	if len(res) < 5 {
 		return nil, State{}, fmt.Errorf("acquire lease %s: unexpected script reply %v", connector, res)
 	}
-	token, _ := res[1].(int64)
+	text, _ := res[1].(string)
+	token, err := strconv.ParseUint(text, 10, 64)
+	if err != nil {
+		return nil, State{}, fmt.Errorf("acquire lease %s: fencing token %q: %w", connector, text, err)
+	}
 	flat, _ := res[2].([]any)
 	st, err := parseState(pairs(flat))
 	if err != nil {
@@ -84,7 +88,7 @@ func (s *Store) Acquire(ctx context.Context, connector, owner string, ttl time.D
 		flat, _ := res[4].([]any)
 		st.Seen = pairs(flat)
 	}
-	return &Lease{Connector: connector, Owner: owner, Token: uint64(token), TTL: ttl}, st, nil
+	return &Lease{Connector: connector, Owner: owner, Token: token, TTL: ttl}, st, nil
 }
 
 // PrefetchSeen is how many seen items a connector may remember for Acquire
@@ -150,10 +154,49 @@ func (s *Store) SeenVersions(ctx context.Context, connector string, ids []string
 	return out, nil
 }
 
+// Seen returns every remembered item's version, by id: what a poll that
+// read the whole listing compares it with, to find the items gone.
+func (s *Store) Seen(ctx context.Context, connector string) (map[string]string, error) {
+	if err := checkName(connector); err != nil {
+		return nil, fmt.Errorf("read seen versions: %w", err)
+	}
+	m, err := s.rdb.HGetAll(ctx, s.key(connector, keySeen)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read seen versions %s: %w", connector, err)
+	}
+	return m, nil
+}
+
+// SeenData returns the data kept for ids (a connector that publishes
+// deletions), aligned with ids, nil where none is kept.
+func (s *Store) SeenData(ctx context.Context, connector string, ids []string) ([][]byte, error) {
+	if err := checkName(connector); err != nil {
+		return nil, fmt.Errorf("read seen data: %w", err)
+	}
+	out := make([][]byte, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	vals, err := s.rdb.HMGet(ctx, s.key(connector, keySeenData), ids...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read seen data %s: %w", connector, err)
+	}
+	for i, v := range vals {
+		if str, ok := v.(string); ok {
+			out[i] = []byte(str)
+		}
+	}
+	return out, nil
+}
+
 // SeenItem is one item version a poll returned.
 type SeenItem struct {
 	ID      string
 	Version string
+	// Data is kept (seen_data) for a connector that publishes deletions, so
+	// that its deleted signal can carry the item's last known data; nil
+	// keeps nothing.
+	Data []byte
 }
 
 // Commit is what one poll writes back.
@@ -171,6 +214,10 @@ type Commit struct {
 	// items, which says nothing about their absence: nothing is forgotten by
 	// age then, however long the upstream keeps failing or answering 304.
 	Fetched bool
+	// Gone lists the items the poll published as deleted: they are
+	// forgotten, so each is deleted once (and created again should it
+	// come back).
+	Gone []string
 }
 
 // Commit writes a poll's state and seen versions and releases the lease, in
@@ -195,7 +242,7 @@ func (s *Store) Commit(ctx context.Context, l *Lease, c Commit) error {
 		forgetBefore = now.Add(-s.opts.SeenTTL).UnixMilli()
 	}
 	fields := c.State.fields()
-	args := make([]any, 0, 6+len(fields)+2*len(c.Seen))
+	args := make([]any, 0, 8+len(fields)+3*len(c.Seen)+len(c.Gone))
 	args = append(args,
 		strconv.FormatUint(l.Token, 10),
 		l.value(),
@@ -203,6 +250,8 @@ func (s *Store) Commit(ctx context.Context, l *Lease, c Commit) error {
 		forgetBefore,
 		s.opts.SeenCap,
 		len(fields)/2,
+		len(c.Seen),
+		len(c.Gone),
 	)
 	for _, f := range fields {
 		args = append(args, f)
@@ -211,7 +260,10 @@ func (s *Store) Commit(ctx context.Context, l *Lease, c Commit) error {
 		if it.ID == "" {
 			return fmt.Errorf("commit state %s: seen item with an empty id", l.Connector)
 		}
-		args = append(args, it.ID, it.Version)
+		args = append(args, it.ID, it.Version, it.Data)
+	}
+	for _, id := range c.Gone {
+		args = append(args, id)
 	}
 	keys := []string{
 		s.key(l.Connector, keyLease),
@@ -219,6 +271,7 @@ func (s *Store) Commit(ctx context.Context, l *Lease, c Commit) error {
 		s.key(l.Connector, keyState),
 		s.key(l.Connector, keySeen),
 		s.key(l.Connector, keySeenAt),
+		s.key(l.Connector, keySeenData),
 	}
 	n, err := s.commit.Run(ctx, s.rdb, keys, args...).Int()
 	if err != nil {

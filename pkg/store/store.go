@@ -51,6 +51,8 @@ type Store struct {
 	opts Options
 
 	acquire, renew, release, commit, leader, resign *redis.Script
+	// The admin verbs' scripts (admin.go).
+	pause, resume, reset *redis.Script
 }
 
 // New returns a Store over rdb, which may be a single node, a failover or a
@@ -65,6 +67,9 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 		commit:  redis.NewScript(commitLua),
 		leader:  redis.NewScript(leaderLua),
 		resign:  redis.NewScript(resignLua),
+		pause:   redis.NewScript(pauseLua),
+		resume:  redis.NewScript(resumeLua),
+		reset:   redis.NewScript(resetLua),
 	}
 }
 
@@ -91,11 +96,24 @@ type State struct {
 	// NotBefore is when the upstream allows the next poll (Retry-After, a
 	// rate limit reset); zero when it asked nothing.
 	NotBefore time.Time
+	// Attempts counts the polls begun since the last commit, the current
+	// one included (read by Acquire): more than one means earlier polls
+	// ended without committing, their worker killed or frozen.
+	Attempts int
 	// Seen holds the remembered version of every seen item, by id, when
 	// Acquire read them with the state (a connector that remembers at most
 	// PrefetchSeen items); nil otherwise: read them with SeenVersions.
 	// Only Acquire fills it, and Commit does not write it.
 	Seen map[string]string
+
+	// The operator's fields (see admin.go): only the admin verbs write
+	// them; Commit leaves them alone. PausedAt is when the connector was
+	// paused, zero when it is not; ResumedAt when it was last resumed;
+	// Generation counts its resets.
+	PausedAt   time.Time
+	PausedBy   string
+	ResumedAt  time.Time
+	Generation uint64
 }
 
 // State hash fields.
@@ -108,6 +126,7 @@ const (
 	fieldConsecutiveFailures = "consecutive_failures"
 	fieldLastError           = "last_error"
 	fieldNotBefore           = "not_before"
+	fieldAttempts            = "attempts"
 )
 
 // fields lists every state field with its encoded value, "" for a zero value,
@@ -126,6 +145,7 @@ func (st State) fields() []string {
 		fieldConsecutiveFailures, failures,
 		fieldLastError, st.LastError,
 		fieldNotBefore, formatTime(st.NotBefore),
+		fieldAttempts, "", // a commit ends the attempts
 	}
 }
 
@@ -145,10 +165,18 @@ func parseState(h map[string]string) (State, error) {
 	if st.NotBefore, err = parseTime(h[fieldNotBefore]); err != nil {
 		return State{}, fmt.Errorf("field %s: %w", fieldNotBefore, err)
 	}
+	if v := h[fieldAttempts]; v != "" {
+		if st.Attempts, err = strconv.Atoi(v); err != nil {
+			return State{}, fmt.Errorf("field %s: %w", fieldAttempts, err)
+		}
+	}
 	if v := h[fieldConsecutiveFailures]; v != "" {
 		if st.ConsecutiveFailures, err = strconv.Atoi(v); err != nil {
 			return State{}, fmt.Errorf("field %s: %w", fieldConsecutiveFailures, err)
 		}
+	}
+	if err := parseAdminFields(h, &st); err != nil {
+		return State{}, err
 	}
 	return st, nil
 }
@@ -206,14 +234,15 @@ func (s *Store) LastPolls(ctx context.Context, names []string) (map[string]time.
 
 // Per-connector key suffixes.
 const (
-	keyLease   = "lease"
-	keyFence   = "fence"
-	keyState   = "state"
-	keySeen    = "seen"
-	keySeenAt  = "seen_at"
-	keyMetrics = "metrics"
-	keyLatency = "latency"
-	keyHistory = "history"
+	keyLease    = "lease"
+	keyFence    = "fence"
+	keyState    = "state"
+	keySeen     = "seen"
+	keySeenAt   = "seen_at"
+	keySeenData = "seen_data"
+	keyMetrics  = "metrics"
+	keyLatency  = "latency"
+	keyHistory  = "history"
 )
 
 // key names one of a connector's keys; the braces make the name the Redis

@@ -20,7 +20,11 @@ type metrics struct {
 	itemsFailed    *prometheus.CounterVec
 	contention     *prometheus.CounterVec
 	missed         *prometheus.CounterVec
+	duplicates     *prometheus.CounterVec
+	panics         *prometheus.CounterVec
+	crashLoops     *prometheus.CounterVec
 	fenced         *prometheus.CounterVec
+	rateLimited    *prometheus.CounterVec
 	redelivered    prometheus.Counter
 	reportsDropped prometheus.Counter
 	lateness       prometheus.Histogram
@@ -49,12 +53,25 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "pollgrid_lease_contention_total", Help: "Ticks that found the connector busy: its lease held by a poll still running " +
 				"(a connector slower than its interval is polled back to back, never in parallel).",
 		}, []string{"type"}),
+		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pollgrid_signals_duplicate_total", Help: "Signals JetStream dropped as re-publishes within the SIGNALS duplicate window " +
+				"(a poll after a crash, or after Redis lost its data).",
+		}, []string{"type"}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pollgrid_panics_total", Help: "Polls that failed because their connector panicked (the stack is logged).",
+		}, []string{"type"}),
+		crashLoops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pollgrid_crash_loops_total", Help: "Ticks not polled because the connector's last polls never finished (their workers died): it backs off instead.",
+		}, []string{"type"}),
 		missed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pollgrid_ticks_missed_total", Help: "Whole intervals that passed with no poll of a connector that was not backing off " +
 				"(its polls take longer than its interval, or the workers cannot keep up).",
 		}, []string{"type"}),
 		fenced: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pollgrid_state_writes_fenced_total", Help: "State commits rejected because a newer lease exists.",
+		}, []string{"type"}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pollgrid_upstream_rate_limited_total", Help: "Polls that failed because the upstream answered 429 Too Many Requests.",
 		}, []string{"type"}),
 		reportsDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pollgrid_reports_dropped_total", Help: "Poll reports dropped because NATS refused them for too long (metrics only; signals are never dropped).",
@@ -77,8 +94,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		errors: telemetry.NewDependencyErrors(),
 	}
-	reg.MustRegister(m.polls, m.pollDuration, m.signals, m.itemsFailed, m.contention, m.missed, m.fenced,
-		m.redelivered, m.reportsDropped, m.lateness, m.inFlight, m.concurrency, m.badTicks, m.errors)
+	reg.MustRegister(m.polls, m.pollDuration, m.signals, m.itemsFailed, m.contention, m.missed, m.duplicates, m.panics, m.crashLoops, m.fenced,
+		m.rateLimited, m.redelivered, m.reportsDropped, m.lateness, m.inFlight, m.concurrency, m.badTicks, m.errors)
 	return m
 }
 
@@ -103,11 +120,15 @@ func (m *metrics) initType(connectorType string) {
 	for _, outcome := range []string{"success", "failure", "skipped"} {
 		m.polls.WithLabelValues(connectorType, outcome)
 	}
-	for _, change := range []string{"created", "updated"} {
+	for _, change := range []string{"created", "updated", "deleted"} {
 		m.signals.WithLabelValues(connectorType, change)
 	}
 	m.itemsFailed.WithLabelValues(connectorType)
 	m.contention.WithLabelValues(connectorType)
 	m.missed.WithLabelValues(connectorType)
+	m.duplicates.WithLabelValues(connectorType)
+	m.panics.WithLabelValues(connectorType)
+	m.crashLoops.WithLabelValues(connectorType)
 	m.fenced.WithLabelValues(connectorType)
+	m.rateLimited.WithLabelValues(connectorType)
 }

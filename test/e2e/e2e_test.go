@@ -33,6 +33,7 @@ const (
 // and a real redis-server, polling an httptest upstream that replays NWS.
 type stack struct {
 	natsURL    string
+	redis      *redistest.Server
 	js         jetstream.JetStream
 	nc         *nats.Conn
 	upstream   *harness.Upstream
@@ -40,6 +41,9 @@ type stack struct {
 	scheduler  *harness.Service
 	workers    []*harness.Service
 	env        map[string]string
+	// signals is every signal since before the scheduler started: a
+	// subscription made after it could miss the first tick's.
+	signals *collector
 }
 
 func connectorsJSON(upstreamURL string, names ...string) string {
@@ -58,7 +62,7 @@ func startStack(t *testing.T) *stack {
 	require.NoError(t, err)
 	ns := harness.NATS(t)
 	redis := redistest.Start(t)
-	s := &stack{natsURL: ns.ClientURL(), upstream: harness.NewUpstream(t, body)}
+	s := &stack{natsURL: ns.ClientURL(), redis: redis, upstream: harness.NewUpstream(t, body)}
 	s.nc, s.js = harness.Connect(t, s.natsURL)
 	s.env = map[string]string{
 		"NATS_URL":             s.natsURL,
@@ -72,6 +76,7 @@ func startStack(t *testing.T) *stack {
 	for i := 1; i <= 2; i++ {
 		s.workers = append(s.workers, harness.Start(t, service.Worker, s.envWith(map[string]string{"WORKER_ID": fmt.Sprintf("w%d", i)})))
 	}
+	s.signals = collect(t, s.nc)
 	s.scheduler = harness.Start(t, service.Scheduler, s.envWith(nil))
 	return s
 }
@@ -159,7 +164,7 @@ func signalsInStream(t *testing.T, s *stack) uint64 {
 
 func TestSignalsFlowEndToEnd(t *testing.T) {
 	s := startStack(t)
-	sigs := collect(t, s.nc)
+	sigs := s.signals
 
 	// First polls: both alerts of the fixture are created, once each.
 	require.Eventually(t, func() bool { return len(sigs.all()) >= 2 }, 30*time.Second, 50*time.Millisecond)
@@ -241,7 +246,7 @@ func TestSignalsFlowEndToEnd(t *testing.T) {
 
 func TestFailedUpstreamMovesNothing(t *testing.T) {
 	s := startStack(t)
-	sigs := collect(t, s.nc)
+	sigs := s.signals
 	require.Eventually(t, func() bool { return len(sigs.all()) >= 2 }, 30*time.Second, 50*time.Millisecond)
 	m := successesAtLeast(t, s, "noaa-az", 1)
 
@@ -264,7 +269,7 @@ func TestFailedUpstreamMovesNothing(t *testing.T) {
 
 func TestStateSurvivesWorkerRestart(t *testing.T) {
 	s := startStack(t)
-	sigs := collect(t, s.nc)
+	sigs := s.signals
 	require.Eventually(t, func() bool { return len(sigs.all()) >= 2 }, 30*time.Second, 50*time.Millisecond)
 	m := successesAtLeast(t, s, "noaa-az", 1)
 

@@ -199,3 +199,50 @@ func TestFrozenWorkerIsFenced(t *testing.T) {
 	require.NoError(t, err)
 	assert.EqualValues(t, 2, info.State.Msgs, "the fixture's two alerts, once each")
 }
+
+// Redis restarted with no data: one service notices (its epoch changed) and
+// says so once; every connector lost its seen versions, so it publishes its
+// current items again as created, and JetStream drops them as duplicates:
+// consumers of SIGNALS see nothing twice, and the workers count them.
+func TestRedisDataLossIsNoticedAndAbsorbed(t *testing.T) {
+	s := startStack(t)
+	successesAtLeast(t, s, "noaa-az", 1)
+	require.Eventually(t, func() bool { return signalsInStream(t, s) == 2 }, 30*time.Second, 50*time.Millisecond)
+	services := []string{s.scheduler.HTTP, s.workers[0].HTTP, s.workers[1].HTTP, s.aggregator.HTTP}
+	workers := []string{s.workers[0].HTTP, s.workers[1].HTTP}
+	require.Zero(t, metricSum(t, "pollgrid_redis_data_loss_total", services...))
+
+	require.NoError(t, s.redis.Client(t).FlushAll(context.Background()).Err())
+	require.Eventually(t, func() bool {
+		return metricSum(t, "pollgrid_redis_data_loss_total", services...) == 1 &&
+			metricSum(t, `pollgrid_signals_duplicate_total{type="weather-noaa"}`, workers...) >= 2
+	}, 45*time.Second, 100*time.Millisecond, "the loss was not reported, or the items did not come again")
+	assert.EqualValues(t, 2, signalsInStream(t, s), "the re-published signals were dropped as duplicates")
+	successesAtLeast(t, s, "noaa-az", 2)
+	assert.Equal(t, 1.0, metricSum(t, "pollgrid_redis_data_loss_total", services...), "reported once")
+}
+
+// A connector whose polls keep killing their worker (here: five polls that
+// began and never committed, as Redis records them) is not polled again at
+// once: the poll fails, says why and backs off, and the connector recovers
+// on a later tick.
+func TestCrashLoopingConnectorBacksOff(t *testing.T) {
+	body, err := os.ReadFile(fixture)
+	require.NoError(t, err)
+	ns := harness.NATS(t)
+	redis := redistest.Start(t)
+	require.NoError(t, redis.Client(t).HSet(context.Background(), "pollgrid:{looping}:state", "attempts", 5).Err())
+	upstream := harness.NewUpstream(t, body)
+	file := harness.WriteFile(t, "connectors.json", connectorsJSON(upstream.URL, "looping"))
+	env := func() map[string]string {
+		return map[string]string{"NATS_URL": ns.ClientURL(), "REDIS_URL": redis.URL(), "CONNECTORS_FILE": file, "LOG_LEVEL": "error"}
+	}
+	s := &stack{aggregator: harness.Start(t, service.Aggregator, env())}
+	w := harness.Start(t, service.Worker, env())
+	harness.Start(t, service.Scheduler, env())
+
+	m := successesAtLeast(t, s, "looping", 1)
+	assert.GreaterOrEqual(t, m.Failures, int64(1))
+	assert.EqualValues(t, 1, metricSum(t, `pollgrid_crash_loops_total{type="weather-noaa"}`, w.HTTP))
+	assert.Contains(t, m.LastError, "its last 5 polls never finished")
+}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,11 +12,11 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -155,12 +156,10 @@ func printTree(t *testing.T, spans []sdktrace.ReadOnlySpan) {
 // point at the spans.
 func TestObservabilityOneTracePerTick(t *testing.T) {
 	s := startObservedStack(t)
-	var sigMu sync.Mutex
-	var signals []*nats.Msg
-	sub, err := s.nc.Subscribe("signals.>", func(m *nats.Msg) { sigMu.Lock(); signals = append(signals, m); sigMu.Unlock() })
+	// The signals are read back from the SIGNALS stream, which keeps their
+	// headers: a subscription made now could miss the first tick's.
+	js, err := jetstream.New(s.nc)
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	require.NoError(t, s.nc.Flush())
 
 	spans := tickTrace(t, s.spans)
 	printTree(t, spans)
@@ -248,10 +247,16 @@ func TestObservabilityOneTracePerTick(t *testing.T) {
 		publishIDs[sig.SpanContext().SpanID().String()] = true
 	}
 	require.Eventually(t, func() bool {
-		sigMu.Lock()
-		defer sigMu.Unlock()
+		stream, err := js.Stream(context.Background(), bus.SignalsStream)
+		if err != nil {
+			return false
+		}
 		n := 0
-		for _, m := range signals {
+		for seq := stream.CachedInfo().State.FirstSeq; seq <= stream.CachedInfo().State.LastSeq; seq++ {
+			m, err := stream.GetMsg(context.Background(), seq)
+			if err != nil {
+				return false
+			}
 			parts := strings.Split(m.Header.Get("traceparent"), "-")
 			if len(parts) == 4 && parts[1] == traceID.String() && publishIDs[parts[2]] && parts[3] == "01" {
 				n++
@@ -348,6 +353,7 @@ var (
 		"pollgrid_config_reloads_total":    {typ: counter, labels: []string{"result"}},
 		"pollgrid_dependency_errors_total": {typ: counter, labels: []string{"op", "system"}, optional: true},
 		"pollgrid_build_info":              {typ: gauge, labels: []string{"commit", "goversion", "service", "version"}},
+		"pollgrid_redis_data_loss_total":   {typ: counter},
 	}
 	// exposedMetrics is every pollgrid_ metric by service: the metrics test
 	// checks the services against it, the dashboard test checks the
@@ -360,23 +366,28 @@ var (
 			"pollgrid_scheduled_connectors":   {typ: gauge},
 		}),
 		"worker": with(common, map[string]family{
-			"pollgrid_polls_total":               {typ: counter, labels: []string{"outcome", "type"}},
-			"pollgrid_poll_duration_seconds":     {typ: histogram, labels: []string{"type"}},
-			"pollgrid_signals_published_total":   {typ: counter, labels: []string{"change", "type"}},
-			"pollgrid_items_failed_total":        {typ: counter, labels: []string{"type"}},
-			"pollgrid_lease_contention_total":    {typ: counter, labels: []string{"type"}},
-			"pollgrid_ticks_missed_total":        {typ: counter, labels: []string{"type"}},
-			"pollgrid_reports_dropped_total":     {typ: counter},
-			"pollgrid_state_writes_fenced_total": {typ: counter, labels: []string{"type"}},
-			"pollgrid_ticks_redelivered_total":   {typ: counter},
-			"pollgrid_ticks_rejected_total":      {typ: counter},
-			"pollgrid_tick_lateness_seconds":     {typ: histogram},
-			"pollgrid_polls_in_flight":           {typ: gauge},
-			"pollgrid_worker_concurrency":        {typ: gauge},
+			"pollgrid_polls_total":                 {typ: counter, labels: []string{"outcome", "type"}},
+			"pollgrid_poll_duration_seconds":       {typ: histogram, labels: []string{"type"}},
+			"pollgrid_signals_published_total":     {typ: counter, labels: []string{"change", "type"}},
+			"pollgrid_items_failed_total":          {typ: counter, labels: []string{"type"}},
+			"pollgrid_lease_contention_total":      {typ: counter, labels: []string{"type"}},
+			"pollgrid_ticks_missed_total":          {typ: counter, labels: []string{"type"}},
+			"pollgrid_signals_duplicate_total":     {typ: counter, labels: []string{"type"}},
+			"pollgrid_panics_total":                {typ: counter, labels: []string{"type"}},
+			"pollgrid_crash_loops_total":           {typ: counter, labels: []string{"type"}},
+			"pollgrid_reports_dropped_total":       {typ: counter},
+			"pollgrid_state_writes_fenced_total":   {typ: counter, labels: []string{"type"}},
+			"pollgrid_upstream_rate_limited_total": {typ: counter, labels: []string{"type"}},
+			"pollgrid_ticks_redelivered_total":     {typ: counter},
+			"pollgrid_ticks_rejected_total":        {typ: counter},
+			"pollgrid_tick_lateness_seconds":       {typ: histogram},
+			"pollgrid_polls_in_flight":             {typ: gauge},
+			"pollgrid_worker_concurrency":          {typ: gauge},
 		}),
 		"aggregator": with(common, map[string]family{
 			"pollgrid_reports_processed_total":                  {typ: counter, labels: []string{"result"}},
 			"pollgrid_connectors_reporting":                     {typ: gauge},
+			"pollgrid_connectors":                               {typ: gauge, labels: []string{"health"}},
 			"pollgrid_connector_gauges_omitted":                 {typ: gauge},
 			"pollgrid_connector_healthy":                        {typ: gauge, labels: []string{"connector", "type"}},
 			"pollgrid_connector_success_rate":                   {typ: gauge, labels: []string{"connector", "type"}},

@@ -45,7 +45,7 @@ func metricSum(t *testing.T, series string, urls ...string) float64 {
 
 func TestSIGHUPReloadRejectsBrokenConfigAndAppliesValidOne(t *testing.T) {
 	s := startStack(t)
-	sigs := collect(t, s.nc)
+	sigs := s.signals
 	m := successesAtLeast(t, s, "noaa-az", 1)
 	path := s.env["CONNECTORS_FILE"]
 

@@ -57,6 +57,9 @@ type Config struct {
 	// MaxItems is how many entries, in document order, one poll reads;
 	// default 200, 1..10000. The rest are ignored.
 	MaxItems *int `json:"max_items,omitempty"`
+	// EmitDeletes publishes an entry that left the feed once as deleted,
+	// when the poll read every entry (not cut at max_items). Default false.
+	EmitDeletes bool `json:"emit_deletes,omitempty"`
 }
 
 // ApplyDefaults fills the fields left out.
@@ -91,6 +94,7 @@ func New(raw json.RawMessage, deps connector.Deps) (connector.Connector, error) 
 			header:    header,
 			userAgent: cfg.UserAgent,
 			maxItems:  *cfg.MaxItems,
+			deletes:   cfg.EmitDeletes,
 			client:    upstream.Client(deps),
 			logger:    deps.Logger,
 		}, nil
@@ -103,6 +107,7 @@ type feedPoller struct {
 	header    http.Header
 	userAgent string
 	maxItems  int
+	deletes   bool
 	client    *http.Client
 	logger    *slog.Logger
 }
@@ -122,7 +127,9 @@ func (p *feedPoller) Poll(ctx context.Context, state connector.State) (connector
 		return connector.Result{}, fmt.Errorf("feed: %w%s", err, answer.ContentType())
 	}
 	entries := parsed.Items
+	complete := p.deletes
 	if len(entries) > p.maxItems {
+		complete = false // the rest were not read: their absence says nothing
 		p.logger.DebugContext(ctx, "feed has more entries than max_items; the rest are ignored",
 			"url", upstream.ShowRawURL(p.url), "entries", len(entries), "max_items", p.maxItems)
 		entries = entries[:p.maxItems]
@@ -130,7 +137,7 @@ func (p *feedPoller) Poll(ctx context.Context, state connector.State) (connector
 	// Relative links resolve against where the document was found (RFC 3986
 	// §5.1.3), after any redirect.
 	items, failed := toItems(entries, strings.TrimSpace(parsed.Title), answer.URL)
-	return connector.Result{Items: items, Failed: failed, State: answer.State(state)}, nil
+	return connector.Result{Items: items, Failed: failed, State: answer.State(state), Complete: complete}, nil
 }
 
 // parse reads RSS (0.9x, 1.0, 2.0) or Atom. gofeed also reads JSON Feed, but

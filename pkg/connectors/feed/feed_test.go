@@ -354,13 +354,24 @@ func TestRelativeLinksFollowRedirects(t *testing.T) {
 func TestMaxItemsAndSummary(t *testing.T) {
 	t.Run("max_items keeps the first entries", func(t *testing.T) {
 		srv := ct.Replay(t, ct.Any(serveBody("application/atom+xml", ct.Load(t, fixtureGulp).Body)))
-		res, err := newPoller(t, srv, map[string]any{"max_items": 3}).Poll(t.Context(), connector.State{})
+		res, err := newPoller(t, srv, map[string]any{"max_items": 3, "emit_deletes": true}).Poll(t.Context(), connector.State{})
 		require.NoError(t, err)
+		assert.False(t, res.Complete, "entries past max_items were not read: their absence says nothing")
 		assert.Equal(t, []string{
 			"tag:github.com,2008:Repository/11167738/v3.9.0",
 			"tag:github.com,2008:Repository/11167738/v3.8.11",
 			"tag:github.com,2008:Repository/11167738/v3.8.10",
 		}, ct.ItemIDs(res.Items))
+	})
+
+	t.Run("with emit_deletes, a feed read whole is a complete listing", func(t *testing.T) {
+		srv := ct.Replay(t, ct.Any(serveBody("application/atom+xml", ct.Load(t, fixtureGulp).Body)))
+		res, err := newPoller(t, srv, map[string]any{"emit_deletes": true}).Poll(t.Context(), connector.State{})
+		require.NoError(t, err)
+		assert.True(t, res.Complete)
+		res, err = newPoller(t, srv, nil).Poll(t.Context(), connector.State{})
+		require.NoError(t, err)
+		assert.False(t, res.Complete, "only when asked for")
 	})
 
 	tests := []struct {

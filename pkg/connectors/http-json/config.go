@@ -61,6 +61,12 @@ type Config struct {
 	// Conditional sends If-None-Match / If-Modified-Since on the first GET of
 	// a poll; default true.
 	Conditional *bool `json:"conditional,omitempty"`
+	// EmitDeletes says the API answers with its whole listing (not only what
+	// changed since the cursor): an item that was there and is not any more
+	// is published once as deleted, when the poll read every page (not cut
+	// at max_pages). Default false; never set it for an API asked for
+	// changes since a cursor, where every unchanged item would look gone.
+	EmitDeletes bool `json:"emit_deletes,omitempty"`
 }
 
 // Pagination is the "pagination" object of the config.

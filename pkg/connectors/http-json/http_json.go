@@ -86,11 +86,14 @@ func build(cfg Config, deps connector.Deps) (connector.Connector, error) {
 	if cfg.Method == http.MethodPost && cfg.Body != "" && headers.Get("Content-Type") == "" {
 		headers.Set("Content-Type", "application/json")
 	}
+	var key strings.Builder
+	_ = headers.Write(&key) // sorted, one line per value: what the set is
+	sharedHeaders, _ := headerSets.get(key.String(), func() (*http.Header, error) { return &headers, nil })
 	p := &poller{
 		urlTemplate:   cfg.URL,
 		method:        cfg.Method,
 		bodyTemplate:  cfg.Body,
-		headers:       headers,
+		headers:       sharedHeaders,
 		secrets:       secrets,
 		initialCursor: cfg.InitialCursor,
 		ex:            checked.ex,
@@ -99,6 +102,7 @@ func build(cfg Config, deps connector.Deps) (connector.Connector, error) {
 		param:         cfg.Pagination.Param,
 		maxPages:      1,
 		conditional:   *cfg.Conditional && cfg.Method == http.MethodGet,
+		deletes:       cfg.EmitDeletes,
 		client:        upstream.Client(deps),
 		logger:        deps.Logger,
 		now:           time.Now,
@@ -120,12 +124,16 @@ func appendSecret(secrets []string, s string) []string {
 	return secrets
 }
 
+// headerSets shares the headers of connectors that send the same ones
+// (nearly all of a template's); they are only read.
+var headerSets shared[http.Header]
+
 // poller keeps only its config between polls; State carries the rest.
 type poller struct {
 	urlTemplate   string
 	method        string
 	bodyTemplate  string
-	headers       http.Header
+	headers       *http.Header // shared: only read
 	secrets       []string
 	initialCursor string
 	ex            expressions
@@ -135,6 +143,7 @@ type poller struct {
 	start         int
 	maxPages      int
 	conditional   bool
+	deletes       bool
 	client        *http.Client
 	logger        *slog.Logger
 	now           func() time.Time // a field so tests can stop the clock

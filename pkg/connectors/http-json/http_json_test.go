@@ -406,3 +406,15 @@ func BenchmarkPoll(b *testing.B) {
 		}
 	}
 }
+
+func TestConnectorsWithTheSameHeadersShareThem(t *testing.T) {
+	build := func(url string) *poller {
+		c, err := New(json.RawMessage(`{"url": "`+url+`", "items": ".", "id": ".id", "headers": {"X-Team": "wx"}}`), connector.Deps{})
+		require.NoError(t, err)
+		return c.(*poller)
+	}
+	a, b := build("https://api.example.com/a"), build("https://api.example.com/b")
+	assert.Same(t, a.headers, b.headers, "one header set for connectors that send the same headers")
+	assert.Equal(t, "wx", a.headers.Get("X-Team"))
+	assert.Equal(t, "application/json", a.headers.Get("Accept"))
+}

@@ -8,9 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"runtime"
-	"sync"
-	"weak"
 
 	"github.com/itchyny/gojq"
 
@@ -19,44 +16,19 @@ import (
 
 // compileJQ parses and compiles one expression. Environment variables are
 // not visible to it ($ENV and env are empty): they hold the secrets.
-//
-// Compiled code is shared: thousands of connectors written from one
-// template use a handful of expressions, and compiling each once keeps a
-// worker's memory and start-up time from growing with them. The cache holds
-// the code only weakly, so what no connector uses any more (after a reload)
-// is collected.
+// Compiled code is shared (see shared): thousands of connectors written from
+// one template use a handful of expressions.
 func compileJQ(src string) (*gojq.Code, error) {
-	jqCache.Lock()
-	defer jqCache.Unlock()
-	if wp, ok := jqCache.code[src]; ok {
-		if code := wp.Value(); code != nil {
-			return code, nil
+	return jqCode.get(src, func() (*gojq.Code, error) {
+		q, err := gojq.Parse(src)
+		if err != nil {
+			return nil, err
 		}
-	}
-	q, err := gojq.Parse(src)
-	if err != nil {
-		return nil, err
-	}
-	code, err := gojq.Compile(q, gojq.WithEnvironLoader(func() []string { return nil }))
-	if err != nil {
-		return nil, err
-	}
-	wp := weak.Make(code)
-	jqCache.code[src] = wp
-	runtime.AddCleanup(code, func(src string) {
-		jqCache.Lock()
-		defer jqCache.Unlock()
-		if jqCache.code[src] == wp {
-			delete(jqCache.code, src)
-		}
-	}, src)
-	return code, nil
+		return gojq.Compile(q, gojq.WithEnvironLoader(func() []string { return nil }))
+	})
 }
 
-var jqCache = struct {
-	sync.Mutex
-	code map[string]weak.Pointer[gojq.Code]
-}{code: map[string]weak.Pointer[gojq.Code]{}}
+var jqCode shared[gojq.Code]
 
 // runItems runs the items expression: an array contributes its elements,
 // an object is one item; anything else fails the poll.

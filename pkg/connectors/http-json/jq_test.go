@@ -158,9 +158,9 @@ func TestCompiledExpressionsAreShared(t *testing.T) {
 	require.NoError(t, err)
 	assert.Eventually(t, func() bool {
 		runtime.GC()
-		jqCache.Lock()
-		defer jqCache.Unlock()
-		_, kept := jqCache.code[src]
+		jqCode.mu.Lock()
+		defer jqCode.mu.Unlock()
+		_, kept := jqCode.m[src]
 		return !kept
 	}, 5*time.Second, 10*time.Millisecond, "code no connector holds is dropped from the cache")
 	runtime.KeepAlive(a)

@@ -201,3 +201,37 @@ func TestPagePagination(t *testing.T) {
 		})
 	}
 }
+
+// With emit_deletes, a poll that read every page says its listing is
+// complete; one cut at max_pages does not (what it did not read is not gone).
+func TestCompleteListing(t *testing.T) {
+	srv := ct.Serve(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/page2" {
+			jsonAnswer(`{"features":[{"id":"b"}],"next":null}`).ServeHTTP(w, r)
+			return
+		}
+		jsonAnswer(`{"features":[{"id":"a"}],"next":"page2"}`).ServeHTTP(w, r)
+	})
+	cfg := func(emitDeletes bool, maxPages int) map[string]any {
+		return map[string]any{
+			"url": srv.URL + "/items", "items": ".features", "id": ".id", "emit_deletes": emitDeletes,
+			"pagination": map[string]any{"style": "next_url", "next": ".next", "max_pages": maxPages},
+		}
+	}
+	for _, tt := range []struct {
+		name         string
+		emitDeletes  bool
+		maxPages     int
+		wantComplete bool
+	}{
+		{"every page read", true, 5, true},
+		{"cut at max_pages", true, 1, false},
+		{"not asked for", false, 5, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := newConnector(t, srv, cfg(tt.emitDeletes, tt.maxPages)).Poll(t.Context(), connector.State{})
+			require.NoError(t, err)
+			assert.Equal(t, tt.wantComplete, res.Complete)
+		})
+	}
+}

@@ -89,6 +89,7 @@ func (p *poller) poll(ctx context.Context, state connector.State) (connector.Res
 			return connector.Result{}, fmt.Errorf("%s: %w", prefix, err)
 		}
 		if next == nil {
+			result.Complete = p.deletes // every page read: the listing is whole
 			break
 		}
 		if err := pages.Next(next.String()); err != nil {
@@ -136,7 +137,7 @@ type fetched struct {
 }
 
 func (p *poller) fetch(ctx context.Context, pageURL *url.URL, body string, first bool, state connector.State) (fetched, error) {
-	request := upstream.Request{Method: p.method, URL: pageURL.String(), Header: p.headers}
+	request := upstream.Request{Method: p.method, URL: pageURL.String(), Header: *p.headers}
 	if p.method == http.MethodPost {
 		request.Body = []byte(body)
 	}

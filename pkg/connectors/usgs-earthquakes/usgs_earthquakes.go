@@ -56,6 +56,10 @@ type Config struct {
 	// BaseURL is the site root; default https://earthquake.usgs.gov. A mirror
 	// or a test server goes here.
 	BaseURL string `json:"base_url,omitempty"`
+	// EmitDeletes publishes an earthquake that left the feed (it aged out of
+	// its period, was deleted by USGS, or fell below min_magnitude) once as
+	// deleted. Default false.
+	EmitDeletes bool `json:"emit_deletes,omitempty"`
 }
 
 // ApplyDefaults fills the fields left out.
@@ -101,6 +105,7 @@ func New(raw json.RawMessage, deps connector.Deps) (connector.Connector, error) 
 			feed:         cfg.Feed,
 			feedURL:      base.String() + feedPath + cfg.Feed + ".geojson",
 			minMagnitude: cfg.MinMagnitude,
+			deletes:      cfg.EmitDeletes,
 			client:       upstream.Client(deps),
 			logger:       deps.Logger,
 		}, nil
@@ -112,6 +117,7 @@ type feedPoller struct {
 	feed         string
 	feedURL      string
 	minMagnitude *float64
+	deletes      bool
 	client       *http.Client
 	logger       *slog.Logger
 }
@@ -140,7 +146,8 @@ func (p *feedPoller) Poll(ctx context.Context, state connector.State) (connector
 		p.logger.DebugContext(ctx, "usgs earthquakes below min_magnitude left out",
 			"feed", p.feed, "skipped", parsed.skipped, "min_magnitude", *p.minMagnitude)
 	}
-	return connector.Result{Items: parsed.items, Failed: parsed.failed, State: answer.State(state)}, nil
+	// A summary feed is one document: every poll reads it whole.
+	return connector.Result{Items: parsed.items, Failed: parsed.failed, State: answer.State(state), Complete: p.deletes}, nil
 }
 
 // Earthquake is an item's Data. Values USGS leaves null are left out, except

@@ -91,12 +91,13 @@ func TestPollFixtures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := ct.Replay(t, ct.Any(ct.Load(t, tt.fixture)))
-			c := newPoller(t, srv, map[string]any{"feed": tt.feed})
+			c := newPoller(t, srv, map[string]any{"feed": tt.feed, "emit_deletes": true})
 
 			res, err := c.Poll(t.Context(), connector.State{})
 			require.NoError(t, err)
 
 			assert.False(t, res.NotModified)
+			assert.True(t, res.Complete, "a summary feed is read whole: with emit_deletes, a complete listing")
 			assert.Empty(t, res.Failed)
 			require.Len(t, res.Items, tt.wantCount)
 			item := itemByID(t, res.Items, tt.wantID)

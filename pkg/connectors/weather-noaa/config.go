@@ -33,6 +33,9 @@ type Config struct {
 	BaseURL string `json:"base_url,omitempty"`
 	// MaxPages is the most pages one poll reads; default 10, 1..100.
 	MaxPages *int `json:"max_pages,omitempty"`
+	// EmitDeletes publishes an alert that left the active listing (it
+	// expired or was cancelled) once as deleted. Default false.
+	EmitDeletes bool `json:"emit_deletes,omitempty"`
 }
 
 // ApplyDefaults fills the fields left out.

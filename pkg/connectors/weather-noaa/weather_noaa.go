@@ -61,6 +61,7 @@ func New(raw json.RawMessage, deps connector.Deps) (connector.Connector, error) 
 			base:     base,
 			firstURL: firstURL,
 			maxPages: *cfg.MaxPages,
+			deletes:  cfg.EmitDeletes,
 			client:   polite.Client(deps),
 			logger:   deps.Logger,
 		}, nil
@@ -73,6 +74,7 @@ type alertPoller struct {
 	base     *url.URL
 	firstURL string
 	maxPages int
+	deletes  bool
 	client   *http.Client
 	logger   *slog.Logger
 }
@@ -111,6 +113,7 @@ func (p *alertPoller) Poll(ctx context.Context, state connector.State) (connecto
 		position += parsed.features
 
 		if parsed.next == "" {
+			result.Complete = p.deletes // every page read: the listing is whole
 			return result, nil
 		}
 		next, err := polite.NextPage(answer.URL, parsed.next, p.base, "config.base_url")

@@ -252,10 +252,11 @@ func TestPagination(t *testing.T) {
 		w.Header().Set("ETag", `"page-1"`)
 		serveBody(first).ServeHTTP(w, r)
 	})
-	c := newPoller(t, srv, map[string]any{"area": "WI"})
+	c := newPoller(t, srv, map[string]any{"area": "WI", "emit_deletes": true})
 
 	res, err := c.Poll(t.Context(), connector.State{ETag: `"old"`})
 	require.NoError(t, err)
+	assert.True(t, res.Complete, "every page read, and emit_deletes asked for: the listing is whole")
 
 	require.Len(t, res.Items, 3, "1 alert on page 1 and 2 on page 2")
 	assert.Equal(t, "NWS-IDP-PROD-4559554", res.Items[0].ID)
@@ -318,10 +319,11 @@ func TestPaginationLimits(t *testing.T) {
 				}
 				serveBody(body).ServeHTTP(w, r)
 			})
-			c := newPoller(t, srv, map[string]any{"area": "WI", "max_pages": tt.maxPages})
+			c := newPoller(t, srv, map[string]any{"area": "WI", "max_pages": tt.maxPages, "emit_deletes": true})
 
 			res, err := c.Poll(t.Context(), connector.State{})
 			assert.Len(t, srv.Requests(), tt.wantCalls)
+			assert.False(t, res.Complete, "a listing cut short is never complete: what was not read is not gone")
 			if tt.wantErr != "" {
 				require.Error(t, err)
 				assert.Contains(t, err.Error(), tt.wantErr)

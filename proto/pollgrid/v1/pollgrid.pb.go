@@ -184,12 +184,19 @@ type Signal struct {
 	ItemId string `protobuf:"bytes,3,opt,name=item_id,json=itemId,proto3" json:"item_id,omitempty"`
 	// Changes whenever the upstream item changes.
 	Version string `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
-	// "created" (first time seen) or "updated" (seen before, new version).
+	// "created" (first time seen), "updated" (seen before, new version) or
+	// "deleted" (gone from a complete listing; version and data are the last
+	// known ones).
 	Change string `protobuf:"bytes,5,opt,name=change,proto3" json:"change,omitempty"`
 	// When the worker observed the change.
 	ObservedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=observed_at,json=observedAt,proto3" json:"observed_at,omitempty"`
 	// The item as the connector normalised it: a JSON document.
-	Data          []byte `protobuf:"bytes,7,opt,name=data,proto3" json:"data,omitempty"`
+	Data []byte `protobuf:"bytes,7,opt,name=data,proto3" json:"data,omitempty"`
+	// The connector's generation: 0, plus one for every reset (`pollctl
+	// reset`), which forgets the versions seen. When not 0 it ends the
+	// signal's id (<name>:<item_id>:<version>:g<generation>), so that what a
+	// reset publishes again is a new event, not a duplicate JetStream drops.
+	Generation    uint64 `protobuf:"varint,8,opt,name=generation,proto3" json:"generation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -273,6 +280,13 @@ func (x *Signal) GetData() []byte {
 	return nil
 }
 
+func (x *Signal) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
 // PollReport tells the aggregator what one poll did. Workers send them in
 // batches (PollReports).
 type PollReport struct {
@@ -297,7 +311,10 @@ type PollReport struct {
 	// The W3C trace id of the poll, to find it in the tracing backend.
 	TraceId string `protobuf:"bytes,12,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
 	// True when the upstream answered 304 Not Modified.
-	NotModified   bool `protobuf:"varint,13,opt,name=not_modified,json=notModified,proto3" json:"not_modified,omitempty"`
+	NotModified bool `protobuf:"varint,13,opt,name=not_modified,json=notModified,proto3" json:"not_modified,omitempty"`
+	// True when the poll failed because the upstream answered 429 Too Many
+	// Requests (after its retries).
+	RateLimited   bool `protobuf:"varint,14,opt,name=rate_limited,json=rateLimited,proto3" json:"rate_limited,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -423,6 +440,13 @@ func (x *PollReport) GetNotModified() bool {
 	return false
 }
 
+func (x *PollReport) GetRateLimited() bool {
+	if x != nil {
+		return x.RateLimited
+	}
+	return false
+}
+
 // PollReports is a batch of poll reports: a worker gathers its reports and
 // publishes them about once a second on pollgrid.reports.<worker> (JetStream
 // stream REPORTS), so that reporting costs one message per worker and
@@ -481,7 +505,7 @@ const file_pollgrid_v1_pollgrid_proto_rawDesc = "" +
 	"\x0econnector_type\x18\x02 \x01(\tR\rconnectorType\x121\n" +
 	"\x06due_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\x12=\n" +
 	"\fpublished_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vpublishedAt\x125\n" +
-	"\binterval\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\binterval\"\xe9\x01\n" +
+	"\binterval\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\binterval\"\x89\x02\n" +
 	"\x06Signal\x12\x1c\n" +
 	"\tconnector\x18\x01 \x01(\tR\tconnector\x12%\n" +
 	"\x0econnector_type\x18\x02 \x01(\tR\rconnectorType\x12\x17\n" +
@@ -490,7 +514,10 @@ const file_pollgrid_v1_pollgrid_proto_rawDesc = "" +
 	"\x06change\x18\x05 \x01(\tR\x06change\x12;\n" +
 	"\vobserved_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"observedAt\x12\x12\n" +
-	"\x04data\x18\a \x01(\fR\x04data\"\xf9\x03\n" +
+	"\x04data\x18\a \x01(\fR\x04data\x12\x1e\n" +
+	"\n" +
+	"generation\x18\b \x01(\x04R\n" +
+	"generation\"\x9c\x04\n" +
 	"\n" +
 	"PollReport\x12\x1c\n" +
 	"\tconnector\x18\x01 \x01(\tR\tconnector\x12%\n" +
@@ -507,7 +534,8 @@ const file_pollgrid_v1_pollgrid_proto_rawDesc = "" +
 	" \x01(\tR\x05error\x12#\n" +
 	"\rfencing_token\x18\v \x01(\x04R\ffencingToken\x12\x19\n" +
 	"\btrace_id\x18\f \x01(\tR\atraceId\x12!\n" +
-	"\fnot_modified\x18\r \x01(\bR\vnotModified\"@\n" +
+	"\fnot_modified\x18\r \x01(\bR\vnotModified\x12!\n" +
+	"\frate_limited\x18\x0e \x01(\bR\vrateLimited\"@\n" +
 	"\vPollReports\x121\n" +
 	"\areports\x18\x01 \x03(\v2\x17.pollgrid.v1.PollReportR\areports*y\n" +
 	"\vPollOutcome\x12\x1c\n" +

@@ -103,11 +103,13 @@ pollgrid is running: scheduler, %d workers and the aggregator in one process.
   NATS         %s   watch signals: nats sub 'signals.>' --server %s
   Redis        %s
   upstreams    %s
+  status page  http://127.0.0.1:%d/
+  operate      go run ./services/pollctl --server %s list   (status, trigger, pause, ...: docs/operate.md)
   metrics      http://127.0.0.1:%d/metrics/connectors   (per connector, JSON)
   prometheus   http://127.0.0.1:%d/metrics (aggregator), :%d (scheduler), :%d..%d (workers)
   reload       kill -HUP %d    stop: Ctrl-C
 `, Workers, len(cfg.Connectors), len(cfg.Enabled()), natsURL, natsURL, redisDesc(redisURL, lookup), outbound,
-		httpPort, httpPort, httpPort+1, httpPort+2, httpPort+1+Workers, os.Getpid())
+		httpPort, natsURL, httpPort, httpPort, httpPort+1, httpPort+2, httpPort+1+Workers, os.Getpid())
 
 	g, gctx := errgroup.WithContext(ctx)
 	for i, r := range roles {

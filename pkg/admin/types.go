@@ -1,0 +1,275 @@
+package admin
+
+import (
+	"slices"
+	"time"
+
+	"github.com/pollgrid/pollgrid/pkg/bus"
+)
+
+// ServiceName is the micro service every pollgrid process registers.
+const ServiceName = "pollgrid-admin"
+
+// APIVersion is the version of the JSON below (semver, as micro wants).
+const APIVersion = "1.0.0"
+
+// The verbs, each on pollgrid.admin.<verb>.
+const (
+	VerbList    = "list"
+	VerbStatus  = "status"
+	VerbTrigger = "trigger"
+	VerbPause   = "pause"
+	VerbResume  = "resume"
+	VerbReset   = "reset"
+	VerbReload  = "reload"
+)
+
+// ServedBy names the service that serves a verb. list and status are the
+// aggregator's: it owns health and freshness. pause and resume are the
+// scheduler's: it owns the message schedules a pause removes. trigger and
+// reset are the workers': they run polls and hold leases. reload is served
+// by every process, each replying for itself.
+func ServedBy(verb string) string {
+	switch verb {
+	case VerbList, VerbStatus:
+		return "aggregator"
+	case VerbPause, VerbResume:
+		return "scheduler"
+	case VerbTrigger, VerbReset:
+		return "worker"
+	case VerbReload:
+		return "every service"
+	}
+	return "pollgrid service"
+}
+
+// Subject is where a verb is asked.
+func Subject(verb string) string { return bus.AdminPrefix + "." + verb }
+
+// Health of a connector, worst first: the order of list and of the status
+// page.
+const (
+	HealthFailing  = "failing"  // its last poll failed (it may be backing off)
+	HealthStale    = "stale"    // no poll ran for StaleAfter intervals
+	HealthNew      = "new"      // never polled yet
+	HealthPaused   = "paused"   // paused by an operator
+	HealthOK       = "ok"       // its last poll succeeded
+	HealthDisabled = "disabled" // "enabled": false in the config
+)
+
+// Healths lists every health, worst first: the order of list and of the
+// status page.
+func Healths() []string {
+	return []string{HealthFailing, HealthStale, HealthNew, HealthPaused, HealthOK, HealthDisabled}
+}
+
+// HealthRank is a health's place in Healths; -1 for none.
+func HealthRank(health string) int { return slices.Index(Healths(), health) }
+
+// NameRequest names one connector: status, trigger, resume.
+type NameRequest struct {
+	Name string `json:"name"`
+}
+
+// PauseRequest pauses one connector; By says who, for status.
+type PauseRequest struct {
+	Name string `json:"name"`
+	By   string `json:"by,omitempty"`
+}
+
+// ResetRequest resets one connector. Confirm must repeat the name: a reset
+// publishes every current item again, and a stray request must not.
+type ResetRequest struct {
+	Name    string `json:"name"`
+	Confirm string `json:"confirm"`
+}
+
+// ListRequest asks for a page of connectors, worst health first, then by
+// name. Every filter is optional.
+type ListRequest struct {
+	// Query keeps connectors whose name contains it.
+	Query string `json:"query,omitempty"`
+	// Type keeps connectors of that type.
+	Type string `json:"type,omitempty"`
+	// Health keeps connectors of that health (HealthFailing, ...).
+	Health string `json:"health,omitempty"`
+	// Offset and Limit page the result; Limit 0 means DefaultLimit, and
+	// at most MaxLimit (a NATS message is 1 MB by default).
+	Offset int `json:"offset,omitempty"`
+	Limit  int `json:"limit,omitempty"`
+}
+
+// Page sizes of list.
+const (
+	DefaultLimit = 500
+	MaxLimit     = 1000
+)
+
+// Connector is one row of list: config, state, metrics and freshness.
+type Connector struct {
+	Name     string `json:"name"`
+	Type     string `json:"type"`
+	Enabled  bool   `json:"enabled"`
+	Paused   bool   `json:"paused"`
+	Interval string `json:"interval"`
+	// Health is one of the Health* values.
+	Health  string `json:"health"`
+	Healthy bool   `json:"healthy"`
+	Stale   bool   `json:"stale"`
+	// LastPoll is the last poll that ran (success or failure).
+	LastPoll    *time.Time `json:"last_poll,omitempty"`
+	LastSuccess *time.Time `json:"last_success,omitempty"`
+	LastErrorAt *time.Time `json:"last_error_at,omitempty"`
+	LastError   string     `json:"last_error,omitempty"`
+	// NextDue is when its next tick fires (none while paused or disabled).
+	NextDue *time.Time `json:"next_due,omitempty"`
+	// StalenessSeconds is now - last success (absent before the first).
+	StalenessSeconds *float64 `json:"staleness_seconds,omitempty"`
+	// MissedIntervals counts whole intervals without a poll since the
+	// connector was last due (its last poll, the end of its back-off, or
+	// its resume).
+	MissedIntervals     int64      `json:"missed_intervals"`
+	ConsecutiveFailures int        `json:"consecutive_failures"`
+	BackoffUntil        *time.Time `json:"backoff_until,omitempty"`
+	// BackoffSeconds is how long it still backs off.
+	BackoffSeconds    float64    `json:"backoff_seconds,omitempty"`
+	PausedAt          *time.Time `json:"paused_at,omitempty"`
+	PausedBy          string     `json:"paused_by,omitempty"`
+	Polls             int64      `json:"polls"`
+	Failures          int64      `json:"failures"`
+	SuccessRate       float64    `json:"success_rate"`
+	LatencyP95Seconds float64    `json:"latency_p95_seconds"`
+}
+
+// ListReply is a page of connectors.
+type ListReply struct {
+	Connectors []Connector `json:"connectors"`
+	// Total counts the connectors that match the filters; Offset is this
+	// page's start.
+	Total  int `json:"total"`
+	Offset int `json:"offset"`
+	// Counts counts every connector by health, before the filters;
+	// Types lists every connector type of the config.
+	Counts map[string]int `json:"counts"`
+	Types  []string       `json:"types"`
+	// StaleAfter is the number of missed intervals that makes a connector
+	// stale (AGGREGATOR_STALE_AFTER); HealthyWindow the healthy window.
+	StaleAfter    int       `json:"stale_after"`
+	HealthyWindow string    `json:"healthy_window"`
+	At            time.Time `json:"at"`
+}
+
+// Status is one connector in full.
+type Status struct {
+	Connector
+	// Cursor, ETag and LastModified are what the next poll starts from.
+	Cursor       string `json:"cursor,omitempty"`
+	ETag         string `json:"etag,omitempty"`
+	LastModified string `json:"last_modified,omitempty"`
+	// Generation counts its resets.
+	Generation uint64 `json:"generation"`
+	// SeenItems counts the item versions it remembers.
+	SeenItems int64     `json:"seen_items"`
+	Lease     LeaseInfo `json:"lease"`
+	// Recent are its latest polls, oldest first (at most 100).
+	Recent []Poll `json:"recent"`
+	// RateLimited counts the recent polls refused with 429.
+	RateLimited    int     `json:"rate_limited"`
+	Skipped        int64   `json:"skipped"`
+	ItemsPublished int64   `json:"items_published"`
+	LatencyAvg     float64 `json:"latency_avg_seconds"`
+}
+
+// LeaseInfo is who holds a connector's lease.
+type LeaseInfo struct {
+	// Holder is the worker polling it now, "" when free.
+	Holder string `json:"holder,omitempty"`
+	Token  uint64 `json:"token,omitempty"`
+	// ExpiresInSeconds is the held lease's time left.
+	ExpiresInSeconds float64 `json:"expires_in_seconds,omitempty"`
+	// Fence is the newest fencing token taken.
+	Fence uint64 `json:"fence"`
+}
+
+// Poll is one poll, as reported.
+type Poll struct {
+	StartedAt       time.Time `json:"started_at"`
+	DurationSeconds float64   `json:"duration_seconds"`
+	// Outcome is success, failure or skipped.
+	Outcome        string `json:"outcome"`
+	Error          string `json:"error,omitempty"`
+	ItemsFetched   int64  `json:"items_fetched"`
+	ItemsPublished int64  `json:"items_published"`
+	NotModified    bool   `json:"not_modified,omitempty"`
+	RateLimited    bool   `json:"rate_limited,omitempty"`
+	Worker         string `json:"worker,omitempty"`
+	TraceID        string `json:"trace_id,omitempty"`
+}
+
+// TriggerReply says how a triggered poll ended.
+type TriggerReply struct {
+	Connector string `json:"connector"`
+	Worker    string `json:"worker"`
+	Poll
+	FinishedAt   time.Time `json:"finished_at"`
+	ItemsFailed  int64     `json:"items_failed"`
+	FencingToken uint64    `json:"fencing_token"`
+	// WaitedSeconds is how long it waited for a running poll's lease.
+	WaitedSeconds float64 `json:"waited_seconds,omitempty"`
+}
+
+// PauseReply says what pause did.
+type PauseReply struct {
+	Connector string    `json:"connector"`
+	Paused    bool      `json:"paused"`
+	Since     time.Time `json:"since"`
+	By        string    `json:"by,omitempty"`
+	// Already is true when it was paused before (Since and By are the
+	// first pause's).
+	Already bool `json:"already"`
+}
+
+// ResumeReply says what resume did.
+type ResumeReply struct {
+	Connector string `json:"connector"`
+	// WasPaused is false when it was not paused: nothing changed.
+	WasPaused bool       `json:"was_paused"`
+	PausedAt  *time.Time `json:"paused_at,omitempty"`
+	// Scheduled is true when its schedule is installed again (false for a
+	// connector the config disables); FirstTick when it was sent a tick at
+	// once because it is overdue.
+	Scheduled bool `json:"scheduled"`
+	FirstTick bool `json:"first_tick"`
+}
+
+// ResetReply says what reset did.
+type ResetReply struct {
+	Connector string `json:"connector"`
+	// Generation is the connector's generation from now on.
+	Generation     uint64  `json:"generation"`
+	ItemsForgotten int64   `json:"items_forgotten"`
+	FencingToken   uint64  `json:"fencing_token"`
+	WaitedSeconds  float64 `json:"waited_seconds,omitempty"`
+}
+
+// ReloadReply is one process's answer to reload.
+type ReloadReply struct {
+	// Service is scheduler, worker or aggregator; Replica its id
+	// (SCHEDULER_ID, WORKER_ID, host-pid); Instance its micro instance id.
+	Service  string `json:"service"`
+	Replica  string `json:"replica"`
+	Instance string `json:"instance"`
+	// OK is false when the config was rejected: the running one stays.
+	OK         bool      `json:"ok"`
+	Source     string    `json:"source,omitempty"`
+	Connectors int       `json:"connectors"`
+	Enabled    int       `json:"enabled"`
+	Error      string    `json:"error,omitempty"`
+	Problems   []Problem `json:"problems,omitempty"`
+}
+
+// Problem is one thing wrong with a config.
+type Problem struct {
+	Path    string `json:"path,omitempty"`
+	Message string `json:"message"`
+}

@@ -1,0 +1,295 @@
+package aggregator
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/pollgrid/pollgrid/pkg/admin"
+	"github.com/pollgrid/pollgrid/pkg/config"
+	"github.com/pollgrid/pollgrid/pkg/redact"
+	"github.com/pollgrid/pollgrid/pkg/scheduler"
+	"github.com/pollgrid/pollgrid/pkg/store"
+)
+
+// The aggregator owns health and freshness: it serves the list and status
+// verbs, the status page and the health gauges, all from one view that
+// joins the config, each connector's state (what the workers commit, so it
+// does not lag) and its metrics (what the aggregator records).
+
+// DefaultStaleAfter is how many missed intervals make a connector stale
+// unless AGGREGATOR_STALE_AFTER says otherwise.
+const DefaultStaleAfter = 3
+
+// view reads every configured connector's row, worst health first.
+func (a *Aggregator) view(ctx context.Context, now time.Time) ([]admin.Connector, error) {
+	cfg := a.opts.Config()
+	names := make([]string, len(cfg.Connectors))
+	for i, c := range cfg.Connectors {
+		names[i] = c.Name
+	}
+	states, err := a.store.States(ctx, names)
+	if err != nil {
+		return nil, fmt.Errorf("read connector states from Redis: %w", err)
+	}
+	all, err := a.store.AllMetrics(ctx, a.opts.HealthyWindow, now)
+	if err != nil {
+		return nil, fmt.Errorf("read connector metrics from Redis: %w", err)
+	}
+	metrics := make(map[string]store.ConnectorMetrics, len(all))
+	for _, m := range all {
+		metrics[m.Name] = m
+	}
+	rows := make([]admin.Connector, len(cfg.Connectors))
+	for i, c := range cfg.Connectors {
+		rows[i] = a.row(c, states[i], metrics[c.Name], now)
+	}
+	slices.SortFunc(rows, func(x, y admin.Connector) int {
+		return cmp.Or(cmp.Compare(admin.HealthRank(x.Health), admin.HealthRank(y.Health)), strings.Compare(x.Name, y.Name))
+	})
+	return rows, nil
+}
+
+// row is one connector's line: health, freshness and metrics.
+func (a *Aggregator) row(c config.Connector, st store.State, m store.ConnectorMetrics, now time.Time) admin.Connector {
+	r := admin.Connector{
+		Name: c.Name, Type: c.Type, Enabled: c.Enabled, Paused: !st.PausedAt.IsZero(), Interval: c.Interval.String(),
+		LastPoll: timeOrNil(st.LastPoll), LastSuccess: timeOrNil(st.LastSuccess), LastErrorAt: m.LastErrorAt,
+		LastError:           a.clean(st.LastError),
+		ConsecutiveFailures: st.ConsecutiveFailures,
+		PausedAt:            timeOrNil(st.PausedAt), PausedBy: st.PausedBy,
+		Polls: m.Polls, Failures: m.Failures, SuccessRate: m.SuccessRate, LatencyP95Seconds: m.LatencyP95Seconds,
+	}
+	if !st.LastSuccess.IsZero() {
+		staleness := now.Sub(st.LastSuccess).Seconds()
+		r.StalenessSeconds = &staleness
+		r.Healthy = now.Sub(st.LastSuccess) <= a.opts.HealthyWindow
+	}
+	if st.NotBefore.After(now) {
+		r.BackoffUntil = &st.NotBefore
+		r.BackoffSeconds = st.NotBefore.Sub(now).Seconds()
+	}
+	// The connector was last due at its last poll, the end of a back-off,
+	// or its resume; never polled, at this replica's start.
+	due := latest(st.LastPoll, st.NotBefore, st.ResumedAt)
+	if due.IsZero() {
+		due = a.started
+	}
+	if missed := int64(now.Sub(due)/c.Interval) - 1; missed > 0 {
+		r.MissedIntervals = missed
+	}
+	running := c.Enabled && !r.Paused
+	r.Stale = running && r.MissedIntervals >= int64(a.opts.StaleAfter)
+	switch {
+	case !c.Enabled:
+		r.Health = admin.HealthDisabled
+	case r.Paused:
+		r.Health = admin.HealthPaused
+	case st.ConsecutiveFailures > 0:
+		r.Health = admin.HealthFailing
+	case r.Stale:
+		r.Health = admin.HealthStale
+	case st.LastPoll.IsZero():
+		r.Health = admin.HealthNew
+	default:
+		r.Health = admin.HealthOK
+	}
+	if running {
+		next := NextFire(c, now, st.LastPoll)
+		if st.NotBefore.After(next) {
+			next = NextFire(c, st.NotBefore, st.LastPoll)
+		}
+		if !next.IsZero() {
+			r.NextDue = &next
+		}
+	}
+	return r
+}
+
+// NextFire is when the connector's schedule fires next after now: its cron
+// phase (scheduler.Spec), or for an "@every" schedule, whose phase depends
+// on when it was installed, an interval after the last poll (zero when it
+// never polled).
+func NextFire(c config.Connector, now, lastPoll time.Time) time.Time {
+	if strings.HasPrefix(scheduler.Spec(c.Name, c.Interval), "@every") {
+		if lastPoll.IsZero() {
+			return time.Time{}
+		}
+		return later(lastPoll.Add(c.Interval), now)
+	}
+	// Cron intervals divide a minute, an hour or a day, so they divide the
+	// seconds since the epoch in UTC: the fires are the instants t with
+	// t mod interval = phase.
+	interval := int64(c.Interval / time.Second)
+	phase := int64(scheduler.Phase(c.Name, c.Interval) / time.Second)
+	secs := now.Unix()
+	next := secs - ((secs-phase)%interval+interval)%interval
+	if next <= secs {
+		next += interval
+	}
+	return time.Unix(next, 0).UTC()
+}
+
+// clean keeps secrets and URL credentials out of what the views show.
+func (a *Aggregator) clean(s string) string {
+	if s == "" {
+		return ""
+	}
+	return a.opts.Redact(redact.URLsIn(s))
+}
+
+// List is the list verb.
+func (a *Aggregator) List(ctx context.Context, data []byte) (any, error) {
+	var req admin.ListRequest
+	if err := admin.Decode(data, &req); err != nil {
+		return nil, err
+	}
+	return a.list(ctx, req, time.Now())
+}
+
+func (a *Aggregator) list(ctx context.Context, req admin.ListRequest, now time.Time) (admin.ListReply, error) {
+	if req.Health != "" {
+		if admin.HealthRank(req.Health) < 0 {
+			return admin.ListReply{}, admin.Errorf(admin.CodeBadRequest, "health %q is none of failing, stale, new, paused, ok, disabled", req.Health)
+		}
+	}
+	if req.Offset < 0 || req.Limit < 0 {
+		return admin.ListReply{}, admin.Errorf(admin.CodeBadRequest, "offset and limit must not be negative")
+	}
+	limit := req.Limit
+	if limit == 0 {
+		limit = admin.DefaultLimit
+	}
+	limit = min(limit, admin.MaxLimit)
+	rows, err := a.view(ctx, now)
+	if err != nil {
+		return admin.ListReply{}, admin.Errorf(admin.CodeUnavailable, "%v", err)
+	}
+	reply := admin.ListReply{
+		Counts: map[string]int{}, Offset: req.Offset, StaleAfter: a.opts.StaleAfter,
+		HealthyWindow: a.opts.HealthyWindow.String(), At: now, Connectors: []admin.Connector{},
+	}
+	types := map[string]bool{}
+	matched := rows[:0:0]
+	query := strings.ToLower(req.Query)
+	for _, r := range rows {
+		reply.Counts[r.Health]++
+		types[r.Type] = true
+		if (query == "" || strings.Contains(r.Name, query)) && (req.Type == "" || r.Type == req.Type) &&
+			(req.Health == "" || r.Health == req.Health) {
+			matched = append(matched, r)
+		}
+	}
+	reply.Types = make([]string, 0, len(types))
+	for t := range types {
+		reply.Types = append(reply.Types, t)
+	}
+	slices.Sort(reply.Types)
+	reply.Total = len(matched)
+	if req.Offset < len(matched) {
+		reply.Connectors = matched[req.Offset:min(req.Offset+limit, len(matched))]
+	}
+	// A page of 1,000 rows must fit a NATS message (1 MB by default): the
+	// whole error is in status.
+	for i := range reply.Connectors {
+		reply.Connectors[i].LastError = truncate(reply.Connectors[i].LastError, maxListError)
+	}
+	return reply, nil
+}
+
+// Status is the status verb.
+func (a *Aggregator) Status(ctx context.Context, data []byte) (any, error) {
+	var req admin.NameRequest
+	if err := admin.Decode(data, &req); err != nil {
+		return nil, err
+	}
+	return a.status(ctx, req.Name, time.Now())
+}
+
+func (a *Aggregator) status(ctx context.Context, name string, now time.Time) (admin.Status, error) {
+	c, ok := a.opts.Config().Lookup(name)
+	if !ok {
+		return admin.Status{}, admin.Errorf(admin.CodeNotFound, "no connector named %q in the config (pollctl list shows them; "+
+			"a connector just added to the file needs pollctl reload)", name)
+	}
+	unavailable := func(err error) (admin.Status, error) {
+		return admin.Status{}, admin.Errorf(admin.CodeUnavailable, "status %s: %v", name, err)
+	}
+	st, err := a.store.State(ctx, name)
+	if err != nil {
+		return unavailable(err)
+	}
+	m, _, err := a.store.Metrics(ctx, name, a.opts.HealthyWindow, now)
+	if err != nil {
+		return unavailable(err)
+	}
+	lease, err := a.store.Lease(ctx, name)
+	if err != nil {
+		return unavailable(err)
+	}
+	seen, err := a.store.SeenCount(ctx, name)
+	if err != nil {
+		return unavailable(err)
+	}
+	recent, err := a.store.Recent(ctx, name, 0)
+	if err != nil {
+		return unavailable(err)
+	}
+	s := admin.Status{
+		Connector: a.row(c, st, m, now),
+		Cursor:    a.clean(st.Cursor), ETag: a.clean(st.ETag), LastModified: a.clean(st.LastModified),
+		Generation: st.Generation, SeenItems: seen,
+		Lease:   admin.LeaseInfo{Holder: lease.Owner, Token: lease.Token, ExpiresInSeconds: lease.Remaining.Seconds(), Fence: lease.Fence},
+		Skipped: m.Skipped, ItemsPublished: m.ItemsPublished, LatencyAvg: m.LatencyAvgSeconds,
+		Recent: make([]admin.Poll, 0, len(recent)),
+	}
+	for _, r := range recent {
+		p := admin.PollOf(r)
+		p.Error = a.clean(p.Error)
+		if p.RateLimited {
+			s.RateLimited++
+		}
+		s.Recent = append(s.Recent, p)
+	}
+	return s, nil
+}
+
+// maxListError is how much of a last error a list row carries.
+const maxListError = 300
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func latest(ts ...time.Time) time.Time {
+	var out time.Time
+	for _, t := range ts {
+		out = later(out, t)
+	}
+	return out
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}

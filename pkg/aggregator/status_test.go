@@ -1,0 +1,62 @@
+package aggregator
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/pollgrid/pollgrid/pkg/admin"
+	"github.com/pollgrid/pollgrid/pkg/config"
+	"github.com/pollgrid/pollgrid/pkg/scheduler"
+	"github.com/pollgrid/pollgrid/pkg/store"
+)
+
+func TestNextFireFollowsTheSchedulesPhase(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 7, 500_000_000, time.UTC)
+	for _, interval := range []time.Duration{time.Second, 10 * time.Second, time.Minute, 5 * time.Minute, time.Hour, 6 * time.Hour} {
+		c := config.Connector{Name: "conn-" + interval.String(), Interval: interval}
+		next := NextFire(c, now, time.Time{})
+		assert.True(t, next.After(now), "%s: %s is after now", interval, next)
+		assert.LessOrEqual(t, next.Sub(now), interval, interval)
+		phase := scheduler.Phase(c.Name, interval)
+		assert.Equal(t, phase, time.Duration(next.Unix()%int64(interval/time.Second))*time.Second, "%s fires at its phase", interval)
+	}
+	// "@every" schedules: an interval after the last poll.
+	c := config.Connector{Name: "odd", Interval: 7 * time.Second}
+	assert.True(t, NextFire(c, now, time.Time{}).IsZero(), "unknown before the first poll")
+	assert.Equal(t, now.Add(-time.Second).Add(7*time.Second), NextFire(c, now, now.Add(-time.Second)))
+}
+
+func TestRowHealth(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	a := &Aggregator{opts: Options{StaleAfter: 3, HealthyWindow: 5 * time.Minute}.withDefaults(), started: now.Add(-time.Hour)}
+	c := config.Connector{Name: "c", Type: "feed", Enabled: true, Interval: time.Minute}
+	for _, tc := range []struct {
+		name   string
+		c      config.Connector
+		st     store.State
+		health string
+		missed int64
+		stale  bool
+	}{
+		{name: "ok", c: c, st: store.State{LastPoll: now.Add(-30 * time.Second), LastSuccess: now.Add(-30 * time.Second)}, health: admin.HealthOK},
+		{name: "failing wins over stale", c: c, st: store.State{LastPoll: now.Add(-10 * time.Minute), ConsecutiveFailures: 2}, health: admin.HealthFailing, missed: 9, stale: true},
+		{name: "stale after 3 missed intervals", c: c, st: store.State{LastPoll: now.Add(-4*time.Minute - time.Second)}, health: admin.HealthStale, missed: 3, stale: true},
+		{name: "2 missed is not stale yet", c: c, st: store.State{LastPoll: now.Add(-3*time.Minute - time.Second)}, health: admin.HealthOK, missed: 2},
+		{name: "backing off is not missing", c: c, st: store.State{LastPoll: now.Add(-10 * time.Minute), NotBefore: now.Add(time.Minute)}, health: admin.HealthOK},
+		{name: "a resume restarts the count", c: c, st: store.State{LastPoll: now.Add(-time.Hour), ResumedAt: now.Add(-30 * time.Second)}, health: admin.HealthOK},
+		{name: "paused", c: c, st: store.State{LastPoll: now.Add(-time.Hour), PausedAt: now.Add(-time.Hour)}, health: admin.HealthPaused, missed: 59},
+		{name: "disabled", c: config.Connector{Name: "c", Interval: time.Minute}, st: store.State{}, health: admin.HealthDisabled, missed: 59},
+		{name: "never polled since the aggregator started: stale", c: c, st: store.State{}, health: admin.HealthStale, missed: 59, stale: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := a.row(tc.c, tc.st, store.ConnectorMetrics{}, now)
+			assert.Equal(t, tc.health, r.Health)
+			assert.Equal(t, tc.missed, r.MissedIntervals)
+			assert.Equal(t, tc.stale, r.Stale)
+		})
+	}
+	fresh := &Aggregator{opts: a.opts, started: now.Add(-time.Minute)}
+	assert.Equal(t, admin.HealthNew, fresh.row(c, store.State{}, store.ConnectorMetrics{}, now).Health)
+}

@@ -1,0 +1,67 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+
+	"github.com/pollgrid/pollgrid/pkg/admin"
+	"github.com/pollgrid/pollgrid/pkg/config"
+)
+
+// serveAdmin registers this process's instance of the pollgrid-admin micro
+// service with the verbs its service owns, plus reload, which every process
+// serves for itself: the same as SIGHUP, answered with the result. stop
+// removes it.
+func serveAdmin(rt *Runtime, replica string, apply func(*config.Config) error, verbs map[string]admin.Handler) (stop func(), err error) {
+	if replica == "" {
+		host, _ := os.Hostname()
+		replica = host + "-" + strconv.Itoa(os.Getpid())
+	}
+	srv, err := admin.NewServer(rt.NATS, admin.ServerConfig{
+		Service: rt.Name, Instance: replica, Version: Version, Redact: rt.Redactor.String, Logger: rt.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	for verb, h := range verbs {
+		if err := srv.Handle(verb, h); err != nil {
+			_ = srv.Stop()
+			return nil, err
+		}
+	}
+	err = srv.HandleEach(admin.VerbReload, func(context.Context, []byte) (any, error) {
+		return reloadReply(rt, replica, srv.ID(), rt.Reload(apply)), nil
+	})
+	if err != nil {
+		_ = srv.Stop()
+		return nil, err
+	}
+	return func() {
+		if err := srv.Stop(); err != nil {
+			rt.Logger.Warn("stopping the admin service failed", "error", err)
+		}
+	}, nil
+}
+
+func reloadReply(rt *Runtime, replica, instance string, err error) admin.ReloadReply {
+	cfg := rt.Config()
+	r := admin.ReloadReply{
+		Service: rt.Name, Replica: replica, Instance: instance, OK: err == nil,
+		Connectors: len(cfg.Connectors), Enabled: len(cfg.Enabled()),
+	}
+	if err == nil {
+		return r
+	}
+	r.Error = fmt.Sprintf("config rejected, the running one (%d connectors) stays: %v", len(cfg.Connectors), err)
+	var problems *config.Problems
+	if errors.As(err, &problems) {
+		r.Source = problems.Source
+		for _, p := range problems.List {
+			r.Problems = append(r.Problems, admin.Problem{Path: p.Path, Message: p.Message})
+		}
+	}
+	return r
+}

@@ -1,0 +1,299 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The operator's fields of a connector's state hash. Only the admin verbs
+// (pause, resume, reset) write them, and Commit never touches them: a poll
+// that runs while its connector is paused cannot unpause it. They live in
+// the state hash because Acquire reads that hash whole: a worker learns that
+// a connector is paused in the round trip that takes its lease.
+const (
+	fieldPausedAt   = "paused_at"
+	fieldPausedBy   = "paused_by"
+	fieldResumedAt  = "resumed_at"
+	fieldGeneration = "generation"
+)
+
+func parseAdminFields(h map[string]string, st *State) error {
+	var err error
+	if st.PausedAt, err = parseTime(h[fieldPausedAt]); err != nil {
+		return fmt.Errorf("field %s: %w", fieldPausedAt, err)
+	}
+	if st.ResumedAt, err = parseTime(h[fieldResumedAt]); err != nil {
+		return fmt.Errorf("field %s: %w", fieldResumedAt, err)
+	}
+	st.PausedBy = h[fieldPausedBy]
+	if v := h[fieldGeneration]; v != "" {
+		if st.Generation, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return fmt.Errorf("field %s: %w", fieldGeneration, err)
+		}
+	}
+	return nil
+}
+
+// pauseLua marks a connector paused unless it already is.
+//
+//	KEYS: state
+//	ARGV: now_ms by
+//	-> {1, now_ms} paused now, {0, paused_at} paused before
+const pauseLua = `
+if redis.call('HSETNX', KEYS[1], 'paused_at', ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'paused_by', ARGV[2])
+  return {1, ARGV[1]}
+end
+return {0, redis.call('HGET', KEYS[1], 'paused_at')}
+`
+
+// resumeLua clears the pause and records when.
+//
+//	KEYS: state
+//	ARGV: now_ms
+//	-> paused_at, or "" when the connector was not paused
+const resumeLua = `
+local pausedAt = redis.call('HGET', KEYS[1], 'paused_at')
+if not pausedAt then
+  return ''
+end
+redis.call('HDEL', KEYS[1], 'paused_at', 'paused_by')
+redis.call('HSET', KEYS[1], 'resumed_at', ARGV[1])
+return pausedAt
+`
+
+// resetLua forgets a connector's cursor, validators and seen versions under
+// its lease, fenced like commitLua, and counts the reset in its generation.
+//
+//	KEYS: lease fence state seen seen_at
+//	ARGV: token "<owner>:<token>"
+//	-> {0} fenced, {1, items forgotten, generation}
+const resetLua = `
+if tonumber(redis.call('GET', KEYS[2])) ~= tonumber(ARGV[1]) then
+  return {0}
+end
+local forgotten = redis.call('HLEN', KEYS[4])
+redis.call('HDEL', KEYS[3], 'cursor', 'etag', 'last_modified')
+redis.call('DEL', KEYS[4], KEYS[5])
+local generation = redis.call('HINCRBY', KEYS[3], 'generation', 1)
+if redis.call('GET', KEYS[1]) == ARGV[2] then
+  redis.call('DEL', KEYS[1])
+end
+return {1, forgotten, generation}
+`
+
+// Pause marks a connector paused by who (an operator's name, for status).
+// It returns since when it is paused; already is true when it was paused
+// before (the first pause's time and author stay). Workers skip the ticks of
+// a paused connector and the scheduler removes its schedule.
+func (s *Store) Pause(ctx context.Context, name, by string, now time.Time) (since time.Time, already bool, err error) {
+	if err := checkName(name); err != nil {
+		return time.Time{}, false, fmt.Errorf("pause: %w", err)
+	}
+	res, err := s.pause.Run(ctx, s.rdb, []string{s.key(name, keyState)}, now.UnixMilli(), by).Slice()
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("pause %s: %w", name, err)
+	}
+	if len(res) != 2 {
+		return time.Time{}, false, fmt.Errorf("pause %s: unexpected script reply %v", name, res)
+	}
+	fresh, _ := res[0].(int64)
+	v, _ := res[1].(string)
+	if since, err = parseTime(v); err != nil {
+		return time.Time{}, false, fmt.Errorf("pause %s: field %s: %w", name, fieldPausedAt, err)
+	}
+	return since, fresh == 0, nil
+}
+
+// Resume clears a connector's pause. wasPaused is false when it was not
+// paused (nothing changed); pausedAt is when the pause began.
+func (s *Store) Resume(ctx context.Context, name string, now time.Time) (pausedAt time.Time, wasPaused bool, err error) {
+	if err := checkName(name); err != nil {
+		return time.Time{}, false, fmt.Errorf("resume: %w", err)
+	}
+	v, err := s.resume.Run(ctx, s.rdb, []string{s.key(name, keyState)}, now.UnixMilli()).Text()
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("resume %s: %w", name, err)
+	}
+	if v == "" {
+		return time.Time{}, false, nil
+	}
+	if pausedAt, err = parseTime(v); err != nil {
+		return time.Time{}, false, fmt.Errorf("resume %s: field %s: %w", name, fieldPausedAt, err)
+	}
+	return pausedAt, true, nil
+}
+
+// batch is how many connectors one pipeline of the bulk reads holds.
+const batch = 1000
+
+// Paused returns the names among names that are paused, with since when,
+// in pipelines of a thousand.
+func (s *Store) Paused(ctx context.Context, names []string) (map[string]time.Time, error) {
+	out := map[string]time.Time{}
+	for start := 0; start < len(names); start += batch {
+		chunk := names[start:min(start+batch, len(names))]
+		cmds := make([]*redis.StringCmd, len(chunk))
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, name := range chunk {
+				if err := checkName(name); err != nil {
+					return err
+				}
+				cmds[i] = p.HGet(ctx, s.key(name, keyState), fieldPausedAt)
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("read paused connectors: %w", err)
+		}
+		for i, name := range chunk {
+			v, err := cmds[i].Result()
+			if errors.Is(err, redis.Nil) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("read paused %s: %w", name, err)
+			}
+			t, err := parseTime(v)
+			if err != nil {
+				return nil, fmt.Errorf("read paused %s: %w", name, err)
+			}
+			if !t.IsZero() {
+				out[name] = t
+			}
+		}
+	}
+	return out, nil
+}
+
+// States reads the state of many connectors, aligned with names, in
+// pipelines of a thousand. A connector never committed has the zero State.
+func (s *Store) States(ctx context.Context, names []string) ([]State, error) {
+	out := make([]State, len(names))
+	for start := 0; start < len(names); start += batch {
+		chunk := names[start:min(start+batch, len(names))]
+		cmds := make([]*redis.MapStringStringCmd, len(chunk))
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, name := range chunk {
+				if err := checkName(name); err != nil {
+					return err
+				}
+				cmds[i] = p.HGetAll(ctx, s.key(name, keyState))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("read states of %d connectors: %w", len(chunk), err)
+		}
+		for i, name := range chunk {
+			st, err := parseState(cmds[i].Val())
+			if err != nil {
+				return nil, fmt.Errorf("read state %s: %w", name, err)
+			}
+			out[start+i] = st
+		}
+	}
+	return out, nil
+}
+
+// LeaseInfo says who holds a connector's lease now.
+type LeaseInfo struct {
+	// Owner and Token of the lease held now; Owner is "" when it is free.
+	Owner string
+	Token uint64
+	// Remaining is the lease's time left.
+	Remaining time.Duration
+	// Fence is the newest token ever taken (the next lease gets Fence+1).
+	Fence uint64
+}
+
+// Lease reads who holds a connector's lease, for status.
+func (s *Store) Lease(ctx context.Context, name string) (LeaseInfo, error) {
+	if err := checkName(name); err != nil {
+		return LeaseInfo{}, fmt.Errorf("read lease: %w", err)
+	}
+	var value, fence *redis.StringCmd
+	var pttl *redis.DurationCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		value = p.Get(ctx, s.key(name, keyLease))
+		pttl = p.PTTL(ctx, s.key(name, keyLease))
+		fence = p.Get(ctx, s.key(name, keyFence))
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return LeaseInfo{}, fmt.Errorf("read lease %s: %w", name, err)
+	}
+	var info LeaseInfo
+	if v := fence.Val(); v != "" {
+		if info.Fence, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return LeaseInfo{}, fmt.Errorf("read lease %s: fence %q is not a number", name, v)
+		}
+	}
+	if v := value.Val(); v != "" {
+		i := strings.LastIndexByte(v, ':')
+		if i < 0 {
+			return LeaseInfo{}, fmt.Errorf("read lease %s: %q is not <owner>:<token>", name, v)
+		}
+		info.Owner = v[:i]
+		if info.Token, err = strconv.ParseUint(v[i+1:], 10, 64); err != nil {
+			return LeaseInfo{}, fmt.Errorf("read lease %s: %q is not <owner>:<token>", name, v)
+		}
+		info.Remaining = max(pttl.Val(), 0)
+	}
+	return info, nil
+}
+
+// SeenCount is how many item versions a connector remembers.
+func (s *Store) SeenCount(ctx context.Context, name string) (int64, error) {
+	if err := checkName(name); err != nil {
+		return 0, fmt.Errorf("count seen items: %w", err)
+	}
+	n, err := s.rdb.HLen(ctx, s.key(name, keySeen)).Result()
+	if err != nil {
+		return 0, fmt.Errorf("count seen items %s: %w", name, err)
+	}
+	return n, nil
+}
+
+// ResetResult is what Reset did.
+type ResetResult struct {
+	// Token is the fencing token the reset ran under: a poll that started
+	// before it cannot commit afterwards.
+	Token uint64
+	// Forgotten counts the item versions forgotten.
+	Forgotten int64
+	// Generation is the connector's generation from now on (see
+	// pollgridv1.Signal.generation).
+	Generation uint64
+}
+
+// Reset forgets a connector's cursor, ETag, Last-Modified and seen versions,
+// so that its next poll starts over and publishes every current item as
+// created. It takes the connector's lease like a poll (a *LeaseHeldError
+// while a poll runs) and writes fenced, so no poll overlaps it and none that
+// began before can write its older state back. Its history, failures and
+// back-off stay.
+func (s *Store) Reset(ctx context.Context, name, owner string, ttl time.Duration) (ResetResult, error) {
+	lease, _, err := s.Acquire(ctx, name, owner, ttl)
+	if err != nil {
+		return ResetResult{}, fmt.Errorf("reset: %w", err)
+	}
+	keys := []string{s.key(name, keyLease), s.key(name, keyFence), s.key(name, keyState), s.key(name, keySeen), s.key(name, keySeenAt)}
+	res, err := s.reset.Run(ctx, s.rdb, keys, strconv.FormatUint(lease.Token, 10), lease.value()).Slice()
+	if err != nil {
+		_ = s.Release(context.WithoutCancel(ctx), lease)
+		return ResetResult{}, fmt.Errorf("reset %s: %w", name, err)
+	}
+	if ok, _ := res[0].(int64); ok == 0 || len(res) != 3 {
+		return ResetResult{}, fmt.Errorf("reset %s token %d: %w", name, lease.Token, ErrFenced)
+	}
+	forgotten, _ := res[1].(int64)
+	generation, _ := res[2].(int64)
+	return ResetResult{Token: lease.Token, Forgotten: forgotten, Generation: uint64(generation)}, nil
+}

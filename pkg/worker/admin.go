@@ -1,0 +1,170 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/pollgrid/pollgrid/pkg/admin"
+	"github.com/pollgrid/pollgrid/pkg/store"
+	"github.com/pollgrid/pollgrid/pkg/telemetry"
+)
+
+// The worker serves two admin verbs: trigger (poll now, once, under the
+// lease, and say how it went) and reset (forget cursor and seen versions
+// under the lease). Any worker may answer: each one knows every connector
+// of the config, whatever its WORKER_TYPES.
+
+// triggeredKey marks the context of a poll an operator asked for: it runs
+// even while the connector is paused or backing off.
+type triggeredKey struct{}
+
+func triggered(ctx context.Context) bool { v, _ := ctx.Value(triggeredKey{}).(bool); return v }
+
+// skipPaused is why a tick of a paused connector polls nothing (nil when it
+// is not paused, or an operator triggered this poll).
+func skipPaused(ctx context.Context, st store.State) error {
+	if st.PausedAt.IsZero() || triggered(ctx) {
+		return nil
+	}
+	by := ""
+	if st.PausedBy != "" {
+		by = " by " + st.PausedBy
+	}
+	return fmt.Errorf("paused since %s%s (pollctl resume)", st.PausedAt.UTC().Format(time.RFC3339), by)
+}
+
+// Trigger is the trigger verb: it polls the named connector at once, on
+// this worker, under the connector's lease (waiting for a poll that holds
+// it to end), and replies with the poll's outcome. The poll is reported to
+// the aggregator like any other.
+func (w *Worker) Trigger(ctx context.Context, data []byte) (any, error) {
+	var req admin.NameRequest
+	if err := admin.Decode(data, &req); err != nil {
+		return nil, err
+	}
+	in, err := w.adminLookup(req.Name)
+	if err != nil {
+		return nil, err
+	}
+	c := in.cfg
+	ctx = context.WithValue(ctx, triggeredKey{}, true)
+	ctx, span := w.tracer.Start(ctx, "trigger "+c.Name, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("pollgrid.connector", c.Name), attribute.String("pollgrid.connector_type", c.Type)))
+	defer span.End()
+	ctx = telemetry.ContextWithLogAttrs(ctx, slog.String("connector", c.Name), slog.String("type", c.Type))
+	w.metrics.inFlight.Inc()
+	defer w.metrics.inFlight.Dec()
+	asked := time.Now()
+	for {
+		report, _, pollErr := w.poll(ctx, in, noTick{}, w.log)
+		var held *store.LeaseHeldError
+		if errors.As(pollErr, &held) {
+			if err := waitLease(ctx, held); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		report.TraceId = span.SpanContext().TraceID().String()
+		w.reports.add(report)
+		w.log.InfoContext(ctx, "triggered poll done", "outcome", outcomeLabel(report.GetOutcome()))
+		started := report.GetStartedAt().AsTime()
+		return admin.TriggerReply{
+			Connector:     c.Name,
+			Worker:        w.opts.ID,
+			Poll:          admin.PollOf(report),
+			FinishedAt:    started.Add(report.GetDuration().AsDuration()),
+			ItemsFailed:   report.GetItemsFailed(),
+			FencingToken:  report.GetFencingToken(),
+			WaitedSeconds: started.Sub(asked).Seconds(),
+		}, nil
+	}
+}
+
+// Reset is the reset verb: it forgets the named connector's cursor,
+// validators and seen versions under its lease, so that its next poll
+// publishes every current item as created. The request must repeat the
+// name in confirm.
+func (w *Worker) Reset(ctx context.Context, data []byte) (any, error) {
+	var req admin.ResetRequest
+	if err := admin.Decode(data, &req); err != nil {
+		return nil, err
+	}
+	if req.Confirm != req.Name || req.Name == "" {
+		return nil, admin.Errorf(admin.CodeBadRequest, "reset forgets the cursor and seen versions of %q, and its next poll publishes "+
+			"every current item again as created: confirm by repeating the name in \"confirm\" (pollctl reset %s --yes)", req.Name, req.Name)
+	}
+	in, err := w.adminLookup(req.Name)
+	if err != nil {
+		return nil, err
+	}
+	asked := time.Now()
+	for {
+		res, err := w.store.Reset(ctx, in.cfg.Name, "admin-reset@"+w.opts.ID, in.cfg.LeaseTTL)
+		var held *store.LeaseHeldError
+		if errors.As(err, &held) {
+			if err := waitLease(ctx, held); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err != nil {
+			return nil, admin.Errorf(admin.CodeUnavailable, "reset %s: %v", in.cfg.Name, err)
+		}
+		w.log.Warn("connector reset: its next poll publishes every current item as created",
+			"connector", in.cfg.Name, "generation", res.Generation, "items_forgotten", res.Forgotten, "token", res.Token)
+		return admin.ResetReply{
+			Connector: in.cfg.Name, Generation: res.Generation, ItemsForgotten: res.Forgotten,
+			FencingToken: res.Token, WaitedSeconds: time.Since(asked).Seconds(),
+		}, nil
+	}
+}
+
+func (w *Worker) adminLookup(name string) (*instance, error) {
+	in, ok := w.lookup(name)
+	if !ok {
+		return nil, admin.Errorf(admin.CodeNotFound, "no connector named %q in the config (pollctl list shows them; "+
+			"a connector just added to the file needs pollctl reload)", name)
+	}
+	return in, nil
+}
+
+// waitLease waits until a held lease should be free again, or says why it
+// cannot: the request's time is up.
+func waitLease(ctx context.Context, held *store.LeaseHeldError) error {
+	t := time.NewTimer(held.Remaining + 50*time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return admin.Errorf(admin.CodeConflict, "%s: a poll held the lease the whole time the request had; "+
+			"try again, or see who holds it with pollctl status %s", held.Error(), held.Connector)
+	}
+}
+
+// noTick stands in for the tick of a triggered poll, which has none: there
+// is nothing to ack, nak or keep in progress.
+type noTick struct{}
+
+func (noTick) Metadata() (*jetstream.MsgMetadata, error) {
+	return nil, errors.New("a triggered poll has no tick")
+}
+func (noTick) Data() []byte                     { return nil }
+func (noTick) Headers() nats.Header             { return nats.Header{} }
+func (noTick) Subject() string                  { return "" }
+func (noTick) Reply() string                    { return "" }
+func (noTick) Ack() error                       { return nil }
+func (noTick) DoubleAck(context.Context) error  { return nil }
+func (noTick) Nak() error                       { return nil }
+func (noTick) NakWithDelay(time.Duration) error { return nil }
+func (noTick) InProgress() error                { return nil }
+func (noTick) Term() error                      { return nil }
+func (noTick) TermWithReason(string) error      { return nil }

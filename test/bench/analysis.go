@@ -1,0 +1,116 @@
+package bench
+
+import (
+	"strconv"
+	"time"
+)
+
+// Coverage says whether every connector was polled every interval over a
+// window, from the times the upstream saw each connector's requests.
+type Coverage struct {
+	// Connectors is how many connectors were expected.
+	Connectors int
+	// Polls is the number of requests started in the window.
+	Polls int
+	// Allowed is the polls per connector the window allows: floor(window / interval).
+	Allowed int
+	// Short counts connectors with fewer polls in the window than Allowed.
+	Short int
+	// Never counts connectors not polled at all in the window.
+	Never int
+	// Lateness holds, for each poll in the window that follows an earlier
+	// poll of the same connector, the gap between the two minus the
+	// interval, in seconds (negative when early).
+	Lateness []float64
+	// MaxGap is the longest time a connector went without a poll, counting
+	// the gap still open at the end of the window.
+	MaxGap time.Duration
+}
+
+// PollCoverage analyses request start times (unix milliseconds, ascending,
+// one slice per connector) over [from, to).
+func PollCoverage(times [][]int64, from, to time.Time, interval time.Duration) Coverage {
+	f, t := from.UnixMilli(), to.UnixMilli()
+	c := Coverage{Connectors: len(times), Allowed: int(to.Sub(from) / interval)}
+	var maxGap int64
+	for _, ts := range times {
+		n := 0
+		prev := int64(-1)
+		for _, at := range ts {
+			if at >= t {
+				break
+			}
+			if at >= f {
+				n++
+				if prev >= 0 {
+					gap := at - prev
+					maxGap = max(maxGap, gap)
+					c.Lateness = append(c.Lateness, float64(gap)/1000-interval.Seconds())
+				}
+			}
+			prev = at
+		}
+		if prev >= 0 {
+			maxGap = max(maxGap, t-max(prev, f))
+		} else {
+			maxGap = max(maxGap, t-f)
+		}
+		c.Polls += n
+		if n == 0 {
+			c.Never++
+		}
+		if n < c.Allowed {
+			c.Short++
+		}
+	}
+	c.MaxGap = time.Duration(maxGap) * time.Millisecond
+	return c
+}
+
+// SignalRecord is one message read back from the SIGNALS stream.
+type SignalRecord struct {
+	Subject string
+	// ID is the ce-id header.
+	ID string
+	// Version is the signal's version (the upstream's counter here).
+	Version string
+}
+
+// SignalCheck is what a run's signals show.
+type SignalCheck struct {
+	Signals int
+	// DuplicateIDs counts signals whose ce-id was seen before.
+	DuplicateIDs int
+	// Regressions counts signals whose version is not greater than the
+	// previous one of the same subject (numeric versions compared as numbers).
+	Regressions int
+	// Last is the last version seen per subject.
+	Last map[string]string
+}
+
+// CheckSignals verifies signals in stream order: no ce-id twice and, per
+// subject, versions only increasing.
+func CheckSignals(records []SignalRecord) SignalCheck {
+	c := SignalCheck{Signals: len(records), Last: map[string]string{}}
+	ids := make(map[string]struct{}, len(records))
+	for _, r := range records {
+		if _, dup := ids[r.ID]; dup {
+			c.DuplicateIDs++
+		}
+		ids[r.ID] = struct{}{}
+		if prev, ok := c.Last[r.Subject]; ok && !versionLess(prev, r.Version) {
+			c.Regressions++
+		}
+		c.Last[r.Subject] = r.Version
+	}
+	return c
+}
+
+func versionLess(a, b string) bool {
+	x, errA := strconv.ParseInt(a, 10, 64)
+	y, errB := strconv.ParseInt(b, 10, 64)
+	if errA == nil && errB == nil {
+		return x < y
+	}
+	return a < b
+}

@@ -1,0 +1,140 @@
+//go:build bench
+
+package bench
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Scenario 2: the scheduler alone, 100,000 connectors at 10 s (10,000 ticks/s
+// offered), with the test as the workers: a consumer that acks every tick
+// at once.
+
+const (
+	schedConnectors = 100_000
+	schedInterval   = 10 * time.Second
+)
+
+type schedRun struct {
+	Quiet  Quiet
+	Window Window
+	Ticks  TickWindow
+	Bad    int
+}
+
+func benchScheduler(t *testing.T, s *suite) string {
+	n := s.scaled(schedConnectors)
+	settle := pick(s, 2*schedInterval, schedInterval)
+	window := pick(s, 6*schedInterval, 2*schedInterval)
+	var runs []schedRun
+	for rep := 1; rep <= s.reps; rep++ {
+		t.Run(fmt.Sprintf("run-%d", rep), func(t *testing.T) { runs = append(runs, runScheduler(t, s, n, settle, window)) })
+	}
+	return schedReport(n, settle, window, runs)
+}
+
+func runScheduler(t *testing.T, s *suite, n int, settle, window time.Duration) schedRun {
+	q := s.waitQuiet(t, "scheduler")
+	st := newStack(t, s)
+	// No worker runs: the URL is never called.
+	file := connectorsFile(t, n, schedInterval, "http://127.0.0.1:9", nil)
+	st.startService("scheduler", "scheduler", map[string]string{"CONNECTORS_FILE": file}, true)
+	rec := &tickRecorder{}
+	st.consumeTicks(rec)
+	waitFor(t, 3*time.Minute, "the first tick", func() bool { return rec.count() > 0 })
+	sleep(t, settle)
+
+	from := time.Now()
+	rec.keepFrom(from)
+	m, err := StartMeter(st.Procs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sleep(t, window)
+	to := time.Now()
+	w := m.Stop()
+	s.noteWindow(t, "scheduler", w)
+	// Ticks meant for the window may still come: give them one interval.
+	grace := schedInterval
+	sleep(t, grace)
+	tw := AnalyseTicks(rec.records(), n, from, to, schedInterval, grace)
+	r := schedRun{Quiet: q, Window: w, Ticks: tw, Bad: rec.bad}
+	p50, p99, _ := Quantiles(tw.Lateness)
+	sch, _ := w.Get("scheduler")
+	t.Logf("%.0f ticks/s, %d missed, lateness p50 %.3fs p99 %.3fs, scheduler %.2f cores %s",
+		float64(tw.Delivered)/w.Wall.Seconds(), tw.Missed, p50, p99, w.Cores(sch), MiB(float64(sch.MaxRSS)))
+	return r
+}
+
+func schedCollect(runs []schedRun, f func(schedRun) float64) Summary {
+	xs := make([]float64, len(runs))
+	for i, r := range runs {
+		xs[i] = f(r)
+	}
+	return Summarize(xs)
+}
+
+func (r schedRun) cores(name string) float64 {
+	if u, ok := r.Window.Get(name); ok && u.Err == nil {
+		return r.Window.Cores(u)
+	}
+	return math.NaN()
+}
+
+func (r schedRun) rss(name string) float64 {
+	if u, ok := r.Window.Get(name); ok {
+		return float64(u.MaxRSS)
+	}
+	return math.NaN()
+}
+
+func schedReport(n int, settle, window time.Duration, runs []schedRun) string {
+	var b strings.Builder
+	offered := float64(n) / schedInterval.Seconds()
+	fmt.Fprintf(&b, "%s connectors at `interval: %s` (%s ticks/s offered): the scheduler process alone with nats-server and "+
+		"redis-server, and in the test a consumer (durable `workers` on TICKS, filter `pollgrid.tick.>`) acking every tick at once. "+
+		"Window of %s after the first tick plus %s; lateness = receive time − intended time (`Nats-Schedule-Next` − interval "+
+		"for ticks fired by NATS, else the tick's `due_at`); a missed fire is a connector with fewer ticks intended in the "+
+		"window (and received within one interval after it) than the window allows. %s; median (min–max).\n\n",
+		Num(float64(n), 0), Dur(schedInterval), Num(offered, 0), Dur(window), Dur(settle), Plural(len(runs), "run"))
+
+	perSec := func(v float64) string { return Num(v, 0) + "/s" }
+	ms := func(v float64) string { return Num(v*1000, 0) + " ms" }
+	cores := func(v float64) string { return Num(v, 2) + " core" }
+	n0 := func(v float64) string { return Num(v, 0) }
+
+	delivered := schedCollect(runs, func(r schedRun) float64 { return float64(r.Ticks.Delivered) / r.Window.Wall.Seconds() })
+	missed := schedCollect(runs, func(r schedRun) float64 { return float64(r.Ticks.Missed) })
+	q := func(f func([]float64) float64) Summary {
+		return schedCollect(runs, func(r schedRun) float64 { return f(r.Ticks.Lateness) })
+	}
+	p50 := q(func(x []float64) float64 { return Quantile(x, 0.5) })
+	p99 := q(func(x []float64) float64 { return Quantile(x, 0.99) })
+	pmax := q(func(x []float64) float64 { _, _, m := Quantiles(x); return m })
+	schCores := schedCollect(runs, func(r schedRun) float64 { return r.cores("scheduler") })
+	schRSS := schedCollect(runs, func(r schedRun) float64 { return r.rss("scheduler") })
+	natsCores := schedCollect(runs, func(r schedRun) float64 { return r.cores("nats-server") })
+	natsRSS := schedCollect(runs, func(r schedRun) float64 { return r.rss("nats-server") })
+	redisCores := schedCollect(runs, func(r schedRun) float64 { return r.cores("redis-server") })
+	noIntended := schedCollect(runs, func(r schedRun) float64 { return float64(r.Ticks.NoIntended + r.Bad) })
+
+	goalTicks := 0.95 * offered
+	tb := Table{Header: []string{"measure", "result", "goal", ""}}
+	tb.Add("ticks delivered per second", Range(delivered, perSec), "≥ "+Num(goalTicks, 0)+"/s", Verdict(delivered.Median >= goalTicks, delivered.Median))
+	tb.Add(fmt.Sprintf("connectors with a missed fire (of %s)", Num(float64(n), 0)), Range(missed, n0), "0", Verdict(missed.Median == 0, missed.Median))
+	tb.Add("tick lateness p50", Range(p50, ms), "", "")
+	tb.Add("tick lateness p99", Range(p99, ms), "≤ 250 ms", Verdict(p99.Median <= 0.250, p99.Median))
+	tb.Add("tick lateness max", Range(pmax, ms), "", "")
+	tb.Add("scheduler CPU", Range(schCores, cores), "≤ 0.3 core", Verdict(schCores.Median <= 0.3, schCores.Median))
+	tb.Add("scheduler max RSS", Range(schRSS, MiB), "≤ 256 MiB", Verdict(schRSS.Median <= 256<<20, schRSS.Median))
+	tb.Add("nats-server CPU", Range(natsCores, cores), "≤ 0.5 core", Verdict(natsCores.Median <= 0.5, natsCores.Median))
+	tb.Add("nats-server max RSS", Range(natsRSS, MiB), "", "")
+	tb.Add("redis-server CPU", Range(redisCores, cores), "", "")
+	tb.Add("ticks without an intended time or undecodable", Range(noIntended, n0), "0", Verdict(noIntended.Median == 0, noIntended.Median))
+	b.WriteString(tb.Markdown())
+	return b.String()
+}

@@ -1,0 +1,253 @@
+//go:build bench
+
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pollgrid/pollgrid/pkg/bus"
+	"github.com/pollgrid/pollgrid/pkg/redistest"
+	"github.com/pollgrid/pollgrid/test/harness"
+)
+
+// stack is one run's servers, fresh: a nats-server and a redis-server
+// process, and the processes started on them, all stopped when the run's
+// test ends.
+type stack struct {
+	t     *testing.T
+	NATS  *harness.NATSServer
+	Redis *redistest.Server
+	NC    *nats.Conn
+	JS    jetstream.JetStream
+	// Procs are the processes to measure, in start order.
+	Procs []Proc
+}
+
+func newStack(t *testing.T, s *suite) *stack {
+	t.Helper()
+	st := &stack{t: t, NATS: harness.StartNATSServer(t), Redis: redistest.Start(t)}
+	st.NC, st.JS = harness.Connect(t, st.NATS.URL)
+
+	var varz struct {
+		Version string `json:"version"`
+	}
+	getJSON(t, st.NATS.Monitor+"/varz", &varz)
+	info, err := st.Redis.Client(t).Info(context.Background(), "server").Result()
+	require.NoError(t, err)
+	redisPID, err := strconv.Atoi(infoField(info, "process_id"))
+	require.NoError(t, err, "redis-server process_id")
+	s.setVersions(varz.Version, infoField(info, "redis_version"))
+
+	st.Procs = append(st.Procs,
+		Proc{Name: "nats-server", PID: st.NATS.Cmd.Process.Pid},
+		Proc{Name: "redis-server", PID: redisPID})
+	return st
+}
+
+func infoField(info, name string) string {
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// service is one pollgrid service binary running.
+type service struct {
+	*harness.Process
+	Name string
+	// HTTP is the base URL of /healthz, /readyz, /metrics.
+	HTTP string
+	Env  map[string]string
+}
+
+// startService runs the binary of svc (scheduler, worker, aggregator) as
+// name, pointed at this stack's servers, with LOG_LEVEL=warn, no trace
+// exporter, loopback upstreams allowed (UPSTREAM_ALLOW: the bench's
+// upstreams run on this machine) and env on top; it waits for /readyz
+// unless wait is false.
+func (st *stack) startService(name, svc string, env map[string]string, wait bool) *service {
+	t := st.t
+	t.Helper()
+	addr := harness.FreeAddr(t)
+	full := map[string]string{
+		"NATS_URL": st.NATS.URL, "REDIS_URL": st.Redis.URL(), "HTTP_ADDR": addr, "LOG_LEVEL": "warn",
+		"UPSTREAM_ALLOW": harness.LoopbackAllow,
+	}
+	for k, v := range env {
+		full[k] = v
+	}
+	bin := harness.Build(t, "github.com/pollgrid/pollgrid/services/"+svc)
+	sp := &service{Process: harness.StartProcess(t, bin, full), Name: name, HTTP: "http://" + addr, Env: full}
+	if wait {
+		sp.WaitHTTP(t, sp.HTTP+"/readyz", 3*time.Minute)
+	}
+	st.Procs = append(st.Procs, Proc{Name: name, PID: sp.Cmd.Process.Pid})
+	return sp
+}
+
+// metrics scrapes the service's /metrics.
+func (sp *service) metrics(t *testing.T) Metrics {
+	t.Helper()
+	resp, err := httpClient.Get(sp.HTTP + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	m, err := ParseMetrics(resp.Body)
+	require.NoError(t, err)
+	return m
+}
+
+// upstream is the bench upstream process.
+type upstream struct {
+	*harness.Process
+	URL string
+}
+
+// startUpstream runs test/bench/upstream with args; it is measured apart.
+func (st *stack) startUpstream(args ...string) *upstream {
+	t := st.t
+	t.Helper()
+	addr := harness.FreeAddr(t)
+	bin := harness.Build(t, "github.com/pollgrid/pollgrid/test/bench/upstream")
+	u := &upstream{Process: harness.StartProcess(t, bin, nil, append([]string{"-addr", addr}, args...)...), URL: "http://" + addr}
+	u.WaitHTTP(t, u.URL+"/stats", time.Minute)
+	st.Procs = append(st.Procs, Proc{Name: "upstream", PID: u.Cmd.Process.Pid, Apart: true})
+	return u
+}
+
+func (u *upstream) stats(t *testing.T) UpstreamStats {
+	var s UpstreamStats
+	getJSON(t, u.URL+"/stats", &s)
+	return s
+}
+
+func (u *upstream) polls(t *testing.T, since time.Time) UpstreamPolls {
+	var p UpstreamPolls
+	getJSON(t, u.URL+"/polls?since="+strconv.FormatInt(since.UnixMilli(), 10), &p)
+	return p
+}
+
+func (u *upstream) cuts(t *testing.T, since time.Time) []UpstreamCut {
+	var c []UpstreamCut
+	getJSON(t, u.URL+"/cuts?since="+strconv.FormatInt(since.UnixNano(), 10), &c)
+	return c
+}
+
+func (u *upstream) versions(t *testing.T) UpstreamVersions {
+	var v UpstreamVersions
+	getJSON(t, u.URL+"/versions", &v)
+	return v
+}
+
+var httpClient = &http.Client{Timeout: time.Minute}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := httpClient.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "GET %s", url)
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(v), "GET %s", url)
+}
+
+// streamMsgs is the number of messages stored in a stream; 0 when the
+// stream does not exist yet.
+func (st *stack) streamMsgs(name string) uint64 {
+	st.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := st.JS.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0
+	}
+	require.NoError(st.t, err)
+	info, err := s.Info(ctx)
+	require.NoError(st.t, err)
+	return info.State.Msgs
+}
+
+// waitFor polls cond every 100 ms until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(d); ; time.Sleep(100 * time.Millisecond) {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %s for %s", d, what)
+		}
+	}
+}
+
+// waitStream waits until the stream exists (a service creates it).
+func (st *stack) waitStream(name string, d time.Duration) jetstream.Stream {
+	t := st.t
+	t.Helper()
+	var s jetstream.Stream
+	waitFor(t, d, "stream "+name, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var err error
+		s, err = st.JS.Stream(ctx, name)
+		return err == nil
+	})
+	return s
+}
+
+// ensureStreams creates pollgrid's streams as the services would (for the
+// raw loop, which publishes to the same SIGNALS stream).
+func (st *stack) ensureStreams() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(st.t, bus.EnsureStreams(ctx, st.JS, bus.StreamOptions{}))
+}
+
+// connectorsFile writes n http-json connectors c0..c<n-1>, each polling
+// <upstream>/items/<i> every interval, with extra fields (such as
+// "timeout") added to each.
+func connectorsFile(t *testing.T, n int, interval time.Duration, upstreamURL string, extra map[string]any) string {
+	t.Helper()
+	type entry map[string]any
+	list := make([]entry, n)
+	for i := range list {
+		e := entry{
+			"name": "c" + strconv.Itoa(i), "type": "http-json", "interval": Dur(interval),
+			"config": map[string]string{
+				"url": upstreamURL + "/items/" + strconv.Itoa(i), "items": ".items", "id": ".id", "version": ".version",
+			},
+		}
+		for k, v := range extra {
+			e[k] = v
+		}
+		list[i] = e
+	}
+	data, err := json.Marshal(map[string]any{"connectors": list})
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), fmt.Sprintf("connectors-%d.json", n))
+	require.NoError(t, os.WriteFile(path, data, 0o600))
+	return path
+}
+
+// connectorIndex is i of a connector named c<i>; -1 for another name.
+func connectorIndex(name string) int {
+	i, err := strconv.Atoi(strings.TrimPrefix(name, "c"))
+	if err != nil || !strings.HasPrefix(name, "c") {
+		return -1
+	}
+	return i
+}
