@@ -42,8 +42,8 @@ settings it assumes, and what the fault suite measured. This file is written by 
   leases, fencing counters, cursors and seen versions. Replicas with Sentinel (` + "`REDIS_URL=redis-sentinel://...`" + `) or a Cluster
   (` + "`redis-cluster://...`" + `) fail over in seconds; replication is asynchronous, so a failover, like a restart without AOF,
   may lose recent writes: the fencing across data loss (issue 9, item 1) is what keeps that safe.
-- **The SIGNALS duplicate window** (10 minutes): a re-publish after a crash, or after Redis lost the seen versions, is dropped
-  only inside it; set it to the longest outage you intend to absorb.
+- **The SIGNALS duplicate window** (` + "`NATS_DUPLICATE_WINDOW`" + `, 10 minutes): a re-publish after a crash, or after Redis lost the
+  seen versions, is dropped only inside it; set it to the longest outage you intend to absorb.
 - ` + "`WORKER_ACK_WAIT`" + ` and ` + "`lease_ttl`" + ` (2 s): the failover bound. Raise both together if your network or Redis can stall longer.
 
 ## The fault suite
