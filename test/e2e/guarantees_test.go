@@ -103,7 +103,7 @@ func TestKilledWorkerDelaysConnectorBySeconds(t *testing.T) {
 		"config": {"area": "AZ", "user_agent": "(pollgrid e2e)", "base_url": "`+upstream.URL+`"}}]}`)
 	env := func(id string) map[string]string {
 		return map[string]string{"NATS_URL": ns.ClientURL(), "REDIS_URL": redis.URL(), "CONNECTORS_FILE": file,
-			"LOG_LEVEL": "warn", "WORKER_ID": id, "HTTP_ADDR": harness.FreeAddr(t)}
+			"LOG_LEVEL": "warn", "WORKER_ID": id, "HTTP_ADDR": harness.FreeAddr(t), "UPSTREAM_ALLOW": harness.LoopbackAllow}
 	}
 	bin := harness.Build(t, "github.com/pollgrid/pollgrid/services/worker")
 	doomed := harness.StartProcess(t, bin, env("doomed"))
@@ -160,7 +160,7 @@ func TestFrozenWorkerIsFenced(t *testing.T) {
 		"config": {"area": "AZ", "user_agent": "(pollgrid e2e)", "base_url": "`+upstream.URL+`"}}]}`)
 	env := func(id string) map[string]string {
 		return map[string]string{"NATS_URL": ns.ClientURL(), "REDIS_URL": redis.URL(), "CONNECTORS_FILE": file,
-			"LOG_LEVEL": "warn", "WORKER_ID": id, "HTTP_ADDR": harness.FreeAddr(t)}
+			"LOG_LEVEL": "warn", "WORKER_ID": id, "HTTP_ADDR": harness.FreeAddr(t), "UPSTREAM_ALLOW": harness.LoopbackAllow}
 	}
 	frozenEnv := env("frozen")
 	frozen := harness.StartProcess(t, harness.Build(t, "github.com/pollgrid/pollgrid/services/worker"), frozenEnv)
