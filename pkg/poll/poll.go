@@ -243,9 +243,12 @@ func (r *Runner) publishChanges(ctx context.Context, c config.Connector, prev st
 		}
 		out.Commit.Seen = make([]store.SeenItem, 0, len(items))
 		for i, it := range items {
+			// An upstream may echo a credential back: it reaches neither
+			// the signal nor Redis.
+			data := r.Redactor.JSON(it.Data)
 			kept := store.SeenItem{ID: it.ID, Version: it.Version}
 			if res.Complete {
-				kept.Data = it.Data // for the deleted signal, should it go
+				kept.Data = data // for the deleted signal, should it go
 			}
 			out.Commit.Seen = append(out.Commit.Seen, kept)
 			change := bus.ChangeCreated
@@ -263,7 +266,7 @@ func (r *Runner) publishChanges(ctx context.Context, c config.Connector, prev st
 				Version:       it.Version,
 				Change:        change,
 				ObservedAt:    observed,
-				Data:          it.Data,
+				Data:          data,
 				Generation:    prev.Generation,
 			})
 		}
@@ -335,7 +338,7 @@ func (r *Runner) deletions(ctx context.Context, c config.Connector, prev store.S
 			Version:       seen[id],
 			Change:        bus.ChangeDeleted,
 			ObservedAt:    observed,
-			Data:          data[i],
+			Data:          data[i], // redacted when it was kept
 			Generation:    prev.Generation,
 		})
 	}

@@ -933,3 +933,13 @@ func TestNoDeletionsWithoutACompleteListing(t *testing.T) {
 	require.NoError(t, out.Err)
 	assert.Empty(t, out.Signals)
 }
+
+func TestSecretsAreRedactedFromSignalData(t *testing.T) {
+	e := newEnv(t)
+	echo := connector.Item{ID: "a", Version: "1", Data: json.RawMessage(`{"id":"a","echo":"token ` + secret + `"}`)}
+	out := e.poll(t, newConn(returns(result("c1", echo))))
+	require.NoError(t, out.Err)
+	require.Len(t, out.Signals, 1)
+	assert.NotContains(t, string(out.Signals[0].GetData()), secret)
+	assert.JSONEq(t, `{"id":"a","echo":"token [REDACTED]"}`, string(out.Signals[0].GetData()))
+}
