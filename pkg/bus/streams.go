@@ -126,8 +126,16 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 
 func sameSettings(have, want jetstream.StreamConfig) bool {
 	return slices.Equal(have.Subjects, want.Subjects) && have.Retention == want.Retention &&
-		have.MaxMsgsPerSubject == want.MaxMsgsPerSubject && have.Discard == want.Discard &&
+		unlimited(have.MaxMsgsPerSubject) == unlimited(want.MaxMsgsPerSubject) && have.Discard == want.Discard &&
 		have.DiscardNewPerSubject == want.DiscardNewPerSubject && have.MaxAge == want.MaxAge &&
 		have.AllowMsgSchedules == want.AllowMsgSchedules && have.AllowDirect == want.AllowDirect &&
 		(want.Duplicates == 0 || have.Duplicates == want.Duplicates) && have.Replicas == want.Replicas && have.Storage == want.Storage
+}
+
+// unlimited maps the ways of saying "no limit" (0 asked, -1 stored) to one.
+func unlimited(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }
