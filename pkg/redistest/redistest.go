@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/pollgrid/pollgrid/pkg/testport"
 )
 
 // NotFoundMessage is the test failure when redis-server is not installed.
@@ -63,7 +65,7 @@ func Start(t testing.TB) *Server {
 
 	var lastErr error
 	for range startAttempts {
-		port, err := freePort()
+		port, err := testport.Free()
 		if err != nil {
 			t.Fatalf("redistest: find a free port: %v", err)
 		}
@@ -204,15 +206,6 @@ func infoField(info, name string) string {
 		}
 	}
 	return ""
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // syncBuffer collects the server's output for failure messages; the process

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/redistest"
+	"github.com/pollgrid/pollgrid/pkg/testport"
 )
 
 // natsWithPassword starts an embedded NATS with JetStream on port (-1 for
@@ -55,10 +57,9 @@ func (b *logBuffer) String() string {
 }
 
 func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testport.Free()
 	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
+	return "127.0.0.1:" + strconv.Itoa(port)
 }
 
 func testEnv(t *testing.T, natsURL, redisURL string) config.Env {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/service"
+	"github.com/pollgrid/pollgrid/pkg/testport"
 )
 
 // NATS starts an embedded NATS server with JetStream on a random port.
@@ -49,14 +50,13 @@ func Connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
 	return nc, js
 }
 
-// FreeAddr returns a loopback address with a port nobody listens on now.
+// FreeAddr returns a loopback address with a port nobody listens on now and
+// that no other part of this test process was given.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testport.Free()
 	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
-	return addr
+	return "127.0.0.1:" + strconv.Itoa(port)
 }
 
 // WriteFile writes content into a new file in a test temp dir.
