@@ -78,18 +78,20 @@ func TestStackWithTLSNkeyAndRedisACL(t *testing.T) {
 		delete(aggEnv, k)
 	}
 
-	logs := &harness.SyncBuffer{}
-	agg := harness.Start(t, service.Aggregator, aggEnv, service.WithLogOutput(logs))
-	worker := harness.Start(t, service.Worker, with(nil), service.WithLogOutput(logs))
-	harness.Start(t, service.Scheduler, with(nil), service.WithLogOutput(logs))
-
-	// A signal arrives, for a subscriber with the same credentials.
+	// A subscriber with the same credentials, there before the first poll.
 	nkeyOpt, err := nats.NkeyOptionFromSeed(seedFile)
 	require.NoError(t, err)
 	nc, err := nats.Connect(ns.URL, nkeyOpt, nats.RootCAs(ca.CertFile), nats.ClientCert(client.CertFile, client.KeyFile))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	sigs := collect(t, nc)
+
+	logs := &harness.SyncBuffer{}
+	agg := harness.Start(t, service.Aggregator, aggEnv, service.WithLogOutput(logs))
+	worker := harness.Start(t, service.Worker, with(nil), service.WithLogOutput(logs))
+	harness.Start(t, service.Scheduler, with(nil), service.WithLogOutput(logs))
+
+	// A signal arrives through TLS and the nkey.
 	require.Eventually(t, func() bool { return len(sigs.all()) >= 1 }, 30*time.Second, 50*time.Millisecond, "no signal through TLS and the nkey")
 	require.Eventually(t, func() bool {
 		code, body := httpGet(t, agg.HTTP+"/metrics/connectors/noaa-tls")
@@ -187,11 +189,11 @@ func TestStackOnRedisCluster(t *testing.T) {
 		}
 		return m
 	}
+	nc, _ := harness.Connect(t, ns.ClientURL())
+	sigs := collect(t, nc) // before the first poll, so no signal goes by unseen
 	agg := harness.Start(t, service.Aggregator, with())
 	harness.Start(t, service.Worker, with())
 	sched := harness.Start(t, service.Scheduler, with())
-	nc, _ := harness.Connect(t, ns.ClientURL())
-	sigs := collect(t, nc)
 	for _, n := range names {
 		require.Eventually(t, func() bool {
 			code, body := httpGet(t, agg.HTTP+"/metrics/connectors/"+n)
