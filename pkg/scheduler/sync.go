@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -30,35 +31,43 @@ const pageSize = 1000
 // ago (or never happened) its first tick now.
 func (s *Scheduler) sync(ctx context.Context) error {
 	started := time.Now()
-	installed, err := s.installed(ctx)
-	if err != nil {
-		return err
-	}
 	active, err := s.active(ctx)
 	if err != nil {
 		return err
 	}
-	want := make(map[string]bool, len(installed))
-	var install []definition
-	var fresh []config.Connector
+	// pending starts as every definition the config wants and ends as those
+	// to install: reading the installed ones page by page crosses off each
+	// that matches, so a resync of 100,000 connectors never holds both sets.
+	pending := make(map[string]*wanted, len(active))
 	for _, c := range active {
 		d, err := newDefinition(c)
 		if err != nil {
 			return err
 		}
-		want[d.subject] = true
-		have, ok := installed[d.subject]
-		if !ok {
-			fresh = append(fresh, c)
-		}
-		if !ok || !have.equal(d) {
-			install = append(install, d)
-		}
+		pending[d.subject] = &wanted{def: d, connector: c}
 	}
+	connectors := len(pending)
 	var remove []definition
-	for subject, d := range installed {
-		if !want[subject] {
-			remove = append(remove, d)
+	err = s.eachInstalled(ctx, func(have definition) {
+		w, ok := pending[have.subject]
+		switch {
+		case !ok:
+			remove = append(remove, have)
+		case w.def.equal(have):
+			delete(pending, have.subject)
+		default:
+			w.installed = true
+		}
+	})
+	if err != nil {
+		return err
+	}
+	install := make([]definition, 0, len(pending))
+	var fresh []config.Connector
+	for _, w := range pending {
+		install = append(install, w.def)
+		if !w.installed {
+			fresh = append(fresh, w.connector)
 		}
 	}
 	// First ticks first: a new connector's poll need not wait for the
@@ -72,37 +81,45 @@ func (s *Scheduler) sync(ctx context.Context) error {
 	if err := s.remove(ctx, remove); err != nil {
 		return err
 	}
-	s.metrics.scheduled.Set(float64(len(want)))
+	s.metrics.scheduled.Set(float64(connectors))
 	if len(install)+len(remove) > 0 {
-		s.log.Info("schedules in line with the config", "connectors", len(want), "installed", len(install),
+		s.log.Info("schedules in line with the config", "connectors", connectors, "installed", len(install),
 			"new", len(fresh), "removed", len(remove), "took", time.Since(started).Round(time.Millisecond).String())
 	}
 	return nil
 }
 
-// installed reads every schedule definition in TICKS, by subject.
-func (s *Scheduler) installed(ctx context.Context) (map[string]definition, error) {
-	out := map[string]definition{}
+// wanted is a definition the config asks for; installed says a different
+// one is stored under its subject (so the connector is not new).
+type wanted struct {
+	def       definition
+	connector config.Connector
+	installed bool
+}
+
+// eachInstalled hands fn every schedule definition stored in TICKS, reading
+// them in pages.
+func (s *Scheduler) eachInstalled(ctx context.Context, fn func(definition)) error {
 	for seq := uint64(1); ; {
 		msgs, err := jetstreamext.GetBatch(ctx, s.js, bus.TicksStream, pageSize,
 			jetstreamext.GetBatchSeq(seq), jetstreamext.GetBatchSubject(bus.SchedulePrefix+".>"))
 		if err != nil {
-			return nil, fmt.Errorf("read schedules from %s: %w", bus.TicksStream, err)
+			return fmt.Errorf("read schedules from %s: %w", bus.TicksStream, err)
 		}
 		n := 0
 		for m, err := range msgs {
 			if errors.Is(err, jetstreamext.ErrNoMessages) {
-				return out, nil
+				return nil
 			}
 			if err != nil {
-				return nil, fmt.Errorf("read schedules from %s: %w", bus.TicksStream, err)
+				return fmt.Errorf("read schedules from %s: %w", bus.TicksStream, err)
 			}
-			out[m.Subject] = definitionOf(m)
+			fn(definitionOf(m))
 			seq = m.Sequence + 1
 			n++
 		}
 		if n < pageSize {
-			return out, nil
+			return nil
 		}
 	}
 }
@@ -114,26 +131,34 @@ func (s *Scheduler) installed(ctx context.Context) (map[string]definition, error
 // second apart over up to everySpread, which keeps many of them from firing
 // in the same second.
 func (s *Scheduler) install(ctx context.Context, defs []definition) error {
-	groups := make([][]*nats.Msg, everySpread)
+	groups := make([][]definition, everySpread)
 	for _, d := range defs {
 		g := 0
 		if d.every > 0 {
 			g = int(Phase(d.subject, min(d.every, everySpread*time.Second)) / time.Second)
 		}
-		groups[g] = append(groups[g], d.msg())
+		groups[g] = append(groups[g], d)
 	}
 	start := time.Now()
-	for g, msgs := range groups {
-		if len(msgs) == 0 {
+	for g, group := range groups {
+		if len(group) == 0 {
 			continue
 		}
 		if err := sleepUntil(ctx, start.Add(time.Duration(g)*time.Second)); err != nil {
 			return err
 		}
-		if err := s.publishAll(ctx, msgs); err != nil {
-			return fmt.Errorf("install schedules: %w", err)
+		// A page of messages at a time: their headers are the bulk of a
+		// definition's memory.
+		for page := range slices.Chunk(group, pageSize) {
+			msgs := make([]*nats.Msg, len(page))
+			for i, d := range page {
+				msgs[i] = d.msg()
+			}
+			if err := s.publishAll(ctx, msgs); err != nil {
+				return fmt.Errorf("install schedules: %w", err)
+			}
 		}
-		s.metrics.changes.WithLabelValues("install").Add(float64(len(msgs)))
+		s.metrics.changes.WithLabelValues("install").Add(float64(len(group)))
 	}
 	return nil
 }

@@ -81,7 +81,7 @@ func runRawLoop(t *testing.T, s *suite, n int, warm, window time.Duration) e2eRu
 	ticker := harness.StartProcess(t, bin, nil, "-role", "ticker", "-nats", st.NATS.URL,
 		"-connectors", strconv.Itoa(n), "-rate", strconv.Itoa(n))
 	st.Procs = append(st.Procs, Proc{Name: "ticker", PID: ticker.Cmd.Process.Pid})
-	r := measureE2E(t, s, st, up, warm, window)
+	r := measureE2E(t, s, st, up, "raw", warm, window)
 	r.System, r.Quiet = "raw", q
 	for _, p := range append(procs, ticker) {
 		t.Logf("%s", lastLine(p.Stdout.String()))
@@ -99,13 +99,13 @@ func runPollgridE2E(t *testing.T, s *suite, n int, warm, window time.Duration) e
 		st.startService(fmt.Sprintf("worker-%d", i), "worker", with(env, "WORKER_CONCURRENCY", strconv.Itoa(e2eConcurrency)), true)
 	}
 	st.startService("scheduler", "scheduler", env, true)
-	r := measureE2E(t, s, st, up, warm, window)
+	r := measureE2E(t, s, st, up, "pollgrid", warm, window)
 	r.System, r.Quiet = "pollgrid", q
 	return r
 }
 
 // measureE2E waits for the first signal, warms up, then measures one window.
-func measureE2E(t *testing.T, s *suite, st *stack, up *upstream, warm, window time.Duration) e2eRun {
+func measureE2E(t *testing.T, s *suite, st *stack, up *upstream, system string, warm, window time.Duration) e2eRun {
 	waitFor(t, 3*time.Minute, "the first signal", func() bool { return st.streamMsgs("SIGNALS") > 0 })
 	sleep(t, warm)
 	sig0, up0 := st.streamMsgs("SIGNALS"), up.stats(t)
@@ -113,8 +113,10 @@ func measureE2E(t *testing.T, s *suite, st *stack, up *upstream, warm, window ti
 	if err != nil {
 		t.Fatal(err)
 	}
+	profiled := st.profileCPU("e2e-"+system, window)
 	sleep(t, window)
 	w := m.Stop()
+	profiled()
 	s.noteWindow(t, "e2e", w)
 	sig1, up1 := st.streamMsgs("SIGNALS"), up.stats(t)
 	r := e2eRun{Window: w, Signals: sig1 - sig0, Requests: up1.Requests - up0.Requests,

@@ -3,11 +3,15 @@
 package bench
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
 
 	"github.com/pollgrid/pollgrid/pkg/bus"
 )
@@ -112,9 +116,14 @@ func runFailover(t *testing.T, s *suite, n, kills int) failoverRun {
 		sleep(t, failoverInterval)
 	}
 
-	// Stop ticking, let the ticks already queued be polled, then compare
-	// what the upstream answered with what reached SIGNALS.
+	// Stop ticking (stop the scheduler, then delete the schedules it
+	// installed, which NATS would otherwise go on firing), let the ticks
+	// already queued be polled, then compare what the upstream answered
+	// with what reached SIGNALS.
 	sched.Terminate(30 * time.Second)
+	ticks, err := st.JS.Stream(context.Background(), bus.TicksStream)
+	require.NoError(t, err)
+	require.NoError(t, ticks.Purge(context.Background(), jetstream.WithPurgeSubject(bus.SchedulePrefix+".>")))
 	waitIdle(t, up)
 	recs := sigs.waitCaughtUp(st)
 	run.Signals = CheckSignals(recs)
@@ -196,7 +205,7 @@ func failoverReport(n int, r failoverRun) string {
 		"%d workers × `WORKER_CONCURRENCY=%d`, default AckWait and lease TTL. A worker is SIGKILLed while it has polls in "+
 		"flight (its `pollgrid_polls_in_flight` ≥ 1); the upstream sees which requests were cut (the client went before "+
 		"the answer) and when each cut connector's next request came. The killed worker is restarted between kills. "+
-		"At the end the scheduler stops, the queued ticks drain, and a consumer that read SIGNALS from its start checks the "+
+		"At the end the scheduler stops, its schedules are deleted, the queued ticks drain, and a consumer that read SIGNALS from its start checks the "+
 		"signals. %s.\n\n", n, Dur(failoverInterval), Dur(failoverDelay), failoverWorkers, e2eConcurrency, Plural(len(r.Kills), "kill"))
 	var all []float64
 	cut, unrecovered := 0, 0

@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,11 +37,22 @@ type stack struct {
 	JS    jetstream.JetStream
 	// Procs are the processes to measure, in start order.
 	Procs []Proc
+	// profile is BENCH_PROFILE; pprof maps a process to the base URL of
+	// its profiler (nats-server's prof_port, a service's PPROF_ADDR).
+	profile string
+	pprof   map[string]string
 }
 
 func newStack(t *testing.T, s *suite) *stack {
 	t.Helper()
-	st := &stack{t: t, NATS: harness.StartNATSServer(t), Redis: redistest.Start(t)}
+	st := &stack{t: t, Redis: redistest.Start(t), profile: s.profile, pprof: map[string]string{}}
+	if st.profile == "" {
+		st.NATS = harness.StartNATSServer(t)
+	} else {
+		addr := harness.FreeAddr(t)
+		st.NATS = harness.StartNATSServerConfig(t, harness.NATSConfig{Extra: fmt.Sprintf("prof_port: %d", harness.Port(t, addr))})
+		st.pprof["nats-server"] = "http://" + addr
+	}
 	st.NC, st.JS = harness.Connect(t, st.NATS.URL)
 
 	var varz struct {
@@ -92,6 +105,10 @@ func (st *stack) startService(name, svc string, env map[string]string, wait bool
 	for k, v := range env {
 		full[k] = v
 	}
+	if st.profile != "" {
+		full["PPROF_ADDR"] = harness.FreeAddr(t)
+		st.pprof[name] = "http://" + full["PPROF_ADDR"]
+	}
 	bin := harness.Build(t, "github.com/pollgrid/pollgrid/services/"+svc)
 	sp := &service{Process: harness.StartProcess(t, bin, full), Name: name, HTTP: "http://" + addr, Env: full}
 	if wait {
@@ -99,6 +116,37 @@ func (st *stack) startService(name, svc string, env map[string]string, wait bool
 	}
 	st.Procs = append(st.Procs, Proc{Name: name, PID: sp.Cmd.Process.Pid})
 	return sp
+}
+
+// profileCPU takes a CPU profile of every process with a profiler over the
+// next d, into BENCH_PROFILE as <scenario>-<process>-<time>.pprof; the func
+// it returns waits for them.
+func (st *stack) profileCPU(scenario string, d time.Duration) (wait func()) {
+	var wg sync.WaitGroup
+	stamp := time.Now().UTC().Format("150405")
+	for name, base := range st.pprof {
+		wg.Go(func() {
+			url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, int(d.Seconds()))
+			resp, err := http.Get(url)
+			if err != nil {
+				st.t.Errorf("CPU profile of %s: %v", name, err)
+				return
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil || resp.StatusCode != http.StatusOK {
+				st.t.Errorf("CPU profile of %s: %s: %v", name, resp.Status, err)
+				return
+			}
+			path := filepath.Join(st.profile, fmt.Sprintf("%s-%s-%s.pprof", scenario, name, stamp))
+			if err := os.WriteFile(path, body, 0o644); err != nil {
+				st.t.Errorf("CPU profile of %s: %v", name, err)
+				return
+			}
+			st.t.Logf("CPU profile of %s over the window: go tool pprof -top %s", name, path)
+		})
+	}
+	return wg.Wait
 }
 
 // metrics scrapes the service's /metrics.

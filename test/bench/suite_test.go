@@ -48,6 +48,7 @@ type suite struct {
 	scale    float64
 	out      string // results file; "" writes nothing
 	quietFor time.Duration
+	profile  string // BENCH_PROFILE: where CPU profiles go; "" takes none
 	command  string
 	started  time.Time
 	commit   string
@@ -156,6 +157,13 @@ func newSuite(t *testing.T) *suite {
 		require.NoError(t, err, "BENCH_QUIET_WAIT=%q: want a duration such as 3m", v)
 		s.quietFor = d
 		cmd = append(cmd, "BENCH_QUIET_WAIT="+v)
+	}
+	if v := os.Getenv("BENCH_PROFILE"); v != "" {
+		dir, err := filepath.Abs(v)
+		require.NoError(t, err)
+		require.NoError(t, os.MkdirAll(dir, 0o755), "BENCH_PROFILE=%q: want a directory to write profiles into", v)
+		s.profile = dir
+		cmd = append(cmd, "BENCH_PROFILE="+v)
 	}
 	switch v := os.Getenv("BENCH_OUT"); v {
 	case "-":
