@@ -16,6 +16,7 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/bus"
 	"github.com/pollgrid/pollgrid/pkg/config"
+	"github.com/pollgrid/pollgrid/pkg/failpoint"
 	"github.com/pollgrid/pollgrid/pkg/poll"
 	"github.com/pollgrid/pollgrid/pkg/store"
 	"github.com/pollgrid/pollgrid/pkg/telemetry"
@@ -82,6 +83,9 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		// rather than after AckWait.
 		_ = msg.Nak()
 	} else if !naked {
+		if report.GetItemsPublished() > 0 {
+			failpoint.Hit(failpoint.AfterCommit)
+		}
 		// A plain ack: should it be lost, the redelivered tick finds the
 		// lease free and polls once more, which fencing and the seen
 		// versions make harmless.
@@ -187,6 +191,9 @@ func (w *Worker) poll(ctx context.Context, in *instance, msg jetstream.Msg, log 
 	}
 	w.metrics.itemsFailed.WithLabelValues(c.Type).Add(float64(len(out.Failed)))
 
+	if out.Err == nil && len(out.Signals) > 0 {
+		failpoint.Hit(failpoint.AfterPublish)
+	}
 	if err := w.commit(ctx, lease, out.Commit); err != nil {
 		if errors.Is(err, store.ErrFenced) {
 			w.metrics.fenced.WithLabelValues(c.Type).Inc()

@@ -15,6 +15,7 @@ import (
 
 var (
 	full   = flag.Bool("chaos.full", false, "run every scenario, the HA topology too, and assert the poll-gap bound (make chaos)")
+	only   = flag.String("chaos.only", "", "run only the scenarios whose name contains this (development; no report is written)")
 	report = flag.String("chaos.report", "", "write the guarantees and the measured table to this file (make chaos: docs/reliability.md)")
 )
 
@@ -58,7 +59,7 @@ func TestChaos(t *testing.T) {
 			read = sg.seq
 		}
 		for _, sc := range list {
-			if !*full && !sc.short {
+			if (!*full && !sc.short) || !strings.Contains(sc.name, *only) {
 				continue
 			}
 			w := &window{name: sc.name, start: time.Now(), fromSeq: read}
@@ -90,7 +91,7 @@ func TestChaos(t *testing.T) {
 	if *full {
 		run(newStack(t, topology{connectors: ld.connectors, items: ld.items, period: ld.period, natsCluster: true, sentinel: true}), haScenarios())
 	}
-	if *report != "" {
+	if *report != "" && *only == "" {
 		require.NoError(t, os.WriteFile(*report, []byte(reliabilityDoc(ld, results)), 0o644))
 		t.Logf("wrote %s", *report)
 	}

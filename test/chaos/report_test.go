@@ -76,8 +76,11 @@ settings it assumes, and what the fault suite measured. This file is written by 
 			r.cursorBack, r.pollBack, res, strings.ReplaceAll(notes, "|", "\\|"))
 	}
 	b.WriteString(`
-Not covered yet: failpoints between publish and commit and between commit and ack (they need hooks in pkg/worker);
-the kill -9 scenario kills a worker whose polls are in flight at random points instead.
+The two worker-dies scenarios stop a worker at an exact point of a poll: a worker built with ` + "`-tags failpoints`" + `
+(pkg/failpoint) and started with ` + "`POLLGRID_FAILPOINT=after-publish`" + ` or ` + "`after-commit`" + ` kills itself with SIGKILL the
+first time one of its polls has published signals and not yet committed its cursor, or has committed and not yet acked
+its tick. Binaries built without the tag (every release, ` + "`make build`" + `, the images) contain no such hook. The
+worker-kill scenario kills a worker whose polls are in flight at whatever point they have reached.
 `)
 	return b.String()
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/pollgrid/pollgrid/pkg/failpoint"
 	"github.com/pollgrid/pollgrid/test/harness"
 )
 
@@ -80,6 +81,34 @@ func (s *stack) busyWorker() *svc {
 
 var nextWorker = 4
 
+// dieAt adds a worker built with -tags failpoints that kills itself the
+// first time one of its polls reaches point; the connector's next poll, by
+// another worker, must neither publish a signal twice nor skip one.
+func dieAt(point string) func(*testing.T, *stack, *window) {
+	return func(t *testing.T, s *stack, w *window) {
+		dropped := func() (n float64) {
+			for _, sv := range s.running("worker") {
+				v, _ := strconv.ParseFloat(sv.metric(`pollgrid_signals_duplicate_total{type="http-json"}`), 64)
+				n += v
+			}
+			return n
+		}
+		before := dropped()
+		victim := s.newSvc("worker", fmt.Sprintf("w%d", nextWorker), "failpoints", map[string]string{"POLLGRID_FAILPOINT": point})
+		nextWorker++
+		// Not waiting for /readyz: it may reach the point before that.
+		victim.p = harness.StartProcess(t, harness.BuildTagged(t, "github.com/pollgrid/pollgrid/services/worker", victim.tags), victim.env)
+		s.add(victim)
+		started := time.Now()
+		require.True(t, waitFor(60*time.Second, victim.p.Exited), "%s never reached failpoint %s:\n%s", victim.id, point, victim.p.Stderr)
+		require.Contains(t, victim.p.Stderr.String(), "failpoint "+point+": killing this process")
+		died := time.Since(started)
+		time.Sleep(4 * time.Second)
+		w.note("%s died at %s %.1f s after it started; the other workers' re-publishes JetStream dropped as duplicates since: %.0f",
+			victim.id, point, died.Seconds(), dropped()-before)
+	}
+}
+
 func (s *stack) replaceWorker() {
 	s.start("worker", fmt.Sprintf("w%d", nextWorker))
 	nextWorker++
@@ -97,6 +126,10 @@ func scenarios() []scenario {
 			time.Sleep(5 * time.Second)
 			s.replaceWorker()
 		}},
+		{name: "worker-dies-after-publish", fault: "a worker dies (SIGKILL at a failpoint) after publishing a poll's signals, before committing its cursor",
+			short: true, run: dieAt(failpoint.AfterPublish)},
+		{name: "worker-dies-after-commit", fault: "a worker dies (SIGKILL at a failpoint) after committing a poll, before acking its tick",
+			short: true, run: dieAt(failpoint.AfterCommit)},
 		{name: "worker-stop", fault: "a worker frozen (SIGSTOP) for 6 s, past its 2 s leases, then resumed", short: true, run: func(t *testing.T, s *stack, w *window) {
 			victim := s.busyWorker()
 			fencedBefore, _ := strconv.ParseFloat(victim.metric("pollgrid_state_writes_fenced_total"), 64)

@@ -36,6 +36,7 @@ const (
 type svc struct {
 	kind string // scheduler, worker, aggregator
 	id   string
+	tags string // build tags of its binary
 	env  map[string]string
 	http string
 	p    *harness.Process
@@ -44,7 +45,7 @@ type svc struct {
 
 func (s *svc) start() {
 	s.t.Helper()
-	s.p = harness.StartProcess(s.t, harness.Build(s.t, "github.com/pollgrid/pollgrid/services/"+s.kind), s.env)
+	s.p = harness.StartProcess(s.t, harness.BuildTagged(s.t, "github.com/pollgrid/pollgrid/services/"+s.kind, s.tags), s.env)
 	s.p.WaitHTTP(s.t, s.http+"/readyz", 60*time.Second)
 }
 
@@ -157,16 +158,29 @@ func newStack(t testing.TB, topo topology) *stack {
 }
 
 func (s *stack) start(kind, id string) *svc {
+	sv := s.newSvc(kind, id, "", nil)
+	sv.start()
+	s.add(sv)
+	return sv
+}
+
+// newSvc is a service of kind on this stack, its binary built with tags,
+// extra on top of the stack's environment; not started.
+func (s *stack) newSvc(kind, id, tags string, extra map[string]string) *svc {
 	env := map[string]string{"HTTP_ADDR": harness.FreeAddr(s.t), "WORKER_ID": id, "SCHEDULER_ID": id}
 	for k, v := range s.env {
 		env[k] = v
 	}
-	sv := &svc{kind: kind, id: id, env: env, http: "http://" + env["HTTP_ADDR"], t: s.t}
-	sv.start()
+	for k, v := range extra {
+		env[k] = v
+	}
+	return &svc{kind: kind, id: id, tags: tags, env: env, http: "http://" + env["HTTP_ADDR"], t: s.t}
+}
+
+func (s *stack) add(sv *svc) {
 	s.mu.Lock()
 	s.services = append(s.services, sv)
 	s.mu.Unlock()
-	return sv
 }
 
 // running lists the services of kind whose process runs.

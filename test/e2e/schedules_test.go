@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -88,4 +90,46 @@ func TestTicksFireOnTheConnectorsPhase(t *testing.T) {
 	assert.Equal(t, map[string]bool{"every-2s": true, "every-3s": true}, first, "each new connector got a first tick at once")
 	assert.GreaterOrEqual(t, fired["every-2s"], 2)
 	assert.GreaterOrEqual(t, fired["every-3s"], 2)
+}
+
+// A reload that changes a connector's interval reinstalls its schedule on
+// the new spec without a first tick (the connector is not new), leaves an
+// unchanged connector's schedule alone, and removes a dropped one's.
+func TestReloadReinstallsOnlyWhatChanged(t *testing.T) {
+	ns := harness.NATS(t)
+	redis := redistest.Start(t)
+	_, js := harness.Connect(t, ns.ClientURL())
+	connector := func(name, interval string) string {
+		return `{"name": "` + name + `", "type": "http-json", "interval": "` + interval +
+			`", "config": {"url": "http://127.0.0.1:1/", "items": ".", "id": ".id"}}`
+	}
+	path := harness.WriteFile(t, "connectors.json", `{"connectors": [`+
+		connector("kept", "10s")+`, `+connector("changed", "10s")+`, `+connector("dropped", "10s")+`]}`)
+	sched := harness.Start(t, service.Scheduler, map[string]string{
+		"NATS_URL": ns.ClientURL(), "REDIS_URL": redis.URL(), "CONNECTORS_FILE": path, "LOG_LEVEL": "warn",
+	})
+	require.Eventually(t, func() bool {
+		return metricLine(t, sched.HTTP, `pollgrid_schedule_changes_total{op="install"}`, "3")
+	}, 30*time.Second, 50*time.Millisecond, "three schedules installed")
+	assert.True(t, metricLine(t, sched.HTTP, "pollgrid_first_ticks_total", "3"), "three new connectors, three first ticks")
+
+	require.NoError(t, os.WriteFile(path, []byte(`{"connectors": [`+connector("kept", "10s")+`, `+connector("changed", "20s")+`]}`), 0o600))
+	require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGHUP))
+	require.Eventually(t, func() bool {
+		return metricLine(t, sched.HTTP, `pollgrid_schedule_changes_total{op="install"}`, "4")
+	}, 30*time.Second, 50*time.Millisecond, "the changed connector's schedule reinstalled")
+	require.Eventually(t, func() bool { return metricLine(t, sched.HTTP, "pollgrid_scheduled_connectors", "2") },
+		10*time.Second, 50*time.Millisecond)
+	assert.True(t, metricLine(t, sched.HTTP, "pollgrid_first_ticks_total", "3"), "no first tick for a changed connector")
+
+	ctx := context.Background()
+	ticks, err := js.Stream(ctx, bus.TicksStream)
+	require.NoError(t, err)
+	for name, interval := range map[string]time.Duration{"kept": 10 * time.Second, "changed": 20 * time.Second} {
+		m, err := ticks.GetLastMsgForSubject(ctx, bus.ScheduleSubject("http-json", name))
+		require.NoError(t, err, name)
+		assert.Equal(t, scheduler.Spec(name, interval), m.Header.Get(jetstream.ScheduleHeader), name)
+	}
+	_, err = ticks.GetLastMsgForSubject(ctx, bus.ScheduleSubject("http-json", "dropped"))
+	assert.ErrorIs(t, err, jetstream.ErrMsgNotFound, "the dropped connector's schedule is gone")
 }

@@ -23,9 +23,18 @@ var (
 // returns the executable's path.
 func Build(t testing.TB, pkg string) string {
 	t.Helper()
+	return BuildTagged(t, pkg, "")
+}
+
+// BuildTagged is Build with build tags (comma-separated, as go build -tags
+// takes them), e.g. "failpoints" for a worker the fault suite kills at a
+// named point of its poll.
+func BuildTagged(t testing.TB, pkg, tags string) string {
+	t.Helper()
 	buildMu.Lock()
 	defer buildMu.Unlock()
-	if path, ok := built[pkg]; ok {
+	key := pkg + " " + tags
+	if path, ok := built[key]; ok {
 		return path
 	}
 	if buildDir == "" {
@@ -34,11 +43,14 @@ func Build(t testing.TB, pkg string) string {
 		buildDir = dir
 	}
 	out := filepath.Join(buildDir, filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-o", out, pkg)
+	if tags != "" {
+		out += "-" + strings.ReplaceAll(tags, ",", "-")
+	}
+	cmd := exec.Command("go", "build", "-tags", tags, "-o", out, pkg)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	require.NoError(t, cmd.Run(), "go build %s: %s", pkg, stderr.String())
-	built[pkg] = out
+	built[key] = out
 	return out
 }
 

@@ -1,0 +1,6 @@
+//go:build !failpoints
+
+package failpoint
+
+// Hit does nothing: this binary was built without -tags failpoints.
+func Hit(string) {}
