@@ -74,7 +74,7 @@ func (q *quakes) Poll(ctx context.Context, state connector.State) (connector.Res
 			Properties struct{ Updated int64 }
 		}
 		if err := json.Unmarshal(raw, &f); err != nil || f.ID == "" {
-			result.Failed = append(result.Failed, connector.ItemError{ID: fmt.Sprintf("features[%d]", i), Err: cmp.Or(err, errors.New("no id"))})
+			result.Fail(connector.ItemError{Err: cmp.Or(err, errors.New("no id"))}, "features", i)
 			continue
 		}
 		result.Items = append(result.Items, connector.Item{ID: f.ID, Version: strconv.FormatInt(f.Properties.Updated, 10), Data: raw})

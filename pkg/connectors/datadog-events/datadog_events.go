@@ -152,7 +152,7 @@ type eventPoller struct {
 // poll early, the events left over are newer than the cursor, so the next
 // poll reads them.
 func (p *eventPoller) Poll(ctx context.Context, state connector.State) (connector.Result, error) {
-	since := p.readCursor(ctx, state.Cursor)
+	since := connector.TimeCursor(ctx, p.logger, state.Cursor, "reading the lookback instead")
 	from := "now-" + p.lookback
 	if !since.IsZero() {
 		from = since.Add(-indexMargin).UTC().Truncate(time.Second).Format(time.RFC3339)
@@ -171,10 +171,7 @@ func (p *eventPoller) Poll(ctx context.Context, state connector.State) (connecto
 		for _, raw := range found.Data {
 			item, happened, itemErr := toItem(raw)
 			if itemErr != nil {
-				if itemErr.ID == "" {
-					itemErr.ID = fmt.Sprintf("data[%d]", position)
-				}
-				result.Failed = append(result.Failed, *itemErr)
+				result.Fail(*itemErr, "data", position)
 			} else {
 				result.Items = append(result.Items, item)
 				if happened.After(newest) {
@@ -207,21 +204,6 @@ func (p *eventPoller) Poll(ctx context.Context, state connector.State) (connecto
 		result.State.Cursor = newest.UTC().Format(time.RFC3339Nano)
 	}
 	return result, nil
-}
-
-// readCursor parses the stored cursor. An unreadable one is dropped with a
-// warning: reading the lookback again re-sends events, which change
-// detection drops, whereas failing every poll would stop the connector.
-func (p *eventPoller) readCursor(ctx context.Context, cursor string) time.Time {
-	if cursor == "" {
-		return time.Time{}
-	}
-	since, err := time.Parse(time.RFC3339Nano, cursor)
-	if err != nil {
-		p.logger.WarnContext(ctx, "stored cursor is not an RFC 3339 time; reading the lookback instead", "cursor", cursor)
-		return time.Time{}
-	}
-	return since
 }
 
 // eventsPage is one answer of GET /api/v2/events. The last page has no

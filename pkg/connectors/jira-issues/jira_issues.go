@@ -172,7 +172,7 @@ type issuePoller struct {
 // max_pages stops a poll early, the issues left over are all newer than the
 // cursor, so the next poll picks them up.
 func (p *issuePoller) Poll(ctx context.Context, state connector.State) (connector.Result, error) {
-	since := p.readCursor(ctx, state.Cursor)
+	since := connector.TimeCursor(ctx, p.logger, state.Cursor, "searching without it")
 	jql := p.searchJQL(since)
 
 	result := connector.Result{State: connector.State{Cursor: state.Cursor}}
@@ -188,10 +188,7 @@ func (p *issuePoller) Poll(ctx context.Context, state connector.State) (connecto
 		for _, raw := range found.Issues {
 			item, updated, itemErr := p.toItem(raw)
 			if itemErr != nil {
-				if itemErr.ID == "" {
-					itemErr.ID = fmt.Sprintf("issues[%d]", position)
-				}
-				result.Failed = append(result.Failed, *itemErr)
+				result.Fail(*itemErr, "issues", position)
 			} else {
 				result.Items = append(result.Items, item)
 				if updated.After(newest) {
@@ -219,22 +216,6 @@ func (p *issuePoller) Poll(ctx context.Context, state connector.State) (connecto
 		result.State.Cursor = newest.UTC().Format(time.RFC3339Nano)
 	}
 	return result, nil
-}
-
-// readCursor parses the stored cursor, the RFC 3339 time of the newest
-// "updated" seen. An unreadable one is dropped with a warning: searching
-// from the start again re-sends issues, which change detection then drops,
-// whereas failing every poll would stop the connector for good.
-func (p *issuePoller) readCursor(ctx context.Context, cursor string) time.Time {
-	if cursor == "" {
-		return time.Time{}
-	}
-	since, err := time.Parse(time.RFC3339Nano, cursor)
-	if err != nil {
-		p.logger.WarnContext(ctx, "stored cursor is not an RFC 3339 time; searching without it", "cursor", cursor)
-		return time.Time{}
-	}
-	return since
 }
 
 // searchJQL wraps the user's filter in the poll's time window.

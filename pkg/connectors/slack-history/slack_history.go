@@ -157,10 +157,7 @@ func (p *historyPoller) Poll(ctx context.Context, state connector.State) (connec
 		for _, raw := range history.Messages {
 			item, ts, itemErr := p.toItem(raw)
 			if itemErr != nil {
-				if itemErr.ID == "" {
-					itemErr.ID = fmt.Sprintf("messages[%d]", position)
-				}
-				result.Failed = append(result.Failed, *itemErr)
+				result.Fail(*itemErr, "messages", position)
 			} else {
 				result.Items = append(result.Items, item)
 				if newest == "" || tsAfter(ts, newest) {

@@ -33,10 +33,7 @@ func (c *Client) Items(ctx context.Context, firstURL string, validators connecto
 			item, keep, itemErr := toItem(raw)
 			switch {
 			case itemErr != nil:
-				if itemErr.ID == "" {
-					itemErr.ID = fmt.Sprintf("%s[%d]", what, position)
-				}
-				result.Failed = append(result.Failed, *itemErr)
+				result.Fail(*itemErr, what, position)
 			case !keep:
 			case index[item.ID] > 0:
 				if i := index[item.ID] - 1; item.Version > result.Items[i].Version {
