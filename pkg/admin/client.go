@@ -143,6 +143,12 @@ func replyError(msg *nats.Msg) error {
 	return e
 }
 
+// discoveryQuiet is how long Reload waits, after the last process that
+// answered discovery, for another: a process busy with polls (or a Go
+// runtime in a long GC pause) can take a few hundred milliseconds to
+// answer, and a process reload does not find is one it does not reload.
+const discoveryQuiet = time.Second
+
 // Instances lists the processes that run the admin service now, from
 // micro's discovery ($SRV.INFO.pollgrid-admin). It waits for the first
 // answer up to the client's timeout, then until no more come for quiet.
@@ -165,12 +171,13 @@ func (c *Client) Instances(ctx context.Context, quiet time.Duration) ([]micro.In
 }
 
 // Reload asks every process to load its config again. It finds the
-// processes first (Instances) and waits for each one's answer; missing
-// lists the instances that did not answer in time.
+// processes first (Instances, waiting for discoveryQuiet without a new
+// one) and waits for each one's answer; missing lists the instances that
+// did not answer in time.
 func (c *Client) Reload(ctx context.Context) (replies []ReloadReply, missing []string, err error) {
 	ctx, cancel := c.deadline(ctx)
 	defer cancel()
-	instances, err := c.Instances(ctx, 300*time.Millisecond)
+	instances, err := c.Instances(ctx, discoveryQuiet)
 	if err != nil {
 		return nil, nil, err
 	}
