@@ -117,25 +117,28 @@ func (s *Server) add(verb string, h Handler, opt micro.EndpointOpt) error {
 }
 
 // serve answers on its own goroutine: a trigger waits for a whole poll,
-// and must not hold the endpoint's other requests back.
+// and must not hold the endpoint's other requests back. It publishes the
+// answer itself rather than through req, which micro reads back after the
+// handler returns (for its stats) and so may not be answered from another
+// goroutine.
 func (s *Server) serve(verb string, h Handler, req micro.Request) {
+	reply, data := req.Reply(), req.Data()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeout)
 		defer cancel()
-		reply, err := call(ctx, h, req.Data())
+		answer, err := call(ctx, h, data)
 		if err == nil {
 			var body []byte
-			body, err = encode(reply, s.cfg.Redact)
+			body, err = encode(answer, s.cfg.Redact)
 			if max := s.nc.MaxPayload(); err == nil && max > 0 && int64(len(body)) > max {
 				err = Errorf(CodeInternal, "the reply is %d bytes, over the NATS server's max_payload of %d: ask for less (list: a smaller limit)",
 					len(body), max)
 			}
 			if err == nil {
-				err = req.Respond(body)
-				if err != nil {
-					s.cfg.Logger.Warn("admin reply failed", "verb", verb, "error", err)
+				if perr := s.nc.Publish(reply, body); perr != nil {
+					s.cfg.Logger.Warn("admin reply failed", "verb", verb, "error", perr)
 				}
 				return
 			}
@@ -147,8 +150,11 @@ func (s *Server) serve(verb string, h Handler, req micro.Request) {
 		}
 		e = &Error{Code: e.Code, Message: s.cfg.Redact(e.Message)}
 		body, _ := json.Marshal(e)
-		if rerr := req.Error(strconv.Itoa(e.Code), e.Message, body); rerr != nil {
-			s.cfg.Logger.Warn("admin reply failed", "verb", verb, "error", rerr)
+		msg := &nats.Msg{Subject: reply, Data: body, Header: nats.Header{
+			micro.ErrorHeader: []string{e.Message}, micro.ErrorCodeHeader: []string{strconv.Itoa(e.Code)},
+		}}
+		if perr := s.nc.PublishMsg(msg); perr != nil {
+			s.cfg.Logger.Warn("admin reply failed", "verb", verb, "error", perr)
 		}
 	}()
 }
