@@ -243,10 +243,13 @@ func loadCA(key, path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// newRedisClient builds the client for REDIS_URL with the settings above.
-// It does no I/O besides reading certificate files: go-redis connects on
-// first use.
-func newRedisClient(service string, lookup config.Env, rawURL string) (redis.UniversalClient, []string, error) {
+// NewRedisClient builds the client for REDIS_URL, in any of its forms
+// (redis://, rediss://, redis-sentinel://, redis-cluster://), with the
+// settings above for service; secrets are the URL's passwords, for the
+// caller's redaction. It does no I/O besides reading certificate files:
+// go-redis connects on first use. Every process pollgrid ships (pollctl
+// too) opens Redis through it.
+func NewRedisClient(service string, lookup config.Env, rawURL string) (redis.UniversalClient, []string, error) {
 	target, err := parseRedisURL(rawURL)
 	if err != nil {
 		return nil, nil, err

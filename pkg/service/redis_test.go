@@ -78,7 +78,7 @@ func TestRedisURLErrorsNameTheFixAndNoSecret(t *testing.T) {
 
 func TestRedisClientSettingsAreChosen(t *testing.T) {
 	env := config.MapEnv(map[string]string{"WORKER_CONCURRENCY": "16"})
-	rdb, secrets, err := newRedisClient("worker", env, "redis://:pw@127.0.0.1:6379/0")
+	rdb, secrets, err := NewRedisClient("worker", env, "redis://:pw@127.0.0.1:6379/0")
 	require.NoError(t, err)
 	defer rdb.Close()
 	o := rdb.(*redis.Client).Options()
@@ -92,14 +92,14 @@ func TestRedisClientSettingsAreChosen(t *testing.T) {
 	assert.Equal(t, "pollgrid-worker", o.ClientName)
 	assert.Equal(t, []string{"pw"}, secrets)
 
-	rdb, _, err = newRedisClient("scheduler", config.MapEnv(map[string]string{"REDIS_POOL_SIZE": "3"}), "redis://127.0.0.1:6379/0?read_timeout=1s")
+	rdb, _, err = NewRedisClient("scheduler", config.MapEnv(map[string]string{"REDIS_POOL_SIZE": "3"}), "redis://127.0.0.1:6379/0?read_timeout=1s")
 	require.NoError(t, err)
 	defer rdb.Close()
 	o = rdb.(*redis.Client).Options()
 	assert.Equal(t, 3, o.PoolSize)
 	assert.Equal(t, time.Second, o.ReadTimeout, "the URL's own setting wins")
 
-	rdb, _, err = newRedisClient("aggregator", config.MapEnv(nil), "redis-cluster://n1:7000,n2:7000")
+	rdb, _, err = NewRedisClient("aggregator", config.MapEnv(nil), "redis-cluster://n1:7000,n2:7000")
 	require.NoError(t, err)
 	defer rdb.Close()
 	co := rdb.(*redis.ClusterClient).Options()
@@ -107,11 +107,11 @@ func TestRedisClientSettingsAreChosen(t *testing.T) {
 	assert.Equal(t, -1, co.MaxRetries)
 	assert.True(t, co.ContextTimeoutEnabled)
 
-	_, _, err = newRedisClient("worker", config.MapEnv(map[string]string{"REDIS_CA": "/nope.pem"}), "redis://127.0.0.1:6379")
+	_, _, err = NewRedisClient("worker", config.MapEnv(map[string]string{"REDIS_CA": "/nope.pem"}), "redis://127.0.0.1:6379")
 	assert.ErrorContains(t, err, "write rediss:// instead of redis://")
-	_, _, err = newRedisClient("worker", config.MapEnv(map[string]string{"REDIS_CA": "/nope.pem"}), "rediss://127.0.0.1:6379")
+	_, _, err = NewRedisClient("worker", config.MapEnv(map[string]string{"REDIS_CA": "/nope.pem"}), "rediss://127.0.0.1:6379")
 	assert.ErrorContains(t, err, "REDIS_CA: open /nope.pem: no such file or directory (mount the CA certificate there, or unset REDIS_CA)")
-	_, _, err = newRedisClient("worker", config.MapEnv(map[string]string{"REDIS_CERT": "/c.pem"}), "rediss://127.0.0.1:6379")
+	_, _, err = NewRedisClient("worker", config.MapEnv(map[string]string{"REDIS_CERT": "/c.pem"}), "rediss://127.0.0.1:6379")
 	assert.ErrorContains(t, err, "REDIS_CERT and REDIS_KEY go together")
 }
 
@@ -119,7 +119,7 @@ func TestRedisClientSettingsAreChosen(t *testing.T) {
 // fails a call at its caller's deadline, not at the client's read timeout.
 func TestRedisStallFailsAtTheCallersDeadline(t *testing.T) {
 	srv := redistest.Start(t)
-	rdb, _, err := newRedisClient("worker", config.MapEnv(nil), srv.URL())
+	rdb, _, err := NewRedisClient("worker", config.MapEnv(nil), srv.URL())
 	require.NoError(t, err)
 	defer rdb.Close()
 	incr := redis.NewScript(`return redis.call("INCR", KEYS[1])`)
@@ -150,7 +150,7 @@ func TestRedisStallFailsAtTheCallersDeadline(t *testing.T) {
 func TestRedisScriptIsNotRetriedWhenItsAnswerIsLost(t *testing.T) {
 	srv := redistest.Start(t)
 	proxy := newReplyDropper(t, srv.Addr(), "EVALSHA")
-	rdb, _, err := newRedisClient("worker", config.MapEnv(nil), "redis://"+proxy+"/0")
+	rdb, _, err := NewRedisClient("worker", config.MapEnv(nil), "redis://"+proxy+"/0")
 	require.NoError(t, err)
 	defer rdb.Close()
 	incr := redis.NewScript(`return redis.call("INCR", KEYS[1])`)

@@ -172,7 +172,7 @@ func (rt *Runtime) secrets(cfg *config.Config) []string {
 }
 
 func (rt *Runtime) connect(ctx context.Context) error {
-	rdb, redisSecrets, err := newRedisClient(rt.Name, rt.Lookup, rt.Env.RedisURL)
+	rdb, redisSecrets, err := NewRedisClient(rt.Name, rt.Lookup, rt.Env.RedisURL)
 	if err != nil {
 		return err
 	}

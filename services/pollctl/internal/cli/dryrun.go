@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/pollgrid/pollgrid/pkg/bus"
@@ -18,6 +18,7 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/egress"
 	"github.com/pollgrid/pollgrid/pkg/poll"
 	"github.com/pollgrid/pollgrid/pkg/redact"
+	"github.com/pollgrid/pollgrid/pkg/service"
 	"github.com/pollgrid/pollgrid/pkg/store"
 	"github.com/pollgrid/pollgrid/pkg/upstream"
 	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
@@ -194,16 +195,12 @@ func (a *app) dryRun(ctx context.Context, name, file string, fresh bool) error {
 
 // readOnlyStore opens the store the services use, for reads only.
 func readOnlyStore(env config.Env) (*store.Store, func(), error) {
-	url, ok := env("REDIS_URL")
-	if !ok || url == "" {
-		url = "redis://127.0.0.1:6379"
-	}
-	opts, err := redis.ParseURL(url)
+	url, _ := env("REDIS_URL")
+	rdb, _, err := service.NewRedisClient("pollctl", env, cmp.Or(url, "redis://127.0.0.1:6379"))
 	if err != nil {
-		return nil, nil, fail(ExitUsage, "REDIS_URL %s: %v (write redis://[:password@]host:6379/0)", redact.URL(url), err)
+		return nil, nil, fail(ExitUsage, "%v", err)
 	}
 	prefix, _ := env("REDIS_PREFIX")
-	rdb := redis.NewClient(opts)
 	return store.New(rdb, store.Options{Prefix: prefix}), func() { _ = rdb.Close() }, nil
 }
 
