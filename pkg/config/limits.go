@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/pollgrid/pollgrid/pkg/jsondepth"
 )
 
 // Defaults of Limits.
@@ -86,35 +88,15 @@ func (l Limits) checkSize(size int64, what string, problems *Problems, path stri
 	return false
 }
 
-// checkDepth scans brackets outside strings, before anything parses data,
-// and reports where nesting first passes the cap. It is linear and
-// allocates nothing.
+// checkDepth reports where nesting first passes the cap, before anything
+// parses data.
 func (l Limits) checkDepth(data []byte, problems *Problems, path string) bool {
-	depth, inString, escaped := 0, false, false
-	for i, c := range data {
-		switch {
-		case inString:
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-		case c == '"':
-			inString = true
-		case c == '[' || c == '{':
-			depth++
-			if depth > l.MaxDepth {
-				line, column := position(data, int64(i+1))
-				problems.add(path, "nests deeper than %d levels at line %d, column %d (flatten it, or raise CONFIG_MAX_DEPTH)",
-					l.MaxDepth, line, column)
-				return false
-			}
-		case c == ']' || c == '}':
-			depth--
-		}
+	i := jsondepth.Over(data, l.MaxDepth)
+	if i < 0 {
+		return true
 	}
-	return true
+	line, column := position(data, int64(i+1))
+	problems.add(path, "nests deeper than %d levels at line %d, column %d (flatten it, or raise CONFIG_MAX_DEPTH)",
+		l.MaxDepth, line, column)
+	return false
 }

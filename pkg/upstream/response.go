@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/pollgrid/pollgrid/pkg/connector"
+	"github.com/pollgrid/pollgrid/pkg/jsondepth"
 )
 
 // MaxJSONDepth bounds nesting in upstream JSON: deeper is an attack or a bug.
@@ -153,31 +154,9 @@ func ReadJSON(resp *http.Response, v any) error {
 	return DecodeJSON(body, v)
 }
 
-// checkDepth scans brackets outside strings; it is linear and allocates
-// nothing, so it runs before the decoder ever sees a hostile document.
 func checkDepth(b []byte, max int) error {
-	depth, inString, escaped := 0, false, false
-	for _, c := range b {
-		switch {
-		case inString:
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-		case c == '"':
-			inString = true
-		case c == '[' || c == '{':
-			depth++
-			if depth > max {
-				return fmt.Errorf("response JSON nests deeper than %d levels", max)
-			}
-		case c == ']' || c == '}':
-			depth--
-		}
+	if jsondepth.Over(b, max) >= 0 {
+		return fmt.Errorf("response JSON nests deeper than %d levels", max)
 	}
 	return nil
 }
