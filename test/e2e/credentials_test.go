@@ -84,7 +84,7 @@ func TestStackWithTLSNkeyAndRedisACL(t *testing.T) {
 	nc, err := nats.Connect(ns.URL, nkeyOpt, nats.RootCAs(ca.CertFile), nats.ClientCert(client.CertFile, client.KeyFile))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	sigs := collect(t, nc)
+	sigs := harness.CollectSignals(t, nc)
 
 	logs := &harness.SyncBuffer{}
 	agg := harness.Start(t, service.Aggregator, aggEnv, service.WithLogOutput(logs))
@@ -92,7 +92,7 @@ func TestStackWithTLSNkeyAndRedisACL(t *testing.T) {
 	harness.Start(t, service.Scheduler, with(nil), service.WithLogOutput(logs))
 
 	// A signal arrives through TLS and the nkey.
-	require.Eventually(t, func() bool { return len(sigs.all()) >= 1 }, 30*time.Second, 50*time.Millisecond, "no signal through TLS and the nkey")
+	require.Eventually(t, func() bool { return len(sigs.All()) >= 1 }, 30*time.Second, 50*time.Millisecond, "no signal through TLS and the nkey")
 	require.Eventually(t, func() bool {
 		code, body := httpGet(t, agg.HTTP+"/metrics/connectors/noaa-tls")
 		return code == 200 && !strings.Contains(body, `"successes":0`)
@@ -190,7 +190,7 @@ func TestStackOnRedisCluster(t *testing.T) {
 		return m
 	}
 	nc, _ := harness.Connect(t, ns.ClientURL())
-	sigs := collect(t, nc) // before the first poll, so no signal goes by unseen
+	sigs := harness.CollectSignals(t, nc) // before the first poll, so no signal goes by unseen
 	agg := harness.Start(t, service.Aggregator, with())
 	harness.Start(t, service.Worker, with())
 	sched := harness.Start(t, service.Scheduler, with())
@@ -200,7 +200,7 @@ func TestStackOnRedisCluster(t *testing.T) {
 			return code == 200 && !strings.Contains(body, `"successes":0`)
 		}, 30*time.Second, 100*time.Millisecond, "%s polled, committed and counted on the cluster", n)
 	}
-	assert.GreaterOrEqual(t, len(sigs.all()), 2*len(names), "every connector's alerts signalled")
+	assert.GreaterOrEqual(t, len(sigs.All()), 2*len(names), "every connector's alerts signalled")
 	assert.Eventually(t, func() bool { return metricLine(t, sched.HTTP, "pollgrid_scheduler_leader", "1") },
 		15*time.Second, 50*time.Millisecond, "the leader lease works on the cluster")
 	// The connectors' keys are spread over the masters.

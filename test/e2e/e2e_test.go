@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -43,7 +42,7 @@ type stack struct {
 	env        map[string]string
 	// signals is every signal since before the scheduler started: a
 	// subscription made after it could miss the first tick's.
-	signals *collector
+	signals *harness.Signals
 }
 
 func connectorsJSON(upstreamURL string, names ...string) string {
@@ -76,7 +75,7 @@ func startStack(t *testing.T) *stack {
 	for i := 1; i <= 2; i++ {
 		s.workers = append(s.workers, harness.Start(t, service.Worker, s.envWith(map[string]string{"WORKER_ID": fmt.Sprintf("w%d", i)})))
 	}
-	s.signals = collect(t, s.nc)
+	s.signals = harness.CollectSignals(t, s.nc)
 	s.scheduler = harness.Start(t, service.Scheduler, s.envWith(nil))
 	return s
 }
@@ -90,31 +89,6 @@ func (s *stack) envWith(over map[string]string) map[string]string {
 		env[k] = v
 	}
 	return env
-}
-
-// collector records every message a plain core subscriber sees on signals.>.
-type collector struct {
-	mu   sync.Mutex
-	msgs []*nats.Msg
-}
-
-func collect(t *testing.T, nc *nats.Conn) *collector {
-	c := &collector{}
-	sub, err := nc.Subscribe("signals.>", func(m *nats.Msg) {
-		c.mu.Lock()
-		c.msgs = append(c.msgs, m)
-		c.mu.Unlock()
-	})
-	require.NoError(t, err)
-	require.NoError(t, nc.Flush())
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	return c
-}
-
-func (c *collector) all() []*nats.Msg {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]*nats.Msg(nil), c.msgs...)
 }
 
 type connectorMetrics struct {
@@ -167,11 +141,11 @@ func TestSignalsFlowEndToEnd(t *testing.T) {
 	sigs := s.signals
 
 	// First polls: both alerts of the fixture are created, once each.
-	require.Eventually(t, func() bool { return len(sigs.all()) >= 2 }, 30*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return len(sigs.All()) >= 2 }, 30*time.Second, 50*time.Millisecond)
 	m := successesAtLeast(t, s, "noaa-az", 1)
 	assert.True(t, m.Healthy)
 
-	msg := sigs.all()[0]
+	msg := sigs.All()[0]
 	assert.Equal(t, "signals.weather-noaa.noaa-az", msg.Subject)
 	assert.Equal(t, "1.0", msg.Header.Get("ce-specversion"))
 	assert.Equal(t, "/connectors/noaa-az", msg.Header.Get("ce-source"))
@@ -201,7 +175,7 @@ func TestSignalsFlowEndToEnd(t *testing.T) {
 	assert.Equal(t, msg.Header.Get("ce-id"), "noaa-az:"+body.ItemID+":"+body.Version)
 	assert.Contains(t, string(body.Data), `"event"`)
 	ids := map[string]bool{}
-	for _, m := range sigs.all() {
+	for _, m := range sigs.All() {
 		ids[m.Header.Get("ce-subject")] = true
 	}
 	assert.True(t, ids[firstAlertID], "the fixture's first alert was signalled")
@@ -211,7 +185,7 @@ func TestSignalsFlowEndToEnd(t *testing.T) {
 	assert.EqualValues(t, 2, before, "exactly one signal per alert")
 	polled := successesAtLeast(t, s, "noaa-az", m.Successes+3)
 	assert.EqualValues(t, before, signalsInStream(t, s), "an unchanged upstream publishes nothing")
-	assert.Len(t, sigs.all(), 2)
+	assert.Len(t, sigs.All(), 2)
 
 	// One alert updated upstream: exactly one "updated" signal.
 	body2, err := os.ReadFile(fixture)
@@ -219,9 +193,9 @@ func TestSignalsFlowEndToEnd(t *testing.T) {
 	updated := strings.Replace(string(body2), firstSent, `"sent": "2024-07-18T13:05:00-07:00"`, 1)
 	require.NotEqual(t, string(body2), updated)
 	s.upstream.Set(http.StatusOK, []byte(updated))
-	require.Eventually(t, func() bool { return len(sigs.all()) >= 3 }, 30*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return len(sigs.All()) >= 3 }, 30*time.Second, 50*time.Millisecond)
 	successesAtLeast(t, s, "noaa-az", polled.Successes+3)
-	all := sigs.all()
+	all := sigs.All()
 	require.Len(t, all, 3, "exactly one signal for the one updated alert")
 	assert.Equal(t, "pollgrid.weather-noaa.updated", all[2].Header.Get("ce-type"))
 	assert.Equal(t, firstAlertID, all[2].Header.Get("ce-subject"))
@@ -247,7 +221,7 @@ func TestSignalsFlowEndToEnd(t *testing.T) {
 func TestFailedUpstreamMovesNothing(t *testing.T) {
 	s := startStack(t)
 	sigs := s.signals
-	require.Eventually(t, func() bool { return len(sigs.all()) >= 2 }, 30*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return len(sigs.All()) >= 2 }, 30*time.Second, 50*time.Millisecond)
 	m := successesAtLeast(t, s, "noaa-az", 1)
 
 	s.upstream.Set(http.StatusInternalServerError, []byte(`{"title": "Internal Server Error", "detail": "upstream down"}`))
@@ -264,13 +238,13 @@ func TestFailedUpstreamMovesNothing(t *testing.T) {
 	require.NoError(t, err)
 	s.upstream.Set(http.StatusOK, body)
 	successesAtLeast(t, s, "noaa-az", m.Successes+2)
-	assert.Len(t, sigs.all(), 2)
+	assert.Len(t, sigs.All(), 2)
 }
 
 func TestStateSurvivesWorkerRestart(t *testing.T) {
 	s := startStack(t)
 	sigs := s.signals
-	require.Eventually(t, func() bool { return len(sigs.all()) >= 2 }, 30*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return len(sigs.All()) >= 2 }, 30*time.Second, 50*time.Millisecond)
 	m := successesAtLeast(t, s, "noaa-az", 1)
 
 	for _, w := range s.workers {
@@ -278,7 +252,7 @@ func TestStateSurvivesWorkerRestart(t *testing.T) {
 	}
 	w := harness.Start(t, service.Worker, s.envWith(map[string]string{"WORKER_ID": "w3"}))
 	successesAtLeast(t, s, "noaa-az", m.Successes+3)
-	assert.Len(t, sigs.all(), 2, "a new worker continues from the stored versions")
+	assert.Len(t, sigs.All(), 2, "a new worker continues from the stored versions")
 	require.NoError(t, w.Stop())
 }
 

@@ -68,14 +68,14 @@ func TestDevStackRunsTheWholeStack(t *testing.T) {
 	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", natsPort))
 	require.NoError(t, err)
 	defer nc.Close()
-	sigs := collect(t, nc)
+	sigs := harness.CollectSignals(t, nc)
 	// The first poll may have run before we subscribed: wait for the data
 	// to change once, which must then be signalled.
 	require.Eventually(t, func() bool { return upstream.Requests.Load() >= 1 }, 30*time.Second, 50*time.Millisecond)
 	updated := strings.Replace(string(body), firstSent, `"sent": "2024-07-18T13:05:00-07:00"`, 1)
 	upstream.Set(http.StatusOK, []byte(updated))
 	require.Eventually(t, func() bool {
-		for _, m := range sigs.all() {
+		for _, m := range sigs.All() {
 			if m.Subject == "signals.weather-noaa.noaa-dev" && m.Header.Get("ce-subject") == firstAlertID {
 				return true
 			}

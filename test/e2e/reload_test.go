@@ -65,7 +65,7 @@ func TestSIGHUPReloadRejectsBrokenConfigAndAppliesValidOne(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte(connectorsJSON(s.upstream.URL, "noaa-az", "noaa-b")), 0o600))
 	require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGHUP))
 	require.Eventually(t, func() bool {
-		for _, msg := range sigs.all() {
+		for _, msg := range sigs.All() {
 			if msg.Subject == "signals.weather-noaa.noaa-b" {
 				return true
 			}

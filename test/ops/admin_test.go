@@ -201,7 +201,7 @@ func TestResetRepublishesCurrentItemsAsCreated(t *testing.T) {
 	ctx := context.Background()
 	require.Eventually(t, func() bool { return s.status("hourly").SeenItems == 2 }, 30*time.Second, 20*time.Millisecond)
 	require.EqualValues(t, 2, streamMsgs(t, s.js, bus.SignalsStream), "the first poll created both alerts")
-	sigs := collect(t, s.nc)
+	sigs := harness.CollectSignals(t, s.nc)
 
 	_, err := s.admin.Reset(ctx, "hourly", "")
 	var aerr *admin.Error
@@ -221,8 +221,8 @@ func TestResetRepublishesCurrentItemsAsCreated(t *testing.T) {
 	tr, err := s.admin.Trigger(ctx, "hourly")
 	require.NoError(t, err)
 	assert.EqualValues(t, 2, tr.ItemsPublished, "both current items again")
-	require.Eventually(t, func() bool { return len(sigs.all()) == 2 }, 30*time.Second, 20*time.Millisecond)
-	for _, m := range sigs.all() {
+	require.Eventually(t, func() bool { return len(sigs.All()) == 2 }, 30*time.Second, 20*time.Millisecond)
+	for _, m := range sigs.All() {
 		assert.Equal(t, "pollgrid.weather-noaa.created", m.Header.Get("ce-type"))
 		assert.True(t, strings.HasSuffix(m.Header.Get("ce-id"), ":g1"), m.Header.Get("ce-id"))
 		var body struct {

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,7 +20,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pollgrid/pollgrid/pkg/admin"
-	"github.com/pollgrid/pollgrid/pkg/bus"
 	"github.com/pollgrid/pollgrid/pkg/redistest"
 	"github.com/pollgrid/pollgrid/pkg/service"
 	"github.com/pollgrid/pollgrid/test/harness"
@@ -128,31 +126,6 @@ func polledAtLeast(t *testing.T, u *harness.Upstream, n int64) int64 {
 	require.Eventually(t, func() bool { return u.Requests.Load() >= n }, 30*time.Second, 20*time.Millisecond,
 		"the upstream never got %d requests (got %d)", n, u.Requests.Load())
 	return u.Requests.Load()
-}
-
-// signals records every message a core subscriber sees on signals.>.
-type signals struct {
-	mu   sync.Mutex
-	msgs []*nats.Msg
-}
-
-func collect(t *testing.T, nc *nats.Conn) *signals {
-	c := &signals{}
-	sub, err := nc.Subscribe(bus.SignalPrefix+".>", func(m *nats.Msg) {
-		c.mu.Lock()
-		c.msgs = append(c.msgs, m)
-		c.mu.Unlock()
-	})
-	require.NoError(t, err)
-	require.NoError(t, nc.Flush())
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	return c
-}
-
-func (c *signals) all() []*nats.Msg {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]*nats.Msg(nil), c.msgs...)
 }
 
 func streamMsgs(t *testing.T, js jetstream.JetStream, name string) uint64 {
