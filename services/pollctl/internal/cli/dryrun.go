@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -132,7 +131,7 @@ func (a *app) dryRun(ctx context.Context, name, file string, fresh bool) error {
 	redactor := redact.New(cfg.Secrets()...)
 	logger := slog.New(slog.DiscardHandler)
 	// The same outbound guard as a worker's, with the same exceptions.
-	allow, err := egress.Parse("UPSTREAM_ALLOW", splitList(env, "UPSTREAM_ALLOW"))
+	allow, err := egress.Parse("UPSTREAM_ALLOW", service.List(env, "UPSTREAM_ALLOW"))
 	if err != nil {
 		return fail(ExitFailed, "%v", err)
 	}
@@ -244,16 +243,4 @@ func (a *app) printDryRun(r dryRunReply) {
 	}
 	row("seen items", r.SeenItems)
 	_ = t.Flush()
-}
-
-// splitList reads a comma-separated variable, as the services do.
-func splitList(env config.Env, key string) []string {
-	v, _ := env(key)
-	var out []string
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
 }
