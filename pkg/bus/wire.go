@@ -2,6 +2,9 @@ package bus
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -88,23 +91,29 @@ type signalBody struct {
 	ObservedAt    string          `json:"observed_at"`
 	Data          json.RawMessage `json:"data"`
 	Generation    uint64          `json:"generation"`
+	Sequence      uint64          `json:"sequence"`
 }
 
-// SignalID is the CloudEvents id and the Nats-Msg-Id of a signal: the same
-// (item, version) always gets the same id, so JetStream drops a re-publish.
-// A deletion has an id of its own (":deleted" after the version it ends),
-// or JetStream would drop it as a re-publish of that version's signal.
-// After a reset (generation > 0) the id ends in ":g<generation>": the items
-// a reset publishes again are new events, which JetStream must not drop.
+// SignalID is the CloudEvents id and the Nats-Msg-Id of a signal: 32 hex
+// digits of a SHA-256 over its connector, item id, version, change,
+// sequence and generation, each part length-prefixed, so that no
+// characters in an id or a version can make two signals' ids equal. One
+// change of an item always gets the same id (a re-publish after a worker
+// died before committing is dropped by JetStream), and every change gets
+// its own: an item that returns to an earlier version has a later
+// sequence, a deletion too, and after a reset (a new generation) every
+// item starts a new sequence.
 func SignalID(s *pollgridv1.Signal) string {
-	id := s.GetConnector() + ":" + s.GetItemId() + ":" + s.GetVersion()
-	if s.GetChange() == ChangeDeleted {
-		id += ":deleted"
+	h := sha256.New()
+	var n [binary.MaxVarintLen64]byte
+	for _, part := range [...]string{s.GetConnector(), s.GetItemId(), s.GetVersion(), s.GetChange()} {
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(part)))])
+		h.Write([]byte(part))
 	}
-	if g := s.GetGeneration(); g > 0 {
-		id += ":g" + strconv.FormatUint(g, 10)
-	}
-	return id
+	h.Write(n[:binary.PutUvarint(n[:], s.GetSequence())])
+	h.Write(n[:binary.PutUvarint(n[:], s.GetGeneration())])
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0])[:16])
 }
 
 // SignalMsg builds the CloudEvents 1.0 binary-mode NATS message of a signal.
@@ -151,6 +160,8 @@ func appendSignalBody(b []byte, s *pollgridv1.Signal, observed string) []byte {
 	}
 	b = append(b, `,"generation":`...)
 	b = strconv.AppendUint(b, s.GetGeneration(), 10)
+	b = append(b, `,"sequence":`...)
+	b = strconv.AppendUint(b, s.GetSequence(), 10)
 	return append(b, '}')
 }
 
@@ -228,5 +239,6 @@ func DecodeSignal(body []byte) (*pollgridv1.Signal, error) {
 		ObservedAt:    timestamppb.New(observed),
 		Data:          b.Data,
 		Generation:    b.Generation,
+		Sequence:      b.Sequence,
 	}, nil
 }

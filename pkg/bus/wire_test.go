@@ -21,6 +21,7 @@ func TestSignalBodyRoundTrips(t *testing.T) {
 		Version: "2024-07-18T12:47:00-07:00", Change: ChangeUpdated,
 		ObservedAt: timestamppb.New(time.Date(2026, 11, 26, 20, 41, 57, 300_000_000, time.UTC)),
 		Data:       []byte(`{"event": "Excessive Heat Warning", "n": [1, 2.5e3]}`),
+		Generation: 1, Sequence: 7,
 	}
 	msg := SignalMsg(s)
 	require.True(t, json.Valid(msg.Data), "%s", msg.Data)
@@ -28,7 +29,8 @@ func TestSignalBodyRoundTrips(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, proto.Equal(s, got), "got %v", got)
 	assert.Equal(t, "signals.weather-noaa.noaa-az", msg.Subject)
-	assert.Equal(t, "noaa-az:"+s.GetItemId()+":"+s.GetVersion(), msg.Header.Get("ce-id"))
+	assert.Equal(t, SignalID(s), msg.Header.Get("ce-id"))
+	assert.Equal(t, SignalID(s), msg.Header.Get("Nats-Msg-Id"))
 	assert.Equal(t, "2026-11-26T20:41:57.3Z", msg.Header.Get("ce-time"))
 
 	s.Data = nil
@@ -87,17 +89,38 @@ func checkJSONString(t *testing.T, s string) {
 	assert.Equal(t, viaStd, back, "%q: as encoding/json writes it (%s), not %s", s, std, out)
 }
 
-// A reset connector's signals get ids of their own: what a reset publishes
-// again is not dropped by the SIGNALS duplicate window.
-func TestSignalIDCarriesTheGenerationAfterAReset(t *testing.T) {
-	s := &pollgridv1.Signal{Connector: "noaa-az", ConnectorType: "weather-noaa", ItemId: "a:b", Version: "v1",
-		Change: ChangeCreated, ObservedAt: timestamppb.Now()}
-	assert.Equal(t, "noaa-az:a:b:v1", SignalID(s))
-	s.Generation = 2
-	msg := SignalMsg(s)
-	assert.Equal(t, "noaa-az:a:b:v1:g2", msg.Header.Get("ce-id"))
-	assert.Equal(t, "noaa-az:a:b:v1:g2", msg.Header.Get("Nats-Msg-Id"))
-	got, err := DecodeSignal(msg.Data)
-	require.NoError(t, err)
-	assert.EqualValues(t, 2, got.GetGeneration())
+// An id is one change: the same change always gets the same id (so
+// JetStream drops a re-publish), and any other change gets another one,
+// whatever characters the parts hold.
+func TestSignalIDIsOneChange(t *testing.T) {
+	base := &pollgridv1.Signal{Connector: "noaa-az", ConnectorType: "weather-noaa", ItemId: "a", Version: "b:c",
+		Change: ChangeCreated, Sequence: 1, ObservedAt: timestamppb.Now()}
+	with := func(change func(s *pollgridv1.Signal)) *pollgridv1.Signal {
+		s := proto.Clone(base).(*pollgridv1.Signal)
+		change(s)
+		return s
+	}
+	again := with(func(s *pollgridv1.Signal) {
+		s.ObservedAt = timestamppb.New(time.Now().Add(time.Minute))
+		s.Data = []byte(`{}`)
+	})
+	assert.Equal(t, SignalID(base), SignalID(again), "a re-publish of the same change has the same id")
+	assert.Regexp(t, `^[0-9a-f]{32}$`, SignalID(base))
+
+	others := map[string]*pollgridv1.Signal{
+		"item a:b at version c (the separator moved)":    with(func(s *pollgridv1.Signal) { s.ItemId, s.Version = "a:b", "c" }),
+		"the same version, a later change (A -> B -> A)": with(func(s *pollgridv1.Signal) { s.Sequence = 3; s.Change = ChangeUpdated }),
+		"deleted":                       with(func(s *pollgridv1.Signal) { s.Change = ChangeDeleted; s.Sequence = 2 }),
+		"after a reset":                 with(func(s *pollgridv1.Signal) { s.Generation = 1 }),
+		"another connector":             with(func(s *pollgridv1.Signal) { s.Connector = "noaa-ca" }),
+		"an id with a newline":          with(func(s *pollgridv1.Signal) { s.ItemId = "x\ny" }),
+		"an id with a space":            with(func(s *pollgridv1.Signal) { s.ItemId = "x y" }),
+		"the version moved into the id": with(func(s *pollgridv1.Signal) { s.ItemId, s.Version = "ab:", "c" }),
+	}
+	ids := map[string]string{SignalID(base): "base"}
+	for name, s := range others {
+		id := SignalID(s)
+		assert.NotContains(t, ids, id, "%s has the id of %s", name, ids[id])
+		ids[id] = name
+	}
 }

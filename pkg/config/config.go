@@ -49,6 +49,13 @@ type Connector struct {
 	// a worker that dies frees the connector within it. Default 2s, at
 	// least 1s.
 	LeaseTTL time.Duration
+	// SeenCap is how many items the connector remembers (their versions
+	// and change sequences), 1 to 10,000,000; default 100,000, enough for
+	// a catalogue-sized listing (about 90 bytes of Redis per item). Past it
+	// the items seen longest ago, and not in the current answer, are
+	// forgotten, with a warning; an answer with more new items than that
+	// leaves the rest unpublished, as failed items, until there is room.
+	SeenCap int
 	// Labels are free-form key/values for your own bookkeeping; pollgrid
 	// validates and keeps them but copies them nowhere (metric labels per
 	// connector would not scale, and signals carry their connector name).

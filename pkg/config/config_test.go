@@ -68,6 +68,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 		Timeout:  10 * time.Second,
 		Retries:  Retries{Max: 2, Backoff: time.Second},
 		LeaseTTL: 2 * time.Second,
+		SeenCap:  100_000,
 		Config:   json.RawMessage("{}"),
 	}, cfg.Connectors[0])
 }
@@ -151,7 +152,7 @@ func TestParseReportsEachRule(t *testing.T) {
 		{"field misspelt", one(`"name": "a", "type": "alpha", "intreval": "5s"`),
 			nil, []Problem{{"connectors[0].intreval", `unknown field (did you mean "interval"?)`}}},
 		{"field unknown", one(`"name": "a", "type": "alpha", "colour": "red"`),
-			nil, []Problem{{"connectors[0].colour", `unknown field (known: name, type, enabled, interval, jitter, timeout, retries, lease_ttl, labels, config)`}}},
+			nil, []Problem{{"connectors[0].colour", `unknown field (known: name, type, enabled, interval, jitter, timeout, retries, lease_ttl, seen_cap, labels, config)`}}},
 		{"enabled not a bool", one(`"name": "a", "type": "alpha", "enabled": "yes"`),
 			nil, []Problem{{"connectors[0].enabled", `must be true or false, not a string`}}},
 		{"interval too short", one(`"name": "a", "type": "alpha", "interval": "500ms"`),
@@ -166,6 +167,10 @@ func TestParseReportsEachRule(t *testing.T) {
 			nil, []Problem{{"connectors[0].jitter", `-1s must not be negative`}}},
 		{"jitter not shorter than interval", one(`"name": "a", "type": "alpha", "interval": "10s", "jitter": "10s"`),
 			nil, []Problem{{"connectors[0].jitter", `10s must be shorter than interval 10s`}}},
+		{"seen cap zero", one(`"name": "a", "type": "alpha", "seen_cap": 0`),
+			nil, []Problem{{"connectors[0].seen_cap", `0 is out of range (1..10000000)`}}},
+		{"seen cap not a number", one(`"name": "a", "type": "alpha", "seen_cap": "lots"`),
+			nil, []Problem{{"connectors[0].seen_cap", `must be a number from 1 to 10000000, not a string`}}},
 		{"lease ttl too short", one(`"name": "a", "type": "alpha", "lease_ttl": "500ms"`),
 			nil, []Problem{{"connectors[0].lease_ttl", `500ms is too short (at least 1s)`}}},
 		{"interval not whole seconds", one(`"name": "a", "type": "alpha", "interval": "1500ms"`),
@@ -485,6 +490,7 @@ func TestLoadFromEnvironment(t *testing.T) {
 		Timeout:  2 * time.Second,
 		Retries:  Retries{Max: 4, Backoff: time.Second},
 		LeaseTTL: 10 * time.Second,
+		SeenCap:  100_000,
 		Config:   json.RawMessage(`{"token":"tok-env","url":"https://x"}`),
 	}}, cfg.Connectors)
 	assert.Equal(t, []string{"tok-env"}, cfg.Secrets())

@@ -22,10 +22,14 @@ const (
 	maxRetries      = 10
 	defaultBackoff  = time.Second
 	maxNameLength   = 64
+	maxSeenCap      = 10_000_000
 )
 
+// DefaultSeenCap is seen_cap's default: Connector.SeenCap.
+const DefaultSeenCap = 100_000
+
 // fields are the keys a connector may have, in the order they are checked.
-var fields = []string{"name", "type", "enabled", "interval", "jitter", "timeout", "retries", "lease_ttl", "labels", "config"}
+var fields = []string{"name", "type", "enabled", "interval", "jitter", "timeout", "retries", "lease_ttl", "seen_cap", "labels", "config"}
 
 var validName = regexp.MustCompile(`^[a-z0-9_-]+$`)
 
@@ -200,6 +204,11 @@ func (r *reader) read() Connector {
 	}
 	conn.LeaseTTL = leaseTTL.value
 
+	conn.SeenCap = DefaultSeenCap
+	if v, present := r.get("seen_cap"); present {
+		conn.SeenCap = r.count("seen_cap", v, DefaultSeenCap, 1, maxSeenCap)
+	}
+
 	conn.Config = r.config(conn.Type)
 	return conn
 }
@@ -367,7 +376,7 @@ func (r *reader) retries(interval duration, intervalOK bool) Retries {
 		}
 	}
 	if v, present := r.get("retries.max"); present {
-		retries.Max = r.retryCount(v)
+		retries.Max = r.count("retries.max", v, defaultRetries, 0, maxRetries)
 	}
 	backoff, ok := r.duration("retries.backoff", defaultBackoff)
 	if ok && backoff.value < 0 {
@@ -379,19 +388,20 @@ func (r *reader) retries(interval duration, intervalOK bool) Retries {
 	return retries
 }
 
-func (r *reader) retryCount(v any) int {
+// count reads a whole number field from lo to hi; def when it is not one.
+func (r *reader) count(path string, v any, def, lo, hi int) int {
 	number, ok := v.(json.Number)
 	if !ok {
-		r.problem("retries.max", "must be a number from 0 to %d, not %s", maxRetries, kind(v))
-		return defaultRetries
+		r.problem(path, "must be a number from %d to %d, not %s", lo, hi, kind(v))
+		return def
 	}
 	n, err := strconv.Atoi(number.String())
 	if err != nil {
-		r.problem("retries.max", "%s is not a whole number", number)
-		return defaultRetries
+		r.problem(path, "%s is not a whole number", number)
+		return def
 	}
-	if n < 0 || n > maxRetries {
-		r.problem("retries.max", "%d is out of range (0..%d)", n, maxRetries)
+	if n < lo || n > hi {
+		r.problem(path, "%d is out of range (%d..%d)", n, lo, hi)
 	}
 	return n
 }

@@ -116,7 +116,7 @@ type Signal struct {
 func (h *Harness) Poll(ctx context.Context) Poll {
 	h.t.Helper()
 	name := h.Connector.Name
-	lease, prev, err := h.Store.Acquire(ctx, name, owner, h.Connector.LeaseTTL)
+	lease, prev, err := h.Store.Acquire(ctx, name, owner, h.Connector.LeaseTTL, store.ClaimTrigger)
 	if err != nil {
 		if ctx.Err() == nil {
 			h.t.Errorf("connectortest: %v", err)

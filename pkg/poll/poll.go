@@ -11,12 +11,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime/debug"
-	"slices"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/pollgrid/pollgrid/pkg/bus"
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/connector"
 	"github.com/pollgrid/pollgrid/pkg/redact"
@@ -33,12 +31,12 @@ type Publisher interface {
 	PublishSignals(ctx context.Context, signals []*pollgridv1.Signal) (duplicates int, err error)
 }
 
-// SeenStore returns the versions last seen for ids, "" for never seen.
+// SeenStore returns what is remembered of items: SeenEntries for ids (the
+// zero entry for never seen), Seen for every item (what deletions and the
+// seen_cap need), SeenData the data kept for ids (what deletions carry).
 type SeenStore interface {
-	SeenVersions(ctx context.Context, connector string, ids []string) ([]string, error)
-	// Seen returns every remembered version, by id, and SeenData the data
-	// kept for ids: what deletions need.
-	Seen(ctx context.Context, connector string) (map[string]string, error)
+	SeenEntries(ctx context.Context, connector string, ids []string) ([]store.SeenEntry, error)
+	Seen(ctx context.Context, connector string) (map[string]store.SeenEntry, error)
 	SeenData(ctx context.Context, connector string, ids []string) ([][]byte, error)
 }
 
@@ -68,8 +66,15 @@ type Outcome struct {
 	Duplicates int
 	// Fetched counts the items the upstream returned.
 	Fetched int
-	// Failed lists the items that could not be used; they do not fail the poll.
-	Failed []connector.ItemError
+	// Failed lists the items that could not be used; they do not fail the
+	// poll. Untracked counts those among them left out because the
+	// connector's seen_cap left no room to remember them.
+	Failed    []connector.ItemError
+	Untracked int
+	// Forgotten counts the items forgotten to make room under seen_cap,
+	// and Remembered how many the connector remembers after the commit.
+	Forgotten  int
+	Remembered int
 	// NotModified is true when the upstream answered 304.
 	NotModified bool
 	// Attempts is how many times the connector was called.
@@ -104,7 +109,13 @@ func (r *Runner) Run(ctx context.Context, c config.Connector, conn connector.Con
 		failed.LastPoll = now
 		failed.ConsecutiveFailures++
 		failed.LastError = out.Err.Error()
-		failed.NotBefore = later(notBefore, now.Add(Backoff(c.Interval, failed.ConsecutiveFailures)))
+		failed.NotBefore, failed.NotBeforeBy = now.Add(Backoff(c.Interval, failed.ConsecutiveFailures)), store.WaitBackoff
+		if notBefore.After(failed.NotBefore) {
+			failed.NotBefore, failed.NotBeforeBy = notBefore, store.WaitUpstream
+		}
+		if !failed.NotBefore.After(now) {
+			failed.NotBefore, failed.NotBeforeBy = time.Time{}, ""
+		}
 		out.Commit = store.Commit{State: failed, Now: now}
 		return out
 	}
@@ -117,7 +128,10 @@ func (r *Runner) Run(ctx context.Context, c config.Connector, conn connector.Con
 	next.LastPoll, next.LastSuccess = now, now
 	next.ConsecutiveFailures, next.LastError = 0, ""
 	// A success can still say "slow down" (a rate limit just exhausted).
-	next.NotBefore = notBefore
+	next.NotBefore, next.NotBeforeBy = notBefore, ""
+	if !notBefore.IsZero() {
+		next.NotBeforeBy = store.WaitUpstream
+	}
 	out.Commit.State, out.Commit.Now = next, now
 	out.Commit.Fetched = !res.NotModified
 	return out
@@ -143,13 +157,6 @@ func Backoff(interval time.Duration, failures int) time.Duration {
 	d = min(d, ceiling)
 	// Full jitter over the upper half keeps failing connectors apart.
 	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
-}
-
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }
 
 // clean keeps secrets and URL credentials out of an error's text, keeping
@@ -223,59 +230,27 @@ func pollOnce(ctx context.Context, conn connector.Connector, in connector.State)
 	return conn.Poll(ctx, in)
 }
 
-// publishChanges compares the items with the versions seen before, publishes
-// a signal per created or updated item, and records every usable item as
-// seen so that items still present never expire.
+// publishChanges compares the items with what is remembered of them,
+// publishes a signal per created, updated or deleted item, and has the
+// commit remember what changed (and, once a day, what was seen unchanged,
+// so that items still present never age out).
 func (r *Runner) publishChanges(ctx context.Context, c config.Connector, prev store.State, res connector.Result, now time.Time, guard Guard, out *Outcome) error {
 	out.NotModified = res.NotModified
 	out.Failed = append(out.Failed, res.Failed...)
 	out.Fetched = len(res.Items) + len(res.Failed)
 	items := r.usable(res.Items, out)
-	observed := timestamppb.New(now)
-	if len(items) > 0 {
-		ids := make([]string, len(items))
-		for i, it := range items {
-			ids[i] = it.ID
-		}
-		seen, err := r.seenVersions(ctx, c.Name, prev, ids)
-		if err != nil {
-			return fmt.Errorf("poll %s: read seen versions: %w", c.Name, err)
-		}
-		out.Commit.Seen = make([]store.SeenItem, 0, len(items))
-		for i, it := range items {
-			// An upstream may echo a credential back: it reaches neither
-			// the signal nor Redis.
-			data := r.Redactor.JSON(it.Data)
-			kept := store.SeenItem{ID: it.ID, Version: it.Version}
-			if res.Complete {
-				kept.Data = data // for the deleted signal, should it go
-			}
-			out.Commit.Seen = append(out.Commit.Seen, kept)
-			change := bus.ChangeCreated
-			switch seen[i] {
-			case it.Version:
-				continue
-			case "":
-			default:
-				change = bus.ChangeUpdated
-			}
-			out.Signals = append(out.Signals, &pollgridv1.Signal{
-				Connector:     c.Name,
-				ConnectorType: c.Type,
-				ItemId:        it.ID,
-				Version:       it.Version,
-				Change:        change,
-				ObservedAt:    observed,
-				Data:          data,
-				Generation:    prev.Generation,
-			})
-		}
+	out.Remembered = prev.SeenCount
+	d := &diff{r: r, c: c, prev: prev, out: out, today: store.Day(now), observed: timestamppb.New(now)}
+	if err := d.items(ctx, items, res.Complete); err != nil {
+		return err
 	}
 	if res.Complete && !res.NotModified {
-		if err := r.deletions(ctx, c, prev, res, out, observed); err != nil {
+		if err := d.deletions(ctx, res); err != nil {
 			return err
 		}
 	}
+	out.Failed = append(out.Failed, d.untracked...)
+	out.Untracked = len(d.untracked)
 	if len(out.Signals) == 0 {
 		return nil
 	}
@@ -290,73 +265,6 @@ func (r *Runner) publishChanges(ctx context.Context, c config.Connector, prev st
 	}
 	out.Duplicates = dups
 	return nil
-}
-
-// deletions adds a deleted signal for every item seen before and absent
-// from a complete listing, carrying the item's last known version and data,
-// and has the commit forget it, so that it is deleted once. An item the
-// listing returned but the poll could not use is still there; when such an
-// item cannot be named as one seen before, it might be any of them, and
-// nothing is deleted this time.
-func (r *Runner) deletions(ctx context.Context, c config.Connector, prev store.State, res connector.Result, out *Outcome, observed *timestamppb.Timestamp) error {
-	seen := prev.Seen
-	if seen == nil {
-		var err error
-		if seen, err = r.Seen.Seen(ctx, c.Name); err != nil {
-			return fmt.Errorf("poll %s: read seen versions: %w", c.Name, err)
-		}
-	}
-	present := make(map[string]bool, len(res.Items)+len(out.Failed))
-	for _, it := range res.Items {
-		present[it.ID] = true
-	}
-	for _, f := range out.Failed {
-		if _, known := seen[f.ID]; !known {
-			return nil
-		}
-		present[f.ID] = true
-	}
-	var gone []string
-	for id := range seen {
-		if !present[id] {
-			gone = append(gone, id)
-		}
-	}
-	if len(gone) == 0 {
-		return nil
-	}
-	slices.Sort(gone)
-	data, err := r.Seen.SeenData(ctx, c.Name, gone)
-	if err != nil {
-		return fmt.Errorf("poll %s: read the data of deleted items: %w", c.Name, err)
-	}
-	for i, id := range gone {
-		out.Signals = append(out.Signals, &pollgridv1.Signal{
-			Connector:     c.Name,
-			ConnectorType: c.Type,
-			ItemId:        id,
-			Version:       seen[id],
-			Change:        bus.ChangeDeleted,
-			ObservedAt:    observed,
-			Data:          data[i], // redacted when it was kept
-			Generation:    prev.Generation,
-		})
-	}
-	out.Commit.Gone = gone
-	return nil
-}
-
-// seenVersions are the versions remembered for ids: from the state when
-// Acquire brought them along, else read from the store.
-func (r *Runner) seenVersions(ctx context.Context, name string, prev store.State, ids []string) ([]string, error) {
-	if prev.Seen == nil {
-		return r.Seen.SeenVersions(ctx, name, ids)
-	}
-	out := make([]string, len(ids))
-	for i, id := range ids {
-		out[i] = prev.Seen[id]
-	}
-	return out, nil
 }
 
 // usable drops items without id or version, with invalid JSON data, or

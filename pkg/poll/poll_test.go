@@ -180,7 +180,8 @@ func newEnv(t testing.TB) *env {
 func (e *env) poll(t testing.TB, conn connector.Connector) poll.Outcome {
 	t.Helper()
 	ctx := context.Background()
-	lease, prev, err := e.store.Acquire(ctx, e.cfg.Name, "worker-1", e.cfg.LeaseTTL)
+	// As a trigger: the runner is tested here, not the tick's gate.
+	lease, prev, err := e.store.Acquire(ctx, e.cfg.Name, "worker-1", e.cfg.LeaseTTL, store.ClaimTrigger)
 	require.NoError(t, err)
 	if e.noPrefetch {
 		prev.Seen = nil // as for a connector with more than store.PrefetchSeen items
@@ -249,7 +250,7 @@ func changeDetection(t *testing.T, e *env) {
 	require.NoError(t, out.Err)
 	assert.Empty(t, out.Signals)
 	assert.Equal(t, 3, e.pub.published())
-	assert.Len(t, out.Commit.Seen, 3, "unchanged items are still recorded as seen, so they never expire")
+	assert.Empty(t, out.Commit.Seen, "unchanged items seen the same day write nothing")
 	assert.Equal(t, "c2", e.state(t).Cursor)
 
 	// One version changed: exactly one update.
@@ -304,9 +305,9 @@ func TestUnusableItems(t *testing.T) {
 	}, failed)
 
 	// The first "a" was recorded as seen, not the repeat.
-	seen, err := e.store.SeenVersions(context.Background(), e.cfg.Name, []string{"a", "b", "no-version", "bad-json"})
+	seen, err := e.store.SeenEntries(context.Background(), e.cfg.Name, []string{"a", "b", "no-version", "bad-json"})
 	require.NoError(t, err)
-	assert.Equal(t, []string{"1", "1", "", ""}, seen)
+	assert.Equal(t, []string{"1", "1", "", ""}, []string{seen[0].Version, seen[1].Version, seen[2].Version, seen[3].Version})
 }
 
 func TestConnectorError(t *testing.T) {
@@ -343,11 +344,13 @@ func TestConnectorError(t *testing.T) {
 		assert.WithinDuration(t, now, st.LastPoll, 0)
 		assert.WithinDuration(t, success, st.LastSuccess, 0, "a failure does not move LastSuccess")
 		if failures == 1 {
-			assert.WithinDuration(t, now, st.NotBefore, 0, "the first failure waits for the next tick only")
+			assert.True(t, st.NotBefore.IsZero(), "the first failure waits for the next tick only")
+			assert.Empty(t, st.NotBeforeBy)
 		} else {
 			wait := st.NotBefore.Sub(now)
 			d := min(e.cfg.Interval<<(failures-1), poll.MaxBackoff)
 			assert.True(t, wait >= d/2 && wait <= d, "failure %d waits %s, want within [%s, %s]", failures, wait, d/2, d)
+			assert.Equal(t, store.WaitBackoff, st.NotBeforeBy, "our wait, not the upstream's")
 		}
 	}
 
@@ -477,12 +480,12 @@ func TestDefaultSleepRetries(t *testing.T) {
 // noneSeen is a SeenStore that has seen nothing.
 type noneSeen struct{}
 
-func (noneSeen) SeenVersions(_ context.Context, _ string, ids []string) ([]string, error) {
-	return make([]string, len(ids)), nil
+func (noneSeen) SeenEntries(_ context.Context, _ string, ids []string) ([]store.SeenEntry, error) {
+	return make([]store.SeenEntry, len(ids)), nil
 }
 
-func (noneSeen) Seen(context.Context, string) (map[string]string, error) {
-	return map[string]string{}, nil
+func (noneSeen) Seen(context.Context, string) (map[string]store.SeenEntry, error) {
+	return map[string]store.SeenEntry{}, nil
 }
 
 func (noneSeen) SeenData(_ context.Context, _ string, ids []string) ([][]byte, error) {
@@ -558,6 +561,7 @@ func TestUpstreamAskedToWait(t *testing.T) {
 		assert.Empty(t, e.sleeps)
 		assert.WithinDuration(t, time.Now().Add(120*time.Second), out.Commit.State.NotBefore, 2*time.Second)
 		assert.WithinDuration(t, time.Now().Add(120*time.Second), e.state(t).NotBefore, 2*time.Second)
+		assert.Equal(t, store.WaitUpstream, e.state(t).NotBeforeBy, "the upstream's wait")
 		assert.Contains(t, e.state(t).LastError, `429 Too Many Requests: {"message":"slow down"}`)
 	})
 	t.Run("a success with the rate limit exhausted", func(t *testing.T) {
@@ -565,6 +569,7 @@ func TestUpstreamAskedToWait(t *testing.T) {
 		require.NoError(t, out.Err)
 		assert.Len(t, out.Signals, 1)
 		assert.WithinDuration(t, time.Now().Add(30*time.Second), e.state(t).NotBefore, 2*time.Second)
+		assert.Equal(t, store.WaitUpstream, e.state(t).NotBeforeBy)
 		assert.Zero(t, e.state(t).ConsecutiveFailures)
 	})
 }
@@ -755,18 +760,20 @@ func TestSeenStoreFailure(t *testing.T) {
 	out := e.poll(t, newConn(returns(result("c1", item("a", "1")))))
 	require.Error(t, out.Err)
 	assert.ErrorIs(t, out.Err, errRedis)
-	assert.Contains(t, out.Err.Error(), "read seen versions")
+	assert.Contains(t, out.Err.Error(), "read seen items")
 	assert.Zero(t, e.pub.published())
 	assert.Empty(t, e.state(t).Cursor)
 }
 
 type failingSeen struct{ err error }
 
-func (f failingSeen) SeenVersions(context.Context, string, []string) ([]string, error) {
+func (f failingSeen) SeenEntries(context.Context, string, []string) ([]store.SeenEntry, error) {
 	return nil, f.err
 }
 
-func (f failingSeen) Seen(context.Context, string) (map[string]string, error) { return nil, f.err }
+func (f failingSeen) Seen(context.Context, string) (map[string]store.SeenEntry, error) {
+	return nil, f.err
+}
 
 func (f failingSeen) SeenData(context.Context, string, []string) ([][]byte, error) { return nil, f.err }
 
@@ -833,7 +840,7 @@ func TestRepublishedSignalsAreCountedAsDuplicates(t *testing.T) {
 	e := newEnv(t)
 	// A poll publishes, then its commit is lost (the worker died): the next
 	// poll publishes the same signal again, and the publisher says so.
-	lease, prev, err := e.store.Acquire(context.Background(), e.cfg.Name, "w1", e.cfg.LeaseTTL)
+	lease, prev, err := e.store.Acquire(context.Background(), e.cfg.Name, "w1", e.cfg.LeaseTTL, store.ClaimTick)
 	require.NoError(t, err)
 	out := e.runner.Run(context.Background(), e.cfg, newConn(returns(result("c1", item("a", "1")))), prev, nil)
 	require.NoError(t, out.Err)
@@ -879,6 +886,7 @@ func TestCompleteListingsPublishDeletionsOnce(t *testing.T) {
 			out := e.poll(t, newConn(returns(complete("c1", item("a", "1"), item("b", "1"), item("c", "1")))))
 			require.NoError(t, out.Err)
 			assert.Len(t, out.Signals, 3)
+			first := out.Signals[1]
 
 			// b is gone: one deleted signal, with b's last version and data.
 			e.clock.Advance(time.Minute)
@@ -887,7 +895,7 @@ func TestCompleteListingsPublishDeletionsOnce(t *testing.T) {
 			assert.Equal(t, []change{{"c", "2", bus.ChangeUpdated}, {"b", "1", bus.ChangeDeleted}}, changes(out.Signals))
 			deleted := out.Signals[1]
 			assert.JSONEq(t, `{"id":"b","version":"1"}`, string(deleted.GetData()), "the item's last known data")
-			assert.Equal(t, "alerts-test:b:1:deleted", bus.SignalID(deleted))
+			assert.EqualValues(t, 2, deleted.GetSequence(), "the item's second change")
 
 			// Still gone: nothing more.
 			e.clock.Advance(time.Minute)
@@ -895,11 +903,13 @@ func TestCompleteListingsPublishDeletionsOnce(t *testing.T) {
 			require.NoError(t, out.Err)
 			assert.Empty(t, out.Signals, "deleted once")
 
-			// Back again: created.
+			// Back again: created, as its third change.
 			e.clock.Advance(time.Minute)
-			out = e.poll(t, newConn(returns(complete("c4", item("a", "1"), item("b", "3"), item("c", "2")))))
+			out = e.poll(t, newConn(returns(complete("c4", item("a", "1"), item("b", "1"), item("c", "2")))))
 			require.NoError(t, out.Err)
-			assert.Equal(t, []change{{"b", "3", bus.ChangeCreated}}, changes(out.Signals))
+			assert.Equal(t, []change{{"b", "1", bus.ChangeCreated}}, changes(out.Signals))
+			assert.EqualValues(t, 3, out.Signals[0].GetSequence())
+			assert.NotEqual(t, bus.SignalID(out.Signals[0]), bus.SignalID(first), "not a re-publish of its first creation")
 		})
 	}
 }
@@ -923,7 +933,7 @@ func TestNoDeletionsWithoutACompleteListing(t *testing.T) {
 		e.clock.Advance(time.Minute)
 		out = e.poll(t, newConn(tc.step))
 		assert.Empty(t, out.Signals, tc.name)
-		assert.Empty(t, out.Commit.Gone, tc.name)
+		assert.Empty(t, out.Commit.Forget, tc.name)
 	}
 
 	// A failed item that is b itself keeps b: only what is really absent goes.
@@ -942,4 +952,128 @@ func TestSecretsAreRedactedFromSignalData(t *testing.T) {
 	require.Len(t, out.Signals, 1)
 	assert.NotContains(t, string(out.Signals[0].GetData()), secret)
 	assert.JSONEq(t, `{"id":"a","echo":"token [REDACTED]"}`, string(out.Signals[0].GetData()))
+}
+
+// Every change of an item is a signal with the next sequence and an id of
+// its own, a return to an earlier version included; the same change
+// published again (its commit lost) keeps its sequence and id.
+func TestEveryChangeHasItsOwnSequenceAndID(t *testing.T) {
+	e := newEnv(t)
+	var published []*pollgridv1.Signal
+	for _, version := range []string{"A", "B", "A", "A", "B"} {
+		e.clock.Advance(time.Minute)
+		out := e.poll(t, newConn(returns(result("", item("x", version)))))
+		require.NoError(t, out.Err)
+		published = append(published, out.Signals...)
+	}
+	require.Len(t, published, 4, "A, B, A, B: the repeated A is no change")
+	ids := map[string]bool{}
+	for i, s := range published {
+		assert.EqualValues(t, i+1, s.GetSequence())
+		ids[bus.SignalID(s)] = true
+	}
+	assert.Len(t, ids, 4, "four changes, four ids")
+	assert.Equal(t, []change{{"x", "A", bus.ChangeCreated}, {"x", "B", bus.ChangeUpdated}, {"x", "A", bus.ChangeUpdated}, {"x", "B", bus.ChangeUpdated}},
+		changes(published))
+
+	// A poll whose commit is lost, then the same answer again.
+	ctx := context.Background()
+	lease, prev, err := e.store.Acquire(ctx, e.cfg.Name, "w1", e.cfg.LeaseTTL, store.ClaimTrigger)
+	require.NoError(t, err)
+	lost := e.runner.Run(ctx, e.cfg, newConn(returns(result("", item("x", "A")))), prev, nil)
+	require.NoError(t, lost.Err)
+	require.NoError(t, e.store.Release(ctx, lease))
+	again := e.poll(t, newConn(returns(result("", item("x", "A")))))
+	require.Len(t, again.Signals, 1)
+	assert.EqualValues(t, 5, again.Signals[0].GetSequence())
+	assert.Equal(t, bus.SignalID(lost.Signals[0]), bus.SignalID(again.Signals[0]), "the same change: JetStream drops the re-publish")
+}
+
+// An unchanged item's entry is rewritten once a day, so that the items a
+// listing keeps returning never age out, while the polls of one day write
+// nothing for them.
+func TestUnchangedItemsAreRefreshedOnceADay(t *testing.T) {
+	e := newEnv(t)
+	e.clock.now = time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	out := e.poll(t, newConn(returns(result("", item("a", "1"), item("b", "1")))))
+	require.Len(t, out.Commit.Seen, 2)
+	e.clock.Advance(13 * time.Hour) // still the 7th
+	out = e.poll(t, newConn(returns(result("", item("a", "1"), item("b", "1")))))
+	assert.Empty(t, out.Commit.Seen)
+	e.clock.Advance(time.Hour) // the 8th
+	out = e.poll(t, newConn(returns(result("", item("a", "1"), item("b", "1")))))
+	assert.Empty(t, out.Signals)
+	require.Len(t, out.Commit.Seen, 2)
+	assert.Equal(t, store.SeenEntry{Seq: 1, Day: store.Day(e.clock.Now()), Version: "1"}, out.Commit.Seen[0].Entry)
+}
+
+// At seen_cap the items seen longest ago that the answer does not hold are
+// forgotten (to 95 % of the cap), never an item of the answer; an answer
+// with more new items than the cap allows leaves the rest unpublished, as
+// failed items, and publishes them once there is room.
+func TestSeenCap(t *testing.T) {
+	ids := func(prefix string, n int) []connector.Item {
+		out := make([]connector.Item, n)
+		for i := range out {
+			out[i] = item(fmt.Sprintf("%s-%03d", prefix, i), "1")
+		}
+		return out
+	}
+	for _, noPrefetch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noPrefetch=%v", noPrefetch), func(t *testing.T) {
+			e := newEnv(t)
+			e.noPrefetch = noPrefetch
+			e.cfg.SeenCap = 100
+			day := 24 * time.Hour
+
+			out := e.poll(t, newConn(returns(result("", ids("old", 60)...))))
+			require.Len(t, out.Signals, 60)
+			e.clock.Advance(day)
+			out = e.poll(t, newConn(returns(result("", ids("mid", 40)...))))
+			require.Len(t, out.Signals, 40)
+			assert.Zero(t, out.Forgotten, "100 fit")
+			assert.Equal(t, 100, out.Remembered)
+
+			// 10 new items: 60 + 40 + 10 is over 100; the oldest 15 go
+			// (10 over, and 5 % of the cap to spare).
+			e.clock.Advance(day)
+			out = e.poll(t, newConn(returns(result("", append(ids("mid", 40), ids("new", 10)...)...))))
+			require.Len(t, out.Signals, 10)
+			assert.Equal(t, 15, out.Forgotten)
+			assert.Equal(t, 95, out.Remembered)
+			assert.Equal(t, []string{"old-000", "old-001"}, out.Commit.Forget[:2], "seen longest ago first, ties by id")
+			assert.Empty(t, out.Failed)
+			all, err := e.store.Seen(context.Background(), e.cfg.Name)
+			require.NoError(t, err)
+			assert.Len(t, all, 95)
+			assert.Contains(t, all, "mid-000")
+
+			// An answer of 120 new items: 95 are remembered (some forgotten
+			// to make room), the other 25 wait, as failed items.
+			e.clock.Advance(day)
+			out = e.poll(t, newConn(returns(result("", ids("big", 120)...))))
+			assert.Len(t, out.Signals, 100)
+			assert.Equal(t, 20, out.Untracked)
+			assert.Equal(t, 100, out.Remembered)
+			require.Len(t, out.Failed, 20)
+			assert.ErrorIs(t, out.Failed[0].Err, poll.ErrSeenCap)
+			assert.Equal(t, "big-100", out.Failed[0].ID)
+			all, err = e.store.Seen(context.Background(), e.cfg.Name)
+			require.NoError(t, err)
+			assert.Len(t, all, 100, "the cap holds")
+
+			// The same answer again: nothing new is published twice, and the
+			// 20 still wait (every remembered item is in the answer).
+			e.clock.Advance(time.Minute)
+			out = e.poll(t, newConn(returns(result("", ids("big", 120)...))))
+			assert.Empty(t, out.Signals)
+			assert.Equal(t, 20, out.Untracked)
+
+			// The listing shrinks: the items it no longer holds make room.
+			e.clock.Advance(day)
+			out = e.poll(t, newConn(returns(result("", ids("big", 120)[50:]...))))
+			assert.Len(t, out.Signals, 20, "the 20 that waited are published once")
+			assert.Zero(t, out.Untracked)
+		})
+	}
 }

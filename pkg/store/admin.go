@@ -71,7 +71,7 @@ return pausedAt
 // resetLua forgets a connector's cursor, validators and seen versions under
 // its lease, fenced like commitLua, and counts the reset in its generation.
 //
-//	KEYS: lease fence state seen seen_at
+//	KEYS: lease fence state seen seen_data seen_at
 //	ARGV: token "<owner>:<token>"
 //	-> {0} fenced, {1, items forgotten, generation}
 const resetLua = `
@@ -79,8 +79,8 @@ if tonumber(redis.call('GET', KEYS[2])) ~= tonumber(ARGV[1]) then
   return {0}
 end
 local forgotten = redis.call('HLEN', KEYS[4])
-redis.call('HDEL', KEYS[3], 'cursor', 'etag', 'last_modified')
-redis.call('DEL', KEYS[4], KEYS[5])
+redis.call('HDEL', KEYS[3], 'cursor', 'etag', 'last_modified', 'seen_sweep', 'seen_swept')
+redis.call('DEL', KEYS[4], KEYS[5], KEYS[6])
 local generation = redis.call('HINCRBY', KEYS[3], 'generation', 1)
 if redis.call('GET', KEYS[1]) == ARGV[2] then
   redis.call('DEL', KEYS[1])
@@ -280,11 +280,11 @@ type ResetResult struct {
 // began before can write its older state back. Its history, failures and
 // back-off stay.
 func (s *Store) Reset(ctx context.Context, name, owner string, ttl time.Duration) (ResetResult, error) {
-	lease, _, err := s.Acquire(ctx, name, owner, ttl)
+	lease, _, err := s.Acquire(ctx, name, owner, ttl, ClaimAdmin)
 	if err != nil {
 		return ResetResult{}, fmt.Errorf("reset: %w", err)
 	}
-	keys := []string{s.key(name, keyLease), s.key(name, keyFence), s.key(name, keyState), s.key(name, keySeen), s.key(name, keySeenAt)}
+	keys := []string{s.key(name, keyLease), s.key(name, keyFence), s.key(name, keyState), s.key(name, keySeen), s.key(name, keySeenData), s.key(name, keySeenAt)}
 	res, err := s.reset.Run(ctx, s.rdb, keys, strconv.FormatUint(lease.Token, 10), lease.value()).Slice()
 	if err != nil {
 		_ = s.Release(context.WithoutCancel(ctx), lease)

@@ -25,10 +25,13 @@ func TestPauseSurvivesCommitsAndResumeClearsIt(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, already, "a second pause changes nothing")
 
-	lease, st, err := s.Acquire(ctx, "noaa", "w1", leaseTTL)
-	require.NoError(t, err)
+	lease, st, err := s.Acquire(ctx, "noaa", "w1", leaseTTL, store.ClaimTick)
+	require.ErrorIs(t, err, store.ErrPaused, "a tick of a paused connector takes no lease")
+	assert.Nil(t, lease)
 	assert.Equal(t, t0, st.PausedAt, "Acquire brings the pause along")
 	assert.Equal(t, "ops@host", st.PausedBy, "the first pause's author stays")
+	lease, _, err = s.Acquire(ctx, "noaa", "w1", leaseTTL, store.ClaimTrigger)
+	require.NoError(t, err, "an operator's trigger polls a paused connector")
 	require.NoError(t, s.Commit(ctx, lease, store.Commit{State: store.State{Cursor: "c1", LastPoll: t0}}))
 
 	paused, err := s.Paused(ctx, []string{"noaa", "other"})
@@ -56,17 +59,17 @@ func TestPauseSurvivesCommitsAndResumeClearsIt(t *testing.T) {
 func TestResetForgetsCursorAndSeenVersionsAndFencesOlderPolls(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newStore(t, store.Options{})
-	lease, _, err := s.Acquire(ctx, "gh", "w1", leaseTTL)
+	lease, _, err := s.Acquire(ctx, "gh", "w1", leaseTTL, store.ClaimTick)
 	require.NoError(t, err)
 	require.NoError(t, s.Commit(ctx, lease, store.Commit{
 		State:   store.State{Cursor: "page-9", ETag: `"abc"`, LastModified: "Mon", LastPoll: t0, LastSuccess: t0, ConsecutiveFailures: 0},
-		Seen:    []store.SeenItem{{ID: "a", Version: "1"}, {ID: "b", Version: "2"}},
+		Seen:    []store.SeenItem{{ID: "a", Entry: store.SeenEntry{Seq: 1, Day: store.Day(t0), Version: "1"}}, {ID: "b", Entry: store.SeenEntry{Seq: 1, Day: store.Day(t0), Version: "2"}}},
 		Now:     t0,
 		Fetched: true,
 	}))
 
 	// While a poll holds the lease, reset waits its turn.
-	running, _, err := s.Acquire(ctx, "gh", "w2", leaseTTL)
+	running, _, err := s.Acquire(ctx, "gh", "w2", leaseTTL, store.ClaimTick)
 	require.NoError(t, err)
 	_, err = s.Reset(ctx, "gh", "admin", leaseTTL)
 	var held *store.LeaseHeldError
@@ -86,9 +89,10 @@ func TestResetForgetsCursorAndSeenVersionsAndFencesOlderPolls(t *testing.T) {
 	assert.Empty(t, st.LastModified)
 	assert.Equal(t, t0, st.LastSuccess, "history stays")
 	assert.EqualValues(t, 1, st.Generation)
-	versions, err := s.SeenVersions(ctx, "gh", []string{"a", "b"})
+	entries, err := s.SeenEntries(ctx, "gh", []string{"a", "b"})
 	require.NoError(t, err)
-	assert.Equal(t, []string{"", ""}, versions)
+	assert.Equal(t, []store.SeenEntry{{}, {}}, entries)
+	assert.Equal(t, 1, st.Attempts, "the poll that ran before counts; the reset, not a poll, does not")
 	info, err := s.Lease(ctx, "gh")
 	require.NoError(t, err)
 	assert.Empty(t, info.Owner, "reset released its lease")
@@ -110,7 +114,7 @@ func TestLeaseTellsHolderTokenAndFence(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, store.LeaseInfo{}, info, "never polled")
 
-	lease, _, err := s.Acquire(ctx, "x", "host-1:42", leaseTTL)
+	lease, _, err := s.Acquire(ctx, "x", "host-1:42", leaseTTL, store.ClaimTick)
 	require.NoError(t, err)
 	info, err = s.Lease(ctx, "x")
 	require.NoError(t, err)

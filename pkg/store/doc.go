@@ -1,6 +1,6 @@
 // Package store keeps pollgrid's shared state in Redis: the per-connector
 // lease with its fencing token, the poll state (cursor, validators, failures),
-// the versions of the items already seen, and the aggregator's metrics.
+// what is remembered of the items already seen, and the aggregator's metrics.
 //
 // # Key layout
 //
@@ -8,13 +8,19 @@
 // hash tag, so they share a slot and one Lua script may touch them all:
 //
 //	<prefix>:{<name>}:lease    string "<owner>:<token>", PX = lease TTL
-//	<prefix>:{<name>}:fence    integer, INCR on every Acquire; never expires
+//	<prefix>:{<name>}:fence    integer: the last fencing token, max(fence+1, Redis's
+//	                           clock in µs) on every Acquire; never expires
 //	<prefix>:{<name>}:state    hash: cursor etag last_modified last_poll last_success
-//	                           consecutive_failures last_error not_before; and the
-//	                           operator's paused_at paused_by resumed_at generation,
-//	                           which only the admin verbs write (admin.go)
-//	<prefix>:{<name>}:seen     hash: item id -> version
-//	<prefix>:{<name>}:seen_at  zset: item id, score = last seen, unix ms
+//	                           consecutive_failures last_error not_before not_before_by
+//	                           attempts (polls begun since the last commit), seen_sweep
+//	                           seen_swept (the age sweep's HSCAN cursor and the day of its
+//	                           last whole pass); and the operator's paused_at paused_by
+//	                           resumed_at generation, which only the admin verbs write
+//	                           (admin.go)
+//	<prefix>:{<name>}:seen     hash: item id -> "<seq>:<day>:<version>" (SeenEntry; an
+//	                           empty version is a deleted item's tombstone)
+//	<prefix>:{<name>}:seen_data hash: item id -> its last data, for a connector that
+//	                           publishes deletions
 //	<prefix>:{<name>}:metrics  hash: type polls successes failures skipped items_fetched
 //	                           items_published items_failed last_poll last_success
 //	                           last_error last_error_at; latency (the last LatencyWindow

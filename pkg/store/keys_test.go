@@ -32,10 +32,10 @@ func TestKeysShareTheConnectorSlot(t *testing.T) {
 		"rollup:1h:" + strconv.FormatInt(hourAgo.Truncate(24*time.Hour).Unix(), 10),
 	}
 	for _, name := range []string{"noaa-alerts-ca", "github-nats-server"} {
-		l, _, err := s.Acquire(ctx, name, "w", leaseTTL)
+		l, _, err := s.Acquire(ctx, name, "w", leaseTTL, store.ClaimTick)
 		require.NoError(t, err)
 		require.NoError(t, s.Commit(ctx, l, store.Commit{State: store.State{Cursor: "x"}, Seen: items("a"), Now: t0}))
-		_, _, err = s.Acquire(ctx, name, "w", leaseTTL) // leave a lease in place
+		_, _, err = s.Acquire(ctx, name, "w", leaseTTL, store.ClaimTick) // leave a lease in place
 		require.NoError(t, err)
 		require.NoError(t, s.RecordReports(ctx, []*pollgridv1.PollReport{
 			report(name, success, hourAgo, time.Second), report(name, success, now, time.Second)}))
@@ -49,7 +49,7 @@ func TestKeysShareTheConnectorSlot(t *testing.T) {
 	slices.Sort(keys)
 	want := []string{"pollgrid:connectors", "pollgrid:leader:scheduler"}
 	for _, name := range []string{"noaa-alerts-ca", "github-nats-server"} {
-		for _, suffix := range append([]string{"fence", "lease", "metrics", "recent", "seen", "seen_at", "state"}, rollups...) {
+		for _, suffix := range append([]string{"fence", "lease", "metrics", "recent", "seen", "state"}, rollups...) {
 			want = append(want, "pollgrid:{"+name+"}:"+suffix)
 		}
 	}
@@ -145,7 +145,7 @@ func TestOneRoundTrip(t *testing.T) {
 	rdb.AddHook(hook)
 
 	// Warm the script cache: the very first EVALSHA of a script falls back to EVAL.
-	l, _, err := s.Acquire(ctx, "warm", "w", leaseTTL)
+	l, _, err := s.Acquire(ctx, "warm", "w", leaseTTL, store.ClaimTick)
 	require.NoError(t, err)
 	require.NoError(t, s.Commit(ctx, l, store.Commit{Now: t0}))
 	require.NoError(t, s.RecordReports(ctx, []*pollgridv1.PollReport{report("warm", success, t0, time.Second)}))
@@ -154,7 +154,7 @@ func TestOneRoundTrip(t *testing.T) {
 		name string
 		op   func() error
 	}{
-		{"acquire", func() error { l, _, err = s.Acquire(ctx, "c", "w", leaseTTL); return err }},
+		{"acquire", func() error { l, _, err = s.Acquire(ctx, "c", "w", leaseTTL, store.ClaimTick); return err }},
 		{"commit", func() error { return s.Commit(ctx, l, store.Commit{Seen: items("a", "b"), Now: t0}) }},
 		{"record reports of three connectors", func() error {
 			return s.RecordReports(ctx, []*pollgridv1.PollReport{report("c", success, t0, time.Second),

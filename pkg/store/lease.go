@@ -18,6 +18,27 @@ var (
 	// ErrFenced means a newer lease was acquired since this one: its Commit
 	// was rejected and nothing was written.
 	ErrFenced = errors.New("fenced: a newer lease exists, nothing written")
+	// ErrPaused means Acquire took no lease for a tick: an operator paused
+	// the connector (State.PausedAt says since when, PausedBy by whom).
+	ErrPaused = errors.New("connector paused")
+	// ErrWaiting means Acquire took no lease for a tick: the connector waits
+	// until State.NotBefore, for the reason State.NotBeforeBy says.
+	ErrWaiting = errors.New("connector waiting")
+)
+
+// Claim says what a lease is taken for.
+type Claim int
+
+const (
+	// ClaimTick is a scheduled poll. It takes no lease while the connector
+	// is paused (ErrPaused) or waiting (ErrWaiting), and a poll it begins
+	// counts in State.Attempts.
+	ClaimTick Claim = iota
+	// ClaimTrigger is a poll an operator asked for: it runs whatever the
+	// pause or wait, and counts in State.Attempts.
+	ClaimTrigger
+	// ClaimAdmin is an operator's write (reset): no poll, so not counted.
+	ClaimAdmin
 )
 
 // LeaseHeldError is returned by Acquire while the lease is held.
@@ -48,8 +69,12 @@ func (l *Lease) value() string { return l.Owner + ":" + strconv.FormatUint(l.Tok
 // Acquire takes the connector's lease for ttl and returns its state, in one
 // round trip. Every successful Acquire takes a new, greater fencing token.
 // While the lease is held, by anyone (owner included: two ticks of one
-// connector may reach one worker), the error is a *LeaseHeldError.
-func (s *Store) Acquire(ctx context.Context, connector, owner string, ttl time.Duration) (*Lease, State, error) {
+// connector may reach one worker), the error is a *LeaseHeldError. A tick
+// (ClaimTick) of a paused or waiting connector takes no lease: the error is
+// ErrPaused or ErrWaiting, and the state, returned with it, says why.
+// Whether a connector waits is judged on Redis's clock, the one clock every
+// worker shares.
+func (s *Store) Acquire(ctx context.Context, connector, owner string, ttl time.Duration, claim Claim) (*Lease, State, error) {
 	if err := checkName(connector); err != nil {
 		return nil, State{}, fmt.Errorf("acquire lease: %w", err)
 	}
@@ -59,19 +84,40 @@ func (s *Store) Acquire(ctx context.Context, connector, owner string, ttl time.D
 	if ttl < time.Millisecond {
 		return nil, State{}, fmt.Errorf("acquire lease %s: ttl %s is under 1ms", connector, ttl)
 	}
+	gate, count := 0, 1
+	switch claim {
+	case ClaimTick:
+		gate = 1
+	case ClaimAdmin:
+		count = 0
+	}
 	keys := []string{s.key(connector, keyLease), s.key(connector, keyFence), s.key(connector, keyState), s.key(connector, keySeen)}
-	res, err := s.acquire.Run(ctx, s.rdb, keys, owner, ttl.Milliseconds(), PrefetchSeen).Slice()
+	res, err := s.acquire.Run(ctx, s.rdb, keys, owner, ttl.Milliseconds(), PrefetchSeen, gate, count).Slice()
 	if err != nil {
 		return nil, State{}, fmt.Errorf("acquire lease %s: %w", connector, err)
 	}
 	if len(res) < 2 {
 		return nil, State{}, fmt.Errorf("acquire lease %s: unexpected script reply %v", connector, res)
 	}
-	if ok, _ := res[0].(int64); ok == 0 {
+	switch code, _ := res[0].(int64); code {
+	case 0:
 		pttl, _ := res[1].(int64)
 		return nil, State{}, &LeaseHeldError{Connector: connector, Remaining: max(0, time.Duration(pttl)*time.Millisecond)}
+	case 2:
+		if len(res) < 3 {
+			return nil, State{}, fmt.Errorf("acquire lease %s: unexpected script reply %v", connector, res)
+		}
+		flat, _ := res[2].([]any)
+		st, err := parseState(pairs(flat))
+		if err != nil {
+			return nil, State{}, fmt.Errorf("acquire lease %s: read state: %w", connector, err)
+		}
+		if why, _ := res[1].(string); why == "paused" {
+			return nil, st, ErrPaused
+		}
+		return nil, st, ErrWaiting
 	}
-	if len(res) < 5 {
+	if len(res) < 6 {
 		return nil, State{}, fmt.Errorf("acquire lease %s: unexpected script reply %v", connector, res)
 	}
 	text, _ := res[1].(string)
@@ -86,8 +132,10 @@ func (s *Store) Acquire(ctx context.Context, connector, owner string, ttl time.D
 	}
 	if prefetched, _ := res[3].(int64); prefetched == 1 {
 		flat, _ := res[4].([]any)
-		st.Seen = pairs(flat)
+		st.Seen = parseSeen(flat)
 	}
+	count64, _ := res[5].(int64)
+	st.SeenCount = int(count64)
 	return &Lease{Connector: connector, Owner: owner, Token: token, TTL: ttl}, st, nil
 }
 
@@ -134,97 +182,32 @@ func (s *Store) Release(ctx context.Context, l *Lease) error {
 	return nil
 }
 
-// SeenVersions returns the remembered version of each id, aligned with ids,
-// "" for an id never seen (or forgotten).
-func (s *Store) SeenVersions(ctx context.Context, connector string, ids []string) ([]string, error) {
-	if err := checkName(connector); err != nil {
-		return nil, fmt.Errorf("read seen versions: %w", err)
-	}
-	out := make([]string, len(ids))
-	if len(ids) == 0 {
-		return out, nil
-	}
-	vals, err := s.rdb.HMGet(ctx, s.key(connector, keySeen), ids...).Result()
-	if err != nil {
-		return nil, fmt.Errorf("read seen versions %s: %w", connector, err)
-	}
-	for i, v := range vals {
-		out[i], _ = v.(string)
-	}
-	return out, nil
-}
-
-// Seen returns every remembered item's version, by id: what a poll that
-// read the whole listing compares it with, to find the items gone.
-func (s *Store) Seen(ctx context.Context, connector string) (map[string]string, error) {
-	if err := checkName(connector); err != nil {
-		return nil, fmt.Errorf("read seen versions: %w", err)
-	}
-	m, err := s.rdb.HGetAll(ctx, s.key(connector, keySeen)).Result()
-	if err != nil {
-		return nil, fmt.Errorf("read seen versions %s: %w", connector, err)
-	}
-	return m, nil
-}
-
-// SeenData returns the data kept for ids (a connector that publishes
-// deletions), aligned with ids, nil where none is kept.
-func (s *Store) SeenData(ctx context.Context, connector string, ids []string) ([][]byte, error) {
-	if err := checkName(connector); err != nil {
-		return nil, fmt.Errorf("read seen data: %w", err)
-	}
-	out := make([][]byte, len(ids))
-	if len(ids) == 0 {
-		return out, nil
-	}
-	vals, err := s.rdb.HMGet(ctx, s.key(connector, keySeenData), ids...).Result()
-	if err != nil {
-		return nil, fmt.Errorf("read seen data %s: %w", connector, err)
-	}
-	for i, v := range vals {
-		if str, ok := v.(string); ok {
-			out[i] = []byte(str)
-		}
-	}
-	return out, nil
-}
-
-// SeenItem is one item version a poll returned.
-type SeenItem struct {
-	ID      string
-	Version string
-	// Data is kept (seen_data) for a connector that publishes deletions, so
-	// that its deleted signal can carry the item's last known data; nil
-	// keeps nothing.
-	Data []byte
-}
-
 // Commit is what one poll writes back.
 type Commit struct {
 	// State is written whole: fields with zero values are deleted.
 	State State
-	// Seen lists every item the poll fetched, changed or not, so that items
-	// still present upstream are never forgotten by the TTL.
+	// Seen lists the items to remember: those a poll published a change
+	// of (a deleted one as a tombstone), and those it returned unchanged on
+	// a later day than their entry's, which moves the entry's day.
 	Seen []SeenItem
-	// Now scores Seen and is the reference for forgetting after SeenTTL;
-	// the zero time means time.Now().
+	// Forget lists the items to forget whole, entry and data: those the
+	// connector's seen_cap makes room for. An id in both lists is forgotten
+	// first, then written (a deleted item's tombstone drops its data).
+	Forget []string
+	// Now dates the commit; the zero time means time.Now().
 	Now time.Time
-	// Fetched is true when the poll read the upstream's answer (a 200), so
-	// that items absent from Seen may age out. A failed poll or a 304 saw no
-	// items, which says nothing about their absence: nothing is forgotten by
-	// age then, however long the upstream keeps failing or answering 304.
+	// Fetched is true when the poll read the upstream's answer (a 200):
+	// only then does the commit forget, a step at a time, the entries no
+	// poll has returned for SeenTTL. A failed poll or a 304 saw no items,
+	// which says nothing about their absence.
 	Fetched bool
-	// Gone lists the items the poll published as deleted: they are
-	// forgotten, so each is deleted once (and created again should it
-	// come back).
-	Gone []string
 }
 
-// Commit writes a poll's state and seen versions and releases the lease, in
-// one round trip, fenced: when a newer lease was acquired since l the result
-// wraps ErrFenced and nothing is written. Then, after recording Seen, items
-// last seen before Now-SeenTTL are forgotten (only when c.Fetched), and beyond SeenCap the items
-// seen longest ago are (ties broken by id).
+// Commit writes a poll's state and seen items and releases the lease, in
+// one round trip, fenced: when a newer lease was acquired since l the
+// result wraps ErrFenced and nothing is written. A fetched commit also
+// sweeps a step of the seen items (SweepStep entries, a whole pass a day)
+// and forgets those whose day is more than SeenTTL ago.
 //
 // A lease that expired without anyone else acquiring it still commits: the
 // fence still equals its token, which proves that no newer writer exists,
@@ -237,21 +220,29 @@ func (s *Store) Commit(ctx context.Context, l *Lease, c Commit) error {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	forgetBefore := int64(0) // no seen_at score is below 0: forget nothing
+	today := Day(now)
+	forgetBefore := int64(0) // no day is below 0: sweep nothing
 	if c.Fetched {
-		forgetBefore = now.Add(-s.opts.SeenTTL).UnixMilli()
+		forgetBefore = today - int64(s.opts.SeenTTL/(24*time.Hour))
 	}
 	fields := c.State.fields()
-	args := make([]any, 0, 8+len(fields)+3*len(c.Seen)+len(c.Gone))
+	data := 0
+	for _, it := range c.Seen {
+		if it.Data != nil {
+			data++
+		}
+	}
+	args := make([]any, 0, 9+len(fields)+2*len(c.Seen)+2*data+len(c.Forget))
 	args = append(args,
 		strconv.FormatUint(l.Token, 10),
 		l.value(),
-		now.UnixMilli(),
+		today,
 		forgetBefore,
-		s.opts.SeenCap,
+		SweepStep,
 		len(fields)/2,
 		len(c.Seen),
-		len(c.Gone),
+		data,
+		len(c.Forget),
 	)
 	for _, f := range fields {
 		args = append(args, f)
@@ -260,9 +251,14 @@ func (s *Store) Commit(ctx context.Context, l *Lease, c Commit) error {
 		if it.ID == "" {
 			return fmt.Errorf("commit state %s: seen item with an empty id", l.Connector)
 		}
-		args = append(args, it.ID, it.Version, it.Data)
+		args = append(args, it.ID, it.Entry.encode())
 	}
-	for _, id := range c.Gone {
+	for _, it := range c.Seen {
+		if it.Data != nil {
+			args = append(args, it.ID, it.Data)
+		}
+	}
+	for _, id := range c.Forget {
 		args = append(args, id)
 	}
 	keys := []string{
@@ -270,8 +266,8 @@ func (s *Store) Commit(ctx context.Context, l *Lease, c Commit) error {
 		s.key(l.Connector, keyFence),
 		s.key(l.Connector, keyState),
 		s.key(l.Connector, keySeen),
-		s.key(l.Connector, keySeenAt),
 		s.key(l.Connector, keySeenData),
+		s.key(l.Connector, keySeenAt),
 	}
 	n, err := s.commit.Run(ctx, s.rdb, keys, args...).Int()
 	if err != nil {
@@ -282,3 +278,8 @@ func (s *Store) Commit(ctx context.Context, l *Lease, c Commit) error {
 	}
 	return nil
 }
+
+// SweepStep is how many seen entries one fetched commit looks at for
+// entries to forget by age. A sweep starts at most once a day per
+// connector, and goes on a step per commit until it has seen every entry.
+const SweepStep = 1000

@@ -2,16 +2,21 @@ package store
 
 // The Lua scripts. Each one touches only the keys of one connector (one hash
 // slot), passed in KEYS, and sticks to EXISTS GET SET INCR PEXPIRE PTTL DEL HGETALL
-// HLEN HINCRBY TIME HSET HDEL HMGET ZADD ZREM ZCARD ZRANGE ZRANGEBYSCORE so that it
+// HLEN HINCRBY HMGET HSCAN TIME HSET HDEL so that it
 // runs on miniredis as well as on Redis. Variadic commands are called in
 // chunks: unpack of a long table overflows Lua's C stack.
 
 // acquireLua takes a connector's lease.
 //
 //	KEYS: lease fence state seen
-//	ARGV: owner ttl_ms prefetch_max
+//	ARGV: owner ttl_ms prefetch_max gate count
 //	held     -> {0, pttl_ms}
-//	acquired -> {1, token, {state field, value, ...}, prefetched, {seen id, version, ...}}
+//	not due  -> {2, "paused" | "waiting", {state field, value, ...}}
+//	acquired -> {1, token, {state field, value, ...}, prefetched, {seen id, entry, ...}, seen_count}
+//
+// With gate = 1 (a scheduled tick) a paused connector, or one whose
+// not_before is later than Redis's clock, takes no lease: the tick has
+// nothing to do, and it must leave no trace (no token, no attempt).
 //
 // The lease value is "<owner>:<token>". The fencing token is the greater of
 // the last one plus one and Redis's clock in microseconds: it grows on every
@@ -20,27 +25,40 @@ package store
 // commit stays fenced across the loss. Numbers are written with %.0f: Lua's
 // own formatting keeps 14 digits, and a token has 16.
 //
-// attempts in the state counts the polls begun since the last commit, this
-// one included: a connector that keeps killing its worker shows there.
+// With count = 1 (a poll, not an admin write) attempts in the state counts
+// the polls begun since the last commit, this one included: a connector
+// that keeps killing its worker shows there.
 //
-// When the connector remembers at most prefetch_max items, their versions
+// When the connector remembers at most prefetch_max items, their entries
 // come along (prefetched = 1), which saves the poll a round trip to read
-// them.
+// them; seen_count is how many it remembers.
 const acquireLua = `
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {0, redis.call('PTTL', KEYS[1])}
 end
 local now = redis.call('TIME')
+if ARGV[4] == '1' then
+  local gate = redis.call('HMGET', KEYS[3], 'paused_at', 'not_before')
+  if gate[1] then
+    return {2, 'paused', redis.call('HGETALL', KEYS[3])}
+  end
+  if gate[2] and tonumber(gate[2]) > tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) then
+    return {2, 'waiting', redis.call('HGETALL', KEYS[3])}
+  end
+end
 local token = math.max(tonumber(redis.call('GET', KEYS[2]) or '0') + 1, tonumber(now[1]) * 1000000 + tonumber(now[2]))
 local text = string.format('%.0f', token)
 redis.call('SET', KEYS[2], text)
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. text, 'PX', ARGV[2])
-redis.call('HINCRBY', KEYS[3], 'attempts', 1)
+if ARGV[5] == '1' then
+  redis.call('HINCRBY', KEYS[3], 'attempts', 1)
+end
+local count = redis.call('HLEN', KEYS[4])
 local prefetched, seen = 0, {}
-if redis.call('HLEN', KEYS[4]) <= tonumber(ARGV[3]) then
+if count <= tonumber(ARGV[3]) then
   prefetched, seen = 1, redis.call('HGETALL', KEYS[4])
 end
-return {1, text, redis.call('HGETALL', KEYS[3]), prefetched, seen}
+return {1, text, redis.call('HGETALL', KEYS[3]), prefetched, seen, count}
 `
 
 // renewLua extends a lease that is still ours.
@@ -71,11 +89,12 @@ return 0
 
 // commitLua writes the outcome of one poll, fenced.
 //
-//	KEYS: lease fence state seen seen_at seen_data
-//	ARGV: token "<owner>:<token>" now_ms forget_before_ms seen_cap n_state n_seen n_gone
+//	KEYS: lease fence state seen seen_data seen_at
+//	ARGV: token "<owner>:<token>" today forget_before sweep_step n_state n_seen n_data n_forget
 //	      then n_state pairs (state field, value; "" deletes the field)
-//	      then n_seen triples (item id, version, data; "" keeps no data)
-//	      then n_gone item ids (published as deleted: forget them)
+//	      then n_seen pairs (item id, "<seq>:<day>:<version>")
+//	      then n_data pairs (item id, data)
+//	      then n_forget item ids (forgotten first: entry and data)
 //	-> 0 fenced: the fence moved past token, nothing written
 //	-> 1 committed
 //
@@ -86,8 +105,12 @@ return 0
 // "token >= fence" also rejects a token from before a Redis data loss (the
 // fence is gone, or newer), whatever happened since.
 //
-// An item forgotten for any reason (gone, not seen for the TTL, past the
-// cap) loses its version, its time and its data together.
+// forget_before > 0 (a poll that read a listing) sweeps: HSCAN looks at
+// sweep_step entries from the cursor kept in the state's seen_sweep, and
+// forgets those whose day is before forget_before. A pass that ends
+// records its day in seen_swept; the next starts on a later day. An entry
+// whose value has no day (written before sequences) is left for the poll
+// that rewrites it. seen_at, the sorted set of those versions, is deleted.
 const commitLua = `
 local function chunked(cmd, key, list)
   local step = 500
@@ -99,8 +122,7 @@ end
 local function forget(ids)
   if #ids > 0 then
     chunked('HDEL', KEYS[4], ids)
-    chunked('ZREM', KEYS[5], ids)
-    chunked('HDEL', KEYS[6], ids)
+    chunked('HDEL', KEYS[5], ids)
   end
 end
 
@@ -108,10 +130,9 @@ if tonumber(redis.call('GET', KEYS[2])) ~= tonumber(ARGV[1]) then
   return 0
 end
 
-local now = ARGV[3]
-local cap = tonumber(ARGV[5])
-local nstate, nseen, ngone = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local i = 9
+local today, forgetBefore = tonumber(ARGV[3]), tonumber(ARGV[4])
+local nstate, nseen, ndata, nforget = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local i = 10
 
 local set, del = {}, {}
 for _ = 1, nstate do
@@ -126,37 +147,47 @@ end
 if #set > 0 then chunked('HSET', KEYS[3], set) end
 if #del > 0 then chunked('HDEL', KEYS[3], del) end
 
-local seen, seenAt, data = {}, {}, {}
+local seen = {}
 for _ = 1, nseen do
   seen[#seen + 1] = ARGV[i]
   seen[#seen + 1] = ARGV[i + 1]
-  seenAt[#seenAt + 1] = now
-  seenAt[#seenAt + 1] = ARGV[i]
-  if ARGV[i + 2] ~= '' then
-    data[#data + 1] = ARGV[i]
-    data[#data + 1] = ARGV[i + 2]
-  end
-  i = i + 3
+  i = i + 2
 end
-if #seen > 0 then
-  chunked('HSET', KEYS[4], seen)
-  chunked('ZADD', KEYS[5], seenAt)
+local data = {}
+for _ = 1, ndata do
+  data[#data + 1] = ARGV[i]
+  data[#data + 1] = ARGV[i + 1]
+  i = i + 2
 end
-if #data > 0 then chunked('HSET', KEYS[6], data) end
-
 local gone = {}
-for _ = 1, ngone do
+for _ = 1, nforget do
   gone[#gone + 1] = ARGV[i]
   i = i + 1
 end
 forget(gone)
+if #seen > 0 then chunked('HSET', KEYS[4], seen) end
+if #data > 0 then chunked('HSET', KEYS[5], data) end
 
-forget(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[4]))
-
-local excess = redis.call('ZCARD', KEYS[5]) - cap
-if excess > 0 then
-  local popped = redis.call('ZRANGE', KEYS[5], 0, excess - 1)
-  forget(popped)
+if forgetBefore > 0 then
+  local cursor = redis.call('HGET', KEYS[3], 'seen_sweep') or '0'
+  if cursor ~= '0' or tonumber(redis.call('HGET', KEYS[3], 'seen_swept') or '0') < today then
+    local page = redis.call('HSCAN', KEYS[4], cursor, 'COUNT', ARGV[5])
+    local old, kv = {}, page[2]
+    for j = 1, #kv, 2 do
+      local day = tonumber(string.match(kv[j + 1], '^%d+:(%d+):'))
+      if day and day < forgetBefore then
+        old[#old + 1] = kv[j]
+      end
+    end
+    forget(old)
+    if page[1] == '0' then
+      redis.call('HSET', KEYS[3], 'seen_swept', today)
+      redis.call('HDEL', KEYS[3], 'seen_sweep')
+    else
+      redis.call('HSET', KEYS[3], 'seen_sweep', page[1])
+    end
+  end
+  redis.call('DEL', KEYS[6])
 end
 
 if redis.call('GET', KEYS[1]) == ARGV[2] then

@@ -14,7 +14,6 @@ import (
 // Defaults of Options.
 const (
 	DefaultPrefix  = "pollgrid"
-	DefaultSeenCap = 10000
 	DefaultSeenTTL = 30 * 24 * time.Hour
 )
 
@@ -23,21 +22,15 @@ type Options struct {
 	// Prefix starts every key, so that several deployments can share one
 	// Redis. Default "pollgrid".
 	Prefix string
-	// SeenCap is how many item versions one connector remembers. Past it the
-	// items seen longest ago are forgotten (and would publish again as
-	// "created" should they come back). Default 10000.
-	SeenCap int
-	// SeenTTL forgets an item that no poll has returned for this long.
-	// Default 30 days.
+	// SeenTTL forgets an item that no poll has returned for this long, in
+	// whole days. Default 30 days. (How many items a connector remembers at
+	// most is its own seen_cap: package poll keeps to it.)
 	SeenTTL time.Duration
 }
 
 func (o Options) withDefaults() Options {
 	if o.Prefix == "" {
 		o.Prefix = DefaultPrefix
-	}
-	if o.SeenCap <= 0 {
-		o.SeenCap = DefaultSeenCap
 	}
 	if o.SeenTTL <= 0 {
 		o.SeenTTL = DefaultSeenTTL
@@ -93,18 +86,22 @@ type State struct {
 	// ConsecutiveFailures counts failed polls since the last success.
 	ConsecutiveFailures int
 	LastError           string
-	// NotBefore is when the upstream allows the next poll (Retry-After, a
-	// rate limit reset); zero when it asked nothing.
-	NotBefore time.Time
+	// NotBefore is when the connector may be polled again; zero when now.
+	// NotBeforeBy says whose wait it is: WaitUpstream (Retry-After, a rate
+	// limit's reset) or WaitBackoff (ours, after failed polls).
+	NotBefore   time.Time
+	NotBeforeBy string
 	// Attempts counts the polls begun since the last commit, the current
 	// one included (read by Acquire): more than one means earlier polls
 	// ended without committing, their worker killed or frozen.
 	Attempts int
-	// Seen holds the remembered version of every seen item, by id, when
-	// Acquire read them with the state (a connector that remembers at most
-	// PrefetchSeen items); nil otherwise: read them with SeenVersions.
-	// Only Acquire fills it, and Commit does not write it.
-	Seen map[string]string
+	// Seen holds every remembered item, by id, when Acquire read them with
+	// the state (a connector that remembers at most PrefetchSeen items);
+	// nil otherwise: read them with SeenEntries. SeenCount is how many
+	// items the connector remembers. Only Acquire fills them, and Commit
+	// does not write them.
+	Seen      map[string]SeenEntry
+	SeenCount int
 
 	// The operator's fields (see admin.go): only the admin verbs write
 	// them; Commit leaves them alone. PausedAt is when the connector was
@@ -116,6 +113,12 @@ type State struct {
 	Generation uint64
 }
 
+// Whose wait State.NotBefore is.
+const (
+	WaitUpstream = "upstream"
+	WaitBackoff  = "backoff"
+)
+
 // State hash fields.
 const (
 	fieldCursor              = "cursor"
@@ -126,6 +129,7 @@ const (
 	fieldConsecutiveFailures = "consecutive_failures"
 	fieldLastError           = "last_error"
 	fieldNotBefore           = "not_before"
+	fieldNotBeforeBy         = "not_before_by"
 	fieldAttempts            = "attempts"
 )
 
@@ -145,6 +149,7 @@ func (st State) fields() []string {
 		fieldConsecutiveFailures, failures,
 		fieldLastError, st.LastError,
 		fieldNotBefore, formatTime(st.NotBefore),
+		fieldNotBeforeBy, st.NotBeforeBy,
 		fieldAttempts, "", // a commit ends the attempts
 	}
 }
@@ -156,6 +161,7 @@ func parseState(h map[string]string) (State, error) {
 	st.ETag = h[fieldETag]
 	st.LastModified = h[fieldLastModified]
 	st.LastError = h[fieldLastError]
+	st.NotBeforeBy = h[fieldNotBeforeBy]
 	if st.LastPoll, err = parseTime(h[fieldLastPoll]); err != nil {
 		return State{}, fmt.Errorf("field %s: %w", fieldLastPoll, err)
 	}

@@ -51,7 +51,7 @@ func TestAcquireRaceHasOneWinner(t *testing.T) {
 	for i := range racers {
 		wg.Go(func() {
 			<-start
-			leases[i], _, errs[i] = s.Acquire(ctx, "race", fmt.Sprintf("worker-%d", i), leaseTTL)
+			leases[i], _, errs[i] = s.Acquire(ctx, "race", fmt.Sprintf("worker-%d", i), leaseTTL, store.ClaimTick)
 		})
 	}
 	close(start)
@@ -80,7 +80,7 @@ func TestTokensStrictlyIncrease(t *testing.T) {
 	var last uint64
 	take := func(owner string) *store.Lease {
 		t.Helper()
-		l, _, err := s.Acquire(ctx, "tokens", owner, leaseTTL)
+		l, _, err := s.Acquire(ctx, "tokens", owner, leaseTTL, store.ClaimTick)
 		require.NoError(t, err)
 		assert.Greater(t, l.Token, last, "token after %d", last)
 		last = l.Token
@@ -106,13 +106,13 @@ func TestTokensStrictlyIncrease(t *testing.T) {
 func TestFencingHoldsAcrossRedisDataLoss(t *testing.T) {
 	ctx := context.Background()
 	s, rdb := newStore(t, store.Options{})
-	paused, _, err := s.Acquire(ctx, "c", "paused", leaseTTL)
+	paused, _, err := s.Acquire(ctx, "c", "paused", leaseTTL, store.ClaimTick)
 	require.NoError(t, err)
 
 	require.NoError(t, rdb.FlushAll(ctx).Err())
 	var after []*store.Lease
 	for range 5 {
-		l, _, err := s.Acquire(ctx, "c", "fresh", leaseTTL)
+		l, _, err := s.Acquire(ctx, "c", "fresh", leaseTTL, store.ClaimTick)
 		require.NoError(t, err)
 		assert.Greater(t, l.Token, paused.Token, "a token after the loss is newer than any before it")
 		require.NoError(t, s.Commit(ctx, l, store.Commit{State: store.State{Cursor: "after"}, Now: t0}))
@@ -131,79 +131,117 @@ func TestAttemptsCountPollsThatDidNotCommit(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newStore(t, store.Options{})
 	for want := 1; want <= 3; want++ {
-		l, st, err := s.Acquire(ctx, "c", "w", leaseTTL)
+		l, st, err := s.Acquire(ctx, "c", "w", leaseTTL, store.ClaimTick)
 		require.NoError(t, err)
 		assert.Equal(t, want, st.Attempts)
 		require.NoError(t, s.Release(ctx, l)) // the poll ended without a commit (its worker died)
 	}
-	l, _, err := s.Acquire(ctx, "c", "w", leaseTTL)
+	l, _, err := s.Acquire(ctx, "c", "w", leaseTTL, store.ClaimTick)
 	require.NoError(t, err)
 	require.NoError(t, s.Commit(ctx, l, store.Commit{Now: t0}))
-	_, st, err := s.Acquire(ctx, "c", "w", leaseTTL)
+	_, st, err := s.Acquire(ctx, "c", "w", leaseTTL, store.ClaimTick)
 	require.NoError(t, err)
 	assert.Equal(t, 1, st.Attempts, "a commit ends the count")
+}
+
+// A tick of a paused or waiting connector takes no lease and leaves no
+// trace: no token, no attempt (a skipped tick is not a poll that died). An
+// operator's trigger polls anyway; an admin write is not counted.
+func TestAcquireGatesTicks(t *testing.T) {
+	ctx := context.Background()
+	s, rdb := newStore(t, store.Options{})
+	commit := func(st store.State) {
+		l, _, err := s.Acquire(ctx, "c", "w", leaseTTL, store.ClaimTrigger)
+		require.NoError(t, err)
+		require.NoError(t, s.Commit(ctx, l, store.Commit{State: st, Now: t0}))
+	}
+	fence := func() string { return rdb.Get(ctx, "pollgrid:{c}:fence").Val() }
+
+	until := time.Now().Add(time.Hour).Truncate(time.Millisecond).UTC()
+	commit(store.State{NotBefore: until, NotBeforeBy: store.WaitBackoff, ConsecutiveFailures: 3, LastError: "boom"})
+	before := fence()
+	for range 7 {
+		l, st, err := s.Acquire(ctx, "c", "w", leaseTTL, store.ClaimTick)
+		require.ErrorIs(t, err, store.ErrWaiting)
+		assert.Nil(t, l)
+		assert.Equal(t, until, st.NotBefore)
+		assert.Equal(t, store.WaitBackoff, st.NotBeforeBy)
+		assert.Equal(t, 3, st.ConsecutiveFailures)
+		assert.Zero(t, st.Attempts)
+	}
+	assert.Equal(t, before, fence(), "no token taken")
+	assert.Zero(t, rdb.Exists(ctx, "pollgrid:{c}:lease").Val())
+
+	l, st, err := s.Acquire(ctx, "c", "w", leaseTTL, store.ClaimTrigger)
+	require.NoError(t, err, "a trigger polls a waiting connector")
+	assert.Equal(t, 1, st.Attempts, "and it counts")
+	require.NoError(t, s.Commit(ctx, l, store.Commit{State: store.State{NotBefore: time.Now().Add(-time.Second)}, Now: t0}))
+	l, st, err = s.Acquire(ctx, "c", "w", leaseTTL, store.ClaimTick)
+	require.NoError(t, err, "a wait that ended lets the tick poll")
+	assert.Equal(t, 1, st.Attempts)
+	require.NoError(t, s.Release(ctx, l))
+	_, st, err = s.Acquire(ctx, "c", "w", leaseTTL, store.ClaimAdmin)
+	require.NoError(t, err)
+	assert.Equal(t, 1, st.Attempts, "an admin write is not a poll")
 }
 
 func TestOwnerWithColons(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newStore(t, store.Options{})
 
-	a, _, err := s.Acquire(ctx, "c", "host:1234", leaseTTL)
+	a, _, err := s.Acquire(ctx, "c", "host:1234", leaseTTL, store.ClaimTick)
 	require.NoError(t, err)
 	require.NoError(t, s.Renew(ctx, a))
 	require.ErrorIs(t, s.Renew(ctx, &store.Lease{Connector: "c", Owner: "host", Token: a.Token, TTL: leaseTTL}), store.ErrLeaseLost,
 		"an owner that is a prefix of the holder is another owner")
 	require.NoError(t, s.Release(ctx, a))
-	again, _, err := s.Acquire(ctx, "c", "host:1234", leaseTTL)
+	again, _, err := s.Acquire(ctx, "c", "host:1234", leaseTTL, store.ClaimTick)
 	require.NoError(t, err)
 	assert.Greater(t, again.Token, a.Token)
 }
 
 // rawState reads what is really stored for a connector, to check that a
 // rejected write left no trace.
-func rawState(t *testing.T, rdb *redis.Client, name string) (state, seen map[string]string, seenAt []redis.Z) {
+func rawState(t *testing.T, rdb *redis.Client, name string) (state, seen map[string]string) {
 	t.Helper()
 	ctx := context.Background()
 	state, err := rdb.HGetAll(ctx, "pollgrid:{"+name+"}:state").Result()
 	require.NoError(t, err)
 	seen, err = rdb.HGetAll(ctx, "pollgrid:{"+name+"}:seen").Result()
 	require.NoError(t, err)
-	seenAt, err = rdb.ZRangeWithScores(ctx, "pollgrid:{"+name+"}:seen_at", 0, -1).Result()
-	require.NoError(t, err)
-	return state, seen, seenAt
+	return state, seen
 }
 
 func TestStaleCommitIsFenced(t *testing.T) {
 	ctx := context.Background()
 	s, rdb := newStore(t, store.Options{})
 
-	first, _, err := s.Acquire(ctx, "c", "a", leaseTTL)
+	first, _, err := s.Acquire(ctx, "c", "a", leaseTTL, store.ClaimTick)
 	require.NoError(t, err)
 	require.NoError(t, s.Commit(ctx, first, store.Commit{
 		State: store.State{Cursor: "committed", LastPoll: t0},
-		Seen:  []store.SeenItem{{ID: "x", Version: "1"}},
+		Seen:  []store.SeenItem{{ID: "x", Entry: store.SeenEntry{Seq: 1, Version: "1"}}},
 		Now:   t0,
 	}))
-	stale, _, err := s.Acquire(ctx, "c", "a", leaseTTL)
+	stale, _, err := s.Acquire(ctx, "c", "a", leaseTTL, store.ClaimTick)
 	require.NoError(t, err)
 	require.NoError(t, s.Release(ctx, stale)) // as if it expired while its worker was paused
-	newer, _, err := s.Acquire(ctx, "c", "b", leaseTTL)
+	newer, _, err := s.Acquire(ctx, "c", "b", leaseTTL, store.ClaimTick)
 	require.NoError(t, err)
 
-	wantState, wantSeen, wantSeenAt := rawState(t, rdb, "c")
+	wantState, wantSeen := rawState(t, rdb, "c")
 	err = s.Commit(ctx, stale, store.Commit{
 		State: store.State{Cursor: "stale"},
-		Seen:  []store.SeenItem{{ID: "x", Version: "2"}, {ID: "y", Version: "1"}},
+		Seen:  []store.SeenItem{{ID: "x", Entry: store.SeenEntry{Seq: 1, Version: "2"}}, {ID: "y", Entry: store.SeenEntry{Seq: 1, Version: "1"}}},
 		Now:   t0.Add(time.Hour),
 	})
 	require.ErrorIs(t, err, store.ErrFenced)
 
-	gotState, gotSeen, gotSeenAt := rawState(t, rdb, "c")
+	gotState, gotSeen := rawState(t, rdb, "c")
 	assert.Equal(t, wantState, gotState, "state unchanged")
 	assert.Equal(t, wantSeen, gotSeen, "seen unchanged")
-	assert.Equal(t, wantSeenAt, gotSeenAt, "seen_at unchanged")
 	require.NoError(t, s.Renew(ctx, newer), "the fenced commit did not release the newer lease")
-	_, _, err = s.Acquire(ctx, "c", "a", leaseTTL)
+	_, _, err = s.Acquire(ctx, "c", "a", leaseTTL, store.ClaimTick)
 	assert.ErrorIs(t, err, store.ErrLeaseHeld)
 }
 
@@ -213,9 +251,9 @@ func TestALeaseHeldByTheSameOwnerIsHeld(t *testing.T) {
 	// from the first.
 	ctx := context.Background()
 	s, _ := newStore(t, store.Options{})
-	first, _, err := s.Acquire(ctx, "c", "w1", leaseTTL)
+	first, _, err := s.Acquire(ctx, "c", "w1", leaseTTL, store.ClaimTick)
 	require.NoError(t, err)
-	_, _, err = s.Acquire(ctx, "c", "w1", leaseTTL)
+	_, _, err = s.Acquire(ctx, "c", "w1", leaseTTL, store.ClaimTick)
 	var held *store.LeaseHeldError
 	require.ErrorAs(t, err, &held)
 	assert.Positive(t, held.Remaining)
@@ -226,13 +264,13 @@ func TestExpiredLeaseIsTakenOver(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newStore(t, store.Options{})
 
-	old, _, err := s.Acquire(ctx, "c", "paused-worker", shortTTL)
+	old, _, err := s.Acquire(ctx, "c", "paused-worker", shortTTL, store.ClaimTick)
 	require.NoError(t, err)
 	require.NoError(t, s.Renew(ctx, old), "renew while held")
 
 	var taker *store.Lease
 	require.Eventually(t, func() bool {
-		taker, _, err = s.Acquire(ctx, "c", "other-worker", leaseTTL)
+		taker, _, err = s.Acquire(ctx, "c", "other-worker", leaseTTL, store.ClaimTick)
 		return err == nil
 	}, waitFor, pollEvery, "the lease expires and another owner takes it")
 	assert.Greater(t, taker.Token, old.Token)
@@ -240,7 +278,7 @@ func TestExpiredLeaseIsTakenOver(t *testing.T) {
 	assert.ErrorIs(t, s.Renew(ctx, old), store.ErrLeaseLost)
 	assert.ErrorIs(t, s.Commit(ctx, old, store.Commit{State: store.State{Cursor: "old"}, Now: t0}), store.ErrFenced)
 	require.NoError(t, s.Release(ctx, old), "releasing a lost lease is not an error")
-	_, _, err = s.Acquire(ctx, "c", "third-worker", leaseTTL)
+	_, _, err = s.Acquire(ctx, "c", "third-worker", leaseTTL, store.ClaimTick)
 	require.ErrorIs(t, err, store.ErrLeaseHeld, "the old owner's release left the new lease alone")
 
 	require.NoError(t, s.Commit(ctx, taker, store.Commit{State: store.State{Cursor: "new"}, Now: t0}))
@@ -253,7 +291,7 @@ func TestExpiredLeaseNobodyTookStillCommits(t *testing.T) {
 	ctx := context.Background()
 	s, rdb := newStore(t, store.Options{})
 
-	l, _, err := s.Acquire(ctx, "c", "slow-worker", shortTTL)
+	l, _, err := s.Acquire(ctx, "c", "slow-worker", shortTTL, store.ClaimTick)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		return rdb.Exists(ctx, "pollgrid:{c}:lease").Val() == 0
@@ -282,13 +320,13 @@ func TestCommitAndReleaseFreeTheLease(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			s, _ := newStore(t, store.Options{})
-			l, _, err := s.Acquire(ctx, "c", "a", leaseTTL)
+			l, _, err := s.Acquire(ctx, "c", "a", leaseTTL, store.ClaimTick)
 			require.NoError(t, err)
-			_, _, err = s.Acquire(ctx, "c", "b", leaseTTL)
+			_, _, err = s.Acquire(ctx, "c", "b", leaseTTL, store.ClaimTick)
 			require.ErrorIs(t, err, store.ErrLeaseHeld)
 
 			require.NoError(t, tc.end(ctx, s, l))
-			next, _, err := s.Acquire(ctx, "c", "b", leaseTTL)
+			next, _, err := s.Acquire(ctx, "c", "b", leaseTTL, store.ClaimTick)
 			require.NoError(t, err, "another owner acquires at once")
 			assert.Greater(t, next.Token, l.Token)
 			assert.ErrorIs(t, s.Renew(ctx, l), store.ErrLeaseLost)
@@ -307,6 +345,7 @@ func TestStateRoundTrip(t *testing.T) {
 		ConsecutiveFailures: 3,
 		LastError:           "GET https://api.example.com/alerts: 503 Service Unavailable",
 		NotBefore:           t0.Add(2 * time.Minute),
+		NotBeforeBy:         store.WaitUpstream,
 	}
 	for _, tc := range []struct {
 		name       string
@@ -317,7 +356,7 @@ func TestStateRoundTrip(t *testing.T) {
 		{
 			name:       "every field",
 			state:      full,
-			wantFields: []string{"consecutive_failures", "cursor", "etag", "last_error", "last_modified", "last_poll", "last_success", "not_before"},
+			wantFields: []string{"consecutive_failures", "cursor", "etag", "last_error", "last_modified", "last_poll", "last_success", "not_before", "not_before_by"},
 		},
 		{
 			name:       "zero state writes nothing",
@@ -335,11 +374,11 @@ func TestStateRoundTrip(t *testing.T) {
 			ctx := context.Background()
 			s, rdb := newStore(t, store.Options{})
 			if !reflect.ValueOf(tc.before).IsZero() {
-				l, _, err := s.Acquire(ctx, "c", "a", leaseTTL)
+				l, _, err := s.Acquire(ctx, "c", "a", leaseTTL, store.ClaimTick)
 				require.NoError(t, err)
 				require.NoError(t, s.Commit(ctx, l, store.Commit{State: tc.before, Now: t0}))
 			}
-			l, _, err := s.Acquire(ctx, "c", "a", leaseTTL)
+			l, _, err := s.Acquire(ctx, "c", "a", leaseTTL, store.ClaimTick)
 			require.NoError(t, err)
 			require.NoError(t, s.Commit(ctx, l, store.Commit{State: tc.state, Now: t0}))
 
@@ -352,9 +391,9 @@ func TestStateRoundTrip(t *testing.T) {
 			slices.Sort(fields)
 			assert.Equal(t, tc.wantFields, fields)
 
-			_, viaAcquire, err := s.Acquire(ctx, "c", "a", leaseTTL)
+			_, viaAcquire, err := s.Acquire(ctx, "c", "a", leaseTTL, store.ClaimTick)
 			require.NoError(t, err)
-			assert.Equal(t, map[string]string{}, viaAcquire.Seen, "no item seen yet, and Acquire says so")
+			assert.Equal(t, map[string]store.SeenEntry{}, viaAcquire.Seen, "no item seen yet, and Acquire says so")
 			assert.Equal(t, 1, viaAcquire.Attempts)
 			viaAcquire.Seen, viaAcquire.Attempts = nil, 0
 			assert.Equal(t, tc.state, viaAcquire, "Acquire returns the same state")
@@ -365,118 +404,115 @@ func TestStateRoundTrip(t *testing.T) {
 func TestStoredTimesAreUnixMillis(t *testing.T) {
 	ctx := context.Background()
 	s, rdb := newStore(t, store.Options{})
-	l, _, err := s.Acquire(ctx, "c", "a", leaseTTL)
+	l, _, err := s.Acquire(ctx, "c", "a", leaseTTL, store.ClaimTick)
 	require.NoError(t, err)
 	at := t0.Add(1234 * time.Millisecond)
 	require.NoError(t, s.Commit(ctx, l, store.Commit{State: store.State{LastPoll: at}, Seen: items("x"), Now: at}))
 	assert.Equal(t, "1772366401234", rdb.HGet(ctx, "pollgrid:{c}:state", "last_poll").Val())
-	assert.Equal(t, float64(1772366401234), rdb.ZScore(ctx, "pollgrid:{c}:seen_at", "x").Val())
+	assert.Equal(t, "1:20513:v-x", rdb.HGet(ctx, "pollgrid:{c}:seen", "x").Val(), "sequence, UTC day, version")
 }
 
 func TestAcquireOfNeverPolledConnector(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newStore(t, store.Options{})
-	l, st, err := s.Acquire(ctx, "fresh", "a", leaseTTL)
+	l, st, err := s.Acquire(ctx, "fresh", "a", leaseTTL, store.ClaimTick)
 	require.NoError(t, err)
-	assert.Equal(t, store.State{Seen: map[string]string{}, Attempts: 1}, st, "nothing stored, and no item seen yet")
+	assert.Equal(t, store.State{Seen: map[string]store.SeenEntry{}, Attempts: 1}, st, "nothing stored, and no item seen yet")
 	assert.Positive(t, l.Token)
 	assert.Equal(t, &store.Lease{Connector: "fresh", Owner: "a", Token: l.Token, TTL: leaseTTL}, l)
 }
 
-func TestSeenVersions(t *testing.T) {
+func TestSeenEntries(t *testing.T) {
 	ctx := context.Background()
-	s, _ := newStore(t, store.Options{})
-	l, _, err := s.Acquire(ctx, "c", "a", leaseTTL)
+	s, rdb := newStore(t, store.Options{})
+	l, _, err := s.Acquire(ctx, "c", "a", leaseTTL, store.ClaimTick)
 	require.NoError(t, err)
+	b := store.SeenEntry{Seq: 3, Day: store.Day(t0), Version: "2026-03-01T00:00:00Z"}
 	require.NoError(t, s.Commit(ctx, l, store.Commit{
-		Seen: []store.SeenItem{{ID: "a", Version: "1"}, {ID: "b", Version: "2026-03-01T00:00:00Z"}},
+		Seen: []store.SeenItem{{ID: "a", Entry: store.SeenEntry{Seq: 1, Day: 7, Version: "1"}}, {ID: "b", Entry: b}, {ID: "gone", Entry: store.SeenEntry{Seq: 2, Day: 7}}},
 		Now:  t0,
 	}))
+	// What versions before sequences wrote: the bare version.
+	require.NoError(t, rdb.HSet(ctx, "pollgrid:{c}:seen", "old", "2025-01-01T00:00:00Z").Err())
 
 	for _, tc := range []struct {
 		name string
 		ids  []string
-		want []string
+		want []store.SeenEntry
 	}{
-		{name: "none", ids: nil, want: []string{}},
-		{name: "aligned with unseen", ids: []string{"x", "b", "a", "y"}, want: []string{"", "2026-03-01T00:00:00Z", "1", ""}},
-		{name: "all unseen", ids: []string{"x"}, want: []string{""}},
+		{name: "none", ids: nil, want: []store.SeenEntry{}},
+		{name: "aligned with unseen", ids: []string{"x", "b", "a", "y"}, want: []store.SeenEntry{{}, b, {Seq: 1, Day: 7, Version: "1"}, {}}},
+		{name: "a deleted item keeps its sequence", ids: []string{"gone"}, want: []store.SeenEntry{{Seq: 2, Day: 7}}},
+		{name: "an entry written before sequences", ids: []string{"old"}, want: []store.SeenEntry{{Seq: 1, Version: "2025-01-01T00:00:00Z"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := s.SeenVersions(ctx, "c", tc.ids)
+			got, err := s.SeenEntries(ctx, "c", tc.ids)
 			require.NoError(t, err)
 			assert.Equal(t, tc.want, got)
 		})
 	}
+	all, err := s.Seen(ctx, "c")
+	require.NoError(t, err)
+	assert.Equal(t, map[string]store.SeenEntry{"a": {Seq: 1, Day: 7, Version: "1"}, "b": b, "gone": {Seq: 2, Day: 7},
+		"old": {Seq: 1, Version: "2025-01-01T00:00:00Z"}}, all)
+	assert.False(t, all["gone"].Known())
+	assert.True(t, all["a"].Known())
 }
 
+// items are entries of version "v-<id>" seen on t0's day.
 func items(ids ...string) []store.SeenItem {
+	return itemsOn(t0, ids...)
+}
+
+func itemsOn(at time.Time, ids ...string) []store.SeenItem {
 	out := make([]store.SeenItem, len(ids))
 	for i, id := range ids {
-		out[i] = store.SeenItem{ID: id, Version: "v-" + id}
+		out[i] = store.SeenItem{ID: id, Entry: store.SeenEntry{Seq: 1, Day: store.Day(at), Version: "v-" + id}}
 	}
 	return out
 }
 
-func TestSeenCapAndTTL(t *testing.T) {
+func TestSeenTTL(t *testing.T) {
 	day := 24 * time.Hour
 	type poll struct {
 		at   time.Time
-		seen []store.SeenItem
+		seen []string
 		// unfetched models a failed poll or a 304: no answer was read.
 		unfetched bool
 	}
 	for _, tc := range []struct {
 		name  string
-		opts  store.Options
+		ttl   time.Duration
 		polls []poll
 		want  []string // remembered ids
 	}{
 		{
-			name:  "under the cap nothing is forgotten",
-			opts:  store.Options{SeenCap: 5},
-			polls: []poll{{at: t0, seen: items("a", "b")}, {at: t0.Add(time.Minute), seen: items("c", "d", "e")}},
-			want:  []string{"a", "b", "c", "d", "e"},
-		},
-		{
-			name:  "over the cap the longest unseen go",
-			opts:  store.Options{SeenCap: 3},
-			polls: []poll{{at: t0, seen: items("a", "b")}, {at: t0.Add(time.Minute), seen: items("c")}, {at: t0.Add(2 * time.Minute), seen: items("a", "d")}},
-			want:  []string{"a", "c", "d"},
-		},
-		{
-			name:  "a poll larger than the cap keeps cap items",
-			opts:  store.Options{SeenCap: 2},
-			polls: []poll{{at: t0, seen: items("c", "a", "b")}},
-			want:  []string{"b", "c"}, // same score: ties break by id
-		},
-		{
 			name: "items not seen for SeenTTL are forgotten, present ones stay",
-			opts: store.Options{SeenTTL: 30 * day},
+			ttl:  30 * day,
 			polls: []poll{
-				{at: t0, seen: items("gone", "kept")},
-				{at: t0.Add(10 * day), seen: items("kept", "newer")},
-				{at: t0.Add(31 * day), seen: items("kept")},
+				{at: t0, seen: []string{"gone", "kept"}},
+				{at: t0.Add(10 * day), seen: []string{"kept", "newer"}},
+				{at: t0.Add(31 * day), seen: []string{"kept"}},
 			},
 			want: []string{"kept", "newer"},
 		},
 		{
 			name:  "exactly SeenTTL old is still remembered",
-			opts:  store.Options{SeenTTL: day},
-			polls: []poll{{at: t0, seen: items("edge")}, {at: t0.Add(day), seen: items("other")}},
+			ttl:   day,
+			polls: []poll{{at: t0, seen: []string{"edge"}}, {at: t0.Add(day), seen: []string{"other"}}},
 			want:  []string{"edge", "other"},
 		},
 		{
-			name:  "a commit with no items still trims",
-			opts:  store.Options{SeenTTL: day},
-			polls: []poll{{at: t0, seen: items("old")}, {at: t0.Add(2 * day), seen: nil}},
+			name:  "a commit with no items still sweeps",
+			ttl:   day,
+			polls: []poll{{at: t0, seen: []string{"old"}}, {at: t0.Add(2 * day)}},
 			want:  []string{},
 		},
 		{
 			name: "failed or 304 polls forget nothing by age, however long",
-			opts: store.Options{SeenTTL: day},
+			ttl:  day,
 			polls: []poll{
-				{at: t0, seen: items("a", "b")},
+				{at: t0, seen: []string{"a", "b"}},
 				{at: t0.Add(40 * day), unfetched: true},
 				{at: t0.Add(80 * day), unfetched: true},
 			},
@@ -484,57 +520,118 @@ func TestSeenCapAndTTL(t *testing.T) {
 		},
 		{
 			name: "the next fetched poll keeps what it sees and forgets the rest",
-			opts: store.Options{SeenTTL: day},
+			ttl:  day,
 			polls: []poll{
-				{at: t0, seen: items("a", "b")},
+				{at: t0, seen: []string{"a", "b"}},
 				{at: t0.Add(40 * day), unfetched: true},
-				{at: t0.Add(41 * day), seen: items("a")},
+				{at: t0.Add(41 * day), seen: []string{"a"}},
 			},
 			want: []string{"a"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			s, rdb := newStore(t, tc.opts)
+			s, rdb := newStore(t, store.Options{SeenTTL: tc.ttl})
 			for _, p := range tc.polls {
-				l, _, err := s.Acquire(ctx, "c", "a", leaseTTL)
+				l, _, err := s.Acquire(ctx, "c", "a", leaseTTL, store.ClaimTick)
 				require.NoError(t, err)
-				require.NoError(t, s.Commit(ctx, l, store.Commit{Seen: p.seen, Now: p.at, Fetched: !p.unfetched}))
+				require.NoError(t, s.Commit(ctx, l, store.Commit{Seen: itemsOn(p.at, p.seen...), Now: p.at, Fetched: !p.unfetched}))
 			}
 			seen, err := rdb.HKeys(ctx, "pollgrid:{c}:seen").Result()
 			require.NoError(t, err)
 			slices.Sort(seen)
 			assert.Equal(t, tc.want, seen, "seen hash")
-			seenAt, err := rdb.ZRange(ctx, "pollgrid:{c}:seen_at", 0, -1).Result()
-			require.NoError(t, err)
-			slices.Sort(seenAt)
-			assert.Equal(t, tc.want, seenAt, "seen_at follows seen")
-
-			versions, err := s.SeenVersions(ctx, "c", tc.want)
-			require.NoError(t, err)
-			for i, id := range tc.want {
-				assert.Equal(t, "v-"+id, versions[i])
-			}
 		})
 	}
+}
+
+// A large seen set is swept a step per fetched commit, a pass at most once
+// a day, and the entries written before sequences (no day) are left alone.
+func TestSeenSweepGoesAStepAtATime(t *testing.T) {
+	ctx := context.Background()
+	day := 24 * time.Hour
+	s, rdb := newStore(t, store.Options{SeenTTL: day})
+	commitFetched := func(at time.Time, seen []store.SeenItem, fetched bool) {
+		l, _, err := s.Acquire(ctx, "c", "a", leaseTTL, store.ClaimTick)
+		require.NoError(t, err)
+		require.NoError(t, s.Commit(ctx, l, store.Commit{Seen: seen, Now: at, Fetched: fetched}))
+	}
+	commit := func(at time.Time, seen []store.SeenItem) { commitFetched(at, seen, true) }
+	old := make([]string, 3*store.SweepStep)
+	for i := range old {
+		old[i] = fmt.Sprintf("old-%05d", i)
+	}
+	commitFetched(t0, itemsOn(t0, old...), false) // a fetched one would start that day's pass
+	require.NoError(t, rdb.HSet(ctx, "pollgrid:{c}:seen", "legacy", "v0").Err())
+	later := t0.Add(3 * day)
+	count := func() int64 { return rdb.HLen(ctx, "pollgrid:{c}:seen").Val() }
+
+	commit(later, itemsOn(later, "fresh"))
+	first := count()
+	assert.Less(t, first, int64(len(old)+2), "the first step forgot some old entries")
+	assert.Greater(t, first, int64(2), "one step does not look at every entry")
+	for range 10 {
+		if count() == 2 {
+			break
+		}
+		commit(later, nil)
+	}
+	assert.Equal(t, int64(2), count(), "the pass went on until every old entry was forgotten: fresh and legacy are left")
+
+	// The pass of the day is over: entries that went stale are left for tomorrow's.
+	require.NoError(t, rdb.HSet(ctx, "pollgrid:{c}:seen", "stale", "1:1:v").Err())
+	commit(later, nil)
+	assert.Equal(t, int64(3), count(), "no second pass the same day")
+	commit(later.Add(day), nil)
+	assert.Equal(t, []string{"fresh", "legacy"}, sortedKeys(t, rdb, "pollgrid:{c}:seen"), "the next day's pass")
+}
+
+func sortedKeys(t *testing.T, rdb *redis.Client, key string) []string {
+	keys, err := rdb.HKeys(context.Background(), key).Result()
+	require.NoError(t, err)
+	slices.Sort(keys)
+	return keys
+}
+
+// Forget drops an entry and its data; an id also in Seen is written after
+// (a deleted item's tombstone drops its data).
+func TestCommitForgets(t *testing.T) {
+	ctx := context.Background()
+	s, rdb := newStore(t, store.Options{})
+	l, _, err := s.Acquire(ctx, "c", "a", leaseTTL, store.ClaimTick)
+	require.NoError(t, err)
+	require.NoError(t, s.Commit(ctx, l, store.Commit{Now: t0, Seen: []store.SeenItem{
+		{ID: "a", Entry: store.SeenEntry{Seq: 1, Version: "1"}, Data: []byte(`{"a":1}`)},
+		{ID: "b", Entry: store.SeenEntry{Seq: 1, Version: "1"}, Data: []byte(`{"b":1}`)},
+	}}))
+	l, _, err = s.Acquire(ctx, "c", "a", leaseTTL, store.ClaimTick)
+	require.NoError(t, err)
+	require.NoError(t, s.Commit(ctx, l, store.Commit{Now: t0, Forget: []string{"a", "b"},
+		Seen: []store.SeenItem{{ID: "b", Entry: store.SeenEntry{Seq: 2, Day: 5}}}}))
+	all, err := s.Seen(ctx, "c")
+	require.NoError(t, err)
+	assert.Equal(t, map[string]store.SeenEntry{"b": {Seq: 2, Day: 5}}, all, "a forgotten, b a tombstone")
+	data, err := s.SeenData(ctx, "c", []string{"a", "b"})
+	require.NoError(t, err)
+	assert.Equal(t, [][]byte{nil, nil}, data)
+	assert.Zero(t, rdb.Exists(ctx, "pollgrid:{c}:seen_data").Val())
 }
 
 // A poll can return more items than one Lua unpack takes; the script chunks.
 func TestCommitManyItems(t *testing.T) {
 	ctx := context.Background()
-	s, rdb := newStore(t, store.Options{SeenCap: 10000})
+	s, rdb := newStore(t, store.Options{})
 	ids := make([]string, 12345)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("item-%05d", i)
 	}
-	l, _, err := s.Acquire(ctx, "big", "a", leaseTTL)
+	l, _, err := s.Acquire(ctx, "big", "a", leaseTTL, store.ClaimTick)
 	require.NoError(t, err)
 	require.NoError(t, s.Commit(ctx, l, store.Commit{Seen: items(ids...), Now: t0}))
-	assert.Equal(t, int64(10000), rdb.HLen(ctx, "pollgrid:{big}:seen").Val())
-	assert.Equal(t, int64(10000), rdb.ZCard(ctx, "pollgrid:{big}:seen_at").Val())
-	got, err := s.SeenVersions(ctx, "big", []string{"item-02344", "item-02345", "item-12344"})
+	assert.Equal(t, int64(12345), rdb.HLen(ctx, "pollgrid:{big}:seen").Val())
+	got, err := s.SeenEntries(ctx, "big", []string{"item-00000", "item-12344", "item-12345"})
 	require.NoError(t, err)
-	assert.Equal(t, []string{"", "v-item-02345", "v-item-12344"}, got, "the cap dropped the first ids (ties break by id)")
+	assert.Equal(t, []string{"v-item-00000", "v-item-12344", ""}, []string{got[0].Version, got[1].Version, got[2].Version})
 }
 
 func TestStateSurvivesReconnect(t *testing.T) {
@@ -543,7 +640,7 @@ func TestStateSurvivesReconnect(t *testing.T) {
 	first := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	s := store.New(first, store.Options{})
 	want := store.State{Cursor: "c1", ETag: "e1", LastPoll: t0, LastSuccess: t0}
-	l, _, err := s.Acquire(ctx, "c", "a", leaseTTL)
+	l, _, err := s.Acquire(ctx, "c", "a", leaseTTL, store.ClaimTick)
 	require.NoError(t, err)
 	require.NoError(t, s.Commit(ctx, l, store.Commit{State: want, Seen: items("x"), Now: t0}))
 	require.NoError(t, first.Close())
@@ -552,10 +649,10 @@ func TestStateSurvivesReconnect(t *testing.T) {
 	got, err := again.State(ctx, "c")
 	require.NoError(t, err)
 	assert.Equal(t, want, got)
-	versions, err := again.SeenVersions(ctx, "c", []string{"x"})
+	entries, err := again.SeenEntries(ctx, "c", []string{"x"})
 	require.NoError(t, err)
-	assert.Equal(t, []string{"v-x"}, versions)
-	next, _, err := again.Acquire(ctx, "c", "a", leaseTTL)
+	assert.Equal(t, "v-x", entries[0].Version)
+	next, _, err := again.Acquire(ctx, "c", "a", leaseTTL, store.ClaimTick)
 	require.NoError(t, err)
 	assert.Greater(t, next.Token, l.Token, "the fence is kept too")
 }
@@ -564,7 +661,7 @@ func TestLastPolls(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newStore(t, store.Options{})
 	for i, name := range []string{"a", "b"} {
-		l, _, err := s.Acquire(ctx, name, "w", leaseTTL)
+		l, _, err := s.Acquire(ctx, name, "w", leaseTTL, store.ClaimTick)
 		require.NoError(t, err)
 		require.NoError(t, s.Commit(ctx, l, store.Commit{State: store.State{LastPoll: t0.Add(time.Duration(i) * time.Minute)}, Now: t0}))
 	}
@@ -625,15 +722,15 @@ func TestInvalidInput(t *testing.T) {
 		call func() error
 		want string
 	}{
-		{"empty name", func() error { _, _, err := s.Acquire(ctx, "", "a", leaseTTL); return err }, "empty connector name"},
-		{"brace in name", func() error { _, _, err := s.Acquire(ctx, "a}b", "a", leaseTTL); return err }, "brace"},
-		{"empty owner", func() error { _, _, err := s.Acquire(ctx, "c", "", leaseTTL); return err }, "empty owner"},
-		{"zero ttl", func() error { _, _, err := s.Acquire(ctx, "c", "a", 0); return err }, "under 1ms"},
+		{"empty name", func() error { _, _, err := s.Acquire(ctx, "", "a", leaseTTL, store.ClaimTick); return err }, "empty connector name"},
+		{"brace in name", func() error { _, _, err := s.Acquire(ctx, "a}b", "a", leaseTTL, store.ClaimTick); return err }, "brace"},
+		{"empty owner", func() error { _, _, err := s.Acquire(ctx, "c", "", leaseTTL, store.ClaimTick); return err }, "empty owner"},
+		{"zero ttl", func() error { _, _, err := s.Acquire(ctx, "c", "a", 0, store.ClaimTick); return err }, "under 1ms"},
 		{"nil lease commit", func() error { return s.Commit(ctx, nil, store.Commit{}) }, "nil lease"},
 		{"empty seen id", func() error {
-			l, _, err := s.Acquire(ctx, "c", "a", leaseTTL)
+			l, _, err := s.Acquire(ctx, "c", "a", leaseTTL, store.ClaimTick)
 			require.NoError(t, err)
-			return s.Commit(ctx, l, store.Commit{Seen: []store.SeenItem{{ID: "", Version: "1"}}})
+			return s.Commit(ctx, l, store.Commit{Seen: []store.SeenItem{{ID: "", Entry: store.SeenEntry{Seq: 1, Version: "1"}}}})
 		}, "empty id"},
 		{"leader without role", func() error { _, err := s.AcquireLeader(ctx, "", "a", leaseTTL); return err }, "empty role"},
 	} {
@@ -655,7 +752,7 @@ func TestRedisDownErrorsNameTheOperation(t *testing.T) {
 	srv.Kill()
 
 	assert.ErrorContains(t, s.Ping(ctx), "ping redis")
-	_, _, err := s.Acquire(ctx, "c", "a", leaseTTL)
+	_, _, err := s.Acquire(ctx, "c", "a", leaseTTL, store.ClaimTick)
 	assert.ErrorContains(t, err, "acquire lease c")
 	assert.False(t, errors.Is(err, store.ErrLeaseHeld))
 	err = s.Commit(ctx, &store.Lease{Connector: "c", Owner: "a", Token: 1, TTL: leaseTTL}, store.Commit{Now: t0})
@@ -666,13 +763,13 @@ func TestRedisDownErrorsNameTheOperation(t *testing.T) {
 func TestPrefix(t *testing.T) {
 	ctx := context.Background()
 	s, rdb := newStore(t, store.Options{Prefix: "staging"})
-	l, _, err := s.Acquire(ctx, "c", "a", leaseTTL)
+	l, _, err := s.Acquire(ctx, "c", "a", leaseTTL, store.ClaimTick)
 	require.NoError(t, err)
 	require.NoError(t, s.Commit(ctx, l, store.Commit{State: store.State{Cursor: "x"}, Seen: items("i"), Now: t0}))
 	keys, err := rdb.Keys(ctx, "*").Result()
 	require.NoError(t, err)
 	slices.Sort(keys)
-	assert.Equal(t, []string{"staging:{c}:fence", "staging:{c}:seen", "staging:{c}:seen_at", "staging:{c}:state"}, keys)
+	assert.Equal(t, []string{"staging:{c}:fence", "staging:{c}:seen", "staging:{c}:state"}, keys)
 	for _, k := range keys {
 		assert.True(t, strings.HasPrefix(k, "staging:"))
 	}
@@ -682,24 +779,26 @@ func TestAcquireBringsTheSeenVersionsOfASmallConnector(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newStore(t, store.Options{})
 	commitSeen := func(n int) {
-		l, _, err := s.Acquire(ctx, "c", "a", leaseTTL)
+		l, _, err := s.Acquire(ctx, "c", "a", leaseTTL, store.ClaimTick)
 		require.NoError(t, err)
 		seen := make([]store.SeenItem, n)
 		for i := range seen {
-			seen[i] = store.SeenItem{ID: fmt.Sprintf("item-%d", i), Version: "v1"}
+			seen[i] = store.SeenItem{ID: fmt.Sprintf("item-%d", i), Entry: store.SeenEntry{Seq: 1, Day: store.Day(time.Now()), Version: "v1"}}
 		}
 		require.NoError(t, s.Commit(ctx, l, store.Commit{Seen: seen, Fetched: true}))
 	}
 
 	commitSeen(store.PrefetchSeen)
-	l, st, err := s.Acquire(ctx, "c", "a", leaseTTL)
+	l, st, err := s.Acquire(ctx, "c", "a", leaseTTL, store.ClaimTick)
 	require.NoError(t, err)
 	require.Len(t, st.Seen, store.PrefetchSeen)
-	assert.Equal(t, "v1", st.Seen["item-0"])
+	assert.Equal(t, store.SeenEntry{Seq: 1, Day: store.Day(time.Now()), Version: "v1"}, st.Seen["item-0"])
+	assert.Equal(t, store.PrefetchSeen, st.SeenCount)
 	require.NoError(t, s.Release(ctx, l))
 
 	commitSeen(store.PrefetchSeen + 1)
-	_, st, err = s.Acquire(ctx, "c", "a", leaseTTL)
+	_, st, err = s.Acquire(ctx, "c", "a", leaseTTL, store.ClaimTick)
 	require.NoError(t, err)
 	assert.Nil(t, st.Seen, "too many to bring along: the poll reads the versions it needs")
+	assert.Equal(t, store.PrefetchSeen+1, st.SeenCount)
 }

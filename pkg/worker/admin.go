@@ -3,7 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
-	"fmt"
+
 	"log/slog"
 	"time"
 
@@ -27,19 +27,6 @@ import (
 type triggeredKey struct{}
 
 func triggered(ctx context.Context) bool { v, _ := ctx.Value(triggeredKey{}).(bool); return v }
-
-// skipPaused is why a tick of a paused connector polls nothing (nil when it
-// is not paused, or an operator triggered this poll).
-func skipPaused(ctx context.Context, st store.State) error {
-	if st.PausedAt.IsZero() || triggered(ctx) {
-		return nil
-	}
-	by := ""
-	if st.PausedBy != "" {
-		by = " by " + st.PausedBy
-	}
-	return fmt.Errorf("paused since %s%s (pollctl resume)", st.PausedAt.UTC().Format(time.RFC3339), by)
-}
 
 // Trigger is the trigger verb: it polls the named connector at once, on
 // this worker, under the connector's lease (waiting for a poll that holds

@@ -23,6 +23,7 @@ type metrics struct {
 	duplicates     *prometheus.CounterVec
 	panics         *prometheus.CounterVec
 	crashLoops     *prometheus.CounterVec
+	seenCap        *prometheus.CounterVec
 	fenced         *prometheus.CounterVec
 	rateLimited    *prometheus.CounterVec
 	redelivered    prometheus.Counter
@@ -63,6 +64,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		crashLoops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pollgrid_crash_loops_total", Help: "Ticks not polled because the connector's last polls never finished (their workers died): it backs off instead.",
 		}, []string{"type"}),
+		seenCap: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pollgrid_seen_cap_items_total", Help: "Items a connector's seen_cap acted on: forgotten (seen longest ago, to make room) " +
+				"or untracked (new items left unpublished: the answer alone holds more than seen_cap). Either says: raise seen_cap.",
+		}, []string{"type", "action"}),
 		missed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pollgrid_ticks_missed_total", Help: "Whole intervals that passed with no poll of a connector that was not backing off " +
 				"(its polls take longer than its interval, or the workers cannot keep up).",
@@ -94,7 +99,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		errors: telemetry.NewDependencyErrors(),
 	}
-	reg.MustRegister(m.polls, m.pollDuration, m.signals, m.itemsFailed, m.contention, m.missed, m.duplicates, m.panics, m.crashLoops, m.fenced,
+	reg.MustRegister(m.polls, m.pollDuration, m.signals, m.itemsFailed, m.contention, m.missed, m.duplicates, m.panics, m.crashLoops, m.seenCap, m.fenced,
 		m.rateLimited, m.redelivered, m.reportsDropped, m.lateness, m.inFlight, m.concurrency, m.badTicks, m.errors)
 	return m
 }
@@ -129,6 +134,8 @@ func (m *metrics) initType(connectorType string) {
 	m.duplicates.WithLabelValues(connectorType)
 	m.panics.WithLabelValues(connectorType)
 	m.crashLoops.WithLabelValues(connectorType)
+	m.seenCap.WithLabelValues(connectorType, "forgotten")
+	m.seenCap.WithLabelValues(connectorType, "untracked")
 	m.fenced.WithLabelValues(connectorType)
 	m.rateLimited.WithLabelValues(connectorType)
 }

@@ -125,7 +125,11 @@ func (w *Worker) poll(ctx context.Context, in *instance, msg jetstream.Msg, log 
 		log.ErrorContext(ctx, "connector cannot be built", "error", err)
 		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE, err, false)
 	}
-	lease, state, err := w.acquire(ctx, c)
+	claim := store.ClaimTick
+	if triggered(ctx) {
+		claim = store.ClaimTrigger
+	}
+	lease, state, err := w.acquire(ctx, c, claim)
 	var held *store.LeaseHeldError
 	switch {
 	case errors.As(err, &held):
@@ -133,6 +137,10 @@ func (w *Worker) poll(ctx context.Context, in *instance, msg jetstream.Msg, log 
 		log.InfoContext(ctx, "lease held by another worker; tick retried after it expires", "remaining", held.Remaining.String())
 		_ = msg.NakWithDelay(held.Remaining + 100*time.Millisecond)
 		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED, err, true)
+	case errors.Is(err, store.ErrPaused):
+		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED, pausedReason(state), false)
+	case errors.Is(err, store.ErrWaiting):
+		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED, waitReason(state), false)
 	case err != nil:
 		w.metrics.errors.WithLabelValues("redis", "acquire").Inc()
 		log.ErrorContext(ctx, "acquire lease failed", "error", err)
@@ -140,17 +148,13 @@ func (w *Worker) poll(ctx context.Context, in *instance, msg jetstream.Msg, log 
 		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE, err, true)
 	}
 	report.FencingToken = lease.Token
-	if err := skipPaused(ctx, state); err != nil {
-		_ = w.store.Release(context.WithoutCancel(ctx), lease)
-		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED, err, false)
-	}
 	w.countMissed(c, state)
 	if state.Attempts > maxAttempts {
-		// Its last polls all began and never committed: each time, the
-		// worker polling it died. Polling it again would likely kill this
-		// one too; fail the poll (which backs off) and say why.
+		// Its last polls all began fetching and never committed: each
+		// time, the worker polling it died. Polling it again would likely
+		// kill this one too; fail the poll (which backs off) and say why.
 		w.metrics.crashLoops.WithLabelValues(c.Type).Inc()
-		err := fmt.Errorf("poll %s: its last %d polls never finished (their workers died or were killed while polling it): "+
+		err := fmt.Errorf("poll %s: its last %d polls began and never finished (their workers died or were killed while polling it): "+
 			"not polling it this time; it backs off like any failing connector (check the workers' logs and the connector's upstream)",
 			c.Name, state.Attempts-1)
 		log.ErrorContext(ctx, "connector crash loop", "error", err)
@@ -159,15 +163,11 @@ func (w *Worker) poll(ctx context.Context, in *instance, msg jetstream.Msg, log 
 		failed.ConsecutiveFailures++
 		failed.LastError = err.Error()
 		failed.NotBefore = failed.LastPoll.Add(poll.Backoff(c.Interval, failed.ConsecutiveFailures))
+		failed.NotBeforeBy = store.WaitBackoff
 		if cerr := w.commit(ctx, lease, store.Commit{State: failed, Now: failed.LastPoll}); cerr != nil {
 			log.ErrorContext(ctx, "recording the crash loop failed", "error", cerr)
 		}
 		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE, err, false)
-	}
-	if !state.NotBefore.IsZero() && time.Now().Before(state.NotBefore) && !triggered(ctx) {
-		_ = w.store.Release(context.WithoutCancel(ctx), lease)
-		return finish(pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED,
-			fmt.Errorf("upstream asked to wait until %s", state.NotBefore.UTC().Format(time.RFC3339)), false)
 	}
 
 	pollCtx, cancel := context.WithCancelCause(ctx)
@@ -186,10 +186,11 @@ func (w *Worker) poll(ctx context.Context, in *instance, msg jetstream.Msg, log 
 	report.ItemsPublished = int64(len(out.Signals) - out.Duplicates)
 	report.ItemsFailed = int64(len(out.Failed))
 	report.NotModified = out.NotModified
-	for _, f := range out.Failed {
+	for _, f := range out.Failed[:len(out.Failed)-out.Untracked] {
 		log.WarnContext(ctx, "item failed", "item", f.ID, "error", w.opts.Redactor.String(f.Err.Error()))
 	}
 	w.metrics.itemsFailed.WithLabelValues(c.Type).Add(float64(len(out.Failed)))
+	w.seenCap(ctx, c, out, state, log)
 
 	if out.Err == nil && len(out.Signals) > 0 {
 		failpoint.Hit(failpoint.AfterPublish)
@@ -220,10 +221,13 @@ func (w *Worker) poll(ctx context.Context, in *instance, msg jetstream.Msg, log 
 	return finish(pollgridv1.PollOutcome_POLL_OUTCOME_SUCCESS, nil, false)
 }
 
-func (w *Worker) acquire(ctx context.Context, c config.Connector) (*store.Lease, store.State, error) {
+func (w *Worker) acquire(ctx context.Context, c config.Connector, claim store.Claim) (*store.Lease, store.State, error) {
 	ctx, span := w.tracer.Start(ctx, "lease acquire", trace.WithAttributes(attribute.String("pollgrid.connector", c.Name)))
 	defer span.End()
-	lease, state, err := w.store.Acquire(ctx, c.Name, w.opts.ID, c.LeaseTTL)
+	lease, state, err := w.store.Acquire(ctx, c.Name, w.opts.ID, c.LeaseTTL, claim)
+	if errors.Is(err, store.ErrPaused) || errors.Is(err, store.ErrWaiting) {
+		return nil, state, err // not a failure: nothing to do yet
+	}
 	if err != nil {
 		bus.RecordError(span, err)
 		return nil, state, err

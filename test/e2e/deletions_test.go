@@ -63,7 +63,10 @@ func TestDeletedItemsArePublishedOnce(t *testing.T) {
 	require.True(t, next(30*time.Second), "b's deletion never came")
 	deleted := got[2]
 	assert.Equal(t, "pollgrid.http-json.deleted", deleted.Headers().Get("ce-type"))
-	assert.Equal(t, "snapshot:b:1:deleted", deleted.Headers().Get("ce-id"))
+	gone, err := bus.DecodeSignal(deleted.Data())
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, gone.GetSequence(), "b's second change")
+	assert.Equal(t, bus.SignalID(gone), deleted.Headers().Get("ce-id"))
 	var body struct {
 		ItemID  string          `json:"item_id"`
 		Version string          `json:"version"`

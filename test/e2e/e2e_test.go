@@ -155,7 +155,7 @@ func TestSignalsFlowEndToEnd(t *testing.T) {
 	_, err := time.Parse(time.RFC3339Nano, msg.Header.Get("ce-time"))
 	assert.NoError(t, err)
 	subject := msg.Header.Get("ce-subject")
-	assert.Equal(t, "noaa-az:"+subject+":", msg.Header.Get("ce-id")[:len("noaa-az:"+subject+":")])
+	assert.Regexp(t, `^[0-9a-f]{32}$`, msg.Header.Get("ce-id"))
 	assert.Equal(t, msg.Header.Get("ce-id"), msg.Header.Get(nats.MsgIdHdr))
 
 	var body struct {
@@ -166,13 +166,18 @@ func TestSignalsFlowEndToEnd(t *testing.T) {
 		Change        string          `json:"change"`
 		ObservedAt    string          `json:"observed_at"`
 		Data          json.RawMessage `json:"data"`
+		Generation    uint64          `json:"generation"`
+		Sequence      uint64          `json:"sequence"`
 	}
 	require.NoError(t, json.Unmarshal(msg.Data, &body))
 	assert.Equal(t, "noaa-az", body.Connector)
 	assert.Equal(t, "weather-noaa", body.ConnectorType)
 	assert.Equal(t, subject, body.ItemID)
 	assert.Equal(t, "created", body.Change)
-	assert.Equal(t, msg.Header.Get("ce-id"), "noaa-az:"+body.ItemID+":"+body.Version)
+	assert.EqualValues(t, 1, body.Sequence, "the item's first change")
+	decoded, err := bus.DecodeSignal(msg.Data)
+	require.NoError(t, err)
+	assert.Equal(t, bus.SignalID(decoded), msg.Header.Get("ce-id"), "the id is the change's: connector, item, version, change, sequence")
 	assert.Contains(t, string(body.Data), `"event"`)
 	ids := map[string]bool{}
 	for _, m := range sigs.All() {
@@ -199,7 +204,11 @@ func TestSignalsFlowEndToEnd(t *testing.T) {
 	require.Len(t, all, 3, "exactly one signal for the one updated alert")
 	assert.Equal(t, "pollgrid.weather-noaa.updated", all[2].Header.Get("ce-type"))
 	assert.Equal(t, firstAlertID, all[2].Header.Get("ce-subject"))
-	assert.Equal(t, "noaa-az:"+firstAlertID+":2024-07-18T13:05:00-07:00", all[2].Header.Get("ce-id"))
+	update, err := bus.DecodeSignal(all[2].Data)
+	require.NoError(t, err)
+	assert.Equal(t, "2024-07-18T13:05:00-07:00", update.GetVersion())
+	assert.EqualValues(t, 2, update.GetSequence(), "the item's second change")
+	assert.Equal(t, bus.SignalID(update), all[2].Header.Get("ce-id"))
 	assert.EqualValues(t, 3, signalsInStream(t, s))
 
 	// The aggregator's list shows the connector with its polls.

@@ -222,7 +222,7 @@ func TestObservabilityOneTracePerTick(t *testing.T) {
 		sa := attrsOf(sig)
 		assert.Equal(t, trace.SpanKindProducer, sig.SpanKind())
 		assert.Equal(t, signalSubj, sa["messaging.destination.name"])
-		assert.Regexp(t, `^`+obsConnector+`:.+:.+$`, sa["messaging.message.id"], "the signal's Nats-Msg-Id")
+		assert.Regexp(t, `^[0-9a-f]{32}$`, sa["messaging.message.id"], "the signal's Nats-Msg-Id")
 	}
 
 	// The poll's report reaches the aggregator in a batch: the span of the
@@ -350,10 +350,12 @@ var (
 	histogram = dto.MetricType_HISTOGRAM
 	// common is what every service's runtime exposes.
 	common = map[string]family{
-		"pollgrid_config_reloads_total":    {typ: counter, labels: []string{"result"}},
-		"pollgrid_dependency_errors_total": {typ: counter, labels: []string{"op", "system"}, optional: true},
-		"pollgrid_build_info":              {typ: gauge, labels: []string{"commit", "goversion", "service", "version"}},
-		"pollgrid_redis_data_loss_total":   {typ: counter},
+		"pollgrid_config_reloads_total":           {typ: counter, labels: []string{"result"}},
+		"pollgrid_dependency_errors_total":        {typ: counter, labels: []string{"op", "system"}, optional: true},
+		"pollgrid_build_info":                     {typ: gauge, labels: []string{"commit", "goversion", "service", "version"}},
+		"pollgrid_redis_data_loss_total":          {typ: counter},
+		"pollgrid_redis_rollback_total":           {typ: counter},
+		"pollgrid_redis_epoch_check_errors_total": {typ: counter, labels: []string{"op"}},
 	}
 	// exposedMetrics is every pollgrid_ metric by service: the metrics test
 	// checks the services against it, the dashboard test checks the
@@ -444,9 +446,12 @@ func TestObservabilityMetrics(t *testing.T) {
 				var err error
 				families, err = parser.TextToMetricFamilies(strings.NewReader(scrape(t, url, "text/plain")))
 				require.NoError(t, err)
-				// The aggregator's gauges appear once a report is in Redis.
-				return svc != "aggregator" || families["pollgrid_connector_healthy"] != nil
-			}, 15*time.Second, 100*time.Millisecond)
+				// The aggregator's series appear once it has processed a
+				// report (counted when its flush wrote it to Redis), its
+				// gauges once a report is in Redis: the worker's poll alone
+				// says neither.
+				return svc != "aggregator" || (reportsProcessed(families) >= 1 && families["pollgrid_connector_healthy"] != nil)
+			}, 15*time.Second, 100*time.Millisecond, "%s: no report processed, or no connector gauge", svc)
 			for name, mf := range families {
 				if !strings.HasPrefix(name, "pollgrid_") {
 					continue
@@ -543,6 +548,18 @@ func TestObservabilityMetrics(t *testing.T) {
 			}
 		}
 	})
+}
+
+// reportsProcessed is the aggregator's pollgrid_reports_processed_total{result="ok"}.
+func reportsProcessed(families map[string]*dto.MetricFamily) float64 {
+	for _, m := range families["pollgrid_reports_processed_total"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "result" && l.GetValue() == "ok" {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
 
 // collectExprs returns every "expr" string in a Grafana dashboard.

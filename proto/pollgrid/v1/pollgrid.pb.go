@@ -193,10 +193,15 @@ type Signal struct {
 	// The item as the connector normalised it: a JSON document.
 	Data []byte `protobuf:"bytes,7,opt,name=data,proto3" json:"data,omitempty"`
 	// The connector's generation: 0, plus one for every reset (`pollctl
-	// reset`), which forgets the versions seen. When not 0 it ends the
-	// signal's id (<name>:<item_id>:<version>:g<generation>), so that what a
-	// reset publishes again is a new event, not a duplicate JetStream drops.
-	Generation    uint64 `protobuf:"varint,8,opt,name=generation,proto3" json:"generation,omitempty"`
+	// reset`), which forgets the versions seen and starts every item's
+	// sequence again.
+	Generation uint64 `protobuf:"varint,8,opt,name=generation,proto3" json:"generation,omitempty"`
+	// The item's change number within its generation: 1 for the first
+	// signal of the item, one more for each change after it (an update, a
+	// deletion, a return after a deletion). Order one item's changes by
+	// (generation, sequence). A re-publish of the same change (a worker that
+	// died after publishing, before committing) has the same sequence and id.
+	Sequence      uint64 `protobuf:"varint,9,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -283,6 +288,13 @@ func (x *Signal) GetData() []byte {
 func (x *Signal) GetGeneration() uint64 {
 	if x != nil {
 		return x.Generation
+	}
+	return 0
+}
+
+func (x *Signal) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
 	}
 	return 0
 }
@@ -505,7 +517,7 @@ const file_pollgrid_v1_pollgrid_proto_rawDesc = "" +
 	"\x0econnector_type\x18\x02 \x01(\tR\rconnectorType\x121\n" +
 	"\x06due_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\x12=\n" +
 	"\fpublished_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vpublishedAt\x125\n" +
-	"\binterval\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\binterval\"\x89\x02\n" +
+	"\binterval\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\binterval\"\xa5\x02\n" +
 	"\x06Signal\x12\x1c\n" +
 	"\tconnector\x18\x01 \x01(\tR\tconnector\x12%\n" +
 	"\x0econnector_type\x18\x02 \x01(\tR\rconnectorType\x12\x17\n" +
@@ -517,7 +529,8 @@ const file_pollgrid_v1_pollgrid_proto_rawDesc = "" +
 	"\x04data\x18\a \x01(\fR\x04data\x12\x1e\n" +
 	"\n" +
 	"generation\x18\b \x01(\x04R\n" +
-	"generation\"\x9c\x04\n" +
+	"generation\x12\x1a\n" +
+	"\bsequence\x18\t \x01(\x04R\bsequence\"\x9c\x04\n" +
 	"\n" +
 	"PollReport\x12\x1c\n" +
 	"\tconnector\x18\x01 \x01(\tR\tconnector\x12%\n" +

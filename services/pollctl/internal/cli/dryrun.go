@@ -37,8 +37,8 @@ type dryRunReply struct {
 	NotModified bool           `json:"not_modified"`
 	Signals     []dryRunSignal `json:"signals"`
 	FailedItems []string       `json:"failed_items,omitempty"`
-	// State is what the poll would commit, and SeenItems how many item
-	// versions with it.
+	// State is what the poll would commit, and SeenItems how many items
+	// the connector would remember after it.
 	State     dryRunState `json:"state"`
 	SeenItems int         `json:"seen_items"`
 }
@@ -71,16 +71,16 @@ func (recorder) PublishSignals(context.Context, []*pollgridv1.Signal) (int, erro
 // noneSeen is the seen versions of a fresh start: none.
 type noneSeen struct{}
 
-func (noneSeen) Seen(context.Context, string) (map[string]string, error) {
-	return map[string]string{}, nil
+func (noneSeen) Seen(context.Context, string) (map[string]store.SeenEntry, error) {
+	return map[string]store.SeenEntry{}, nil
 }
 
 func (noneSeen) SeenData(_ context.Context, _ string, ids []string) ([][]byte, error) {
 	return make([][]byte, len(ids)), nil
 }
 
-func (noneSeen) SeenVersions(_ context.Context, _ string, ids []string) ([]string, error) {
-	return make([]string, len(ids)), nil
+func (noneSeen) SeenEntries(_ context.Context, _ string, ids []string) ([]store.SeenEntry, error) {
+	return make([]store.SeenEntry, len(ids)), nil
 }
 
 func (a *app) dryRunCmd() *cobra.Command {
@@ -151,6 +151,11 @@ func (a *app) dryRun(ctx context.Context, name, file string, fresh bool) error {
 		if prev, err = st.State(ctx, c.Name); err != nil {
 			return fail(ExitUnavailable, "read the state of %s from Redis: %v (start without it: --fresh)", c.Name, err)
 		}
+		count, err := st.SeenCount(ctx, c.Name)
+		if err != nil {
+			return fail(ExitUnavailable, "read the seen items of %s from Redis: %v (start without them: --fresh)", c.Name, err)
+		}
+		prev.SeenCount = int(count)
 		runner.Seen, reply.From = st, "redis"
 	}
 	out := runner.Run(ctx, c, conn, prev, nil)
@@ -178,7 +183,7 @@ func (a *app) dryRun(ctx context.Context, name, file string, fresh bool) error {
 		LastPoll: timePtr(next.LastPoll), LastSuccess: timePtr(next.LastSuccess),
 		ConsecutiveFailures: next.ConsecutiveFailures, LastError: next.LastError, NotBefore: timePtr(next.NotBefore),
 	}
-	reply.SeenItems = len(out.Commit.Seen)
+	reply.SeenItems = out.Remembered
 	if a.json {
 		if err := a.printJSON(reply); err != nil {
 			return err
