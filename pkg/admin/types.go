@@ -131,8 +131,11 @@ type Connector struct {
 	MissedIntervals     int64      `json:"missed_intervals"`
 	ConsecutiveFailures int        `json:"consecutive_failures"`
 	BackoffUntil        *time.Time `json:"backoff_until,omitempty"`
-	// BackoffSeconds is how long it still backs off.
+	// BackoffSeconds is how long it still backs off, and BackoffBy whose
+	// wait it is: "upstream" (Retry-After, a rate limit) or "backoff"
+	// (ours, after failed polls).
 	BackoffSeconds    float64    `json:"backoff_seconds,omitempty"`
+	BackoffBy         string     `json:"backoff_by,omitempty"`
 	PausedAt          *time.Time `json:"paused_at,omitempty"`
 	PausedBy          string     `json:"paused_by,omitempty"`
 	Polls             int64      `json:"polls"`

@@ -72,6 +72,7 @@ func (a *Aggregator) row(c config.Connector, st store.State, m store.ConnectorMe
 	if st.NotBefore.After(now) {
 		r.BackoffUntil = &st.NotBefore
 		r.BackoffSeconds = st.NotBefore.Sub(now).Seconds()
+		r.BackoffBy = st.NotBeforeBy
 	}
 	// The connector was last due at its last poll, the end of a back-off,
 	// or its resume; never polled, at this replica's start.

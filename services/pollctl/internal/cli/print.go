@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pollgrid/pollgrid/pkg/admin"
+	"github.com/pollgrid/pollgrid/pkg/store"
 )
 
 func table(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
@@ -105,7 +106,11 @@ func printStatus(w io.Writer, s admin.Status) {
 	row("missed intervals", s.MissedIntervals)
 	row("failures in a row", s.ConsecutiveFailures)
 	if s.BackoffUntil != nil {
-		row("backing off", "until "+clock(*s.BackoffUntil)+" ("+span(time.Duration(s.BackoffSeconds*float64(time.Second)))+" more)")
+		whose := "after failed polls"
+		if s.BackoffBy == store.WaitUpstream {
+			whose = "the upstream asked"
+		}
+		row("backing off", "until "+clock(*s.BackoffUntil)+" ("+span(time.Duration(s.BackoffSeconds*float64(time.Second)))+" more; "+whose+")")
 	}
 	if s.LastError != "" {
 		row("last error", s.LastError)
