@@ -244,5 +244,5 @@ func TestCrashLoopingConnectorBacksOff(t *testing.T) {
 	m := successesAtLeast(t, s, "looping", 1)
 	assert.GreaterOrEqual(t, m.Failures, int64(1))
 	assert.EqualValues(t, 1, metricSum(t, `pollgrid_crash_loops_total{type="weather-noaa"}`, w.HTTP))
-	assert.Contains(t, m.LastError, "its last 5 polls never finished")
+	assert.Contains(t, m.LastError, "its last 5 polls began and never finished")
 }
