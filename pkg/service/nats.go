@@ -249,7 +249,7 @@ func explainNATS(err error) error {
 	case errors.Is(err, nats.ErrAuthRevoked):
 		hint = "our NATS credentials were revoked: issue a new .creds file for NATS_CREDS"
 	case errors.Is(err, nats.ErrPermissionViolation):
-		hint = "NATS denied a subject to our user: allow publish and subscribe on pollgrid.>, signals.>, $JS.API.> and _INBOX.> (docs/deploy.md)"
+		hint = "NATS denied a subject to our user: allow publish and subscribe on pollgrid.>, signals.>, $JS.API.> and _INBOX.>, and publish on $KV.pollgrid.> (deploy/nats/pollgrid.conf, docs/deploy.md)"
 	case errors.Is(err, nats.ErrSecureConnRequired):
 		hint = "NATS requires TLS: write tls:// in NATS_URL, and set NATS_CA if its certificate is not signed by a public CA"
 	case errors.As(err, &unknownAuthority), errors.As(err, &verify):

@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/pprof"
 	"net/url"
 	"os"
 	"os/signal"
@@ -23,7 +22,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
@@ -68,6 +66,20 @@ type Runtime struct {
 	// exportsSpans is true when spans leave the process (an exporter or a
 	// test's processor): only then are upstream requests traced.
 	exportsSpans bool
+
+	// waiting is what Start still waits for, nil once it is connected:
+	// /readyz says it. Until it is nil the HTTP handlers touch neither NATS
+	// nor Redis (connect is still setting them).
+	waiting atomic.Pointer[waitingFor]
+	// natsAttemptErr is why the last attempt to (re)connect to NATS failed,
+	// nil once connected: the client keeps no error of its own for that.
+	natsAttemptErr atomic.Pointer[error]
+	// servers are the HTTP servers, started before NATS and Redis are
+	// connected so that /healthz answers from the first second; httpErr
+	// gets their failures, extra the service's own handler (Serve).
+	servers []*http.Server
+	httpErr chan error
+	extra   atomic.Pointer[http.Handler]
 }
 
 // Config returns the config in force (it changes on reload).
@@ -119,15 +131,22 @@ func Start(ctx context.Context, name string, lookup config.Env, defaultHTTP stri
 	if err != nil {
 		return nil, err
 	}
+	epochs := newEpochWatch(rt)
+	// The HTTP endpoints open before anything is connected: a liveness
+	// probe must not restart a process that waits for NATS, and /readyz
+	// says what it waits for.
+	rt.setWaiting(waitingFor{url: redactNATSURL(env.NATSURL)})
+	if err := rt.listen(); err != nil {
+		rt.Close()
+		return nil, err
+	}
 	if err := rt.connect(ctx); err != nil {
 		rt.Close()
 		return nil, err
 	}
-	losses := prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "pollgrid_redis_data_loss_total", Help: "Times this service found Redis had lost its data (its epoch changed) and reported it.",
-	})
-	rt.Metrics.MustRegister(losses)
-	go rt.watchRedisEpoch(ctx, losses)
+	epochs.js, epochs.redis = rt.JS, rt.Store
+	rt.waiting.Store(nil)
+	go epochs.run(ctx)
 	return rt, nil
 }
 
@@ -192,11 +211,15 @@ func (rt *Runtime) connect(ctx context.Context) error {
 	rt.Logger.Info("connecting", "nats", redactNATSURL(auth.url), "redis", describeRedis(rt.Env.RedisURL))
 
 	log := rt.Logger
-	var lastReconnectErr atomic.Pointer[string]
+	waiting := waitingFor{url: redactNATSURL(auth.url)}
+	rt.setWaiting(waiting)
 	opts := append(natsTimings(), natsOpts...)
 	opts = append(opts,
 		nats.Name("pollgrid-"+rt.Name),
-		nats.ConnectHandler(func(nc *nats.Conn) { log.Info("NATS connected", "url", nc.ConnectedUrlRedacted()) }),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			rt.natsAttemptErr.Store(nil)
+			log.Info("NATS connected", "url", nc.ConnectedUrlRedacted())
+		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("NATS disconnected; reconnecting", "error", explainNATS(err))
@@ -204,13 +227,12 @@ func (rt *Runtime) connect(ctx context.Context) error {
 		}),
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
 			// Said once per cause, not once a second.
-			msg := err.Error()
-			if prev := lastReconnectErr.Swap(&msg); prev == nil || *prev != msg {
+			if prev := rt.natsAttemptErr.Swap(&err); prev == nil || (*prev).Error() != err.Error() {
 				log.Warn("NATS reconnect failed; retrying every second", "error", explainNATS(err))
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			lastReconnectErr.Store(nil)
+			rt.natsAttemptErr.Store(nil)
 			log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
@@ -233,6 +255,8 @@ func (rt *Runtime) connect(ctx context.Context) error {
 	if rt.JS, err = jetstream.New(rt.NATS); err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
+	waiting.nc = rt.NATS
+	rt.setWaiting(waiting)
 	// NATS may still be starting (compose, a restart): keep trying to set
 	// up the streams until it answers or we are told to stop, saying why
 	// it does not answer (a wrong password is not "connection closed").
@@ -244,13 +268,15 @@ func (rt *Runtime) connect(ctx context.Context) error {
 			return nil
 		}
 		if !rt.NATS.IsConnected() {
-			err = natsCause(rt.NATS)
+			err = rt.natsWhy(rt.NATS)
 		} else {
 			err = explainNATS(err)
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("set up JetStream streams at %s: %w", redactNATSURL(auth.url), err)
 		}
+		waiting.err = err
+		rt.setWaiting(waiting)
 		log.Warn("waiting for NATS JetStream", "url", redactNATSURL(auth.url), "attempt", attempt, "error", err)
 		select {
 		case <-ctx.Done():
@@ -271,7 +297,19 @@ func (rt *Runtime) natsClosedErr() error {
 	return errors.New("NATS connection closed")
 }
 
-// Close releases the connections and flushes traces.
+// natsWhy is why nc is not connected: the client's last error, or else
+// why the last attempt to connect failed, or else its status.
+func (rt *Runtime) natsWhy(nc *nats.Conn) error {
+	if nc != nil && nc.LastError() == nil {
+		if p := rt.natsAttemptErr.Load(); p != nil {
+			return explainNATS(*p)
+		}
+	}
+	return natsCause(nc)
+}
+
+// Close releases the connections, flushes traces and stops the HTTP
+// endpoints, last, so that probes answer while the service drains.
 func (rt *Runtime) Close() {
 	rt.closing.Store(true)
 	if rt.NATS != nil {
@@ -285,96 +323,11 @@ func (rt *Runtime) Close() {
 		_ = rt.Tracer.Shutdown(ctx)
 		cancel()
 	}
-}
-
-// readyTimeout bounds /readyz's Redis check: the client honours it even
-// while Redis stalls.
-const readyTimeout = time.Second
-
-// Ready reports whether NATS is connected and Redis answers, and if not why.
-func (rt *Runtime) Ready(ctx context.Context) error {
-	if rt.NATS == nil || !rt.NATS.IsConnected() {
-		return fmt.Errorf("NATS is not connected: %w", natsCause(rt.NATS))
-	}
-	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := rt.Redis.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis does not answer within %s: %w", readyTimeout, err)
+	for _, srv := range rt.servers {
+		_ = srv.Shutdown(ctx)
 	}
-	return nil
-}
-
-// Healthy reports whether the process can still do its work: not once its
-// NATS connection has closed for good (a restart is the only cure).
-func (rt *Runtime) Healthy() error {
-	select {
-	case <-rt.natsClosed:
-		return rt.natsClosedErr()
-	default:
-		return nil
-	}
-}
-
-// Serve runs the HTTP endpoints until ctx ends: /healthz, /readyz, /metrics
-// and whatever extra serves (nil for none).
-func (rt *Runtime) Serve(ctx context.Context, extra http.Handler) error {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := rt.Healthy(); err != nil {
-			http.Error(w, "unhealthy: "+rt.Redactor.String(err.Error())+" (restart the process)", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := rt.Ready(r.Context()); err != nil {
-			http.Error(w, "not ready: "+rt.Redactor.String(err.Error()), http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ready\n"))
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(rt.Metrics, promhttp.HandlerOpts{EnableOpenMetrics: true}))
-	if extra != nil {
-		mux.Handle("/", extra)
-	}
-	servers := map[string]*http.Server{
-		"HTTP_ADDR": {Addr: rt.Env.HTTPAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second},
-	}
-	if rt.Env.PProfAddr != "" {
-		// The profiler has its own listener, off by default: it is for
-		// operators on the host, never for what scrapes /metrics.
-		servers["PPROF_ADDR"] = &http.Server{Addr: rt.Env.PProfAddr, Handler: pprofMux(), ReadHeaderTimeout: 5 * time.Second}
-	}
-	errc := make(chan error, len(servers))
-	for name, srv := range servers {
-		go func() {
-			if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("%s %s: %w", name, srv.Addr, err)
-			}
-		}()
-		rt.Logger.Info("http listening", "addr", srv.Addr, "for", name)
-	}
-	var err error
-	select {
-	case err = <-errc:
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for _, srv := range servers {
-		_ = srv.Shutdown(sctx)
-	}
-	return err
-}
-
-func pprofMux() *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	return mux
 }
 
 // WatchReload re-reads the config on SIGHUP until ctx ends. An invalid

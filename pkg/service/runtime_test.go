@@ -190,7 +190,6 @@ func TestClosedNATSConnectionFailsHealthzAndStopsTheService(t *testing.T) {
 	assert.Contains(t, body, "restart the process")
 
 	// A service running on it stops, with the cause, so that its process exits.
-	rt.Env.HTTPAddr = freeAddr(t)
 	done := make(chan error, 1)
 	go func() {
 		done <- serveAlong(t.Context(), rt, nil, func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() })
@@ -202,4 +201,52 @@ func TestClosedNATSConnectionFailsHealthzAndStopsTheService(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the service kept running with a closed NATS connection")
 	}
+}
+
+// While a service waits for NATS at start-up its endpoints already answer:
+// alive, not ready, and why; once NATS is there, ready.
+func TestHealthzAnswersWhileWaitingForNATS(t *testing.T) {
+	port, err := testport.Free()
+	require.NoError(t, err)
+	redis := redistest.Start(t)
+	env := testEnv(t, fmt.Sprintf("nats://pollgrid:secret-pw@127.0.0.1:%d", port), redis.URL())
+	addr, _ := env("HTTP_ADDR")
+	base := "http://" + addr
+	started := make(chan *Runtime, 1)
+	go func() {
+		rt, err := Start(t.Context(), "worker", env, "", WithLogOutput(io.Discard))
+		assert.NoError(t, err)
+		started <- rt
+	}()
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(base + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 5*time.Second, 10*time.Millisecond, "/healthz answers while NATS is away")
+	require.Eventually(t, func() bool {
+		code, body := fetch(t, base+"/readyz")
+		return code == http.StatusServiceUnavailable &&
+			strings.Contains(body, fmt.Sprintf("waiting for NATS at nats://pollgrid:[REDACTED]@127.0.0.1:%d: nothing accepts connections", port)) &&
+			strings.Contains(body, "connection refused")
+	}, 10*time.Second, 20*time.Millisecond, "/readyz says what it waits for")
+	code, body := fetch(t, base+"/readyz")
+	assert.NotContains(t, body, "secret-pw")
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	code, _ = fetch(t, base+"/metrics")
+	assert.Equal(t, http.StatusOK, code)
+
+	natsWithPassword(t, port, t.TempDir(), "secret-pw")
+	var rt *Runtime
+	select {
+	case rt = <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Start did not return once NATS was there")
+	}
+	require.NotNil(t, rt)
+	defer rt.Close()
+	code, body = fetch(t, base+"/readyz")
+	assert.Equal(t, http.StatusOK, code, body)
 }

@@ -10,28 +10,60 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Epoch names this Redis's data: a random id the first pollgrid process
-// to ask writes, which goes only with the data itself. An epoch other than
-// the one last seen is how pollgrid notices that Redis lost its data (a
-// restart without persistence, a failover to an empty replica).
-func (s *Store) Epoch(ctx context.Context) (string, error) {
-	key := s.opts.Prefix + ":epoch"
+// Progress is where Redis's data stands, for noticing that it was lost or
+// went back in time: pollgrid keeps the last Progress it saw outside Redis
+// (NATS) and compares.
+type Progress struct {
+	// Epoch names this Redis's data: a random id the first pollgrid process
+	// to ask writes, which goes only with the data itself. Another epoch
+	// than the one last seen means Redis lost its data (a restart without
+	// persistence, a failover to an empty replica).
+	Epoch string
+	// Counter only grows while the data lives: each call to Progress adds
+	// one. A value not above the one last seen with the same epoch means
+	// Redis went back in time (restored from an older snapshot, or a
+	// failover to a replica that had not received the latest writes).
+	Counter int64
+}
+
+// progressLua writes the epoch if there is none and counts one more step,
+// in one script so that the epoch and the counter come from the same data.
+//
+// KEYS[1] <prefix>:epoch, KEYS[2] {<prefix>:epoch}:progress
+// ARGV[1] a new epoch id, used only if KEYS[1] is missing
+const progressLua = `
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  redis.call('SET', KEYS[1], ARGV[1])
+  epoch = ARGV[1]
+end
+return {epoch, redis.call('INCR', KEYS[2])}
+`
+
+// Progress writes the epoch if Redis has none, moves the counter one step
+// forward and returns both.
+func (s *Store) Progress(ctx context.Context) (Progress, error) {
 	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	id := hex.EncodeToString(b)
-	set, err := s.rdb.SetNX(ctx, key, id, 0).Result()
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	// The counter's key carries the epoch key as its hash tag, so that both
+	// live in one Redis Cluster slot, as a script's keys must. The epoch
+	// key itself keeps the name it always had: a new name would read as a
+	// data loss after an upgrade.
+	epochKey := s.opts.Prefix + ":epoch"
+	keys := []string{epochKey, "{" + epochKey + "}:progress"}
+	// Built per call (a SHA-1 of a few lines, every few seconds) rather
+	// than kept in Store, whose other scripts are store.go's.
+	res, err := redis.NewScript(progressLua).Run(ctx, s.rdb, keys, hex.EncodeToString(b)).Slice()
 	if err != nil {
-		return "", fmt.Errorf("redis epoch: %w", err)
+		return Progress{}, fmt.Errorf("redis epoch: %w", err)
 	}
-	if set {
-		return id, nil
+	if len(res) != 2 {
+		return Progress{}, fmt.Errorf("redis epoch: the script answered %d values, want 2", len(res))
 	}
-	id, err = s.rdb.Get(ctx, key).Result()
-	if errors.Is(err, redis.Nil) {
-		return s.Epoch(ctx) // deleted in between: write it again
+	epoch, ok1 := res[0].(string)
+	counter, ok2 := res[1].(int64)
+	if !ok1 || !ok2 {
+		return Progress{}, errors.New("redis epoch: the script answered values of unexpected types (another program writes our epoch keys?)")
 	}
-	if err != nil {
-		return "", fmt.Errorf("redis epoch: %w", err)
-	}
-	return id, nil
+	return Progress{Epoch: epoch, Counter: counter}, nil
 }

@@ -377,6 +377,7 @@ var (
 			"pollgrid_signals_duplicate_total":     {typ: counter, labels: []string{"type"}},
 			"pollgrid_panics_total":                {typ: counter, labels: []string{"type"}},
 			"pollgrid_crash_loops_total":           {typ: counter, labels: []string{"type"}},
+			"pollgrid_seen_cap_items_total":        {typ: counter, labels: []string{"action", "type"}},
 			"pollgrid_reports_dropped_total":       {typ: counter},
 			"pollgrid_state_writes_fenced_total":   {typ: counter, labels: []string{"type"}},
 			"pollgrid_upstream_rate_limited_total": {typ: counter, labels: []string{"type"}},
