@@ -124,3 +124,12 @@ func TestSignalIDIsOneChange(t *testing.T) {
 		ids[id] = name
 	}
 }
+
+func BenchmarkSignalID(b *testing.B) {
+	s := &pollgridv1.Signal{Connector: "usgs-earthquakes-all-day", ConnectorType: "usgs-earthquakes", ItemId: "us7000abcd",
+		Version: "1733500000000", Change: ChangeUpdated, Sequence: 3}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = SignalID(s)
+	}
+}
