@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,11 +33,32 @@ func (l load) String() string {
 		l.connectors, interval, l.items, l.period, runtime.NumCPU())
 }
 
+// TestChaos runs the fault suite (faults) and its ordinary-life part
+// (ordinary, ordinary_test.go), each on its own stack; `go test -run
+// TestChaos/ordinary` runs one. The report is written when both ran.
 func TestChaos(t *testing.T) {
 	ld := load{connectors: 8, items: 4, period: 10 * time.Second, baseline: 2 * time.Second, tail: 6 * time.Second}
 	if *full {
 		ld = load{connectors: 12, items: 4, period: 8 * time.Second, baseline: 3 * time.Second, tail: 10 * time.Second}
 	}
+	var faults []result
+	var life lifeReport
+	ranFaults, ranLife := false, false
+	t.Run("faults", func(t *testing.T) { faults = faultSuite(t, ld); ranFaults = true })
+	t.Run("ordinary", func(t *testing.T) { life = ordinaryLife(t); ranLife = true })
+	if *report != "" && *only == "" && ranFaults && ranLife {
+		require.NoError(t, os.WriteFile(*report, []byte(reliabilityDoc(ld, faults, life)), 0o644))
+		t.Logf("wrote %s", *report)
+	}
+}
+
+// selected reports whether this run runs the scenario called name.
+func selected(name string, short bool) bool {
+	return (*full || short) && strings.Contains(name, *only)
+}
+
+// faultSuite runs the fault scenarios and returns what they measured.
+func faultSuite(t *testing.T, ld load) []result {
 	var results []result
 	run := func(s *stack, list []scenario) {
 		sm := s.startSampler()
@@ -56,10 +78,11 @@ func TestChaos(t *testing.T) {
 		require.NoError(t, err)
 		for _, sg := range sigs {
 			seen[sg.ceID] = true
+			seen[signalled(sg.conn, sg.item, sg.version)] = true
 			read = sg.seq
 		}
 		for _, sc := range list {
-			if (!*full && !sc.short) || !strings.Contains(sc.name, *only) {
+			if !selected(sc.name, sc.short) {
 				continue
 			}
 			w := &window{name: sc.name, start: time.Now(), fromSeq: read}
@@ -87,18 +110,20 @@ func TestChaos(t *testing.T) {
 		}
 	}
 
-	run(newStack(t, topology{connectors: ld.connectors, items: ld.items, period: ld.period}), scenarios())
-	if *full {
-		run(newStack(t, topology{connectors: ld.connectors, items: ld.items, period: ld.period, natsCluster: true, sentinel: true}), haScenarios())
+	someSelected := func(list []scenario) bool {
+		return slices.ContainsFunc(list, func(sc scenario) bool { return selected(sc.name, sc.short) })
 	}
-	if *report != "" && *only == "" {
-		require.NoError(t, os.WriteFile(*report, []byte(reliabilityDoc(ld, results)), 0o644))
-		t.Logf("wrote %s", *report)
+	if someSelected(scenarios()) {
+		run(newStack(t, topology{connectors: ld.connectors, items: ld.items, period: ld.period}), scenarios())
+	}
+	if *full && someSelected(haScenarios()) {
+		run(newStack(t, topology{connectors: ld.connectors, items: ld.items, period: ld.period, natsCluster: true, sentinel: true}), haScenarios())
 	}
 	for _, r := range results {
 		ok, why := r.held(*full)
 		assert.True(t, ok, "%s: %s", r.name, strings.Join(why, "; "))
 	}
+	return results
 }
 
 func verdict(ok bool, why []string) string {

@@ -19,9 +19,13 @@ import (
 type signal struct {
 	conn, item string
 	version    string
-	ceID       string
-	seq        uint64
-	data       json.RawMessage
+	change     string
+	// sequence is the body's per-item change number, "" when the body has
+	// none (read leniently: the field is new).
+	sequence string
+	ceID     string
+	seq      uint64
+	data     json.RawMessage
 }
 
 // lastSeq is the SIGNALS stream's last sequence (0 while NATS is away).
@@ -85,15 +89,18 @@ func (s *stack) readSignals(from uint64) ([]signal, error) {
 			if err != nil {
 				return out, err
 			}
+			// Unknown fields are ignored: the body gains fields over time.
 			var body struct {
-				ItemID  string          `json:"item_id"`
-				Version string          `json:"version"`
-				Data    json.RawMessage `json:"data"`
+				ItemID   string          `json:"item_id"`
+				Version  string          `json:"version"`
+				Change   string          `json:"change"`
+				Sequence json.RawMessage `json:"sequence"`
+				Data     json.RawMessage `json:"data"`
 			}
 			_ = json.Unmarshal(m.Data(), &body)
 			parts := strings.Split(m.Subject(), ".")
-			out = append(out, signal{conn: parts[len(parts)-1], item: body.ItemID, version: body.Version,
-				ceID: m.Headers().Get("ce-id"), seq: meta.Sequence.Stream, data: body.Data})
+			out = append(out, signal{conn: parts[len(parts)-1], item: body.ItemID, version: body.Version, change: body.Change,
+				sequence: strings.Trim(string(body.Sequence), `"`), ceID: m.Headers().Get("ce-id"), seq: meta.Sequence.Stream, data: body.Data})
 			if meta.Sequence.Stream >= last {
 				return out, nil
 			}

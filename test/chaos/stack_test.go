@@ -117,6 +117,11 @@ type topology struct {
 	connectors  int
 	items       int
 	period      time.Duration
+	// entries are connectors of the config besides the benign ones, and
+	// env environment of every service on top of the suite's (the
+	// ordinary-life stack).
+	entries []string
+	env     map[string]string
 }
 
 func newStack(t testing.TB, topo topology) *stack {
@@ -141,11 +146,15 @@ func newStack(t testing.TB, topo topology) *stack {
 		s.names = append(s.names, fmt.Sprintf("c%02d", i))
 	}
 	s.config = filepath.Join(t.TempDir(), "connectors.json")
+	s.extra = topo.entries
 	s.writeConfig()
 	s.env = map[string]string{
 		"NATS_URL": s.natsURL, "REDIS_URL": s.redisURL, "CONNECTORS_FILE": s.config, "LOG_LEVEL": "warn",
 		"NATS_STREAM_REPLICAS": replicas, "UPSTREAM_ALLOW": "127.0.0.2/32", "CHAOS_TOKEN": token,
 		"SCHEDULER_LEADER_TTL": "3s",
+	}
+	for k, v := range topo.env {
+		s.env[k] = v
 	}
 	s.start("aggregator", "a1")
 	for i := 1; i <= 2; i++ {
