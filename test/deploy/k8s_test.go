@@ -4,13 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -23,7 +19,9 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// manifests are the decoded objects of deploy/k8s, by kind and name.
+// manifests are the decoded objects of a rendered chart, by kind and name.
+// Kinds of k8s.io/api are decoded into their types; the custom resources
+// (KEDA, Prometheus Operator), whose types are not there, into maps.
 type manifests struct {
 	deployments map[string]*appsv1.Deployment
 	services    map[string]*corev1.Service
@@ -31,12 +29,31 @@ type manifests struct {
 	secrets     map[string]*corev1.Secret
 	pdbs        map[string]*policyv1.PodDisruptionBudget
 	hpas        map[string]*autoscalingv2.HorizontalPodAutoscaler
-	namespaces  map[string]*corev1.Namespace
-	files       []string
+	// custom holds the custom resources by kind, then name.
+	custom map[string]map[string]map[string]any
+	// objects counts each "Kind name": a name used twice is an install error.
+	objects map[string]int
 }
 
-// decodeStrict decodes one YAML document into out (a k8s.io/api type)
-// rejecting unknown and duplicate fields, as `kubectl apply --validate=strict` would.
+// customKinds are the custom resources the chart may render.
+var customKinds = map[string]bool{
+	"keda.sh/v1alpha1 ScaledObject":           true,
+	"monitoring.coreos.com/v1 ServiceMonitor": true,
+	"monitoring.coreos.com/v1 PrometheusRule": true,
+}
+
+func newManifests() *manifests {
+	return &manifests{
+		deployments: map[string]*appsv1.Deployment{}, services: map[string]*corev1.Service{},
+		configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{},
+		pdbs: map[string]*policyv1.PodDisruptionBudget{}, hpas: map[string]*autoscalingv2.HorizontalPodAutoscaler{},
+		custom: map[string]map[string]map[string]any{}, objects: map[string]int{},
+	}
+}
+
+// decodeStrict decodes one YAML document into out (a k8s.io/api type, or a
+// map) rejecting unknown and duplicate fields, as `kubectl apply
+// --validate=strict` would.
 func decodeStrict(doc []byte, out any) error {
 	js, err := yaml.YAMLToJSONStrict(doc)
 	if err != nil {
@@ -47,32 +64,20 @@ func decodeStrict(doc []byte, out any) error {
 	return dec.Decode(out)
 }
 
-var docSeparator = regexp.MustCompile(`(?m)^---\s*$`)
+var (
+	docSeparator = regexp.MustCompile(`(?m)^---\s*$`)
+	commentLine  = regexp.MustCompile(`(?m)^\s*#.*$`)
+)
 
-func loadManifests(t *testing.T, dir string) *manifests {
+// decodeManifest decodes every document of a multi-document YAML stream.
+func decodeManifest(t *testing.T, stream string) *manifests {
 	t.Helper()
-	m := &manifests{
-		deployments: map[string]*appsv1.Deployment{}, services: map[string]*corev1.Service{},
-		configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{},
-		pdbs: map[string]*policyv1.PodDisruptionBudget{}, hpas: map[string]*autoscalingv2.HorizontalPodAutoscaler{},
-		namespaces: map[string]*corev1.Namespace{},
-	}
-	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
-	require.NoError(t, err)
-	require.NotEmpty(t, files, "no manifests in %s", dir)
-	for _, file := range files {
-		if filepath.Base(file) == "kustomization.yaml" {
+	m := newManifests()
+	for i, doc := range docSeparator.Split(stream, -1) {
+		if strings.TrimSpace(commentLine.ReplaceAllString(doc, "")) == "" {
 			continue
 		}
-		m.files = append(m.files, filepath.Base(file))
-		data, err := os.ReadFile(file)
-		require.NoError(t, err)
-		for i, doc := range docSeparator.Split(string(data), -1) {
-			if strings.TrimSpace(regexp.MustCompile(`(?m)^\s*#.*$`).ReplaceAllString(doc, "")) == "" {
-				continue
-			}
-			require.NoError(t, m.add([]byte(doc)), "%s document %d", filepath.Base(file), i+1)
-		}
+		require.NoError(t, m.add([]byte(doc)), "document %d:\n%s", i+1, doc)
 	}
 	return m
 }
@@ -82,8 +87,25 @@ func (m *manifests) add(doc []byte) error {
 	if err := yaml.Unmarshal(doc, &tm); err != nil {
 		return err
 	}
+	key := tm.APIVersion + " " + tm.Kind
+	if customKinds[key] {
+		var obj map[string]any
+		if err := decodeStrict(doc, &obj); err != nil {
+			return fmt.Errorf("%s: %w", tm.Kind, err)
+		}
+		name, _ := dig(obj, "metadata", "name").(string)
+		if name == "" {
+			return fmt.Errorf("%s without a name", tm.Kind)
+		}
+		if m.custom[tm.Kind] == nil {
+			m.custom[tm.Kind] = map[string]map[string]any{}
+		}
+		m.custom[tm.Kind][name] = obj
+		m.objects[tm.Kind+" "+name]++
+		return nil
+	}
 	var obj interface{ GetName() string }
-	switch tm.APIVersion + " " + tm.Kind {
+	switch key {
 	case "apps/v1 Deployment":
 		obj = &appsv1.Deployment{}
 	case "v1 Service":
@@ -92,8 +114,6 @@ func (m *manifests) add(doc []byte) error {
 		obj = &corev1.ConfigMap{}
 	case "v1 Secret":
 		obj = &corev1.Secret{}
-	case "v1 Namespace":
-		obj = &corev1.Namespace{}
 	case "policy/v1 PodDisruptionBudget":
 		obj = &policyv1.PodDisruptionBudget{}
 	case "autoscaling/v2 HorizontalPodAutoscaler":
@@ -107,6 +127,7 @@ func (m *manifests) add(doc []byte) error {
 	if obj.GetName() == "" {
 		return fmt.Errorf("%s without a name", tm.Kind)
 	}
+	m.objects[tm.Kind+" "+obj.GetName()]++
 	switch o := obj.(type) {
 	case *appsv1.Deployment:
 		m.deployments[o.Name] = o
@@ -116,8 +137,6 @@ func (m *manifests) add(doc []byte) error {
 		m.configMaps[o.Name] = o
 	case *corev1.Secret:
 		m.secrets[o.Name] = o
-	case *corev1.Namespace:
-		m.namespaces[o.Name] = o
 	case *policyv1.PodDisruptionBudget:
 		m.pdbs[o.Name] = o
 	case *autoscalingv2.HorizontalPodAutoscaler:
@@ -126,45 +145,40 @@ func (m *manifests) add(doc []byte) error {
 	return nil
 }
 
-func k8sDir() string { return repoPath("deploy", "k8s") }
+// dig walks a decoded custom resource: string keys for maps, ints for lists.
+func dig(obj any, path ...any) any {
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			mp, ok := obj.(map[string]any)
+			if !ok {
+				return nil
+			}
+			obj = mp[k]
+		case int:
+			l, ok := obj.([]any)
+			if !ok || k >= len(l) {
+				return nil
+			}
+			obj = l[k]
+		}
+	}
+	return obj
+}
 
 func TestK8sStrictDecodeRejectsUnknownFields(t *testing.T) {
-	// The decoder the manifests go through does reject a typo.
+	// The decoder the rendered objects go through does reject a typo.
 	err := decodeStrict([]byte("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {replica: 2}\n"), &appsv1.Deployment{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `unknown field "replica"`)
 	err = decodeStrict([]byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\nmetadata: {name: y}\n"), &corev1.ConfigMap{})
 	assert.Error(t, err, "duplicate keys")
-	m := &manifests{}
+	m := newManifests()
 	assert.ErrorContains(t, m.add([]byte("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n")), "unexpected v1 Pod")
-}
-
-func TestK8sKustomizationListsEveryFile(t *testing.T) {
-	m := loadManifests(t, k8sDir())
-	data, err := os.ReadFile(filepath.Join(k8sDir(), "kustomization.yaml"))
-	require.NoError(t, err)
-	var k struct {
-		APIVersion string   `json:"apiVersion"`
-		Kind       string   `json:"kind"`
-		Namespace  string   `json:"namespace"`
-		Resources  []string `json:"resources"`
-		Images     []struct {
-			Name    string `json:"name"`
-			NewTag  string `json:"newTag"`
-			NewName string `json:"newName"`
-		} `json:"images"`
-	}
-	require.NoError(t, decodeStrict(data, &k))
-	assert.Equal(t, "Kustomization", k.Kind)
-	assert.Equal(t, "pollgrid", k.Namespace)
-	assert.ElementsMatch(t, m.files, k.Resources)
-	for _, img := range k.Images {
-		assert.True(t, pinned(img.Name+":"+img.NewTag), "kustomization image %s", img.Name)
-	}
-}
-
-func podLabels(svc string) map[string]string {
-	return map[string]string{"app.kubernetes.io/name": "pollgrid", "app.kubernetes.io/component": svc, "app.kubernetes.io/part-of": "pollgrid"}
+	assert.Error(t, m.add([]byte("apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {name: x}\nspec: {}\nspec: {}\n")),
+		"duplicate keys in a custom resource")
+	assert.Equal(t, "TICKS", dig(map[string]any{"a": []any{map[string]any{"b": "TICKS"}}}, "a", 0, "b"))
+	assert.Nil(t, dig(map[string]any{"a": []any{}}, "a", 0, "b"))
 }
 
 func envValue(c corev1.Container, name string) (string, bool) {
@@ -176,44 +190,64 @@ func envValue(c corev1.Container, name string) (string, bool) {
 	return "", false
 }
 
-func TestK8sDeployments(t *testing.T) {
-	m := loadManifests(t, k8sDir())
+// checkServices checks what every rendering of the chart must hold, for
+// the Deployment, Service and PodDisruptionBudget of each pollgrid service
+// named <base>-<service>.
+func checkServices(t *testing.T, m *manifests, base string) {
+	t.Helper()
+	for kind, n := range m.objects {
+		assert.Equal(t, 1, n, "%s rendered %d times", kind, n)
+	}
 	require.Len(t, m.deployments, len(goServices))
 	for svc, port := range goServices {
 		t.Run(svc, func(t *testing.T) {
-			d := m.deployments["pollgrid-"+svc]
-			require.NotNil(t, d, "Deployment pollgrid-%s", svc)
-			want := podLabels(svc)
-			assert.Equal(t, "pollgrid", d.Namespace)
-			for k, v := range want {
-				assert.Equal(t, v, d.Labels[k], "metadata label %s", k)
-				assert.Equal(t, v, d.Spec.Template.Labels[k], "pod label %s", k)
-			}
+			d := m.deployments[base+"-"+svc]
+			require.NotNil(t, d, "Deployment %s-%s", base, svc)
+			assert.Equal(t, releaseNamespace, d.Namespace)
+			assert.Equal(t, svc, d.Spec.Template.Labels["app.kubernetes.io/component"])
+			assert.Equal(t, "pollgrid", d.Spec.Template.Labels["app.kubernetes.io/part-of"])
 			require.NotNil(t, d.Spec.Selector)
 			sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 			require.NoError(t, err)
 			assert.True(t, sel.Matches(labels.Set(d.Spec.Template.Labels)), "the selector matches the pods")
+			for other := range goServices {
+				if od := m.deployments[base+"-"+other]; other != svc && od != nil {
+					assert.False(t, sel.Matches(labels.Set(od.Spec.Template.Labels)), "the %s selector matches %s pods", svc, other)
+				}
+			}
 
 			ann := d.Spec.Template.Annotations
 			assert.Equal(t, "true", ann["prometheus.io/scrape"])
 			assert.Equal(t, port, ann["prometheus.io/port"])
 			assert.Equal(t, "/metrics", ann["prometheus.io/path"])
+			assert.Regexp(t, `^[0-9a-f]{64}$`, ann["checksum/connectors"], "pods roll when connectors.json changes")
 
 			pod := d.Spec.Template.Spec
 			require.NotNil(t, pod.TerminationGracePeriodSeconds)
 			require.NotNil(t, pod.SecurityContext)
 			require.NotNil(t, pod.SecurityContext.RunAsNonRoot)
 			assert.True(t, *pod.SecurityContext.RunAsNonRoot)
+			require.NotNil(t, pod.SecurityContext.SeccompProfile)
+			assert.Equal(t, corev1.SeccompProfileTypeRuntimeDefault, pod.SecurityContext.SeccompProfile.Type)
+			require.NotNil(t, pod.AutomountServiceAccountToken)
+			assert.False(t, *pod.AutomountServiceAccountToken, "the pods never call the Kubernetes API")
 			require.Len(t, pod.Containers, 1)
 			c := pod.Containers[0]
 			assert.True(t, pinned(c.Image), "image %q", c.Image)
+			require.NotNil(t, c.SecurityContext)
+			require.NotNil(t, c.SecurityContext.ReadOnlyRootFilesystem)
+			assert.True(t, *c.SecurityContext.ReadOnlyRootFilesystem)
+			require.NotNil(t, c.SecurityContext.AllowPrivilegeEscalation)
+			assert.False(t, *c.SecurityContext.AllowPrivilegeEscalation)
+			require.NotNil(t, c.SecurityContext.Capabilities)
+			assert.Equal(t, []corev1.Capability{"ALL"}, c.SecurityContext.Capabilities.Drop)
+
 			addr, ok := envValue(c, "HTTP_ADDR")
 			require.True(t, ok, "HTTP_ADDR")
 			assert.Equal(t, ":"+port, addr)
 			require.Len(t, c.Ports, 1)
-			assert.EqualValues(t, mustAtoi(t, port), c.Ports[0].ContainerPort)
+			assert.EqualValues(t, mustAtoi(t, port), c.Ports[0].ContainerPort, "the container port is HTTP_ADDR's")
 			assert.Equal(t, "http", c.Ports[0].Name)
-
 			for name, probe := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe, "startup": c.StartupProbe} {
 				require.NotNil(t, probe, "%s probe", name)
 				require.NotNil(t, probe.HTTPGet, "%s probe is an HTTP GET", name)
@@ -233,19 +267,26 @@ func TestK8sDeployments(t *testing.T) {
 				assert.LessOrEqual(t, req.Cmp(lim), 0, "%s request above its limit", r)
 			}
 
-			// Config and secrets come from objects that exist.
+			// Settings and secrets come from objects the chart renders (or
+			// the user's existing Secret, checked by its value set).
 			var fromCM, fromSecret bool
 			for _, ef := range c.EnvFrom {
 				if ef.ConfigMapRef != nil {
 					assert.Contains(t, m.configMaps, ef.ConfigMapRef.Name)
 					fromCM = true
 				}
-				if ef.SecretRef != nil {
-					assert.Contains(t, m.secrets, ef.SecretRef.Name)
+				if ef.SecretRef != nil && m.secrets[ef.SecretRef.Name] != nil {
 					fromSecret = true
 				}
 			}
-			assert.True(t, fromCM && fromSecret, "envFrom the settings ConfigMap and the Secret")
+			assert.True(t, fromCM && fromSecret, "envFrom the settings ConfigMap and the chart's Secret")
+			for _, e := range c.Env {
+				if e.ValueFrom != nil {
+					require.NotNil(t, e.ValueFrom.FieldRef, e.Name)
+					assert.Equal(t, "metadata.name", e.ValueFrom.FieldRef.FieldPath, "%s is the pod's name", e.Name)
+				}
+			}
+
 			file, ok := envValue(c, "CONNECTORS_FILE")
 			require.True(t, ok)
 			var mounted bool
@@ -264,17 +305,27 @@ func TestK8sDeployments(t *testing.T) {
 			}
 			assert.True(t, mounted, "CONNECTORS_FILE %s is mounted from a ConfigMap", file)
 
-			s := m.services["pollgrid-"+svc]
-			require.NotNil(t, s, "Service pollgrid-%s", svc)
-			assert.True(t, labels.SelectorFromSet(s.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels)))
+			s := m.services[base+"-"+svc]
+			require.NotNil(t, s, "Service %s-%s", base, svc)
+			assert.True(t, labels.SelectorFromSet(s.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels)), "the Service selects the pods")
 			require.Len(t, s.Spec.Ports, 1)
 			assert.EqualValues(t, mustAtoi(t, port), s.Spec.Ports[0].Port)
 			assert.Equal(t, "http", s.Spec.Ports[0].TargetPort.String())
+
+			// A PodDisruptionBudget, when there is one, selects these pods
+			// and no others.
+			for _, p := range m.pdbs {
+				sel, err := metav1.LabelSelectorAsSelector(p.Spec.Selector)
+				require.NoError(t, err)
+				if p.Name == d.Name {
+					assert.True(t, sel.Matches(labels.Set(d.Spec.Template.Labels)), "PodDisruptionBudget %s selects the pods", p.Name)
+					assert.True(t, p.Spec.MaxUnavailable != nil || p.Spec.MinAvailable != nil)
+				} else {
+					assert.False(t, sel.Matches(labels.Set(d.Spec.Template.Labels)), "PodDisruptionBudget %s selects %s pods", p.Name, svc)
+				}
+			}
 		})
 	}
-	require.NotNil(t, m.deployments["pollgrid-scheduler"].Spec.Replicas)
-	assert.EqualValues(t, 2, *m.deployments["pollgrid-scheduler"].Spec.Replicas, "two schedulers")
-	assert.Nil(t, m.deployments["pollgrid-worker"].Spec.Replicas, "the HPA owns the worker replica count")
 }
 
 func mustAtoi(t *testing.T, s string) int {
@@ -282,95 +333,4 @@ func mustAtoi(t *testing.T, s string) int {
 	_, err := fmt.Sscan(s, &n)
 	require.NoError(t, err)
 	return n
-}
-
-func TestK8sWorkerScalesAndDrains(t *testing.T) {
-	m := loadManifests(t, k8sDir())
-	d := m.deployments["pollgrid-worker"]
-	require.NotNil(t, d)
-
-	var hpa *autoscalingv2.HorizontalPodAutoscaler
-	for _, h := range m.hpas {
-		if h.Spec.ScaleTargetRef.Kind == "Deployment" && h.Spec.ScaleTargetRef.Name == d.Name {
-			hpa = h
-		}
-	}
-	require.NotNil(t, hpa, "a HorizontalPodAutoscaler for the workers")
-	require.NotNil(t, hpa.Spec.MinReplicas)
-	assert.GreaterOrEqual(t, *hpa.Spec.MinReplicas, int32(2))
-	assert.Greater(t, hpa.Spec.MaxReplicas, *hpa.Spec.MinReplicas)
-	var onCPU bool
-	for _, mt := range hpa.Spec.Metrics {
-		if mt.Type == autoscalingv2.ResourceMetricSourceType && mt.Resource != nil && mt.Resource.Name == corev1.ResourceCPU {
-			onCPU = mt.Resource.Target.AverageUtilization != nil
-		}
-	}
-	assert.True(t, onCPU, "the HPA scales on CPU utilization (needs the CPU request)")
-
-	var pdb *policyv1.PodDisruptionBudget
-	for _, p := range m.pdbs {
-		sel, err := metav1.LabelSelectorAsSelector(p.Spec.Selector)
-		require.NoError(t, err)
-		if sel.Matches(labels.Set(d.Spec.Template.Labels)) {
-			pdb = p
-		}
-	}
-	require.NotNil(t, pdb, "a PodDisruptionBudget selects the workers")
-	assert.True(t, pdb.Spec.MaxUnavailable != nil || pdb.Spec.MinAvailable != nil)
-
-	cm := m.configMaps["pollgrid-connectors"]
-	require.NotNil(t, cm)
-	longest, name := longestPoll(loadConnectors(t, []byte(cm.Data["connectors.json"])))
-	settings := m.configMaps["pollgrid-env"]
-	require.NotNil(t, settings)
-	grace, err := time.ParseDuration(settings.Data["WORKER_GRACE"])
-	require.NoError(t, err, "WORKER_GRACE in pollgrid-env")
-	period := time.Duration(*d.Spec.Template.Spec.TerminationGracePeriodSeconds) * time.Second
-	assert.Greater(t, period, longest+grace,
-		"terminationGracePeriodSeconds must exceed the longest poll (%s, %s) + WORKER_GRACE (%s)", longest, name, grace)
-}
-
-func TestK8sConfigAndSecrets(t *testing.T) {
-	m := loadManifests(t, k8sDir())
-	cm := m.configMaps["pollgrid-connectors"]
-	require.NotNil(t, cm)
-	repo, err := os.ReadFile(repoPath("connectors.json"))
-	require.NoError(t, err)
-	var a, b any
-	require.NoError(t, json.Unmarshal(repo, &a))
-	require.NoError(t, json.Unmarshal([]byte(cm.Data["connectors.json"]), &b), "the ConfigMap's connectors.json is JSON")
-	assert.Equal(t, a, b, "the ConfigMap carries the repository's connectors.json")
-
-	s := m.secrets["pollgrid-secrets"]
-	require.NotNil(t, s)
-	var keys []string
-	for k := range s.StringData {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, v := range append([]string{"NATS_URL", "REDIS_URL"}, secretVars(t)...) {
-		assert.Contains(t, keys, v, "the Secret provides %s", v)
-	}
-	settings := m.configMaps["pollgrid-env"]
-	require.NotNil(t, settings)
-	shared, own := readVariables(t)
-	for _, v := range append(append(shared, own["scheduler"]...), append(own["worker"], own["aggregator"]...)...) {
-		if perReplica[v] || v == "HTTP_ADDR" || v == "CONNECTORS_FILE" {
-			continue // set on the container
-		}
-		_, inCM := settings.Data[v]
-		_, inSecret := s.StringData[v]
-		assert.True(t, inCM || inSecret, "%s is read by the services: set it in pollgrid-env or pollgrid-secrets", v)
-	}
-	for _, d := range m.deployments {
-		c := d.Spec.Template.Spec.Containers[0]
-		for _, id := range []string{"SCHEDULER_ID", "WORKER_ID"} {
-			for _, e := range c.Env {
-				if e.Name == id {
-					require.NotNil(t, e.ValueFrom, "%s comes from the pod name", id)
-					assert.Equal(t, "metadata.name", e.ValueFrom.FieldRef.FieldPath)
-				}
-			}
-		}
-	}
 }
