@@ -29,6 +29,7 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/connector"
 	"github.com/pollgrid/pollgrid/pkg/connectors/builtin"
+	"github.com/pollgrid/pollgrid/pkg/natsconn"
 	"github.com/pollgrid/pollgrid/pkg/redact"
 	"github.com/pollgrid/pollgrid/pkg/store"
 	"github.com/pollgrid/pollgrid/pkg/telemetry"
@@ -51,6 +52,8 @@ type Runtime struct {
 
 	config  atomic.Pointer[config.Config]
 	reloads *prometheus.CounterVec
+	// natsDial is how the service reaches NATS, and explains its refusals.
+	natsDial *natsconn.Dialer
 	// connSecrets are the passwords and tokens of the NATS and Redis
 	// connections, for the redactor.
 	connSecrets []string
@@ -135,7 +138,7 @@ func Start(ctx context.Context, name string, lookup config.Env, defaultHTTP stri
 	// The HTTP endpoints open before anything is connected: a liveness
 	// probe must not restart a process that waits for NATS, and /readyz
 	// says what it waits for.
-	rt.setWaiting(waitingFor{url: redactNATSURL(env.NATSURL)})
+	rt.setWaiting(waitingFor{url: natsconn.RedactURL(env.NATSURL)})
 	if err := rt.listen(); err != nil {
 		rt.Close()
 		return nil, err
@@ -198,23 +201,19 @@ func (rt *Runtime) connect(ctx context.Context) error {
 	rt.Redis = rdb
 	rt.Store = store.New(rt.Redis, store.Options{Prefix: rt.Env.RedisPrefix})
 
-	auth, err := readNATSAuth(rt.Lookup, rt.Env.NATSURL)
+	dial, err := natsDialer(rt.Lookup)
 	if err != nil {
 		return err
 	}
-	natsOpts, natsSecrets, err := auth.options()
-	if err != nil {
-		return err
-	}
-	rt.connSecrets = append(redisSecrets, natsSecrets...)
+	rt.natsDial = dial
+	rt.connSecrets = append(redisSecrets, dial.Secrets()...)
 	rt.Redactor.Set(rt.secrets(rt.Config()))
-	rt.Logger.Info("connecting", "nats", redactNATSURL(auth.url), "redis", describeRedis(rt.Env.RedisURL))
+	rt.Logger.Info("connecting", "nats", dial.Redacted(), "redis", describeRedis(rt.Env.RedisURL))
 
 	log := rt.Logger
-	waiting := waitingFor{url: redactNATSURL(auth.url)}
+	waiting := waitingFor{url: dial.Redacted()}
 	rt.setWaiting(waiting)
-	opts := append(natsTimings(), natsOpts...)
-	opts = append(opts,
+	opts := append(natsTimings(),
 		nats.Name("pollgrid-"+rt.Name),
 		nats.ConnectHandler(func(nc *nats.Conn) {
 			rt.natsAttemptErr.Store(nil)
@@ -222,13 +221,13 @@ func (rt *Runtime) connect(ctx context.Context) error {
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
-				log.Warn("NATS disconnected; reconnecting", "error", explainNATS(err))
+				log.Warn("NATS disconnected; reconnecting", "error", dial.Explain(err))
 			}
 		}),
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
 			// Said once per cause, not once a second.
 			if prev := rt.natsAttemptErr.Swap(&err); prev == nil || (*prev).Error() != err.Error() {
-				log.Warn("NATS reconnect failed; retrying every second", "error", explainNATS(err))
+				log.Warn("NATS reconnect failed; retrying every second", "error", dial.Explain(err))
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
@@ -236,21 +235,21 @@ func (rt *Runtime) connect(ctx context.Context) error {
 			log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			log.Error("NATS error", "error", explainNATS(err))
+			log.Error("NATS error", "error", dial.Explain(err))
 		}),
 		nats.ClosedHandler(func(nc *nats.Conn) {
 			if rt.closing.Load() {
 				return
 			}
-			cause := fmt.Errorf("NATS connection closed for good: %w", natsCause(nc))
+			cause := fmt.Errorf("NATS connection closed for good: %w", dial.Why(nc))
 			rt.closedCause.Store(&cause)
 			close(rt.natsClosed)
 			log.Error("NATS connection closed and will not reopen; stopping the service so that it is restarted", "error", cause)
 		}),
 	)
-	rt.NATS, err = nats.Connect(auth.url, opts...)
+	rt.NATS, err = dial.Connect(opts...)
 	if err != nil {
-		return fmt.Errorf("NATS_URL %s: %w", redactNATSURL(auth.url), rt.Redactor.Error(explainNATS(err)))
+		return fmt.Errorf("NATS at %s: %w", dial.Redacted(), rt.Redactor.Error(dial.Explain(err)))
 	}
 	if rt.JS, err = jetstream.New(rt.NATS); err != nil {
 		return fmt.Errorf("jetstream: %w", err)
@@ -270,14 +269,14 @@ func (rt *Runtime) connect(ctx context.Context) error {
 		if !rt.NATS.IsConnected() {
 			err = rt.natsWhy(rt.NATS)
 		} else {
-			err = explainNATS(err)
+			err = dial.Explain(err)
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("set up JetStream streams at %s: %w", redactNATSURL(auth.url), err)
+			return fmt.Errorf("set up JetStream streams at %s: %w", dial.Redacted(), err)
 		}
 		waiting.err = err
 		rt.setWaiting(waiting)
-		log.Warn("waiting for NATS JetStream", "url", redactNATSURL(auth.url), "attempt", attempt, "error", err)
+		log.Warn("waiting for NATS JetStream", "url", dial.Redacted(), "attempt", attempt, "error", err)
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Second):
@@ -302,10 +301,10 @@ func (rt *Runtime) natsClosedErr() error {
 func (rt *Runtime) natsWhy(nc *nats.Conn) error {
 	if nc != nil && nc.LastError() == nil {
 		if p := rt.natsAttemptErr.Load(); p != nil {
-			return explainNATS(*p)
+			return rt.natsDial.Explain(*p)
 		}
 	}
-	return natsCause(nc)
+	return rt.natsDial.Why(nc)
 }
 
 // Close releases the connections, flushes traces and stops the HTTP

@@ -101,9 +101,11 @@ look at one, poll it now, pause and resume it, reset it, reload every
 service's config, and tail the signals. It also validates a config file and
 dry-runs one poll locally, without NATS.
 
-Connection: --server (or NATS_URL), the usual NATS auth flags, or a NATS
-context as the nats CLI keeps them (--context, NATS_CONTEXT, or the selected
-one).
+Connection: the nats CLI's flags, each with its NATS_* variable (a flag wins
+over its variable), and a nats CLI context under them (--context or
+NATS_CONTEXT; with nothing else given, the one nats context select chose).
+One way to authenticate at a time. docs/operate.md, "Connecting", has the
+rules; the services follow the same ones.
 
 Output: tables for people; --json for scripts.
 
@@ -126,7 +128,7 @@ Exit codes:
 	flags := root.PersistentFlags()
 	flags.BoolVar(&a.json, "json", false, "print JSON instead of a table")
 	flags.DurationVar(&a.timeout, "timeout", 30*time.Second, "how long to wait for an answer (a trigger waits for a whole poll)")
-	a.conn.register(flags, a.io.Env)
+	a.conn.register(flags)
 	root.AddCommand(a.validateCmd(), a.listCmd(), a.statusCmd(), a.triggerCmd(), a.pauseCmd(), a.resumeCmd(),
 		a.resetCmd(), a.reloadCmd(), a.tailCmd(), a.dryRunCmd())
 	return root
