@@ -11,10 +11,10 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X github.com/pollgrid/pollgrid/pkg/service.Version=$(VERSION) -X github.com/pollgrid/pollgrid/pkg/service.Commit=$(COMMIT) -X github.com/pollgrid/pollgrid/pkg/upstream.Version=$(VERSION)
 
-.PHONY: help build run test test-short bench proto lint tidy redis-server chromium clean
+.PHONY: help build run test bench proto lint redis-server chromium clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build every service and pollctl into bin/, VERSION and COMMIT baked in
 	@mkdir -p bin

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"github.com/pollgrid/pollgrid/pkg/bus"
 	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
 )
 
@@ -9,7 +10,7 @@ func PollOf(r *pollgridv1.PollReport) Poll {
 	return Poll{
 		StartedAt:       r.GetStartedAt().AsTime(),
 		DurationSeconds: r.GetDuration().AsDuration().Seconds(),
-		Outcome:         Outcome(r.GetOutcome()),
+		Outcome:         bus.OutcomeName(r.GetOutcome()),
 		Error:           r.GetError(),
 		ItemsFetched:    r.GetItemsFetched(),
 		ItemsPublished:  r.GetItemsPublished(),
@@ -18,17 +19,4 @@ func PollOf(r *pollgridv1.PollReport) Poll {
 		Worker:          r.GetWorker(),
 		TraceID:         r.GetTraceId(),
 	}
-}
-
-// Outcome names a poll outcome: success, failure or skipped.
-func Outcome(o pollgridv1.PollOutcome) string {
-	switch o {
-	case pollgridv1.PollOutcome_POLL_OUTCOME_SUCCESS:
-		return "success"
-	case pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE:
-		return "failure"
-	case pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED:
-		return "skipped"
-	}
-	return "unknown"
 }

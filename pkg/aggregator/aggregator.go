@@ -22,6 +22,7 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/bus"
 	"github.com/pollgrid/pollgrid/pkg/config"
+	"github.com/pollgrid/pollgrid/pkg/redact"
 	"github.com/pollgrid/pollgrid/pkg/store"
 	"github.com/pollgrid/pollgrid/pkg/telemetry"
 )
@@ -51,10 +52,13 @@ type Options struct {
 	// HealthyWindow: a connector is healthy when it succeeded within this
 	// window; default 5m, settable per request with ?healthy_window=.
 	HealthyWindow time.Duration
-	// ConnectorGauges caps how many connectors get per-connector Prometheus
-	// gauges (AGGREGATOR_CONNECTOR_GAUGES_MAX); 0 takes the default 1000, a
-	// negative value turns them off. See ConnectorCollector.
-	ConnectorGauges int
+	// ConnectorGaugesMax caps, as AGGREGATOR_CONNECTOR_GAUGES_MAX does, how
+	// many connectors get per-connector Prometheus gauges (see
+	// ConnectorCollector); 0 turns them off, with pollgrid_connectors.
+	// Unlike the other fields' zero, its zero is no default: a cap of none
+	// is what the variable's 0 says too. The services pass
+	// DefaultConnectorGauges when the variable is unset.
+	ConnectorGaugesMax int
 	// FlushInterval is how long reports wait in memory before they are
 	// written to Redis (AGGREGATOR_FLUSH); default 2s. It is the lag of
 	// /metrics/connectors behind the reports, and what lets the reports of
@@ -71,8 +75,9 @@ type Options struct {
 	// StaleAfter is how many missed intervals make a connector stale
 	// (AGGREGATOR_STALE_AFTER); default 3.
 	StaleAfter int
-	// Redact masks secrets in what the status views show (errors, cursors).
-	Redact func(string) string
+	// Redactor masks the config's secrets in what the status views show
+	// (errors, cursors); nil masks none.
+	Redactor *redact.Redactor
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -83,9 +88,6 @@ type Options struct {
 func (o Options) withDefaults() Options {
 	if o.HealthyWindow <= 0 {
 		o.HealthyWindow = 5 * time.Minute
-	}
-	if o.ConnectorGauges == 0 {
-		o.ConnectorGauges = DefaultConnectorGauges
 	}
 	if o.FlushInterval <= 0 {
 		o.FlushInterval = DefaultFlushInterval
@@ -102,9 +104,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.StaleAfter <= 0 {
 		o.StaleAfter = DefaultStaleAfter
-	}
-	if o.Redact == nil {
-		o.Redact = func(s string) string { return s }
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -159,9 +158,9 @@ func New(js jetstream.JetStream, st *store.Store, opts Options) *Aggregator {
 	}
 	a.errors = telemetry.NewDependencyErrors()
 	opts.Registerer.MustRegister(a.reports, a.errors)
-	if opts.ConnectorGauges > 0 {
+	if opts.ConnectorGaugesMax > 0 {
 		opts.Registerer.MustRegister(newHealthCollector(a))
-		opts.Registerer.MustRegister(NewConnectorCollector(st, opts.ConnectorGauges, opts.HealthyWindow, a.errors))
+		opts.Registerer.MustRegister(NewConnectorCollector(st, opts.ConnectorGaugesMax, opts.HealthyWindow, a.errors))
 	}
 	return a
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // DefaultConnectorGauges is how many connectors get per-connector gauges
-// unless AGGREGATOR_CONNECTOR_GAUGES_MAX says otherwise.
+// when AGGREGATOR_CONNECTOR_GAUGES_MAX is unset.
 const DefaultConnectorGauges = 1000
 
 // metricsReader is the part of the store the collector reads.

@@ -71,12 +71,16 @@ func TestConnectorGaugesRedisFailureCountsAndServesNothing(t *testing.T) {
 	assert.Equal(t, 1.0, testutil.ToFloat64(errs.WithLabelValues("redis", "connector_gauges")))
 }
 
+// AGGREGATOR_CONNECTOR_GAUGES_MAX=0 and ConnectorGaugesMax 0 say the same:
+// no per-connector series, and no pollgrid_connectors.
 func TestConnectorGaugesOffRegistersNothing(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	New(nil, nil, Options{ConnectorGauges: -1, Registerer: reg})
-	mfs, err := reg.Gather()
-	require.NoError(t, err)
-	for _, mf := range mfs {
-		assert.False(t, strings.HasPrefix(mf.GetName(), "pollgrid_connector"), mf.GetName())
+	for _, gaugesMax := range []int{0, -1} {
+		reg := prometheus.NewRegistry()
+		New(nil, nil, Options{ConnectorGaugesMax: gaugesMax, Registerer: reg})
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		for _, mf := range mfs {
+			assert.False(t, strings.HasPrefix(mf.GetName(), "pollgrid_connector"), "ConnectorGaugesMax %d: %s", gaugesMax, mf.GetName())
+		}
 	}
 }

@@ -140,7 +140,7 @@ func (a *Aggregator) clean(s string) string {
 	if s == "" {
 		return ""
 	}
-	return a.opts.Redact(redact.URLsIn(s))
+	return a.opts.Redactor.String(redact.URLsIn(s))
 }
 
 // List is the list verb.

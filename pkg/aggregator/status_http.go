@@ -96,7 +96,7 @@ func (a *Aggregator) statusRoutes(mux *http.ServeMux) {
 // redacted passes every string of v through the secret redactor, as the
 // admin service does for its replies.
 func (a *Aggregator) redacted(v any) any {
-	b, err := admin.Redacted(v, a.opts.Redact)
+	b, err := admin.Redacted(v, a.opts.Redactor.String)
 	if err != nil {
 		return map[string]string{"error": err.Error()}
 	}

@@ -17,6 +17,10 @@ const (
 	AdminPrefix    = "pollgrid.admin"
 )
 
+// ResyncSubject is where a scheduler replica that paused or resumed a
+// connector asks the leader to compare the schedules with the config now.
+const ResyncSubject = "pollgrid.scheduler.resync"
+
 var tokenRE = regexp.MustCompile(`^[a-z0-9_-]+$`)
 
 // ValidToken reports whether s can be one NATS subject token of ours:

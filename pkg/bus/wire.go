@@ -78,6 +78,21 @@ func DecodeReports(data []byte) (*pollgridv1.PollReports, error) {
 	return b, nil
 }
 
+// OutcomeName names a report's poll outcome the one way metrics labels,
+// spans, logs and the admin API show it: success, failure or skipped
+// (unknown for anything else).
+func OutcomeName(o pollgridv1.PollOutcome) string {
+	switch o {
+	case pollgridv1.PollOutcome_POLL_OUTCOME_SUCCESS:
+		return "success"
+	case pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE:
+		return "failure"
+	case pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED:
+		return "skipped"
+	}
+	return "unknown"
+}
+
 // signalBody is the JSON body of a signal as DecodeSignal reads it: the
 // fields of pollgridv1.Signal, snake_case, with data inlined as raw JSON
 // (which protojson cannot do for a bytes field). appendSignalBody writes the

@@ -133,3 +133,16 @@ func BenchmarkSignalID(b *testing.B) {
 		_ = SignalID(s)
 	}
 }
+
+// Every outcome a report can carry has its name; the names are the worker's
+// metric labels and the admin API's words.
+func TestOutcomeName(t *testing.T) {
+	for value, enum := range pollgridv1.PollOutcome_name {
+		o := pollgridv1.PollOutcome(value)
+		if o == pollgridv1.PollOutcome_POLL_OUTCOME_UNSPECIFIED {
+			assert.Equal(t, "unknown", OutcomeName(o))
+			continue
+		}
+		assert.Equal(t, strings.ToLower(strings.TrimPrefix(enum, "POLL_OUTCOME_")), OutcomeName(o), enum)
+	}
+}

@@ -378,9 +378,15 @@ func connectors(raw json.RawMessage, problems *Problems, check func(i int, item 
 func fromEnv(env Env, types TypeChecker, limits Limits) (*Config, error) {
 	problems := &Problems{Source: EnvSource}
 	obj := map[string]any{}
-	for _, field := range []string{"name", "type", "interval", "timeout", "jitter", "lease_ttl"} {
-		if s, _ := env.lookup(envPath(field)); s != "" {
-			obj[field] = s
+	// Each variable named in full, so that a search finds where it is read
+	// (and test/deploy's check of the docs sees it). jitter, accepted in a
+	// file for older configs and ignored, has no variable.
+	for _, v := range []struct{ variable, field string }{
+		{"CONNECTOR_NAME", "name"}, {"CONNECTOR_TYPE", "type"}, {"CONNECTOR_INTERVAL", "interval"},
+		{"CONNECTOR_TIMEOUT", "timeout"}, {"CONNECTOR_LEASE_TTL", "lease_ttl"},
+	} {
+		if s, _ := env.lookup(v.variable); s != "" {
+			obj[v.field] = s
 		}
 	}
 	if s, _ := env.lookup("CONNECTOR_RETRIES"); s != "" {

@@ -472,7 +472,7 @@ func TestLoadFromEnvironment(t *testing.T) {
 		"CONNECTOR_NAME":      "dev",
 		"CONNECTOR_INTERVAL":  "5s",
 		"CONNECTOR_TIMEOUT":   "2s",
-		"CONNECTOR_JITTER":    "1s",
+		"CONNECTOR_JITTER":    "1s", // not read: jitter is ignored, so it has no variable
 		"CONNECTOR_LEASE_TTL": "10s",
 		"CONNECTOR_RETRIES":   "4",
 		"CONNECTOR_CONFIG":    `{"url": "https://x", "token": "${TOKEN}"}`,
@@ -486,7 +486,6 @@ func TestLoadFromEnvironment(t *testing.T) {
 		Type:     "beta",
 		Enabled:  true,
 		Interval: 5 * time.Second,
-		Jitter:   time.Second,
 		Timeout:  2 * time.Second,
 		Retries:  Retries{Max: 4, Backoff: time.Second},
 		LeaseTTL: 10 * time.Second,

@@ -107,8 +107,22 @@ func TestExampleConnector(t *testing.T) {
 	assert.Contains(t, p.IDs(), "nc72934355")
 }
 
+// codeLines counts the lines of Go source that are neither blank nor a
+// comment.
+func codeLines(src string) int {
+	lines := 0
+	for line := range strings.SplitSeq(src, "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "//") {
+			lines++
+		}
+	}
+	return lines
+}
+
 // TestExampleIsTheDocs keeps the code shown in docs/adding-a-connector.md
-// the code tested here, and the example about 40 lines of code.
+// the code tested here, the example about 40 lines of code, and the sizes
+// the page quotes, the example's and the worked example's (jira_issues.go),
+// true.
 func TestExampleIsTheDocs(t *testing.T) {
 	self, err := os.ReadFile("example_test.go")
 	require.NoError(t, err)
@@ -122,12 +136,20 @@ func TestExampleIsTheDocs(t *testing.T) {
 	shown, _, _ = strings.Cut(shown, "```")
 	assert.Equal(t, strings.TrimSpace(code), strings.TrimSpace(shown), "copy the example between example:start and example:end into the docs")
 
-	lines := 0
-	for line := range strings.SplitSeq(code, "\n") {
-		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "//") {
-			lines++
-		}
-	}
-	t.Logf("the example connector is %d lines of code", lines)
+	lines := codeLines(code)
 	assert.LessOrEqual(t, lines, 50, "a simple connector stays about 40 lines")
+	prose := strings.Join(strings.Fields(string(docs)), " ") // line breaks as spaces
+	says := func(phrase, what string, args ...any) {
+		t.Helper()
+		assert.True(t, strings.Contains(prose, phrase), "docs/adding-a-connector.md must say %s: %q", fmt.Sprintf(what, args...), phrase)
+	}
+	says(fmt.Sprintf("complete connector, %d lines of code", lines), "the example is %d lines of code", lines)
+	says(fmt.Sprintf("above the example's %d lines", lines), "the example is %d lines of code", lines)
+
+	const jira = "../connectors/jira-issues/jira_issues.go"
+	src, err := os.ReadFile(jira)
+	require.NoError(t, err)
+	total, ofCode := strings.Count(string(src), "\n"), codeLines(string(src))
+	says(fmt.Sprintf("full connector on the same helpers: %d lines, %d of them code", total, ofCode),
+		"%s is %d lines, %d of them code", jira, total, ofCode)
 }

@@ -15,6 +15,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/pollgrid/pollgrid/pkg/clock"
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/connector"
 	"github.com/pollgrid/pollgrid/pkg/redact"
@@ -48,7 +49,7 @@ type Runner struct {
 	Redactor *redact.Redactor
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
-	// Sleep waits between retries; a context-aware timer when nil.
+	// Sleep waits between retries; clock.Sleep when nil.
 	Sleep func(ctx context.Context, d time.Duration) error
 }
 
@@ -310,12 +311,5 @@ func (r *Runner) sleep(ctx context.Context, d time.Duration) error {
 	if r.Sleep != nil {
 		return r.Sleep(ctx, d)
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	case <-t.C:
-		return nil
-	}
+	return clock.Sleep(ctx, d)
 }

@@ -20,9 +20,6 @@ import (
 // leader whose sync read the pauses just before this one cannot leave a
 // schedule behind.
 
-// ResyncSubject is where a replica asks the leader to sync now.
-const ResyncSubject = "pollgrid.scheduler.resync"
-
 // active is the enabled connectors that are not paused: those that get a
 // message schedule.
 func (s *Scheduler) active(ctx context.Context) ([]config.Connector, error) {
@@ -49,22 +46,22 @@ func (s *Scheduler) active(ctx context.Context) ([]config.Connector, error) {
 }
 
 // WatchResync makes this replica sync at once when any replica asks (see
-// ResyncSubject); a replica that does not lead ignores it.
+// bus.ResyncSubject); a replica that does not lead ignores it.
 func (s *Scheduler) WatchResync(nc *nats.Conn) (*nats.Subscription, error) {
-	sub, err := nc.Subscribe(ResyncSubject, func(*nats.Msg) {
+	sub, err := nc.Subscribe(bus.ResyncSubject, func(*nats.Msg) {
 		select {
 		case s.resync <- struct{}{}:
 		default: // one is pending already
 		}
 	})
 	if err != nil {
-		return nil, fmt.Errorf("subscribe %s: %w", ResyncSubject, err)
+		return nil, fmt.Errorf("subscribe %s: %w", bus.ResyncSubject, err)
 	}
 	return sub, nil
 }
 
 func (s *Scheduler) askResync() {
-	if err := s.js.Conn().Publish(ResyncSubject, nil); err != nil {
+	if err := s.js.Conn().Publish(bus.ResyncSubject, nil); err != nil {
 		s.log.Warn("asking the leader to resync failed; its next periodic sync catches up", "error", err)
 	}
 }

@@ -15,8 +15,6 @@ package scheduler
 import (
 	"context"
 	"log/slog"
-	"os"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +23,7 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/store"
+	"github.com/pollgrid/pollgrid/pkg/telemetry"
 )
 
 // LeaderRole is the Redis leader lease the scheduler replicas share.
@@ -46,8 +45,7 @@ type Options struct {
 
 func (o Options) withDefaults() Options {
 	if o.ID == "" {
-		host, _ := os.Hostname()
-		o.ID = host + "-" + strconv.Itoa(os.Getpid())
+		o.ID = telemetry.InstanceID()
 	}
 	if o.LeaderTTL <= 0 {
 		o.LeaderTTL = 10 * time.Second

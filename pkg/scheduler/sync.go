@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/pollgrid/pollgrid/pkg/bus"
+	"github.com/pollgrid/pollgrid/pkg/clock"
 	"github.com/pollgrid/pollgrid/pkg/config"
 	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
 )
@@ -144,7 +145,7 @@ func (s *Scheduler) install(ctx context.Context, defs []definition) error {
 		if len(group) == 0 {
 			continue
 		}
-		if err := sleepUntil(ctx, start.Add(time.Duration(g)*time.Second)); err != nil {
+		if err := clock.Sleep(ctx, time.Until(start.Add(time.Duration(g)*time.Second))); err != nil {
 			return err
 		}
 		// A page of messages at a time: their headers are the bulk of a
@@ -165,21 +166,6 @@ func (s *Scheduler) install(ctx context.Context, defs []definition) error {
 
 // everySpread is how many seconds "@every" installs are spread over.
 const everySpread = 10
-
-func sleepUntil(ctx context.Context, t time.Time) error {
-	d := time.Until(t)
-	if d <= 0 {
-		return nil
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	case <-timer.C:
-		return nil
-	}
-}
 
 // firstTicks sends each overdue connector of cs a tick now, so that a new
 // connector (or one whose schedule was lost) is polled at once rather than

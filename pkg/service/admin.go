@@ -4,11 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
 
 	"github.com/pollgrid/pollgrid/pkg/admin"
 	"github.com/pollgrid/pollgrid/pkg/config"
+	"github.com/pollgrid/pollgrid/pkg/telemetry"
 )
 
 // serveAdmin registers this process's instance of the pollgrid-admin micro
@@ -17,8 +16,7 @@ import (
 // removes it.
 func serveAdmin(rt *Runtime, replica string, apply func(*config.Config) error, verbs map[string]admin.Handler) (stop func(), err error) {
 	if replica == "" {
-		host, _ := os.Hostname()
-		replica = host + "-" + strconv.Itoa(os.Getpid())
+		replica = telemetry.InstanceID()
 	}
 	srv, err := admin.NewServer(rt.NATS, admin.ServerConfig{
 		Service: rt.Name, Instance: replica, Version: Version, Redact: rt.Redactor.String, Logger: rt.Logger,

@@ -125,9 +125,6 @@ func runAggregator(ctx context.Context, rt *Runtime) error {
 	if err != nil {
 		return err
 	}
-	if gauges == 0 {
-		gauges = -1
-	}
 	// AGGREGATOR_FLUSH: how long reports wait before one write to Redis.
 	flush, err := Duration(rt.Lookup, "AGGREGATOR_FLUSH", aggregator.DefaultFlushInterval)
 	if err != nil {
@@ -139,8 +136,8 @@ func runAggregator(ctx context.Context, rt *Runtime) error {
 		return err
 	}
 	a := aggregator.New(rt.JS, rt.Store, aggregator.Options{
-		HealthyWindow: window, ConnectorGauges: gauges, FlushInterval: flush,
-		Config: rt.Config, StaleAfter: staleAfter, Redact: rt.Redactor.String,
+		HealthyWindow: window, ConnectorGaugesMax: gauges, FlushInterval: flush,
+		Config: rt.Config, StaleAfter: staleAfter, Redactor: rt.Redactor,
 		Logger: rt.Logger, Registerer: rt.Metrics, Tracer: rt.Tracer, Propagator: telemetry.Propagator,
 	})
 	// The aggregator applies nothing itself: a reload swaps the config its

@@ -13,6 +13,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pollgrid/pollgrid/pkg/admin"
+	"github.com/pollgrid/pollgrid/pkg/bus"
+	"github.com/pollgrid/pollgrid/pkg/clock"
 	"github.com/pollgrid/pollgrid/pkg/store"
 	"github.com/pollgrid/pollgrid/pkg/telemetry"
 )
@@ -61,7 +63,7 @@ func (w *Worker) Trigger(ctx context.Context, data []byte) (any, error) {
 		}
 		report.TraceId = span.SpanContext().TraceID().String()
 		w.reports.add(report)
-		w.log.InfoContext(ctx, "triggered poll done", "outcome", outcomeLabel(report.GetOutcome()))
+		w.log.InfoContext(ctx, "triggered poll done", "outcome", bus.OutcomeName(report.GetOutcome()))
 		started := report.GetStartedAt().AsTime()
 		return admin.TriggerReply{
 			Connector:     c.Name,
@@ -126,15 +128,11 @@ func (w *Worker) adminLookup(name string) (*instance, error) {
 // waitLease waits until a held lease should be free again, or says why it
 // cannot: the request's time is up.
 func waitLease(ctx context.Context, held *store.LeaseHeldError) error {
-	t := time.NewTimer(held.Remaining + 50*time.Millisecond)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
+	if clock.Sleep(ctx, held.Remaining+50*time.Millisecond) != nil {
 		return admin.Errorf(admin.CodeConflict, "%s: a poll held the lease the whole time the request had; "+
 			"try again, or see who holds it with pollctl status %s", held.Error(), held.Connector)
 	}
+	return nil
 }
 
 // noTick stands in for the tick of a triggered poll, which has none: there

@@ -73,7 +73,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	report, naked, pollErr := w.poll(ctx, in, msg, log)
 	report.TraceId = span.SpanContext().TraceID().String()
-	span.SetAttributes(attribute.String("pollgrid.outcome", outcomeLabel(report.GetOutcome())))
+	span.SetAttributes(attribute.String("pollgrid.outcome", bus.OutcomeName(report.GetOutcome())))
 	if report.GetOutcome() == pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE {
 		span.SetAttributes(attribute.String("error.type", bus.ErrorType(pollErr)))
 		span.SetStatus(codes.Error, report.GetError())
@@ -113,7 +113,7 @@ func (w *Worker) poll(ctx context.Context, in *instance, msg jetstream.Msg, log 
 		if err != nil {
 			report.Error = w.opts.Redactor.String(err.Error())
 		}
-		w.metrics.polls.WithLabelValues(c.Type, outcomeLabel(outcome)).Inc()
+		w.metrics.polls.WithLabelValues(c.Type, bus.OutcomeName(outcome)).Inc()
 		if outcome != pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED {
 			w.metrics.observeDuration(ctx, c.Type, took)
 		}
@@ -268,18 +268,6 @@ func (w *Worker) countMissed(c config.Connector, st store.State) {
 	if missed := int(time.Since(since)/c.Interval) - 1; missed > 0 {
 		w.metrics.missed.WithLabelValues(c.Type).Add(float64(missed))
 	}
-}
-
-func outcomeLabel(o pollgridv1.PollOutcome) string {
-	switch o {
-	case pollgridv1.PollOutcome_POLL_OUTCOME_SUCCESS:
-		return "success"
-	case pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE:
-		return "failure"
-	case pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED:
-		return "skipped"
-	}
-	return "unknown"
 }
 
 func numDelivered(meta *jetstream.MsgMetadata) uint64 {

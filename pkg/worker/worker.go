@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
-	"strconv"
 	"sync"
 	"time"
 
@@ -23,11 +21,13 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/pollgrid/pollgrid/pkg/bus"
+	"github.com/pollgrid/pollgrid/pkg/clock"
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/connector"
 	"github.com/pollgrid/pollgrid/pkg/poll"
 	"github.com/pollgrid/pollgrid/pkg/redact"
 	"github.com/pollgrid/pollgrid/pkg/store"
+	"github.com/pollgrid/pollgrid/pkg/telemetry"
 	"github.com/pollgrid/pollgrid/pkg/upstream"
 )
 
@@ -62,8 +62,7 @@ type Options struct {
 
 func (o Options) withDefaults() Options {
 	if o.ID == "" {
-		host, _ := os.Hostname()
-		o.ID = host + "-" + strconv.Itoa(os.Getpid())
+		o.ID = telemetry.InstanceID()
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 4
@@ -293,7 +292,7 @@ func (w *Worker) Run(ctx context.Context) error {
 					cons = c
 				}
 			}
-			sleepCtx(ctx, time.Second)
+			_ = clock.Sleep(ctx, time.Second) // a stop ends the wait and then the loop
 		}
 	}
 	close(ticks)
@@ -307,13 +306,4 @@ func (w *Worker) Run(ctx context.Context) error {
 		<-done
 	}
 	return nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
