@@ -243,6 +243,12 @@ func TestReloadAnswersForEveryProcess(t *testing.T) {
 	s := startStack(t, nil, connector{name: "hourly", interval: "1h", upstream: up})
 	harness.Start(t, service.Worker, s.envWith(map[string]string{"WORKER_ID": "w2"}))
 	ctx := context.Background()
+	// A process answers reload once its admin service is up, a moment
+	// after its HTTP port opens (a busy machine makes the moment longer).
+	require.Eventually(t, func() bool {
+		instances, err := s.admin.Instances(ctx, 300*time.Millisecond)
+		return err == nil && len(instances) == 4
+	}, 30*time.Second, 100*time.Millisecond, "the second worker's admin service never answered discovery")
 
 	require.NoError(t, os.WriteFile(s.env["CONNECTORS_FILE"], []byte(configJSON(
 		connector{name: "hourly", interval: "1h", upstream: up}, connector{name: "added", interval: "1h", upstream: up})), 0o600))
