@@ -106,18 +106,7 @@ func (r *Runner) Run(ctx context.Context, c config.Connector, conn connector.Con
 		// Signals whose publish failed were not published: the report must
 		// not count them (the next poll publishes them again).
 		out.Signals = nil
-		failed := prev
-		failed.LastPoll = now
-		failed.ConsecutiveFailures++
-		failed.LastError = out.Err.Error()
-		failed.NotBefore, failed.NotBeforeBy = now.Add(Backoff(c.Interval, failed.ConsecutiveFailures)), store.WaitBackoff
-		if notBefore.After(failed.NotBefore) {
-			failed.NotBefore, failed.NotBeforeBy = notBefore, store.WaitUpstream
-		}
-		if !failed.NotBefore.After(now) {
-			failed.NotBefore, failed.NotBeforeBy = time.Time{}, ""
-		}
-		out.Commit = store.Commit{State: failed, Now: now}
+		out.Commit = store.Commit{State: Failed(prev, c, out.Err, now, notBefore), Now: now}
 		return out
 	}
 	next := prev
@@ -136,6 +125,26 @@ func (r *Runner) Run(ctx context.Context, c config.Connector, conn connector.Con
 	out.Commit.State, out.Commit.Now = next, now
 	out.Commit.Fetched = !res.NotModified
 	return out
+}
+
+// Failed is the state a failed poll of c commits, from prev: the failure
+// counted, err's text kept as the last error (clean it of secrets first),
+// and the wait it earns, whose it is: the back-off, or the upstream's
+// notBefore (zero: none asked) when that ends later. Every failed poll's
+// state is built here, the worker's refusal of a crash loop included.
+func Failed(prev store.State, c config.Connector, err error, now, notBefore time.Time) store.State {
+	failed := prev
+	failed.LastPoll = now
+	failed.ConsecutiveFailures++
+	failed.LastError = err.Error()
+	failed.NotBefore, failed.NotBeforeBy = now.Add(Backoff(c.Interval, failed.ConsecutiveFailures)), store.WaitBackoff
+	if notBefore.After(failed.NotBefore) {
+		failed.NotBefore, failed.NotBeforeBy = notBefore, store.WaitUpstream
+	}
+	if !failed.NotBefore.After(now) {
+		failed.NotBefore, failed.NotBeforeBy = time.Time{}, ""
+	}
+	return failed
 }
 
 // MaxBackoff caps how long a failing connector waits between polls (unless

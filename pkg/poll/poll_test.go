@@ -615,6 +615,43 @@ func TestBackoff(t *testing.T) {
 
 var errSentinel = errors.New("upstream refused")
 
+func TestFailedCountsTheFailureAndSaysWhoseWaitItIs(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	c := config.Connector{Name: "feed", Interval: time.Minute}
+	prev := store.State{Cursor: "c1", ETag: "e1", LastSuccess: now.Add(-time.Hour), ConsecutiveFailures: 2, Attempts: 3}
+	tests := []struct {
+		name      string
+		prev      store.State
+		notBefore time.Time
+		wantBy    string
+		min, max  time.Duration // the wait from now
+	}{
+		{name: "first failure waits for the next tick", prev: store.State{Cursor: "c1"}, wantBy: ""},
+		{name: "third failure backs off", prev: prev, wantBy: store.WaitBackoff, min: 2 * time.Minute, max: 4 * time.Minute},
+		{name: "the upstream's later wait wins", prev: prev, notBefore: now.Add(time.Hour), wantBy: store.WaitUpstream,
+			min: time.Hour, max: time.Hour},
+		{name: "the upstream's earlier wait loses", prev: prev, notBefore: now.Add(time.Second), wantBy: store.WaitBackoff,
+			min: 2 * time.Minute, max: 4 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := poll.Failed(tt.prev, c, errSentinel, now, tt.notBefore)
+			assert.Equal(t, tt.prev.ConsecutiveFailures+1, got.ConsecutiveFailures)
+			assert.Equal(t, now, got.LastPoll)
+			assert.Equal(t, errSentinel.Error(), got.LastError)
+			assert.Equal(t, tt.prev.Cursor, got.Cursor, "a failure moves no cursor")
+			assert.Equal(t, tt.prev.LastSuccess, got.LastSuccess)
+			assert.Equal(t, tt.wantBy, got.NotBeforeBy)
+			if tt.wantBy == "" {
+				assert.True(t, got.NotBefore.IsZero(), "no wait: %s", got.NotBefore)
+				return
+			}
+			assert.GreaterOrEqual(t, got.NotBefore.Sub(now), tt.min)
+			assert.LessOrEqual(t, got.NotBefore.Sub(now), tt.max)
+		})
+	}
+}
+
 func TestErrorsAreRedacted(t *testing.T) {
 	closed := httptest.NewServer(http.NotFoundHandler())
 	closedURL := closed.URL

@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
@@ -24,12 +22,6 @@ import (
 // under the lease). Any worker may answer: each one knows every connector
 // of the config, whatever its WORKER_TYPES.
 
-// triggeredKey marks the context of a poll an operator asked for: it runs
-// even while the connector is paused or backing off.
-type triggeredKey struct{}
-
-func triggered(ctx context.Context) bool { v, _ := ctx.Value(triggeredKey{}).(bool); return v }
-
 // Trigger is the trigger verb: it polls the named connector at once, on
 // this worker, under the connector's lease (waiting for a poll that holds
 // it to end), and replies with the poll's outcome. The poll is reported to
@@ -44,7 +36,6 @@ func (w *Worker) Trigger(ctx context.Context, data []byte) (any, error) {
 		return nil, err
 	}
 	c := in.cfg
-	ctx = context.WithValue(ctx, triggeredKey{}, true)
 	ctx, span := w.tracer.Start(ctx, "trigger "+c.Name, trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(attribute.String("pollgrid.connector", c.Name), attribute.String("pollgrid.connector_type", c.Type)))
 	defer span.End()
@@ -53,9 +44,11 @@ func (w *Worker) Trigger(ctx context.Context, data []byte) (any, error) {
 	defer w.metrics.inFlight.Dec()
 	asked := time.Now()
 	for {
-		report, _, pollErr := w.poll(ctx, in, noTick{}, w.log)
+		// A trigger polls even while the connector is paused or waits, and
+		// has no tick to keep in progress.
+		report, res := w.poll(ctx, in, store.ClaimTrigger, nil)
 		var held *store.LeaseHeldError
-		if errors.As(pollErr, &held) {
+		if errors.As(res.err, &held) {
 			if err := waitLease(ctx, held); err != nil {
 				return nil, err
 			}
@@ -134,22 +127,3 @@ func waitLease(ctx context.Context, held *store.LeaseHeldError) error {
 	}
 	return nil
 }
-
-// noTick stands in for the tick of a triggered poll, which has none: there
-// is nothing to ack, nak or keep in progress.
-type noTick struct{}
-
-func (noTick) Metadata() (*jetstream.MsgMetadata, error) {
-	return nil, errors.New("a triggered poll has no tick")
-}
-func (noTick) Data() []byte                     { return nil }
-func (noTick) Headers() nats.Header             { return nats.Header{} }
-func (noTick) Subject() string                  { return "" }
-func (noTick) Reply() string                    { return "" }
-func (noTick) Ack() error                       { return nil }
-func (noTick) DoubleAck(context.Context) error  { return nil }
-func (noTick) Nak() error                       { return nil }
-func (noTick) NakWithDelay(time.Duration) error { return nil }
-func (noTick) InProgress() error                { return nil }
-func (noTick) Term() error                      { return nil }
-func (noTick) TermWithReason(string) error      { return nil }

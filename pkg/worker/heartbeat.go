@@ -3,11 +3,8 @@ package worker
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"sync"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pollgrid/pollgrid/pkg/store"
 )
@@ -35,7 +32,9 @@ type heartbeat struct {
 	timer   *time.Timer
 }
 
-func (w *Worker) startHeartbeat(ctx context.Context, cancel context.CancelCauseFunc, lease *store.Lease, msg jetstream.Msg, log *slog.Logger) *heartbeat {
+// startHeartbeat keeps lease, and the tick when there is one (nil: a
+// triggered poll), alive until stop.
+func (w *Worker) startHeartbeat(ctx context.Context, cancel context.CancelCauseFunc, lease *store.Lease, tickProgress progress) *heartbeat {
 	hb := &heartbeat{w: w, lease: lease, period: min(lease.TTL, w.opts.AckWait) / 4, renewed: time.Now()}
 	hb.timer = time.AfterFunc(hb.period, func() {
 		hb.mu.Lock()
@@ -46,13 +45,15 @@ func (w *Worker) startHeartbeat(ctx context.Context, cancel context.CancelCauseF
 		hb.running.Add(1)
 		hb.mu.Unlock()
 		defer hb.running.Done()
-		if err := msg.InProgress(); err != nil {
-			w.metrics.errors.WithLabelValues("nats", "in_progress").Inc()
+		if tickProgress != nil {
+			if err := tickProgress.InProgress(); err != nil {
+				w.metrics.errors.WithLabelValues("nats", "in_progress").Inc()
+			}
 		}
 		if err := hb.renew(ctx); err != nil {
 			if ctx.Err() == nil {
 				w.metrics.errors.WithLabelValues("redis", "renew").Inc()
-				log.ErrorContext(ctx, "lease renewal failed: cancelling the poll", "error", err)
+				w.log.ErrorContext(ctx, "lease renewal failed: cancelling the poll", "error", err)
 				cancel(fmt.Errorf("lease lost: %w", err))
 			}
 			return
@@ -68,7 +69,7 @@ func (w *Worker) startHeartbeat(ctx context.Context, cancel context.CancelCauseF
 
 func (hb *heartbeat) renew(ctx context.Context) error {
 	at := time.Now()
-	if err := hb.w.store.Renew(ctx, hb.lease); err != nil {
+	if err := hb.w.leases.Renew(ctx, hb.lease); err != nil {
 		return err
 	}
 	hb.mu.Lock()

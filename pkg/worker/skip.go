@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/pollgrid/pollgrid/pkg/config"
@@ -34,16 +33,16 @@ func waitReason(st store.State) error {
 
 // seenCap says when the connector's seen_cap acted: a warning that names
 // the setting, and the metric.
-func (w *Worker) seenCap(ctx context.Context, c config.Connector, out poll.Outcome, st store.State, log *slog.Logger) {
+func (w *Worker) seenCap(ctx context.Context, c config.Connector, out poll.Outcome, st store.State) {
 	if out.Forgotten > 0 {
 		w.metrics.seenCap.WithLabelValues(c.Type, "forgotten").Add(float64(out.Forgotten))
-		log.WarnContext(ctx, "the connector reached its seen_cap: forgot the items seen longest ago (should one come back "+
+		w.log.WarnContext(ctx, "the connector reached its seen_cap: forgot the items seen longest ago (should one come back "+
 			"it is published as created); raise seen_cap if they may still change upstream",
 			"seen_cap", c.SeenCap, "remembered", st.SeenCount, "forgotten", out.Forgotten)
 	}
 	if out.Untracked > 0 {
 		w.metrics.seenCap.WithLabelValues(c.Type, "untracked").Add(float64(out.Untracked))
-		log.ErrorContext(ctx, "the answer holds more items than the connector's seen_cap: the new items past it are not "+
+		w.log.ErrorContext(ctx, "the answer holds more items than the connector's seen_cap: the new items past it are not "+
 			"published (reported as failed items) until seen_cap is raised",
 			"seen_cap", c.SeenCap, "untracked", out.Untracked, "first", out.Failed[len(out.Failed)-out.Untracked].ID)
 	}

@@ -95,7 +95,8 @@ func (o Options) withDefaults() Options {
 type Worker struct {
 	opts     Options
 	js       jetstream.JetStream
-	store    *store.Store
+	store    *store.Store // the admin verbs' resets
+	leases   leases
 	registry *connector.Registry
 	runner   *poll.Runner
 	tracer   trace.Tracer
@@ -145,6 +146,7 @@ func New(js jetstream.JetStream, st *store.Store, registry *connector.Registry, 
 		opts:     opts,
 		js:       js,
 		store:    st,
+		leases:   st,
 		registry: registry,
 		tracer:   tracer,
 		metrics:  newMetrics(opts.Registerer),

@@ -1,0 +1,185 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pollgrid/pollgrid/pkg/bus"
+	"github.com/pollgrid/pollgrid/pkg/config"
+	"github.com/pollgrid/pollgrid/pkg/connector"
+	"github.com/pollgrid/pollgrid/pkg/redistest"
+	"github.com/pollgrid/pollgrid/pkg/store"
+	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
+)
+
+// fixture is a worker over a real redis-server and an embedded JetStream,
+// configured with one connector, "feed" of type "fake", whose polls run
+// the fixture's pollFunc.
+type fixture struct {
+	w     *Worker
+	st    *store.Store
+	rdb   *redis.Client
+	redis *redistest.Server
+	js    jetstream.JetStream
+
+	mu    sync.Mutex
+	poll  func(ctx context.Context, st connector.State) (connector.Result, error)
+	polls int
+}
+
+const feedType = "fake"
+
+func feed() config.Connector {
+	return config.Connector{Name: "feed", Type: feedType, Enabled: true, Interval: time.Minute, Timeout: 10 * time.Second,
+		Retries: config.Retries{Max: 0, Backoff: time.Second}, LeaseTTL: 30 * time.Second, SeenCap: 1000, Config: json.RawMessage(`{}`)}
+}
+
+func newFixture(t *testing.T, opts Options, connectors ...config.Connector) *fixture {
+	t.Helper()
+	if connectors == nil {
+		connectors = []config.Connector{feed()}
+	}
+	fx := &fixture{redis: redistest.Start(t)}
+	fx.rdb = fx.redis.Client(t)
+	fx.st = store.New(fx.rdb, store.Options{})
+	fx.js = jetStream(t)
+	fx.poll = func(context.Context, connector.State) (connector.Result, error) { return connector.Result{}, nil }
+	registry := connector.NewRegistry()
+	registry.Register(feedType, func(json.RawMessage, connector.Deps) (connector.Connector, error) { return pollFunc(fx.run), nil })
+	w, err := New(fx.js, fx.st, registry, &config.Config{Connectors: connectors}, opts)
+	require.NoError(t, err)
+	fx.w = w
+	return fx
+}
+
+// jetStream starts an embedded NATS server with JetStream on a random port
+// and creates pollgrid's streams in memory.
+func jetStream(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
+		JetStream: true, StoreDir: t.TempDir()})
+	require.NoError(t, err)
+	go ns.Start()
+	require.True(t, ns.ReadyForConnections(10*time.Second))
+	t.Cleanup(ns.Shutdown)
+	nc, err := nats.Connect(ns.ClientURL())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	require.NoError(t, bus.EnsureStreams(context.Background(), js, bus.StreamOptions{Memory: true}))
+	return js
+}
+
+type pollFunc func(ctx context.Context, st connector.State) (connector.Result, error)
+
+func (f pollFunc) Poll(ctx context.Context, st connector.State) (connector.Result, error) {
+	return f(ctx, st)
+}
+
+func (fx *fixture) run(ctx context.Context, st connector.State) (connector.Result, error) {
+	fx.mu.Lock()
+	fx.polls++
+	poll := fx.poll
+	fx.mu.Unlock()
+	return poll(ctx, st)
+}
+
+func (fx *fixture) onPoll(f func(ctx context.Context, st connector.State) (connector.Result, error)) {
+	fx.mu.Lock()
+	defer fx.mu.Unlock()
+	fx.poll = f
+}
+
+// connectorPolls counts the times the connector was asked to poll.
+func (fx *fixture) connectorPolls() int {
+	fx.mu.Lock()
+	defer fx.mu.Unlock()
+	return fx.polls
+}
+
+// reports returns the reports queued for the aggregator.
+func (fx *fixture) reports() []*pollgridv1.PollReport {
+	fx.w.reports.mu.Lock()
+	defer fx.w.reports.mu.Unlock()
+	return append([]*pollgridv1.PollReport(nil), fx.w.reports.pending...)
+}
+
+// onlyReport returns the one report queued.
+func (fx *fixture) onlyReport(t *testing.T) *pollgridv1.PollReport {
+	t.Helper()
+	reports := fx.reports()
+	require.Len(t, reports, 1)
+	return reports[0]
+}
+
+// state reads the connector's state as Redis holds it.
+func (fx *fixture) state(t *testing.T, name string) store.State {
+	t.Helper()
+	st, err := fx.st.State(context.Background(), name)
+	require.NoError(t, err)
+	return st
+}
+
+// commitState writes a connector's state as an operator's write would,
+// under a lease of its own.
+func (fx *fixture) commitState(t *testing.T, name string, st store.State) {
+	t.Helper()
+	ctx := context.Background()
+	lease, _, err := fx.st.Acquire(ctx, name, "test", time.Minute, store.ClaimAdmin)
+	require.NoError(t, err)
+	require.NoError(t, fx.st.Commit(ctx, lease, store.Commit{State: st}))
+}
+
+// answers is a tick's side of the route: it records how the worker
+// answered JetStream, as jetstream.Msg would send it.
+type answers struct {
+	mu         sync.Mutex
+	got        []string
+	inProgress int
+	ackErr     error
+}
+
+func (a *answers) record(s string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.got = append(a.got, s)
+}
+
+func (a *answers) Ack() error                         { a.record("ack"); return a.ackErr }
+func (a *answers) Nak() error                         { a.record("nak"); return nil }
+func (a *answers) NakWithDelay(d time.Duration) error { a.record(fmt.Sprintf("nak %s", d)); return nil }
+func (a *answers) Term() error                        { a.record("term"); return nil }
+func (a *answers) InProgress() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.inProgress++
+	return nil
+}
+
+func (a *answers) list() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.got...)
+}
+
+func (a *answers) progressed() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.inProgress
+}
+
+// tickOf is a first delivery of a tick for c.
+func tickOf(c config.Connector) tick {
+	return tick{Tick: &pollgridv1.Tick{Connector: c.Name, ConnectorType: c.Type}, deliveries: 1}
+}
