@@ -1,7 +1,7 @@
 // Package aggregator turns poll reports into per-connector metrics kept in
 // Redis, and serves them over HTTP (GET /metrics/connectors[/{name}]) and as
 // Prometheus series. It gathers the reports of many messages in memory and
-// writes them with one store.RecordReports per flush, acknowledging each
+// writes them with one history.RecordReports per flush, acknowledging each
 // message only once its reports are written.
 package aggregator
 
@@ -22,6 +22,7 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/bus"
 	"github.com/pollgrid/pollgrid/pkg/config"
+	"github.com/pollgrid/pollgrid/pkg/history"
 	"github.com/pollgrid/pollgrid/pkg/redact"
 	"github.com/pollgrid/pollgrid/pkg/store"
 	"github.com/pollgrid/pollgrid/pkg/telemetry"
@@ -125,6 +126,7 @@ type Aggregator struct {
 	opts    Options
 	js      jetstream.JetStream
 	store   *store.Store
+	history *history.Store
 	tracer  trace.Tracer
 	log     *slog.Logger
 	reports *prometheus.CounterVec
@@ -142,13 +144,15 @@ type Aggregator struct {
 	started time.Time
 }
 
-// New returns an aggregator.
-func New(js jetstream.JetStream, st *store.Store, opts Options) *Aggregator {
+// New returns an aggregator that writes reports to hist, and reads the
+// connectors' state from st for its status views.
+func New(js jetstream.JetStream, st *store.Store, hist *history.Store, opts Options) *Aggregator {
 	opts = opts.withDefaults()
 	a := &Aggregator{
 		opts:    opts,
 		js:      js,
 		store:   st,
+		history: hist,
 		started: time.Now(),
 		tracer:  opts.Tracer.Tracer("github.com/pollgrid/pollgrid/pkg/aggregator"),
 		log:     opts.Logger,
@@ -160,7 +164,7 @@ func New(js jetstream.JetStream, st *store.Store, opts Options) *Aggregator {
 	opts.Registerer.MustRegister(a.reports, a.errors)
 	if opts.ConnectorGaugesMax > 0 {
 		opts.Registerer.MustRegister(newHealthCollector(a))
-		opts.Registerer.MustRegister(NewConnectorCollector(st, opts.ConnectorGaugesMax, opts.HealthyWindow, a.errors))
+		opts.Registerer.MustRegister(NewConnectorCollector(hist, opts.ConnectorGaugesMax, opts.HealthyWindow, a.errors))
 	}
 	return a
 }
@@ -215,7 +219,7 @@ func (a *Aggregator) Handler() http.Handler {
 		if !ok {
 			return
 		}
-		all, err := a.store.AllMetrics(r.Context(), window, time.Now())
+		all, err := a.history.AllMetrics(r.Context(), window, time.Now())
 		if err != nil {
 			writeError(w, http.StatusServiceUnavailable, "reading metrics from Redis failed: "+err.Error())
 			return
@@ -228,7 +232,7 @@ func (a *Aggregator) Handler() http.Handler {
 			return
 		}
 		name := r.PathValue("name")
-		m, found, err := a.store.Metrics(r.Context(), name, window, time.Now())
+		m, found, err := a.history.Metrics(r.Context(), name, window, time.Now())
 		switch {
 		case err != nil:
 			writeError(w, http.StatusServiceUnavailable, "reading metrics from Redis failed: "+err.Error())

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/pollgrid/pollgrid/pkg/bus"
+	"github.com/pollgrid/pollgrid/pkg/history"
 	"github.com/pollgrid/pollgrid/pkg/redistest"
 	"github.com/pollgrid/pollgrid/pkg/store"
 	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
@@ -117,9 +119,16 @@ func allAcked(t *testing.T, js jetstream.JetStream, last uint64) bool {
 	return info.AckFloor.Stream == last && info.NumAckPending == 0 && info.NumPending == 0
 }
 
-func polls(t *testing.T, st *store.Store, connector string) int64 {
+// newStores returns the connector store and the history the aggregator
+// reads and writes, over rdb.
+func newStores(rdb redis.UniversalClient) (*store.Store, *history.Store) {
+	st := store.New(rdb, store.Options{})
+	return st, history.New(rdb, st.Keys())
+}
+
+func polls(t *testing.T, hist *history.Store, connector string) int64 {
 	t.Helper()
-	m, _, err := st.Metrics(context.Background(), connector, time.Hour, time.Now())
+	m, _, err := hist.Metrics(context.Background(), connector, time.Hour, time.Now())
 	require.NoError(t, err)
 	return m.Polls
 }
@@ -128,8 +137,8 @@ func polls(t *testing.T, st *store.Store, connector string) int64 {
 // each report once.
 func TestRecordsBatches(t *testing.T) {
 	js := startJetStream(t)
-	st := store.New(redistest.Start(t).Client(t), store.Options{})
-	a := New(js, st, Options{FlushInterval: quickFlush})
+	st, hist := newStores(redistest.Start(t).Client(t))
+	a := New(js, st, hist, Options{FlushInterval: quickFlush})
 	run(t, a)
 
 	now := time.Now().UTC()
@@ -145,7 +154,7 @@ func TestRecordsBatches(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return allAcked(t, js, 20) }, waitFor, pollEvery)
 	for name, n := range want {
-		assert.Equal(t, n, polls(t, st, name), name)
+		assert.Equal(t, n, polls(t, hist, name), name)
 	}
 	assert.Equal(t, 200.0, testutil.ToFloat64(a.reports.WithLabelValues("ok")))
 	assert.Equal(t, 0, consumer(t, js).NumRedelivered)
@@ -156,16 +165,16 @@ func TestRecordsBatches(t *testing.T) {
 // is recorded once.
 func TestAcksOnlyAfterTheWrite(t *testing.T) {
 	js := startJetStream(t)
-	redis := redistest.Start(t)
-	st := store.New(redis.Client(t), store.Options{})
-	a := New(js, st, Options{FlushInterval: quickFlush})
+	redisServer := redistest.Start(t)
+	st, hist := newStores(redisServer.Client(t))
+	a := New(js, st, hist, Options{FlushInterval: quickFlush})
 	run(t, a)
 
 	now := time.Now().UTC()
 	publish(t, js, pollReport("before", now, ""))
 	require.Eventually(t, func() bool { return allAcked(t, js, 1) }, waitFor, pollEvery)
 
-	redis.Stop()
+	redisServer.Stop()
 	for i := range 5 {
 		publish(t, js, pollReport("a", now.Add(time.Duration(i)*time.Second), ""),
 			pollReport("b", now.Add(time.Duration(i)*time.Second), ""), pollReport("a", now.Add(time.Duration(i)*time.Second+1), ""))
@@ -179,18 +188,18 @@ func TestAcksOnlyAfterTheWrite(t *testing.T) {
 	assert.Equal(t, 5, info.NumAckPending+int(info.NumPending))
 	assert.Positive(t, testutil.ToFloat64(a.errors.WithLabelValues("redis", "record_report")))
 
-	redis.Restart() // empty: what was written before the stop is gone
+	redisServer.Restart() // empty: what was written before the stop is gone
 	require.Eventually(t, func() bool { return allAcked(t, js, 6) }, waitFor, pollEvery)
-	assert.Equal(t, int64(10), polls(t, st, "a"), "recorded once")
-	assert.Equal(t, int64(5), polls(t, st, "b"), "recorded once")
+	assert.Equal(t, int64(10), polls(t, hist, "a"), "recorded once")
+	assert.Equal(t, int64(5), polls(t, hist, "b"), "recorded once")
 }
 
 // A message that does not decode is terminated; an invalid report is
 // dropped and the rest of its message recorded.
 func TestRejectsMalformed(t *testing.T) {
 	js := startJetStream(t)
-	st := store.New(redistest.Start(t).Client(t), store.Options{})
-	a := New(js, st, Options{FlushInterval: quickFlush})
+	st, hist := newStores(redistest.Start(t).Client(t))
+	a := New(js, st, hist, Options{FlushInterval: quickFlush})
 	run(t, a)
 
 	_, err := js.Publish(context.Background(), bus.ReportPrefix+".worker-1", []byte("not protobuf \xff\xff"))
@@ -201,7 +210,7 @@ func TestRejectsMalformed(t *testing.T) {
 	publish(t, js) // an empty batch
 
 	require.Eventually(t, func() bool { return allAcked(t, js, 3) }, waitFor, pollEvery)
-	assert.Equal(t, int64(1), polls(t, st, "good"))
+	assert.Equal(t, int64(1), polls(t, hist, "good"))
 	assert.Equal(t, 2.0, testutil.ToFloat64(a.reports.WithLabelValues("rejected")))
 	assert.Equal(t, 1.0, testutil.ToFloat64(a.reports.WithLabelValues("ok")))
 	assert.Equal(t, 0, consumer(t, js).NumRedelivered, "nothing malformed comes back")
@@ -214,15 +223,15 @@ func TestDropsWhatRedisRefuses(t *testing.T) {
 	js := startJetStream(t)
 	rdb := redistest.Start(t).Client(t)
 	require.NoError(t, rdb.Set(context.Background(), "pollgrid:{bad}:recent", "not a list", 0).Err())
-	st := store.New(rdb, store.Options{})
-	a := New(js, st, Options{FlushInterval: quickFlush})
+	st, hist := newStores(rdb)
+	a := New(js, st, hist, Options{FlushInterval: quickFlush})
 	run(t, a)
 
 	now := time.Now()
 	publish(t, js, pollReport("good", now, ""), pollReport("bad", now, ""), pollReport("bad", now.Add(time.Second), ""))
 	publish(t, js, pollReport("good", now.Add(time.Second), ""))
 	require.Eventually(t, func() bool { return allAcked(t, js, 2) }, waitFor, pollEvery)
-	assert.Equal(t, int64(2), polls(t, st, "good"))
+	assert.Equal(t, int64(2), polls(t, hist, "good"))
 	assert.Equal(t, 2.0, testutil.ToFloat64(a.reports.WithLabelValues("rejected")))
 	assert.Equal(t, 2.0, testutil.ToFloat64(a.reports.WithLabelValues("ok")))
 	assert.Equal(t, 0, consumer(t, js).NumRedelivered)
@@ -232,11 +241,11 @@ func TestDropsWhatRedisRefuses(t *testing.T) {
 // of every poll it reports.
 func TestSpansLinkToPolls(t *testing.T) {
 	js := startJetStream(t)
-	st := store.New(redistest.Start(t).Client(t), store.Options{})
+	st, hist := newStores(redistest.Start(t).Client(t))
 	spans := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	a := New(js, st, Options{FlushInterval: quickFlush, Tracer: tp, Registerer: prometheus.NewRegistry()})
+	a := New(js, st, hist, Options{FlushInterval: quickFlush, Tracer: tp, Registerer: prometheus.NewRegistry()})
 	run(t, a)
 
 	ctx, pub := tp.Tracer("test").Start(context.Background(), "publish reports")
@@ -285,10 +294,10 @@ func attrs(kvs []attribute.KeyValue) map[string]string {
 // whichever replica got its message.
 func TestReplicasShareTheConsumer(t *testing.T) {
 	js := startJetStream(t)
-	st := store.New(redistest.Start(t).Client(t), store.Options{})
+	st, hist := newStores(redistest.Start(t).Client(t))
 	replicas := []*Aggregator{
-		New(js, st, Options{FlushInterval: quickFlush}),
-		New(js, st, Options{FlushInterval: quickFlush}),
+		New(js, st, hist, Options{FlushInterval: quickFlush}),
+		New(js, st, hist, Options{FlushInterval: quickFlush}),
 	}
 	for _, a := range replicas {
 		run(t, a)
@@ -299,13 +308,13 @@ func TestReplicasShareTheConsumer(t *testing.T) {
 			pollReport(fmt.Sprintf("own-%d", i%7), now, ""))
 	}
 	require.Eventually(t, func() bool { return allAcked(t, js, 100) }, waitFor, pollEvery)
-	assert.Equal(t, int64(100), polls(t, st, "shared"))
+	assert.Equal(t, int64(100), polls(t, hist, "shared"))
 	var ok float64
 	for _, a := range replicas {
 		ok += testutil.ToFloat64(a.reports.WithLabelValues("ok"))
 	}
 	assert.Equal(t, 200.0, ok)
-	m, _, err := st.Metrics(context.Background(), "shared", time.Hour, now)
+	m, _, err := hist.Metrics(context.Background(), "shared", time.Hour, now)
 	require.NoError(t, err)
 	require.NotNil(t, m.LastPoll)
 	assert.Equal(t, now.Add(99*time.Second).Truncate(time.Millisecond), *m.LastPoll,
@@ -315,8 +324,8 @@ func TestReplicasShareTheConsumer(t *testing.T) {
 // Stopping writes what the aggregator holds before Run returns.
 func TestStopWritesWhatItHolds(t *testing.T) {
 	js := startJetStream(t)
-	st := store.New(redistest.Start(t).Client(t), store.Options{})
-	a := New(js, st, Options{FlushInterval: time.Hour})
+	st, hist := newStores(redistest.Start(t).Client(t))
+	a := New(js, st, hist, Options{FlushInterval: time.Hour})
 	stop := run(t, a)
 
 	for i := range 3 {
@@ -324,8 +333,8 @@ func TestStopWritesWhatItHolds(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return consumer(t, js).NumAckPending == 3 }, waitFor, pollEvery,
 		"delivered and held until the flush")
-	assert.Zero(t, polls(t, st, "held"))
+	assert.Zero(t, polls(t, hist, "held"))
 	stop()
-	assert.Equal(t, int64(3), polls(t, st, "held"))
+	assert.Equal(t, int64(3), polls(t, hist, "held"))
 	assert.True(t, allAcked(t, js, 3))
 }

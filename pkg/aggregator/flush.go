@@ -12,7 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pollgrid/pollgrid/pkg/bus"
-	"github.com/pollgrid/pollgrid/pkg/store"
+	"github.com/pollgrid/pollgrid/pkg/history"
 	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
 )
 
@@ -47,7 +47,7 @@ func (a *Aggregator) handle(base context.Context, msg jetstream.Msg) {
 	}
 	reports := make([]*pollgridv1.PollReport, 0, len(batch.GetReports()))
 	for _, r := range batch.GetReports() {
-		if err := store.ValidateReport(r); err != nil {
+		if err := history.ValidateReport(r); err != nil {
 			a.reports.WithLabelValues("rejected").Inc()
 			a.log.ErrorContext(ctx, "dropping an invalid poll report", "subject", msg.Subject(), "error", err,
 				"connector", r.GetConnector(), "type", r.GetConnectorType(), "trace_id", r.GetTraceId())
@@ -119,7 +119,7 @@ func sameConnector(reports []*pollgridv1.PollReport) bool {
 // may have been applied in part (the pipeline holds one call per connector):
 // those connectors then count their reports twice, the price of never
 // losing one. Reports of connectors Redis refuses for good (see
-// store.RejectedError) are dropped and counted as rejected.
+// history.RejectedError) are dropped and counted as rejected.
 func (a *Aggregator) flush(ctx context.Context) {
 	a.flushing.Lock()
 	defer a.flushing.Unlock()
@@ -136,9 +136,9 @@ func (a *Aggregator) flush(ctx context.Context) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	start := time.Now()
-	err := a.store.RecordReports(wctx, reports)
+	err := a.history.RecordReports(wctx, reports)
 	cancel()
-	var rejected *store.RejectedError
+	var rejected *history.RejectedError
 	if errors.As(err, &rejected) {
 		// The rest is written, and these would fail again: drop them rather
 		// than hold every connector's reports back forever.

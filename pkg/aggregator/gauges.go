@@ -8,16 +8,16 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/pollgrid/pollgrid/pkg/store"
+	"github.com/pollgrid/pollgrid/pkg/history"
 )
 
 // DefaultConnectorGauges is how many connectors get per-connector gauges
 // when AGGREGATOR_CONNECTOR_GAUGES_MAX is unset.
 const DefaultConnectorGauges = 1000
 
-// metricsReader is the part of the store the collector reads.
+// metricsReader is the part of the history the collector reads.
 type metricsReader interface {
-	AllMetrics(ctx context.Context, healthyWindow time.Duration, now time.Time) ([]store.ConnectorMetrics, error)
+	AllMetrics(ctx context.Context, healthyWindow time.Duration, now time.Time) ([]history.ConnectorMetrics, error)
 }
 
 // ConnectorCollector exposes per-connector gauges, computed from Redis at
@@ -28,11 +28,11 @@ type metricsReader interface {
 // a failing connector behind healthy ones. pollgrid_connector_gauges_omitted
 // says how many were left out.
 type ConnectorCollector struct {
-	store  metricsReader
-	max    int
-	window time.Duration
-	errors *prometheus.CounterVec
-	now    func() time.Time
+	metrics metricsReader
+	max     int
+	window  time.Duration
+	errors  *prometheus.CounterVec
+	now     func() time.Time
 
 	healthy, successRate, lastSuccess, lastPoll, latencyP95, polls, itemsPublished *prometheus.Desc
 	connectors, omitted                                                            *prometheus.Desc
@@ -44,7 +44,7 @@ type ConnectorCollector struct {
 func NewConnectorCollector(st metricsReader, max int, healthyWindow time.Duration, errors *prometheus.CounterVec) *ConnectorCollector {
 	labels := []string{"connector", "type"}
 	return &ConnectorCollector{
-		store: st, max: max, window: healthyWindow, errors: errors, now: time.Now,
+		metrics: st, max: max, window: healthyWindow, errors: errors, now: time.Now,
 		healthy: prometheus.NewDesc("pollgrid_connector_healthy",
 			"1 when the connector's last successful poll is within the healthy window (AGGREGATOR_HEALTHY_WINDOW), else 0.", labels, nil),
 		successRate: prometheus.NewDesc("pollgrid_connector_success_rate",
@@ -78,12 +78,12 @@ func (c *ConnectorCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *ConnectorCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	all, err := c.store.AllMetrics(ctx, c.window, c.now())
+	all, err := c.metrics.AllMetrics(ctx, c.window, c.now())
 	if err != nil {
 		c.errors.WithLabelValues("redis", "connector_gauges").Inc()
 		return
 	}
-	slices.SortFunc(all, func(a, b store.ConnectorMetrics) int {
+	slices.SortFunc(all, func(a, b history.ConnectorMetrics) int {
 		if a.Healthy != b.Healthy {
 			if !a.Healthy {
 				return -1

@@ -13,16 +13,16 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/pollgrid/pollgrid/pkg/store"
+	"github.com/pollgrid/pollgrid/pkg/history"
 )
 
 type fakeMetrics struct {
-	all []store.ConnectorMetrics
+	all []history.ConnectorMetrics
 	err error
 }
 
-func (f fakeMetrics) AllMetrics(context.Context, time.Duration, time.Time) ([]store.ConnectorMetrics, error) {
-	return append([]store.ConnectorMetrics(nil), f.all...), f.err
+func (f fakeMetrics) AllMetrics(context.Context, time.Duration, time.Time) ([]history.ConnectorMetrics, error) {
+	return append([]history.ConnectorMetrics(nil), f.all...), f.err
 }
 
 func newErrors() *prometheus.CounterVec {
@@ -31,9 +31,9 @@ func newErrors() *prometheus.CounterVec {
 
 func TestConnectorGaugesCapKeepsUnhealthyFirst(t *testing.T) {
 	last := time.Unix(1_700_000_000, 500_000_000)
-	var all []store.ConnectorMetrics
+	var all []history.ConnectorMetrics
 	for i := range 5 {
-		all = append(all, store.ConnectorMetrics{Name: fmt.Sprintf("c%d", i), Type: "feed", Healthy: i != 3,
+		all = append(all, history.ConnectorMetrics{Name: fmt.Sprintf("c%d", i), Type: "feed", Healthy: i != 3,
 			Successes: 9, Failures: 1, SuccessRate: 0.9, LastSuccess: &last, LastPoll: &last, LatencyP95Seconds: 0.25})
 	}
 	c := NewConnectorCollector(fakeMetrics{all: all}, 2, time.Minute, newErrors())
@@ -76,7 +76,7 @@ func TestConnectorGaugesRedisFailureCountsAndServesNothing(t *testing.T) {
 func TestConnectorGaugesOffRegistersNothing(t *testing.T) {
 	for _, gaugesMax := range []int{0, -1} {
 		reg := prometheus.NewRegistry()
-		New(nil, nil, Options{ConnectorGaugesMax: gaugesMax, Registerer: reg})
+		New(nil, nil, nil, Options{ConnectorGaugesMax: gaugesMax, Registerer: reg})
 		mfs, err := reg.Gather()
 		require.NoError(t, err)
 		for _, mf := range mfs {

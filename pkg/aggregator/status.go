@@ -11,6 +11,7 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/admin"
 	"github.com/pollgrid/pollgrid/pkg/config"
+	"github.com/pollgrid/pollgrid/pkg/history"
 	"github.com/pollgrid/pollgrid/pkg/redact"
 	"github.com/pollgrid/pollgrid/pkg/scheduler"
 	"github.com/pollgrid/pollgrid/pkg/store"
@@ -36,11 +37,11 @@ func (a *Aggregator) view(ctx context.Context, now time.Time) ([]admin.Connector
 	if err != nil {
 		return nil, fmt.Errorf("read connector states from Redis: %w", err)
 	}
-	all, err := a.store.AllMetrics(ctx, a.opts.HealthyWindow, now)
+	all, err := a.history.AllMetrics(ctx, a.opts.HealthyWindow, now)
 	if err != nil {
 		return nil, fmt.Errorf("read connector metrics from Redis: %w", err)
 	}
-	metrics := make(map[string]store.ConnectorMetrics, len(all))
+	metrics := make(map[string]history.ConnectorMetrics, len(all))
 	for _, m := range all {
 		metrics[m.Name] = m
 	}
@@ -55,7 +56,7 @@ func (a *Aggregator) view(ctx context.Context, now time.Time) ([]admin.Connector
 }
 
 // row is one connector's line: health, freshness and metrics.
-func (a *Aggregator) row(c config.Connector, st store.State, m store.ConnectorMetrics, now time.Time) admin.Connector {
+func (a *Aggregator) row(c config.Connector, st store.State, m history.ConnectorMetrics, now time.Time) admin.Connector {
 	r := admin.Connector{
 		Name: c.Name, Type: c.Type, Enabled: c.Enabled, Paused: !st.PausedAt.IsZero(), Interval: c.Interval.String(),
 		LastPoll: timeOrNil(st.LastPoll), LastSuccess: timeOrNil(st.LastSuccess), LastErrorAt: m.LastErrorAt,
@@ -224,7 +225,7 @@ func (a *Aggregator) status(ctx context.Context, name string, now time.Time) (ad
 	if err != nil {
 		return unavailable(err)
 	}
-	m, _, err := a.store.Metrics(ctx, name, a.opts.HealthyWindow, now)
+	m, _, err := a.history.Metrics(ctx, name, a.opts.HealthyWindow, now)
 	if err != nil {
 		return unavailable(err)
 	}
@@ -236,7 +237,7 @@ func (a *Aggregator) status(ctx context.Context, name string, now time.Time) (ad
 	if err != nil {
 		return unavailable(err)
 	}
-	recent, err := a.store.Recent(ctx, name, 0)
+	recent, err := a.history.Recent(ctx, name, 0)
 	if err != nil {
 		return unavailable(err)
 	}

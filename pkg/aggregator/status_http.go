@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/pollgrid/pollgrid/pkg/admin"
-	"github.com/pollgrid/pollgrid/pkg/store"
+	"github.com/pollgrid/pollgrid/pkg/history"
 )
 
 // statusPage is the status page: one HTML file with its CSS and JS inline,
@@ -80,7 +80,7 @@ func (a *Aggregator) statusRoutes(mux *http.ServeMux) {
 			return
 		}
 		d := StatusDetail{Status: st, Minutes: []Minute{}}
-		rollups, err := a.store.Rollups(r.Context(), st.Name, store.PerMinute, now.Add(-time.Hour), now)
+		rollups, err := a.history.Rollups(r.Context(), st.Name, history.PerMinute, now.Add(-time.Hour), now)
 		if err != nil {
 			writeError(w, http.StatusServiceUnavailable, "reading rollups from Redis failed: "+err.Error())
 			return

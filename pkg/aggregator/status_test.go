@@ -8,6 +8,7 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/admin"
 	"github.com/pollgrid/pollgrid/pkg/config"
+	"github.com/pollgrid/pollgrid/pkg/history"
 	"github.com/pollgrid/pollgrid/pkg/scheduler"
 	"github.com/pollgrid/pollgrid/pkg/store"
 )
@@ -51,12 +52,12 @@ func TestRowHealth(t *testing.T) {
 		{name: "never polled since the aggregator started: stale", c: c, st: store.State{}, health: admin.HealthStale, missed: 59, stale: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := a.row(tc.c, tc.st, store.ConnectorMetrics{}, now)
+			r := a.row(tc.c, tc.st, history.ConnectorMetrics{}, now)
 			assert.Equal(t, tc.health, r.Health)
 			assert.Equal(t, tc.missed, r.MissedIntervals)
 			assert.Equal(t, tc.stale, r.Stale)
 		})
 	}
 	fresh := &Aggregator{opts: a.opts, started: now.Add(-time.Minute)}
-	assert.Equal(t, admin.HealthNew, fresh.row(c, store.State{}, store.ConnectorMetrics{}, now).Health)
+	assert.Equal(t, admin.HealthNew, fresh.row(c, store.State{}, history.ConnectorMetrics{}, now).Health)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pollgrid/pollgrid/pkg/config"
+	"github.com/pollgrid/pollgrid/pkg/leader"
 	"github.com/pollgrid/pollgrid/pkg/store"
 	"github.com/pollgrid/pollgrid/pkg/telemetry"
 )
@@ -64,13 +65,15 @@ func (o Options) withDefaults() Options {
 
 // Scheduler keeps the connectors' message schedules.
 type Scheduler struct {
-	opts    Options
-	js      jetstream.JetStream
-	store   *store.Store
-	log     *slog.Logger
-	metrics *metrics
-	reload  chan *config.Config
-	cfg     *config.Config
+	opts  Options
+	js    jetstream.JetStream
+	store *store.Store
+	// election holds the leader lease among the replicas.
+	election *leader.Elector
+	log      *slog.Logger
+	metrics  *metrics
+	reload   chan *config.Config
+	cfg      *config.Config
 	// current is the config for the admin verbs, which run on other
 	// goroutines than Run (cfg is Run's own).
 	current atomic.Pointer[config.Config]
@@ -82,18 +85,19 @@ type Scheduler struct {
 	leaderSince time.Time   // last successful leader renewal
 }
 
-// New returns a scheduler for cfg.
-func New(js jetstream.JetStream, st *store.Store, cfg *config.Config, opts Options) *Scheduler {
+// New returns a scheduler for cfg, electing its leader with election.
+func New(js jetstream.JetStream, st *store.Store, election *leader.Elector, cfg *config.Config, opts Options) *Scheduler {
 	opts = opts.withDefaults()
 	s := &Scheduler{
-		opts:    opts,
-		js:      js,
-		store:   st,
-		log:     opts.Logger.With("scheduler", opts.ID),
-		metrics: newMetrics(opts.Registerer),
-		reload:  make(chan *config.Config, 1),
-		cfg:     cfg,
-		resync:  make(chan struct{}, 1),
+		opts:     opts,
+		js:       js,
+		store:    st,
+		election: election,
+		log:      opts.Logger.With("scheduler", opts.ID),
+		metrics:  newMetrics(opts.Registerer),
+		reload:   make(chan *config.Config, 1),
+		cfg:      cfg,
+		resync:   make(chan struct{}, 1),
 	}
 	s.current.Store(cfg)
 	return s
@@ -132,7 +136,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			if s.leader.Load() {
 				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-				_ = s.store.ResignLeader(rctx, LeaderRole, s.opts.ID)
+				_ = s.election.Resign(rctx, LeaderRole, s.opts.ID)
 				cancel()
 			}
 			s.log.Info("scheduler stopped")
@@ -170,7 +174,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 // replica has just become leader. A leader that cannot renew steps down
 // before its lease can expire, so two leaders never overlap.
 func (s *Scheduler) campaign(ctx context.Context) (elected bool) {
-	ok, err := s.store.AcquireLeader(ctx, LeaderRole, s.opts.ID, s.opts.LeaderTTL)
+	ok, err := s.election.Acquire(ctx, LeaderRole, s.opts.ID, s.opts.LeaderTTL)
 	switch {
 	case err != nil:
 		s.metrics.errors.WithLabelValues("redis", "leader").Inc()

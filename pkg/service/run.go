@@ -21,6 +21,8 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/connectors/builtin"
 	"github.com/pollgrid/pollgrid/pkg/egress"
+	"github.com/pollgrid/pollgrid/pkg/history"
+	"github.com/pollgrid/pollgrid/pkg/leader"
 	"github.com/pollgrid/pollgrid/pkg/scheduler"
 	"github.com/pollgrid/pollgrid/pkg/telemetry"
 	"github.com/pollgrid/pollgrid/pkg/upstream"
@@ -55,7 +57,7 @@ func runScheduler(ctx context.Context, rt *Runtime) error {
 		return err
 	}
 	id, _ := rt.Lookup("SCHEDULER_ID")
-	s := scheduler.New(rt.JS, rt.Store, rt.Config(), scheduler.Options{
+	s := scheduler.New(rt.JS, rt.Store, leader.New(rt.Redis, rt.Store.Keys()), rt.Config(), scheduler.Options{
 		ID: id, LeaderTTL: leaderTTL, Resync: resync, Logger: rt.Logger, Registerer: rt.Metrics,
 	})
 	apply := func(c *config.Config) error { s.Apply(c); return nil }
@@ -135,7 +137,7 @@ func runAggregator(ctx context.Context, rt *Runtime) error {
 	if err != nil {
 		return err
 	}
-	a := aggregator.New(rt.JS, rt.Store, aggregator.Options{
+	a := aggregator.New(rt.JS, rt.Store, history.New(rt.Redis, rt.Store.Keys()), aggregator.Options{
 		HealthyWindow: window, ConnectorGaugesMax: gauges, FlushInterval: flush,
 		Config: rt.Config, StaleAfter: staleAfter, Redactor: rt.Redactor,
 		Logger: rt.Logger, Registerer: rt.Metrics, Tracer: rt.Tracer, Propagator: telemetry.Propagator,

@@ -2,13 +2,9 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // The operator's fields of a connector's state hash. Only the admin verbs
@@ -25,10 +21,10 @@ const (
 
 func parseAdminFields(h map[string]string, st *State) error {
 	var err error
-	if st.PausedAt, err = parseTime(h[fieldPausedAt]); err != nil {
+	if st.PausedAt, err = ParseTime(h[fieldPausedAt]); err != nil {
 		return fmt.Errorf("field %s: %w", fieldPausedAt, err)
 	}
-	if st.ResumedAt, err = parseTime(h[fieldResumedAt]); err != nil {
+	if st.ResumedAt, err = ParseTime(h[fieldResumedAt]); err != nil {
 		return fmt.Errorf("field %s: %w", fieldResumedAt, err)
 	}
 	st.PausedBy = h[fieldPausedBy]
@@ -93,7 +89,7 @@ return {1, forgotten, generation}
 // before (the first pause's time and author stay). Workers skip the ticks of
 // a paused connector and the scheduler removes its schedule.
 func (s *Store) Pause(ctx context.Context, name, by string, now time.Time) (since time.Time, already bool, err error) {
-	if err := checkName(name); err != nil {
+	if err := CheckName(name); err != nil {
 		return time.Time{}, false, fmt.Errorf("pause: %w", err)
 	}
 	res, err := s.pause.Run(ctx, s.rdb, []string{s.key(name, keyState)}, now.UnixMilli(), by).Slice()
@@ -105,7 +101,7 @@ func (s *Store) Pause(ctx context.Context, name, by string, now time.Time) (sinc
 	}
 	fresh, _ := res[0].(int64)
 	v, _ := res[1].(string)
-	if since, err = parseTime(v); err != nil {
+	if since, err = ParseTime(v); err != nil {
 		return time.Time{}, false, fmt.Errorf("pause %s: field %s: %w", name, fieldPausedAt, err)
 	}
 	return since, fresh == 0, nil
@@ -114,7 +110,7 @@ func (s *Store) Pause(ctx context.Context, name, by string, now time.Time) (sinc
 // Resume clears a connector's pause. wasPaused is false when it was not
 // paused (nothing changed); pausedAt is when the pause began.
 func (s *Store) Resume(ctx context.Context, name string, now time.Time) (pausedAt time.Time, wasPaused bool, err error) {
-	if err := checkName(name); err != nil {
+	if err := CheckName(name); err != nil {
 		return time.Time{}, false, fmt.Errorf("resume: %w", err)
 	}
 	v, err := s.resume.Run(ctx, s.rdb, []string{s.key(name, keyState)}, now.UnixMilli()).Text()
@@ -124,141 +120,10 @@ func (s *Store) Resume(ctx context.Context, name string, now time.Time) (pausedA
 	if v == "" {
 		return time.Time{}, false, nil
 	}
-	if pausedAt, err = parseTime(v); err != nil {
+	if pausedAt, err = ParseTime(v); err != nil {
 		return time.Time{}, false, fmt.Errorf("resume %s: field %s: %w", name, fieldPausedAt, err)
 	}
 	return pausedAt, true, nil
-}
-
-// batch is how many connectors one pipeline of the bulk reads holds.
-const batch = 1000
-
-// Paused returns the names among names that are paused, with since when,
-// in pipelines of a thousand.
-func (s *Store) Paused(ctx context.Context, names []string) (map[string]time.Time, error) {
-	out := map[string]time.Time{}
-	for start := 0; start < len(names); start += batch {
-		chunk := names[start:min(start+batch, len(names))]
-		cmds := make([]*redis.StringCmd, len(chunk))
-		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, name := range chunk {
-				if err := checkName(name); err != nil {
-					return err
-				}
-				cmds[i] = p.HGet(ctx, s.key(name, keyState), fieldPausedAt)
-			}
-			return nil
-		})
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return nil, fmt.Errorf("read paused connectors: %w", err)
-		}
-		for i, name := range chunk {
-			v, err := cmds[i].Result()
-			if errors.Is(err, redis.Nil) {
-				continue
-			}
-			if err != nil {
-				return nil, fmt.Errorf("read paused %s: %w", name, err)
-			}
-			t, err := parseTime(v)
-			if err != nil {
-				return nil, fmt.Errorf("read paused %s: %w", name, err)
-			}
-			if !t.IsZero() {
-				out[name] = t
-			}
-		}
-	}
-	return out, nil
-}
-
-// States reads the state of many connectors, aligned with names, in
-// pipelines of a thousand. A connector never committed has the zero State.
-func (s *Store) States(ctx context.Context, names []string) ([]State, error) {
-	out := make([]State, len(names))
-	for start := 0; start < len(names); start += batch {
-		chunk := names[start:min(start+batch, len(names))]
-		cmds := make([]*redis.MapStringStringCmd, len(chunk))
-		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, name := range chunk {
-				if err := checkName(name); err != nil {
-					return err
-				}
-				cmds[i] = p.HGetAll(ctx, s.key(name, keyState))
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("read states of %d connectors: %w", len(chunk), err)
-		}
-		for i, name := range chunk {
-			st, err := parseState(cmds[i].Val())
-			if err != nil {
-				return nil, fmt.Errorf("read state %s: %w", name, err)
-			}
-			out[start+i] = st
-		}
-	}
-	return out, nil
-}
-
-// LeaseInfo says who holds a connector's lease now.
-type LeaseInfo struct {
-	// Owner and Token of the lease held now; Owner is "" when it is free.
-	Owner string
-	Token uint64
-	// Remaining is the lease's time left.
-	Remaining time.Duration
-	// Fence is the newest token ever taken (the next lease gets Fence+1).
-	Fence uint64
-}
-
-// Lease reads who holds a connector's lease, for status.
-func (s *Store) Lease(ctx context.Context, name string) (LeaseInfo, error) {
-	if err := checkName(name); err != nil {
-		return LeaseInfo{}, fmt.Errorf("read lease: %w", err)
-	}
-	var value, fence *redis.StringCmd
-	var pttl *redis.DurationCmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		value = p.Get(ctx, s.key(name, keyLease))
-		pttl = p.PTTL(ctx, s.key(name, keyLease))
-		fence = p.Get(ctx, s.key(name, keyFence))
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return LeaseInfo{}, fmt.Errorf("read lease %s: %w", name, err)
-	}
-	var info LeaseInfo
-	if v := fence.Val(); v != "" {
-		if info.Fence, err = strconv.ParseUint(v, 10, 64); err != nil {
-			return LeaseInfo{}, fmt.Errorf("read lease %s: fence %q is not a number", name, v)
-		}
-	}
-	if v := value.Val(); v != "" {
-		i := strings.LastIndexByte(v, ':')
-		if i < 0 {
-			return LeaseInfo{}, fmt.Errorf("read lease %s: %q is not <owner>:<token>", name, v)
-		}
-		info.Owner = v[:i]
-		if info.Token, err = strconv.ParseUint(v[i+1:], 10, 64); err != nil {
-			return LeaseInfo{}, fmt.Errorf("read lease %s: %q is not <owner>:<token>", name, v)
-		}
-		info.Remaining = max(pttl.Val(), 0)
-	}
-	return info, nil
-}
-
-// SeenCount is how many item versions a connector remembers.
-func (s *Store) SeenCount(ctx context.Context, name string) (int64, error) {
-	if err := checkName(name); err != nil {
-		return 0, fmt.Errorf("count seen items: %w", err)
-	}
-	n, err := s.rdb.HLen(ctx, s.key(name, keySeen)).Result()
-	if err != nil {
-		return 0, fmt.Errorf("count seen items %s: %w", name, err)
-	}
-	return n, nil
 }
 
 // ResetResult is what Reset did.

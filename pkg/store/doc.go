@@ -1,62 +1,90 @@
-// Package store keeps pollgrid's shared state in Redis: the per-connector
-// lease with its fencing token, the poll state (cursor, validators, failures),
-// what is remembered of the items already seen, and the aggregator's metrics.
+// Package store keeps, in Redis, what a poll of one connector reads and
+// commits: its lease with its fencing token, its state (cursor, validators,
+// failures, back-off), and what is remembered of the items it has seen; the
+// operator's writes on that same state (pause, resume, reset: admin.go); and
+// the epoch of Redis's data, by which the services notice that it was lost
+// or went back in time (epoch.go).
 //
-// # Key layout
+// The key layout, a prefix and each connector's name as a hash tag, is
+// declared once, in Keys; package history (the aggregator's metrics and
+// rollups) and package leader (the scheduler's leader lease) keep their keys
+// in the same layout, beside these.
+//
+// # Keys
 //
 // Every key of one connector carries the connector name as a Redis Cluster
-// hash tag, so they share a slot and one Lua script may touch them all:
+// hash tag (Keys.Connector), so they share a slot and one Lua script may
+// touch them all:
 //
-//	<prefix>:{<name>}:lease    string "<owner>:<token>", PX = lease TTL
-//	<prefix>:{<name>}:fence    integer: the last fencing token, max(fence+1, Redis's
-//	                           clock in µs) on every Acquire; never expires
-//	<prefix>:{<name>}:state    hash: cursor etag last_modified last_poll last_success
-//	                           consecutive_failures last_error not_before not_before_by
-//	                           attempts (polls begun since the last commit), seen_sweep
-//	                           seen_swept (the age sweep's HSCAN cursor and the day of its
-//	                           last whole pass); and the operator's paused_at paused_by
-//	                           resumed_at generation, which only the admin verbs write
-//	                           (admin.go)
-//	<prefix>:{<name>}:seen     hash: item id -> "<seq>:<day>:<version>" (SeenEntry; an
-//	                           empty version is a deleted item's tombstone)
-//	<prefix>:{<name>}:seen_data hash: item id -> its last data, for a connector that
-//	                           publishes deletions
-//	<prefix>:{<name>}:metrics  hash: type polls successes failures skipped items_fetched
-//	                           items_published items_failed last_poll last_success
-//	                           last_error last_error_at; latency (the last LatencyWindow
-//	                           durations, 4-byte big-endian microseconds, newest first);
-//	                           rollup_minute (the latest minute bucket written, unix s)
-//	<prefix>:{<name>}:recent   list: PollReport as binary protobuf, newest first,
-//	                           RecentKept long (up to 20 more between trims), PX = RecentTTL
-//	<prefix>:{<name>}:rollup:1m:<unix s of the hour>  hash: minute in the hour (0-59) ->
-//	                           bucket; PXAT = end of the hour + 24h, set when the hour closes
-//	<prefix>:{<name>}:rollup:1h:<unix s of the day>   hash: hour in the day (0-23) ->
-//	                           bucket; PXAT = end of the day + 30 days
+//	<prefix>:{<name>}:lease     string "<owner>:<token>", PX = lease TTL
+//	<prefix>:{<name>}:fence     integer: the last fencing token, never expires
+//	<prefix>:{<name>}:state     hash: cursor etag last_modified last_poll
+//	                            last_success consecutive_failures last_error
+//	                            not_before not_before_by, which Commit writes whole;
+//	                            attempts (polls begun since the last commit: Acquire
+//	                            adds one, Commit deletes it); seen_sweep seen_swept
+//	                            (the age sweep's HSCAN cursor and the day its last
+//	                            whole pass ended); and the operator's paused_at
+//	                            paused_by resumed_at generation, which only the
+//	                            admin verbs write
+//	<prefix>:{<name>}:seen      hash: item id -> "<seq>:<day>:<version>" (SeenEntry;
+//	                            an empty version is a deleted item's tombstone; a
+//	                            bare version, as releases before sequences wrote it,
+//	                            reads as sequence 1, day 0)
+//	<prefix>:{<name>}:seen_data hash: item id -> its last data, for a connector
+//	                            that publishes deletions
+//	<prefix>:{<name>}:seen_at   what releases before the day in the seen entry
+//	                            wrote: only deleted (by a fetched Commit and by Reset)
 //
-// A rollup bucket sums the reports that started in it: "successes,failures,
-// skipped,items_fetched,items_published,items_failed,latency_sum_us,
-// latency_max_us" (latency over the polls that ran). The connector's open
-// hour, that of rollup_minute, has minute buckets only; the first report of a
-// later hour closes it into its hour bucket (see recordLua). Each rollup hash holds
-// at most 60 short fields and so stays a listpack; a connector holds at most
-// 26 minute hashes and 31 hour hashes whatever its poll rate, which bounds
-// its report history at about 100 KB (see RecordReports and
-// docs/benchmarks.md).
+// Two global keys hold the epoch (epoch.go); the second carries the first as
+// its hash tag, so both are in one slot:
 //
-// Global keys (each in its own slot):
+//	<prefix>:epoch              string: a random id (32 hex digits) of this
+//	                            Redis's data, written once, never expires
+//	{<prefix>:epoch}:progress   integer: one more on every Progress call
 //
-//	<prefix>:connectors        set of the connector names the aggregator has seen
-//	<prefix>:leader:<role>     string owner, PX = leader TTL
+// Times are stored as unix milliseconds in decimal; a missing field is a zero
+// time (ParseTime).
 //
-// Times are stored as unix milliseconds in decimal; a missing field is a zero time.
+// # Scripts
+//
+//   - acquireLua (Acquire; Reset takes its lease with it too): when the lease
+//     exists, answers its PTTL and writes nothing. A tick (ClaimTick) of a
+//     connector with paused_at, or with a not_before later than Redis's
+//     clock, takes no lease and writes nothing either. Otherwise the new
+//     token is max(fence+1, Redis's clock in microseconds), written to fence
+//     and into the lease (SET PX); a poll (ClaimTick, ClaimTrigger) adds one
+//     to attempts. It answers the token, the state hash and the number of
+//     seen items, with the seen items themselves when there are at most
+//     PrefetchSeen.
+//   - renewLua (Renew): PEXPIRE of the lease while it still holds this
+//     "<owner>:<token>".
+//   - ReleaseLua (Release; package leader resigns with it too): DEL of the
+//     lease while it still holds this "<owner>:<token>".
+//   - commitLua (Commit): writes nothing unless fence still equals the
+//     lease's token. Then it writes the state fields ("" deletes one),
+//     forgets the items of Commit.Forget (seen and seen_data), writes the
+//     seen entries and data, and, for a fetched poll, sweeps: HSCAN of
+//     SweepStep seen entries from seen_sweep, forgetting those whose day is
+//     before today less SeenTTL, a new pass begun at most once a day
+//     (seen_swept), and DEL of seen_at. Last it deletes the lease if it still holds this one.
+//   - pauseLua (Pause): HSETNX paused_at, then paused_by, on the state.
+//   - resumeLua (Resume): HDEL paused_at paused_by, HSET resumed_at.
+//   - resetLua (Reset, under a lease taken with ClaimAdmin): fenced like
+//     commitLua; HDEL cursor etag last_modified seen_sweep seen_swept, DEL
+//     seen seen_data seen_at, HINCRBY generation, and it deletes the lease.
+//   - progressLua (Progress): SET of the epoch when there is none, INCR of the
+//     progress counter; answers both.
 //
 // # Fencing
 //
 // A lease only keeps two workers from polling at once while clocks and pauses
-// behave. Correctness does not rest on it: every Acquire takes a new token
-// from the connector's fence counter, and Commit writes only when the fence
-// still equals the lease's token, so a worker that was paused past its lease
-// and overtaken by another cannot overwrite the newer state.
+// behave. Correctness does not rest on it: every Acquire takes a greater
+// token, and Commit (and Reset) write only while the fence still equals the
+// lease's token, so a worker that was paused past its lease and overtaken by
+// another cannot overwrite the newer state. Tokens follow Redis's clock, so
+// they still grow after Redis lost its data, and a token from before the loss
+// stays fenced.
 //
 // The Lua scripts use only commands that miniredis v2.40 (the one-process dev
 // stack) also implements.

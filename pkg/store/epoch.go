@@ -49,10 +49,10 @@ func (s *Store) Progress(ctx context.Context) (Progress, error) {
 	// live in one Redis Cluster slot, as a script's keys must. The epoch
 	// key itself keeps the name it always had: a new name would read as a
 	// data loss after an upgrade.
-	epochKey := s.opts.Prefix + ":epoch"
+	epochKey := s.keys.Global("epoch")
 	keys := []string{epochKey, "{" + epochKey + "}:progress"}
 	// Built per call (a SHA-1 of a few lines, every few seconds) rather
-	// than kept in Store, whose other scripts are store.go's.
+	// than kept in Store, whose other scripts are a poll's and the admin verbs'.
 	res, err := redis.NewScript(progressLua).Run(ctx, s.rdb, keys, hex.EncodeToString(b)).Slice()
 	if err != nil {
 		return Progress{}, fmt.Errorf("redis epoch: %w", err)

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pollgrid/pollgrid/pkg/redistest"
 	"github.com/pollgrid/pollgrid/pkg/store"
 )
 
@@ -50,7 +51,7 @@ func TestProgressGrowsWithTheDataAndStartsOverWithoutIt(t *testing.T) {
 	keys, err := rdb.Keys(ctx, "*").Result()
 	require.NoError(t, err)
 	assert.ElementsMatch(t, []string{"pollgrid:epoch", "{pollgrid:epoch}:progress"}, keys)
-	assert.Equal(t, clusterSlot(keys[0]), clusterSlot(keys[1]), "one script's keys live in one Cluster slot")
+	assert.Equal(t, redistest.ClusterSlot(keys[0]), redistest.ClusterSlot(keys[1]), "one script's keys live in one Cluster slot")
 
 	require.NoError(t, rdb.FlushAll(ctx).Err())
 	after, err := s.Progress(ctx)

@@ -1,10 +1,11 @@
 package store
 
-// The Lua scripts. Each one touches only the keys of one connector (one hash
-// slot), passed in KEYS, and sticks to EXISTS GET SET INCR PEXPIRE PTTL DEL HGETALL
-// HLEN HINCRBY HMGET HSCAN TIME HSET HDEL so that it
-// runs on miniredis as well as on Redis. Variadic commands are called in
-// chunks: unpack of a long table overflows Lua's C stack.
+// The lease and commit scripts (the admin verbs' are in admin.go, the
+// epoch's in epoch.go). Each one touches only the keys of one connector (one
+// hash slot), passed in KEYS, and sticks to EXISTS PTTL TIME GET SET PEXPIRE
+// DEL HGET HGETALL HMGET HSET HDEL HLEN HINCRBY HSCAN so that it runs on
+// miniredis as well as on Redis. Variadic commands are called in chunks:
+// unpack of a long table overflows Lua's C stack.
 
 // acquireLua takes a connector's lease.
 //
@@ -74,12 +75,13 @@ end
 return 0
 `
 
-// releaseLua deletes a lease that is still ours.
+// ReleaseLua deletes a lease that is still ours: the connector's (Release)
+// and the leader's (package leader's Resign), whose value is the owner alone.
 //
 //	KEYS: lease
-//	ARGV: "<owner>:<token>"
+//	ARGV: the lease's value ("<owner>:<token>"; the leader's: owner)
 //	-> 1 released, 0 already gone or someone else's (left alone)
-const releaseLua = `
+const ReleaseLua = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
   return 1
@@ -195,26 +197,3 @@ if redis.call('GET', KEYS[1]) == ARGV[2] then
 end
 return 1
 `
-
-// leaderLua takes or keeps a leader lease.
-//
-//	KEYS: leader
-//	ARGV: owner ttl_ms
-//	-> 1 owner is leader (newly, or renewed), 0 someone else is
-const leaderLua = `
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return 1
-end
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-`
-
-// resignLua deletes a leader lease that is still ours.
-//
-//	KEYS: leader
-//	ARGV: owner
-//	-> 1 resigned, 0 not ours
-const resignLua = releaseLua

@@ -70,7 +70,7 @@ func parseSeen(flat []any) map[string]SeenEntry {
 // SeenEntries returns what is remembered of each id, aligned with ids, the
 // zero entry for an id never seen (or forgotten).
 func (s *Store) SeenEntries(ctx context.Context, connector string, ids []string) ([]SeenEntry, error) {
-	if err := checkName(connector); err != nil {
+	if err := CheckName(connector); err != nil {
 		return nil, fmt.Errorf("read seen items: %w", err)
 	}
 	out := make([]SeenEntry, len(ids))
@@ -92,7 +92,7 @@ func (s *Store) SeenEntries(ctx context.Context, connector string, ids []string)
 // whole listing compares it with to find the items gone, and what one at
 // the connector's seen_cap chooses the items to forget from.
 func (s *Store) Seen(ctx context.Context, connector string) (map[string]SeenEntry, error) {
-	if err := checkName(connector); err != nil {
+	if err := CheckName(connector); err != nil {
 		return nil, fmt.Errorf("read seen items: %w", err)
 	}
 	h, err := s.rdb.HGetAll(ctx, s.key(connector, keySeen)).Result()
@@ -109,7 +109,7 @@ func (s *Store) Seen(ctx context.Context, connector string) (map[string]SeenEntr
 // SeenData returns the data kept for ids (a connector that publishes
 // deletions), aligned with ids, nil where none is kept.
 func (s *Store) SeenData(ctx context.Context, connector string, ids []string) ([][]byte, error) {
-	if err := checkName(connector); err != nil {
+	if err := CheckName(connector); err != nil {
 		return nil, fmt.Errorf("read seen data: %w", err)
 	}
 	out := make([][]byte, len(ids))
@@ -136,4 +136,16 @@ type SeenItem struct {
 	// that its deleted signal can carry the item's last known data; nil
 	// leaves what is kept as it is.
 	Data []byte
+}
+
+// SeenCount is how many item versions a connector remembers.
+func (s *Store) SeenCount(ctx context.Context, name string) (int64, error) {
+	if err := CheckName(name); err != nil {
+		return 0, fmt.Errorf("count seen items: %w", err)
+	}
+	n, err := s.rdb.HLen(ctx, s.key(name, keySeen)).Result()
+	if err != nil {
+		return 0, fmt.Errorf("count seen items %s: %w", name, err)
+	}
+	return n, nil
 }

@@ -674,46 +674,6 @@ func TestLastPolls(t *testing.T) {
 	assert.Empty(t, empty)
 }
 
-func TestLeaderElection(t *testing.T) {
-	ctx := context.Background()
-	s, rdb := newStore(t, store.Options{})
-	const role = "scheduler"
-
-	lead, err := s.AcquireLeader(ctx, role, "sched-a", shortTTL)
-	require.NoError(t, err)
-	assert.True(t, lead, "first owner leads")
-	lead, err = s.AcquireLeader(ctx, role, "sched-b", shortTTL)
-	require.NoError(t, err)
-	assert.False(t, lead, "second owner waits")
-	lead, err = s.AcquireLeader(ctx, role, "sched-a", leaseTTL)
-	require.NoError(t, err)
-	assert.True(t, lead, "the leader renews")
-	assert.Greater(t, rdb.PTTL(ctx, "pollgrid:leader:scheduler").Val(), shortTTL, "renewal extended the TTL")
-
-	require.NoError(t, s.ResignLeader(ctx, role, "sched-b"), "resigning when not leader is a no-op")
-	lead, err = s.AcquireLeader(ctx, role, "sched-b", shortTTL)
-	require.NoError(t, err)
-	assert.False(t, lead, "a non-leader's resign left the leader alone")
-
-	require.NoError(t, s.ResignLeader(ctx, role, "sched-a"))
-	lead, err = s.AcquireLeader(ctx, role, "sched-b", shortTTL)
-	require.NoError(t, err)
-	assert.True(t, lead, "after a resign the other owner takes over at once")
-
-	// sched-b stops renewing: sched-a takes over after the TTL.
-	require.Eventually(t, func() bool {
-		lead, err := s.AcquireLeader(ctx, role, "sched-a", leaseTTL)
-		return err == nil && lead
-	}, waitFor, pollEvery)
-	lead, err = s.AcquireLeader(ctx, role, "sched-b", shortTTL)
-	require.NoError(t, err)
-	assert.False(t, lead)
-
-	other, err := s.AcquireLeader(ctx, "compactor", "sched-b", shortTTL)
-	require.NoError(t, err)
-	assert.True(t, other, "roles are independent")
-}
-
 func TestInvalidInput(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newStore(t, store.Options{})
@@ -732,7 +692,6 @@ func TestInvalidInput(t *testing.T) {
 			require.NoError(t, err)
 			return s.Commit(ctx, l, store.Commit{Seen: []store.SeenItem{{ID: "", Entry: store.SeenEntry{Seq: 1, Version: "1"}}}})
 		}, "empty id"},
-		{"leader without role", func() error { _, err := s.AcquireLeader(ctx, "", "a", leaseTTL); return err }, "empty role"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.call()

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/pollgrid/pollgrid/pkg/history"
 	"github.com/pollgrid/pollgrid/pkg/store"
 	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
 )
@@ -27,7 +28,7 @@ func TestReportsOnMiniredis(t *testing.T) {
 	m.SetTime(now)
 	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
-	s := store.New(rdb, store.Options{})
+	s := history.New(rdb, store.NewKeys(""))
 
 	hour := now.Truncate(time.Hour)
 	report := func(connector string, outcome pollgridv1.PollOutcome, started time.Time, took time.Duration) *pollgridv1.PollReport {
@@ -69,15 +70,15 @@ func TestReportsOnMiniredis(t *testing.T) {
 	assert.Equal(t, hour.Add(time.Second), *a.LastSuccess)
 	assert.Equal(t, "503", a.LastError)
 	assert.True(t, a.Healthy)
-	assert.Equal(t, store.ConnectorMetrics{Name: "b", Type: "feed", Polls: 1, Skipped: 1, ItemsFetched: 4, ItemsPublished: 1}, all[1])
+	assert.Equal(t, history.ConnectorMetrics{Name: "b", Type: "feed", Polls: 1, Skipped: 1, ItemsFetched: 4, ItemsPublished: 1}, all[1])
 
-	minutes, err := s.Rollups(ctx, "a", store.PerMinute, hour.Add(-2*time.Hour), hour.Add(time.Hour))
+	minutes, err := s.Rollups(ctx, "a", history.PerMinute, hour.Add(-2*time.Hour), hour.Add(time.Hour))
 	require.NoError(t, err)
 	require.Len(t, minutes, 2)
 	assert.Equal(t, int64(3), minutes[0].Polls)
 	assert.Equal(t, 600*time.Millisecond, minutes[0].LatencySum)
 	assert.Equal(t, 300*time.Millisecond, minutes[0].LatencyMax)
-	hours, err := s.Rollups(ctx, "a", store.PerHour, hour.Add(-2*time.Hour), hour.Add(time.Hour))
+	hours, err := s.Rollups(ctx, "a", history.PerHour, hour.Add(-2*time.Hour), hour.Add(time.Hour))
 	require.NoError(t, err)
 	require.Len(t, hours, 2)
 	assert.Equal(t, []int64{3, 1}, []int64{hours[0].Polls, hours[1].Polls}, "a closed hour and the open one")
@@ -90,10 +91,10 @@ func TestReportsOnMiniredis(t *testing.T) {
 	// miniredis moves time only when told: a day later the closed hour's
 	// minute buckets are gone, its hour bucket stays.
 	m.FastForward(26 * time.Hour)
-	minutes, err = s.Rollups(ctx, "a", store.PerMinute, hour.Add(-2*time.Hour), hour.Add(time.Hour))
+	minutes, err = s.Rollups(ctx, "a", history.PerMinute, hour.Add(-2*time.Hour), hour.Add(time.Hour))
 	require.NoError(t, err)
 	assert.Len(t, minutes, 1, "the open hour's minutes stay until a later hour closes it")
-	hours, err = s.Rollups(ctx, "a", store.PerHour, hour.Add(-2*time.Hour), hour.Add(time.Hour))
+	hours, err = s.Rollups(ctx, "a", history.PerHour, hour.Add(-2*time.Hour), hour.Add(time.Hour))
 	require.NoError(t, err)
 	assert.Len(t, hours, 2)
 }

@@ -1,4 +1,4 @@
-package store
+package history
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/pollgrid/pollgrid/pkg/store"
 )
 
 // LatencyWindow is how many recent poll durations the latency average and
@@ -66,7 +68,7 @@ type ConnectorMetrics struct {
 // Metrics reads one connector's metrics; found is false when no report of
 // it was ever recorded.
 func (s *Store) Metrics(ctx context.Context, name string, healthyWindow time.Duration, now time.Time) (ConnectorMetrics, bool, error) {
-	if err := checkName(name); err != nil {
+	if err := store.CheckName(name); err != nil {
 		return ConnectorMetrics{}, false, fmt.Errorf("read metrics: %w", err)
 	}
 	var read metricsRead
@@ -156,7 +158,7 @@ func (r metricsRead) result(name string, healthyWindow time.Duration, now time.T
 		{metricLastSuccess, &m.LastSuccess},
 		{metricLastErrorAt, &m.LastErrorAt},
 	} {
-		t, err := parseTime(h[c.field])
+		t, err := store.ParseTime(h[c.field])
 		if err != nil {
 			return ConnectorMetrics{}, false, fmt.Errorf("read metrics %s: field %s: %w", name, c.field, err)
 		}

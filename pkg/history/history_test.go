@@ -1,4 +1,4 @@
-package store_test
+package history_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pollgrid/pollgrid/pkg/history"
 	"github.com/pollgrid/pollgrid/pkg/store"
 	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
 )
@@ -51,7 +52,7 @@ func mixedReports(name string, n int, start time.Time, step time.Duration, seed 
 
 func TestBatchEqualsOneByOne(t *testing.T) {
 	ctx := context.Background()
-	_, rdb := newStore(t, store.Options{})
+	_, rdb := newStore(t)
 	now := time.Now().UTC()
 	// 600 polls of "c" every 17s over the last ~3 hours (many per minute and
 	// hour bucket), 30 of "d" in between.
@@ -62,12 +63,12 @@ func TestBatchEqualsOneByOne(t *testing.T) {
 		return a.GetStartedAt().AsTime().Compare(b.GetStartedAt().AsTime())
 	})
 
-	oneByOne := store.New(rdb, store.Options{Prefix: "one"})
+	oneByOne := history.New(rdb, store.NewKeys("one"))
 	require.NoError(t, record(ctx, oneByOne, all...))
-	oneBatch := store.New(rdb, store.Options{Prefix: "batch"})
+	oneBatch := history.New(rdb, store.NewKeys("batch"))
 	require.NoError(t, oneBatch.RecordReports(ctx, shuffled(all)))
 	// Flushes in order of arrival, each batch shuffled inside.
-	chunked := store.New(rdb, store.Options{Prefix: "chunks"})
+	chunked := history.New(rdb, store.NewKeys("chunks"))
 	for chunk := range slices.Chunk(all, 37) {
 		require.NoError(t, chunked.RecordReports(ctx, shuffled(chunk)))
 	}
@@ -77,7 +78,7 @@ func TestBatchEqualsOneByOne(t *testing.T) {
 		want := readAll(t, oneByOne, name, now)
 		for _, s := range []struct {
 			name  string
-			store *store.Store
+			store *history.Store
 		}{{"one batch", oneBatch}, {"batches of 37", chunked}} {
 			t.Run(name+" "+s.name, func(t *testing.T) {
 				got := readAll(t, s.store, name, now)
@@ -94,22 +95,22 @@ func TestBatchEqualsOneByOne(t *testing.T) {
 }
 
 type everything struct {
-	metrics store.ConnectorMetrics
-	minutes []store.Rollup
-	hours   []store.Rollup
+	metrics history.ConnectorMetrics
+	minutes []history.Rollup
+	hours   []history.Rollup
 	recent  []*pollgridv1.PollReport
 }
 
-func readAll(t *testing.T, s *store.Store, name string, now time.Time) everything {
+func readAll(t *testing.T, s *history.Store, name string, now time.Time) everything {
 	t.Helper()
 	ctx := context.Background()
 	var e everything
 	var err error
 	e.metrics, _, err = s.Metrics(ctx, name, time.Hour, now)
 	require.NoError(t, err)
-	e.minutes, err = s.Rollups(ctx, name, store.PerMinute, now.Add(-store.PerMinute.Retention()), now.Add(time.Hour))
+	e.minutes, err = s.Rollups(ctx, name, history.PerMinute, now.Add(-history.PerMinute.Retention()), now.Add(time.Hour))
 	require.NoError(t, err)
-	e.hours, err = s.Rollups(ctx, name, store.PerHour, now.Add(-store.PerHour.Retention()), now.Add(time.Hour))
+	e.hours, err = s.Rollups(ctx, name, history.PerHour, now.Add(-history.PerHour.Retention()), now.Add(time.Hour))
 	require.NoError(t, err)
 	e.recent, err = s.Recent(ctx, name, 0)
 	require.NoError(t, err)
@@ -118,7 +119,7 @@ func readAll(t *testing.T, s *store.Store, name string, now time.Time) everythin
 
 func TestRollups(t *testing.T) {
 	ctx := context.Background()
-	s, _ := newStore(t, store.Options{})
+	s, _ := newStore(t)
 	// h is an hour boundary 3 hours ago: its minute and hour buckets are
 	// well within their retention.
 	h := time.Now().UTC().Truncate(time.Hour).Add(-3 * time.Hour)
@@ -132,7 +133,7 @@ func TestRollups(t *testing.T) {
 	require.NoError(t, s.RecordReports(ctx, []*pollgridv1.PollReport{r4, r2}))
 
 	ms := time.Millisecond
-	minutes := []store.Rollup{
+	minutes := []history.Rollup{
 		{Start: h.Add(-time.Minute), Width: time.Minute, Polls: 1, Successes: 1, ItemsFetched: 10, ItemsPublished: 2, ItemsFailed: 1,
 			LatencySum: 100 * ms, LatencyMax: 100 * ms},
 		{Start: h, Width: time.Minute, Polls: 3, Successes: 1, Failures: 1, Skipped: 1, ItemsFetched: 10, ItemsPublished: 2, ItemsFailed: 1,
@@ -140,7 +141,7 @@ func TestRollups(t *testing.T) {
 		{Start: h.Add(time.Minute), Width: time.Minute, Polls: 1, Successes: 1, ItemsFetched: 10, ItemsPublished: 2, ItemsFailed: 1,
 			LatencySum: 50 * time.Microsecond, LatencyMax: 50 * time.Microsecond},
 	}
-	hours := []store.Rollup{
+	hours := []history.Rollup{
 		{Start: h.Add(-time.Hour), Width: time.Hour, Polls: 1, Successes: 1, ItemsFetched: 10, ItemsPublished: 2, ItemsFailed: 1,
 			LatencySum: 100 * ms, LatencyMax: 100 * ms},
 		{Start: h, Width: time.Hour, Polls: 4, Successes: 2, Failures: 1, Skipped: 1, ItemsFetched: 20, ItemsPublished: 4, ItemsFailed: 2,
@@ -148,17 +149,17 @@ func TestRollups(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name         string
-		res          store.Resolution
+		res          history.Resolution
 		since, until time.Time
-		want         []store.Rollup
+		want         []history.Rollup
 	}{
-		{name: "minutes across an hour boundary", res: store.PerMinute, since: h.Add(-time.Hour), until: h.Add(time.Hour), want: minutes},
-		{name: "since inside a bucket takes it", res: store.PerMinute, since: h.Add(30 * time.Second), until: h.Add(time.Hour), want: minutes[1:]},
-		{name: "until is exclusive", res: store.PerMinute, since: h.Add(-time.Hour), until: h.Add(time.Minute), want: minutes[:2]},
-		{name: "hours", res: store.PerHour, since: h.Add(-48 * time.Hour), until: h.Add(48 * time.Hour), want: hours},
-		{name: "longer than the retention", res: store.PerHour, since: h.Add(-365 * 24 * time.Hour), until: h.Add(time.Hour), want: hours},
-		{name: "nothing in range", res: store.PerMinute, since: h.Add(2 * time.Minute), until: h.Add(time.Hour)},
-		{name: "empty range", res: store.PerMinute, since: h, until: h},
+		{name: "minutes across an hour boundary", res: history.PerMinute, since: h.Add(-time.Hour), until: h.Add(time.Hour), want: minutes},
+		{name: "since inside a bucket takes it", res: history.PerMinute, since: h.Add(30 * time.Second), until: h.Add(time.Hour), want: minutes[1:]},
+		{name: "until is exclusive", res: history.PerMinute, since: h.Add(-time.Hour), until: h.Add(time.Minute), want: minutes[:2]},
+		{name: "hours", res: history.PerHour, since: h.Add(-48 * time.Hour), until: h.Add(48 * time.Hour), want: hours},
+		{name: "longer than the retention", res: history.PerHour, since: h.Add(-365 * 24 * time.Hour), until: h.Add(time.Hour), want: hours},
+		{name: "nothing in range", res: history.PerMinute, since: h.Add(2 * time.Minute), until: h.Add(time.Hour)},
+		{name: "empty range", res: history.PerMinute, since: h, until: h},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := s.Rollups(ctx, "c", tc.res, tc.since, tc.until)
@@ -167,18 +168,18 @@ func TestRollups(t *testing.T) {
 		})
 	}
 	assert.Equal(t, 300*ms, minutes[1].LatencyAvg(), "skips do not count in the latency")
-	assert.Zero(t, store.Rollup{Skipped: 3}.LatencyAvg())
+	assert.Zero(t, history.Rollup{Skipped: 3}.LatencyAvg())
 
-	none, err := s.Rollups(ctx, "unknown", store.PerHour, h.Add(-time.Hour), h)
+	none, err := s.Rollups(ctx, "unknown", history.PerHour, h.Add(-time.Hour), h)
 	require.NoError(t, err)
 	assert.Empty(t, none)
-	_, err = s.Rollups(ctx, "c", store.Resolution(9), h, h.Add(time.Hour))
+	_, err = s.Rollups(ctx, "c", history.Resolution(9), h, h.Add(time.Hour))
 	assert.ErrorContains(t, err, "unknown resolution")
 }
 
 func TestRollupsExpire(t *testing.T) {
 	ctx := context.Background()
-	s, rdb := newStore(t, store.Options{})
+	s, rdb := newStore(t)
 	now := time.Now().UTC()
 	day := 24 * time.Hour
 	thisHour := now.Truncate(time.Hour)
@@ -210,10 +211,10 @@ func TestRollupsExpire(t *testing.T) {
 	assert.Zero(t, rdb.Exists(ctx, key("1m", monthAgo.Truncate(time.Hour))).Val())
 	assert.Zero(t, rdb.Exists(ctx, key("1h", dayOf(monthAgo))).Val(), "hour buckets older than 30 days (+ their day) are gone")
 
-	minutes, err := s.Rollups(ctx, "c", store.PerMinute, now.Add(-40*day), now.Add(time.Hour))
+	minutes, err := s.Rollups(ctx, "c", history.PerMinute, now.Add(-40*day), now.Add(time.Hour))
 	require.NoError(t, err)
 	assert.Equal(t, []time.Time{recent, thisHour}, starts(minutes))
-	hours, err := s.Rollups(ctx, "c", store.PerHour, now.Add(-40*day), now.Add(time.Hour))
+	hours, err := s.Rollups(ctx, "c", history.PerHour, now.Add(-40*day), now.Add(time.Hour))
 	require.NoError(t, err)
 	assert.Equal(t, []time.Time{dayAgo, recent, thisHour}, starts(hours), "the open hour is summed from its minutes")
 
@@ -232,7 +233,7 @@ func TestRollupsExpire(t *testing.T) {
 // redelivered) land in their minute and hour buckets all the same.
 func TestRollupsLateReports(t *testing.T) {
 	ctx := context.Background()
-	_, rdb := newStore(t, store.Options{})
+	_, rdb := newStore(t)
 	h := time.Now().UTC().Truncate(time.Hour).Add(-3 * time.Hour)
 	inOrder := []*pollgridv1.PollReport{
 		report("c", success, h.Add(10*time.Second), time.Second),
@@ -240,21 +241,21 @@ func TestRollupsLateReports(t *testing.T) {
 		report("c", success, h.Add(time.Hour+5*time.Second), 3*time.Second),
 		report("c", success, h.Add(2*time.Hour), 4*time.Second),
 	}
-	want := store.New(rdb, store.Options{Prefix: "in-order"})
+	want := history.New(rdb, store.NewKeys("in-order"))
 	require.NoError(t, want.RecordReports(ctx, inOrder))
 
-	late := store.New(rdb, store.Options{Prefix: "late"})
+	late := history.New(rdb, store.NewKeys("late"))
 	for _, i := range []int{0, 3, 1, 2} { // h opens, h+2h closes it, then h and h+1h come late
 		require.NoError(t, late.RecordReports(ctx, inOrder[i:i+1]))
 	}
-	for _, res := range []store.Resolution{store.PerMinute, store.PerHour} {
+	for _, res := range []history.Resolution{history.PerMinute, history.PerHour} {
 		w, err := want.Rollups(ctx, "c", res, h.Add(-time.Hour), h.Add(3*time.Hour))
 		require.NoError(t, err)
 		got, err := late.Rollups(ctx, "c", res, h.Add(-time.Hour), h.Add(3*time.Hour))
 		require.NoError(t, err)
 		assert.Equal(t, w, got, res.String())
 	}
-	hours, err := late.Rollups(ctx, "c", store.PerHour, h, h.Add(3*time.Hour))
+	hours, err := late.Rollups(ctx, "c", history.PerHour, h, h.Add(3*time.Hour))
 	require.NoError(t, err)
 	require.Len(t, hours, 3)
 	assert.Equal(t, int64(2), hours[0].Polls)
@@ -271,7 +272,7 @@ func expireTime(t *testing.T, rdb *redis.Client, key string) time.Time {
 	return time.UnixMilli(at.Milliseconds()).UTC()
 }
 
-func starts(rs []store.Rollup) []time.Time {
+func starts(rs []history.Rollup) []time.Time {
 	out := make([]time.Time, len(rs))
 	for i, r := range rs {
 		out[i] = r.Start
@@ -281,14 +282,14 @@ func starts(rs []store.Rollup) []time.Time {
 
 func TestRecent(t *testing.T) {
 	ctx := context.Background()
-	s, rdb := newStore(t, store.Options{})
+	s, rdb := newStore(t)
 	reports := mixedReports("c", 150, t0, time.Minute, 3)
 	for chunk := range slices.Chunk(reports, 50) {
 		require.NoError(t, s.RecordReports(ctx, shuffled(chunk)))
 	}
-	assert.Equal(t, int64(store.RecentKept), rdb.LLen(ctx, "pollgrid:{c}:recent").Val(),
+	assert.Equal(t, int64(history.RecentKept), rdb.LLen(ctx, "pollgrid:{c}:recent").Val(),
 		"capped: 150 is over the 20 of slack, trimmed back to RecentKept")
-	assert.InDelta(t, float64(store.RecentTTL), float64(rdb.PTTL(ctx, "pollgrid:{c}:recent").Val()), float64(time.Minute))
+	assert.InDelta(t, float64(history.RecentTTL), float64(rdb.PTTL(ctx, "pollgrid:{c}:recent").Val()), float64(time.Minute))
 	raw := rdb.LIndex(ctx, "pollgrid:{c}:recent", 0).Val()
 	decoded := &pollgridv1.PollReport{}
 	require.NoError(t, proto.Unmarshal([]byte(raw), decoded), "binary protobuf")
@@ -320,7 +321,7 @@ func TestRecent(t *testing.T) {
 // reports each has, and a Redis that lost its scripts is handled.
 func TestRecordReportsCommands(t *testing.T) {
 	ctx := context.Background()
-	s, rdb := newStore(t, store.Options{})
+	s, rdb := newStore(t)
 	now := time.Now().UTC()
 	batch := func(i int) []*pollgridv1.PollReport {
 		var out []*pollgridv1.PollReport
@@ -367,13 +368,13 @@ func commandCalls(t *testing.T, rdb *redis.Client) map[string]int {
 // back: they are written, and the error names it.
 func TestRecordReportsRefusedConnector(t *testing.T) {
 	ctx := context.Background()
-	s, rdb := newStore(t, store.Options{})
+	s, rdb := newStore(t)
 	require.NoError(t, rdb.Set(ctx, "pollgrid:{bad}:metrics", "not a hash", 0).Err())
 	now := time.Now().UTC()
 	err := s.RecordReports(ctx, []*pollgridv1.PollReport{
 		report("good", success, now, time.Second), report("bad", success, now, time.Second), report("good", failure, now, time.Second),
 	})
-	var rejected *store.RejectedError
+	var rejected *history.RejectedError
 	require.ErrorAs(t, err, &rejected)
 	assert.Equal(t, []string{"bad"}, slices.Collect(maps.Keys(rejected.Connectors)))
 	assert.ErrorContains(t, err, "WRONGTYPE")
@@ -385,14 +386,14 @@ func TestRecordReportsRefusedConnector(t *testing.T) {
 // Negative counts or durations from a broken worker cannot corrupt a bucket.
 func TestRollupsIgnoreNegatives(t *testing.T) {
 	ctx := context.Background()
-	s, _ := newStore(t, store.Options{})
+	s, _ := newStore(t)
 	h := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
 	odd := report("c", success, h, -time.Second)
 	odd.ItemsFetched = -5
 	for range 2 { // the second one adds to the stored bucket
 		require.NoError(t, s.RecordReports(ctx, []*pollgridv1.PollReport{odd}))
 	}
-	got, err := s.Rollups(ctx, "c", store.PerMinute, h, h.Add(time.Minute))
+	got, err := s.Rollups(ctx, "c", history.PerMinute, h, h.Add(time.Minute))
 	require.NoError(t, err)
 	require.Len(t, got, 1)
 	assert.Equal(t, int64(2), got[0].Polls)

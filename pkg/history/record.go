@@ -1,4 +1,4 @@
-package store
+package history
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pollgrid/pollgrid/pkg/store"
 	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
 )
 
@@ -65,7 +66,7 @@ func refusedForGood(err error) bool {
 // skipped, and a started_at. The error wraps ErrInvalidReport.
 func ValidateReport(r *pollgridv1.PollReport) error {
 	name := r.GetConnector()
-	if err := checkName(name); err != nil {
+	if err := store.CheckName(name); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidReport, err)
 	}
 	switch outcome := r.GetOutcome(); outcome {

@@ -1,4 +1,4 @@
-package store
+package history
 
 import (
 	"context"
@@ -12,15 +12,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pollgrid/pollgrid/pkg/store"
 	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
-)
-
-// Key suffixes of a connector's report history (the other suffixes are in
-// store.go).
-const (
-	keyRecent       = "recent"
-	keyRollupMinute = "rollup:1m:"
-	keyRollupHour   = "rollup:1h:"
 )
 
 // Resolution is the width of a rollup's buckets.
@@ -104,12 +97,12 @@ func (r Rollup) LatencyAvg() time.Duration {
 // [since, until), oldest first. Buckets without reports are left out, as are
 // those past the resolution's retention.
 func (s *Store) Rollups(ctx context.Context, name string, res Resolution, since, until time.Time) ([]Rollup, error) {
-	if err := checkName(name); err != nil {
+	if err := store.CheckName(name); err != nil {
 		return nil, fmt.Errorf("read rollups: %w", err)
 	}
 	spec := res.spec()
 	if spec.width == 0 {
-		return nil, fmt.Errorf("read rollups %s: unknown resolution %d (use store.PerMinute or store.PerHour)", name, res)
+		return nil, fmt.Errorf("read rollups %s: unknown resolution %d (use history.PerMinute or history.PerHour)", name, res)
 	}
 	if !until.After(since) {
 		return nil, nil
@@ -229,7 +222,7 @@ func parseRollup(v string) (Rollup, error) {
 // Recent reads a connector's latest reports (at most RecentKept), oldest
 // first by started_at; at most limit of the newest when limit > 0.
 func (s *Store) Recent(ctx context.Context, name string, limit int) ([]*pollgridv1.PollReport, error) {
-	if err := checkName(name); err != nil {
+	if err := store.CheckName(name); err != nil {
 		return nil, fmt.Errorf("read recent reports: %w", err)
 	}
 	raw, err := s.rdb.LRange(ctx, s.key(name, keyRecent), 0, RecentKept-1).Result()

@@ -1,4 +1,4 @@
-package store_test
+package history_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/pollgrid/pollgrid/pkg/store"
+	"github.com/pollgrid/pollgrid/pkg/history"
 )
 
 // MemoryGoal is issue 8's bound on a connector's Redis bytes besides its
@@ -37,7 +37,7 @@ var memoryCases = []memoryCase{
 }
 
 // write records the case's reports for connector name, in flushes of 500.
-func (c memoryCase) write(tb testing.TB, s *store.Store, name string, now time.Time) {
+func (c memoryCase) write(tb testing.TB, s *history.Store, name string, now time.Time) {
 	tb.Helper()
 	reports := mixedReports(name, c.n, now.Add(-c.span), c.span/time.Duration(c.n), 8)
 	for chunk := range slices.Chunk(reports, 500) {
@@ -69,8 +69,7 @@ func connectorBytes(tb testing.TB, rdb *redis.Client, name string) (total int64,
 // as many take about the same, and so does a poll every minute for 30 days
 // (the ceiling).
 func TestReportMemoryBounded(t *testing.T) {
-	_, rdb := newStore(t, store.Options{})
-	s := store.New(rdb, store.Options{})
+	s, rdb := newStore(t)
 	now := time.Now().UTC()
 	bytes := map[string]int64{}
 	for _, c := range memoryCases {

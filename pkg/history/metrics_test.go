@@ -1,4 +1,4 @@
-package store_test
+package history_test
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/pollgrid/pollgrid/pkg/store"
+	"github.com/pollgrid/pollgrid/pkg/history"
 	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
 )
 
@@ -46,7 +46,7 @@ func report(name string, outcome pollgridv1.PollOutcome, started time.Time, took
 }
 
 // record writes reports one RecordReports call each, as separate flushes would.
-func record(ctx context.Context, s *store.Store, reports ...*pollgridv1.PollReport) error {
+func record(ctx context.Context, s *history.Store, reports ...*pollgridv1.PollReport) error {
 	for _, r := range reports {
 		if err := s.RecordReports(ctx, []*pollgridv1.PollReport{r}); err != nil {
 			return err
@@ -84,9 +84,9 @@ func TestMetrics(t *testing.T) {
 	for i := range 2 {
 		reports = append(reports, report("noaa", skipped, lastRan.Add(time.Duration(i+1)*time.Second), 0))
 	}
-	oneByOne, _ := newStore(t, store.Options{})
+	oneByOne, _ := newStore(t)
 	require.NoError(t, record(ctx, oneByOne, reports...))
-	oneBatch, _ := newStore(t, store.Options{})
+	oneBatch, _ := newStore(t)
 	require.NoError(t, oneBatch.RecordReports(ctx, shuffled(reports)))
 
 	lastSuccess := t0.Add(18 * time.Minute) // i=19 failed
@@ -94,7 +94,7 @@ func TestMetrics(t *testing.T) {
 
 	for _, tc := range []struct {
 		name        string
-		store       *store.Store
+		store       *history.Store
 		window      time.Duration
 		now         time.Time
 		wantHealthy bool
@@ -133,7 +133,7 @@ func TestMetrics(t *testing.T) {
 
 func TestMetricsEdgeCases(t *testing.T) {
 	ctx := context.Background()
-	s, _ := newStore(t, store.Options{})
+	s, _ := newStore(t)
 
 	_, found, err := s.Metrics(ctx, "unknown", time.Hour, t0)
 	require.NoError(t, err)
@@ -143,7 +143,7 @@ func TestMetricsEdgeCases(t *testing.T) {
 	m, found, err := s.Metrics(ctx, "skips-only", time.Hour, t0)
 	require.NoError(t, err)
 	require.True(t, found)
-	assert.Equal(t, store.ConnectorMetrics{Name: "skips-only", Type: "weather-noaa", Polls: 1, Skipped: 1}, m,
+	assert.Equal(t, history.ConnectorMetrics{Name: "skips-only", Type: "weather-noaa", Polls: 1, Skipped: 1}, m,
 		"no success rate, latency or times without a poll that ran")
 
 	require.NoError(t, record(ctx, s, report("sub-ms", success, t0, 400*time.Microsecond)))
@@ -163,9 +163,9 @@ func TestMetricsEdgeCases(t *testing.T) {
 		{name: "brace in the name", invalid: &pollgridv1.PollReport{Connector: "a}b", Outcome: success, StartedAt: timestamppb.New(t0)}, want: "brace"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.ErrorIs(t, store.ValidateReport(tc.invalid), store.ErrInvalidReport)
+			assert.ErrorIs(t, history.ValidateReport(tc.invalid), history.ErrInvalidReport)
 			err := s.RecordReports(ctx, []*pollgridv1.PollReport{report("batch-mate", success, t0, time.Second), tc.invalid})
-			assert.ErrorIs(t, err, store.ErrInvalidReport)
+			assert.ErrorIs(t, err, history.ErrInvalidReport)
 			assert.ErrorContains(t, err, tc.want)
 			_, found, err := s.Metrics(ctx, "batch-mate", time.Hour, t0)
 			require.NoError(t, err)
@@ -179,7 +179,7 @@ func TestLatencyWindow(t *testing.T) {
 	ctx := context.Background()
 	// 20 slow polls, then LatencyWindow fast ones: the slow ones drop out.
 	var reports []*pollgridv1.PollReport
-	for i := range 20 + store.LatencyWindow {
+	for i := range 20 + history.LatencyWindow {
 		took := 10 * time.Second
 		if i >= 20 {
 			took = time.Duration(i-19) * time.Millisecond // 1..100ms
@@ -188,15 +188,15 @@ func TestLatencyWindow(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name  string
-		write func(*store.Store) error
+		write func(*history.Store) error
 	}{
-		{name: "one by one", write: func(s *store.Store) error { return record(ctx, s, reports...) }},
-		{name: "one shuffled batch", write: func(s *store.Store) error { return s.RecordReports(ctx, shuffled(reports)) }},
+		{name: "one by one", write: func(s *history.Store) error { return record(ctx, s, reports...) }},
+		{name: "one shuffled batch", write: func(s *history.Store) error { return s.RecordReports(ctx, shuffled(reports)) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, rdb := newStore(t, store.Options{})
+			s, rdb := newStore(t)
 			require.NoError(t, tc.write(s))
-			assert.Equal(t, int64(4*store.LatencyWindow), rdb.HStrLen(ctx, "pollgrid:{c}:metrics", "latency").Val(),
+			assert.Equal(t, int64(4*history.LatencyWindow), rdb.HStrLen(ctx, "pollgrid:{c}:metrics", "latency").Val(),
 				"the window holds LatencyWindow durations of 4 bytes")
 			m, _, err := s.Metrics(ctx, "c", time.Hour, t0)
 			require.NoError(t, err)
@@ -209,7 +209,7 @@ func TestLatencyWindow(t *testing.T) {
 
 func TestAllMetrics(t *testing.T) {
 	ctx := context.Background()
-	s, _ := newStore(t, store.Options{})
+	s, _ := newStore(t)
 
 	all, err := s.AllMetrics(ctx, time.Hour, t0)
 	require.NoError(t, err)

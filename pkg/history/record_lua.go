@@ -1,4 +1,4 @@
-package store
+package history
 
 import "github.com/redis/go-redis/v9"
 
@@ -8,7 +8,7 @@ var recordScript = redis.NewScript(recordLua)
 
 // recordLua adds one connector's share of a batch of poll reports, summed by
 // RecordReports, to its metrics, latency window, recent reports and rollups.
-// Like the lease scripts it touches only the keys of one connector and sticks
+// Like package store's scripts it touches only the keys of one connector and sticks
 // to commands miniredis implements too: HMGET HSET HGETALL LPUSH LTRIM
 // PEXPIRE PEXPIREAT.
 //

@@ -1,6 +1,6 @@
 //go:build unix
 
-package store_test
+package history_test
 
 import (
 	"context"
@@ -13,7 +13,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/pollgrid/pollgrid/pkg/store"
 	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
 )
 
@@ -23,8 +22,7 @@ import (
 func BenchmarkReportMemory(b *testing.B) {
 	for _, c := range memoryCases {
 		b.Run(c.name, func(b *testing.B) {
-			_, rdb := newStore(b, store.Options{})
-			s := store.New(rdb, store.Options{})
+			s, rdb := newStore(b)
 			var total int64
 			var keys int
 			for b.Loop() {
@@ -56,7 +54,7 @@ func BenchmarkRecordReports(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			ctx := context.Background()
-			s, rdb := newStore(b, store.Options{})
+			s, rdb := newStore(b)
 			at := time.Now().UTC().Add(-24 * time.Hour)
 			var reports []*pollgridv1.PollReport
 			for i := range c.connectors {
