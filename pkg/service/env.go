@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pollgrid/pollgrid/pkg/config"
+	"github.com/pollgrid/pollgrid/pkg/telemetry"
 )
 
 // Env is the environment every service reads (docs/connector-framework.md, "Config reference").
@@ -21,6 +22,9 @@ type Env struct {
 	HTTPAddr string
 	// LogLevel is LOG_LEVEL: debug, info, warn, error; default info.
 	LogLevel string
+	// LogFormat is LOG_FORMAT: json (one object a line, the default) or
+	// text (key=value lines for a terminal).
+	LogFormat string
 	// StreamReplicas is NATS_STREAM_REPLICAS for the JetStream streams; default 1.
 	StreamReplicas int
 	// DuplicateWindow is NATS_DUPLICATE_WINDOW, how long SIGNALS remembers a
@@ -42,7 +46,11 @@ func ReadEnv(lookup config.Env, defaultHTTP string) (Env, error) {
 		RedisPrefix: get(lookup, "REDIS_PREFIX", "pollgrid"),
 		HTTPAddr:    get(lookup, "HTTP_ADDR", defaultHTTP),
 		LogLevel:    get(lookup, "LOG_LEVEL", "info"),
+		LogFormat:   get(lookup, "LOG_FORMAT", telemetry.LogJSON),
 		PProfAddr:   get(lookup, "PPROF_ADDR", ""),
+	}
+	if e.LogFormat != telemetry.LogJSON && e.LogFormat != telemetry.LogText {
+		return e, fmt.Errorf("LOG_FORMAT=%q: want %s or %s", e.LogFormat, telemetry.LogJSON, telemetry.LogText)
 	}
 	var err error
 	if e.StreamReplicas, err = Int(lookup, "NATS_STREAM_REPLICAS", 1, 1, 5); err != nil {

@@ -109,7 +109,7 @@ func Start(ctx context.Context, name string, lookup config.Env, defaultHTTP stri
 		hup:        o.hup,
 		natsClosed: make(chan struct{}),
 	}
-	rt.Logger = telemetry.NewLogger(o.logOutput, telemetry.ParseLevel(env.LogLevel), rt.Redactor, name)
+	rt.Logger = telemetry.NewLogger(o.logOutput, telemetry.ParseLevel(env.LogLevel), env.LogFormat, rt.Redactor, name)
 	rt.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	rt.Metrics.MustRegister(BuildInfo(name))
 	rt.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -28,10 +28,23 @@ func ParseLevel(s string) slog.Level {
 	}
 }
 
-// NewLogger returns a JSON logger that adds trace_id and span_id from the
-// context of every record and redacts the secrets r knows.
-func NewLogger(w io.Writer, level slog.Level, r *redact.Redactor, service string) *slog.Logger {
-	var h slog.Handler = slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
+// Log formats: LOG_FORMAT.
+const (
+	// LogJSON is one JSON object a line, for log collectors (the default).
+	LogJSON = "json"
+	// LogText is slog's key=value lines, for a person reading a terminal.
+	LogText = "text"
+)
+
+// NewLogger returns a logger in format (LogJSON or LogText) that adds
+// trace_id and span_id from the context of every record and redacts the
+// secrets r knows.
+func NewLogger(w io.Writer, level slog.Level, format string, r *redact.Redactor, service string) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewJSONHandler(w, opts)
+	if format == LogText {
+		h = slog.NewTextHandler(w, opts)
+	}
 	h = traceHandler{h}
 	h = redact.NewHandler(h, r)
 	return slog.New(h).With("service", service)

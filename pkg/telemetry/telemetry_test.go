@@ -130,7 +130,7 @@ func TestSpansAreRedactedBeforeAnyProcessor(t *testing.T) {
 
 func TestLogLinesCarryTraceAndContextAttrs(t *testing.T) {
 	var buf bytes.Buffer
-	log := NewLogger(&buf, slog.LevelInfo, redact.New("hunter2"), "worker")
+	log := NewLogger(&buf, slog.LevelInfo, LogJSON, redact.New("hunter2"), "worker")
 	rec := tracetest.NewSpanRecorder()
 	tp, err := SetupTracing(context.Background(), "svc", TracingOptions{Processors: []sdktrace.SpanProcessor{rec}})
 	require.NoError(t, err)
@@ -173,4 +173,20 @@ func TestParentBasedRatioFollowsTheTick(t *testing.T) {
 		assert.Equal(t, flags == "01", span.SpanContext().IsSampled(), "parent flags %s", flags)
 	}
 	require.Len(t, rec.Ended(), 1, "only the child of the sampled tick was recorded")
+}
+
+// LOG_FORMAT=text gives key=value lines, with the same attributes and the
+// same redaction as JSON.
+func TestTextLogLinesAreRedactedToo(t *testing.T) {
+	var buf bytes.Buffer
+	log := NewLogger(&buf, slog.LevelInfo, LogText, redact.New("hunter2"), "worker")
+	ctx := ContextWithLogAttrs(context.Background(), slog.String("connector", "noaa-ca"))
+	log.InfoContext(ctx, "poll done", "token", "hunter2", "published", 3)
+	line := buf.String()
+	assert.Contains(t, line, `level=INFO msg="poll done" service=worker`)
+	assert.Contains(t, line, "connector=noaa-ca")
+	assert.Contains(t, line, "published=3")
+	assert.Contains(t, line, "token=[REDACTED]")
+	assert.NotContains(t, line, "hunter2")
+	assert.NotContains(t, line, "{", "not JSON")
 }

@@ -105,11 +105,12 @@ pollgrid is running: scheduler, %d workers and the aggregator in one process.
   upstreams    %s
   status page  http://127.0.0.1:%d/
   operate      go run ./services/pollctl --server %s list   (status, trigger, pause, ...: docs/operate.md)
+  dry-run      REDIS_URL=%s go run ./services/pollctl dry-run NAME   (one poll from here, nothing written)
   metrics      http://127.0.0.1:%d/metrics/connectors   (per connector, JSON)
   prometheus   http://127.0.0.1:%d/metrics (aggregator), :%d (scheduler), :%d..%d (workers)
   reload       kill -HUP %d    stop: Ctrl-C
 `, Workers, len(cfg.Connectors), len(cfg.Enabled()), natsURL, natsURL, redisDesc(redisURL, lookup), outbound,
-		httpPort, natsURL, httpPort, httpPort, httpPort+1, httpPort+2, httpPort+1+Workers, os.Getpid())
+		httpPort, natsURL, redisURL, httpPort, httpPort, httpPort+1, httpPort+2, httpPort+1+Workers, os.Getpid())
 
 	g, gctx := errgroup.WithContext(ctx)
 	for i, r := range roles {
