@@ -112,7 +112,8 @@ return 0
 // forgets those whose day is before forget_before. A pass that ends
 // records its day in seen_swept; the next starts on a later day. An entry
 // whose value has no day (written before sequences) is left for the poll
-// that rewrites it. seen_at, the sorted set of those versions, is deleted.
+// that rewrites it. seen_at, the sorted set of those versions, is deleted
+// by a sweep step (the first fetched commit after an upgrade takes one).
 const commitLua = `
 local function chunked(cmd, key, list)
   local step = 500
@@ -188,8 +189,8 @@ if forgetBefore > 0 then
     else
       redis.call('HSET', KEYS[3], 'seen_sweep', page[1])
     end
+    redis.call('DEL', KEYS[6])
   end
-  redis.call('DEL', KEYS[6])
 end
 
 if redis.call('GET', KEYS[1]) == ARGV[2] then

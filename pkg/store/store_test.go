@@ -563,6 +563,7 @@ func TestSeenSweepGoesAStepAtATime(t *testing.T) {
 	}
 	commitFetched(t0, itemsOn(t0, old...), false) // a fetched one would start that day's pass
 	require.NoError(t, rdb.HSet(ctx, "pollgrid:{c}:seen", "legacy", "v0").Err())
+	require.NoError(t, rdb.ZAdd(ctx, "pollgrid:{c}:seen_at", redis.Z{Score: 1, Member: "legacy"}).Err())
 	later := t0.Add(3 * day)
 	count := func() int64 { return rdb.HLen(ctx, "pollgrid:{c}:seen").Val() }
 
@@ -570,6 +571,7 @@ func TestSeenSweepGoesAStepAtATime(t *testing.T) {
 	first := count()
 	assert.Less(t, first, int64(len(old)+2), "the first step forgot some old entries")
 	assert.Greater(t, first, int64(2), "one step does not look at every entry")
+	assert.Zero(t, rdb.Exists(ctx, "pollgrid:{c}:seen_at").Val(), "the sorted set of the layout before is gone")
 	for range 10 {
 		if count() == 2 {
 			break
