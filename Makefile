@@ -20,8 +20,10 @@ build: ## build every service and pollctl into bin/, VERSION and COMMIT baked in
 	@mkdir -p bin
 	@for s in $(SERVICES); do echo "go build bin/$$s ($(VERSION))"; go build -ldflags "$(LDFLAGS)" -o bin/$$s ./services/$$s || exit 1; done
 
+# Built, then exec'd (not go run, which exits 1 when Ctrl-C interrupts it),
+# so that Ctrl-C stops the stack cleanly and make exits 0.
 run: ## the whole stack in one process (embedded NATS + Redis store); NATS_URL / REDIS_URL use real servers
-	go run ./services/devstack
+	@mkdir -p bin && go build -ldflags "$(LDFLAGS)" -o bin/devstack ./services/devstack && exec bin/devstack
 
 test: redis-server chromium ## every test of every module, with -race (installs redis-server and chromium if missing)
 	@set -e; for m in $(MODULES); do echo "== go test $$m"; (cd $$m && POLLGRID_REQUIRE_BROWSER=1 go test $(GO_TEST_FLAGS) ./...); done

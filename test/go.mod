@@ -124,6 +124,9 @@ require (
 	github.com/opencontainers/image-spec v1.1.1 // indirect
 	github.com/peterbourgon/diskv v2.0.1+incompatible // indirect
 	github.com/pmezard/go-difflib v1.0.1-0.20181226105442-5d4384ee4fb2 // indirect
+	github.com/pollgrid/pollgrid/services/aggregator v0.0.0-00010101000000-000000000000
+	github.com/pollgrid/pollgrid/services/scheduler v0.0.0-00010101000000-000000000000
+	github.com/pollgrid/pollgrid/services/worker v0.0.0-00010101000000-000000000000
 	github.com/prometheus/client_golang v1.25.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/rubenv/sql-migrate v1.8.1 // indirect
@@ -188,3 +191,9 @@ replace github.com/pollgrid/pollgrid/pkg => ../pkg
 replace github.com/pollgrid/pollgrid/proto => ../proto
 
 replace github.com/pollgrid/pollgrid/services/devstack => ../services/devstack
+
+replace github.com/pollgrid/pollgrid/services/worker => ../services/worker
+
+replace github.com/pollgrid/pollgrid/services/scheduler => ../services/scheduler
+
+replace github.com/pollgrid/pollgrid/services/aggregator => ../services/aggregator

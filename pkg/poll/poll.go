@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"runtime/debug"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -187,57 +186,24 @@ type cleanError struct {
 func (e *cleanError) Error() string { return e.msg }
 func (e *cleanError) Unwrap() error { return e.err }
 
-// fetch calls the connector with the connector's timeout per attempt, and
-// retries failures with exponential backoff and full jitter.
+// fetch calls the connector through the poll's middleware: the
+// connector's timeout per attempt, a panic made an error, and
+// c.Retries.Max retries with exponential backoff and full jitter. It says
+// how many times the connector was called.
 func (r *Runner) fetch(ctx context.Context, c config.Connector, conn connector.Connector, prev store.State, obs *upstream.Observation) (connector.Result, int, error) {
-	in := connector.State{Cursor: prev.Cursor, ETag: prev.ETag, LastModified: prev.LastModified}
-	var lastErr error
-	attempt := 0
-	for ; attempt <= c.Retries.Max; attempt++ {
-		if attempt > 0 {
-			backoff := c.Retries.Backoff << (attempt - 1)
-			if err := r.sleep(ctx, time.Duration(rand.Int64N(int64(backoff)+1))); err != nil {
-				return connector.Result{}, attempt, fmt.Errorf("poll %s: %w (last error: %w)", c.Name, err, lastErr)
-			}
-		}
-		actx, cancel := context.WithTimeout(ctx, c.Timeout)
-		res, err := pollOnce(actx, conn, in)
-		cancel()
-		if err == nil {
-			return res, attempt + 1, nil
-		}
-		lastErr = err
-		if errors.As(err, new(*PanicError)) {
-			break // a bug, not a bad moment: trying again would panic again
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		if nb, _ := obs.NotBefore(); nb.After(r.now()) {
-			// The upstream said when to come back: retrying now is rude.
-			break
-		}
+	calls := 0
+	call := Chain(conn.Poll,
+		Retry(RetryPolicy{
+			Max: c.Retries.Max, Backoff: c.Retries.Backoff, Sleep: r.sleep, Calls: &calls,
+			Asked: func() bool { nb, _ := obs.NotBefore(); return nb.After(r.now()) },
+		}),
+		Timeout(c.Timeout),
+		Recover)
+	res, err := call(ctx, connector.State{Cursor: prev.Cursor, ETag: prev.ETag, LastModified: prev.LastModified})
+	if err != nil {
+		return connector.Result{}, calls, fmt.Errorf("poll %s: %w", c.Name, err)
 	}
-	return connector.Result{}, min(attempt+1, c.Retries.Max+1), fmt.Errorf("poll %s: %w", c.Name, lastErr)
-}
-
-// PanicError is a connector's panic, recovered: the poll fails with it
-// and the worker logs the stack, instead of the process dying (and every
-// worker after it, as the tick goes round).
-type PanicError struct {
-	Value any
-	Stack []byte
-}
-
-func (e *PanicError) Error() string { return fmt.Sprintf("connector panicked: %v", e.Value) }
-
-func pollOnce(ctx context.Context, conn connector.Connector, in connector.State) (res connector.Result, err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = &PanicError{Value: v, Stack: debug.Stack()}
-		}
-	}()
-	return conn.Poll(ctx, in)
+	return res, calls, nil
 }
 
 // publishChanges compares the items with what is remembered of them,

@@ -14,7 +14,7 @@ import (
 // service with the verbs its service owns, plus reload, which every process
 // serves for itself: the same as SIGHUP, answered with the result. stop
 // removes it.
-func serveAdmin(rt *Runtime, replica string, apply func(*config.Config) error, verbs map[string]admin.Handler) (stop func(), err error) {
+func (rt *Runtime) serveAdmin(replica string, apply func(*config.Config) error, verbs map[string]admin.Handler) (stop func(), err error) {
 	if replica == "" {
 		replica = telemetry.InstanceID()
 	}

@@ -146,10 +146,10 @@ func (rt *Runtime) mux() *http.ServeMux {
 	return mux
 }
 
-// Serve adds extra (nil for none) under / to the HTTP endpoints Start
+// serve adds extra (nil for none) under / to the HTTP endpoints Start
 // opened, and returns when ctx ends or a server fails. The endpoints stay
 // open until Close, so probes answer while the service drains.
-func (rt *Runtime) Serve(ctx context.Context, extra http.Handler) error {
+func (rt *Runtime) serve(ctx context.Context, extra http.Handler) error {
 	if extra != nil {
 		rt.extra.Store(&extra)
 	}

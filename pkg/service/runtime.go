@@ -1,7 +1,10 @@
-// Package service is what the scheduler, worker and aggregator binaries (and
-// the one-process dev stack) share: reading the environment, loading the
-// config, connecting to NATS and Redis, logs, traces, metrics, the HTTP
-// endpoints, hot reload on SIGHUP and graceful shutdown.
+// Package service is what the scheduler, worker and aggregator processes (and
+// the one-process dev stack) share: reading the shared environment, loading
+// the config, connecting to NATS and Redis, logs, traces, metrics, the HTTP
+// endpoints, the admin reload verb, hot reload on SIGHUP and graceful
+// shutdown. Each service's own wiring is in services/<name>/<name>d: a
+// Service whose Run reads its options, builds its engine and hands its
+// Parts to Runtime.Run.
 package service
 
 import (
@@ -28,7 +31,6 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/bus"
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/connector"
-	"github.com/pollgrid/pollgrid/pkg/connectors/builtin"
 	"github.com/pollgrid/pollgrid/pkg/natsconn"
 	"github.com/pollgrid/pollgrid/pkg/redact"
 	"github.com/pollgrid/pollgrid/pkg/store"
@@ -85,13 +87,20 @@ type Runtime struct {
 	extra   atomic.Pointer[http.Handler]
 }
 
+// ExportsSpans says whether spans leave the process (an exporter, or a
+// test's span processor): a service traces its costlier calls only then.
+func (rt *Runtime) ExportsSpans() bool { return rt.exportsSpans }
+
 // Config returns the config in force (it changes on reload).
 func (rt *Runtime) Config() *config.Config { return rt.config.Load() }
 
-// Start loads the config and connects everything a service needs. A bad
-// config is returned as *config.Problems, listing every problem.
-func Start(ctx context.Context, name string, lookup config.Env, defaultHTTP string, opts ...Option) (*Runtime, error) {
-	env, err := ReadEnv(lookup, defaultHTTP)
+// Start loads the config and connects everything svc needs. A bad config
+// is returned as *config.Problems, listing every problem.
+func Start(ctx context.Context, svc Service, lookup config.Env, opts ...Option) (*Runtime, error) {
+	if svc.Connectors == nil {
+		return nil, fmt.Errorf("service %s: no connector types (Service.Connectors)", svc.Name)
+	}
+	env, err := ReadEnv(lookup, svc.DefaultHTTP)
 	if err != nil {
 		return nil, err
 	}
@@ -100,18 +109,18 @@ func Start(ctx context.Context, name string, lookup config.Env, defaultHTTP stri
 		opt(&o)
 	}
 	rt := &Runtime{
-		Name:       name,
+		Name:       svc.Name,
 		Env:        env,
 		Lookup:     lookup,
 		Redactor:   redact.New(),
 		Metrics:    prometheus.NewRegistry(),
-		Connectors: builtin.Registry(),
+		Connectors: svc.Connectors,
 		hup:        o.hup,
 		natsClosed: make(chan struct{}),
 	}
-	rt.Logger = telemetry.NewLogger(o.logOutput, telemetry.ParseLevel(env.LogLevel), env.LogFormat, rt.Redactor, name)
+	rt.Logger = telemetry.NewLogger(o.logOutput, telemetry.ParseLevel(env.LogLevel), env.LogFormat, rt.Redactor, svc.Name)
 	rt.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	rt.Metrics.MustRegister(BuildInfo(name))
+	rt.Metrics.MustRegister(BuildInfo(svc.Name))
 	rt.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pollgrid_config_reloads_total", Help: "Config reloads on SIGHUP, by result (ok, rejected).",
 	}, []string{"result"})
@@ -129,7 +138,7 @@ func Start(ctx context.Context, name string, lookup config.Env, defaultHTTP stri
 	rt.Logger.Info("config loaded", "source", source, "connectors", len(cfg.Connectors), "enabled", len(cfg.Enabled()))
 
 	tracing := telemetry.TracingOptions{Lookup: lookup, Redactor: rt.Redactor, Processors: o.spanProcessors}
-	rt.Tracer, err = telemetry.SetupTracing(ctx, "pollgrid-"+name, tracing)
+	rt.Tracer, err = telemetry.SetupTracing(ctx, "pollgrid-"+svc.Name, tracing)
 	rt.exportsSpans = telemetry.Exporting(tracing)
 	if err != nil {
 		return nil, err

@@ -19,9 +19,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pollgrid/pollgrid/pkg/config"
+	"github.com/pollgrid/pollgrid/pkg/connectors/builtin"
 	"github.com/pollgrid/pollgrid/pkg/redistest"
 	"github.com/pollgrid/pollgrid/pkg/testport"
 )
+
+// testService is a service with no loop of its own: these tests start its
+// runtime and look at what Start did. Without HTTP_ADDR it opens no port.
+var testService = Service{Name: "worker", Connectors: builtin.Registry()}
 
 // natsWithPassword starts an embedded NATS with JetStream on port (-1 for
 // a random one) that accepts the user pollgrid with password.
@@ -74,7 +79,7 @@ func testEnv(t *testing.T, natsURL, redisURL string) config.Env {
 func serve(t *testing.T, rt *Runtime) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { _ = rt.Serve(ctx, nil); close(done) }()
+	go func() { _ = rt.serve(ctx, nil); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	base := "http://" + rt.Env.HTTPAddr
 	require.Eventually(t, func() bool {
@@ -98,7 +103,7 @@ func fetch(t *testing.T, url string) (int, string) {
 func TestReadyzAnswersWithinItsDeadlineDuringARedisStall(t *testing.T) {
 	ns := natsWithPassword(t, -1, t.TempDir(), "pw")
 	redis := redistest.Start(t)
-	rt, err := Start(t.Context(), "worker", testEnv(t, "nats://pollgrid:pw@"+ns.Addr().String(), redis.URL()), "", WithLogOutput(io.Discard))
+	rt, err := Start(t.Context(), testService, testEnv(t, "nats://pollgrid:pw@"+ns.Addr().String(), redis.URL()), WithLogOutput(io.Discard))
 	require.NoError(t, err)
 	defer rt.Close()
 	base := serve(t, rt)
@@ -123,7 +128,7 @@ func TestNATSWrongPasswordIsNamed(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {
-		_, err := Start(ctx, "worker", testEnv(t, "nats://pollgrid:wrong-password@"+ns.Addr().String(), "redis://127.0.0.1:1/0"), "", WithLogOutput(logs))
+		_, err := Start(ctx, testService, testEnv(t, "nats://pollgrid:wrong-password@"+ns.Addr().String(), "redis://127.0.0.1:1/0"), WithLogOutput(logs))
 		done <- err
 	}()
 	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "waiting for NATS JetStream") },
@@ -145,7 +150,7 @@ func TestNATSReconnectsWhenTheRightPasswordIsBack(t *testing.T) {
 	port := first.Addr().(*net.TCPAddr).Port
 	redis := redistest.Start(t)
 	logs := &logBuffer{}
-	rt, err := Start(t.Context(), "worker", testEnv(t, fmt.Sprintf("nats://pollgrid:pw1@127.0.0.1:%d", port), redis.URL()), "", WithLogOutput(logs))
+	rt, err := Start(t.Context(), testService, testEnv(t, fmt.Sprintf("nats://pollgrid:pw1@127.0.0.1:%d", port), redis.URL()), WithLogOutput(logs))
 	require.NoError(t, err)
 	defer rt.Close()
 	base := serve(t, rt)
@@ -176,24 +181,27 @@ func TestNATSReconnectsWhenTheRightPasswordIsBack(t *testing.T) {
 func TestClosedNATSConnectionFailsHealthzAndStopsTheService(t *testing.T) {
 	ns := natsWithPassword(t, -1, t.TempDir(), "pw")
 	redis := redistest.Start(t)
-	rt, err := Start(t.Context(), "worker", testEnv(t, "nats://pollgrid:pw@"+ns.Addr().String(), redis.URL()), "", WithLogOutput(io.Discard))
+	rt, err := Start(t.Context(), testService, testEnv(t, "nats://pollgrid:pw@"+ns.Addr().String(), redis.URL()), WithLogOutput(io.Discard))
 	require.NoError(t, err)
 	defer rt.Close()
 	base := serve(t, rt)
 	code, _ := fetch(t, base+"/healthz")
 	require.Equal(t, http.StatusOK, code)
 
+	// A service running on it (its admin verbs subscribed, its loop
+	// running) stops, with the cause, so that its process exits.
+	done := make(chan error, 1)
+	go func() {
+		done <- rt.Run(t.Context(), Parts{Loop: func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }})
+	}()
+	require.Eventually(t, func() bool { return rt.NATS.NumSubscriptions() > 0 }, 10*time.Second, 10*time.Millisecond,
+		"the service subscribed")
+
 	rt.NATS.Close() // a fault of the client: nothing will reopen it
 	code, body := fetch(t, base+"/healthz")
 	assert.Equal(t, http.StatusServiceUnavailable, code)
 	assert.Contains(t, body, "NATS connection closed for good")
 	assert.Contains(t, body, "restart the process")
-
-	// A service running on it stops, with the cause, so that its process exits.
-	done := make(chan error, 1)
-	go func() {
-		done <- serveAlong(t.Context(), rt, nil, func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() })
-	}()
 	select {
 	case err := <-done:
 		require.Error(t, err)
@@ -214,7 +222,7 @@ func TestHealthzAnswersWhileWaitingForNATS(t *testing.T) {
 	base := "http://" + addr
 	started := make(chan *Runtime, 1)
 	go func() {
-		rt, err := Start(t.Context(), "worker", env, "", WithLogOutput(io.Discard))
+		rt, err := Start(t.Context(), testService, env, WithLogOutput(io.Discard))
 		assert.NoError(t, err)
 		started <- rt
 	}()

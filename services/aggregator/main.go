@@ -1,8 +1,12 @@
-// Command aggregator is pollgrid's aggregator service. Configuration comes from the
-// environment (NATS_URL, REDIS_URL, CONNECTORS_FILE, HTTP_ADDR, ...): see
-// docs/connector-framework.md. Run with -check-config to validate the config.
+// Command aggregator is pollgrid's aggregator service; its wiring is package aggregatord.
+// Configuration comes from the environment (NATS_URL, REDIS_URL,
+// CONNECTORS_FILE, HTTP_ADDR, ...): see docs/connector-framework.md. Run
+// with -check-config to validate the config, -version for the build.
 package main
 
-import "github.com/pollgrid/pollgrid/pkg/service"
+import (
+	"github.com/pollgrid/pollgrid/pkg/service"
+	"github.com/pollgrid/pollgrid/services/aggregator/aggregatord"
+)
 
-func main() { service.Main(service.Aggregator) }
+func main() { service.Main(aggregatord.Service) }

@@ -14,6 +14,11 @@ require (
 )
 
 require (
+	github.com/synadia-io/orbit.go/jetstreamext v0.3.2 // indirect
+	github.com/synadia-io/orbit.go/natsext v0.1.3 // indirect
+)
+
+require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
@@ -35,6 +40,9 @@ require (
 	github.com/nats-io/nats.go v1.55.0 // indirect
 	github.com/nats-io/nkeys v0.4.16 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
+	github.com/pollgrid/pollgrid/services/aggregator v0.0.0-00010101000000-000000000000
+	github.com/pollgrid/pollgrid/services/scheduler v0.0.0-00010101000000-000000000000
+	github.com/pollgrid/pollgrid/services/worker v0.0.0-00010101000000-000000000000
 	github.com/prometheus/client_golang v1.25.0 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
@@ -65,3 +73,9 @@ require (
 replace github.com/pollgrid/pollgrid/pkg => ../../pkg
 
 replace github.com/pollgrid/pollgrid/proto => ../../proto
+
+replace github.com/pollgrid/pollgrid/services/worker => ../worker
+
+replace github.com/pollgrid/pollgrid/services/scheduler => ../scheduler
+
+replace github.com/pollgrid/pollgrid/services/aggregator => ../aggregator

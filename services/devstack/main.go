@@ -13,12 +13,13 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/service"
 	"github.com/pollgrid/pollgrid/services/devstack/stack"
+	"github.com/pollgrid/pollgrid/services/worker/workerd"
 )
 
 func main() {
 	for _, a := range os.Args[1:] {
 		if a == "-check-config" || a == "--check-config" {
-			os.Exit(service.CheckConfig(os.LookupEnv, os.Stdout, os.Stderr))
+			os.Exit(service.CheckConfig(os.LookupEnv, workerd.Service.Connectors, os.Stdout, os.Stderr))
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -31,4 +32,5 @@ func main() {
 		fmt.Fprintln(os.Stderr, "pollgrid devstack:", err)
 		os.Exit(1)
 	}
+	fmt.Println("pollgrid devstack: stopped cleanly")
 }

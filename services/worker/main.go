@@ -1,8 +1,12 @@
-// Command worker is pollgrid's worker service. Configuration comes from the
-// environment (NATS_URL, REDIS_URL, CONNECTORS_FILE, HTTP_ADDR, ...): see
-// docs/connector-framework.md. Run with -check-config to validate the config.
+// Command worker is pollgrid's worker service; its wiring is package workerd.
+// Configuration comes from the environment (NATS_URL, REDIS_URL,
+// CONNECTORS_FILE, HTTP_ADDR, ...): see docs/connector-framework.md. Run
+// with -check-config to validate the config, -version for the build.
 package main
 
-import "github.com/pollgrid/pollgrid/pkg/service"
+import (
+	"github.com/pollgrid/pollgrid/pkg/service"
+	"github.com/pollgrid/pollgrid/services/worker/workerd"
+)
 
-func main() { service.Main(service.Worker) }
+func main() { service.Main(workerd.Service) }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -23,6 +24,9 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/service"
+	"github.com/pollgrid/pollgrid/services/aggregator/aggregatord"
+	"github.com/pollgrid/pollgrid/services/scheduler/schedulerd"
+	"github.com/pollgrid/pollgrid/services/worker/workerd"
 )
 
 // loadCompose loads docker-compose.yml as `docker compose` would with an
@@ -126,44 +130,43 @@ func TestComposeImagesArePinned(t *testing.T) {
 }
 
 // readVariables lists the environment variables the pollgrid services read,
-// from the source of pkg/service: the shared ones (ReadEnv) and each
-// service's own (runScheduler, runWorker, runAggregator).
+// from their source: the shared ones (pkg/service's ReadEnv) and each
+// service's own (its wiring, services/<name>/<name>d).
 func readVariables(t *testing.T) (shared []string, own map[string][]string) {
 	t.Helper()
-	fset := token.NewFileSet()
-	own = map[string][]string{}
 	envVar := regexp.MustCompile(`^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$`)
-	for _, file := range []string{"env.go", "run.go"} {
-		f, err := parser.ParseFile(fset, repoPath("pkg", "service", file), nil, 0)
+	literals := func(n ast.Node) (names []string) {
+		ast.Inspect(n, func(n ast.Node) bool {
+			if lit, ok := n.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+				if v, _ := strconv.Unquote(lit.Value); envVar.MatchString(v) {
+					names = append(names, v)
+				}
+			}
+			return true
+		})
+		return names
+	}
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, repoPath("pkg", "service", "env.go"), nil, 0)
+	require.NoError(t, err)
+	for _, decl := range f.Decls {
+		if fn, ok := decl.(*ast.FuncDecl); ok && fn.Name.Name == "ReadEnv" {
+			shared = literals(fn)
+		}
+	}
+	own = map[string][]string{}
+	for svc := range goServices {
+		dir := repoPath("services", svc, svc+"d")
+		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
 		require.NoError(t, err)
-		for _, decl := range f.Decls {
-			fn, ok := decl.(*ast.FuncDecl)
-			if !ok {
+		require.NotEmpty(t, files, "the %s service's wiring is in %s", svc, dir)
+		for _, file := range files {
+			if strings.HasSuffix(file, "_test.go") {
 				continue
 			}
-			var svc string
-			switch fn.Name.Name {
-			case "ReadEnv":
-			case "runScheduler", "runWorker", "runAggregator":
-				svc = strings.ToLower(strings.TrimPrefix(fn.Name.Name, "run"))
-			default:
-				continue
-			}
-			ast.Inspect(fn, func(n ast.Node) bool {
-				lit, ok := n.(*ast.BasicLit)
-				if !ok || lit.Kind != token.STRING {
-					return true
-				}
-				v, _ := strconv.Unquote(lit.Value)
-				if envVar.MatchString(v) {
-					if svc == "" {
-						shared = append(shared, v)
-					} else {
-						own[svc] = append(own[svc], v)
-					}
-				}
-				return true
-			})
+			f, err := parser.ParseFile(fset, file, nil, 0)
+			require.NoError(t, err)
+			own[svc] = append(own[svc], literals(f)...)
 		}
 	}
 	require.Contains(t, shared, "NATS_URL", "the source scan found the shared variables")
@@ -324,7 +327,7 @@ func TestComposePortsMatchHealthchecksAndPrometheus(t *testing.T) {
 	}
 	require.NotEmpty(t, promDir, "prometheus must mount deploy/prometheus at /etc/prometheus")
 	targets, dns := scrapeTargets(t, promDir+"/prometheus.yml")
-	defaults := map[string]service.Service{"scheduler": service.Scheduler, "worker": service.Worker, "aggregator": service.Aggregator}
+	defaults := map[string]service.Service{"scheduler": schedulerd.Service, "worker": workerd.Service, "aggregator": aggregatord.Service}
 	for svc, port := range goServices {
 		t.Run(svc, func(t *testing.T) {
 			s := p.Services[svc]

@@ -17,6 +17,9 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/service"
+	"github.com/pollgrid/pollgrid/services/aggregator/aggregatord"
+	"github.com/pollgrid/pollgrid/services/scheduler/schedulerd"
+	"github.com/pollgrid/pollgrid/services/worker/workerd"
 	"github.com/pollgrid/pollgrid/test/harness"
 )
 
@@ -87,9 +90,9 @@ func TestStackWithTLSNkeyAndRedisACL(t *testing.T) {
 	sigs := harness.CollectSignals(t, nc)
 
 	logs := &harness.SyncBuffer{}
-	agg := harness.Start(t, service.Aggregator, aggEnv, service.WithLogOutput(logs))
-	worker := harness.Start(t, service.Worker, with(nil), service.WithLogOutput(logs))
-	harness.Start(t, service.Scheduler, with(nil), service.WithLogOutput(logs))
+	agg := harness.Start(t, aggregatord.Service, aggEnv, service.WithLogOutput(logs))
+	worker := harness.Start(t, workerd.Service, with(nil), service.WithLogOutput(logs))
+	harness.Start(t, schedulerd.Service, with(nil), service.WithLogOutput(logs))
 
 	// A signal arrives through TLS and the nkey.
 	require.Eventually(t, func() bool { return len(sigs.All()) >= 1 }, 30*time.Second, 50*time.Millisecond, "no signal through TLS and the nkey")
@@ -145,7 +148,7 @@ func TestNATSCredentialErrorsNameTheCause(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() {
-				_, err := service.Start(ctx, "worker", config.MapEnv(env), "", service.WithLogOutput(logs))
+				_, err := service.Start(ctx, workerd.Service, config.MapEnv(env), service.WithLogOutput(logs))
 				done <- err
 			}()
 			require.Eventually(t, func() bool { return strings.Contains(logs.String(), "waiting for NATS JetStream") },
@@ -191,9 +194,9 @@ func TestStackOnRedisCluster(t *testing.T) {
 	}
 	nc, _ := harness.Connect(t, ns.ClientURL())
 	sigs := harness.CollectSignals(t, nc) // before the first poll, so no signal goes by unseen
-	agg := harness.Start(t, service.Aggregator, with())
-	harness.Start(t, service.Worker, with())
-	sched := harness.Start(t, service.Scheduler, with())
+	agg := harness.Start(t, aggregatord.Service, with())
+	harness.Start(t, workerd.Service, with())
+	sched := harness.Start(t, schedulerd.Service, with())
 	for _, n := range names {
 		require.Eventually(t, func() bool {
 			code, body := httpGet(t, agg.HTTP+"/metrics/connectors/"+n)

@@ -15,7 +15,8 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/bus"
 	"github.com/pollgrid/pollgrid/pkg/redistest"
-	"github.com/pollgrid/pollgrid/pkg/service"
+	"github.com/pollgrid/pollgrid/services/scheduler/schedulerd"
+	"github.com/pollgrid/pollgrid/services/worker/workerd"
 	"github.com/pollgrid/pollgrid/test/harness"
 )
 
@@ -40,8 +41,8 @@ func TestDeletedItemsArePublishedOnce(t *testing.T) {
 	env := func() map[string]string {
 		return map[string]string{"NATS_URL": ns.ClientURL(), "REDIS_URL": redis.URL(), "CONNECTORS_FILE": file, "LOG_LEVEL": "warn"}
 	}
-	harness.Start(t, service.Worker, env())
-	harness.Start(t, service.Scheduler, env())
+	harness.Start(t, workerd.Service, env())
+	harness.Start(t, schedulerd.Service, env())
 
 	ctx := context.Background()
 	cons, err := js.OrderedConsumer(ctx, bus.SignalsStream, jetstream.OrderedConsumerConfig{})

@@ -18,7 +18,9 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/bus"
 	"github.com/pollgrid/pollgrid/pkg/redistest"
-	"github.com/pollgrid/pollgrid/pkg/service"
+	"github.com/pollgrid/pollgrid/services/aggregator/aggregatord"
+	"github.com/pollgrid/pollgrid/services/scheduler/schedulerd"
+	"github.com/pollgrid/pollgrid/services/worker/workerd"
 	"github.com/pollgrid/pollgrid/test/harness"
 )
 
@@ -71,12 +73,12 @@ func startStack(t *testing.T) *stack {
 		"WORKER_ACK_WAIT":      "3s",
 		"LOG_LEVEL":            "warn",
 	}
-	s.aggregator = harness.Start(t, service.Aggregator, s.envWith(nil))
+	s.aggregator = harness.Start(t, aggregatord.Service, s.envWith(nil))
 	for i := 1; i <= 2; i++ {
-		s.workers = append(s.workers, harness.Start(t, service.Worker, s.envWith(map[string]string{"WORKER_ID": fmt.Sprintf("w%d", i)})))
+		s.workers = append(s.workers, harness.Start(t, workerd.Service, s.envWith(map[string]string{"WORKER_ID": fmt.Sprintf("w%d", i)})))
 	}
 	s.signals = harness.CollectSignals(t, s.nc)
-	s.scheduler = harness.Start(t, service.Scheduler, s.envWith(nil))
+	s.scheduler = harness.Start(t, schedulerd.Service, s.envWith(nil))
 	return s
 }
 
@@ -259,7 +261,7 @@ func TestStateSurvivesWorkerRestart(t *testing.T) {
 	for _, w := range s.workers {
 		require.NoError(t, w.Stop())
 	}
-	w := harness.Start(t, service.Worker, s.envWith(map[string]string{"WORKER_ID": "w3"}))
+	w := harness.Start(t, workerd.Service, s.envWith(map[string]string{"WORKER_ID": "w3"}))
 	successesAtLeast(t, s, "noaa-az", m.Successes+3)
 	assert.Len(t, sigs.All(), 2, "a new worker continues from the stored versions")
 	require.NoError(t, w.Stop())

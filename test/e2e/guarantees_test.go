@@ -16,7 +16,9 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/bus"
 	"github.com/pollgrid/pollgrid/pkg/redistest"
-	"github.com/pollgrid/pollgrid/pkg/service"
+	"github.com/pollgrid/pollgrid/services/aggregator/aggregatord"
+	"github.com/pollgrid/pollgrid/services/scheduler/schedulerd"
+	"github.com/pollgrid/pollgrid/services/worker/workerd"
 	"github.com/pollgrid/pollgrid/test/harness"
 )
 
@@ -55,9 +57,9 @@ func TestSlowConnectorIsNeverPolledInParallel(t *testing.T) {
 	}
 	var workers []string
 	for i := 0; i < 3; i++ {
-		workers = append(workers, harness.Start(t, service.Worker, env()).HTTP)
+		workers = append(workers, harness.Start(t, workerd.Service, env()).HTTP)
 	}
-	harness.Start(t, service.Scheduler, env())
+	harness.Start(t, schedulerd.Service, env())
 
 	// NATS fires a tick every second; a fire replaces the tick whose poll
 	// still runs, and that tick finds the lease held: it is counted, and
@@ -107,8 +109,8 @@ func TestKilledWorkerDelaysConnectorBySeconds(t *testing.T) {
 	}
 	bin := harness.Build(t, "github.com/pollgrid/pollgrid/services/worker")
 	doomed := harness.StartProcess(t, bin, env("doomed"))
-	agg := harness.Start(t, service.Aggregator, env("agg"))
-	harness.Start(t, service.Scheduler, env("sched"))
+	agg := harness.Start(t, aggregatord.Service, env("agg"))
+	harness.Start(t, schedulerd.Service, env("sched"))
 
 	select {
 	case <-firstArrived:
@@ -118,7 +120,7 @@ func TestKilledWorkerDelaysConnectorBySeconds(t *testing.T) {
 	require.NoError(t, doomed.Cmd.Process.Signal(syscall.SIGKILL))
 	require.Eventually(t, doomed.Exited, 10*time.Second, 10*time.Millisecond, "the killed worker exited")
 	killedAt := time.Now()
-	harness.Start(t, service.Worker, env("survivor"))
+	harness.Start(t, workerd.Service, env("survivor"))
 
 	s := &stack{aggregator: agg}
 	m := successesAtLeast(t, s, "victim", 1)
@@ -166,8 +168,8 @@ func TestFrozenWorkerIsFenced(t *testing.T) {
 	frozen := harness.StartProcess(t, harness.Build(t, "github.com/pollgrid/pollgrid/services/worker"), frozenEnv)
 	frozenHTTP := "http://" + frozenEnv["HTTP_ADDR"]
 	frozen.WaitHTTP(t, frozenHTTP+"/readyz", 30*time.Second)
-	agg := harness.Start(t, service.Aggregator, env("agg"))
-	harness.Start(t, service.Scheduler, env("sched"))
+	agg := harness.Start(t, aggregatord.Service, env("agg"))
+	harness.Start(t, schedulerd.Service, env("sched"))
 
 	select {
 	case <-firstArrived:
@@ -176,7 +178,7 @@ func TestFrozenWorkerIsFenced(t *testing.T) {
 	}
 	require.NoError(t, frozen.Cmd.Process.Signal(syscall.SIGSTOP))
 	releaseOnce.Do(func() { close(release) }) // its answer waits in the socket
-	harness.Start(t, service.Worker, env("taker"))
+	harness.Start(t, workerd.Service, env("taker"))
 	successesAtLeast(t, &stack{aggregator: agg}, "contested", 1) // the taker polled and committed
 	rdb := redis.Client(t)
 	stateKey := "pollgrid:{contested}:state"
@@ -237,9 +239,9 @@ func TestCrashLoopingConnectorBacksOff(t *testing.T) {
 	env := func() map[string]string {
 		return map[string]string{"NATS_URL": ns.ClientURL(), "REDIS_URL": redis.URL(), "CONNECTORS_FILE": file, "LOG_LEVEL": "error"}
 	}
-	s := &stack{aggregator: harness.Start(t, service.Aggregator, env())}
-	w := harness.Start(t, service.Worker, env())
-	harness.Start(t, service.Scheduler, env())
+	s := &stack{aggregator: harness.Start(t, aggregatord.Service, env())}
+	w := harness.Start(t, workerd.Service, env())
+	harness.Start(t, schedulerd.Service, env())
 
 	m := successesAtLeast(t, s, "looping", 1)
 	assert.GreaterOrEqual(t, m.Failures, int64(1))

@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/pollgrid/pollgrid/pkg/service"
+	"github.com/pollgrid/pollgrid/services/scheduler/schedulerd"
 	"github.com/pollgrid/pollgrid/test/harness"
 )
 
@@ -16,7 +16,7 @@ import (
 // runs at all, and a standby takes over the schedules when the leader stops.
 func TestTwoSchedulersDoNotDoublePolls(t *testing.T) {
 	s := startStack(t)
-	second := harness.Start(t, service.Scheduler, s.envWith(map[string]string{"SCHEDULER_ID": "second"}))
+	second := harness.Start(t, schedulerd.Service, s.envWith(map[string]string{"SCHEDULER_ID": "second"}))
 	m := successesAtLeast(t, s, "noaa-az", 3)
 
 	first := s.scheduler
@@ -38,7 +38,7 @@ func TestTwoSchedulersDoNotDoublePolls(t *testing.T) {
 	require.NoError(t, leader.Stop())
 	m = successesAtLeast(t, s, "noaa-az", m.Successes+3) // no scheduler runs: NATS fires the ticks
 
-	again := harness.Start(t, service.Scheduler, s.envWith(map[string]string{"SCHEDULER_ID": "again"}))
+	again := harness.Start(t, schedulerd.Service, s.envWith(map[string]string{"SCHEDULER_ID": "again"}))
 	require.Eventually(t, func() bool {
 		return metricLine(t, again.HTTP, "pollgrid_scheduler_leader", "1") &&
 			metricLine(t, again.HTTP, "pollgrid_scheduled_connectors", "1")

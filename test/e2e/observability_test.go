@@ -29,6 +29,9 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/bus"
 	"github.com/pollgrid/pollgrid/pkg/redistest"
 	"github.com/pollgrid/pollgrid/pkg/service"
+	"github.com/pollgrid/pollgrid/services/aggregator/aggregatord"
+	"github.com/pollgrid/pollgrid/services/scheduler/schedulerd"
+	"github.com/pollgrid/pollgrid/services/worker/workerd"
 	"github.com/pollgrid/pollgrid/test/harness"
 )
 
@@ -74,9 +77,9 @@ func startObservedStack(t *testing.T) *observedStack {
 		}
 	}
 	opts := []service.Option{service.WithSpanProcessor(s.spans), service.WithLogOutput(s.logs)}
-	s.aggregator = harness.Start(t, service.Aggregator, env(), opts...)
-	s.worker = harness.Start(t, service.Worker, env(), opts...)
-	s.scheduler = harness.Start(t, service.Scheduler, env(), opts...)
+	s.aggregator = harness.Start(t, aggregatord.Service, env(), opts...)
+	s.worker = harness.Start(t, workerd.Service, env(), opts...)
+	s.scheduler = harness.Start(t, schedulerd.Service, env(), opts...)
 	return s
 }
 
@@ -608,9 +611,9 @@ func TestObservabilityJaeger(t *testing.T) {
 			"OTEL_EXPORTER_OTLP_ENDPOINT": otlp, "OTEL_TRACES_SAMPLER": "parentbased_always_on",
 		}
 	}
-	harness.Start(t, service.Aggregator, env())
-	harness.Start(t, service.Worker, env())
-	harness.Start(t, service.Scheduler, env())
+	harness.Start(t, aggregatord.Service, env())
+	harness.Start(t, workerd.Service, env())
+	harness.Start(t, schedulerd.Service, env())
 
 	type jaegerTrace struct {
 		TraceID string `json:"traceID"`

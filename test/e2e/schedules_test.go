@@ -14,7 +14,7 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/bus"
 	"github.com/pollgrid/pollgrid/pkg/redistest"
 	"github.com/pollgrid/pollgrid/pkg/scheduler"
-	"github.com/pollgrid/pollgrid/pkg/service"
+	"github.com/pollgrid/pollgrid/services/scheduler/schedulerd"
 	"github.com/pollgrid/pollgrid/test/harness"
 )
 
@@ -50,7 +50,7 @@ func TestTicksFireOnTheConnectorsPhase(t *testing.T) {
 	file := harness.WriteFile(t, "connectors.json", `{"connectors": [
 		{"name": "every-2s", "type": "http-json", "interval": "2s", "config": {"url": "http://127.0.0.1:1/", "items": ".", "id": ".id"}},
 		{"name": "every-3s", "type": "http-json", "interval": "3s", "config": {"url": "http://127.0.0.1:1/", "items": ".", "id": ".id"}}]}`)
-	harness.Start(t, service.Scheduler, map[string]string{
+	harness.Start(t, schedulerd.Service, map[string]string{
 		"NATS_URL": ns.ClientURL(), "REDIS_URL": redis.URL(), "CONNECTORS_FILE": file, "LOG_LEVEL": "warn",
 	})
 	ctx := context.Background()
@@ -105,7 +105,7 @@ func TestReloadReinstallsOnlyWhatChanged(t *testing.T) {
 	}
 	path := harness.WriteFile(t, "connectors.json", `{"connectors": [`+
 		connector("kept", "10s")+`, `+connector("changed", "10s")+`, `+connector("dropped", "10s")+`]}`)
-	sched := harness.Start(t, service.Scheduler, map[string]string{
+	sched := harness.Start(t, schedulerd.Service, map[string]string{
 		"NATS_URL": ns.ClientURL(), "REDIS_URL": redis.URL(), "CONNECTORS_FILE": path, "LOG_LEVEL": "warn",
 	})
 	require.Eventually(t, func() bool {

@@ -15,6 +15,9 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/redistest"
 	"github.com/pollgrid/pollgrid/pkg/service"
+	"github.com/pollgrid/pollgrid/services/aggregator/aggregatord"
+	"github.com/pollgrid/pollgrid/services/scheduler/schedulerd"
+	"github.com/pollgrid/pollgrid/services/worker/workerd"
 	"github.com/pollgrid/pollgrid/test/harness"
 )
 
@@ -52,9 +55,9 @@ func TestSecretsNeverLeak(t *testing.T) {
 		}
 		return m
 	}
-	agg := harness.Start(t, service.Aggregator, with(nil), service.WithLogOutput(logs))
-	harness.Start(t, service.Worker, with(nil), service.WithLogOutput(logs))
-	harness.Start(t, service.Scheduler, with(nil), service.WithLogOutput(logs))
+	agg := harness.Start(t, aggregatord.Service, with(nil), service.WithLogOutput(logs))
+	harness.Start(t, workerd.Service, with(nil), service.WithLogOutput(logs))
+	harness.Start(t, schedulerd.Service, with(nil), service.WithLogOutput(logs))
 
 	var body string
 	require.Eventually(t, func() bool {

@@ -93,7 +93,7 @@ func Start(t testing.TB, svc service.Service, env map[string]string, opts ...ser
 		env["UPSTREAM_ALLOW"] = LoopbackAllow
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	rt, err := service.Start(ctx, svc.Name, config.MapEnv(env), "", opts...)
+	rt, err := service.Start(ctx, svc, config.MapEnv(env), opts...)
 	if err != nil {
 		cancel()
 		require.NoError(t, err, "start %s", svc.Name)

@@ -17,7 +17,8 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/admin"
 	"github.com/pollgrid/pollgrid/pkg/aggregator"
 	"github.com/pollgrid/pollgrid/pkg/bus"
-	"github.com/pollgrid/pollgrid/pkg/service"
+	"github.com/pollgrid/pollgrid/services/scheduler/schedulerd"
+	"github.com/pollgrid/pollgrid/services/worker/workerd"
 	"github.com/pollgrid/pollgrid/test/harness"
 )
 
@@ -123,7 +124,7 @@ func TestPauseStopsPollsAndSurvivesSchedulerFailover(t *testing.T) {
 	runningUp := harness.NewUpstream(t, fixtureBody(t))
 	s := startStack(t, nil, connector{name: "to-pause", interval: "1s", upstream: pausedUp},
 		connector{name: "running", interval: "1s", upstream: runningUp})
-	standby := harness.Start(t, service.Scheduler, s.envWith(map[string]string{"SCHEDULER_ID": "second"}))
+	standby := harness.Start(t, schedulerd.Service, s.envWith(map[string]string{"SCHEDULER_ID": "second"}))
 	ctx := context.Background()
 	polledAtLeast(t, pausedUp, 2)
 
@@ -241,7 +242,7 @@ func TestResetRepublishesCurrentItemsAsCreated(t *testing.T) {
 func TestReloadAnswersForEveryProcess(t *testing.T) {
 	up := harness.NewUpstream(t, fixtureBody(t))
 	s := startStack(t, nil, connector{name: "hourly", interval: "1h", upstream: up})
-	harness.Start(t, service.Worker, s.envWith(map[string]string{"WORKER_ID": "w2"}))
+	harness.Start(t, workerd.Service, s.envWith(map[string]string{"WORKER_ID": "w2"}))
 	ctx := context.Background()
 	// A process answers reload once its admin service is up, a moment
 	// after its HTTP port opens (a busy machine makes the moment longer).

@@ -17,6 +17,9 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/bus"
 	"github.com/pollgrid/pollgrid/pkg/redistest"
 	"github.com/pollgrid/pollgrid/pkg/service"
+	"github.com/pollgrid/pollgrid/services/aggregator/aggregatord"
+	"github.com/pollgrid/pollgrid/services/scheduler/schedulerd"
+	"github.com/pollgrid/pollgrid/services/worker/workerd"
 	"github.com/pollgrid/pollgrid/test/harness"
 )
 
@@ -132,9 +135,9 @@ func TestRedisDataLossIsDetectedUnderTheExampleNATSPermissions(t *testing.T) {
 		svc service.Service
 		env map[string]string
 	}{
-		{service.Aggregator, envWith("LOG_LEVEL", "info")},
-		{service.Worker, envWith("WORKER_ID", "w1")},
-		{service.Scheduler, envWith("SCHEDULER_ID", "s1")},
+		{aggregatord.Service, envWith("LOG_LEVEL", "info")},
+		{workerd.Service, envWith("WORKER_ID", "w1")},
+		{schedulerd.Service, envWith("SCHEDULER_ID", "s1")},
 	} {
 		services = append(services, harness.Start(t, start.svc, start.env, service.WithLogOutput(logs)).HTTP)
 	}

@@ -21,7 +21,9 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/admin"
 	"github.com/pollgrid/pollgrid/pkg/redistest"
-	"github.com/pollgrid/pollgrid/pkg/service"
+	"github.com/pollgrid/pollgrid/services/aggregator/aggregatord"
+	"github.com/pollgrid/pollgrid/services/scheduler/schedulerd"
+	"github.com/pollgrid/pollgrid/services/worker/workerd"
 	"github.com/pollgrid/pollgrid/test/harness"
 )
 
@@ -95,9 +97,9 @@ func startStackOn(t *testing.T, natsURL string, env map[string]string, cs ...con
 	for k, v := range env {
 		s.env[k] = v
 	}
-	s.aggregator = harness.Start(t, service.Aggregator, s.envWith(nil))
-	s.workers = append(s.workers, harness.Start(t, service.Worker, s.envWith(map[string]string{"WORKER_ID": "w1"})))
-	s.scheduler = harness.Start(t, service.Scheduler, s.envWith(map[string]string{"SCHEDULER_ID": "first"}))
+	s.aggregator = harness.Start(t, aggregatord.Service, s.envWith(nil))
+	s.workers = append(s.workers, harness.Start(t, workerd.Service, s.envWith(map[string]string{"WORKER_ID": "w1"})))
+	s.scheduler = harness.Start(t, schedulerd.Service, s.envWith(map[string]string{"SCHEDULER_ID": "first"}))
 	s.admin = admin.NewClient(s.nc, 20*time.Second)
 	return s
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pollgrid/pollgrid/pkg/redistest"
-	"github.com/pollgrid/pollgrid/pkg/service"
+	"github.com/pollgrid/pollgrid/services/aggregator/aggregatord"
 	"github.com/pollgrid/pollgrid/test/harness"
 )
 
@@ -134,7 +134,7 @@ func TestStatusPageAtTenThousandConnectors(t *testing.T) {
 			"config": {"area": "AZ", "user_agent": "(pollgrid ops test, test@example.com)"}}`, i))
 	}
 	ns := harness.NATS(t)
-	agg := harness.Start(t, service.Aggregator, map[string]string{
+	agg := harness.Start(t, aggregatord.Service, map[string]string{
 		"NATS_URL": ns.ClientURL(), "REDIS_URL": redistest.Start(t).URL(), "LOG_LEVEL": "warn",
 		"CONNECTORS_FILE": harness.WriteFile(t, "connectors.json", `{"connectors": [`+strings.Join(entries, ",")+`]}`),
 	})

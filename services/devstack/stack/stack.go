@@ -19,6 +19,9 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/service"
+	"github.com/pollgrid/pollgrid/services/aggregator/aggregatord"
+	"github.com/pollgrid/pollgrid/services/scheduler/schedulerd"
+	"github.com/pollgrid/pollgrid/services/worker/workerd"
 )
 
 // Workers is how many worker services the stack runs.
@@ -72,9 +75,9 @@ func Run(ctx context.Context, lookup config.Env, banner io.Writer) error {
 		port int
 		id   string
 	}
-	roles := []role{{service.Aggregator, httpPort, ""}, {service.Scheduler, httpPort + 1, ""}}
+	roles := []role{{aggregatord.Service, httpPort, ""}, {schedulerd.Service, httpPort + 1, ""}}
 	for i := 1; i <= Workers; i++ {
-		roles = append(roles, role{service.Worker, httpPort + 1 + i, fmt.Sprintf("worker-%d", i)})
+		roles = append(roles, role{workerd.Service, httpPort + 1 + i, fmt.Sprintf("worker-%d", i)})
 	}
 	runtimes := make([]*service.Runtime, 0, len(roles))
 	defer func() {
@@ -90,7 +93,7 @@ func Run(ctx context.Context, lookup config.Env, banner io.Writer) error {
 			"WORKER_ID":      r.id,
 			"UPSTREAM_ALLOW": upstreamAllow,
 		})
-		rt, err := service.Start(ctx, r.svc.Name, env, "")
+		rt, err := service.Start(ctx, r.svc, env)
 		if err != nil {
 			return err
 		}
