@@ -1,8 +1,10 @@
-# syntax=docker/dockerfile:1
-# One image per service, from one Dockerfile:
+# One image per service, from one Dockerfile (make images builds the three):
 #   docker build --build-arg SERVICE=worker --build-arg VERSION=v1.2.3 --build-arg COMMIT=$(git rev-parse --short HEAD) -t pollgrid/worker .
-# The build needs nothing but the Go module proxy; the runtime image is
-# distroless (CA certificates and tzdata, no shell) and runs as non-root.
+# The build needs nothing but the Go module proxy and a BuildKit builder (for
+# RUN --mount); the runtime image is distroless (CA certificates and tzdata,
+# no shell) and runs as non-root. No "# syntax=" line: it would make every
+# build fetch the Dockerfile frontend from Docker Hub, which an engine without
+# a registry, or behind a mirror, cannot do (make compose-test builds so).
 
 ARG GO_IMAGE=golang:1.26.8-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot

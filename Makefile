@@ -41,6 +41,10 @@ bench: redis-server ## benchmarks, results into docs/benchmarks.md (BENCH=e2e,sc
 proto: ## regenerate proto/pollgrid/v1/*.pb.go with the pinned buf and protoc-gen-go
 	cd proto && go run github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION) generate
 
+.PHONY: docs
+docs: ## regenerate what the config specs describe: each connector README's field table, docs/connectors.schema.json, the config reference
+	cd pkg && go generate ./connectors/builtin
+
 lint: ## gofmt and go vet on every module
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@set -e; for m in $(MODULES); do (cd $$m && go vet ./...); done
@@ -84,3 +88,26 @@ up: ## docker compose up: build the images and start the stack, wait until healt
 
 down: ## docker compose down (the data volumes stay; docker compose down -v drops them)
 	docker compose down
+
+# Images to push: <REGISTRY>/<service>:<TAG>, the names docker-compose.yml
+# (pollgrid/<service>:dev) and the Helm chart (pollgrid/<service>:<appVersion>)
+# use; the binaries print TAG with -version. GO_IMAGE and RUNTIME_IMAGE replace
+# the Dockerfile's base images (pinned by digest, or your mirror's); DOCKER is
+# the docker command and DOCKER_BUILD_FLAGS more flags for each docker build.
+REGISTRY ?= pollgrid
+TAG ?= $(VERSION)
+IMAGES := scheduler worker aggregator
+DOCKER ?= docker
+
+.PHONY: images push compose-test
+images: ## docker build <REGISTRY>/<service>:<TAG> for scheduler, worker and aggregator (REGISTRY=pollgrid, TAG=git describe)
+	@set -e; for s in $(IMAGES); do echo "== $(REGISTRY)/$$s:$(TAG) (commit $(COMMIT))"; \
+		DOCKER_BUILDKIT=1 $(DOCKER) build $(DOCKER_BUILD_FLAGS) \
+			$(if $(GO_IMAGE),--build-arg GO_IMAGE=$(GO_IMAGE)) $(if $(RUNTIME_IMAGE),--build-arg RUNTIME_IMAGE=$(RUNTIME_IMAGE)) \
+			--build-arg SERVICE=$$s --build-arg VERSION=$(TAG) --build-arg COMMIT=$(COMMIT) -t $(REGISTRY)/$$s:$(TAG) . ; done
+
+push: images ## make images, then docker push them (the same REGISTRY and TAG; docker login to it first)
+	@set -e; for s in $(IMAGES); do $(DOCKER) push $(REGISTRY)/$$s:$(TAG); done
+
+compose-test: ## docker compose up as a user runs it (3 workers, a local upstream), checked, a worker killed, down -v; brings its own dockerd and stand-in images when needed (test/compose)
+	bash test/compose/run.sh

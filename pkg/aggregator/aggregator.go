@@ -83,6 +83,8 @@ type Options struct {
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Tracer     trace.TracerProvider
+	// Propagator reads each report's poll context (PollReport.traceparent)
+	// for the flush span's links; default W3C trace context.
 	Propagator propagation.TextMapPropagator
 }
 

@@ -9,7 +9,6 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -237,49 +236,91 @@ func TestDropsWhatRedisRefuses(t *testing.T) {
 	assert.Equal(t, 0, consumer(t, js).NumRedelivered)
 }
 
-// A message's process span is a child of its publish and links to the trace
-// of every poll it reports.
-func TestSpansLinkToPolls(t *testing.T) {
+// tracedReports returns reports of n polls, each carrying its poll's span
+// context as a worker stamps it, and those polls' spans.
+func tracedReports(tp trace.TracerProvider, connector string, n int) ([]*pollgridv1.PollReport, []trace.SpanContext) {
+	var reports []*pollgridv1.PollReport
+	var polls []trace.SpanContext
+	for i := range n {
+		ctx, poll := tp.Tracer("worker").Start(context.Background(), "process pollgrid.tick.feed."+connector)
+		poll.End()
+		r := pollReport(connector, time.Now().Add(time.Duration(i)*time.Millisecond), "")
+		bus.InjectReportTrace(ctx, propagation.TraceContext{}, r)
+		reports = append(reports, r)
+		polls = append(polls, poll.SpanContext())
+	}
+	return reports, polls
+}
+
+func flushSpans(rec *tracetest.SpanRecorder) []sdktrace.ReadOnlySpan {
+	var out []sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		if s.Name() == "process "+bus.ReportPrefix+".*" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// One flush is one span, after the messaging conventions for a batch: a
+// consumer span of its own trace that links to the span of every poll it
+// records (the reports' creation contexts), and counts them.
+func TestFlushSpanLinksToThePolls(t *testing.T) {
 	js := startJetStream(t)
 	st, hist := newStores(redistest.Start(t).Client(t))
 	spans := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	a := New(js, st, hist, Options{FlushInterval: quickFlush, Tracer: tp, Registerer: prometheus.NewRegistry()})
+	// Two messages make a flush, whenever they arrive.
+	a := New(js, st, hist, Options{FlushInterval: time.Hour, FlushMessages: 2, Tracer: tp})
 	run(t, a)
 
-	ctx, pub := tp.Tracer("test").Start(context.Background(), "publish reports")
-	msg := nats.NewMsg(bus.ReportPrefix + ".worker-1")
-	propagation.TraceContext{}.Inject(ctx, bus.HeaderCarrier(msg.Header))
-	pub.End()
-	const poll1, poll2 = "4bf92f3577b34da6a3ce929d0e0e4736", "0af7651916cd43dd8448eb211c80319c"
-	now := time.Now()
-	msg.Data, _ = bus.EncodeReports(&pollgridv1.PollReports{Reports: []*pollgridv1.PollReport{
-		pollReport("x", now, poll1), pollReport("y", now, poll2), pollReport("x", now.Add(time.Second), poll1),
-		pollReport("y", now.Add(time.Second), ""),
-	}})
-	_, err := js.PublishMsg(context.Background(), msg)
-	require.NoError(t, err)
+	x, xPolls := tracedReports(tp, "x", 2)
+	y, yPolls := tracedReports(tp, "y", 1)
+	untraced := pollReport("y", time.Now(), "") // an unsampled poll: no context to link
+	publish(t, js, x...)
+	publish(t, js, append(y, untraced)...)
+	require.Eventually(t, func() bool { return len(flushSpans(spans)) == 1 && allAcked(t, js, 2) }, waitFor, pollEvery)
 
-	var process sdktrace.ReadOnlySpan
-	require.Eventually(t, func() bool {
-		for _, s := range spans.Ended() {
-			if s.Name() == "process "+bus.ReportPrefix+".worker-1" {
-				process = s
-				return true
-			}
-		}
-		return false
-	}, waitFor, pollEvery)
-	assert.Equal(t, pub.SpanContext().SpanID(), process.Parent().SpanID(), "child of the publish")
-	assert.Equal(t, pub.SpanContext().TraceID(), process.SpanContext().TraceID())
-	linked := map[string]string{}
-	for _, l := range process.Links() {
-		linked[l.SpanContext.TraceID().String()] = attrs(l.Attributes)["pollgrid.connector"]
+	flush := flushSpans(spans)[0]
+	assert.Equal(t, trace.SpanKindConsumer, flush.SpanKind())
+	assert.False(t, flush.Parent().IsValid(), "a flush serves many polls: a trace of its own")
+	var linked []trace.SpanContext
+	for _, l := range flush.Links() {
+		linked = append(linked, l.SpanContext.WithRemote(false))
 	}
-	assert.Equal(t, map[string]string{poll1: "x", poll2: "y"}, linked, "one link per poll trace")
-	assert.Equal(t, "4", attrs(process.Attributes())["pollgrid.reports"])
-	assert.Equal(t, trace.SpanKindConsumer, process.SpanKind())
+	assert.ElementsMatch(t, append(xPolls, yPolls...), linked, "one link to each poll's span")
+	fa := attrs(flush.Attributes())
+	assert.Equal(t, "4", fa["messaging.batch.message_count"], "the reports recorded")
+	assert.Equal(t, "2", fa["pollgrid.flush.jetstream_messages"], "the messages acknowledged")
+	assert.Equal(t, "0", fa["pollgrid.links.dropped"])
+	assert.Equal(t, "nats", fa["messaging.system"])
+	assert.Equal(t, "process", fa["messaging.operation.type"])
+	assert.Equal(t, bus.ReportPrefix+".*", fa["messaging.destination.template"])
+	assert.Equal(t, ConsumerName, fa["messaging.consumer.group.name"])
+	assert.Equal(t, int64(2), polls(t, hist, "x"), "and the flush wrote them")
+	assert.Equal(t, int64(2), polls(t, hist, "y"))
+}
+
+// A flush of more polls than a span may link says how many it left out.
+func TestFlushSpanLinksAreBounded(t *testing.T) {
+	js := startJetStream(t)
+	st, hist := newStores(redistest.Start(t).Client(t))
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	a := New(js, st, hist, Options{FlushInterval: time.Hour, FlushMessages: 1, Tracer: tp})
+	run(t, a)
+
+	reports, _ := tracedReports(tp, "many", bus.MaxLinks+5)
+	publish(t, js, reports...)
+	require.Eventually(t, func() bool { return len(flushSpans(spans)) == 1 }, waitFor, pollEvery)
+	flush := flushSpans(spans)[0]
+	assert.Len(t, flush.Links(), bus.MaxLinks)
+	assert.Zero(t, flush.DroppedLinks())
+	assert.Equal(t, "5", attrs(flush.Attributes())["pollgrid.links.dropped"])
+	assert.Equal(t, fmt.Sprint(bus.MaxLinks+5), attrs(flush.Attributes())["messaging.batch.message_count"])
+	assert.Equal(t, "many", attrs(flush.Attributes())["pollgrid.connector"], "one connector's batch names it")
 }
 
 func attrs(kvs []attribute.KeyValue) map[string]string {

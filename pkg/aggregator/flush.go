@@ -16,15 +16,9 @@ import (
 	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
 )
 
-// maxLinks caps the links of a message's span to the polls it reports (the
-// OpenTelemetry SDK keeps 128 by default).
-const maxLinks = 128
-
-// pendingMsg is a message whose reports wait for the next flush. Its span
-// stays open until the message is acknowledged or returned.
+// pendingMsg is a message whose reports wait for the next flush.
 type pendingMsg struct {
 	msg     jetstream.Msg
-	span    trace.Span
 	reports []*pollgridv1.PollReport
 }
 
@@ -32,16 +26,13 @@ type pendingMsg struct {
 // decode is terminated (redelivering it would not help), the invalid reports
 // of one that does are dropped, and the rest wait for the next flush. Once
 // FlushReports or FlushMessages wait, handle flushes at once, so a consumer
-// that outpaces Redis waits for it.
+// that outpaces Redis waits for it. A message has no span of its own: the
+// work is the flush's, whose span links to every poll it records.
 func (a *Aggregator) handle(base context.Context, msg jetstream.Msg) {
-	ctx := a.opts.Propagator.Extract(base, bus.HeaderCarrier(msg.Headers()))
-	ctx, span := bus.StartProcessSpan(ctx, a.tracer, msg, ConsumerName)
 	batch, err := bus.DecodeReports(msg.Data())
 	if err != nil {
-		bus.RecordError(span, err)
-		span.End()
 		a.reports.WithLabelValues("rejected").Inc()
-		a.log.ErrorContext(ctx, "dropping malformed poll reports", "subject", msg.Subject(), "error", err)
+		a.log.ErrorContext(base, "dropping malformed poll reports", "subject", msg.Subject(), "error", err)
 		_ = msg.Term()
 		return
 	}
@@ -49,20 +40,18 @@ func (a *Aggregator) handle(base context.Context, msg jetstream.Msg) {
 	for _, r := range batch.GetReports() {
 		if err := history.ValidateReport(r); err != nil {
 			a.reports.WithLabelValues("rejected").Inc()
-			a.log.ErrorContext(ctx, "dropping an invalid poll report", "subject", msg.Subject(), "error", err,
+			a.log.ErrorContext(base, "dropping an invalid poll report", "subject", msg.Subject(), "error", err,
 				"connector", r.GetConnector(), "type", r.GetConnectorType(), "trace_id", r.GetTraceId())
 			continue
 		}
 		reports = append(reports, r)
 	}
-	describe(span, reports)
 	if len(reports) == 0 {
-		span.End()
 		a.ack(msg)
 		return
 	}
 	a.mu.Lock()
-	a.pending = append(a.pending, pendingMsg{msg: msg, span: span, reports: reports})
+	a.pending = append(a.pending, pendingMsg{msg: msg, reports: reports})
 	a.pendingReports += len(reports)
 	full := a.pendingReports >= a.opts.FlushReports || len(a.pending) >= a.opts.FlushMessages
 	a.mu.Unlock()
@@ -71,37 +60,33 @@ func (a *Aggregator) handle(base context.Context, msg jetstream.Msg) {
 	}
 }
 
-// describe tells on a message's span what it carries. The span is a child of
-// the message's publish (its trace context is in the headers) and links to
-// the trace of each poll it reports, rather than posing as a child of one.
-func describe(span trace.Span, reports []*pollgridv1.PollReport) {
-	span.SetAttributes(attribute.Int("pollgrid.reports", len(reports)))
-	if len(reports) > 0 && sameConnector(reports) {
+// flushSpanDestination names where a flush's messages come from: every
+// worker's report subject, pollgrid.reports.<worker>.
+const flushSpanDestination = bus.ReportPrefix + ".*"
+
+// startFlushSpan starts the span of one flush, after OpenTelemetry's
+// messaging conventions for a batch processed: a consumer span named
+// "process pollgrid.reports.*", a trace of its own (it serves many polls),
+// linked to the span of each poll it records (bus.LinkReports).
+func (a *Aggregator) startFlushSpan(ctx context.Context, batch []pendingMsg, reports []*pollgridv1.PollReport) (context.Context, trace.Span) {
+	ctx, span := a.tracer.Start(ctx, "process "+flushSpanDestination, trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "nats"),
+			attribute.String("messaging.operation.type", "process"),
+			attribute.String("messaging.operation.name", "process"),
+			attribute.String("messaging.destination.template", flushSpanDestination),
+			attribute.String("messaging.consumer.group.name", ConsumerName),
+		))
+	if !span.IsRecording() {
+		return ctx, span
+	}
+	span.SetAttributes(attribute.Int("pollgrid.flush.jetstream_messages", len(batch)))
+	if sameConnector(reports) {
 		span.SetAttributes(attribute.String("pollgrid.connector", reports[0].GetConnector()),
 			attribute.String("pollgrid.connector_type", reports[0].GetConnectorType()))
 	}
-	if !span.IsRecording() {
-		return
-	}
-	linked := map[trace.TraceID]bool{}
-	for _, r := range reports {
-		id, err := trace.TraceIDFromHex(r.GetTraceId())
-		if err != nil || linked[id] {
-			continue
-		}
-		if len(linked) == maxLinks {
-			span.SetAttributes(attribute.Bool("pollgrid.links_capped", true))
-			return
-		}
-		linked[id] = true
-		// A report has its poll's trace id, not its span id: the link names the
-		// trace (and the connector, which keeps the SDK from dropping a link
-		// without a valid span context).
-		span.AddLink(trace.Link{
-			SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: id}),
-			Attributes:  []attribute.KeyValue{attribute.String("pollgrid.connector", r.GetConnector())},
-		})
-	}
+	bus.LinkReports(span, a.opts.Propagator, reports)
+	return ctx, span
 }
 
 func sameConnector(reports []*pollgridv1.PollReport) bool {
@@ -134,6 +119,8 @@ func (a *Aggregator) flush(ctx context.Context) {
 	for _, p := range batch {
 		reports = append(reports, p.reports...)
 	}
+	ctx, span := a.startFlushSpan(ctx, batch, reports)
+	defer span.End()
 	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	start := time.Now()
 	err := a.history.RecordReports(wctx, reports)
@@ -152,6 +139,7 @@ func (a *Aggregator) flush(ctx context.Context) {
 		n -= dropped
 		a.errors.WithLabelValues("redis", "record_report").Inc()
 		a.log.ErrorContext(ctx, "dropping poll reports Redis refused", "reports", dropped, "error", err)
+		span.SetAttributes(attribute.Int("pollgrid.flush.reports_rejected", dropped))
 		err = nil
 	}
 	if err != nil {
@@ -159,9 +147,8 @@ func (a *Aggregator) flush(ctx context.Context) {
 		a.reports.WithLabelValues("retried").Add(float64(n))
 		a.errors.WithLabelValues("redis", "record_report").Inc()
 		a.log.WarnContext(ctx, "recording poll reports failed; they will be delivered again", "error", err)
+		bus.RecordError(span, err)
 		for _, p := range batch {
-			bus.RecordError(p.span, err)
-			p.span.End()
 			if err := p.msg.NakWithDelay(time.Second); err != nil {
 				a.errors.WithLabelValues("nats", "nak").Inc()
 			}
@@ -170,7 +157,6 @@ func (a *Aggregator) flush(ctx context.Context) {
 	}
 	a.reports.WithLabelValues("ok").Add(float64(n))
 	for _, p := range batch {
-		p.span.End()
 		a.ack(p.msg)
 	}
 	a.log.DebugContext(ctx, "recorded poll reports", "reports", n, "messages", len(batch),

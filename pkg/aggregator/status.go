@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/pollgrid/pollgrid/pkg/admin"
 	"github.com/pollgrid/pollgrid/pkg/config"
@@ -196,9 +195,9 @@ func (a *Aggregator) list(ctx context.Context, req admin.ListRequest, now time.T
 		reply.Connectors = matched[req.Offset:min(req.Offset+limit, len(matched))]
 	}
 	// A page of 1,000 rows must fit a NATS message (1 MB by default): the
-	// whole error is in status.
+	// whole error is in status. Shortened, a row keeps the error's cause.
 	for i := range reply.Connectors {
-		reply.Connectors[i].LastError = truncate(reply.Connectors[i].LastError, maxListError)
+		reply.Connectors[i].LastError = admin.ShortError(reply.Connectors[i].LastError, maxListError)
 	}
 	return reply, nil
 }
@@ -260,19 +259,8 @@ func (a *Aggregator) status(ctx context.Context, name string, now time.Time) (ad
 	return s, nil
 }
 
-// maxListError is how much of a last error a list row carries.
+// maxListError is how much of a last error a list row carries, in runes.
 const maxListError = 300
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
-}
 
 func timeOrNil(t time.Time) *time.Time {
 	if t.IsZero() {

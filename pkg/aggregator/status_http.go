@@ -11,10 +11,12 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/history"
 )
 
-// statusPage is the status page: one HTML file with its CSS and JS inline,
-// no build step. It reads the two JSON routes below and refreshes itself.
+// statusPage is the status page, no build step: the list (index.html, its
+// JS inline, which reads the JSON routes below and refreshes itself), a
+// page per connector rendered on the server (connector.html, status_page.go)
+// and their stylesheet.
 //
-//go:embed statuspage/index.html
+//go:embed statuspage/index.html statuspage/connector.html statuspage/style.css
 var statusPage embed.FS
 
 // StatusDetail is GET /api/connectors/{name}: the status verb's answer plus
@@ -42,11 +44,22 @@ func (a *Aggregator) statusRoutes(mux *http.ServeMux) {
 			writeError(w, http.StatusInternalServerError, err.Error())
 			return
 		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
+		pageHeaders(w)
 		_, _ = w.Write(page)
 	})
+	mux.HandleFunc("GET /style.css", func(w http.ResponseWriter, _ *http.Request) {
+		css, err := statusPage.ReadFile("statuspage/style.css")
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		w.Header().Set("Content-Type", "text/css; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-cache")
+		_, _ = w.Write(css)
+	})
+	// GET /connectors/{name}: one connector's page, with the list's
+	// filters (query, type, health, offset) carried in its link back.
+	mux.HandleFunc("GET /connectors/{name}", a.connectorPageHandler)
 	// GET /api/connectors: the list verb over HTTP, its filters as query
 	// parameters (query, type, health, offset, limit).
 	mux.HandleFunc("GET /api/connectors", func(w http.ResponseWriter, r *http.Request) {

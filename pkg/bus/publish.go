@@ -12,7 +12,10 @@ import (
 )
 
 // SignalPublisher publishes signals to the SIGNALS stream and waits for
-// every acknowledgement, so the caller may move its cursor afterwards.
+// every acknowledgement, so the caller may move its cursor afterwards. Each
+// signal has a producer span of its own, a child of the poll's, whose trace
+// context the signal carries (InjectSignalTrace): a consumer's span joins
+// the poll's trace.
 type SignalPublisher struct {
 	JS         jetstream.JetStream
 	Tracer     trace.Tracer
@@ -37,7 +40,7 @@ func (p *SignalPublisher) PublishSignals(ctx context.Context, signals []*pollgri
 	for _, s := range signals {
 		msg := SignalMsg(s)
 		_, span := StartPublishSpan(ctx, p.Tracer, msg)
-		p.Propagator.Inject(trace.ContextWithSpan(ctx, span), HeaderCarrier(msg.Header))
+		InjectSignalTrace(trace.ContextWithSpan(ctx, span), p.Propagator, msg.Header)
 		f, err := p.JS.PublishMsgAsync(msg)
 		if err != nil {
 			RecordError(span, err)

@@ -10,12 +10,16 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
 )
 
 // The spans of NATS messages, named and attributed after OpenTelemetry's
 // messaging conventions: a producer span per publish, a consumer span per
-// message processed, and how a failure is recorded on either.
+// message processed, the links of a span that handles a batch of poll
+// reports, and how a failure is recorded on any of them.
 
 // StartPublishSpan starts a producer span named after the messaging
 // conventions: "publish <subject>".
@@ -49,6 +53,50 @@ func StartProcessSpan(ctx context.Context, tracer trace.Tracer, msg jetstream.Ms
 	}
 	return tracer.Start(ctx, "process "+msg.Subject(), trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(append(attrs, extra...)...))
+}
+
+// MaxLinks caps the links of a span that stands for a batch of poll reports
+// (a worker's publish of its reports, the aggregator's flush) to the polls
+// they report: the OpenTelemetry SDK's default limit, past which it would
+// drop links without saying which. A flush may hold thousands of reports;
+// how many polls went unlinked is the span's pollgrid.links.dropped.
+const MaxLinks = 128
+
+// LinkReports describes a batch of poll reports on its span, after
+// OpenTelemetry's messaging conventions for batches: each report is a
+// message whose creation context is its poll's span (the trace context the
+// worker put in it), messaging.batch.message_count counts them, and the
+// span links to each poll's span, at most MaxLinks of them, the rest
+// counted in pollgrid.links.dropped. Reports of unsampled polls carry no
+// context and get no link. Nothing is parsed when the span does not record.
+func LinkReports(span trace.Span, prop propagation.TextMapPropagator, reports []*pollgridv1.PollReport) {
+	if !span.IsRecording() {
+		return
+	}
+	span.SetAttributes(attribute.Int("messaging.batch.message_count", len(reports)))
+	// A report delivered twice is one poll: same traceparent. Past the cap
+	// the rest are only counted, not parsed.
+	seen := make(map[string]bool, len(reports))
+	linked, dropped := 0, 0
+	for _, r := range reports {
+		if r.GetTraceparent() == "" || seen[r.GetTraceparent()] {
+			continue
+		}
+		seen[r.GetTraceparent()] = true
+		if linked == MaxLinks {
+			dropped++
+			continue
+		}
+		sc := trace.SpanContextFromContext(prop.Extract(context.Background(), ReportCarrier{r}))
+		if !sc.IsValid() {
+			continue
+		}
+		linked++
+		span.AddLink(trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{
+			attribute.String("pollgrid.connector", r.GetConnector()),
+		}})
+	}
+	span.SetAttributes(attribute.Int("pollgrid.links.dropped", dropped))
 }
 
 // RecordAck adds what JetStream's acknowledgement says about a published

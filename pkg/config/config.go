@@ -19,6 +19,10 @@ import (
 // DefaultFile is read when CONNECTORS_FILE is not set.
 const DefaultFile = "connectors.json"
 
+// schemaKey may name the file's JSON Schema (Schema) for editors; the
+// loader only checks that it is a string.
+const schemaKey = "$schema"
+
 // EnvSource describes a connector defined by CONNECTOR_* variables.
 const EnvSource = "environment (CONNECTOR_*)"
 
@@ -264,8 +268,18 @@ func parse(source string, data []byte, env Env, types TypeChecker, limits Limits
 		return nil, problems.err(nil)
 	}
 	for _, key := range sortedKeys(top) {
-		if key != "connectors" {
-			problems.add(key, `unknown field (the file holds only "connectors")`)
+		switch key {
+		case "connectors":
+		case schemaKey:
+			var ref any
+			dec := json.NewDecoder(bytes.NewReader(top[key]))
+			dec.UseNumber()
+			_ = dec.Decode(&ref) // cannot fail: the file is valid JSON
+			if _, ok := ref.(string); !ok {
+				problems.add(key, "must be a string: the URL or path of the JSON Schema, for editors (pollctl schema prints it), not %s", kind(ref))
+			}
+		default:
+			problems.add(key, `unknown field (the file holds only "connectors", and "$schema" for editors)`)
 		}
 	}
 	cfg := &Config{}

@@ -204,7 +204,9 @@ func TestParseReportsEachRule(t *testing.T) {
 		{"connector not an object", `{"connectors": ["noaa"]}`,
 			nil, []Problem{{"connectors[0]", `must be an object like {"name": "...", "type": "..."}, not a string`}}},
 		{"top-level unknown field", `{"connectors": [{"name": "a", "type": "alpha"}], "version": 2}`,
-			nil, []Problem{{"version", `unknown field (the file holds only "connectors")`}}},
+			nil, []Problem{{"version", `unknown field (the file holds only "connectors", and "$schema" for editors)`}}},
+		{"$schema not a string", `{"$schema": 2, "connectors": [{"name": "a", "type": "alpha"}]}`,
+			nil, []Problem{{"$schema", `must be a string: the URL or path of the JSON Schema, for editors (pollctl schema prints it), not a number`}}},
 		{"duplicate field in a connector", one(`"name": "a", "type": "alpha", "interval": "5s",` + "\n" + `"interval": "6s"`),
 			nil, []Problem{{"connectors[0]", `duplicate key "interval" (second one at line 2)`}}},
 		{"duplicate key deep inside config", one(`"name": "a", "type": "alpha", "config": {"auth": {"user": "u", "user": "v"}}`),
@@ -550,25 +552,41 @@ func TestLoadFromEnvironmentProblems(t *testing.T) {
 	}
 }
 
-func TestClosest(t *testing.T) {
-	tests := []struct {
-		word, want string
-		ok         bool
-	}{
-		{"intreval", "interval", true},
-		{"weather-nooa", "weather-noaa", true},
-		{"typ", "type", true},
-		{"x", "", false},
-		{"colour", "", false},
+// An editor finds the file's JSON Schema from its "$schema"; the loader
+// takes the file as it would without it.
+func TestParseAcceptsSchemaReference(t *testing.T) {
+	cfg, err := Parse([]byte(`{"$schema": "./docs/connectors.schema.json", "connectors": [{"name": "a", "type": "alpha"}]}`), nil, fakeTypes{})
+	require.NoError(t, err)
+	require.Len(t, cfg.Connectors, 1)
+	assert.Equal(t, "a", cfg.Connectors[0].Name)
+}
+
+// The defaults EntrySpec documents are the ones the validator applies.
+func TestEntrySpecDefaultsAreApplied(t *testing.T) {
+	cfg, err := Parse([]byte(one(`"name": "a", "type": "alpha"`)), nil, fakeTypes{})
+	require.NoError(t, err)
+	got := cfg.Connectors[0]
+	spec := EntrySpec()
+	duration := func(path string) time.Duration {
+		t.Helper()
+		f, ok := spec.Lookup(path)
+		require.True(t, ok, path)
+		d, err := time.ParseDuration(f.Default.(string))
+		require.NoError(t, err, path)
+		return d
 	}
-	candidates := []string{"name", "type", "interval", "weather-noaa"}
-	for _, tt := range tests {
-		t.Run(tt.word, func(t *testing.T) {
-			got, ok := closest(tt.word, candidates)
-			assert.Equal(t, tt.ok, ok)
-			if tt.ok {
-				assert.Equal(t, tt.want, got)
-			}
-		})
+	value := func(path string) any {
+		t.Helper()
+		f, ok := spec.Lookup(path)
+		require.True(t, ok, path)
+		return f.Default
 	}
+	assert.Equal(t, value("enabled"), got.Enabled)
+	assert.Equal(t, duration("interval"), got.Interval)
+	assert.Equal(t, duration("jitter"), got.Jitter)
+	assert.Equal(t, duration("retries.backoff"), got.Retries.Backoff)
+	assert.Equal(t, value("retries.max"), got.Retries.Max)
+	assert.Equal(t, duration("lease_ttl"), got.LeaseTTL)
+	assert.Equal(t, value("seen_cap"), got.SeenCap)
+	assert.Equal(t, fields, fieldNames(spec.Fields), "the validator knows the fields EntrySpec lists")
 }

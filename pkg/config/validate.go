@@ -9,9 +9,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pollgrid/pollgrid/pkg/connector"
 )
 
-// Limits and defaults of the universal fields; Connector documents them.
+// Limits and defaults of the universal fields; EntrySpec documents them.
 const (
 	defaultInterval = 60 * time.Second
 	minInterval     = time.Second
@@ -28,10 +30,7 @@ const (
 // DefaultSeenCap is seen_cap's default: Connector.SeenCap.
 const DefaultSeenCap = 100_000
 
-// fields are the keys a connector may have, in the order they are checked.
-var fields = []string{"name", "type", "enabled", "interval", "jitter", "timeout", "retries", "lease_ttl", "seen_cap", "labels", "config"}
-
-var validName = regexp.MustCompile(`^[a-z0-9_-]+$`)
+var validName = regexp.MustCompile(namePattern)
 
 // reported marks a value whose problem is already reported (a CONNECTOR_CONFIG
 // that is not JSON), so that it is skipped rather than reported twice.
@@ -235,7 +234,7 @@ func (r *reader) show(path, s string) string {
 
 func (r *reader) unknownField(path string, known []string) {
 	name := path[strings.LastIndexByte(path, '.')+1:]
-	if guess, ok := closest(name, known); ok {
+	if guess, ok := connector.Nearest(name, known); ok {
 		r.problem(path, "unknown field (did you mean %q?)", guess)
 		return
 	}
@@ -282,7 +281,7 @@ func (r *reader) typeName() string {
 	if !r.types.Known(name) {
 		known := strings.Join(r.types.Types(), ", ")
 		hint := ""
-		if guess, near := closest(name, r.types.Types()); near {
+		if guess, near := connector.Nearest(name, r.types.Types()); near {
 			hint = fmt.Sprintf("; did you mean %q?", guess)
 		}
 		r.problem("type", "unknown type %s (known: %s)%s", r.show("type", name), known, hint)
@@ -371,8 +370,8 @@ func (r *reader) retries(interval duration, intervalOK bool) Retries {
 		return retries
 	}
 	for _, key := range sortedKeys(obj) {
-		if key != "max" && key != "backoff" {
-			r.unknownField("retries."+key, []string{"max", "backoff"})
+		if !slices.Contains(retryFields, key) {
+			r.unknownField("retries."+key, retryFields)
 		}
 	}
 	if v, present := r.get("retries.max"); present {

@@ -88,6 +88,15 @@ type Deps struct {
 	// validating is set by Registry.Validate: Build then stops once the
 	// config is checked, without building a connector nobody will poll.
 	validating bool
+	// describe is set by Registry.Spec: Build then only hands over the
+	// config type's Spec.
+	describe *described
+}
+
+// described is what Build hands Registry.Spec.
+type described struct {
+	spec Spec
+	ok   bool
 }
 
 // Factory builds a connector from its type-specific config (the "config"
@@ -96,22 +105,28 @@ type Deps struct {
 type Factory func(raw json.RawMessage, deps Deps) (Connector, error)
 
 // Configurable is what Build asks of a connector's config type, through its
-// pointer: ApplyDefaults fills the fields left out, then Validate reports
-// every problem at once, each naming the field and the fix. Neither does I/O.
+// pointer: Spec describes its fields (the same Spec whatever the value),
+// ApplyDefaults fills the fields left out, then Validate reports every
+// problem the Spec cannot tell, each naming the field and the fix. None
+// does I/O.
 type Configurable interface {
+	Spec() Spec
 	ApplyDefaults()
 	Validate() error
 }
 
 // Build is the one way a factory turns its raw config into a connector:
-// decode strictly into C (DecodeConfig), apply C's defaults, validate, and
-// only then call build with the checked config. Deps come with a logger
-// that is never nil and carries connector_type; Deps.HTTP is passed as
-// given (nil while a config is only being validated).
+// check it against C's Spec (unknown fields, kinds, required fields,
+// ranges, choices, secrets), decode it strictly into C (DecodeConfig),
+// apply C's defaults, validate, and only then call build with the checked
+// config. Every problem of the Spec and of Validate is reported at once;
+// a config whose fields or kinds are wrong is not decoded, nor validated.
+// Deps come with a logger that is never nil and carries connector_type;
+// Deps.HTTP is passed as given (nil while a config is only being
+// validated).
 //
 // Every type accepts the fields every connector has, which C does not
-// declare: "allow_hosts" (a list of hosts, addresses or CIDRs the
-// connector may reach on a private network) goes to Deps.AllowHosts.
+// declare: "allow_hosts" (AllowHosts) goes to Deps.AllowHosts.
 //
 //	func New(raw json.RawMessage, deps connector.Deps) (connector.Connector, error) {
 //		return connector.Build(TypeName, raw, deps, func(cfg Config, deps connector.Deps) (connector.Connector, error) {
@@ -122,13 +137,23 @@ func Build[C any, P interface {
 	*C
 	Configurable
 }](typeName string, raw json.RawMessage, deps Deps, build func(cfg C, deps Deps) (Connector, error)) (Connector, error) {
+	var cfg C
+	spec := P(&cfg).Spec()
+	if deps.describe != nil {
+		*deps.describe = described{spec: spec.WithShared(), ok: true}
+		return nil, nil
+	}
 	raw, allow, allowErr := cutAllowHosts(raw)
-	cfg, err := DecodeConfig[C](raw)
-	if err != nil {
-		return nil, errors.Join(allowErr, err)
+	specProblems, decodable := spec.check(raw)
+	problems := append([]error{allowErr}, specProblems...)
+	if !decodable {
+		return nil, errors.Join(problems...)
+	}
+	if err := decodeStrict(raw, &cfg); err != nil { // the spec and C disagree: TestSpecAndStructAgree
+		return nil, errors.Join(append(problems, err)...)
 	}
 	P(&cfg).ApplyDefaults()
-	if err := errors.Join(allowErr, P(&cfg).Validate()); err != nil {
+	if err := errors.Join(append(problems, P(&cfg).Validate())...); err != nil {
 		return nil, err
 	}
 	deps.AllowHosts = deps.AllowHosts.Merge(allow)
@@ -138,10 +163,6 @@ func Build[C any, P interface {
 	deps.Logger = typeLogger(deps.Logger, typeName)
 	return build(cfg, deps)
 }
-
-// AllowHostsField is the config field every connector type accepts for
-// its outbound allowlist.
-const AllowHostsField = "allow_hosts"
 
 // cutAllowHosts takes "allow_hosts" out of a type-specific config, so that
 // the type's own strict decoding never sees it, and parses it. A config
@@ -202,16 +223,21 @@ var discard = slog.New(slog.DiscardHandler)
 // and trailing data are errors. An empty raw config decodes as {}.
 func DecodeConfig[T any](raw json.RawMessage) (T, error) {
 	var cfg T
+	err := decodeStrict(raw, &cfg)
+	return cfg, err
+}
+
+func decodeStrict(raw json.RawMessage, cfg any) error {
 	if len(bytes.TrimSpace(raw)) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
 		raw = json.RawMessage("{}")
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cfg); err != nil {
-		return cfg, fmt.Errorf("decode config: %w", err)
+	if err := dec.Decode(cfg); err != nil {
+		return fmt.Errorf("decode config: %w", err)
 	}
 	if dec.More() {
-		return cfg, fmt.Errorf("decode config: trailing data after the object")
+		return fmt.Errorf("decode config: trailing data after the object")
 	}
-	return cfg, nil
+	return nil
 }

@@ -61,3 +61,18 @@ func (r *Registry) Validate(typeName string, raw json.RawMessage) error {
 	_, err := r.New(typeName, raw, Deps{validating: true})
 	return err
 }
+
+// Spec returns the config Spec of the named type, with the fields every
+// type shares (Spec.WithShared). It is false for an unknown type, and for
+// a type whose factory is not written with Build, which has none.
+func (r *Registry) Spec(typeName string) (Spec, bool) {
+	f, ok := r.factories[typeName]
+	if !ok {
+		return Spec{}, false
+	}
+	var d described
+	if _, err := f(nil, Deps{describe: &d}); err != nil || !d.ok {
+		return Spec{}, false
+	}
+	return d.spec, true
+}

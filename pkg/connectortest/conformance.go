@@ -36,6 +36,12 @@ type Spec struct {
 	Rewrite []string
 	// BadConfigs are configs the factory must reject (at least one).
 	BadConfigs []string
+	// Offline says the type reaches no upstream: its items are made up
+	// (demo). OK is then nil, since a poll must make no request at all, and
+	// the checks of upstream answers (a held request, a 500, a 304, an
+	// empty body) are skipped; a poll whose context is already cancelled
+	// must fail.
+	Offline bool
 }
 
 // CancelDeadline is how soon a Poll must return once its context is
@@ -45,18 +51,21 @@ const CancelDeadline = 2 * time.Second
 type check struct {
 	name string
 	run  func(t testing.TB, s Spec)
+	// upstream is true for a check of how the type meets an upstream's
+	// answers, which an Offline type has none of.
+	upstream bool
 }
 
 // checks are the rules every connector type keeps. Each takes a testing.TB so
 // that this package's tests can show that each one catches its bug.
 var checks = []check{
-	{"bad configs are rejected without I/O", checkBadConfigs},
-	{"a valid config is accepted without I/O", checkValidConfig},
-	{"a good poll publishes and a repeat publishes nothing", checkRepeat},
-	{"a cancelled context stops the poll", checkCancel},
-	{"a 500 fails the poll and moves no cursor", checkServerError},
-	{"a 304 to a conditional request is NotModified", checkNotModified},
-	{"an empty 200 fails the poll", checkEmptyBody},
+	{"bad configs are rejected without I/O", checkBadConfigs, false},
+	{"a valid config is accepted without I/O", checkValidConfig, false},
+	{"a good poll publishes and a repeat publishes nothing", checkRepeat, false},
+	{"a cancelled context stops the poll", checkCancel, false},
+	{"a 500 fails the poll and moves no cursor", checkServerError, true},
+	{"a 304 to a conditional request is NotModified", checkNotModified, true},
+	{"an empty 200 fails the poll", checkEmptyBody, true},
 }
 
 // Conformance runs, as subtests, the rules every connector type keeps:
@@ -80,13 +89,23 @@ var checks = []check{
 //     no validators may fail on a 304 it did not ask for;
 //   - after a good poll, an empty 200 body fails the poll (no panic), as
 //     the 500 does.
+//
+// For an Offline type the good poll is made against a server with no
+// route, so that any request fails the check; the checks of a 500, a 304
+// and an empty body are skipped; and a Poll called with a context already
+// cancelled must fail with context.Canceled in its error chain.
 func Conformance(t *testing.T, s Spec) {
 	t.Helper()
 	if err := s.validate(); err != nil {
 		t.Fatalf("connectortest: invalid Spec: %v", err)
 	}
 	for _, c := range checks {
-		t.Run(c.name, func(t *testing.T) { c.run(t, s) })
+		t.Run(c.name, func(t *testing.T) {
+			if s.Offline && c.upstream {
+				t.Skipf("%s reaches no upstream (Spec.Offline)", s.Type)
+			}
+			c.run(t, s)
+		})
 	}
 }
 
@@ -101,8 +120,11 @@ func (s Spec) validate() error {
 	if s.Config == nil {
 		errs = append(errs, errors.New("Config is nil (return a valid config for a base URL)"))
 	}
-	if s.OK == nil {
+	switch {
+	case s.OK == nil && !s.Offline:
 		errs = append(errs, errors.New("OK is nil (return the routes of one good poll)"))
+	case s.OK != nil && s.Offline:
+		errs = append(errs, errors.New("OK is set for an Offline type (it must make no request: leave OK nil)"))
 	}
 	if len(s.BadConfigs) == 0 {
 		errs = append(errs, errors.New("BadConfigs is empty (list configs the factory must reject)"))
@@ -168,10 +190,15 @@ func checkValidConfig(t testing.TB, s Spec) {
 	assert.Empty(t, srv.Requests(), "requests to the test server while building a connector")
 }
 
-// goodPoll runs one successful poll with the OK routes.
+// goodPoll runs one successful poll with the OK routes (none for an
+// Offline type: any request fails the test).
 func goodPoll(t testing.TB, s Spec) (*Server, *Harness, Poll) {
 	t.Helper()
-	return goodPollWith(t, s, s.OK(t))
+	var routes []Route
+	if !s.Offline {
+		routes = s.OK(t)
+	}
+	return goodPollWith(t, s, routes)
 }
 
 func goodPollWith(t testing.TB, s Spec, routes []Route) (*Server, *Harness, Poll) {
@@ -182,7 +209,7 @@ func goodPollWith(t testing.TB, s Spec, routes []Route) (*Server, *Harness, Poll
 	p := h.Poll(t.Context())
 	p.RequireOK(t)
 	if len(p.Signals) == 0 {
-		t.Fatalf("the OK routes made a poll with no signal (failed items: %d): Spec.OK must give at least one item%s",
+		t.Fatalf("the good poll published no signal (failed items: %d): Spec.OK (an Offline type's Spec.Config) must give at least one item%s",
 			len(p.Failed), describeFailed(p.Failed))
 	}
 	return srv, h, p
@@ -209,6 +236,10 @@ func checkRepeat(t testing.TB, s Spec) {
 }
 
 func checkCancel(t testing.TB, s Spec) {
+	if s.Offline {
+		checkCancelOffline(t, s)
+		return
+	}
 	srv := Hang(t, nil)
 	h := New(t, s.Factory, s.Type, s.Config(srv.URL))
 
@@ -247,6 +278,20 @@ func checkCancel(t testing.TB, s Spec) {
 		t.Errorf("Poll did not return within %s of its context being cancelled: "+
 			"build requests with http.NewRequestWithContext(ctx, ...) and check ctx between pages", CancelDeadline)
 	}
+}
+
+// checkCancelOffline: a type that makes no request has none to hold while
+// its context is cancelled, so its Poll gets a context cancelled already,
+// as a worker shutting down may pass it, and must not publish.
+func checkCancelOffline(t testing.TB, s Spec) {
+	conn, err := build(s, s.Config(""), connector.Deps{Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err, "%s rejected Spec.Config", s.Type)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	res, err := conn.Poll(ctx, connector.State{})
+	assert.True(t, errors.Is(err, context.Canceled),
+		"a poll whose context is cancelled must fail with context.Canceled in its error chain (check ctx.Err() and wrap with %%w); got %v", err)
+	assert.Empty(t, res.Items, "a cancelled poll returned items")
 }
 
 func checkServerError(t testing.TB, s Spec) {

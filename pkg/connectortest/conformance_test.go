@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -207,4 +208,101 @@ func TestConformanceRejectsIncompleteSpec(t *testing.T) {
 		assert.Contains(t, err.Error(), field)
 	}
 	assert.NoError(t, fakeSpec(bugs{}).validate())
+	assert.NoError(t, offlineSpec(offlineBugs{}).validate(), "an Offline type needs no OK routes")
+
+	withRoutes := offlineSpec(offlineBugs{})
+	withRoutes.OK = fakeSpec(bugs{}).OK
+	assert.ErrorContains(t, withRoutes.validate(), "OK is set for an Offline type")
+}
+
+// offlineBugs are mistakes the author of a type with no upstream can make.
+type offlineBugs struct {
+	ignoresCtx  bool // polls whatever its context says
+	requests    bool // reaches out although it says it is offline
+	versionTick bool // a version that changes on every poll
+}
+
+// offlineFactory builds a small, correct connector with no upstream
+// (unless told otherwise): two items, made up.
+func offlineFactory(b offlineBugs) connector.Factory {
+	var polls atomic.Int64
+	return func(raw json.RawMessage, deps connector.Deps) (connector.Connector, error) {
+		cfg, err := connector.DecodeConfig[struct {
+			BaseURL string `json:"base_url"`
+		}](raw)
+		if err != nil {
+			return nil, err
+		}
+		return connectorFunc(func(ctx context.Context, state connector.State) (connector.Result, error) {
+			if err := ctx.Err(); err != nil && !b.ignoresCtx {
+				return connector.Result{}, fmt.Errorf("offline: %w", err)
+			}
+			if b.requests {
+				if resp, err := deps.HTTP.Get(cfg.BaseURL + "/items"); err == nil {
+					resp.Body.Close()
+				}
+			}
+			version := "1"
+			if b.versionTick {
+				version = strconv.FormatInt(polls.Add(1), 10)
+			}
+			res := connector.Result{State: state}
+			for _, id := range []string{"a", "b"} {
+				data, _ := json.Marshal(map[string]string{"id": id})
+				res.Items = append(res.Items, connector.Item{ID: id, Version: version, Data: data})
+			}
+			return res, nil
+		}), nil
+	}
+}
+
+func offlineSpec(b offlineBugs) Spec {
+	return Spec{
+		Type:       "offline",
+		Factory:    offlineFactory(b),
+		Config:     func(baseURL string) string { return fmt.Sprintf(`{"base_url": %q}`, baseURL) },
+		BadConfigs: []string{`{"unknown": true}`, `[]`},
+		Offline:    true,
+	}
+}
+
+func TestConformancePassesACorrectOfflineConnector(t *testing.T) {
+	Conformance(t, offlineSpec(offlineBugs{}))
+}
+
+// TestConformanceCatchesOfflineBugs: the checks an Offline type runs fail
+// on its bugs, and the checks of upstream answers are skipped, not passed.
+func TestConformanceCatchesOfflineBugs(t *testing.T) {
+	tests := []struct {
+		name      string
+		bugs      offlineBugs
+		failCheck string
+		want      string
+	}{
+		{"context ignored", offlineBugs{ignoresCtx: true}, "a cancelled context stops the poll",
+			"a poll whose context is cancelled must fail with context.Canceled"},
+		{"a request", offlineBugs{requests: true}, "a good poll publishes and a repeat publishes nothing",
+			"no route for GET /items (the server has no routes: this test expects no request)"},
+		{"version changes every poll", offlineBugs{versionTick: true}, "a good poll publishes and a repeat publishes nothing",
+			"want none: a@2 (updated), b@2 (updated)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec := offlineSpec(tt.bugs)
+			i := slices.IndexFunc(checks, func(c check) bool { return c.name == tt.failCheck })
+			require.GreaterOrEqual(t, i, 0, "no check named %q", tt.failCheck)
+			rec := runWith(t, func(rt testing.TB) { checks[i].run(rt, spec) })
+			require.True(t, rec.Failed(), "check %q passed a connector with this bug", tt.failCheck)
+			assert.Contains(t, rec.messages(), tt.want)
+		})
+	}
+
+	var upstreamChecks []string
+	for _, c := range checks {
+		if c.upstream {
+			upstreamChecks = append(upstreamChecks, c.name)
+		}
+	}
+	assert.ElementsMatch(t, []string{"a 500 fails the poll and moves no cursor", "a 304 to a conditional request is NotModified",
+		"an empty 200 fails the poll"}, upstreamChecks, "the checks an Offline type skips")
 }

@@ -28,6 +28,7 @@
 // Conformance checks the rules every type keeps (bad configs rejected
 // without I/O, cancellation, failures move no cursor, a 304 to a
 // conditional request is NotModified, repeats publish nothing, an empty
-// body is an error). Package connectors/builtin
-// runs it on every registered type.
+// body is an error); a type with no upstream (demo) sets Spec.Offline,
+// and must then make no request at all. Package connectors/builtin runs it
+// on every registered type.
 package connectortest

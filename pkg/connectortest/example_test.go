@@ -27,19 +27,22 @@ import (
 
 // example:start
 type quakesConfig struct {
-	// Feed is a USGS summary feed, e.g. "all_hour". Required.
-	Feed string `json:"feed"`
-	// BaseURL is the site; default https://earthquake.usgs.gov.
+	Feed    string `json:"feed"`
 	BaseURL string `json:"base_url,omitempty"`
 }
+
+// quakesSpec describes the config's fields once: Build checks configs
+// against it, and the README table and the JSON Schema come from it.
+var quakesSpec = connector.Spec{Summary: "The earthquakes of one USGS summary feed.", Fields: []connector.Field{
+	{Name: "feed", Kind: connector.String, Required: true, Hint: `write e.g. "all_hour"`, Description: "A USGS summary feed."},
+	connector.BaseURL("https://earthquake.usgs.gov", "", "The site.")}}
+
+func (quakesConfig) Spec() connector.Spec { return quakesSpec }
 
 func (c *quakesConfig) ApplyDefaults() { c.BaseURL = cmp.Or(c.BaseURL, "https://earthquake.usgs.gov") }
 
 func (c quakesConfig) Validate() error {
 	_, err := upstream.ParseBaseURL("config.base_url", c.BaseURL, "https://earthquake.usgs.gov")
-	if c.Feed == "" {
-		err = errors.Join(err, errors.New(`config.feed: required (write e.g. "all_hour")`))
-	}
 	return err
 }
 

@@ -12,7 +12,8 @@ import (
 // NewRedactingProcessor hands next a redacted copy of every ended span:
 // secrets the Redactor knows and credentials in URLs (userinfo passwords,
 // token-like query parameters, see redact.URL) are masked in the span name,
-// string attributes, status description, event names and event attributes.
+// string attributes, status description, event names and event attributes,
+// and link attributes.
 //
 // Spans are redacted where they leave the process rather than where they are
 // made, because some are made by code we do not control: otelhttp puts the
@@ -37,7 +38,7 @@ func (p redactingProcessor) Shutdown(ctx context.Context) error   { return p.nex
 func (p redactingProcessor) ForceFlush(ctx context.Context) error { return p.next.ForceFlush(ctx) }
 
 // redactedSpan overrides what may carry a secret; everything else (ids,
-// times, kind, links, resource) comes from the span as is.
+// times, kind, linked span contexts, resource) comes from the span as is.
 type redactedSpan struct {
 	sdktrace.ReadOnlySpan
 	r *redact.Redactor
@@ -60,6 +61,19 @@ func (s redactedSpan) Events() []sdktrace.Event {
 		e.Name = s.text(e.Name)
 		e.Attributes = s.attrs(e.Attributes)
 		out[i] = e
+	}
+	return out
+}
+
+func (s redactedSpan) Links() []sdktrace.Link {
+	links := s.ReadOnlySpan.Links()
+	if len(links) == 0 {
+		return links
+	}
+	out := make([]sdktrace.Link, len(links))
+	for i, l := range links {
+		l.Attributes = s.attrs(l.Attributes)
+		out[i] = l
 	}
 	return out
 }

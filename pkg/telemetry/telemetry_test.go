@@ -98,6 +98,8 @@ func TestSpansAreRedactedBeforeAnyProcessor(t *testing.T) {
 		attribute.StringSlice("list", []string{"a", secret}),
 		attribute.Int("http.response.status_code", 500),
 	))
+	linked := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled})
+	span.AddLink(trace.Link{SpanContext: linked, Attributes: []attribute.KeyValue{attribute.String("note", "for "+secret)}})
 	span.RecordError(errors.New(`Get "https://u:pw@api.example.com/x?sig=zzz": ` + secret))
 	span.SetStatus(codes.Error, "failed with "+secret)
 	span.End()
@@ -115,6 +117,11 @@ func TestSpansAreRedactedBeforeAnyProcessor(t *testing.T) {
 		for _, kv := range e.Attributes {
 			all += kv.Value.Emit()
 		}
+	}
+	require.Len(t, s.Links(), 1)
+	assert.Equal(t, linked, s.Links()[0].SpanContext, "a link keeps where it leads")
+	for _, kv := range s.Links()[0].Attributes {
+		all += kv.Value.Emit()
 	}
 	for _, leak := range []string{secret, "plain-key", "tok123", "zzz", ":pw@"} {
 		assert.NotContains(t, all, leak)

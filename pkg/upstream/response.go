@@ -62,7 +62,8 @@ type StatusError struct {
 	// Body is the start of the body, as sent (at most 64 KiB), for a
 	// connector that reads the API's own error JSON.
 	Body []byte
-	// Snippet is the start of the body on one line, for the error text.
+	// Snippet is the start of the body on one line, for the error text;
+	// of an HTML page, its title and text (no markup), quoted and shorter.
 	Snippet string
 	// Message is the API's own message when a connector read one out of
 	// Body (Request.Explain); it stands in the text instead of Snippet.
@@ -96,7 +97,12 @@ func CheckStatus(resp *http.Response) error {
 	if status == "" {
 		status = fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 	}
-	return &StatusError{StatusCode: resp.StatusCode, Status: status, Header: resp.Header, Body: b, Snippet: OneLine(string(b), maxSnippet)}
+	snippet := OneLine(string(b), maxSnippet)
+	if isHTML(resp.Header, b) {
+		// A proxy's or a CDN's error page: its words, not its markup.
+		snippet = htmlSnippet(status, b)
+	}
+	return &StatusError{StatusCode: resp.StatusCode, Status: status, Header: resp.Header, Body: b, Snippet: snippet}
 }
 
 // OneLine folds s onto one line of valid UTF-8 and cuts it at maxRunes

@@ -54,7 +54,7 @@ func (w *Worker) Trigger(ctx context.Context, data []byte) (any, error) {
 			}
 			continue
 		}
-		report.TraceId = span.SpanContext().TraceID().String()
+		bus.InjectReportTrace(ctx, w.opts.Propagator, report)
 		w.reports.add(report)
 		w.log.InfoContext(ctx, "triggered poll done", "outcome", bus.OutcomeName(report.GetOutcome()))
 		started := report.GetStartedAt().AsTime()

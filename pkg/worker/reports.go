@@ -8,6 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pollgrid/pollgrid/pkg/bus"
 	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
@@ -30,14 +32,18 @@ type reporter struct {
 	subject string
 	log     *slog.Logger
 	metrics *metrics
+	tracer  trace.Tracer
+	prop    propagation.TextMapPropagator
 
 	mu      sync.Mutex
 	pending []*pollgridv1.PollReport
 	full    chan struct{}
 }
 
-func newReporter(js jetstream.JetStream, worker string, log *slog.Logger, m *metrics) *reporter {
-	return &reporter{js: js, subject: bus.ReportSubject(worker), log: log, metrics: m, full: make(chan struct{}, 1)}
+func newReporter(js jetstream.JetStream, worker string, log *slog.Logger, m *metrics, tracer trace.Tracer,
+	prop propagation.TextMapPropagator) *reporter {
+	return &reporter{js: js, subject: bus.ReportSubject(worker), log: log, metrics: m, tracer: tracer, prop: prop,
+		full: make(chan struct{}, 1)}
 }
 
 // add queues a report for the next flush.
@@ -92,14 +98,23 @@ func (r *reporter) flush(ctx context.Context) {
 	}
 }
 
+// publish sends one batch. Its producer span is a trace of its own (it
+// serves many polls) that links to the span of each poll it reports, the
+// reports' creation contexts.
 func (r *reporter) publish(ctx context.Context, reports []*pollgridv1.PollReport) error {
 	data, err := bus.EncodeReports(&pollgridv1.PollReports{Reports: reports})
 	if err != nil {
 		return err
 	}
+	msg := &nats.Msg{Subject: r.subject, Data: data}
+	ctx, span := bus.StartPublishSpan(ctx, r.tracer, msg)
+	defer span.End()
+	bus.LinkReports(span, r.prop, reports)
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, err = r.js.PublishMsg(ctx, &nats.Msg{Subject: r.subject, Data: data})
+	if _, err = r.js.PublishMsg(ctx, msg); err != nil {
+		bus.RecordError(span, err)
+	}
 	return err
 }
 

@@ -67,6 +67,10 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		attribute.String("pollgrid.connector_type", t.GetConnectorType()),
 		attribute.Int64("pollgrid.tick.deliveries", int64(t.deliveries)))
 	defer span.End()
+	if !t.intended.IsZero() && span.IsRecording() {
+		// No messaging convention names a message's intended time.
+		span.SetAttributes(attribute.String("pollgrid.tick.intended_time", t.intended.UTC().Format(time.RFC3339Nano)))
+	}
 	// Every line logged with ctx from here on, by the worker or by the
 	// connector, names the connector and carries the trace and span ids.
 	ctx = telemetry.ContextWithLogAttrs(ctx, slog.String("connector", t.GetConnector()), slog.String("type", t.GetConnectorType()))
@@ -94,12 +98,15 @@ func (w *Worker) run(ctx context.Context, t tick, ack tickAck) {
 	}
 	w.metrics.inFlight.Inc()
 	defer w.metrics.inFlight.Dec()
+	span := trace.SpanFromContext(ctx)
 	if !t.intended.IsZero() {
-		w.metrics.lateness.Observe(time.Since(t.intended).Seconds())
+		// The span says what the histogram counts, for this tick.
+		late := time.Since(t.intended).Seconds()
+		w.metrics.lateness.Observe(late)
+		span.SetAttributes(attribute.Float64("pollgrid.tick.lateness_seconds", late))
 	}
 	report, res := w.poll(ctx, in, store.ClaimTick, ack)
-	span := trace.SpanFromContext(ctx)
-	report.TraceId = span.SpanContext().TraceID().String()
+	bus.InjectReportTrace(ctx, w.opts.Propagator, report)
 	span.SetAttributes(attribute.String("pollgrid.outcome", bus.OutcomeName(report.GetOutcome())))
 	if report.GetOutcome() == pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE {
 		span.SetAttributes(attribute.String("error.type", bus.ErrorType(res.err)))

@@ -56,6 +56,9 @@ type Options struct {
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Tracer     trace.TracerProvider
+	// Propagator reads a tick's trace context from its headers, and writes
+	// the poll's into every signal's headers and into its report; default
+	// W3C trace context.
 	Propagator propagation.TextMapPropagator
 	Redactor   *redact.Redactor
 }
@@ -152,7 +155,7 @@ func New(js jetstream.JetStream, st *store.Store, registry *connector.Registry, 
 		metrics:  newMetrics(opts.Registerer),
 		log:      opts.Logger.With("worker", opts.ID),
 	}
-	w.reports = newReporter(js, opts.ID, w.log, w.metrics)
+	w.reports = newReporter(js, opts.ID, w.log, w.metrics, tracer, opts.Propagator)
 	w.runner = &poll.Runner{
 		Publisher: &bus.SignalPublisher{JS: js, Tracer: tracer, Propagator: opts.Propagator},
 		Seen:      st,

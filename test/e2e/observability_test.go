@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -22,13 +23,16 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pollgrid/pollgrid/pkg/bus"
+	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/redistest"
 	"github.com/pollgrid/pollgrid/pkg/service"
+	"github.com/pollgrid/pollgrid/pkg/telemetry"
 	"github.com/pollgrid/pollgrid/services/aggregator/aggregatord"
 	"github.com/pollgrid/pollgrid/services/scheduler/schedulerd"
 	"github.com/pollgrid/pollgrid/services/worker/workerd"
@@ -196,6 +200,12 @@ func TestObservabilityOneTracePerTick(t *testing.T) {
 	assert.Equal(t, obsConnector, pa["pollgrid.connector"])
 	assert.Equal(t, "weather-noaa", pa["pollgrid.connector_type"])
 	assert.Equal(t, "success", pa["pollgrid.outcome"])
+	// When the tick was meant to fire (its Nats-Schedule-Next minus the
+	// interval, or a first tick's due_at), and how late the poll started.
+	intended, err := time.Parse(time.RFC3339Nano, pa["pollgrid.tick.intended_time"])
+	require.NoError(t, err, "pollgrid.tick.intended_time %q", pa["pollgrid.tick.intended_time"])
+	assert.WithinDuration(t, process.StartTime(), intended, 30*time.Second)
+	assert.Regexp(t, `^[0-9.e+-]+$`, pa["pollgrid.tick.lateness_seconds"])
 
 	// Its children, in the order a poll runs them.
 	pid := process.SpanContext().SpanID()
@@ -229,44 +239,65 @@ func TestObservabilityOneTracePerTick(t *testing.T) {
 	}
 
 	// The poll's report reaches the aggregator in a batch: the span of the
-	// message that carried it links to the poll's trace.
+	// flush that wrote it links to the poll's span.
 	require.Eventually(t, func() bool {
 		for _, sp := range s.spans.Ended() {
-			if !strings.HasPrefix(sp.Name(), "process "+bus.ReportPrefix+".") || serviceOf(sp) != "pollgrid-aggregator" {
+			if sp.Name() != "process "+bus.ReportPrefix+".*" || serviceOf(sp) != "pollgrid-aggregator" {
 				continue
 			}
 			for _, l := range sp.Links() {
-				if l.SpanContext.TraceID() == traceID {
+				if l.SpanContext.TraceID() == traceID && l.SpanContext.SpanID() == pid {
 					return true
 				}
 			}
 		}
 		return false
-	}, 15*time.Second, 50*time.Millisecond, "no aggregator span links to the poll's trace")
+	}, 15*time.Second, 50*time.Millisecond, "no aggregator flush span links to the poll's span")
 
-	// Signals carry the traceparent of their own publish span.
+	// Signals carry the traceparent of their own publish span, under its W3C
+	// name and as the CloudEvents extension; a consumer that extracts it
+	// starts a span in the poll's trace, a child of the signal's publish.
+	consumerTP := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(s.spans))
+	t.Cleanup(func() { _ = consumerTP.Shutdown(context.Background()) })
 	publishIDs := map[string]bool{}
 	for _, sig := range byName["publish "+signalSubj] {
 		publishIDs[sig.SpanContext().SpanID().String()] = true
 	}
+	var signals []*jetstream.RawStreamMsg
 	require.Eventually(t, func() bool {
 		stream, err := js.Stream(context.Background(), bus.SignalsStream)
 		if err != nil {
 			return false
 		}
-		n := 0
+		signals = nil
 		for seq := stream.CachedInfo().State.FirstSeq; seq <= stream.CachedInfo().State.LastSeq; seq++ {
 			m, err := stream.GetMsg(context.Background(), seq)
 			if err != nil {
 				return false
 			}
 			parts := strings.Split(m.Header.Get("traceparent"), "-")
-			if len(parts) == 4 && parts[1] == traceID.String() && publishIDs[parts[2]] && parts[3] == "01" {
-				n++
+			if len(parts) == 4 && parts[1] == traceID.String() && publishIDs[parts[2]] && parts[3] == "01" &&
+				m.Header.Get("ce-traceparent") == m.Header.Get("traceparent") {
+				signals = append(signals, m)
 			}
 		}
-		return n == 2
+		return len(signals) == 2
 	}, 10*time.Second, 20*time.Millisecond, "both signals carry the trace context of their publish span")
+	for _, m := range signals {
+		ctx := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{
+			"traceparent": m.Header.Get("traceparent"), "tracestate": m.Header.Get("tracestate"),
+		})
+		_, span := consumerTP.Tracer("e2e-consumer").Start(ctx, "process "+m.Subject, trace.WithSpanKind(trace.SpanKindConsumer))
+		span.End()
+	}
+	joined := 0
+	for _, sp := range s.spans.Ended() {
+		if sp.Name() == "process "+signalSubj && sp.SpanContext().TraceID() == traceID {
+			assert.True(t, publishIDs[sp.Parent().SpanID().String()], "a child of its signal's publish")
+			joined++
+		}
+	}
+	assert.Equal(t, 2, joined, "each consumer span joins the poll's trace")
 
 	// The secret in the User-Agent reached the upstream and no span.
 	for _, sp := range s.spans.Ended() {
@@ -276,6 +307,11 @@ func TestObservabilityOneTracePerTick(t *testing.T) {
 		}
 		for _, e := range sp.Events() {
 			for _, kv := range e.Attributes {
+				text += " " + kv.Value.Emit()
+			}
+		}
+		for _, l := range sp.Links() {
+			for _, kv := range l.Attributes {
 				text += " " + kv.Value.Emit()
 			}
 		}
@@ -615,64 +651,171 @@ func TestObservabilityJaeger(t *testing.T) {
 	harness.Start(t, workerd.Service, env())
 	harness.Start(t, schedulerd.Service, env())
 
-	type jaegerTrace struct {
-		TraceID string `json:"traceID"`
-		Spans   []struct {
-			SpanID        string `json:"spanID"`
-			OperationName string `json:"operationName"`
-			ProcessID     string `json:"processID"`
-			References    []struct {
-				RefType string `json:"refType"`
-				SpanID  string `json:"spanID"`
-			} `json:"references"`
-		} `json:"spans"`
-		Processes map[string]struct {
-			ServiceName string `json:"serviceName"`
-		} `json:"processes"`
+	// A consumer of the signals, as docs/observability.md shows one: it
+	// extracts each signal's traceparent and starts its span there, exported
+	// to the same Jaeger under a service of its own.
+	consumerTP, err := telemetry.SetupTracing(context.Background(), "pollgrid-e2e-consumer", telemetry.TracingOptions{
+		Lookup: config.MapEnv(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": otlp}),
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = consumerTP.Shutdown(context.Background()) })
+	_, js := harness.Connect(t, ns.ClientURL())
+	signalSubject := "signals.weather-noaa." + name
+	signals, err := js.OrderedConsumer(context.Background(), bus.SignalsStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{signalSubject},
+	})
+	require.NoError(t, err)
+	consumed := make(chan struct{}, 16)
+	cc, err := signals.Consume(func(msg jetstream.Msg) {
+		ctx := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{
+			"traceparent": msg.Headers().Get("traceparent"), "tracestate": msg.Headers().Get("tracestate"),
+		})
+		_, span := consumerTP.Tracer("pollgrid-e2e-consumer").Start(ctx, "process "+msg.Subject(),
+			trace.WithSpanKind(trace.SpanKindConsumer))
+		span.End()
+		consumed <- struct{}{}
+	})
+	require.NoError(t, err)
+	t.Cleanup(cc.Stop)
+	for range 2 { // the fixture's two alerts, new at the first poll
+		select {
+		case <-consumed:
+		case <-time.After(60 * time.Second):
+			t.Fatal("no signal reached the consumer")
+		}
 	}
+	require.NoError(t, consumerTP.ForceFlush(context.Background()))
+
 	tick := "pollgrid.tick.weather-noaa." + name
-	var found *jaegerTrace
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(query + "/api/traces?service=pollgrid-worker&limit=50&operation=" + "process%20" + tick)
+	search := func(service, operation string) []jaegerTrace {
+		resp, err := http.Get(query + "/api/traces?limit=50&service=" + service + "&operation=" + url.QueryEscape(operation))
 		if err != nil {
-			return false
+			return nil
 		}
 		defer resp.Body.Close()
 		var out struct {
 			Data []jaegerTrace `json:"data"`
 		}
 		if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&out) != nil {
-			return false
+			return nil
 		}
-		for i, tr := range out.Data {
-			services := map[string]bool{}
+		return out.Data
+	}
+
+	// The poll's trace: from the tick NATS fired, through the signals it
+	// published, to the consumer's spans.
+	var found *jaegerTrace
+	require.Eventually(t, func() bool {
+		for _, tr := range search("pollgrid-worker", "process "+tick) {
+			consumers := 0
 			for _, sp := range tr.Spans {
-				services[tr.Processes[sp.ProcessID].ServiceName] = true
+				if tr.service(sp) == "pollgrid-e2e-consumer" && sp.OperationName == "process "+signalSubject {
+					consumers++
+				}
 			}
-			if services["pollgrid-worker"] && len(tr.Spans) >= 3 {
-				found = &out.Data[i]
+			if consumers == 2 {
+				found = &tr
 				return true
 			}
 		}
 		return false
-	}, 60*time.Second, 500*time.Millisecond, "Jaeger never returned a trace of %s", tick)
+	}, 60*time.Second, 500*time.Millisecond, "Jaeger never returned a trace of %s that reaches its signals' consumer", tick)
 
-	ops := map[string]string{} // operation → parent operation
-	byID := map[string]string{}
+	byID := map[string]jaegerSpan{}
 	for _, sp := range found.Spans {
-		byID[sp.SpanID] = sp.OperationName
+		byID[sp.SpanID] = sp
 	}
-	for _, sp := range found.Spans {
-		parent := ""
+	parentOf := func(sp jaegerSpan) string {
 		for _, ref := range sp.References {
-			if ref.RefType == "CHILD_OF" {
-				parent = byID[ref.SpanID]
+			if ref.RefType == "CHILD_OF" && ref.TraceID == found.TraceID {
+				return byID[ref.SpanID].OperationName
 			}
 		}
-		ops[sp.OperationName] = parent
+		return ""
 	}
-	t.Logf("Jaeger trace %s: %d spans: %v", found.TraceID, len(found.Spans), ops)
-	assert.Equal(t, "", ops["process "+tick], "NATS fired the tick: the worker's process span is the root")
-	assert.Equal(t, "process "+tick, ops["lease acquire"])
-	assert.Equal(t, "process "+tick, ops["state commit"])
+	var lines []string
+	count := map[string]int{}
+	var process jaegerSpan
+	for _, sp := range found.Spans {
+		op := sp.OperationName
+		if strings.HasPrefix(op, "GET") || strings.HasPrefix(op, "HTTP GET") {
+			op = "GET"
+		}
+		count[op]++
+		lines = append(lines, fmt.Sprintf("%s [%s] <- %q", sp.OperationName, found.service(sp), parentOf(sp)))
+		if sp.OperationName == "process "+tick {
+			process = sp
+			assert.Equal(t, "", parentOf(sp), "NATS fired the tick: the worker's process span is the root")
+			tags := sp.tags()
+			assert.Contains(t, tags, "pollgrid.tick.intended_time")
+			assert.Contains(t, tags, "pollgrid.tick.lateness_seconds")
+			t.Logf("the tick's span: pollgrid.tick.intended_time=%v pollgrid.tick.lateness_seconds=%v",
+				tags["pollgrid.tick.intended_time"], tags["pollgrid.tick.lateness_seconds"])
+			continue
+		}
+		switch op {
+		case "lease acquire", "state commit", "GET", "publish " + signalSubject:
+			assert.Equal(t, "process "+tick, parentOf(sp), "%s is a child of the tick's span", sp.OperationName)
+		case "process " + signalSubject:
+			assert.Equal(t, "publish "+signalSubject, parentOf(sp), "the consumer's span is a child of its signal's publish")
+		}
+	}
+	sort.Strings(lines)
+	t.Logf("Jaeger trace %s: %d spans:\n  %s", found.TraceID, len(found.Spans), strings.Join(lines, "\n  "))
+	assert.Equal(t, map[string]int{"process " + tick: 1, "lease acquire": 1, "GET": 1, "publish " + signalSubject: 2,
+		"state commit": 1, "process " + signalSubject: 2}, count)
+
+	// The aggregator's flush that wrote the poll's report: a trace of its
+	// own, linked to the poll's span.
+	require.NotEmpty(t, process.SpanID)
+	require.Eventually(t, func() bool {
+		for _, tr := range search("pollgrid-aggregator", "process "+bus.ReportPrefix+".*") {
+			for _, sp := range tr.Spans {
+				for _, ref := range sp.References {
+					if ref.TraceID == found.TraceID && ref.SpanID == process.SpanID {
+						t.Logf("Jaeger: the flush span %q %s of trace %s links to the poll's span (%s); tags %v",
+							sp.OperationName, sp.SpanID, tr.TraceID, ref.RefType, sp.tags())
+						return true
+					}
+				}
+			}
+		}
+		return false
+	}, 30*time.Second, 500*time.Millisecond, "Jaeger shows no aggregator flush span linked to the poll's span")
+}
+
+// jaegerTrace is a trace as Jaeger's query API (/api/traces) returns it.
+type jaegerTrace struct {
+	TraceID   string       `json:"traceID"`
+	Spans     []jaegerSpan `json:"spans"`
+	Processes map[string]struct {
+		ServiceName string `json:"serviceName"`
+	} `json:"processes"`
+}
+
+type jaegerSpan struct {
+	SpanID        string `json:"spanID"`
+	OperationName string `json:"operationName"`
+	ProcessID     string `json:"processID"`
+	// References are the span's parent (CHILD_OF) and its links
+	// (FOLLOWS_FROM), each with the trace it points into.
+	References []struct {
+		RefType string `json:"refType"`
+		TraceID string `json:"traceID"`
+		SpanID  string `json:"spanID"`
+	} `json:"references"`
+	Tags []struct {
+		Key   string `json:"key"`
+		Value any    `json:"value"`
+	} `json:"tags"`
+}
+
+func (tr jaegerTrace) service(sp jaegerSpan) string { return tr.Processes[sp.ProcessID].ServiceName }
+
+func (sp jaegerSpan) tags() map[string]any {
+	out := map[string]any{}
+	for _, tag := range sp.Tags {
+		out[tag.Key] = tag.Value
+	}
+	return out
 }

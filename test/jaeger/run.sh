@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # make e2e-jaeger: build the pinned Jaeger, run it on 127.0.0.1, run
-# TestObservabilityJaeger (the in-process stack exporting over OTLP/HTTP to
-# it), and check the trace through Jaeger's query API. Not part of make test:
-# the first build downloads and compiles Jaeger (minutes).
+# TestObservabilityJaeger (the in-process stack and a signal consumer of the
+# test's own, all exporting over OTLP/HTTP to it), and check through Jaeger's
+# query API that a poll's trace reaches from the tick through its signals to
+# the consumer's spans, and that the aggregator's flush span links to it. Not
+# part of make test: the first build downloads and compiles Jaeger (minutes).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)

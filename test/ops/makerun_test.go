@@ -1,7 +1,6 @@
 package ops
 
 import (
-	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -19,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	devstack "github.com/pollgrid/pollgrid/services/devstack/stack"
+	"github.com/pollgrid/pollgrid/test/harness"
 )
 
 // make run is the README's front door: it starts the whole stack, and
@@ -38,7 +38,7 @@ func TestMakeRunStopsCleanlyOnCtrlC(t *testing.T) {
 	require.NoError(t, os.WriteFile(connectors, []byte(`{"connectors": [{"name": "nowhere", "type": "http-json",
 		"interval": "1s", "config": {"url": "http://127.0.0.1:9/items", "items": ".[]", "id": ".id", "version": ".v"}}]}`), 0o600))
 
-	var out bytes.Buffer
+	var out harness.SyncBuffer // make's output, written while the test reads it
 	cmd := exec.Command("make", "-s", "run")
 	cmd.Dir = repo
 	cmd.Env = append(os.Environ(), "HTTP_PORT="+strconv.Itoa(httpPort), "NATS_PORT="+strconv.Itoa(natsPort),

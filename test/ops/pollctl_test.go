@@ -136,12 +136,14 @@ func TestPollctlVerbs(t *testing.T) {
 	assert.Regexp(t, `(?m)^worker w1: ok`, out)
 	assert.Regexp(t, `(?m)^aggregator \S+: ok`, out)
 
-	// A failing poll exits 1 and says why.
+	// A failing poll exits 1 and says why, once: in its answer.
 	up.Set(http.StatusServiceUnavailable, []byte(`{"title": "Service Unavailable"}`))
 	code, out, stderr = pollctl(t, env, "trigger", "hourly")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, out, "hourly: failure")
-	assert.Contains(t, stderr, "503")
+	assert.Contains(t, out, "error: poll hourly: nws alerts: upstream answered 503 Service Unavailable")
+	assert.Equal(t, 1, strings.Count(out+stderr, "503"), "the error is printed once")
+	assert.Equal(t, "pollctl: the poll of hourly failed\n", stderr)
 
 	// Unknown connector: 3. No NATS: 4. Bad flag: 2.
 	code, _, stderr = pollctl(t, env, "status", "nope")

@@ -50,7 +50,7 @@ func TestAdminRepliesNeverCarrySecrets(t *testing.T) {
 		assert.NotContains(t, string(b), secret)
 		assert.Contains(t, string(b), "[REDACTED]", "the echoed secret shows masked")
 	}
-	for _, path := range []string{"/api/connectors", "/api/connectors/leaky"} {
+	for _, path := range []string{"/api/connectors", "/api/connectors/leaky", "/connectors/leaky"} {
 		code, body := httpGet(t, s.aggregator.HTTP+path)
 		require.Equal(t, http.StatusOK, code, body)
 		assert.NotContains(t, body, secret, path)

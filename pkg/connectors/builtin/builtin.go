@@ -1,11 +1,19 @@
 // Package builtin is the one place where pollgrid's built-in connector types
-// are registered. Add a new type here, and an entry for it in
-// conformance_test.go (the test fails without one).
+// are registered. Add a new type here, and entries for it in
+// conformance_test.go and spec_test.go (the tests fail without them).
+//
+// The docs the types' config specs describe (each README's field table,
+// docs/connectors.schema.json, the config reference) are written by
+// TestGeneratedDocs with -update, which go generate runs (make docs); the
+// same test fails when they drift.
 package builtin
+
+//go:generate go test -run ^TestGeneratedDocs$ -count=1 . -args -update
 
 import (
 	"github.com/pollgrid/pollgrid/pkg/connector"
 	datadogevents "github.com/pollgrid/pollgrid/pkg/connectors/datadog-events"
+	"github.com/pollgrid/pollgrid/pkg/connectors/demo"
 	"github.com/pollgrid/pollgrid/pkg/connectors/feed"
 	githubissues "github.com/pollgrid/pollgrid/pkg/connectors/github-issues"
 	githubreleases "github.com/pollgrid/pollgrid/pkg/connectors/github-releases"
@@ -28,5 +36,6 @@ func Registry() *connector.Registry {
 	r.Register(slackhistory.TypeName, slackhistory.New)
 	r.Register(datadogevents.TypeName, datadogevents.New)
 	r.Register(httpjson.TypeName, httpjson.New)
+	r.Register(demo.TypeName, demo.New)
 	return r
 }

@@ -152,6 +152,21 @@ var conformance = map[string]ct.Spec{
 			`{"url": "https://example.com/x", "items": ".features[]", "id": ".id", "method": "PUT"}`,
 		},
 	},
+	"demo": {
+		// No upstream: the items come from the clock. With one change a day
+		// (at midnight UTC), the repeat poll, milliseconds after the good
+		// one, sees the same items unless the two straddle midnight.
+		Config:  func(string) string { return `{"items": 3, "change_every": "24h"}` },
+		Offline: true,
+		BadConfigs: []string{
+			`{"items": 0}`,
+			`{"items": 1001}`,
+			`{"change_every": "500ms"}`,
+			`{"change_every": "48h"}`,
+			`{"change_every": "often"}`,
+			`{"change_evry": "10s"}`,
+		},
+	},
 }
 
 // datadogPage1After is the cursor (meta.page.after) of the recorded page 1.

@@ -50,25 +50,48 @@ const (
 
 var _ connector.Factory = New
 
-// Config is the "config" object of a datadog-events connector.
+// Config is the "config" object of a datadog-events connector; spec
+// describes its fields.
 type Config struct {
-	// APIKey and AppKey are sent as DD-API-KEY and DD-APPLICATION-KEY. The
-	// application key needs the events_read scope. Write them as "${VAR}".
-	APIKey string `json:"api_key"`
-	AppKey string `json:"app_key"`
-	// BaseURL is the API of your Datadog site; default https://api.datadoghq.com.
-	BaseURL string `json:"base_url,omitempty"`
-	// Query is an event search query (filter[query]), e.g. "source:github
-	// status:error"; empty for every event.
-	Query string `json:"query,omitempty"`
-	// Lookback is how far back the first poll reads, as Datadog relative
-	// time: a number and one of s, m, h, d, w. Default "15m".
-	Lookback string `json:"lookback,omitempty"`
-	// PageLimit is the page size; default 100, 1..1000.
-	PageLimit *int `json:"page_limit,omitempty"`
-	// MaxPages is the most pages one poll reads; default 10, 1..100.
-	MaxPages *int `json:"max_pages,omitempty"`
+	APIKey    string `json:"api_key"`
+	AppKey    string `json:"app_key"`
+	BaseURL   string `json:"base_url,omitempty"`
+	Query     string `json:"query,omitempty"`
+	Lookback  string `json:"lookback,omitempty"`
+	PageLimit *int   `json:"page_limit,omitempty"`
+	MaxPages  *int   `json:"max_pages,omitempty"`
 }
+
+// lookbackRegexp is Datadog's relative time: a number and one unit.
+const lookbackRegexp = `^[1-9][0-9]*[smhdw]$`
+
+var lookbackPattern = regexp.MustCompile(lookbackRegexp)
+
+var spec = connector.Spec{
+	Summary: "Datadog's event stream (v2 events API): the events that happened since the last poll.",
+	Fields: []connector.Field{
+		{Name: "api_key", Kind: connector.String, Required: true, Secret: true,
+			Hint:        `write "${DD_API_KEY}" and set that variable (Datadog: Organization Settings, API Keys)`,
+			Description: "Sent as `DD-API-KEY`. Write `\"${DD_API_KEY}\"`."},
+		{Name: "app_key", Kind: connector.String, Required: true, Secret: true,
+			Hint:        `write "${DD_APP_KEY}" and set that variable (Datadog: Organization Settings, Application Keys)`,
+			Description: "Sent as `DD-APPLICATION-KEY`. Write `\"${DD_APP_KEY}\"`. It needs the `events_read` scope."},
+		connector.BaseURL(DefaultBaseURL, "https://api.datadoghq.eu", "Your site's API: `https://api.datadoghq.eu`, "+
+			"`https://api.us3.datadoghq.com`, `https://api.us5.datadoghq.com`, `https://api.ap1.datadoghq.com`, "+
+			"`https://api.ddog-gov.com`, or a test server. The web app host (`https://app.…`) is refused, with the API "+
+			"host to write instead."),
+		{Name: "query", Kind: connector.String, Example: "source:github status:error",
+			Description: "An event search query, sent as `filter[query]`, e.g. `source:github status:error`. Empty means every event."},
+		{Name: "lookback", Kind: connector.String, Default: DefaultLookback, Pattern: lookbackRegexp,
+			Description: "How far back the **first** poll reads, in Datadog's relative time: a number and one unit of `s`, " +
+				"`m`, `h`, `d` or `w` (`\"90m\"`, not `\"1h30m\"`)."},
+		connector.PageSize("page_limit", DefaultPageLimit, maxPageLimit, "Sent as `page[limit]`."),
+		connector.MaxPages(DefaultMaxPages, maxMaxPages, ""),
+	},
+}
+
+// Spec describes the config's fields.
+func (Config) Spec() connector.Spec { return spec }
 
 // ApplyDefaults fills the fields left out.
 func (c *Config) ApplyDefaults() {
@@ -78,29 +101,15 @@ func (c *Config) ApplyDefaults() {
 	connector.SetDefault(&c.MaxPages, DefaultMaxPages)
 }
 
-var lookbackPattern = regexp.MustCompile(`^[1-9][0-9]*[smhdw]$`)
-
-// Validate reports every problem of the config at once. It does no I/O and
+// Validate reports every problem the spec cannot tell. It does no I/O and
 // never quotes a key.
 func (c Config) Validate() error {
 	var errs []error
-	errs = append(errs, connector.CheckSecret("config.api_key", c.APIKey,
-		`write "${DD_API_KEY}" and set that variable (Datadog: Organization Settings, API Keys)`))
-	errs = append(errs, connector.CheckSecret("config.app_key", c.AppKey,
-		`write "${DD_APP_KEY}" and set that variable (Datadog: Organization Settings, Application Keys)`))
 	_, err := parseBaseURL(c.BaseURL)
 	errs = append(errs, err)
-	if c.Lookback != "" && !lookbackPattern.MatchString(c.Lookback) {
+	if !lookbackPattern.MatchString(c.Lookback) {
 		errs = append(errs, fmt.Errorf(`config.lookback: %q is not a Datadog relative time (write a number and one unit of s, m, h, d or w, e.g. "90m"; default %q)`,
 			c.Lookback, DefaultLookback))
-	}
-	if c.PageLimit != nil && (*c.PageLimit < 1 || *c.PageLimit > maxPageLimit) {
-		errs = append(errs, fmt.Errorf("config.page_limit: %d is out of range (write a number from 1 to %d; default %d)",
-			*c.PageLimit, maxPageLimit, DefaultPageLimit))
-	}
-	if c.MaxPages != nil && (*c.MaxPages < 1 || *c.MaxPages > maxMaxPages) {
-		errs = append(errs, fmt.Errorf("config.max_pages: %d is out of range (write a number from 1 to %d; default %d)",
-			*c.MaxPages, maxMaxPages, DefaultMaxPages))
 	}
 	return errors.Join(errs...)
 }

@@ -253,8 +253,9 @@ func TestErrors(t *testing.T) {
 			wantErr: "datadog: upstream answered 400 Bad Request: Invalid filter[from]; page[limit] too large", wantStatus: 400},
 		{name: "429 without a body", status: 429,
 			wantErr: "datadog: upstream answered 429 Too Many Requests", wantStatus: 429},
-		{name: "502 HTML page is quoted", status: 502, body: "<html>\n<b>Bad gateway</b></html>",
-			wantErr: "datadog: upstream answered 502 Bad Gateway: <html> <b>Bad gateway</b></html>", wantStatus: 502},
+		{name: "502 HTML page is reduced to its text", status: 502,
+			body:    "<html><head><title>502 Bad Gateway</title></head>\n<body><center><h1>502 Bad Gateway</h1></center><hr><center>cloudflare</center></body></html>",
+			wantErr: `datadog: upstream answered 502 Bad Gateway: an HTML page: "cloudflare"`, wantStatus: 502},
 		{name: "200 without data", status: 200, body: `{"meta":{}}`,
 			wantErr: `datadog: response has no "data" array (is base_url your site's API?)`},
 		{name: "200 that is not JSON", status: 200, body: `<!doctype html>`,
@@ -412,7 +413,7 @@ func TestConfig(t *testing.T) {
 		{name: "max_pages out of range", raw: `{` + keys + `,"max_pages":101}`,
 			wantErr: []string{"config.max_pages: 101 is out of range (write a number from 1 to 100; default 10)"}},
 		{name: "unknown field", raw: `{` + keys + `,"site":"datadoghq.eu"}`,
-			wantErr: []string{`decode config: json: unknown field "site"`}},
+			wantErr: []string{`config.site: unknown field (known: api_key, app_key, base_url, query, lookback, page_limit, max_pages, allow_hosts)`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

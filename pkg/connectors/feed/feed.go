@@ -47,37 +47,50 @@ const (
 
 var _ connector.Factory = New
 
-// Config is the "config" object of a feed connector.
+// Config is the "config" object of a feed connector; spec describes its
+// fields.
 type Config struct {
-	// URL is the feed's absolute http(s) address. Required. It is the whole
-	// address, so this type has no base_url.
-	URL string `json:"url"`
-	// UserAgent, when set, is sent instead of pollgrid's default User-Agent.
-	UserAgent string `json:"user_agent,omitempty"`
-	// MaxItems is how many entries, in document order, one poll reads;
-	// default 200, 1..10000. The rest are ignored.
-	MaxItems *int `json:"max_items,omitempty"`
-	// EmitDeletes publishes an entry that left the feed once as deleted,
-	// when the poll read every entry (not cut at max_items). Default false.
-	EmitDeletes bool `json:"emit_deletes,omitempty"`
+	URL         string `json:"url"`
+	UserAgent   string `json:"user_agent,omitempty"`
+	MaxItems    *int   `json:"max_items,omitempty"`
+	EmitDeletes bool   `json:"emit_deletes,omitempty"`
 }
+
+var spec = connector.Spec{
+	Summary: "One RSS or Atom feed.",
+	Fields: []connector.Field{
+		{Name: "url", Kind: connector.String, Required: true, Hint: `write an absolute http(s) URL, e.g. "` + urlExample + `"`,
+			Example: urlExample,
+			Description: "The feed's absolute `http`/`https` URL. A query is kept; a `#fragment` is an error (it is never " +
+				"sent). This is the whole address, so this type has no `base_url`."},
+		{Name: "user_agent", Kind: connector.String, DefaultText: "pollgrid's (`pollgrid/<version> (+https://github.com/pollgrid/pollgrid)`)",
+			Example:     "pollgrid (ops@example.com)",
+			Description: "Sent as `User-Agent`. Some sites block unknown agents; name your app and a contact. One line, no control characters."},
+		{Name: "max_items", Kind: connector.Int, Default: DefaultMaxItems, Range: connector.Between(1, maxMaxItems),
+			Description: "How many entries one poll reads, in document order (feeds list the newest first). The rest are ignored."},
+		connector.EmitDeletes("an entry", "A feed with more entries than `max_items` deletes nothing (the rest were not read). "+
+			"Feeds that list only the newest N entries delete the oldest as new ones arrive: turn this on only when that is "+
+			"what you want to hear."),
+	},
+}
+
+// Spec describes the config's fields.
+func (Config) Spec() connector.Spec { return spec }
 
 // ApplyDefaults fills the fields left out.
 func (c *Config) ApplyDefaults() {
 	connector.SetDefault(&c.MaxItems, DefaultMaxItems)
 }
 
-// Validate reports every problem of the config at once. It does no I/O.
+// Validate reports every problem the spec cannot tell. It does no I/O.
 func (c Config) Validate() error {
 	var errs []error
-	_, err := upstream.ParseURL("config.url", c.URL, urlExample)
-	errs = append(errs, err)
+	if strings.TrimSpace(c.URL) != "" {
+		_, err := upstream.ParseURL("config.url", c.URL, urlExample)
+		errs = append(errs, err)
+	}
 	if strings.ContainsFunc(c.UserAgent, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		errs = append(errs, errors.New(`config.user_agent: must be one line without control characters (write e.g. "pollgrid (ops@example.com)", or leave it out for the default)`))
-	}
-	if c.MaxItems != nil && (*c.MaxItems < 1 || *c.MaxItems > maxMaxItems) {
-		errs = append(errs, fmt.Errorf("config.max_items: %d is out of range (write a number from 1 to %d; default %d)",
-			*c.MaxItems, maxMaxItems, DefaultMaxItems))
 	}
 	return errors.Join(errs...)
 }

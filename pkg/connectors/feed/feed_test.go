@@ -598,7 +598,7 @@ func TestConfig(t *testing.T) {
 
 		// url
 		{name: "url missing", raw: `{}`,
-			wantErr: []string{`config.url: required (write an absolute http(s) URL, e.g. "https://github.com/gulpjs/gulp/releases.atom")`}},
+			wantErr: []string{`config.url: required: write an absolute http(s) URL, e.g. "https://github.com/gulpjs/gulp/releases.atom"`}},
 		{name: "empty config", raw: ``,
 			wantErr: []string{"config.url: required"}},
 		{name: "url blank", raw: `{"url":"  "}`,
@@ -624,9 +624,9 @@ func TestConfig(t *testing.T) {
 
 		// decoding
 		{name: "unknown field", raw: `{"url":"https://example.com/rss","base_url":"https://example.com"}`,
-			wantErr: []string{`decode config: json: unknown field "base_url"`}},
+			wantErr: []string{`config.base_url: unknown field (known: url, user_agent, max_items, emit_deletes, allow_hosts)`}},
 		{name: "wrong type", raw: `{"url":"https://example.com/rss","max_items":"5"}`,
-			wantErr: []string{"decode config: json: cannot unmarshal string"}},
+			wantErr: []string{"config.max_items: must be a whole number, not a string"}},
 		{name: "several problems at once", raw: `{"url":"nope","user_agent":"\u0007","max_items":-1}`,
 			wantErr: []string{"config.url:", "config.user_agent:", "config.max_items:"}},
 	}

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,27 +30,37 @@ const (
 	DefaultState = "all"
 )
 
-var states = []string{"open", "closed", "all"}
-
 var _ connector.Factory = New
 
-// Config is the "config" object of a github-issues connector.
+// Config is the "config" object of a github-issues connector; spec
+// describes its fields.
 type Config struct {
-	// owner, repo, token, base_url, per_page (default 30) and max_pages
-	// (default 10).
 	githubapi.RepoConfig
-	// State is GitHub's state filter: "open", "closed" or "all" (default).
-	State string `json:"state,omitempty"`
-	// Labels keeps issues carrying every one of these labels (GitHub's
-	// labels=a,b); none by default.
-	Labels []string `json:"labels,omitempty"`
-	// IncludePullRequests keeps pull requests, which GitHub lists as issues;
-	// default false (they are skipped, not failed).
-	IncludePullRequests bool `json:"include_pull_requests,omitempty"`
-	// Since is where the first poll starts, RFC 3339 ("2024-01-01T00:00:00Z");
-	// default: every issue. Once a poll succeeds its cursor wins.
-	Since string `json:"since,omitempty"`
+	State               string   `json:"state,omitempty"`
+	Labels              []string `json:"labels,omitempty"`
+	IncludePullRequests bool     `json:"include_pull_requests,omitempty"`
+	Since               string   `json:"since,omitempty"`
 }
+
+var spec = connector.Spec{
+	Summary: "The issues of one GitHub repository, oldest update first, from a cursor.",
+	Fields: append(githubapi.RepoFields(DefaultMaxPages,
+		"The next poll continues from the cursor, so a large backlog is read over several polls."),
+		connector.Field{Name: "state", Kind: connector.String, Enum: []string{"open", "closed", "all"}, Default: DefaultState,
+			Description: "Which issues GitHub lists. With `all`, closing an issue is a change. With `open`, a closed issue simply stops appearing."},
+		connector.Field{Name: "labels", Kind: connector.List, Example: []string{"bug", "ui"},
+			Description: "A list of label names. It keeps issues that carry **every** label, and is sent as GitHub's comma list " +
+				"`labels=a,b`. A name containing a comma is refused, because GitHub would read it as two labels."},
+		connector.Field{Name: "include_pull_requests", Kind: connector.Bool, Default: false,
+			Description: "GitHub lists pull requests as issues. By default, items with a `pull_request` key are **skipped**, not failed."},
+		connector.Field{Name: "since", Kind: connector.String, Example: "2025-01-01T00:00:00Z",
+			Description: "RFC 3339 time where the **first** poll starts, e.g. `\"2025-01-01T00:00:00Z\"`. It is sent in UTC. " +
+				"Without it, the first poll reads every issue (up to `max_pages`). Once there is a cursor, the cursor wins."},
+	),
+}
+
+// Spec describes the config's fields.
+func (Config) Spec() connector.Spec { return spec }
 
 // ApplyDefaults fills the fields left out.
 func (c *Config) ApplyDefaults() {
@@ -59,16 +68,9 @@ func (c *Config) ApplyDefaults() {
 	c.State = cmp.Or(c.State, DefaultState)
 }
 
-// Validate reports every problem of the config at once. It does no I/O.
+// Validate reports every problem the spec cannot tell. It does no I/O.
 func (c Config) Validate() error {
-	errs := c.RepoConfig.Validate(DefaultMaxPages)
-	if c.State != "" && !slices.Contains(states, c.State) {
-		fix := `"open", "closed" or "all"`
-		if lower := strings.ToLower(strings.TrimSpace(c.State)); slices.Contains(states, lower) {
-			fix = strconv.Quote(lower)
-		}
-		errs = append(errs, fmt.Errorf("config.state: %q is not an issue state (write %s; default %q)", c.State, fix, DefaultState))
-	}
+	errs := c.RepoConfig.Validate()
 	for i, label := range c.Labels {
 		switch {
 		case strings.TrimSpace(label) == "":

@@ -31,17 +31,27 @@ const (
 
 var _ connector.Factory = New
 
-// Config is the "config" object of a github-releases connector.
+// Config is the "config" object of a github-releases connector; spec
+// describes its fields.
 type Config struct {
-	// owner, repo, token, base_url, per_page (default 30) and max_pages
-	// (default 3).
 	githubapi.RepoConfig
-	// IncludePrereleases keeps releases marked prerelease; default true.
 	IncludePrereleases *bool `json:"include_prereleases,omitempty"`
-	// IncludeDrafts keeps draft releases (GitHub lists them only to tokens
-	// with push access); default false.
-	IncludeDrafts *bool `json:"include_drafts,omitempty"`
+	IncludeDrafts      *bool `json:"include_drafts,omitempty"`
 }
+
+var spec = connector.Spec{
+	Summary: "The releases of one GitHub repository.",
+	Fields: append(githubapi.RepoFields(DefaultMaxPages,
+		"GitHub lists the newest releases first, so older ones past this limit are not read."),
+		connector.Field{Name: "include_prereleases", Kind: connector.Bool, Default: true,
+			Description: "Keep releases marked `prerelease`."},
+		connector.Field{Name: "include_drafts", Kind: connector.Bool, Default: false,
+			Description: "Keep draft releases. GitHub lists drafts only to tokens with push access."},
+	),
+}
+
+// Spec describes the config's fields.
+func (Config) Spec() connector.Spec { return spec }
 
 // ApplyDefaults fills the fields left out.
 func (c *Config) ApplyDefaults() {
@@ -50,9 +60,9 @@ func (c *Config) ApplyDefaults() {
 	connector.SetDefault(&c.IncludeDrafts, false)
 }
 
-// Validate reports every problem of the config at once. It does no I/O.
+// Validate reports every problem the spec cannot tell. It does no I/O.
 func (c Config) Validate() error {
-	return errors.Join(c.RepoConfig.Validate(DefaultMaxPages)...)
+	return errors.Join(c.RepoConfig.Validate()...)
 }
 
 // New builds a github-releases connector from its config. It does no I/O.

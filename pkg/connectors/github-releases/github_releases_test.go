@@ -442,9 +442,9 @@ func TestConfig(t *testing.T) {
 			wantErr: []string{"config.owner:", "config.repo:", "config.token:", "config.per_page: 101 is out of range (write a number from 1 to 100; default 30)",
 				"config.max_pages: 0 is out of range (write a number from 1 to 100; default 3)", "config.base_url:"}},
 		{name: "unknown field", raw: `{` + or + `,"include_draft":true}`,
-			wantErr: []string{`decode config: json: unknown field "include_draft"`}},
+			wantErr: []string{`config.include_draft: unknown field (did you mean "include_drafts"?)`}},
 		{name: "wrong type", raw: `{` + or + `,"include_drafts":"yes"}`,
-			wantErr: []string{"decode config: json: cannot unmarshal string"}},
+			wantErr: []string{"config.include_drafts: must be true or false, not a string"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -16,74 +16,102 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/upstream"
 )
 
-// Config is the "config" object of an http-json connector.
+// Config is the "config" object of an http-json connector; spec describes
+// its fields.
 type Config struct {
-	// URL is the absolute http(s) URL of the first request. "{{cursor}}" in it
-	// is replaced, query-escaped, by the stored cursor (InitialCursor on the
-	// first poll). Required.
-	URL string `json:"url"`
-	// Method is GET (default) or POST.
-	Method string `json:"method,omitempty"`
-	// Body is sent with POST; "{{cursor}}" in it is replaced too (escaped for
-	// a JSON string when the body is JSON, for a form when it is a form).
-	Body string `json:"body,omitempty"`
-	// Headers are sent on every request. Values usually come from ${VAR}:
-	// they never appear in error texts.
-	Headers map[string]string `json:"headers,omitempty"`
-	// InitialCursor stands in for the cursor until one is stored; default "".
-	// With cursor_kind "time" it may be relative, as Datadog writes it:
-	// "now-15m".
-	InitialCursor string `json:"initial_cursor,omitempty"`
-	// Items is jq on a page's body yielding the items: one array (".data")
-	// or a stream of objects (".features[]"). Required.
-	Items string `json:"items"`
-	// ID is jq on one item yielding its id, a non-empty string or a number. Required.
-	ID string `json:"id"`
-	// Version is jq on one item yielding its version; default the sha256 of
-	// the item's canonical JSON.
-	Version string `json:"version,omitempty"`
-	// Time is jq on one item yielding its time; the cursor becomes the
-	// greatest over the poll's items, compared as CursorKind says. Optional.
-	Time string `json:"time,omitempty"`
-	// CursorKind says what Time yields and how cursors compare: "time" (RFC
-	// 3339, compared as instants), "number" (compared by value) or "string"
-	// (compared byte by byte). Required with Time.
-	CursorKind string `json:"cursor_kind,omitempty"`
-	// CursorMargin widens each request by starting it before the cursor, for
-	// upstreams that index late (as the datadog-events connector does): a
-	// duration ("1m") for kind time, a number ("60000") for kind number.
-	// Items read twice publish nothing. Optional.
-	CursorMargin string `json:"cursor_margin,omitempty"`
-	// Data is jq on one item yielding the signal's data; default the item.
-	Data string `json:"data,omitempty"`
-	// Pagination says how to find the next page; default none.
-	Pagination Pagination `json:"pagination"`
-	// Conditional sends If-None-Match / If-Modified-Since on the first GET of
-	// a poll; default true.
-	Conditional *bool `json:"conditional,omitempty"`
-	// EmitDeletes says the API answers with its whole listing (not only what
-	// changed since the cursor): an item that was there and is not any more
-	// is published once as deleted, when the poll read every page (not cut
-	// at max_pages). Default false; never set it for an API asked for
-	// changes since a cursor, where every unchanged item would look gone.
-	EmitDeletes bool `json:"emit_deletes,omitempty"`
+	URL           string            `json:"url"`
+	Method        string            `json:"method,omitempty"`
+	Body          string            `json:"body,omitempty"`
+	Headers       map[string]string `json:"headers,omitempty"`
+	InitialCursor string            `json:"initial_cursor,omitempty"`
+	Items         string            `json:"items"`
+	ID            string            `json:"id"`
+	Version       string            `json:"version,omitempty"`
+	Time          string            `json:"time,omitempty"`
+	CursorKind    string            `json:"cursor_kind,omitempty"`
+	CursorMargin  string            `json:"cursor_margin,omitempty"`
+	Data          string            `json:"data,omitempty"`
+	Pagination    Pagination        `json:"pagination"`
+	Conditional   *bool             `json:"conditional,omitempty"`
+	EmitDeletes   bool              `json:"emit_deletes,omitempty"`
 }
 
 // Pagination is the "pagination" object of the config.
 type Pagination struct {
-	// Style is none (default), link_header, next_url, cursor or page.
-	Style string `json:"style,omitempty"`
-	// Next is jq on a page's body: the next URL (next_url) or token (cursor).
-	// null, "" or false ends the pages.
-	Next string `json:"next,omitempty"`
-	// Param is the query parameter that carries the token (cursor) or the
-	// page number (page).
-	Param string `json:"param,omitempty"`
-	// Start is the first page number of the page style; default 1.
-	Start *int `json:"start,omitempty"`
-	// MaxPages is the most pages one poll reads; default 10, 1..100.
-	MaxPages *int `json:"max_pages,omitempty"`
+	Style    string `json:"style,omitempty"`
+	Next     string `json:"next,omitempty"`
+	Param    string `json:"param,omitempty"`
+	Start    *int   `json:"start,omitempty"`
+	MaxPages *int   `json:"max_pages,omitempty"`
 }
+
+var spec = connector.Spec{
+	Summary: "Any JSON API over HTTP, read with jq expressions: zero Go.",
+	Fields: []connector.Field{
+		{Name: "url", Kind: connector.String, Required: true, Hint: `write an absolute http(s) URL, e.g. "` + exampleURL + `"`,
+			Example: exampleURL + "?since={{cursor}}",
+			Description: "Absolute `http`/`https` URL of the first request. `{{cursor}}` in it is replaced by the stored cursor, " +
+				"query-escaped. On the first poll, when nothing is stored yet, `initial_cursor` is used instead. Any other " +
+				"`{{name}}` is an error, and so is `{{ cursor }}` with spaces."},
+		{Name: "method", Kind: connector.String, Enum: []string{http.MethodGet, http.MethodPost}, Default: http.MethodGet,
+			Description: "The HTTP method, in capitals."},
+		{Name: "body", Kind: connector.String,
+			Description: "The body sent with POST, which may contain `{{cursor}}`. The cursor is escaped for a JSON string when " +
+				"the Content-Type is JSON, and with query escaping when it is `application/x-www-form-urlencoded`. For any " +
+				"other Content-Type it is inserted as is. Setting `body` with GET is an error."},
+		{Name: "headers", Kind: connector.Map, Example: map[string]string{"Authorization": "Bearer ${API_TOKEN}"},
+			Description: "Headers sent on every request. Write secrets as `\"${VAR}\"`. A value is never repeated in an error " +
+				"(see Auth). `Accept` defaults to `application/json`. For a POST with a body, `Content-Type` defaults to " +
+				"`application/json`. `Host` and `Content-Length` cannot be set."},
+		{Name: "initial_cursor", Kind: connector.String, Default: "",
+			Description: "Stands in for the cursor until one is stored. It is an error when neither `url` nor `body` contains " +
+				"`{{cursor}}`, or when it does not read as `cursor_kind` says. With kind `time` it may be relative, as " +
+				"Datadog writes it: `\"now\"` or `\"now-<n><s|m|h|d|w>\"` (`\"now-15m\"`)."},
+		{Name: "items", Kind: connector.String, Required: true, Hint: `a jq expression (e.g. ".features[]" or ".data")`, Example: ".features[]",
+			Description: "jq on a page's body, yielding the items. An **array** adds its elements, for example `.data`. A stream " +
+				"of **objects** adds each object, for example `.features[]`. Any other output fails the poll, and so does a jq error."},
+		{Name: "id", Kind: connector.String, Required: true, Hint: `a jq expression (e.g. ".id")`, Example: ".id",
+			Description: "jq on one item, yielding its id: a non-empty string, or a number written as jq writes it (`.number` " +
+				"and `.number|tostring` give the same id)."},
+		{Name: "version", Kind: connector.String, DefaultText: "sha256 of the item",
+			Description: "jq on one item. A string or number is used as is. An object or array is hashed, so `{updated, status}` " +
+				"works. **Default**: the hex sha256 of the item's canonical JSON, meaning object keys sorted, no whitespace, " +
+				"and numbers exactly as the upstream wrote them. Any change to the item is then a new version. Key order and " +
+				"whitespace do not count."},
+		{Name: "time", Kind: connector.String,
+			Description: "jq on one item, yielding its time: what `cursor_kind` says. It moves the cursor; see Cursor."},
+		{Name: "cursor_kind", Kind: connector.String, Enum: cursorKinds, DefaultText: "required with `time`",
+			Description: "How item times and cursors compare: `\"time\"` (RFC 3339 times, any offset, compared as instants), " +
+				"`\"number\"` (compared by value, every digit kept) or `\"string\"` (compared byte by byte). An error without `time`."},
+		{Name: "cursor_margin", Kind: connector.String,
+			Description: "Start each request this much before the cursor, for upstreams that make items visible a little after " +
+				"their time (as `datadog-events` does with one minute): a duration (`\"1m\"`) with kind `time`, a number " +
+				"(`\"60000\"`) with kind `number`; not allowed with `string`. Items read twice publish nothing."},
+		{Name: "data", Kind: connector.String, DefaultText: "the item",
+			Description: "jq on one item, yielding the signal's `data`. Prefer a small snake_case object that includes the " +
+				"upstream's URL for humans."},
+		{Name: "pagination", Kind: connector.Object, Description: "How to find the next page.", Fields: []connector.Field{
+			{Name: "style", Kind: connector.String, Enum: styles, Default: StyleNone,
+				Description: "Where the next page comes from; see Pagination."},
+			{Name: "next", Kind: connector.String,
+				Description: "Required for `next_url` and `cursor`. It is jq on a page's body that yields the next URL or " +
+					"token. `null`, `\"\"`, `false` or no output ends the pages."},
+			{Name: "param", Kind: connector.String,
+				Description: "Required for `cursor` and `page`: the query parameter to set."},
+			{Name: "start", Kind: connector.Int, Range: connector.AtLeast(0), Default: DefaultPageStart,
+				Description: "`page` only: the number of the first page."},
+			connector.MaxPages(DefaultMaxPages, maxMaxPages, "It is an error with style `none`."),
+		}},
+		{Name: "conditional", Kind: connector.Bool, Default: true,
+			Description: "Send `If-None-Match` / `If-Modified-Since` from the stored validators on the first request of a poll. " +
+				"This applies to **GET only**, because a POST is never conditional. With `false`, no validators are sent or kept."},
+		connector.EmitDeletes("an item", "Set it only when the API answers with its **whole listing** every time; never "+
+			"for an API asked for what changed since `{{cursor}}`: every unchanged item would look gone."),
+	},
+}
+
+// Spec describes the config's fields.
+func (Config) Spec() connector.Spec { return spec }
 
 // ApplyDefaults fills the fields left out.
 func (c *Config) ApplyDefaults() {
@@ -98,7 +126,7 @@ func (c *Config) ApplyDefaults() {
 	connector.SetDefault(&c.Conditional, true)
 }
 
-// Validate reports every problem of the config at once, compiling every jq
+// Validate reports every problem the spec cannot tell, compiling every jq
 // expression. It does no I/O.
 func (c Config) Validate() error {
 	_, err := c.compile()
@@ -123,15 +151,11 @@ func (c Config) compile() (compiled, error) {
 			errs = append(errs, err)
 		}
 	}
-	add(validateURL(c.URL))
-	switch c.Method {
-	case http.MethodGet:
-		if c.Body != "" {
-			add(errors.New(`config.body: only sent with POST (set "method": "POST", or remove body)`))
-		}
-	case http.MethodPost:
-	default:
-		add(fmt.Errorf(`config.method: %q is not supported (write "GET" or "POST")`, c.Method))
+	if strings.TrimSpace(c.URL) != "" {
+		add(validateURL(c.URL))
+	}
+	if c.Method == http.MethodGet && c.Body != "" {
+		add(errors.New(`config.body: only sent with POST (set "method": "POST", or remove body)`))
 	}
 	add(checkPlaceholders("config.body", c.Body))
 	add(validateHeaders(c.Headers))
@@ -140,9 +164,11 @@ func (c Config) compile() (compiled, error) {
 	}
 
 	var ex expressions
-	compileField := func(field, src string, required bool, example string) *gojq.Code {
+	// A field the spec requires (items, id) is reported there when empty;
+	// example is given for the one only the style requires.
+	compileField := func(field, src string, example string) *gojq.Code {
 		if strings.TrimSpace(src) == "" {
-			if required {
+			if example != "" {
 				add(fmt.Errorf("config.%s: required: a jq expression (e.g. %s)", field, example))
 			}
 			return nil
@@ -153,23 +179,20 @@ func (c Config) compile() (compiled, error) {
 		}
 		return code
 	}
-	ex.items = compileField("items", c.Items, true, `".features[]" or ".data"`)
-	ex.id = compileField("id", c.ID, true, `".id"`)
-	ex.version = compileField("version", c.Version, false, "")
-	ex.time = compileField("time", c.Time, false, "")
-	ex.data = compileField("data", c.Data, false, "")
+	ex.items = compileField("items", c.Items, "")
+	ex.id = compileField("id", c.ID, "")
+	ex.version = compileField("version", c.Version, "")
+	ex.time = compileField("time", c.Time, "")
+	ex.data = compileField("data", c.Data, "")
 	rule, cursorErrs := c.cursorRule()
 	errs = append(errs, cursorErrs...)
 
 	p := c.Pagination
-	if !slices.Contains(styles, p.Style) {
-		add(fmt.Errorf("config.pagination.style: %q is not a style (write one of %s)", p.Style, strings.Join(styles, ", ")))
-	}
 	needsNext := p.Style == StyleNextURL || p.Style == StyleCursor
 	needsParam := p.Style == StyleCursor || p.Style == StylePage
 	switch {
 	case needsNext:
-		ex.next = compileField("pagination.next", p.Next, true, map[string]string{
+		ex.next = compileField("pagination.next", p.Next, map[string]string{
 			StyleNextURL: `".pagination.next"`, StyleCursor: `".response_metadata.next_cursor"`}[p.Style])
 	case p.Next != "":
 		add(fmt.Errorf("config.pagination.next: only used with style next_url or cursor (style is %q; remove next)", p.Style))
@@ -183,17 +206,8 @@ func (c Config) compile() (compiled, error) {
 	if p.Start != nil && p.Style != StylePage {
 		add(fmt.Errorf("config.pagination.start: only used with style page (style is %q; remove start)", p.Style))
 	}
-	if p.Start != nil && *p.Start < 0 {
-		add(fmt.Errorf("config.pagination.start: %d is negative (write the upstream's first page number, usually 1 or 0)", *p.Start))
-	}
-	if p.MaxPages != nil {
-		switch {
-		case p.Style == StyleNone:
-			add(errors.New("config.pagination.max_pages: has no effect without a pagination style (set pagination.style, or remove max_pages)"))
-		case *p.MaxPages < 1 || *p.MaxPages > maxMaxPages:
-			add(fmt.Errorf("config.pagination.max_pages: %d is out of range (write a number from 1 to %d; default %d)",
-				*p.MaxPages, maxMaxPages, DefaultMaxPages))
-		}
+	if p.MaxPages != nil && p.Style == StyleNone {
+		add(errors.New("config.pagination.max_pages: has no effect without a pagination style (set pagination.style, or remove max_pages)"))
 	}
 	return compiled{ex: ex, cursor: rule}, errors.Join(errs...)
 }

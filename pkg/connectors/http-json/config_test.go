@@ -29,7 +29,7 @@ func TestConfig(t *testing.T) {
 
 		// url
 		{name: "url missing", raw: `{"items":".","id":".id"}`,
-			wantErr: []string{`config.url: required (write an absolute http(s) URL, e.g. "https://api.example.com/v1/items")`}},
+			wantErr: []string{`config.url: required: write an absolute http(s) URL, e.g. "https://api.example.com/v1/items"`}},
 		{name: "url relative", raw: `{"url":"api.example.com/items","items":".","id":".id"}`,
 			wantErr: []string{`config.url: "api.example.com/items" is not an absolute http(s) URL`}},
 		{name: "url ftp, password and query hidden", raw: `{"url":"ftp://me:pw1234@h.example/x?key=k9k9k9","items":".","id":".id"}`,
@@ -45,7 +45,7 @@ func TestConfig(t *testing.T) {
 		{name: "cursor_kind without time", raw: `{` + base + `,"cursor_kind":"time"}`,
 			wantErr: []string{"config.cursor_kind: has no effect without time (set time, or remove cursor_kind)"}},
 		{name: "unknown cursor_kind", raw: `{` + base + `,"time":".t","cursor_kind":"date"}`,
-			wantErr: []string{`config.cursor_kind: "date" is not a cursor kind (write "time", "number" or "string")`}},
+			wantErr: []string{`config.cursor_kind: "date" is not a valid cursor kind (write "time", "number" or "string")`}},
 		{name: "time margin not a duration", raw: `{` + base + `,"time":".t","cursor_kind":"time","cursor_margin":"60"}`,
 			wantErr: []string{`config.cursor_margin: "60" is not a duration (write e.g. "1m" or "90s")`}},
 		{name: "number margin not a number", raw: `{` + base + `,"time":".t","cursor_kind":"number","cursor_margin":"1m"}`,
@@ -57,7 +57,7 @@ func TestConfig(t *testing.T) {
 
 		// method and body
 		{name: "method lowercase", raw: `{` + base + `,"method":"get"}`,
-			wantErr: []string{`config.method: "get" is not supported (write "GET" or "POST")`}},
+			wantErr: []string{`config.method: "get" is not a valid method (write "GET"; default "GET")`}},
 		{name: "body with GET", raw: `{` + base + `,"body":"{}"}`,
 			wantErr: []string{`config.body: only sent with POST (set "method": "POST", or remove body)`}},
 		{name: "initial_cursor without placeholder", raw: `{` + base + `,"initial_cursor":"x"}`,
@@ -79,7 +79,7 @@ func TestConfig(t *testing.T) {
 
 		// pagination
 		{name: "unknown style", raw: `{` + base + `,"pagination":{"style":"links"}}`,
-			wantErr: []string{`config.pagination.style: "links" is not a style (write one of none, link_header, next_url, cursor, page)`}},
+			wantErr: []string{`config.pagination.style: "links" is not a valid style (write "none", "link_header", "next_url", "cursor" or "page"; default "none")`}},
 		{name: "next_url without next", raw: `{` + base + `,"pagination":{"style":"next_url"}}`,
 			wantErr: []string{`config.pagination.next: required: a jq expression (e.g. ".pagination.next")`}},
 		{name: "next does not parse", raw: `{` + base + `,"pagination":{"style":"cursor","next":".a[","param":"c"}}`,
@@ -94,11 +94,11 @@ func TestConfig(t *testing.T) {
 		{name: "max_pages without a style", raw: `{` + base + `,"pagination":{"max_pages":3}}`,
 			wantErr: []string{"config.pagination.max_pages: has no effect without a pagination style"}},
 		{name: "negative start", raw: `{` + base + `,"pagination":{"style":"page","param":"p","start":-1}}`,
-			wantErr: []string{"config.pagination.start: -1 is negative"}},
+			wantErr: []string{"config.pagination.start: -1 is out of range (write a number of 0 or more; default 1)"}},
 
 		// decoding
 		{name: "unknown field", raw: `{` + base + `,"base_url":"https://h.example"}`,
-			wantErr: []string{`decode config: json: unknown field "base_url"`}},
+			wantErr: []string{`config.base_url: unknown field (known: url, method, body, headers, initial_cursor, items, id, version, time, cursor_kind, cursor_margin, data, pagination, conditional, emit_deletes, allow_hosts)`}},
 		{name: "empty config lists every problem", raw: ``,
 			wantErr: []string{"config.url: required", "config.items: required", "config.id: required"}},
 	}

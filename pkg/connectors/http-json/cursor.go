@@ -67,8 +67,7 @@ func (c Config) cursorRule() (cursorRule, []error) {
 		errs = append(errs, errors.New(`config.cursor_kind: required with time: say what time yields and how cursors compare `+
 			`(write "time" for RFC 3339 times, "number" or "string")`))
 	case c.CursorKind != "" && !slices.Contains(cursorKinds, c.CursorKind):
-		errs = append(errs, fmt.Errorf(`config.cursor_kind: %q is not a cursor kind (write "time", "number" or "string")`, c.CursorKind))
-		return rule, errs
+		return rule, errs // the spec reports it
 	}
 	if c.CursorMargin != "" {
 		switch rule.kind {

@@ -63,26 +63,43 @@ var DefaultFields = []string{"summary", "status", "updated", "created", "assigne
 
 var _ connector.Factory = New
 
-// Config is the "config" object of a jira-issues connector.
+// Config is the "config" object of a jira-issues connector; spec describes
+// its fields.
 type Config struct {
-	// BaseURL is the Jira Cloud site, e.g. https://your-site.atlassian.net.
-	// Required: there is no public Jira to default to.
-	BaseURL string `json:"base_url"`
-	// Email and APIToken are the Atlassian account and one of its API tokens,
-	// sent as HTTP Basic auth. Write the token as "${JIRA_API_TOKEN}".
-	Email    string `json:"email"`
-	APIToken string `json:"api_token"`
-	// JQL is the user's filter, e.g. `project = OPS`. The connector adds the
-	// time window and the ordering, so it must not have an ORDER BY.
-	JQL string `json:"jql"`
-	// Fields are the issue fields to request; default DefaultFields.
-	// "updated" is always requested: it is the version and the cursor.
-	Fields []string `json:"fields,omitempty"`
-	// MaxResults is the page size asked of Jira; default 50, 1..100.
-	MaxResults *int `json:"max_results,omitempty"`
-	// MaxPages is the most pages one poll reads; default 10, 1..100.
-	MaxPages *int `json:"max_pages,omitempty"`
+	BaseURL    string   `json:"base_url"`
+	Email      string   `json:"email"`
+	APIToken   string   `json:"api_token"`
+	JQL        string   `json:"jql"`
+	Fields     []string `json:"fields,omitempty"`
+	MaxResults *int     `json:"max_results,omitempty"`
+	MaxPages   *int     `json:"max_pages,omitempty"`
 }
+
+var spec = connector.Spec{
+	Summary: "The Jira Cloud issues of a JQL filter that changed since the last poll.",
+	Fields: []connector.Field{
+		// Required: there is no public Jira to default to.
+		connector.BaseURL("", exampleBaseURL, "Your Jira Cloud site root, e.g. `"+exampleBaseURL+"`."),
+		{Name: "email", Kind: connector.String, Required: true, Hint: "the email of the Atlassian account that owns the API token",
+			Example: "you@example.com", Description: "The Atlassian account that owns the API token."},
+		{Name: "api_token", Kind: connector.String, Required: true, Secret: true,
+			Hint: `write "${JIRA_API_TOKEN}" and set that variable to an API token from ` + tokenPageURL,
+			Description: "An API token of that account (" + tokenPageURL + "). Write `\"${JIRA_API_TOKEN}\"`. " +
+				"`email:api_token` is sent as HTTP Basic auth. The token needs only read access to the projects in the filter."},
+		{Name: "jql", Kind: connector.String, Required: true, Example: "project = OPS",
+			Hint: `a JQL filter such as "project = OPS" (Jira refuses unbounded searches)`,
+			Description: "Your filter, e.g. `project = OPS`. Jira refuses searches with no restriction. Leave out `ORDER BY`: " +
+				"the connector adds its own, and a config with one is refused."},
+		{Name: "fields", Kind: connector.List, Default: DefaultFields,
+			Description: "The issue fields to request. `updated` is added when missing: it is the version and the cursor. " +
+				"Fields other than those normalised below land in `data.other_fields`."},
+		connector.PageSize("max_results", DefaultMaxResults, maxMaxResults, ""),
+		connector.MaxPages(DefaultMaxPages, maxMaxPages, ""),
+	},
+}
+
+// Spec describes the config's fields.
+func (Config) Spec() connector.Spec { return spec }
 
 // ApplyDefaults fills the fields left out.
 func (c *Config) ApplyDefaults() {
@@ -99,35 +116,21 @@ func (c *Config) ApplyDefaults() {
 // orderByPattern finds an ORDER BY in the user's JQL.
 var orderByPattern = regexp.MustCompile(`(?i)\border\s+by\b`)
 
-// Validate reports every problem of the config at once. It does no I/O and
+// Validate reports every problem the spec cannot tell. It does no I/O and
 // never quotes the API token.
 func (c Config) Validate() error {
 	var errs []error
-	_, err := upstream.ParseBaseURL("config.base_url", c.BaseURL, exampleBaseURL)
-	errs = append(errs, err)
-	if strings.TrimSpace(c.Email) == "" {
-		errs = append(errs, errors.New("config.email: required: the email of the Atlassian account that owns the API token"))
+	if strings.TrimSpace(c.BaseURL) != "" {
+		_, err := upstream.ParseBaseURL("config.base_url", c.BaseURL, exampleBaseURL)
+		errs = append(errs, err)
 	}
-	errs = append(errs, connector.CheckSecret("config.api_token", c.APIToken,
-		`write "${JIRA_API_TOKEN}" and set that variable to an API token from `+tokenPageURL))
-	switch {
-	case strings.TrimSpace(c.JQL) == "":
-		errs = append(errs, errors.New(`config.jql: required: a JQL filter such as "project = OPS" (Jira refuses unbounded searches)`))
-	case orderByPattern.MatchString(c.JQL):
+	if orderByPattern.MatchString(c.JQL) {
 		errs = append(errs, errors.New("config.jql: remove the ORDER BY: the connector orders by updated itself"))
 	}
 	for i, field := range c.Fields {
 		if strings.TrimSpace(field) == "" {
 			errs = append(errs, fmt.Errorf(`config.fields[%d]: empty field name (write a field id such as "summary" or "customfield_10010")`, i))
 		}
-	}
-	if c.MaxResults != nil && (*c.MaxResults < 1 || *c.MaxResults > maxMaxResults) {
-		errs = append(errs, fmt.Errorf("config.max_results: %d is out of range (write a number from 1 to %d; default %d)",
-			*c.MaxResults, maxMaxResults, DefaultMaxResults))
-	}
-	if c.MaxPages != nil && (*c.MaxPages < 1 || *c.MaxPages > maxMaxPages) {
-		errs = append(errs, fmt.Errorf("config.max_pages: %d is out of range (write a number from 1 to %d; default %d)",
-			*c.MaxPages, maxMaxPages, DefaultMaxPages))
 	}
 	return errors.Join(errs...)
 }

@@ -338,10 +338,10 @@ func TestErrors(t *testing.T) {
 			wantStatus: 404,
 		},
 		{
-			name:       "an HTML error page is quoted",
+			name:       "an HTML error page that only repeats the status",
 			status:     502,
 			body:       "<html><body>Bad gateway</body></html>",
-			wantErr:    "jira: upstream answered 502 Bad Gateway: <html><body>Bad gateway</body></html>",
+			wantErr:    "jira: upstream answered 502 Bad Gateway: an HTML page saying nothing more",
 			wantStatus: 502,
 		},
 		{
@@ -469,7 +469,7 @@ func TestConfig(t *testing.T) {
 			wantBase: "http://proxy.example:8080/jira", wantFields: DefaultFields, wantMaxResults: 50, wantMP: 10},
 
 		{name: "empty config lists every required field", raw: ``, wantErr: []string{
-			`config.base_url: required (write an absolute http(s) URL, e.g. "https://your-site.atlassian.net")`,
+			`config.base_url: required: write an absolute http(s) URL, e.g. "https://your-site.atlassian.net"`,
 			"config.email: required",
 			`config.api_token: required: write "${JIRA_API_TOKEN}" and set that variable to an API token from https://id.atlassian.com/manage-profile/security/api-tokens`,
 			`config.jql: required: a JQL filter such as "project = OPS"`,
@@ -479,7 +479,7 @@ func TestConfig(t *testing.T) {
 		{name: "unresolved api_token", raw: `{` + strings.Replace(valid, "s3cret-token", "${JIRA_API_TOKEN}", 1) + `}`,
 			wantErr: []string{"config.api_token: the ${VAR} reference was not resolved: set that environment variable for the worker"}},
 		{name: "api_token with a trailing newline is not echoed", raw: `{` + strings.Replace(valid, "s3cret-token", `s3cret-token\n`, 1) + `}`,
-			wantErr: []string{"config.api_token: contains whitespace or control characters (often a trailing newline in the environment variable)"}},
+			wantErr: []string{"config.api_token: contains whitespace or control characters (often a trailing newline in the environment variable, or a \"Bearer \" prefix: write the secret alone)"}},
 		{name: "jql with ORDER BY", raw: `{` + strings.Replace(valid, "project = OPS", "project = OPS order  by created", 1) + `}`,
 			wantErr: []string{"config.jql: remove the ORDER BY: the connector orders by updated itself"}},
 		{name: "base_url relative", raw: `{` + strings.Replace(valid, "https://acme.atlassian.net", "acme.atlassian.net", 1) + `}`,
@@ -497,7 +497,7 @@ func TestConfig(t *testing.T) {
 		{name: "max_pages out of range", raw: `{` + valid + `,"max_pages":0}`,
 			wantErr: []string{"config.max_pages: 0 is out of range (write a number from 1 to 100; default 10)"}},
 		{name: "unknown field", raw: `{` + valid + `,"token":"x"}`,
-			wantErr: []string{`decode config: json: unknown field "token"`}},
+			wantErr: []string{`config.token: unknown field (known: base_url, email, api_token, jql, fields, max_results, max_pages, allow_hosts)`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -42,23 +42,47 @@ const (
 
 var _ connector.Factory = New
 
-// Config is the "config" object of a slack-history connector.
+// Config is the "config" object of a slack-history connector; spec
+// describes its fields.
 type Config struct {
-	// Token is a bot or user token with channels:history (groups:history for
-	// private channels), sent as a Bearer token. Write it as "${SLACK_TOKEN}".
-	Token string `json:"token"`
-	// Channel is the conversation id, e.g. C0123ABCD (not its #name).
-	Channel string `json:"channel"`
-	// BaseURL is the Web API root; default https://slack.com/api.
-	BaseURL string `json:"base_url,omitempty"`
-	// WorkspaceURL, e.g. https://acme.slack.com, makes each message carry its
-	// permalink. Optional: the API does not say which workspace it is.
+	Token        string `json:"token"`
+	Channel      string `json:"channel"`
+	BaseURL      string `json:"base_url,omitempty"`
 	WorkspaceURL string `json:"workspace_url,omitempty"`
-	// Limit is the page size; default 200, 1..999.
-	Limit *int `json:"limit,omitempty"`
-	// MaxPages is the most pages one poll reads; default 5, 1..100.
-	MaxPages *int `json:"max_pages,omitempty"`
+	Limit        *int   `json:"limit,omitempty"`
+	MaxPages     *int   `json:"max_pages,omitempty"`
 }
+
+// channelRegexp matches conversation ids: C (public), G (private or group
+// DM) or D (DM), then uppercase letters and digits.
+const channelRegexp = `^[CGD][A-Z0-9]{8,}$`
+
+var channelPattern = regexp.MustCompile(channelRegexp)
+
+var spec = connector.Spec{
+	Summary: "One Slack channel's messages, posted since the last poll.",
+	Fields: []connector.Field{
+		{Name: "token", Kind: connector.String, Required: true, Secret: true,
+			Hint: `write "${SLACK_TOKEN}" and set that variable to a bot token (xoxb-...) with channels:history`,
+			Description: "A bot token (`xoxb-…`) or user token, sent as `Authorization: Bearer …`. Write `\"${SLACK_TOKEN}\"`. " +
+				"It needs `channels:history` for public channels, or `groups:history` for private ones. A bot must also be " +
+				"a member of the channel."},
+		{Name: "channel", Kind: connector.String, Required: true, Pattern: channelRegexp, Example: "C0123ABCD",
+			Hint: `the channel id, e.g. "C0123ABCD" (in Slack: channel details, at the bottom)`,
+			Description: "The conversation id, e.g. `C0123ABCD`: `C`, `G` or `D`, then at least 8 capital letters and digits. " +
+				"This is not the `#name`. You can find the id at the bottom of the channel details in Slack."},
+		connector.BaseURL(DefaultBaseURL, "", "The Web API root: a proxy or a test server."),
+		{Name: "workspace_url", Kind: connector.String, Example: exampleWorkspaceURL,
+			Description: "Optional, e.g. `" + exampleWorkspaceURL + "`. When set, each message carries its permalink in " +
+				"`data.url`. The API itself does not say which workspace it serves."},
+		connector.PageSize("limit", DefaultLimit, maxLimit, "Slack may return fewer. Commercially distributed "+
+			"non-Marketplace apps are capped by Slack at 15 messages per page and 1 request per minute."),
+		connector.MaxPages(DefaultMaxPages, maxMaxPages, ""),
+	},
+}
+
+// Spec describes the config's fields.
+func (Config) Spec() connector.Spec { return spec }
 
 // ApplyDefaults fills the fields left out.
 func (c *Config) ApplyDefaults() {
@@ -67,20 +91,11 @@ func (c *Config) ApplyDefaults() {
 	connector.SetDefault(&c.MaxPages, DefaultMaxPages)
 }
 
-// channelPattern matches conversation ids: C (public), G (private or group
-// DM) or D (DM), then uppercase letters and digits.
-var channelPattern = regexp.MustCompile(`^[CGD][A-Z0-9]{8,}$`)
-
-// Validate reports every problem of the config at once. It does no I/O and
+// Validate reports every problem the spec cannot tell. It does no I/O and
 // never quotes the token.
 func (c Config) Validate() error {
 	var errs []error
-	errs = append(errs, connector.CheckSecret("config.token", c.Token,
-		`write "${SLACK_TOKEN}" and set that variable to a bot token (xoxb-...) with channels:history`))
-	switch {
-	case c.Channel == "":
-		errs = append(errs, errors.New(`config.channel: required: the channel id, e.g. "C0123ABCD" (in Slack: channel details, at the bottom)`))
-	case !channelPattern.MatchString(c.Channel):
+	if strings.TrimSpace(c.Channel) != "" && !channelPattern.MatchString(c.Channel) {
 		errs = append(errs, fmt.Errorf(`config.channel: %q is not a channel id (write the id such as "C0123ABCD", not the #name; in Slack: channel details, at the bottom)`, c.Channel))
 	}
 	_, err := upstream.ParseBaseURL("config.base_url", c.BaseURL, DefaultBaseURL)
@@ -88,13 +103,6 @@ func (c Config) Validate() error {
 	if c.WorkspaceURL != "" {
 		_, err := upstream.ParseBaseURL("config.workspace_url", c.WorkspaceURL, exampleWorkspaceURL)
 		errs = append(errs, err)
-	}
-	if c.Limit != nil && (*c.Limit < 1 || *c.Limit > maxLimit) {
-		errs = append(errs, fmt.Errorf("config.limit: %d is out of range (write a number from 1 to %d; default %d)", *c.Limit, maxLimit, DefaultLimit))
-	}
-	if c.MaxPages != nil && (*c.MaxPages < 1 || *c.MaxPages > maxMaxPages) {
-		errs = append(errs, fmt.Errorf("config.max_pages: %d is out of range (write a number from 1 to %d; default %d)",
-			*c.MaxPages, maxMaxPages, DefaultMaxPages))
 	}
 	return errors.Join(errs...)
 }

@@ -396,7 +396,7 @@ func TestConfig(t *testing.T) {
 		{name: "max_pages out of range", raw: `{"token":"xoxb-s3cret","channel":"C0123ABCD","max_pages":0}`,
 			wantErr: []string{"config.max_pages: 0 is out of range (write a number from 1 to 100; default 5)"}},
 		{name: "unknown field", raw: `{"token":"xoxb-s3cret","channel":"C0123ABCD","channel_name":"general"}`,
-			wantErr: []string{`decode config: json: unknown field "channel_name"`}},
+			wantErr: []string{`config.channel_name: unknown field (known: token, channel, base_url, workspace_url, limit, max_pages, allow_hosts)`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -38,53 +38,60 @@ const (
 
 var _ connector.Factory = New
 
-// feedPattern is the documented set of summary feeds: a magnitude level and a
-// period (geojson.php lists exactly these twenty).
-var feedPattern = regexp.MustCompile(`^(significant|4\.5|2\.5|1\.0|all)_(hour|day|week|month)$`)
+// feedRegexp is the documented set of summary feeds: a magnitude level and
+// a period (geojson.php lists exactly these twenty).
+const feedRegexp = `^(significant|4\.5|2\.5|1\.0|all)_(hour|day|week|month)$`
+
+var feedPattern = regexp.MustCompile(feedRegexp)
 
 const feedHelp = `write <level>_<period> with level one of significant, 4.5, 2.5, 1.0, all ` +
 	`and period one of hour, day, week, month, e.g. "all_hour" or "significant_week"`
 
-// Config is the "config" object of a usgs-earthquakes connector.
+// Config is the "config" object of a usgs-earthquakes connector; spec
+// describes its fields.
 type Config struct {
-	// Feed names the summary feed, "<level>_<period>": level significant,
-	// 4.5, 2.5, 1.0 or all; period hour, day, week or month. Required.
-	Feed string `json:"feed"`
-	// MinMagnitude, when set, drops earthquakes below it (and those without
-	// a magnitude) before they become items. The feed itself is not narrowed.
+	Feed         string   `json:"feed"`
 	MinMagnitude *float64 `json:"min_magnitude,omitempty"`
-	// BaseURL is the site root; default https://earthquake.usgs.gov. A mirror
-	// or a test server goes here.
-	BaseURL string `json:"base_url,omitempty"`
-	// EmitDeletes publishes an earthquake that left the feed (it aged out of
-	// its period, was deleted by USGS, or fell below min_magnitude) once as
-	// deleted. Default false.
-	EmitDeletes bool `json:"emit_deletes,omitempty"`
+	BaseURL      string   `json:"base_url,omitempty"`
+	EmitDeletes  bool     `json:"emit_deletes,omitempty"`
 }
+
+var spec = connector.Spec{
+	Summary: "One of the USGS earthquake summary feeds.",
+	Fields: []connector.Field{
+		{Name: "feed", Kind: connector.String, Required: true, Hint: feedHelp, Pattern: feedRegexp, Example: "all_hour",
+			Description: "The summary feed, `<level>_<period>`: level `significant`, `4.5`, `2.5`, `1.0` or `all`; period " +
+				"`hour`, `day`, `week` or `month`. E.g. `\"all_hour\"`, `\"4.5_day\"`, `\"significant_week\"`. These are " +
+				"the twenty feeds USGS documents. A slip such as `\"All_Hour\"`, `\"all_hour.geojson\"` or the whole feed " +
+				"URL is refused with the name to write instead. Request: `GET {base_url}/earthquakes/feed/v1.0/summary/{feed}.geojson`"},
+		{Name: "min_magnitude", Kind: connector.Number, Range: connector.Between(-minMagnitudeLimit, minMagnitudeLimit),
+			Example: 2.5, DefaultText: "none (keep all)",
+			Description: "Earthquakes with a magnitude below this are left out, and so are those with no magnitude " +
+				"(`mag: null`). The bound itself is kept (`2` keeps a 2.0). The filter runs on the client: the whole feed " +
+				"is still downloaded, so pick the smallest feed that covers what you want (`2.5_day` rather than `all_day` " +
+				"with `min_magnitude: 2.5`)."},
+		connector.EmitDeletes("an earthquake", "An earthquake leaves the feed when it ages out of the feed's period, "+
+			"when USGS deletes it, or when a revision puts it below `min_magnitude`."),
+		connector.BaseURL(DefaultBaseURL, "", "The site root: a mirror, a proxy or a test server."),
+	},
+}
+
+// Spec describes the config's fields.
+func (Config) Spec() connector.Spec { return spec }
 
 // ApplyDefaults fills the fields left out.
 func (c *Config) ApplyDefaults() {
 	c.BaseURL = cmp.Or(c.BaseURL, DefaultBaseURL)
 }
 
-// Validate reports every problem of the config at once. It does no I/O.
+// Validate reports every problem the spec cannot tell. It does no I/O.
 func (c Config) Validate() error {
-	var errs []error
-	errs = append(errs, validateFeed(c.Feed))
-	if c.MinMagnitude != nil && (*c.MinMagnitude < -minMagnitudeLimit || *c.MinMagnitude > minMagnitudeLimit) {
-		errs = append(errs, fmt.Errorf("config.min_magnitude: %g is out of range (write a magnitude from %g to %g, e.g. 2.5, or leave it out to keep every earthquake)",
-			*c.MinMagnitude, -minMagnitudeLimit, minMagnitudeLimit))
-	}
 	_, err := upstream.ParseBaseURL("config.base_url", c.BaseURL, DefaultBaseURL)
-	errs = append(errs, err)
-	return errors.Join(errs...)
+	return errors.Join(validateFeed(c.Feed), err)
 }
 
 func validateFeed(feed string) error {
-	if feed == "" {
-		return fmt.Errorf("config.feed: required (%s)", feedHelp)
-	}
-	if feedPattern.MatchString(feed) {
+	if strings.TrimSpace(feed) == "" || feedPattern.MatchString(feed) {
 		return nil
 	}
 	// Common slips: a URL or file name, upper case, "4.5_Day", spaces.

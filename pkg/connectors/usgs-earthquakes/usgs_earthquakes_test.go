@@ -333,7 +333,7 @@ func TestFailedPolls(t *testing.T) {
 			name:   "404 for a feed USGS retired",
 			status: http.StatusNotFound, contentType: "text/html",
 			body:       "<html><body><h1>Page Not Found</h1></body></html>",
-			wantErr:    "usgs all_hour: upstream answered 404 Not Found: <html><body><h1>Page Not Found</h1></body></html>",
+			wantErr:    `usgs all_hour: upstream answered 404 Not Found: an HTML page: "Page Not Found"`,
 			wantStatus: http.StatusNotFound,
 		},
 		{
@@ -519,7 +519,7 @@ func TestConfig(t *testing.T) {
 
 		// feed
 		{name: "feed missing", raw: `{}`,
-			wantErr: []string{`config.feed: required (write <level>_<period> with level one of significant, 4.5, 2.5, 1.0, all and period one of hour, day, week, month, e.g. "all_hour" or "significant_week")`}},
+			wantErr: []string{`config.feed: required: write <level>_<period> with level one of significant, 4.5, 2.5, 1.0, all and period one of hour, day, week, month, e.g. "all_hour" or "significant_week"`}},
 		{name: "empty config", raw: ``,
 			wantErr: []string{"config.feed: required"}},
 		{name: "unknown level", raw: `{"feed":"3.0_day"}`,
@@ -537,11 +537,11 @@ func TestConfig(t *testing.T) {
 
 		// min_magnitude
 		{name: "min_magnitude too large", raw: `{"feed":"all_day","min_magnitude":45}`,
-			wantErr: []string{"config.min_magnitude: 45 is out of range (write a magnitude from -10 to 10, e.g. 2.5, or leave it out to keep every earthquake)"}},
+			wantErr: []string{"config.min_magnitude: 45 is out of range (write a number from -10 to 10, e.g. 2.5)"}},
 		{name: "min_magnitude too small", raw: `{"feed":"all_day","min_magnitude":-11}`,
 			wantErr: []string{"config.min_magnitude: -11 is out of range"}},
 		{name: "min_magnitude as a string", raw: `{"feed":"all_day","min_magnitude":"4.5"}`,
-			wantErr: []string{"decode config: json: cannot unmarshal string"}},
+			wantErr: []string{"config.min_magnitude: must be a number, not a string"}},
 
 		// base_url
 		{name: "base_url relative", raw: `{"feed":"all_day","base_url":"earthquake.usgs.gov"}`,
@@ -555,7 +555,7 @@ func TestConfig(t *testing.T) {
 
 		// decoding
 		{name: "unknown field", raw: `{"feed":"all_day","minmag":2}`,
-			wantErr: []string{`decode config: json: unknown field "minmag"`}},
+			wantErr: []string{`config.minmag: unknown field (known: feed, min_magnitude, emit_deletes, base_url, allow_hosts)`}},
 		{name: "several problems at once", raw: `{"feed":"everything","min_magnitude":99,"base_url":"nope"}`,
 			wantErr: []string{"config.feed:", "config.min_magnitude:", "config.base_url:"}},
 	}

@@ -13,30 +13,44 @@ import (
 	polite "github.com/pollgrid/pollgrid/pkg/upstream"
 )
 
-// Config is the "config" object of a weather-noaa connector. Exactly one of
-// Area, Zone and Point selects what to watch.
+// Config is the "config" object of a weather-noaa connector; spec
+// describes its fields. Exactly one of Area, Zone and Point selects what
+// to watch.
 type Config struct {
-	// Area is a two-letter state, territory or marine area code, uppercase
-	// ("CA", "PR", "PZ"): GET /alerts/active?area=CA.
-	Area string `json:"area,omitempty"`
-	// Zone is an NWS zone or county id ("ORZ004", "WAC033"):
-	// GET /alerts/active/zone/ORZ004.
-	Zone string `json:"zone,omitempty"`
-	// Point is "lat,lon" in decimal degrees with at most 4 decimals (NWS
-	// redirects more precise points): GET /alerts/active?point=33.25,-112.3.
-	Point string `json:"point,omitempty"`
-	// UserAgent is sent on every request. Required: NWS answers 403 without
-	// one and asks for an app name and a contact, e.g. "(myapp, ops@example.com)".
-	UserAgent string `json:"user_agent"`
-	// BaseURL is the API root; default https://api.weather.gov. A mirror or a
-	// test server goes here. Pagination never leaves its scheme and host.
-	BaseURL string `json:"base_url,omitempty"`
-	// MaxPages is the most pages one poll reads; default 10, 1..100.
-	MaxPages *int `json:"max_pages,omitempty"`
-	// EmitDeletes publishes an alert that left the active listing (it
-	// expired or was cancelled) once as deleted. Default false.
-	EmitDeletes bool `json:"emit_deletes,omitempty"`
+	Area        string `json:"area,omitempty"`
+	Zone        string `json:"zone,omitempty"`
+	Point       string `json:"point,omitempty"`
+	UserAgent   string `json:"user_agent"`
+	BaseURL     string `json:"base_url,omitempty"`
+	MaxPages    *int   `json:"max_pages,omitempty"`
+	EmitDeletes bool   `json:"emit_deletes,omitempty"`
 }
+
+var spec = connector.Spec{
+	Summary: "The active NWS weather alerts of one area, zone or point (api.weather.gov). Set exactly one of area, zone and point.",
+	Fields: []connector.Field{
+		{Name: "area", Kind: connector.String, Example: "CA",
+			Description: "Two-letter state, territory or marine area code, uppercase: `\"CA\"`, `\"PR\"`, `\"PZ\"`. It must be a " +
+				"code from the NWS API's `StateTerritoryCode` or `MarineAreaCode` list. Request: `GET {base_url}/alerts/active?area=CA`"},
+		{Name: "zone", Kind: connector.String, Pattern: zoneRegexp, Example: "ORZ004",
+			Description: "NWS zone or county id, matching `" + zoneRegexp + "`: `\"ORZ004\"` (forecast/fire/marine zone) or " +
+				"`\"WAC033\"` (county). Request: `GET {base_url}/alerts/active/zone/ORZ004`"},
+		{Name: "point", Kind: connector.String, Example: "33.25,-112.3",
+			Description: "`\"lat,lon\"` in decimal degrees. Latitude is -90..90 and longitude -180..180. Each can have at most " +
+				"**4 decimals**, because NWS answers a more precise point with a redirect (`AdjustPointPrecision`). Spaces " +
+				"around the numbers are removed. Request: `GET {base_url}/alerts/active?point=33.25,-112.3`"},
+		{Name: "user_agent", Kind: connector.String, Required: true, Example: userAgentExample[1 : len(userAgentExample)-1],
+			Hint: "NWS rejects requests without a User-Agent (HTTP 403); name your app and a contact, e.g. " + userAgentExample,
+			Description: "Sent as `User-Agent` on every request: name your app and a contact. NWS answers 403 without " +
+				"one (the README says why)."},
+		connector.BaseURL(DefaultBaseURL, "", "The API root: a mirror, a proxy or a test server. Pagination never leaves its scheme and host."),
+		connector.MaxPages(DefaultMaxPages, maxMaxPages, "Pages are followed by `pagination.next`."),
+		connector.EmitDeletes("an alert", "An alert leaves the active listing when it expires, or is cancelled and dropped."),
+	},
+}
+
+// Spec describes the config's fields.
+func (Config) Spec() connector.Spec { return spec }
 
 // ApplyDefaults fills the fields left out.
 func (c *Config) ApplyDefaults() {
@@ -44,7 +58,7 @@ func (c *Config) ApplyDefaults() {
 	connector.SetDefault(&c.MaxPages, DefaultMaxPages)
 }
 
-// Validate reports every problem of the config at once. It does no I/O.
+// Validate reports every problem the spec cannot tell. It does no I/O.
 func (c Config) Validate() error {
 	var errs []error
 	var set []string
@@ -67,10 +81,6 @@ func (c Config) Validate() error {
 	errs = append(errs, validateUserAgent(c.UserAgent))
 	_, err := polite.ParseBaseURL("config.base_url", c.BaseURL, DefaultBaseURL)
 	errs = append(errs, err)
-	if c.MaxPages != nil && (*c.MaxPages < 1 || *c.MaxPages > maxMaxPages) {
-		errs = append(errs, fmt.Errorf("config.max_pages: %d is out of range (write a number from 1 to %d; default %d)",
-			*c.MaxPages, maxMaxPages, DefaultMaxPages))
-	}
 	return errors.Join(errs...)
 }
 
@@ -93,7 +103,9 @@ func validateArea(area string) error {
 	return fmt.Errorf(`config.area: %q is not an NWS area code (write a state or territory such as "CA", or a marine area such as "PZ")`, area)
 }
 
-var zonePattern = regexp.MustCompile(`^[A-Z]{2}[CZ]\d{3}$`)
+const zoneRegexp = `^[A-Z]{2}[CZ]\d{3}$`
+
+var zonePattern = regexp.MustCompile(zoneRegexp)
 
 func validateZone(zone string) error {
 	if zonePattern.MatchString(zone) {
@@ -145,10 +157,6 @@ func roundCoordinate(v float64) string {
 }
 
 func validateUserAgent(ua string) error {
-	if strings.TrimSpace(ua) == "" {
-		return fmt.Errorf("config.user_agent: required: NWS rejects requests without a User-Agent (HTTP 403); "+
-			"name your app and a contact, e.g. %s", userAgentExample)
-	}
 	if strings.ContainsFunc(ua, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return fmt.Errorf("config.user_agent: must be one line without control characters (write e.g. %s)", userAgentExample)
 	}

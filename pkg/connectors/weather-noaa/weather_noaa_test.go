@@ -793,9 +793,9 @@ func TestConfig(t *testing.T) {
 
 		// decoding
 		{name: "unknown field", raw: `{"area":"CA","state":"CA",` + ua + `}`,
-			wantErr: []string{`decode config: json: unknown field "state"`}},
+			wantErr: []string{`config.state: unknown field (known: area, zone, point, user_agent, base_url, max_pages, emit_deletes, allow_hosts)`}},
 		{name: "wrong type", raw: `{"area":"CA","max_pages":"10",` + ua + `}`,
-			wantErr: []string{"decode config: json: cannot unmarshal string"}},
+			wantErr: []string{"config.max_pages: must be a whole number, not a string"}},
 		{name: "empty config lists every problem", raw: ``,
 			wantErr: []string{"config: set exactly one of area, zone or point (got none)", "config.user_agent: required"}},
 		{name: "several problems at once",

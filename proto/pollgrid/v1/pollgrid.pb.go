@@ -326,7 +326,15 @@ type PollReport struct {
 	NotModified bool `protobuf:"varint,13,opt,name=not_modified,json=notModified,proto3" json:"not_modified,omitempty"`
 	// True when the poll failed because the upstream answered 429 Too Many
 	// Requests (after its retries).
-	RateLimited   bool `protobuf:"varint,14,opt,name=rate_limited,json=rateLimited,proto3" json:"rate_limited,omitempty"`
+	RateLimited bool `protobuf:"varint,14,opt,name=rate_limited,json=rateLimited,proto3" json:"rate_limited,omitempty"`
+	// The W3C trace context of the poll's span, the report's creation context
+	// in OpenTelemetry's messaging terms: its traceparent header value, and
+	// its tracestate when there is one. Set only when the poll was sampled.
+	// A NATS message carries a batch of reports, so each report carries its
+	// own rather than the message's headers; the aggregator's flush span and
+	// the worker's publish span link to it.
+	Traceparent   string `protobuf:"bytes,15,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
+	Tracestate    string `protobuf:"bytes,16,opt,name=tracestate,proto3" json:"tracestate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -459,6 +467,20 @@ func (x *PollReport) GetRateLimited() bool {
 	return false
 }
 
+func (x *PollReport) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
+}
+
+func (x *PollReport) GetTracestate() string {
+	if x != nil {
+		return x.Tracestate
+	}
+	return ""
+}
+
 // PollReports is a batch of poll reports: a worker gathers its reports and
 // publishes them about once a second on pollgrid.reports.<worker> (JetStream
 // stream REPORTS), so that reporting costs one message per worker and
@@ -530,7 +552,7 @@ const file_pollgrid_v1_pollgrid_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\b \x01(\x04R\n" +
 	"generation\x12\x1a\n" +
-	"\bsequence\x18\t \x01(\x04R\bsequence\"\x9c\x04\n" +
+	"\bsequence\x18\t \x01(\x04R\bsequence\"\xde\x04\n" +
 	"\n" +
 	"PollReport\x12\x1c\n" +
 	"\tconnector\x18\x01 \x01(\tR\tconnector\x12%\n" +
@@ -548,7 +570,11 @@ const file_pollgrid_v1_pollgrid_proto_rawDesc = "" +
 	"\rfencing_token\x18\v \x01(\x04R\ffencingToken\x12\x19\n" +
 	"\btrace_id\x18\f \x01(\tR\atraceId\x12!\n" +
 	"\fnot_modified\x18\r \x01(\bR\vnotModified\x12!\n" +
-	"\frate_limited\x18\x0e \x01(\bR\vrateLimited\"@\n" +
+	"\frate_limited\x18\x0e \x01(\bR\vrateLimited\x12 \n" +
+	"\vtraceparent\x18\x0f \x01(\tR\vtraceparent\x12\x1e\n" +
+	"\n" +
+	"tracestate\x18\x10 \x01(\tR\n" +
+	"tracestate\"@\n" +
 	"\vPollReports\x121\n" +
 	"\areports\x18\x01 \x03(\v2\x17.pollgrid.v1.PollReportR\areports*y\n" +
 	"\vPollOutcome\x12\x1c\n" +

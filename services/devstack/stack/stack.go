@@ -5,7 +5,9 @@
 package stack
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/pollgrid/pollgrid/pkg/config"
+	"github.com/pollgrid/pollgrid/pkg/connectors/demo"
 	"github.com/pollgrid/pollgrid/pkg/service"
 	"github.com/pollgrid/pollgrid/services/aggregator/aggregatord"
 	"github.com/pollgrid/pollgrid/services/scheduler/schedulerd"
@@ -104,7 +107,7 @@ func Run(ctx context.Context, lookup config.Env, banner io.Writer) error {
 pollgrid is running: scheduler, %d workers and the aggregator in one process.
   connectors   %d configured, %d enabled
   NATS         %s   watch signals: nats sub 'signals.>' --server %s
-  Redis        %s
+%s  Redis        %s
   upstreams    %s
   status page  http://127.0.0.1:%d/
   operate      go run ./services/pollctl --server %s list   (status, trigger, pause, ...: docs/operate.md)
@@ -112,7 +115,7 @@ pollgrid is running: scheduler, %d workers and the aggregator in one process.
   metrics      http://127.0.0.1:%d/metrics/connectors   (per connector, JSON)
   prometheus   http://127.0.0.1:%d/metrics (aggregator), :%d (scheduler), :%d..%d (workers)
   reload       kill -HUP %d    stop: Ctrl-C
-`, Workers, len(cfg.Connectors), len(cfg.Enabled()), natsURL, natsURL, redisDesc(redisURL, lookup), outbound,
+`, Workers, len(cfg.Connectors), len(cfg.Enabled()), natsURL, natsURL, demoLine(cfg, natsURL), redisDesc(redisURL, lookup), outbound,
 		httpPort, natsURL, redisURL, httpPort, httpPort, httpPort+1, httpPort+2, httpPort+1+Workers, os.Getpid())
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -124,6 +127,25 @@ pollgrid is running: scheduler, %d workers and the aggregator in one process.
 		return err
 	}
 	return nil
+}
+
+// demoLine is the banner's line for the first enabled demo connector, whose
+// signals flow without internet: what changes, how often, and how to watch
+// it. It is empty when there is none.
+func demoLine(cfg *config.Config, natsURL string) string {
+	for _, c := range cfg.Enabled() {
+		if c.Type != demo.TypeName {
+			continue
+		}
+		var dc struct {
+			ChangeEvery string `json:"change_every"`
+		}
+		_ = json.Unmarshal(c.Config, &dc) // validated when the config was loaded
+		return fmt.Sprintf("  demo         one item changes every %s on signals.demo.%s, no internet needed: "+
+			"go run ./services/pollctl --server %s tail 'signals.demo.>'\n",
+			cmp.Or(dc.ChangeEvery, demo.DefaultChangeEvery), c.Name, natsURL)
+	}
+	return ""
 }
 
 func redisDesc(url string, lookup config.Env) string {

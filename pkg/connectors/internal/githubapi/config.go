@@ -2,7 +2,6 @@ package githubapi
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -26,25 +25,40 @@ const (
 
 // RepoConfig is the part of a github-* connector's config that names the
 // repository and how to reach it. Connectors embed it in their Config, so
-// these fields sit next to the type's own in connectors.json.
+// these fields sit next to the type's own in connectors.json; RepoFields
+// describes them for the type's Spec.
 type RepoConfig struct {
-	// Owner is the user or organisation, e.g. "nats-io". Required.
-	Owner string `json:"owner"`
-	// Repo is the repository name, e.g. "nats-server". Required.
-	Repo string `json:"repo"`
-	// Token is a GitHub token, sent as "Authorization: Bearer <token>".
-	// Optional (public repositories, 60 requests an hour); write
-	// "${GITHUB_TOKEN}" so it comes from the environment. Never logged.
-	Token string `json:"token,omitempty"`
-	// BaseURL is the API root; default https://api.github.com, GitHub
-	// Enterprise Server https://HOST/api/v3. Pagination never leaves its
-	// scheme and host.
-	BaseURL string `json:"base_url,omitempty"`
-	// PerPage is GitHub's per_page, 1..100; default 30.
-	PerPage *int `json:"per_page,omitempty"`
-	// MaxPages is the most pages one poll reads, 1..100; the default is
-	// the connector type's.
-	MaxPages *int `json:"max_pages,omitempty"`
+	Owner    string `json:"owner"`
+	Repo     string `json:"repo"`
+	Token    string `json:"token,omitempty"`
+	BaseURL  string `json:"base_url,omitempty"`
+	PerPage  *int   `json:"per_page,omitempty"`
+	MaxPages *int   `json:"max_pages,omitempty"`
+}
+
+// RepoFields are RepoConfig's fields, for the Spec of a type that embeds
+// it: max_pages defaults to the type's defaultMaxPages, and maxPagesAbout
+// says what happens to the pages past it.
+func RepoFields(defaultMaxPages int, maxPagesAbout string) []connector.Field {
+	return []connector.Field{
+		{Name: "owner", Kind: connector.String, Required: true, Hint: `write the user or organisation, e.g. "nats-io"`,
+			Pattern: ownerRegexp, Example: "nats-io",
+			Description: "User or organisation: letters, digits, `-` and `_`, at most 100 characters. If you write " +
+				"`\"nats-io/nats-server\"` or a github.com URL here, the error tells you how to split it."},
+		{Name: "repo", Kind: connector.String, Required: true, Hint: `write the repository name, e.g. "nats-server"`,
+			Pattern: repoRegexp, Example: "nats-server",
+			Description: "Repository name: letters, digits, `.`, `-` and `_`, at most 100 characters. `.git` at the end " +
+				"is refused, and the error gives the name without it."},
+		{Name: "token", Kind: connector.String, Secret: true,
+			Description: "A GitHub token, sent as `Authorization: Bearer <token>`. Write `\"${GITHUB_TOKEN}\"` so the value " +
+				"comes from the environment. Without a token, GitHub allows 60 requests an hour and shows only public " +
+				"repositories. With one it allows 5,000. The token must be one string with no spaces (no `Bearer ` " +
+				"prefix). Error texts never include it."},
+		connector.BaseURL(DefaultBaseURL, "https://ghe.example.com/api/v3",
+			"The API root. For GitHub Enterprise Server use `https://HOST/api/v3`. `https://github.com` (the website) is refused."),
+		connector.PageSize("per_page", DefaultPerPage, MaxPerPage, "GitHub's `per_page`."),
+		connector.MaxPages(defaultMaxPages, MaxMaxPages, maxPagesAbout),
+	}
 }
 
 // ApplyDefaults fills the fields left out.
@@ -54,21 +68,14 @@ func (c *RepoConfig) ApplyDefaults(defaultMaxPages int) {
 	connector.SetDefault(&c.MaxPages, defaultMaxPages)
 }
 
-// Validate returns every problem of these fields, each naming the field and
-// the fix. The token's value never appears in a message.
-func (c RepoConfig) Validate(defaultMaxPages int) []error {
-	errs := []error{ValidateOwner(c.Owner), ValidateRepo(c.Repo), ValidateToken(c.Token)}
+// Validate returns every problem of these fields that RepoFields cannot
+// tell (a repository path in owner, a clone URL in repo, the website as
+// base_url), each naming the field and the fix.
+func (c RepoConfig) Validate() []error {
+	errs := []error{ValidateOwner(c.Owner), ValidateRepo(c.Repo)}
 	if c.BaseURL != "" {
 		_, err := ParseBaseURL(c.BaseURL)
 		errs = append(errs, err)
-	}
-	if c.PerPage != nil && (*c.PerPage < 1 || *c.PerPage > MaxPerPage) {
-		errs = append(errs, fmt.Errorf("config.per_page: %d is out of range (write a number from 1 to %d; default %d)",
-			*c.PerPage, MaxPerPage, DefaultPerPage))
-	}
-	if c.MaxPages != nil && (*c.MaxPages < 1 || *c.MaxPages > MaxMaxPages) {
-		errs = append(errs, fmt.Errorf("config.max_pages: %d is out of range (write a number from 1 to %d; default %d)",
-			*c.MaxPages, MaxMaxPages, defaultMaxPages))
 	}
 	var out []error
 	for _, err := range errs {
@@ -81,17 +88,19 @@ func (c RepoConfig) Validate(defaultMaxPages int) []error {
 
 // GitHub logins are letters, digits and '-' (Enterprise managed users add
 // "_shortcode"); repository names add '.'. Nothing else can reach a URL path.
-var (
-	ownerPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$`)
-	repoPattern  = regexp.MustCompile(`^[A-Za-z0-9._-]{1,100}$`)
+const (
+	ownerRegexp = `^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$`
+	repoRegexp  = `^[A-Za-z0-9._-]{1,100}$`
 )
 
-// ValidateOwner checks config.owner.
+var (
+	ownerPattern = regexp.MustCompile(ownerRegexp)
+	repoPattern  = regexp.MustCompile(repoRegexp)
+)
+
+// ValidateOwner checks a config.owner that is set (RepoFields requires it).
 func ValidateOwner(owner string) error {
-	switch {
-	case owner == "":
-		return errors.New(`config.owner: required (write the user or organisation, e.g. "nats-io")`)
-	case ownerPattern.MatchString(owner):
+	if strings.TrimSpace(owner) == "" || ownerPattern.MatchString(owner) {
 		return nil
 	}
 	if o, r, ok := splitRepoPath(owner); ok {
@@ -100,11 +109,11 @@ func ValidateOwner(owner string) error {
 	return fmt.Errorf(`config.owner: %q is not a GitHub user or organisation name (letters, digits, '-' and '_', at most 100; e.g. "nats-io")`, owner)
 }
 
-// ValidateRepo checks config.repo.
+// ValidateRepo checks a config.repo that is set (RepoFields requires it).
 func ValidateRepo(repo string) error {
 	switch {
-	case repo == "":
-		return errors.New(`config.repo: required (write the repository name, e.g. "nats-server")`)
+	case strings.TrimSpace(repo) == "":
+		return nil
 	case repo == "." || repo == "..":
 		return fmt.Errorf(`config.repo: %q is not a repository name (e.g. "nats-server")`, repo)
 	case strings.HasSuffix(repo, ".git") && repoPattern.MatchString(repo):
@@ -130,17 +139,6 @@ func splitRepoPath(s string) (owner, repo string, ok bool) {
 	}
 	owner, repo = parts[0], strings.TrimSuffix(parts[1], ".git")
 	return owner, repo, ownerPattern.MatchString(owner) && repoPattern.MatchString(repo)
-}
-
-// ValidateToken checks config.token without ever quoting it.
-func ValidateToken(token string) error {
-	if token == "" {
-		return nil
-	}
-	if strings.ContainsFunc(token, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-		return errors.New(`config.token: must be the token alone, without spaces, line breaks or a "Bearer " prefix (write "${GITHUB_TOKEN}" and export the token)`)
-	}
-	return nil
 }
 
 // ParseBaseURL checks config.base_url as every connector does

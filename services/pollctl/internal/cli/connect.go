@@ -72,7 +72,10 @@ func (c *connFlags) connect(env config.Env) (*nats.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	nc, err := dial.Connect(nats.Name("pollctl"), nats.Timeout(5*time.Second))
+	// Asynchronous errors (a permissions violation) are reported once, with
+	// the command's own error (Main), not also as nats.go's default line.
+	nc, err := dial.Connect(nats.Name("pollctl"), nats.Timeout(5*time.Second),
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 	if err != nil {
 		where := dial.Redacted()
 		if dial.Context() != "" {

@@ -192,7 +192,8 @@ func (a *app) dryRun(ctx context.Context, name, file string, fresh bool) error {
 		a.printDryRun(reply)
 	}
 	if out.Err != nil {
-		return fail(ExitFailed, "the poll of %s failed: %s", c.Name, reply.Error)
+		// Its error is in the report printed above, once.
+		return fail(ExitFailed, "the dry-run poll of %s failed", c.Name)
 	}
 	return nil
 }
@@ -240,7 +241,10 @@ func (a *app) printDryRun(r dryRunReply) {
 	row("etag", orDash(r.State.ETag))
 	row("last-modified", orDash(r.State.LastModified))
 	row("consecutive failures", r.State.ConsecutiveFailures)
-	if r.State.LastError != "" {
+	switch {
+	case r.State.LastError != "" && r.State.LastError == r.Error:
+		row("last error", "the error above")
+	case r.State.LastError != "":
 		row("last error", r.State.LastError)
 	}
 	if r.State.NotBefore != nil {

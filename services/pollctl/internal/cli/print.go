@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"cmp"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pollgrid/pollgrid/pkg/admin"
 	"github.com/pollgrid/pollgrid/pkg/store"
@@ -54,39 +57,70 @@ func secs(v float64) string {
 	return fmt.Sprintf("%dms", int(v*1000))
 }
 
+// cut folds s onto one line and cuts its end at n runes: for upstream data,
+// not errors (admin.ShortError keeps an error's cause).
 func cut(s string, n int) string {
 	s = strings.Join(strings.Fields(s), " ")
-	if len(s) <= n {
+	if utf8.RuneCountInString(s) <= n {
 		return s
 	}
-	return s[:n-1] + "…"
+	return string([]rune(s)[:n-1]) + "…"
 }
 
-func printList(w io.Writer, r admin.ListReply) {
+// listErrorWidth is how many characters of a last error a list row shows.
+const listErrorWidth = 70
+
+func printList(w io.Writer, r admin.ListReply, filtered bool) {
 	t := table(w)
 	fmt.Fprintln(t, "HEALTH\tNAME\tTYPE\tINTERVAL\tLAST SUCCESS\tNEXT\tSUCCESS\tP95\tLAST ERROR")
+	shown := map[string]int{}
 	for _, c := range r.Connectors {
+		shown[c.Health]++
 		rate, p95 := "-", "-"
 		if c.Polls > 0 {
 			rate, p95 = fmt.Sprintf("%.1f%%", c.SuccessRate*100), secs(c.LatencyP95Seconds)
 		}
-		note := c.LastError
-		if c.Paused {
+		var note string
+		switch {
+		case c.Paused:
 			note = "paused by " + orUnknown(c.PausedBy) + " " + ago(c.PausedAt)
-		} else if c.Stale {
-			note = fmt.Sprintf("%d intervals missed; ", c.MissedIntervals) + note
+		case c.Stale:
+			missed := fmt.Sprintf("%d intervals missed", c.MissedIntervals)
+			note = missed
+			if c.LastError != "" {
+				note += "; " + admin.ShortError(c.LastError, listErrorWidth-len(missed)-2)
+			}
+		default:
+			note = admin.ShortError(c.LastError, listErrorWidth)
 		}
 		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Health, c.Name, c.Type, c.Interval,
-			ago(c.LastSuccess), until(c.NextDue), rate, p95, cut(note, 70))
+			ago(c.LastSuccess), until(c.NextDue), rate, p95, note)
 	}
 	_ = t.Flush()
+	all := 0
+	for _, n := range r.Counts {
+		all += n
+	}
+	// The footer counts the rows above; a filtered list says of how many.
+	summary := plural(len(r.Connectors), "connector")
+	if filtered || len(r.Connectors) != all {
+		summary = fmt.Sprintf("%d of %s shown", len(r.Connectors), plural(all, "connector"))
+	}
+	if parts := byHealth(shown); parts != "" {
+		summary += ": " + parts
+	}
+	fmt.Fprintf(w, "\n%s (stale after %d missed intervals)\n", summary, r.StaleAfter)
+}
+
+// byHealth is "3 failing, 1 ok": the counts, worst health first.
+func byHealth(counts map[string]int) string {
 	var parts []string
 	for _, h := range admin.Healths() {
-		if n := r.Counts[h]; n > 0 {
+		if n := counts[h]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, h))
 		}
 	}
-	fmt.Fprintf(w, "\n%d connectors shown: %s (stale after %d missed intervals)\n", len(r.Connectors), strings.Join(parts, ", "), r.StaleAfter)
+	return strings.Join(parts, ", ")
 }
 
 func printStatus(w io.Writer, s admin.Status) {
@@ -138,7 +172,7 @@ func printStatus(w io.Writer, s admin.Status) {
 	fmt.Fprintln(t, "STARTED\tOUTCOME\tTOOK\tFETCHED\tPUBLISHED\tWORKER\tERROR")
 	for _, p := range s.Recent[max(0, len(s.Recent)-10):] {
 		fmt.Fprintf(t, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", clock(p.StartedAt), p.Outcome, secs(p.DurationSeconds),
-			p.ItemsFetched, p.ItemsPublished, p.Worker, cut(p.Error, 60))
+			p.ItemsFetched, p.ItemsPublished, p.Worker, admin.ShortError(p.Error, 60))
 	}
 	_ = t.Flush()
 }
@@ -155,17 +189,52 @@ func printTrigger(w io.Writer, r admin.TriggerReply) {
 	}
 }
 
+// printReload prints each process's answer. Processes that reject a file
+// reject it for the same problems: each set of problems is printed once,
+// under the processes that gave it.
 func printReload(w io.Writer, replies []admin.ReloadReply, missing []string) {
+	replies = slices.Clone(replies)
+	slices.SortFunc(replies, func(a, b admin.ReloadReply) int {
+		return cmp.Or(cmp.Compare(a.Service, b.Service), cmp.Compare(a.Replica, b.Replica))
+	})
+	type rejection struct {
+		who      []string
+		running  map[int]bool
+		problems []admin.Problem
+		err      string
+	}
+	var rejections []*rejection
 	for _, r := range replies {
+		who := r.Service + " " + r.Replica
 		if r.OK {
-			fmt.Fprintf(w, "%s %s: ok, %d connectors (%d enabled)\n", r.Service, r.Replica, r.Connectors, r.Enabled)
+			fmt.Fprintf(w, "%s: ok, %d connectors (%d enabled)\n", who, r.Connectors, r.Enabled)
 			continue
 		}
-		fmt.Fprintf(w, "%s %s: rejected; it keeps running %d connectors\n", r.Service, r.Replica, r.Connectors)
-		if len(r.Problems) == 0 {
-			fmt.Fprintf(w, "  %s\n", r.Error)
+		i := slices.IndexFunc(rejections, func(x *rejection) bool {
+			return x.err == r.Error && slices.Equal(x.problems, r.Problems)
+		})
+		if i < 0 {
+			rejections = append(rejections, &rejection{running: map[int]bool{}, problems: r.Problems, err: r.Error})
+			i = len(rejections) - 1
 		}
-		for _, p := range r.Problems {
+		rejections[i].who = append(rejections[i].who, who)
+		rejections[i].running[r.Connectors] = true
+	}
+	for _, x := range rejections {
+		keeps := "it keeps running its config"
+		if len(x.who) > 1 {
+			keeps = "each keeps running its config"
+		}
+		if len(x.running) == 1 {
+			for n := range x.running {
+				keeps += fmt.Sprintf(" (%s)", plural(n, "connector"))
+			}
+		}
+		fmt.Fprintf(w, "rejected by %s; %s:\n", strings.Join(x.who, ", "), keeps)
+		if len(x.problems) == 0 {
+			fmt.Fprintf(w, "  %s\n", x.err)
+		}
+		for _, p := range x.problems {
 			if p.Path != "" {
 				fmt.Fprintf(w, "  %s: %s\n", p.Path, p.Message)
 			} else {

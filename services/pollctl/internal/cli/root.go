@@ -17,6 +17,7 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/admin"
 	"github.com/pollgrid/pollgrid/pkg/config"
+	"github.com/pollgrid/pollgrid/pkg/service"
 )
 
 // Exit codes: scripts can tell "it ran and said no" from "ask again later".
@@ -76,6 +77,10 @@ func Main(args []string, stdio IO) int {
 	defer stop()
 	err := root.ExecuteContext(ctx)
 	if a.nc != nil {
+		// A request the server refused gets no answer: say why there was none.
+		if refused := a.nc.LastError(); err != nil && errors.Is(refused, nats.ErrPermissionViolation) {
+			err = fmt.Errorf("%w (NATS refused it: %v)", err, refused)
+		}
 		a.nc.Close()
 	}
 	if err == nil {
@@ -107,7 +112,9 @@ NATS_CONTEXT; with nothing else given, the one nats context select chose).
 One way to authenticate at a time. docs/operate.md, "Connecting", has the
 rules; the services follow the same ones.
 
-Output: tables for people; --json for scripts.
+Output: tables for people; --json for scripts. An error is printed once: a
+failed poll's or a rejected config's in the answer on standard output, and a
+one-line summary on standard error. --version prints the build.
 
 Exit codes:
   0  done
@@ -124,13 +131,17 @@ Exit codes:
   pollctl --server nats://nats.internal:4222 --creds ops.creds list --json`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// --version prints what the services' -version prints.
+		Version: service.VersionString("pollctl"),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	flags := root.PersistentFlags()
 	flags.BoolVar(&a.json, "json", false, "print JSON instead of a table")
 	flags.DurationVar(&a.timeout, "timeout", 30*time.Second, "how long to wait for an answer (a trigger waits for a whole poll)")
 	a.conn.register(flags)
 	root.AddCommand(a.validateCmd(), a.listCmd(), a.statusCmd(), a.triggerCmd(), a.pauseCmd(), a.resumeCmd(),
 		a.resetCmd(), a.reloadCmd(), a.tailCmd(), a.dryRunCmd())
+	root.AddCommand(a.schemaCmd())
 	return root
 }
 

@@ -38,7 +38,7 @@ AGGREGATOR_STALE_AFTER intervals), new (never polled), paused, ok, disabled.`,
 			if a.json {
 				return a.printJSON(reply)
 			}
-			printList(a.io.Out, reply)
+			printList(a.io.Out, reply, req.Query != "" || req.Type != "" || req.Health != "")
 			return nil
 		},
 	}
@@ -104,8 +104,13 @@ like any other. Exits 1 when the poll failed.`,
 			} else {
 				printTrigger(a.io.Out, r)
 			}
-			if r.Outcome != "success" {
-				return fail(ExitFailed, "the poll of %s ended %s: %s", r.Connector, r.Outcome, r.Error)
+			// Its error is in the answer printed above, once.
+			switch r.Outcome {
+			case "success":
+			case "failure":
+				return fail(ExitFailed, "the poll of %s failed", r.Connector)
+			default:
+				return fail(ExitFailed, "the poll of %s ended %s", r.Connector, r.Outcome)
 			}
 			return nil
 		},
@@ -253,8 +258,13 @@ rejected it or did not answer.`,
 					rejected++
 				}
 			}
-			if rejected > 0 || len(missing) > 0 {
-				return fail(ExitFailed, "%d of %d processes rejected the config, %d did not answer", rejected, len(replies)+len(missing), len(missing))
+			switch all := len(replies) + len(missing); {
+			case rejected > 0 && len(missing) > 0:
+				return fail(ExitFailed, "%d of %d processes rejected the config and %d did not answer", rejected, all, len(missing))
+			case rejected > 0:
+				return fail(ExitFailed, "%d of %d processes rejected the config: fix the problems above, then reload again", rejected, all)
+			case len(missing) > 0:
+				return fail(ExitFailed, "%d of %d processes did not answer: check their logs", len(missing), all)
 			}
 			return nil
 		},

@@ -1,8 +1,9 @@
-package config
+package connector
 
-// closest returns the candidate nearest to word when it is near enough to
+// Nearest returns the candidate nearest to word when it is near enough to
 // be a typo: "intreval" -> "interval", "weather-nooa" -> "weather-noaa".
-func closest(word string, candidates []string) (string, bool) {
+// Unknown fields and types are reported with it.
+func Nearest(word string, candidates []string) (string, bool) {
 	best, bestDistance := "", -1
 	for _, c := range candidates {
 		if d := editDistance(word, c); bestDistance < 0 || d < bestDistance {

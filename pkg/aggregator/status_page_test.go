@@ -1,0 +1,129 @@
+package aggregator
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/pollgrid/pollgrid/pkg/config"
+	"github.com/pollgrid/pollgrid/pkg/history"
+	"github.com/pollgrid/pollgrid/pkg/redistest"
+	"github.com/pollgrid/pollgrid/pkg/store"
+	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
+)
+
+// Per-minute rollups sum into the 96 quarter-hours ending with now's.
+func TestQuarterHours(t *testing.T) {
+	now := time.Date(2026, 12, 7, 10, 7, 30, 0, time.UTC)
+	rollups := []history.Rollup{
+		{Start: now.Add(-25 * time.Hour), Polls: 99},                                    // before the day: left out
+		{Start: time.Date(2026, 12, 6, 10, 15, 0, 0, time.UTC), Polls: 1, Successes: 1}, // the first quarter-hour
+		{Start: time.Date(2026, 12, 7, 9, 50, 0, 0, time.UTC), Polls: 2, Failures: 2, LatencySum: 4 * time.Second, LatencyMax: 3 * time.Second},
+		{Start: time.Date(2026, 12, 7, 9, 59, 0, 0, time.UTC), Polls: 1, Successes: 1, LatencySum: time.Second, LatencyMax: time.Second,
+			ItemsFetched: 5, ItemsPublished: 2},
+		{Start: time.Date(2026, 12, 7, 10, 7, 0, 0, time.UTC), Polls: 3, Skipped: 3}, // now's quarter-hour, the last
+	}
+	b := quarterHours(rollups, now)
+	require.Len(t, b, chartBuckets)
+	assert.Equal(t, time.Date(2026, 12, 6, 10, 15, 0, 0, time.UTC), b[0].Start)
+	assert.EqualValues(t, 1, b[0].Polls)
+	nineFortyFive := b[chartBuckets-2]
+	assert.Equal(t, time.Date(2026, 12, 7, 9, 45, 0, 0, time.UTC), nineFortyFive.Start)
+	assert.EqualValues(t, 3, nineFortyFive.Polls)
+	assert.EqualValues(t, 2, nineFortyFive.Failures)
+	assert.Equal(t, 5*time.Second/3, nineFortyFive.latencyAvg(), "over the 3 polls that ran")
+	assert.Equal(t, 3*time.Second, nineFortyFive.LatencyMax)
+	assert.EqualValues(t, 5, nineFortyFive.Fetched)
+	assert.EqualValues(t, 3, b[chartBuckets-1].Skipped)
+	total := int64(0)
+	for _, q := range b {
+		total += q.Polls
+	}
+	assert.EqualValues(t, 7, total, "the rollup older than a day is not counted")
+}
+
+// A connector's page, rendered on the server: its next due time, the four
+// charts of its last 24 hours drawn from the rollups, a link back to the
+// list that keeps its filters, and its errors as text.
+func TestConnectorPage(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	st, hist := newStores(rdb)
+	cfg := &config.Config{Connectors: []config.Connector{{Name: "alerts", Type: "weather-noaa", Enabled: true, Interval: time.Minute}}}
+	a := New(nil, st, hist, Options{Config: func() *config.Config { return cfg }})
+	ctx := context.Background()
+	now := time.Now()
+
+	// A day of polls, one every ten minutes; the last hour's fail with an
+	// error that holds markup.
+	const markup = `upstream answered 502 Bad Gateway: <b>down</b> & <script>alert(1)</script>`
+	var reports []*pollgridv1.PollReport
+	for started := now.Add(-23 * time.Hour); started.Before(now); started = started.Add(10 * time.Minute) {
+		r := &pollgridv1.PollReport{Connector: "alerts", ConnectorType: "weather-noaa", Worker: "w1",
+			Outcome: pollgridv1.PollOutcome_POLL_OUTCOME_SUCCESS, StartedAt: timestamppb.New(started),
+			Duration: durationpb.New(200 * time.Millisecond), ItemsFetched: 4, ItemsPublished: 1}
+		if now.Sub(started) < time.Hour {
+			r.Outcome, r.Error = pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE, "poll alerts: "+markup
+		}
+		reports = append(reports, r)
+	}
+	for i := 0; i < len(reports); i += 20 {
+		require.NoError(t, hist.RecordReports(ctx, reports[i:min(i+20, len(reports))]))
+	}
+	lease, _, err := st.Acquire(ctx, "alerts", "w1", time.Minute, store.ClaimTrigger)
+	require.NoError(t, err)
+	require.NoError(t, st.Commit(ctx, lease, store.Commit{Now: now, State: store.State{
+		LastPoll: now.Add(-time.Minute), LastSuccess: now.Add(-time.Hour), ConsecutiveFailures: 6, LastError: "poll alerts: " + markup}}))
+
+	srv := httptest.NewServer(a.Handler())
+	t.Cleanup(srv.Close)
+	resp, err := http.Get(srv.URL + "/connectors/alerts?health=failing&query=al&limit=9")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	page := string(body)
+	require.Equal(t, http.StatusOK, resp.StatusCode, page)
+	assert.Equal(t, "text/html; charset=utf-8", resp.Header.Get("Content-Type"))
+	assert.Contains(t, resp.Header.Get("Content-Security-Policy"), "style-src 'self'")
+
+	assert.Contains(t, page, `href="/?health=failing&amp;query=al"`, "the way back keeps the list's filters, and only those")
+	assert.Regexp(t, `id="next-due">in \d+s \(<time datetime="`, page)
+	for _, id := range []string{"chart-polls", "chart-failures", "chart-latency", "chart-items", "poll-chart"} {
+		assert.Contains(t, page, `<svg id="`+id+`"`, id)
+	}
+	successBars := regexp.MustCompile(`<rect class="success"`).FindAllString(page, -1)
+	assert.GreaterOrEqual(t, len(successBars), 88, "a bar for each quarter-hour of the day that had a success")
+	assert.Contains(t, page, `<rect class="failure"`)
+	assert.Contains(t, page, `<rect class="latency-avg"`)
+	assert.Contains(t, page, `<rect class="published"`)
+	assert.Regexp(t, `<title>\d\d:\d\d–\d\d:\d\d UTC: \d polls \(\d succeeded, \d failed, 0 skipped\)</title>`, page)
+
+	assert.NotContains(t, page, "<b>down</b>", "an error's markup is not markup on the page")
+	assert.NotContains(t, page, "<script>alert(1)")
+	assert.Contains(t, page, "&lt;b&gt;down&lt;/b&gt; &amp; &lt;script&gt;alert(1)&lt;/script&gt;", "it is text")
+	assert.Equal(t, 1, strings.Count(page, `id="last-error"`))
+
+	resp, err = http.Get(srv.URL + "/connectors/nope?type=feed")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, _ = io.ReadAll(resp.Body)
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+	assert.Contains(t, string(body), `no connector named &#34;nope&#34;`)
+	assert.Contains(t, string(body), `href="/?type=feed"`)
+
+	resp, err = http.Get(srv.URL + "/style.css")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "text/css; charset=utf-8", resp.Header.Get("Content-Type"))
+}
