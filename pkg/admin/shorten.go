@@ -1,7 +1,9 @@
 package admin
 
 import (
+	"fmt"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -77,4 +79,18 @@ func cutEnd(s string, n int) string {
 	}
 	r := []rune(s)
 	return strings.TrimRight(string(r[:max(0, n-1)]), " ") + "…"
+}
+
+// ShortDuration writes d as a person glances at it, in one unit, rounded
+// down: "42s", "5m", "17h", "3d" (hours up to two days).
+func ShortDuration(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }

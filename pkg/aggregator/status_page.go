@@ -110,7 +110,7 @@ func nextDue(st admin.Status, now time.Time) string {
 		return "an interval after its first poll"
 	}
 	if d := st.NextDue.Sub(now); d > time.Second {
-		return "in " + approx(d)
+		return "in " + admin.ShortDuration(d)
 	}
 	return "now"
 }
@@ -121,27 +121,15 @@ func backoff(st admin.Status) string {
 	if st.BackoffBy == store.WaitUpstream {
 		whose = "the upstream asked (Retry-After or its rate limit)"
 	}
-	return fmt.Sprintf("%s more; %s", approx(time.Duration(st.BackoffSeconds*float64(time.Second))), whose)
+	return fmt.Sprintf("%s more; %s", admin.ShortDuration(time.Duration(st.BackoffSeconds*float64(time.Second))), whose)
 }
 
 // since says how long before now t was, in the largest whole unit.
 func since(now, t time.Time) string {
 	if d := now.Sub(t); d >= 0 {
-		return approx(d) + " ago"
+		return admin.ShortDuration(d) + " ago"
 	}
-	return "in " + approx(t.Sub(now))
-}
-
-func approx(d time.Duration) string {
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh", int(d.Hours()))
-	}
-	return fmt.Sprintf("%dd", int(d.Hours()/24))
+	return "in " + admin.ShortDuration(t.Sub(now))
 }
 
 // pageHeaders are every status page's: HTML, never cached, and a policy

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pollgrid/pollgrid/pkg/connector"
 )
 
 // DefaultFile is read when CONNECTORS_FILE is not set.
@@ -264,7 +266,7 @@ func parse(source string, data []byte, env Env, types TypeChecker, limits Limits
 	if err := json.Unmarshal(data, &top); err != nil {
 		var tree any
 		_ = json.Unmarshal(data, &tree)
-		problems.add("", `must be an object like {"connectors": [...]}, not %s`, kind(tree))
+		problems.add("", `must be an object like {"connectors": [...]}, not %s`, connector.JSONKind(tree))
 		return nil, problems.err(nil)
 	}
 	for _, key := range sortedKeys(top) {
@@ -276,7 +278,7 @@ func parse(source string, data []byte, env Env, types TypeChecker, limits Limits
 			dec.UseNumber()
 			_ = dec.Decode(&ref) // cannot fail: the file is valid JSON
 			if _, ok := ref.(string); !ok {
-				problems.add(key, "must be a string: the URL or path of the JSON Schema, for editors (pollctl schema prints it), not %s", kind(ref))
+				problems.add(key, "must be a string: the URL or path of the JSON Schema, for editors (pollctl schema prints it), not %s", connector.JSONKind(ref))
 			}
 		default:
 			problems.add(key, `unknown field (the file holds only "connectors", and "$schema" for editors)`)
@@ -358,7 +360,7 @@ func connectors(raw json.RawMessage, problems *Problems, check func(i int, item 
 		if value == nil {
 			problems.add("connectors", "missing (write %s)", example)
 		} else {
-			problems.add("connectors", "must be a list of connectors, not %s (write %s)", kind(value), example)
+			problems.add("connectors", "must be a list of connectors, not %s (write %s)", connector.JSONKind(value), example)
 		}
 		return nil
 	}

@@ -61,7 +61,7 @@ func (v *validator) connector(item any, at func(field string) string) (Connector
 	before := len(v.problems.List)
 	obj, ok := item.(map[string]any)
 	if !ok {
-		v.problems.add(at(""), `must be an object like {"name": "...", "type": "..."}, not %s`, kind(item))
+		v.problems.add(at(""), `must be an object like {"name": "...", "type": "..."}, not %s`, connector.JSONKind(item))
 		return Connector{}, false
 	}
 	r := &reader{validator: v, at: at, obj: obj, from: map[string]string{}, skip: map[string]bool{}}
@@ -248,7 +248,7 @@ func (r *reader) text(field, required string) (string, bool) {
 	s, isString := v.(string)
 	switch {
 	case present && !isString:
-		r.problem(field, "must be a string, not %s", kind(v))
+		r.problem(field, "must be a string, not %s", connector.JSONKind(v))
 	case s == "" && !r.skip[field]:
 		r.problem(field, "%s", required)
 	}
@@ -296,7 +296,7 @@ func (r *reader) enabled() bool {
 	}
 	enabled, ok := v.(bool)
 	if !ok {
-		r.problem("enabled", "must be true or false, not %s", kind(v))
+		r.problem("enabled", "must be true or false, not %s", connector.JSONKind(v))
 		return true
 	}
 	return enabled
@@ -320,7 +320,7 @@ func (r *reader) duration(path string, def time.Duration) (duration, bool) {
 		if number, isNumber := v.(json.Number); isNumber {
 			r.problem(path, `%s is not a duration (write "%ss")`, number, number)
 		} else {
-			r.problem(path, `must be a duration such as "30s", not %s`, kind(v))
+			r.problem(path, `must be a duration such as "30s", not %s`, connector.JSONKind(v))
 		}
 		return duration{value: def, text: shortDuration(def)}, false
 	}
@@ -366,7 +366,7 @@ func (r *reader) retries(interval duration, intervalOK bool) Retries {
 	}
 	obj, ok := v.(map[string]any)
 	if !ok {
-		r.problem("retries", `must be an object like {"max": 3, "backoff": "2s"}, not %s`, kind(v))
+		r.problem("retries", `must be an object like {"max": 3, "backoff": "2s"}, not %s`, connector.JSONKind(v))
 		return retries
 	}
 	for _, key := range sortedKeys(obj) {
@@ -391,7 +391,7 @@ func (r *reader) retries(interval duration, intervalOK bool) Retries {
 func (r *reader) count(path string, v any, def, lo, hi int) int {
 	number, ok := v.(json.Number)
 	if !ok {
-		r.problem(path, "must be a number from %d to %d, not %s", lo, hi, kind(v))
+		r.problem(path, "must be a number from %d to %d, not %s", lo, hi, connector.JSONKind(v))
 		return def
 	}
 	n, err := strconv.Atoi(number.String())
@@ -412,7 +412,7 @@ func (r *reader) labels() map[string]string {
 	}
 	obj, ok := v.(map[string]any)
 	if !ok {
-		r.problem("labels", `must be an object like {"team": "wx"}, not %s`, kind(v))
+		r.problem("labels", `must be an object like {"team": "wx"}, not %s`, connector.JSONKind(v))
 		return nil
 	}
 	labels := make(map[string]string, len(obj))
@@ -422,7 +422,7 @@ func (r *reader) labels() map[string]string {
 		case key == "":
 			r.problem("labels", "has an empty key (label names must not be empty)")
 		case !isString:
-			r.problem(join("labels", key), "must be a string, not %s", kind(obj[key]))
+			r.problem(join("labels", key), "must be a string, not %s", connector.JSONKind(obj[key]))
 		default:
 			labels[key] = value
 		}
@@ -436,7 +436,7 @@ func (r *reader) config(typeName string) json.RawMessage {
 	raw := json.RawMessage("{}")
 	if v, present := r.get("config"); present {
 		if _, ok := v.(map[string]any); !ok {
-			r.problem("config", "must be an object with the settings of the connector type, not %s", kind(v))
+			r.problem("config", "must be an object with the settings of the connector type, not %s", connector.JSONKind(v))
 			return raw
 		}
 		encoded, err := json.Marshal(v)
@@ -453,26 +453,6 @@ func (r *reader) config(typeName string) json.RawMessage {
 		r.problem("config", "%s", err)
 	}
 	return raw
-}
-
-// kind names a decoded JSON value's type for messages, never its value.
-func kind(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case string:
-		return "a string"
-	case json.Number:
-		return "a number"
-	case bool:
-		return "true/false"
-	case []any:
-		return "a list"
-	case map[string]any:
-		return "an object"
-	default:
-		return fmt.Sprintf("%T", v)
-	}
 }
 
 func sortedKeys[V any](m map[string]V) []string {

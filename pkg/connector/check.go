@@ -51,7 +51,7 @@ func (c *checker) add(path, format string, args ...any) {
 
 // wrongKind reports a value decoding would refuse.
 func (c *checker) wrongKind(path, want string, v any) {
-	c.add(path, "must be %s, not %s", want, kind(v))
+	c.add(path, "must be %s, not %s", want, JSONKind(v))
 	c.undecodable = true
 }
 
@@ -258,8 +258,9 @@ func number(x float64) string {
 	return strconv.FormatFloat(x, 'f', -1, 64)
 }
 
-// kind names a decoded JSON value's type for messages, never its value.
-func kind(v any) string {
+// JSONKind names a decoded JSON value's type (decoded with UseNumber) for
+// messages, never its value: "a string", "a list", "null".
+func JSONKind(v any) string {
 	switch v.(type) {
 	case nil:
 		return "null"

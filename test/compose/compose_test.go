@@ -24,6 +24,7 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/admin"
 	"github.com/pollgrid/pollgrid/pkg/bus"
 	"github.com/pollgrid/pollgrid/test/bench"
+	"github.com/pollgrid/pollgrid/test/harness"
 )
 
 const (
@@ -78,13 +79,13 @@ func TestComposeUp(t *testing.T) {
 	nc, err := nats.Connect("nats://"+p.endpoint("nats", 4222), nats.Name("compose-test"))
 	require.NoError(t, err, "NATS on the published port 4222")
 	defer nc.Close()
-	sub := subscribe(t, nc)
+	sub := harness.CollectSignals(t, nc) // a plain subscriber of signals.>, as `nats sub` is
 	stream := record(t, nc)
 
 	t.Run("a subscriber of signals.> receives every connector's signals", func(t *testing.T) {
-		require.Eventually(t, func() bool { return len(sub.connectors()) == connectors }, time.Minute, 200*time.Millisecond,
-			"signals from every connector (c0 … c%d); seen from %v", connectors-1, sub.connectors())
-		for _, m := range sub.all() {
+		require.Eventually(t, func() bool { return len(connectorsOf(sub.All())) == connectors }, time.Minute, 200*time.Millisecond,
+			"signals from every connector (c0 … c%d); seen from %v", connectors-1, connectorsOf(sub.All()))
+		for _, m := range sub.All() {
 			name := m.Subject[strings.LastIndex(m.Subject, ".")+1:]
 			assert.Equal(t, bus.SignalSubject("http-json", name), m.Subject)
 			assert.Len(t, m.Header.Get("ce-id"), 32, "%s: ce-id", m.Subject)
@@ -214,7 +215,7 @@ func TestComposeUp(t *testing.T) {
 		check := bench.CheckSignals(stream.caughtUp(t, js))
 		st := up.stats()
 		t.Logf("SIGNALS: %d signals, %d duplicate ce-ids, %d versions out of order; upstream: %+v; a core subscriber saw %d (%d ce-ids twice: re-publishes JetStream dropped)",
-			check.Signals, check.DuplicateIDs, check.Regressions, st, len(sub.all()), sub.duplicates())
+			check.Signals, check.DuplicateIDs, check.Regressions, st, len(sub.All()), duplicateIDs(sub.All()))
 		assert.Zero(t, check.DuplicateIDs, "a ce-id twice in SIGNALS")
 		assert.Zero(t, check.Regressions, "a connector's versions out of order in SIGNALS")
 		assert.Zero(t, st.Overlaps, "a connector polled twice at once")

@@ -17,37 +17,10 @@ import (
 	"github.com/pollgrid/pollgrid/test/bench"
 )
 
-// subscription is a plain subscriber of signals.>, as `nats sub` or
-// `docker compose run --rm tail` is.
-type subscription struct {
-	mu   sync.Mutex
-	msgs []*nats.Msg
-}
-
-func subscribe(t *testing.T, nc *nats.Conn) *subscription {
-	t.Helper()
-	s := &subscription{}
-	sub, err := nc.Subscribe(bus.SignalPrefix+".>", func(m *nats.Msg) {
-		s.mu.Lock()
-		s.msgs = append(s.msgs, m)
-		s.mu.Unlock()
-	})
-	require.NoError(t, err)
-	require.NoError(t, nc.Flush())
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	return s
-}
-
-func (s *subscription) all() []*nats.Msg {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.msgs)
-}
-
-// connectors is the names of the connectors whose signals arrived.
-func (s *subscription) connectors() []string {
+// connectorsOf is the names of the connectors whose signals arrived.
+func connectorsOf(msgs []*nats.Msg) []string {
 	seen := map[string]bool{}
-	for _, m := range s.all() {
+	for _, m := range msgs {
 		if sig, err := bus.DecodeSignal(m.Data); err == nil {
 			seen[sig.GetConnector()] = true
 		}
@@ -60,10 +33,11 @@ func (s *subscription) connectors() []string {
 	return names
 }
 
-func (s *subscription) duplicates() int {
+// duplicateIDs counts the messages whose ce-id an earlier one had.
+func duplicateIDs(msgs []*nats.Msg) int {
 	ids := map[string]bool{}
 	dup := 0
-	for _, m := range s.all() {
+	for _, m := range msgs {
 		id := m.Header.Get("ce-id")
 		if ids[id] {
 			dup++

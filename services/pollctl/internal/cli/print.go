@@ -25,17 +25,10 @@ func ago(t *time.Time) string {
 }
 
 func span(d time.Duration) string {
-	switch {
-	case d < 0:
-		return "in " + span(-d)
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh", int(d.Hours()))
+	if d < 0 {
+		return "in " + admin.ShortDuration(-d)
 	}
-	return fmt.Sprintf("%dd", int(d.Hours()/24))
+	return admin.ShortDuration(d)
 }
 
 func until(t *time.Time) string {
