@@ -82,7 +82,10 @@ func TestConnectorPage(t *testing.T) {
 	lease, _, err := st.Acquire(ctx, "alerts", "w1", time.Minute, store.ClaimTrigger)
 	require.NoError(t, err)
 	require.NoError(t, st.Commit(ctx, lease, store.Commit{Now: now, State: store.State{
-		LastPoll: now.Add(-time.Minute), LastSuccess: now.Add(-time.Hour), ConsecutiveFailures: 6, LastError: "poll alerts: " + markup}}))
+		LastPoll: now.Add(-time.Minute), LastSuccess: now.Add(-time.Hour), ConsecutiveFailures: 6, LastError: "poll alerts: " + markup,
+		// Backing off: the next due time is minutes away whatever the
+		// connector's phase (without it, a fire within the second says "now").
+		NotBefore: now.Add(5 * time.Minute), NotBeforeBy: store.WaitBackoff}}))
 
 	srv := httptest.NewServer(a.Handler())
 	t.Cleanup(srv.Close)
@@ -97,7 +100,8 @@ func TestConnectorPage(t *testing.T) {
 	assert.Contains(t, resp.Header.Get("Content-Security-Policy"), "style-src 'self'")
 
 	assert.Contains(t, page, `href="/?health=failing&amp;query=al"`, "the way back keeps the list's filters, and only those")
-	assert.Regexp(t, `id="next-due">in \d+s \(<time datetime="`, page)
+	assert.Regexp(t, `id="next-due">in [45]m \(<time datetime="`, page)
+	assert.Contains(t, page, "ours, after failed polls", "whose wait it is")
 	for _, id := range []string{"chart-polls", "chart-failures", "chart-latency", "chart-items", "poll-chart"} {
 		assert.Contains(t, page, `<svg id="`+id+`"`, id)
 	}
