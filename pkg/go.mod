@@ -3,6 +3,7 @@ module github.com/pollgrid/pollgrid/pkg
 go 1.26.8
 
 require (
+	github.com/go-redis/redis_rate/v10 v10.0.1
 	github.com/itchyny/gojq v0.12.20
 	github.com/mmcdole/gofeed v1.4.2
 	github.com/nats-io/jwt/v2 v2.8.2

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"fmt"
 	"slices"
 	"time"
 
@@ -181,6 +182,46 @@ type Status struct {
 	Skipped        int64   `json:"skipped"`
 	ItemsPublished int64   `json:"items_published"`
 	LatencyAvg     float64 `json:"latency_avg_seconds"`
+	// Budget is the rate-limit budget it draws from; absent when none.
+	Budget *BudgetUse `json:"budget,omitempty"`
+}
+
+// BudgetUse is the rate-limit budget a connector draws from, and what it
+// has left.
+type BudgetUse struct {
+	Name string `json:"name"`
+	// Rate is the budget as the file says it: "60 per 1m (burst 5)".
+	Rate string `json:"rate"`
+	// Connectors counts the enabled connectors sharing it, and
+	// FairEverySeconds how often each gets a request when they all want
+	// more than it has.
+	Connectors       int     `json:"connectors"`
+	FairEverySeconds float64 `json:"fair_every_seconds"`
+	// Remaining is how many requests it allows at once now; -1 when Redis
+	// could not be read (Error says why).
+	Remaining int `json:"remaining"`
+	// NextAt is when it allows the next request (now, unless it is spent
+	// or the upstream said to wait); FullAt when it is whole again.
+	NextAt *time.Time `json:"next_at,omitempty"`
+	FullAt *time.Time `json:"full_at,omitempty"`
+	Error  string     `json:"error,omitempty"`
+}
+
+// Summary says it in one line, the same in pollctl and on the status page:
+// "github-main: 60 per 1m (burst 5), shared by 20 connectors (a request
+// every 20s each); spent: the next request in 14s".
+func (b BudgetUse) Summary(now time.Time) string {
+	s := fmt.Sprintf("%s: %s, shared by %d connectors (a request every %s each when all want more)", b.Name, b.Rate,
+		b.Connectors, ShortDuration(time.Duration(b.FairEverySeconds*float64(time.Second)).Round(time.Second)))
+	switch {
+	case b.Remaining < 0:
+		return s + "; use unknown (" + b.Error + ")"
+	case b.Remaining == 0 && b.NextAt != nil:
+		return s + "; spent: the next request in " + ShortDuration(b.NextAt.Sub(now).Round(time.Second))
+	case b.FullAt != nil && b.FullAt.After(now):
+		return fmt.Sprintf("%s; %d left now, whole in %s", s, b.Remaining, ShortDuration(b.FullAt.Sub(now).Round(time.Second)))
+	}
+	return fmt.Sprintf("%s; %d left now (whole)", s, b.Remaining)
 }
 
 // LeaseInfo is who holds a connector's lease.

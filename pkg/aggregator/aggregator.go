@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/pollgrid/pollgrid/pkg/budget"
 	"github.com/pollgrid/pollgrid/pkg/bus"
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/history"
@@ -50,6 +51,9 @@ const (
 
 // Options configure an aggregator. Zero values take the defaults.
 type Options struct {
+	// Budgets reads the rate-limit budgets for the status views; nil shows
+	// a connector's budget without what it has left.
+	Budgets *budget.Limiter
 	// HealthyWindow: a connector is healthy when it succeeded within this
 	// window; default 5m, settable per request with ?healthy_window=.
 	HealthyWindow time.Duration

@@ -80,7 +80,13 @@ func (a *Aggregator) row(c config.Connector, st store.State, m history.Connector
 	if due.IsZero() {
 		due = a.started
 	}
-	if missed := int64(now.Sub(due)/c.Interval) - 1; missed > 0 {
+	// A connector on a budget is due no more often than its fair share:
+	// waiting for its turn is not missing a poll.
+	interval := c.Interval
+	if c.Budget.Name != "" {
+		interval = max(interval, c.Budget.Fair())
+	}
+	if missed := int64(now.Sub(due)/interval) - 1; missed > 0 {
 		r.MissedIntervals = missed
 	}
 	running := c.Enabled && !r.Paused
@@ -248,6 +254,9 @@ func (a *Aggregator) status(ctx context.Context, name string, now time.Time) (ad
 		Skipped: m.Skipped, ItemsPublished: m.ItemsPublished, LatencyAvg: m.LatencyAvgSeconds,
 		Recent: make([]admin.Poll, 0, len(recent)),
 	}
+	if c.Budget.Name != "" {
+		s.Budget = a.budgetUse(ctx, c.Budget, now)
+	}
 	for _, r := range recent {
 		p := admin.PollOf(r)
 		p.Error = a.clean(p.Error)
@@ -257,6 +266,23 @@ func (a *Aggregator) status(ctx context.Context, name string, now time.Time) (ad
 		s.Recent = append(s.Recent, p)
 	}
 	return s, nil
+}
+
+// budgetUse is a connector's budget and, when Redis answers, what it has
+// left: status still answers without it.
+func (a *Aggregator) budgetUse(ctx context.Context, b config.Budget, now time.Time) *admin.BudgetUse {
+	u := &admin.BudgetUse{Name: b.Name, Rate: b.Rate(), Connectors: b.Connectors, FairEverySeconds: b.Fair().Seconds(), Remaining: -1}
+	if a.opts.Budgets == nil {
+		u.Error = "this aggregator reads no budgets"
+		return u
+	}
+	left, err := a.opts.Budgets.Use(ctx, b)
+	if err != nil {
+		u.Error = err.Error()
+		return u
+	}
+	u.Remaining, u.NextAt, u.FullAt = left.Remaining, &left.NextAt, &left.FullAt
+	return u
 }
 
 // maxListError is how much of a last error a list row carries, in runes.

@@ -43,8 +43,11 @@ type connectorPage struct {
 	NextDue string
 	// Backoff says whose wait a back-off is, and how long it still lasts.
 	Backoff string
-	Charts  []chart
-	Recent  chart
+	// Budget says the connector's rate-limit budget and what it has left;
+	// "" when it has none.
+	Budget string
+	Charts []chart
+	Recent chart
 	// Polls are the latest polls, newest first.
 	Polls []admin.Poll
 }
@@ -84,6 +87,9 @@ func (a *Aggregator) connectorPageHandler(w http.ResponseWriter, r *http.Request
 		TypeLink: "/?" + url.Values{"type": {st.Type}}.Encode(),
 		NextDue:  nextDue(st, now), Backoff: backoff(st),
 		Charts: dayCharts(quarterHours(rollups, now)), Recent: recentChart(st.Recent),
+	}
+	if st.Budget != nil {
+		page.Budget = st.Budget.Summary(now)
 	}
 	for i := len(st.Recent) - 1; i >= 0 && len(page.Polls) < recentRows; i-- {
 		page.Polls = append(page.Polls, st.Recent[i])

@@ -33,6 +33,9 @@ func TestRowHealth(t *testing.T) {
 	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	a := &Aggregator{opts: Options{StaleAfter: 3, HealthyWindow: 5 * time.Minute}.withDefaults(), started: now.Add(-time.Hour)}
 	c := config.Connector{Name: "c", Type: "feed", Enabled: true, Interval: time.Minute}
+	// 60 an hour shared by 10: each gets a request every 10 minutes.
+	onBudget := c
+	onBudget.Budget = config.Budget{Name: "gh", Limit: 60, Per: time.Hour, Burst: 5, Connectors: 10}
 	for _, tc := range []struct {
 		name   string
 		c      config.Connector
@@ -50,6 +53,8 @@ func TestRowHealth(t *testing.T) {
 		{name: "paused", c: c, st: store.State{LastPoll: now.Add(-time.Hour), PausedAt: now.Add(-time.Hour)}, health: admin.HealthPaused, missed: 59},
 		{name: "disabled", c: config.Connector{Name: "c", Interval: time.Minute}, st: store.State{}, health: admin.HealthDisabled, missed: 59},
 		{name: "never polled since the aggregator started: stale", c: c, st: store.State{}, health: admin.HealthStale, missed: 59, stale: true},
+		{name: "on a budget, due at its fair share", c: onBudget, st: store.State{LastPoll: now.Add(-25 * time.Minute)}, health: admin.HealthOK, missed: 1},
+		{name: "on a budget, stale past 3 fair shares", c: onBudget, st: store.State{LastPoll: now.Add(-41 * time.Minute)}, health: admin.HealthStale, missed: 3, stale: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := a.row(tc.c, tc.st, history.ConnectorMetrics{}, now)
@@ -60,4 +65,36 @@ func TestRowHealth(t *testing.T) {
 	}
 	fresh := &Aggregator{opts: a.opts, started: now.Add(-time.Minute)}
 	assert.Equal(t, admin.HealthNew, fresh.row(c, store.State{}, history.ConnectorMetrics{}, now).Health)
+}
+
+func TestBudgetUseSummary(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) *time.Time { t := now.Add(d); return &t }
+	b := admin.BudgetUse{Name: "github-main", Rate: "60 per 1m (burst 5)", Connectors: 20, FairEverySeconds: 20}
+	for _, tc := range []struct {
+		name string
+		use  func(admin.BudgetUse) admin.BudgetUse
+		want string
+	}{
+		{"spent", func(u admin.BudgetUse) admin.BudgetUse {
+			u.NextAt, u.FullAt = at(14*time.Second), at(18*time.Second)
+			return u
+		}, "github-main: 60 per 1m (burst 5), shared by 20 connectors (a request every 20s each when all want more); spent: the next request in 14s"},
+		{"some left", func(u admin.BudgetUse) admin.BudgetUse {
+			u.Remaining, u.NextAt, u.FullAt = 3, at(0), at(2*time.Second)
+			return u
+		}, "; 3 left now, whole in 2s"},
+		{"whole", func(u admin.BudgetUse) admin.BudgetUse {
+			u.Remaining, u.NextAt, u.FullAt = 5, at(0), at(0)
+			return u
+		}, "; 5 left now (whole)"},
+		{"unknown", func(u admin.BudgetUse) admin.BudgetUse {
+			u.Remaining, u.Error = -1, "budget github-main: read: connection refused"
+			return u
+		}, "; use unknown (budget github-main: read: connection refused)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Contains(t, tc.use(b).Summary(now), tc.want)
+		})
+	}
 }

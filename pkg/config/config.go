@@ -69,6 +69,10 @@ type Connector struct {
 	// Config is the type-specific object with ${VAR} already resolved;
 	// "{}" when absent.
 	Config json.RawMessage
+	// Budget is the rate-limit budget the connector draws from before each
+	// upstream request (its "budget" names one of the file's "budgets");
+	// the zero Budget (no Name) when it has none.
+	Budget Budget
 }
 
 // Retries says how a failed poll is retried within one tick.
@@ -83,7 +87,13 @@ type Retries struct {
 type Config struct {
 	// Connectors in file order.
 	Connectors []Connector
-	secrets    []string
+	// Budgets are the rate-limit budgets by name, with their sharers
+	// counted (Budget.Connectors).
+	Budgets map[string]Budget
+	// Warnings are what is valid but likely not meant (a budget smaller
+	// than its connectors ask for); a service logs them at load.
+	Warnings []Problem
+	secrets  []string
 }
 
 // Enabled returns the connectors to poll.
@@ -271,7 +281,7 @@ func parse(source string, data []byte, env Env, types TypeChecker, limits Limits
 	}
 	for _, key := range sortedKeys(top) {
 		switch key {
-		case "connectors":
+		case "connectors", "budgets":
 		case schemaKey:
 			var ref any
 			dec := json.NewDecoder(bytes.NewReader(top[key]))
@@ -281,14 +291,17 @@ func parse(source string, data []byte, env Env, types TypeChecker, limits Limits
 				problems.add(key, "must be a string: the URL or path of the JSON Schema, for editors (pollctl schema prints it), not %s", connector.JSONKind(ref))
 			}
 		default:
-			problems.add(key, `unknown field (the file holds only "connectors", and "$schema" for editors)`)
+			problems.add(key, `unknown field (the file holds only "connectors", "budgets", and "$schema" for editors)`)
 		}
 	}
-	cfg := &Config{}
+	cfg := &Config{Budgets: budgets(top["budgets"], problems)}
 	secrets := map[string]bool{}
-	connectors(top["connectors"], problems, func(i int, item json.RawMessage) checked {
+	list := connectors(top["connectors"], problems, func(i int, item json.RawMessage) checked {
 		return check(env, types, source, item, func(field string) string { return join(fmt.Sprintf("connectors[%d]", i), field) })
-	}).merge(cfg, problems, secrets)
+	})
+	linkBudgets(list, cfg.Budgets, problems)
+	list.merge(cfg, problems, secrets)
+	cfg.Warnings = budgetWarnings(cfg.Budgets)
 	cfg.secrets = sortedKeys(secrets)
 	if err := problems.err(cfg.secrets); err != nil {
 		return nil, err

@@ -43,6 +43,9 @@ var entrySpec = connector.Spec{
 		{Name: "seen_cap", Kind: connector.Int, Range: connector.Between(1, maxSeenCap), Default: DefaultSeenCap,
 			Description: "Items the connector remembers (version and change sequence, about 90 bytes of Redis each); " +
 				"see [State and leases](#state-and-leases-redis)."},
+		{Name: "budget", Kind: connector.String, Pattern: namePattern, Example: "github-main",
+			Description: "A rate-limit budget of the file's `budgets` that this connector shares with others across every worker: " +
+				"each upstream request (pages and retries included) draws from it first; see [Budgets](#rate-limit-budgets)."},
 		{Name: "labels", Kind: connector.Map, Example: map[string]string{"team": "wx"},
 			Description: "Free-form key/values for your own bookkeeping: pollgrid checks and keeps them, and copies them nowhere."},
 		{Name: "config", Kind: connector.Object, DefaultText: "`{}`", Fields: []connector.Field{connector.AllowHosts},

@@ -34,7 +34,7 @@ func Schema(types Specs) ([]byte, error) {
 	configField, _ := entrySpec.Lookup("config")
 	properties["config"] = map[string]any{"type": "object", "description": configField.Description}
 
-	defs := map[string]any{"connector": entry}
+	defs := map[string]any{"connector": entry, "budget": budgetSpec.JSONSchema()}
 	var perType []any
 	for _, name := range names {
 		spec, ok := types.Spec(name)
@@ -61,6 +61,9 @@ func Schema(types Specs) ([]byte, error) {
 		"properties": map[string]any{
 			schemaKey: map[string]any{"type": "string",
 				"description": "The URL or path of this schema, for editors; pollgrid only checks that it is a string."},
+			"budgets": map[string]any{"type": "object", "additionalProperties": map[string]any{"$ref": "#/$defs/budget"},
+				"propertyNames": map[string]any{"pattern": namePattern, "maxLength": maxNameLength},
+				"description":   "Rate-limit budgets by name, shared across every worker by the connectors whose budget names them."},
 			"connectors": map[string]any{"type": "array", "minItems": 1, "items": map[string]any{"$ref": "#/$defs/connector"},
 				"description": "The connectors, in the order problems are reported."},
 		},

@@ -208,8 +208,24 @@ func (r *reader) read() Connector {
 		conn.SeenCap = r.count("seen_cap", v, DefaultSeenCap, 1, maxSeenCap)
 	}
 
+	conn.Budget.Name = r.budget()
 	conn.Config = r.config(conn.Type)
 	return conn
+}
+
+// budget reads the name of the budget the connector draws from; whether
+// "budgets" holds it is checked across the file (linkBudgets).
+func (r *reader) budget() string {
+	v, present := r.get("budget")
+	if !present {
+		return ""
+	}
+	name, ok := v.(string)
+	if !ok || name == "" {
+		r.problem("budget", `must be the name of one of the file's "budgets", such as "github-main", not %s`, connector.JSONKind(v))
+		return ""
+	}
+	return name
 }
 
 // get returns the value at a field path such as "interval" or

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/connector"
 	"github.com/pollgrid/pollgrid/pkg/egress"
+	"github.com/pollgrid/pollgrid/pkg/upstream"
 )
 
 // Fetch is one call of a connector: its state in, its result out.
@@ -81,8 +82,9 @@ type RetryPolicy struct {
 
 // Retry calls next again after a failure, up to p.Max times. It gives up at
 // once on a panic (a bug: it would panic again), a refusal of the outbound
-// guard (only a config change lets it through), the end of ctx, and an
-// upstream that asked to wait. The error is the last call's.
+// guard (only a config change lets it through), a request its rate-limit
+// budget deferred, the end of ctx, and an upstream that asked to wait. The
+// error is the last call's.
 func Retry(p RetryPolicy) Middleware {
 	return func(next Fetch) Fetch {
 		return func(ctx context.Context, in connector.State) (connector.Result, error) {
@@ -102,8 +104,8 @@ func Retry(p RetryPolicy) Middleware {
 					return res, nil
 				}
 				last = err
-				if errors.As(err, new(*PanicError)) || errors.Is(err, egress.ErrRefused) || ctx.Err() != nil ||
-					(p.Asked != nil && p.Asked()) {
+				if errors.As(err, new(*PanicError)) || errors.Is(err, egress.ErrRefused) || errors.Is(err, upstream.ErrDeferred) ||
+					ctx.Err() != nil || (p.Asked != nil && p.Asked()) {
 					break
 				}
 			}

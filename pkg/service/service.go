@@ -148,5 +148,8 @@ func CheckConfig(lookup config.Env, connectors *connector.Registry, stdout, stde
 		return 1
 	}
 	fmt.Fprintf(stdout, "%s: ok, %d connectors (%d enabled)\n", source, len(cfg.Connectors), len(cfg.Enabled()))
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stdout, "  warning: %s\n", w)
+	}
 	return 0
 }

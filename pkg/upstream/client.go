@@ -217,6 +217,15 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, err
 	}
+	budget := budgetFrom(req.Context())
+	if budget != nil {
+		if err := budget.Take(req.Context()); err != nil {
+			if req.Body != nil {
+				_ = req.Body.Close()
+			}
+			return nil, err
+		}
+	}
 	if req.Header.Get("User-Agent") == "" {
 		req = req.Clone(req.Context())
 		req.Header.Set("User-Agent", t.opts.UserAgent)
@@ -225,9 +234,18 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	if obs := observationFrom(req.Context()); obs != nil {
-		if until, why := backOffHint(resp, time.Now()); !until.IsZero() {
-			obs.record(until, why)
+	now := time.Now()
+	until, why := backOffHint(resp, now)
+	if obs := observationFrom(req.Context()); obs != nil && !until.IsZero() {
+		obs.record(until, why)
+	}
+	if budget != nil {
+		// The upstream's word on its limit holds for every connector on
+		// the budget, whichever worker polls it.
+		if !until.IsZero() {
+			budget.Follow(req.Context(), until, 0)
+		} else if left, reset, ok := rateLimitLeft(resp, now); ok {
+			budget.Follow(req.Context(), reset, left)
 		}
 	}
 	// The base transport decompresses gzip itself, so the cap counts

@@ -76,6 +76,25 @@ func backOffHint(resp *http.Response, now time.Time) (time.Time, string) {
 	return until, why
 }
 
+// rateLimitLeft reads what an upstream says it has left until its limit
+// resets (X-RateLimit-Remaining / -Reset, as GitHub and Jira send them, or
+// RateLimit-Remaining / -Reset).
+func rateLimitLeft(resp *http.Response, now time.Time) (int, time.Time, bool) {
+	for _, prefix := range []string{"X-RateLimit-", "RateLimit-"} {
+		left, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get(prefix + "Remaining")))
+		if err != nil || left < 0 {
+			continue
+		}
+		if reset, ok := parseReset(resp.Header.Get(prefix+"Reset"), now); ok {
+			if reset.After(now.Add(maxHint)) {
+				reset = now.Add(maxHint)
+			}
+			return left, reset, true
+		}
+	}
+	return 0, time.Time{}, false
+}
+
 // ParseRetryAfter reads a Retry-After value: delay seconds or an HTTP date.
 func ParseRetryAfter(v string, now time.Time) (time.Time, bool) {
 	v = strings.TrimSpace(v)
@@ -94,9 +113,16 @@ func ParseRetryAfter(v string, now time.Time) (time.Time, bool) {
 }
 
 // parseReset reads a rate-limit reset: a Unix time (GitHub) or seconds from
-// now (the IETF draft and most others), told apart by size.
+// now (the IETF draft and most others), told apart by size, or an ISO 8601
+// time (Jira Cloud: "2024-07-18T12:47Z").
 func parseReset(v string, now time.Time) (time.Time, bool) {
-	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	v = strings.TrimSpace(v)
+	for _, layout := range []string{time.RFC3339, "2006-01-02T15:04Z07:00"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t, true
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 0 {
 		return time.Time{}, false
 	}

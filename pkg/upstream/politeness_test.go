@@ -57,6 +57,15 @@ func TestObserve(t *testing.T) {
 			wantReason: "rate limit exhausted (X-RateLimit-Remaining: 0)",
 		},
 		{
+			name:   "200 with X-RateLimit exhausted (Jira, an ISO 8601 reset)",
+			status: http.StatusOK,
+			headers: func(now time.Time) []header {
+				return []header{{"X-RateLimit-Remaining", "0"}, {"X-RateLimit-Reset", now.Add(120 * time.Second).UTC().Format(time.RFC3339)}}
+			},
+			wantWait:   120 * time.Second,
+			wantReason: "rate limit exhausted (X-RateLimit-Remaining: 0)",
+		},
+		{
 			name:   "200 with RateLimit exhausted (IETF draft, seconds)",
 			status: http.StatusOK,
 			headers: func(time.Time) []header {

@@ -11,12 +11,14 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/pollgrid/pollgrid/pkg/budget"
 	"github.com/pollgrid/pollgrid/pkg/bus"
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/connector"
 	"github.com/pollgrid/pollgrid/pkg/failpoint"
 	"github.com/pollgrid/pollgrid/pkg/poll"
 	"github.com/pollgrid/pollgrid/pkg/store"
+	"github.com/pollgrid/pollgrid/pkg/upstream"
 	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
 )
 
@@ -85,11 +87,16 @@ func (w *Worker) pollSteps(ctx context.Context, in *instance, claim store.Claim,
 		return refused
 	}
 	report.FencingToken = lease.Token
-	w.countMissed(c, state)
 	if state.Attempts > maxAttempts {
+		w.countMissed(c, state)
 		return w.refuseCrashLoop(ctx, c, lease, state)
 	}
-	out := w.pollUnderHeartbeat(ctx, c, conn, lease, state, tickProgress)
+	out, deferred := w.pollUnderHeartbeat(ctx, c, conn, lease, state, tickProgress)
+	if deferred != nil {
+		// Counted once the connector is polled: its last poll stays.
+		return w.deferPoll(ctx, c, lease, state, out, deferred)
+	}
+	w.countMissed(c, state)
 	w.observe(ctx, c, out, state, report)
 	return w.commitOutcome(ctx, c, lease, out, report)
 }
@@ -140,21 +147,50 @@ func (w *Worker) refuseCrashLoop(ctx context.Context, c config.Connector, lease 
 }
 
 // pollUnderHeartbeat runs the poll while a heartbeat keeps the lease and
-// the tick alive; a lost lease cancels it.
+// the tick alive; a lost lease cancels it. A connector on a budget draws
+// each request from it (budget.Share); a poll that failed because its
+// budget was spent comes back with the deferral.
 func (w *Worker) pollUnderHeartbeat(ctx context.Context, c config.Connector, conn connector.Connector, lease *store.Lease, state store.State,
-	tickProgress progress) poll.Outcome {
+	tickProgress progress) (poll.Outcome, *budget.DeferredError) {
 	pollCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	var share *budget.Share
+	if c.Budget.Name != "" && w.opts.Budgets != nil {
+		share = w.opts.Budgets.Share(c.Budget, state.LastPoll, time.Now(), w.log)
+		pollCtx = upstream.WithBudget(pollCtx, share)
+	}
 	hb := w.startHeartbeat(pollCtx, cancel, lease, tickProgress)
 	out := w.runner.Run(pollCtx, c, conn, state, hb.guard)
 	hb.stop()
+	if share != nil && out.Err != nil && share.Deferred() != nil {
+		return out, share.Deferred()
+	}
 	var panicked *poll.PanicError
 	if errors.As(out.Err, &panicked) {
 		w.log.ErrorContext(ctx, "connector panicked; the poll failed", "panic", w.opts.Redactor.String(fmt.Sprint(panicked.Value)),
 			"stack", string(panicked.Stack))
 		w.metrics.panics.WithLabelValues(c.Type).Inc()
 	}
-	return out
+	return out, nil
+}
+
+// deferPoll ends a poll its budget deferred: skipped, not failed. The
+// state stays as it was (no failure counted, no back-off, the last poll
+// unmoved, so that the connector's turn on the budget comes sooner), but
+// for a wait the upstream asked for on the way; the lease is released.
+// Logged at debug level: the report says it, and a busy budget defers
+// many polls a second.
+func (w *Worker) deferPoll(ctx context.Context, c config.Connector, lease *store.Lease, state store.State, out poll.Outcome,
+	deferred *budget.DeferredError) result {
+	next := state
+	if asked := out.Commit.State; asked.NotBeforeBy == store.WaitUpstream && asked.NotBefore.After(next.NotBefore) {
+		next.NotBefore, next.NotBeforeBy = asked.NotBefore, store.WaitUpstream
+	}
+	if err := w.commit(ctx, lease, store.Commit{State: next, Now: time.Now()}); err != nil {
+		w.log.WarnContext(ctx, "releasing a deferred poll's lease failed (it expires)", "error", err)
+	}
+	w.log.DebugContext(ctx, "poll deferred by its budget", "budget", deferred.Budget, "until", deferred.Until)
+	return skipped(deferred)
 }
 
 // observe counts what the poll fetched, published and failed, in the
@@ -235,8 +271,13 @@ func (w *Worker) commit(ctx context.Context, lease *store.Lease, c store.Commit)
 
 // countMissed counts the whole intervals that passed since the connector
 // last became due (its last poll, or the end of a wait the upstream asked
-// for) without a poll.
+// for) without a poll. A connector on a budget expects no more than its
+// fair share: what it waits for its turn is not missed.
 func (w *Worker) countMissed(c config.Connector, st store.State) {
+	interval := c.Interval
+	if c.Budget.Name != "" {
+		interval = max(interval, c.Budget.Fair())
+	}
 	since := st.LastPoll
 	if st.NotBefore.After(since) {
 		since = st.NotBefore
@@ -247,7 +288,7 @@ func (w *Worker) countMissed(c config.Connector, st store.State) {
 	if since.IsZero() {
 		return
 	}
-	if missed := int(time.Since(since)/c.Interval) - 1; missed > 0 {
+	if missed := int(time.Since(since)/interval) - 1; missed > 0 {
 		w.metrics.missed.WithLabelValues(c.Type).Add(float64(missed))
 	}
 }

@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/pollgrid/pollgrid/pkg/budget"
 	"github.com/pollgrid/pollgrid/pkg/bus"
 	"github.com/pollgrid/pollgrid/pkg/clock"
 	"github.com/pollgrid/pollgrid/pkg/config"
@@ -61,6 +64,10 @@ type Options struct {
 	// W3C trace context.
 	Propagator propagation.TextMapPropagator
 	Redactor   *redact.Redactor
+	// Budgets draws the requests of connectors that name a budget from it,
+	// in Redis, shared with every worker; nil leaves budgets undrawn (a
+	// test's worker, which says so in its log when a connector has one).
+	Budgets *budget.Limiter
 }
 
 func (o Options) withDefaults() Options {
@@ -189,6 +196,14 @@ func (w *Worker) Apply(cfg *config.Config) error {
 	w.mu.Lock()
 	w.connectors = next
 	w.mu.Unlock()
+	for _, warning := range cfg.Warnings {
+		w.log.Warn("config: "+warning.Message, "path", warning.Path)
+	}
+	if w.opts.Budgets == nil && len(cfg.Budgets) > 0 {
+		w.log.Warn("this worker has no budget limiter: its connectors' requests draw from no budget")
+	} else if w.opts.Budgets != nil {
+		w.opts.Budgets.Declare(slices.Sorted(maps.Keys(cfg.Budgets)))
+	}
 	for t := range types {
 		w.metrics.initType(t)
 	}

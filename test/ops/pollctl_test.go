@@ -64,6 +64,21 @@ func TestPollctlValidateListsEveryProblem(t *testing.T) {
 	code, out, _ = pollctl(t, nil, "validate", good)
 	assert.Equal(t, 0, code)
 	assert.Contains(t, out, "ok, 1 connectors (1 enabled)")
+
+	// A budget smaller than its connectors ask for is valid, with a warning
+	// that says the rate each gets; an unknown budget is a problem.
+	budgets := harness.WriteFile(t, "budgets.json", `{"budgets": {"gh": {"limit": 60, "per": "1m", "burst": 5}}, "connectors": [
+		{"name": "a", "type": "weather-noaa", "interval": "1s", "budget": "gh", "config": {"area": "AZ", "user_agent": "(x, x@example.com)"}},
+		{"name": "b", "type": "weather-noaa", "interval": "1s", "budget": "gh", "config": {"area": "TX", "user_agent": "(x, x@example.com)"}}]}`)
+	code, out, _ = pollctl(t, nil, "validate", budgets)
+	assert.Equal(t, 0, code, out)
+	assert.Contains(t, out, "ok, 2 connectors (2 enabled)\n  warning: budgets.gh: 60 per 1m (burst 5) is less than its 2 connectors ask for "+
+		"at their intervals (120 per 1m, one request a poll): each gets about one request every 2s")
+	unknown := harness.WriteFile(t, "unknown-budget.json", `{"connectors": [
+		{"name": "a", "type": "weather-noaa", "budget": "gh", "config": {"area": "AZ", "user_agent": "(x, x@example.com)"}}]}`)
+	code, out, _ = pollctl(t, nil, "validate", unknown)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out, `connectors[0].budget: "gh" names no budget (declare it at the top of the file: "budgets": {"gh": `)
 }
 
 // Every verb of pollctl against a running stack: what a person reads,

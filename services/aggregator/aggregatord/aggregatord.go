@@ -11,6 +11,7 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/admin"
 	"github.com/pollgrid/pollgrid/pkg/aggregator"
+	"github.com/pollgrid/pollgrid/pkg/budget"
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/connectors/builtin"
 	"github.com/pollgrid/pollgrid/pkg/history"
@@ -61,7 +62,12 @@ func run(ctx context.Context, rt *service.Runtime) error {
 	if err != nil {
 		return err
 	}
+	budgets, err := budget.New(rt.Redis, rt.Store.Keys(), nil) // reads only: no metrics
+	if err != nil {
+		return err
+	}
 	a := aggregator.New(rt.JS, rt.Store, history.New(rt.Redis, rt.Store.Keys()), aggregator.Options{
+		Budgets:       budgets,
 		HealthyWindow: o.healthyWindow, ConnectorGaugesMax: o.gauges, FlushInterval: o.flush,
 		Config: rt.Config, StaleAfter: o.staleAfter, Redactor: rt.Redactor,
 		Logger: rt.Logger, Registerer: rt.Metrics, Tracer: rt.Tracer, Propagator: telemetry.Propagator,

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/pollgrid/pollgrid/pkg/admin"
+	"github.com/pollgrid/pollgrid/pkg/budget"
 	"github.com/pollgrid/pollgrid/pkg/bus"
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/connector"
@@ -78,11 +79,15 @@ func run(ctx context.Context, rt *service.Runtime) error {
 	if err != nil {
 		return err
 	}
+	budgets, err := budget.New(rt.Redis, rt.Store.Keys(), rt.Metrics)
+	if err != nil {
+		return err
+	}
 	w, err := worker.New(rt.JS, rt.Store, rt.Connectors, rt.Config(), worker.Options{
 		ID: o.id, Concurrency: o.concurrency, AckWait: o.ackWait, Grace: o.grace, Filter: o.filter,
 		HTTP:   upstreamClient(rt, o),
 		Logger: rt.Logger, Registerer: rt.Metrics, Tracer: rt.Tracer, Propagator: telemetry.Propagator,
-		Redactor: rt.Redactor,
+		Redactor: rt.Redactor, Budgets: budgets,
 	})
 	if err != nil {
 		return err

@@ -139,6 +139,9 @@ func printStatus(w io.Writer, s admin.Status) {
 		}
 		row("backing off", "until "+clock(*s.BackoffUntil)+" ("+span(time.Duration(s.BackoffSeconds*float64(time.Second)))+" more; "+whose+")")
 	}
+	if s.Budget != nil {
+		row("budget", s.Budget.Summary(time.Now()))
+	}
 	if s.LastError != "" {
 		row("last error", s.LastError)
 	}

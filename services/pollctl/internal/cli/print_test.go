@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 
@@ -82,4 +83,16 @@ rejected by worker w2; it keeps running its config (3 connectors):
   read /etc/pollgrid/connectors.json: permission denied
 aggregator a1 (XYZ): did not answer
 `, out.String())
+}
+
+// status names the connector's budget and what it has left.
+func TestStatusShowsTheBudget(t *testing.T) {
+	var out bytes.Buffer
+	next := time.Now().Add(14*time.Second + 300*time.Millisecond)
+	printStatus(&out, admin.Status{Connector: admin.Connector{Name: "gh", Type: "github-releases", Interval: "1s", Health: admin.HealthOK},
+		Budget: &admin.BudgetUse{Name: "github-main", Rate: "60 per 1m (burst 5)", Connectors: 20, FairEverySeconds: 20,
+			NextAt: &next, FullAt: &next}})
+	assert.Contains(t, out.String(), "budget:")
+	assert.Contains(t, out.String(), "github-main: 60 per 1m (burst 5), shared by 20 connectors (a request every 20s each when all want more); "+
+		"spent: the next request in 14s")
 }

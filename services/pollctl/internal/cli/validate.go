@@ -18,6 +18,9 @@ type validateReply struct {
 	Connectors int             `json:"connectors"`
 	Enabled    int             `json:"enabled"`
 	Problems   []admin.Problem `json:"problems,omitempty"`
+	// Warnings are valid but likely not meant (a budget smaller than its
+	// connectors ask for); they do not fail the file.
+	Warnings []admin.Problem `json:"warnings,omitempty"`
 }
 
 func (a *app) validateCmd() *cobra.Command {
@@ -38,6 +41,9 @@ Needs no NATS.`,
 			switch {
 			case err == nil:
 				r.Connectors, r.Enabled = len(cfg.Connectors), len(cfg.Enabled())
+				for _, p := range cfg.Warnings {
+					r.Warnings = append(r.Warnings, admin.Problem{Path: p.Path, Message: p.Message})
+				}
 			case errors.As(err, &problems):
 				for _, p := range problems.List {
 					r.Problems = append(r.Problems, admin.Problem{Path: p.Path, Message: p.Message})
@@ -51,6 +57,9 @@ Needs no NATS.`,
 				}
 			} else if r.OK {
 				fmt.Fprintf(a.io.Out, "%s: ok, %d connectors (%d enabled)\n", r.File, r.Connectors, r.Enabled)
+				for _, p := range r.Warnings {
+					fmt.Fprintf(a.io.Out, "  warning: %s: %s\n", p.Path, p.Message)
+				}
 			} else {
 				fmt.Fprintf(a.io.Out, "%s: %s\n", r.File, plural(len(r.Problems), "problem"))
 				for _, p := range r.Problems {
