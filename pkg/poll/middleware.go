@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"runtime/debug"
 	"time"
 
@@ -83,8 +84,8 @@ type RetryPolicy struct {
 // Retry calls next again after a failure, up to p.Max times. It gives up at
 // once on a panic (a bug: it would panic again), a refusal of the outbound
 // guard (only a config change lets it through), a request its rate-limit
-// budget deferred, the end of ctx, and an upstream that asked to wait. The
-// error is the last call's.
+// budget deferred, an upstream's client error (see clientError), the end of
+// ctx, and an upstream that asked to wait. The error is the last call's.
 func Retry(p RetryPolicy) Middleware {
 	return func(next Fetch) Fetch {
 		return func(ctx context.Context, in connector.State) (connector.Result, error) {
@@ -105,11 +106,24 @@ func Retry(p RetryPolicy) Middleware {
 				}
 				last = err
 				if errors.As(err, new(*PanicError)) || errors.Is(err, egress.ErrRefused) || errors.Is(err, upstream.ErrDeferred) ||
-					ctx.Err() != nil || (p.Asked != nil && p.Asked()) {
+					clientError(err) || ctx.Err() != nil || (p.Asked != nil && p.Asked()) {
 					break
 				}
 			}
 			return connector.Result{}, last
 		}
 	}
+}
+
+// clientError reports an upstream answer of 4xx that a second attempt
+// within the same tick would get again (a wrong token, a missing resource,
+// a bad query) or must not make so soon (429): every 4xx but 408 Request
+// Timeout and 425 Too Early. The next tick asks again.
+func clientError(err error) bool {
+	var status *upstream.StatusError
+	if !errors.As(err, &status) {
+		return false
+	}
+	code := status.StatusCode
+	return code >= 400 && code < 500 && code != http.StatusRequestTimeout && code != http.StatusTooEarly
 }

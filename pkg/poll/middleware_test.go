@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/connector"
 	"github.com/pollgrid/pollgrid/pkg/egress"
+	"github.com/pollgrid/pollgrid/pkg/upstream"
 )
 
 // failing fails its first n calls with err (or panics with it when err is
@@ -27,6 +29,11 @@ func failing(n int, err error, calls *int) Fetch {
 		}
 		return connector.Result{State: connector.State{Cursor: in.Cursor + "+"}}, nil
 	}
+}
+
+// status is a connector's error wrapping the upstream's answer of code.
+func status(code int) error {
+	return fmt.Errorf("list releases: %w", &upstream.StatusError{StatusCode: code, Status: fmt.Sprintf("%d %s", code, http.StatusText(code))})
 }
 
 func TestRecover(t *testing.T) {
@@ -72,6 +79,11 @@ func TestRetry(t *testing.T) {
 		{name: "a panic is not retried", fails: 5, err: nil, wantCalls: 1, wantErr: "connector panicked: boom"},
 		{name: "the outbound guard's refusal is not retried", fails: 5, err: fmt.Errorf("get: %w", egress.ErrRefused), wantCalls: 1, wantErr: egress.ErrRefused.Error()},
 		{name: "an upstream that asked to wait is not retried now", fails: 5, err: errDown, asked: true, wantCalls: 1, wantErr: "503"},
+		{name: "a 401 is not retried within the tick", fails: 5, err: status(401), wantCalls: 1, wantErr: "401 Unauthorized"},
+		{name: "a 404 is not retried within the tick", fails: 5, err: status(404), wantCalls: 1, wantErr: "404 Not Found"},
+		{name: "a bare 429 is not retried within the tick", fails: 5, err: status(429), wantCalls: 1, wantErr: "429"},
+		{name: "a 408 is retried", fails: 1, err: status(408), wantCalls: 2},
+		{name: "a 503 is retried", fails: 1, err: status(503), wantCalls: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
