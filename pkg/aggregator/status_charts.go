@@ -33,21 +33,7 @@ const (
 )
 
 // bucket sums the rollups of one quarter-hour.
-type bucket struct {
-	Start                       time.Time
-	Polls, Successes, Failures  int64
-	Skipped, Fetched, Published int64
-	LatencySum, LatencyMax      time.Duration
-	ran                         int64
-}
-
-// latencyAvg is the mean duration of the polls that ran in the bucket.
-func (b bucket) latencyAvg() time.Duration {
-	if b.ran == 0 {
-		return 0
-	}
-	return b.LatencySum / time.Duration(b.ran)
-}
+type bucket = history.Rollup
 
 // quarterHours sums per-minute rollups into the chartBuckets quarter-hours
 // that end with the one holding now, oldest first.
@@ -56,22 +42,13 @@ func quarterHours(rollups []history.Rollup, now time.Time) []bucket {
 	start := end.Add(-chartSpan)
 	out := make([]bucket, chartBuckets)
 	for i := range out {
-		out[i].Start = start.Add(time.Duration(i) * chartBucket)
+		out[i].Start, out[i].Width = start.Add(time.Duration(i)*chartBucket), chartBucket
 	}
 	for _, r := range rollups {
 		if r.Start.Before(start) || !r.Start.Before(end) {
 			continue
 		}
-		b := &out[int(r.Start.Sub(start)/chartBucket)]
-		b.Polls += r.Polls
-		b.Successes += r.Successes
-		b.Failures += r.Failures
-		b.Skipped += r.Skipped
-		b.Fetched += r.ItemsFetched
-		b.Published += r.ItemsPublished
-		b.LatencySum += r.LatencySum
-		b.LatencyMax = max(b.LatencyMax, r.LatencyMax)
-		b.ran += r.Successes + r.Failures
+		out[int(r.Start.Sub(start)/chartBucket)].Add(r)
 	}
 	return out
 }
@@ -161,22 +138,22 @@ func dayCharts(buckets []bucket) []chart {
 	latency := stacked("chart-latency", "poll duration per quarter-hour: average, and up to the longest", buckets,
 		func(v float64) string { return formatSeconds(v) },
 		func(b bucket) []segment {
-			avg := b.latencyAvg().Seconds()
+			avg := b.LatencyAvg().Seconds()
 			return []segment{{avg, colourLatency, "latency-avg"}, {b.LatencyMax.Seconds() - avg, colourLatencyMax, "latency-max"}}
 		},
 		func(b bucket) string {
 			return fmt.Sprintf("%s: average %s, longest %s over %d polls that ran", span(b),
-				formatSeconds(b.latencyAvg().Seconds()), formatSeconds(b.LatencyMax.Seconds()), b.ran)
+				formatSeconds(b.LatencyAvg().Seconds()), formatSeconds(b.LatencyMax.Seconds()), b.Successes+b.Failures)
 		})
 	latency.Legend = []legendEntry{{"sw-latency-avg", "average"}, {"sw-latency-max", "up to the longest"}}
 	latency.Empty = "no poll ran in the last 24 hours"
 
 	items := stacked("chart-items", "items per quarter-hour: published, and the rest of those fetched", buckets, count,
 		func(b bucket) []segment {
-			return []segment{{float64(b.Published), colourPublished, "published"}, {float64(b.Fetched - b.Published), colourSkipped, "fetched"}}
+			return []segment{{float64(b.ItemsPublished), colourPublished, "published"}, {float64(b.ItemsFetched - b.ItemsPublished), colourSkipped, "fetched"}}
 		},
 		func(b bucket) string {
-			return fmt.Sprintf("%s: %d items fetched, %d published (created, updated or deleted)", span(b), b.Fetched, b.Published)
+			return fmt.Sprintf("%s: %d items fetched, %d published (created, updated or deleted)", span(b), b.ItemsFetched, b.ItemsPublished)
 		})
 	items.Legend = []legendEntry{{"sw-published", "published"}, {"sw-skipped", "fetched, unchanged"}}
 	items.Empty = "no item fetched in the last 24 hours"

@@ -41,9 +41,9 @@ func TestQuarterHours(t *testing.T) {
 	assert.Equal(t, time.Date(2026, 12, 7, 9, 45, 0, 0, time.UTC), nineFortyFive.Start)
 	assert.EqualValues(t, 3, nineFortyFive.Polls)
 	assert.EqualValues(t, 2, nineFortyFive.Failures)
-	assert.Equal(t, 5*time.Second/3, nineFortyFive.latencyAvg(), "over the 3 polls that ran")
+	assert.Equal(t, 5*time.Second/3, nineFortyFive.LatencyAvg(), "over the 3 polls that ran")
 	assert.Equal(t, 3*time.Second, nineFortyFive.LatencyMax)
-	assert.EqualValues(t, 5, nineFortyFive.Fetched)
+	assert.EqualValues(t, 5, nineFortyFive.ItemsFetched)
 	assert.EqualValues(t, 3, b[chartBuckets-1].Skipped)
 	total := int64(0)
 	for _, q := range b {

@@ -152,7 +152,7 @@ func (s *Store) Rollups(ctx context.Context, name string, res Resolution, since,
 			}
 			r.Start, r.Width = time.UnixMilli(bucketMs).UTC(), spec.width
 			if hourTotal && len(out) > 0 && out[len(out)-1].Start.Equal(r.Start) {
-				out[len(out)-1].add(r)
+				out[len(out)-1].Add(r)
 				continue
 			}
 			out = append(out, r)
@@ -185,7 +185,8 @@ func (s *Store) Rollups(ctx context.Context, name string, res Resolution, since,
 	return out, nil
 }
 
-func (r *Rollup) add(o Rollup) {
+// Add sums o into r: counts add up, LatencyMax is the larger.
+func (r *Rollup) Add(o Rollup) {
 	r.Polls += o.Polls
 	r.Successes += o.Successes
 	r.Failures += o.Failures
