@@ -572,8 +572,11 @@ func TestSeenSweepGoesAStepAtATime(t *testing.T) {
 	assert.Less(t, first, int64(len(old)+2), "the first step forgot some old entries")
 	assert.Greater(t, first, int64(2), "one step does not look at every entry")
 	assert.Zero(t, rdb.Exists(ctx, "pollgrid:{c}:seen_at").Val(), "the sorted set of the layout before is gone")
+	// Until the pass is over (its cursor gone), not only until the last old
+	// entry is forgotten: HSCAN can need a step more to say it is done.
+	passing := func() bool { return rdb.HExists(ctx, "pollgrid:{c}:state", "seen_sweep").Val() }
 	for range 10 {
-		if count() == 2 {
+		if count() == 2 && !passing() {
 			break
 		}
 		commit(later, nil)
