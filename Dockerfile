@@ -1,4 +1,6 @@
-# One image per service, from one Dockerfile (make images builds the three):
+# One image per service, from one Dockerfile (make images builds the three
+# services and pollctl, which applies connectors from a compose one-shot or a
+# Kubernetes Job):
 #   docker build --build-arg SERVICE=worker --build-arg VERSION=v1.2.3 --build-arg COMMIT=$(git rev-parse --short HEAD) -t pollgrid/worker .
 # The build needs nothing but the Go module proxy and a BuildKit builder (for
 # RUN --mount); the runtime image is distroless (CA certificates and tzdata,
@@ -45,12 +47,17 @@ LABEL org.opencontainers.image.title="pollgrid-${SERVICE}" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${COMMIT}" \
       org.opencontainers.image.source="https://github.com/pollgrid/pollgrid"
+# The binary is /usr/local/bin/pollgrid in every image, pollctl's too (an
+# exec-form ENTRYPOINT cannot name it after SERVICE). No connectors file is
+# baked in: a service started with none serves what the catalog holds
+# (pollctl apply fills it), and one started with a file would own the
+# catalog and prune what was applied around it.
 COPY --from=build /out/pollgrid /usr/local/bin/pollgrid
-COPY connectors.json /etc/pollgrid/connectors.json
-ENV CONNECTORS_FILE=/etc/pollgrid/connectors.json
 # 65532 is distroless's "nonroot" user.
 USER 65532:65532
-# -probe with a path asks the service's own HTTP_ADDR (default port per service).
+# -probe with a path asks the service's own HTTP_ADDR (default port per
+# service); pollctl has no endpoint: it runs once, its container's
+# healthcheck is turned off where it runs (docker-compose.yml).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["/usr/local/bin/pollgrid", "-probe", "/healthz"]
 ENTRYPOINT ["/usr/local/bin/pollgrid"]

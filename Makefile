@@ -91,16 +91,17 @@ down: ## docker compose down (the data volumes stay; docker compose down -v drop
 
 # Images to push: <REGISTRY>/<service>:<TAG>, the names docker-compose.yml
 # (pollgrid/<service>:dev) and the Helm chart (pollgrid/<service>:<appVersion>)
-# use; the binaries print TAG with -version. GO_IMAGE and RUNTIME_IMAGE replace
+# use; the binaries print TAG with -version. pollctl's image runs `pollctl
+# apply` in compose's one-shot apply service and the chart's Job. GO_IMAGE and RUNTIME_IMAGE replace
 # the Dockerfile's base images (pinned by digest, or your mirror's); DOCKER is
 # the docker command and DOCKER_BUILD_FLAGS more flags for each docker build.
 REGISTRY ?= pollgrid
 TAG ?= $(VERSION)
-IMAGES := scheduler worker aggregator
+IMAGES := scheduler worker aggregator pollctl
 DOCKER ?= docker
 
 .PHONY: images push compose-test
-images: ## docker build <REGISTRY>/<service>:<TAG> for scheduler, worker and aggregator (REGISTRY=pollgrid, TAG=git describe)
+images: ## docker build <REGISTRY>/<image>:<TAG> for scheduler, worker, aggregator and pollctl (REGISTRY=pollgrid, TAG=git describe)
 	@set -e; for s in $(IMAGES); do echo "== $(REGISTRY)/$$s:$(TAG) (commit $(COMMIT))"; \
 		DOCKER_BUILDKIT=1 $(DOCKER) build $(DOCKER_BUILD_FLAGS) \
 			$(if $(GO_IMAGE),--build-arg GO_IMAGE=$(GO_IMAGE)) $(if $(RUNTIME_IMAGE),--build-arg RUNTIME_IMAGE=$(RUNTIME_IMAGE)) \
@@ -109,5 +110,5 @@ images: ## docker build <REGISTRY>/<service>:<TAG> for scheduler, worker and agg
 push: images ## make images, then docker push them (the same REGISTRY and TAG; docker login to it first)
 	@set -e; for s in $(IMAGES); do $(DOCKER) push $(REGISTRY)/$$s:$(TAG); done
 
-compose-test: ## docker compose up as a user runs it (3 workers, a local upstream), checked, a worker killed, down -v; brings its own dockerd and stand-in images when needed (test/compose)
+compose-test: ## docker compose up as a user runs it (3 workers, connectors applied by pollctl, a local upstream), checked, a worker killed, down -v; brings its own dockerd and stand-in images when needed (test/compose)
 	bash test/compose/run.sh

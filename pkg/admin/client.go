@@ -88,6 +88,59 @@ func (c *Client) Reset(ctx context.Context, name, confirm string) (ResetReply, e
 	return r, c.call(ctx, VerbReset, ResetRequest{Name: name, Confirm: confirm}, &r)
 }
 
+// Apply writes a part of a connectors file to the catalog (ApplyRequest).
+func (c *Client) Apply(ctx context.Context, req ApplyRequest) (ApplyReply, error) {
+	var r ApplyReply
+	return r, c.call(ctx, VerbApply, req, &r)
+}
+
+// Definitions returns one page of the catalog's definitions.
+func (c *Client) Definitions(ctx context.Context, req DefinitionsRequest) (DefinitionsReply, error) {
+	var r DefinitionsReply
+	return r, c.call(ctx, VerbDefinitions, req, &r)
+}
+
+// AllDefinitions pages through every definition of the catalog.
+func (c *Client) AllDefinitions(ctx context.Context) ([]Ref, error) {
+	req := DefinitionsRequest{Limit: MaxDefinitions}
+	var all []Ref
+	for {
+		page, err := c.Definitions(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page.Refs...)
+		req.Offset += len(page.Refs)
+		if len(page.Refs) == 0 || req.Offset >= page.Total {
+			return all, nil
+		}
+	}
+}
+
+// Delete deletes definitions, each on condition of its revision.
+func (c *Client) Delete(ctx context.Context, refs []Ref) (DeleteReply, error) {
+	var r DeleteReply
+	return r, c.call(ctx, VerbDelete, DeleteRequest{Refs: refs}, &r)
+}
+
+// Get returns a definition's latest revision, as written.
+func (c *Client) Get(ctx context.Context, kind, name string) (Definition, error) {
+	var r Definition
+	return r, c.call(ctx, VerbGet, DefinitionRequest{Name: name, Kind: kind}, &r)
+}
+
+// History returns every revision the catalog keeps of a definition.
+func (c *Client) History(ctx context.Context, kind, name string) (HistoryReply, error) {
+	var r HistoryReply
+	return r, c.call(ctx, VerbHistory, DefinitionRequest{Name: name, Kind: kind}, &r)
+}
+
+// Rollback writes an older revision of a definition as its next one.
+func (c *Client) Rollback(ctx context.Context, req RollbackRequest) (RollbackReply, error) {
+	var r RollbackReply
+	return r, c.call(ctx, VerbRollback, req, &r)
+}
+
 func (c *Client) call(ctx context.Context, verb string, req, reply any) error {
 	data, err := json.Marshal(req)
 	if err != nil {

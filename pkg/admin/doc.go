@@ -8,8 +8,9 @@
 // per-process micro service, with the reply's secrets redacted as a last
 // guard) and Client (what pollctl and the tests use). The handlers live with
 // the services' engines: pkg/scheduler (pause, resume), pkg/worker
-// (trigger, reset), pkg/aggregator (list, status) and pkg/service (reload,
-// on every process).
+// (trigger, reset), pkg/aggregator (list, status), pkg/catalog (apply,
+// definitions, delete, get, history, rollback: the connector catalog, served
+// by the scheduler) and pkg/service (reload, on every process).
 //
 // Access control is NATS's own: subject permissions on pollgrid.admin.>
 // (docs/operate.md has an example server config).

@@ -32,6 +32,8 @@ const (
 type Error struct {
 	Code    int    `json:"code"`
 	Message string `json:"error"`
+	// Problems are every problem of a definition refused (apply, rollback).
+	Problems []Problem `json:"problems,omitempty"`
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -86,7 +88,7 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        ServiceName,
 		Version:     APIVersion,
-		Description: "pollgrid runtime controls: list, status, trigger, pause, resume, reset, reload",
+		Description: "pollgrid runtime controls and connector catalog: list, status, trigger, pause, resume, reset, reload; apply, definitions, get, history, rollback, delete",
 		Metadata:    map[string]string{"service": cfg.Service, "instance": cfg.Instance, "build": cfg.Version},
 	})
 	if err != nil {
@@ -148,7 +150,11 @@ func (s *Server) serve(verb string, h Handler, req micro.Request) {
 			e = &Error{Code: CodeInternal, Message: err.Error()}
 			s.cfg.Logger.Error("admin request failed", "verb", verb, "error", err)
 		}
-		e = &Error{Code: e.Code, Message: s.cfg.Redact(e.Message)}
+		redacted := &Error{Code: e.Code, Message: s.cfg.Redact(e.Message)}
+		for _, p := range e.Problems {
+			redacted.Problems = append(redacted.Problems, Problem{Path: p.Path, Message: s.cfg.Redact(p.Message)})
+		}
+		e = redacted
 		body, _ := json.Marshal(e)
 		msg := &nats.Msg{Subject: reply, Data: body, Header: nats.Header{
 			micro.ErrorHeader: []string{e.Message}, micro.ErrorCodeHeader: []string{strconv.Itoa(e.Code)},

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -23,18 +24,29 @@ const (
 	VerbResume  = "resume"
 	VerbReset   = "reset"
 	VerbReload  = "reload"
+
+	// The control plane: the connector catalog (pkg/catalog), served by
+	// the scheduler, which follows the catalog's bucket.
+	VerbApply       = "apply"
+	VerbDefinitions = "definitions"
+	VerbDelete      = "delete"
+	VerbGet         = "get"
+	VerbHistory     = "history"
+	VerbRollback    = "rollback"
 )
 
 // ServedBy names the service that serves a verb. list and status are the
 // aggregator's: it owns health and freshness. pause and resume are the
 // scheduler's: it owns the message schedules a pause removes. trigger and
 // reset are the workers': they run polls and hold leases. reload is served
-// by every process, each replying for itself.
+// by every process, each replying for itself. The catalog's verbs (apply,
+// definitions, delete, get, history, rollback) are the scheduler's: it
+// follows the catalog, and plans an apply from what it holds.
 func ServedBy(verb string) string {
 	switch verb {
 	case VerbList, VerbStatus:
 		return "aggregator"
-	case VerbPause, VerbResume:
+	case VerbPause, VerbResume, VerbApply, VerbDefinitions, VerbDelete, VerbGet, VerbHistory, VerbRollback:
 		return "scheduler"
 	case VerbTrigger, VerbReset:
 		return "worker"
@@ -316,4 +328,137 @@ type ReloadReply struct {
 type Problem struct {
 	Path    string `json:"path,omitempty"`
 	Message string `json:"message"`
+}
+
+// The kinds of definition in the catalog (pkg/catalog's Kind).
+const (
+	KindConnector = "connectors"
+	KindBudget    = "budgets"
+)
+
+// Ref names one definition of the catalog: Kind is KindConnector or
+// KindBudget; Revision, where given, is its latest revision in the
+// catalog (a condition, in a delete).
+type Ref struct {
+	Kind     string `json:"kind"`
+	Name     string `json:"name"`
+	Revision uint64 `json:"revision,omitempty"`
+}
+
+// ApplyRequest writes a part of a connectors file to the catalog, as a
+// difference: the definitions new or changed are written, each on
+// condition of the revision it replaces. Connectors are a part of the
+// file (a NATS message is 1 MiB by default: pollctl sends a big file in
+// several requests), Budgets all of the file's, so that every request is
+// checked as a file of its own (config.ParseDefinitions).
+type ApplyRequest struct {
+	// Connectors are entries of the file's "connectors", as written.
+	Connectors []json.RawMessage `json:"connectors"`
+	// Budgets are the file's "budgets", as written.
+	Budgets map[string]json.RawMessage `json:"budgets,omitempty"`
+	// DryRun computes the difference and writes nothing.
+	DryRun bool `json:"dry_run,omitempty"`
+}
+
+// ApplyReply is what an apply wrote (or, DryRun, would write). An apply
+// never deletes: pollctl apply --prune asks definitions and delete.
+type ApplyReply struct {
+	Created   []Ref `json:"created,omitempty"`
+	Changed   []Ref `json:"changed,omitempty"`
+	Deleted   []Ref `json:"deleted,omitempty"`
+	Unchanged int   `json:"unchanged"`
+	DryRun    bool  `json:"dry_run,omitempty"`
+}
+
+// DefinitionsRequest asks for a page of the catalog's definitions,
+// budgets first, then connectors, each by name.
+type DefinitionsRequest struct {
+	// Offset and Limit page the result; Limit 0 means MaxDefinitions.
+	Offset int `json:"offset,omitempty"`
+	Limit  int `json:"limit,omitempty"`
+}
+
+// MaxDefinitions is the largest page of definitions: a reply stays well
+// under NATS's 1 MiB (a ref is at most about 110 bytes).
+const MaxDefinitions = 5000
+
+// DefinitionsReply is a page of definitions with their latest revisions.
+type DefinitionsReply struct {
+	Refs []Ref `json:"refs"`
+	// Total counts every definition; Offset is this page's start.
+	Total  int `json:"total"`
+	Offset int `json:"offset"`
+}
+
+// DeleteRequest deletes definitions, connectors first, each on condition
+// that its latest revision is still Revision (0: whatever it is). Their
+// history stays: rollback restores one.
+type DeleteRequest struct {
+	Refs []Ref `json:"refs"`
+}
+
+// DeleteReply lists what was deleted, and what was already gone.
+type DeleteReply struct {
+	Deleted []Ref `json:"deleted,omitempty"`
+	Missing []Ref `json:"missing,omitempty"`
+}
+
+// DefinitionRequest names one definition: get, history. Kind is
+// KindConnector when empty.
+type DefinitionRequest struct {
+	Name string `json:"name"`
+	Kind string `json:"kind,omitempty"`
+}
+
+// Revision is one revision of one definition.
+type Revision struct {
+	Revision uint64    `json:"revision"`
+	Created  time.Time `json:"created"`
+	// Operation is "put" or "delete".
+	Operation string `json:"operation"`
+	// Value is the definition's JSON text as written (${VAR} references
+	// unresolved), in a string so that its keys keep their order; empty
+	// for a deletion.
+	Value string `json:"value,omitempty"`
+}
+
+// The operations of a revision.
+const (
+	OperationPut    = "put"
+	OperationDelete = "delete"
+)
+
+// Definition is one definition's latest revision (get).
+type Definition struct {
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+	Revision
+}
+
+// HistoryReply is every revision the catalog keeps of a definition,
+// oldest first.
+type HistoryReply struct {
+	Kind      string     `json:"kind"`
+	Name      string     `json:"name"`
+	Revisions []Revision `json:"revisions"`
+}
+
+// RollbackRequest writes an older revision's value as a definition's next
+// revision; Revision 0 means the value before the latest revision.
+type RollbackRequest struct {
+	Name     string `json:"name"`
+	Kind     string `json:"kind,omitempty"`
+	Revision uint64 `json:"revision,omitempty"`
+}
+
+// RollbackReply says what rollback wrote.
+type RollbackReply struct {
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+	// Restored is the revision whose value was written again, Revision the
+	// new revision; Unchanged is true when the latest revision had that
+	// value already (nothing written, Revision is the latest).
+	Restored  uint64 `json:"restored"`
+	Revision  uint64 `json:"revision"`
+	Unchanged bool   `json:"unchanged,omitempty"`
 }

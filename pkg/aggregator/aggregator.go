@@ -22,7 +22,7 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/budget"
 	"github.com/pollgrid/pollgrid/pkg/bus"
-	"github.com/pollgrid/pollgrid/pkg/config"
+	"github.com/pollgrid/pollgrid/pkg/catalog"
 	"github.com/pollgrid/pollgrid/pkg/history"
 	"github.com/pollgrid/pollgrid/pkg/redact"
 	"github.com/pollgrid/pollgrid/pkg/store"
@@ -74,9 +74,9 @@ type Options struct {
 	FlushReports  int
 	FlushMessages int
 
-	// Config returns the connectors config in force, for list, status and
-	// the status page (status.go); nil serves no connector.
-	Config func() *config.Config
+	// Connectors are the connectors defined, for list, status and the
+	// status page (status.go): the catalog's index; nil serves none.
+	Connectors Connectors
 	// StaleAfter is how many missed intervals make a connector stale
 	// (AGGREGATOR_STALE_AFTER); default 3.
 	StaleAfter int
@@ -106,8 +106,8 @@ func (o Options) withDefaults() Options {
 	if o.FlushMessages <= 0 {
 		o.FlushMessages = DefaultFlushMessages
 	}
-	if o.Config == nil {
-		o.Config = func() *config.Config { return &config.Config{} }
+	if o.Connectors == nil {
+		o.Connectors = catalog.NewIndex(nil, nil)
 	}
 	if o.StaleAfter <= 0 {
 		o.StaleAfter = DefaultStaleAfter

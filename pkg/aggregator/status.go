@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pollgrid/pollgrid/pkg/admin"
+	"github.com/pollgrid/pollgrid/pkg/catalog"
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/history"
 	"github.com/pollgrid/pollgrid/pkg/redact"
@@ -25,11 +26,17 @@ import (
 // unless AGGREGATOR_STALE_AFTER says otherwise.
 const DefaultStaleAfter = 3
 
-// view reads every configured connector's row, worst health first.
+// Connectors are the connectors defined; *catalog.Index is one.
+type Connectors interface {
+	Connectors() []catalog.Defined
+	Connector(name string) (catalog.Defined, bool)
+}
+
+// view reads every defined connector's row, worst health first.
 func (a *Aggregator) view(ctx context.Context, now time.Time) ([]admin.Connector, error) {
-	cfg := a.opts.Config()
-	names := make([]string, len(cfg.Connectors))
-	for i, c := range cfg.Connectors {
+	defined := a.opts.Connectors.Connectors()
+	names := make([]string, len(defined))
+	for i, c := range defined {
 		names[i] = c.Name
 	}
 	states, err := a.store.States(ctx, names)
@@ -44,9 +51,9 @@ func (a *Aggregator) view(ctx context.Context, now time.Time) ([]admin.Connector
 	for _, m := range all {
 		metrics[m.Name] = m
 	}
-	rows := make([]admin.Connector, len(cfg.Connectors))
-	for i, c := range cfg.Connectors {
-		rows[i] = a.row(c, states[i], metrics[c.Name], now)
+	rows := make([]admin.Connector, len(defined))
+	for i, c := range defined {
+		rows[i] = a.row(c.Connector, states[i], metrics[c.Name], now)
 	}
 	slices.SortFunc(rows, func(x, y admin.Connector) int {
 		return cmp.Or(cmp.Compare(admin.HealthRank(x.Health), admin.HealthRank(y.Health)), strings.Compare(x.Name, y.Name))
@@ -218,11 +225,12 @@ func (a *Aggregator) Status(ctx context.Context, data []byte) (any, error) {
 }
 
 func (a *Aggregator) status(ctx context.Context, name string, now time.Time) (admin.Status, error) {
-	c, ok := a.opts.Config().Lookup(name)
+	d, ok := a.opts.Connectors.Connector(name)
 	if !ok {
-		return admin.Status{}, admin.Errorf(admin.CodeNotFound, "no connector named %q in the config (pollctl list shows them; "+
-			"a connector just added to the file needs pollctl reload)", name)
+		return admin.Status{}, admin.Errorf(admin.CodeNotFound, "no connector named %q in the catalog (pollctl list shows them; "+
+			"pollctl apply adds one)", name)
 	}
+	c := d.Connector
 	unavailable := func(err error) (admin.Status, error) {
 		return admin.Status{}, admin.Errorf(admin.CodeUnavailable, "status %s: %v", name, err)
 	}

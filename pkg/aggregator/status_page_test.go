@@ -15,7 +15,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/pollgrid/pollgrid/pkg/config"
+	"github.com/pollgrid/pollgrid/pkg/catalog"
+	"github.com/pollgrid/pollgrid/pkg/connectors/builtin"
 	"github.com/pollgrid/pollgrid/pkg/history"
 	"github.com/pollgrid/pollgrid/pkg/redistest"
 	"github.com/pollgrid/pollgrid/pkg/store"
@@ -58,8 +59,10 @@ func TestQuarterHours(t *testing.T) {
 func TestConnectorPage(t *testing.T) {
 	rdb := redistest.Start(t).Client(t)
 	st, hist := newStores(rdb)
-	cfg := &config.Config{Connectors: []config.Connector{{Name: "alerts", Type: "weather-noaa", Enabled: true, Interval: time.Minute}}}
-	a := New(nil, st, hist, Options{Config: func() *config.Config { return cfg }})
+	index := catalog.NewIndex(builtin.Registry(), nil)
+	index.Update(catalog.Entry{Ref: catalog.Connector("alerts"), Revision: 1,
+		Value: []byte(`{"name": "alerts", "type": "weather-noaa", "interval": "1m", "config": {"area": "CA", "user_agent": "(pollgrid-test, ops@example.com)"}}`)})
+	a := New(nil, st, hist, Options{Connectors: index})
 	ctx := context.Background()
 	now := time.Now()
 

@@ -161,7 +161,8 @@ func Parse(data []byte, env Env, types TypeChecker) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return parse(DefaultFile, data, env, types, limits)
+	cfg, _, err := parse(DefaultFile, data, env, types, limits)
+	return cfg, err
 }
 
 // LoadFile reads and parses the connectors file at path. A file over the
@@ -184,7 +185,8 @@ func LoadFile(path string, env Env, types TypeChecker) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read connectors file: %w", err)
 	}
-	return parse(path, data, env, types, limits)
+	cfg, _, err := parse(path, data, env, types, limits)
+	return cfg, err
 }
 
 // tooLarge is a file over the size cap: its size, or the cap plus one
@@ -260,24 +262,26 @@ func Load(env Env, types TypeChecker) (cfg *Config, source string, err error) {
 	return cfg, fmt.Sprintf("%s (connector %q of %d)", path, name, total), nil
 }
 
-func parse(source string, data []byte, env Env, types TypeChecker, limits Limits) (*Config, error) {
+// parse checks a whole file. Its top-level fields come back too, for
+// ParseDefinitions, which stores the entries as written.
+func parse(source string, data []byte, env Env, types TypeChecker, limits Limits) (*Config, map[string]json.RawMessage, error) {
 	problems := &Problems{Source: source}
 	if len(bytes.TrimSpace(data)) == 0 {
 		problems.List = append(problems.List, Problem{Message: source + ` is empty (write {"connectors": [...]})`})
-		return nil, problems.err(nil)
+		return nil, nil, problems.err(nil)
 	}
 	if !limits.checkSize(int64(len(data)), "the file", problems, "") || !limits.checkDepth(data, problems, "") {
-		return nil, problems.err(nil)
+		return nil, nil, problems.err(nil)
 	}
 	if !checkSyntax(data, "", problems) {
-		return nil, problems.err(nil)
+		return nil, nil, problems.err(nil)
 	}
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(data, &top); err != nil {
 		var tree any
 		_ = json.Unmarshal(data, &tree)
 		problems.add("", `must be an object like {"connectors": [...]}, not %s`, connector.JSONKind(tree))
-		return nil, problems.err(nil)
+		return nil, nil, problems.err(nil)
 	}
 	for _, key := range sortedKeys(top) {
 		switch key {
@@ -304,9 +308,9 @@ func parse(source string, data []byte, env Env, types TypeChecker, limits Limits
 	cfg.Warnings = budgetWarnings(cfg.Budgets)
 	cfg.secrets = sortedKeys(secrets)
 	if err := problems.err(cfg.secrets); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return cfg, nil
+	return cfg, top, nil
 }
 
 // checked is one connector checked alone (check), to merge in file order.
@@ -406,6 +410,18 @@ func connectors(raw json.RawMessage, problems *Problems, check func(i int, item 
 // same rules as a file; an empty variable counts as unset.
 func fromEnv(env Env, types TypeChecker, limits Limits) (*Config, error) {
 	problems := &Problems{Source: EnvSource}
+	obj := envEntry(env, limits, problems)
+	v := newValidator(env, types, problems)
+	conn, _ := v.connector(obj, envPath)
+	cfg := &Config{Connectors: []Connector{conn}, secrets: sortedKeys(v.secrets)}
+	if err := problems.err(cfg.secrets); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// envEntry is the connector object the CONNECTOR_* variables write.
+func envEntry(env Env, limits Limits, problems *Problems) map[string]any {
 	obj := map[string]any{}
 	// Each variable named in full, so that a search finds where it is read
 	// (and test/deploy's check of the docs sees it). jitter, accepted in a
@@ -433,13 +449,7 @@ func fromEnv(env Env, types TypeChecker, limits Limits) (*Config, error) {
 			}
 		}
 	}
-	v := newValidator(env, types, problems)
-	conn, _ := v.connector(obj, envPath)
-	cfg := &Config{Connectors: []Connector{conn}, secrets: sortedKeys(v.secrets)}
-	if err := problems.err(cfg.secrets); err != nil {
-		return nil, err
-	}
-	return cfg, nil
+	return obj
 }
 
 // envPath names the variable a connector field comes from in EnvSource:

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -192,16 +193,20 @@ func empty(k Kind, v any) bool {
 	return false
 }
 
-// secret checks a credential without ever putting it in the message.
+// secret checks a credential without ever putting it in the message. A
+// definition is checked as written (the catalog stores it so): a secret
+// that is one ${VAR} reference passes, the worker resolves it.
 func (c *checker) secret(path, value string) {
 	switch {
-	case strings.HasPrefix(value, "${"):
-		c.add(path, "the ${VAR} reference was not resolved: set that environment variable for the worker")
+	case reference.MatchString(value):
 	case strings.ContainsFunc(value, func(r rune) bool { return r <= ' ' || r == 0x7f }):
 		c.add(path, `contains whitespace or control characters (often a trailing newline in the environment variable, `+
 			`or a "Bearer " prefix: write the secret alone)`)
 	}
 }
+
+// reference is a whole ${VAR} reference.
+var reference = regexp.MustCompile(`^\$\{[A-Za-z_][A-Za-z0-9_]*\}$`)
 
 func (c *checker) inRange(path string, f Field, x float64, written string) {
 	if f.Range == nil || x >= f.Range.Min && x <= f.Range.Max {

@@ -95,8 +95,9 @@ func TestTheSpecChecksEveryKind(t *testing.T) {
 			`config.paging.style: "links" is not a valid style (write "none" or "link_header")`}},
 		{name: "not a duration", raw: `{` + ok + `, "wait": "5"}`, want: []string{
 			`config.wait: "5" is not a duration (write a Go duration such as "30s", "5m" or "1h30m")`}},
-		{name: "a secret unresolved", raw: `{` + ok + `, "key": "${KEY}"}`, want: []string{
-			`config.key: the ${VAR} reference was not resolved: set that environment variable for the worker`}},
+		{name: "a secret as written: one ${VAR} reference, the worker resolves it", raw: `{` + ok + `, "key": "${KEY}"}`},
+		{name: "a secret with a reference and more", raw: `{` + ok + `, "key": "Bearer ${KEY}"}`, want: []string{
+			`config.key: contains whitespace or control characters (often a trailing newline in the environment variable, or a "Bearer " prefix: write the secret alone)`}},
 		{name: "a secret with a newline is never quoted", raw: `{` + ok + `, "key": "SECRET\n"}`, want: []string{
 			`config.key: contains whitespace or control characters (often a trailing newline in the environment variable, or a "Bearer " prefix: write the secret alone)`}},
 	}

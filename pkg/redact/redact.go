@@ -3,7 +3,8 @@
 //
 // A Redactor holds the current set of secret values (the ones a config
 // resolved from ${VAR}) and replaces them with [REDACTED]. The set can be
-// replaced at any time, because the config hot-reloads.
+// replaced at any time (Set: the config hot-reloads), or grown (Add: a
+// worker resolves a connector's secrets when it reads its definition).
 package redact
 
 import (
@@ -21,11 +22,11 @@ type Redactor struct {
 	current atomic.Pointer[secretSet]
 }
 
-// secretSet is immutable once built; Set swaps in a new one.
+// secretSet is immutable once built; Set and Add swap in a new one.
 type secretSet struct {
 	replacer *strings.Replacer // nil when there are no secrets
 	values   [][]byte          // the secrets, longest first
-	// generation grows on every Set, so a log handler can tell that
+	// generation grows on every Set and Add, so a log handler can tell that
 	// attributes it prepared earlier must be redacted again.
 	generation uint64
 }
@@ -43,6 +44,11 @@ func (r *Redactor) Set(secrets []string) {
 	if r == nil {
 		return
 	}
+	r.current.Store(build(secrets, r.current.Load()))
+}
+
+// build makes the set of secrets that follows old (nil: the first).
+func build(secrets []string, old *secretSet) *secretSet {
 	values := make([]string, 0, len(secrets))
 	for _, s := range secrets {
 		if s != "" {
@@ -55,7 +61,7 @@ func (r *Redactor) Set(secrets []string) {
 	values = slices.Compact(values)
 
 	next := &secretSet{}
-	if old := r.current.Load(); old != nil {
+	if old != nil {
 		next.generation = old.generation + 1
 	}
 	if len(values) > 0 {
@@ -68,7 +74,43 @@ func (r *Redactor) Set(secrets []string) {
 			next.values = append(next.values, []byte(v))
 		}
 	}
-	r.current.Store(next)
+	return next
+}
+
+// Add adds secrets to the set, keeping those it holds: a worker learns
+// a connector's secrets when it first reads its definition, long after
+// the process started. Adding only secrets already held changes nothing,
+// so that the hot path (a cached definition's secrets added again) costs
+// a look-up, not a new replacer.
+func (r *Redactor) Add(secrets ...string) {
+	if r == nil {
+		return
+	}
+	for {
+		old := r.current.Load()
+		var held [][]byte
+		if old != nil {
+			held = old.values
+		}
+		var fresh []string
+		for _, s := range secrets {
+			if s != "" && !slices.ContainsFunc(held, func(v []byte) bool { return string(v) == s }) {
+				fresh = append(fresh, s)
+			}
+		}
+		if len(fresh) == 0 {
+			return
+		}
+		all := make([]string, 0, len(held)+len(fresh))
+		for _, v := range held {
+			all = append(all, string(v))
+		}
+		next := build(append(all, fresh...), old)
+		if r.current.CompareAndSwap(old, next) {
+			return
+		}
+		// A concurrent Set or Add won: add to what it stored.
+	}
 }
 
 // String returns s with every secret replaced by Mask.

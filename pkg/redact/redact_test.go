@@ -43,9 +43,45 @@ func TestRedactorSetReplacesTheSet(t *testing.T) {
 	assert.Equal(t, "new-secret", r.String("new-secret"))
 }
 
+func TestRedactorAddKeepsTheSet(t *testing.T) {
+	r := New("first-secret")
+	r.Add("second", "")
+	assert.Equal(t, "[REDACTED] [REDACTED] empty", r.String("first-secret second empty"))
+
+	before := r.load()
+	r.Add("second", "first-secret")
+	assert.Same(t, before, r.load(), "secrets already held build no new set")
+
+	r.Add("sec")
+	assert.Equal(t, "[REDACTED] [REDACTED]", r.String("second sec"), "longest first, across adds")
+	assert.Greater(t, r.load().generation, before.generation, "a log handler redacts its attributes again")
+
+	r.Set([]string{"other"})
+	assert.Equal(t, "second [REDACTED]", r.String("second other"), "Set still replaces what Add added")
+}
+
+func TestRedactorConcurrentAddsAllHold(t *testing.T) {
+	r := New()
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for j := range 50 {
+				r.Add(fmt.Sprintf("secret-%d-%d", i, j))
+			}
+		})
+	}
+	wg.Wait()
+	for i := range 8 {
+		for j := range 50 {
+			assert.Equal(t, Mask, r.String(fmt.Sprintf("secret-%d-%d", i, j)), "no add is lost to a concurrent one")
+		}
+	}
+}
+
 func TestNilRedactorIsANoOp(t *testing.T) {
 	var r *Redactor
 	r.Set([]string{"x"})
+	r.Add("x")
 	assert.Equal(t, "x", r.String("x"))
 	err := errors.New("x")
 	assert.Same(t, err, r.Error(err))

@@ -9,7 +9,7 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/admin"
 	"github.com/pollgrid/pollgrid/pkg/bus"
-	"github.com/pollgrid/pollgrid/pkg/config"
+	"github.com/pollgrid/pollgrid/pkg/catalog"
 )
 
 // The scheduler serves pause and resume: it owns the message schedules a
@@ -20,10 +20,15 @@ import (
 // leader whose sync read the pauses just before this one cannot leave a
 // schedule behind.
 
-// active is the enabled connectors that are not paused: those that get a
-// message schedule.
-func (s *Scheduler) active(ctx context.Context) ([]config.Connector, error) {
-	enabled := s.cfg.Enabled()
+// active filters cs in place down to the enabled connectors that are not
+// paused: those that get a message schedule.
+func (s *Scheduler) active(ctx context.Context, cs []catalog.Defined) ([]catalog.Defined, error) {
+	enabled := cs[:0]
+	for _, c := range cs {
+		if c.Enabled {
+			enabled = append(enabled, c)
+		}
+	}
 	names := make([]string, len(enabled))
 	for i, c := range enabled {
 		names[i] = c.Name
@@ -36,7 +41,7 @@ func (s *Scheduler) active(ctx context.Context) ([]config.Connector, error) {
 	if len(paused) == 0 {
 		return enabled, nil
 	}
-	active := enabled[:0:0]
+	active := enabled[:0]
 	for _, c := range enabled {
 		if _, ok := paused[c.Name]; !ok {
 			active = append(active, c)
@@ -66,13 +71,15 @@ func (s *Scheduler) askResync() {
 	}
 }
 
-func (s *Scheduler) lookup(name string) (config.Connector, error) {
-	c, ok := s.current.Load().Lookup(name)
-	if !ok {
-		return c, admin.Errorf(admin.CodeNotFound, "no connector named %q in the config (pollctl list shows them; "+
-			"a connector just added to the file needs pollctl reload)", name)
+func (s *Scheduler) connector(name string) (catalog.Defined, error) {
+	c, ok := s.index.Connector(name)
+	if ok {
+		return c, nil
 	}
-	return c, nil
+	if why, ok := s.index.Invalid()[name]; ok {
+		return c, admin.Errorf(admin.CodeNotFound, "connector %q is not scheduled: its definition does not pass its check: %s", name, why)
+	}
+	return c, admin.Errorf(admin.CodeNotFound, "no connector named %q in the catalog (pollctl list shows them; pollctl apply adds one)", name)
 }
 
 // Pause is the pause verb: the connector's ticks stop (its schedule and any
@@ -83,7 +90,7 @@ func (s *Scheduler) Pause(ctx context.Context, data []byte) (any, error) {
 	if err := admin.Decode(data, &req); err != nil {
 		return nil, err
 	}
-	c, err := s.lookup(req.Name)
+	c, err := s.connector(req.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -92,8 +99,8 @@ func (s *Scheduler) Pause(ctx context.Context, data []byte) (any, error) {
 		return nil, admin.Errorf(admin.CodeUnavailable, "pause %s: %v (nothing changed; check Redis and try again)", c.Name, err)
 	}
 	defer s.askResync()
-	d := definition{subject: bus.ScheduleSubject(c.Type, c.Name), target: bus.TickSubject(c.Type, c.Name)}
-	if err := s.remove(ctx, []definition{d}); err != nil {
+	r := removal{schedule: bus.ScheduleSubject(c.Type, c.Name), tick: bus.TickSubject(c.Type, c.Name)}
+	if err := s.remove(ctx, []removal{r}); err != nil {
 		return nil, admin.Errorf(admin.CodeUnavailable, "%s is paused (workers skip its ticks), but removing its schedule failed: %v; "+
 			"the leader's next sync removes it", c.Name, err)
 	}
@@ -108,14 +115,14 @@ func (s *Scheduler) Pause(ctx context.Context, data []byte) (any, error) {
 }
 
 // Resume is the resume verb: the connector's schedule is installed again
-// (unless the config disables it) and, when it is overdue, it gets a tick
+// (unless its definition disables it) and, when it is overdue, it gets a tick
 // at once.
 func (s *Scheduler) Resume(ctx context.Context, data []byte) (any, error) {
 	var req admin.NameRequest
 	if err := admin.Decode(data, &req); err != nil {
 		return nil, err
 	}
-	c, err := s.lookup(req.Name)
+	c, err := s.connector(req.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +149,7 @@ func (s *Scheduler) Resume(ctx context.Context, data []byte) (any, error) {
 	}
 	s.metrics.changes.WithLabelValues("install").Inc()
 	reply.Scheduled = true
-	sent, err := s.firstTicks(ctx, []config.Connector{c})
+	sent, err := s.firstTicks(ctx, []catalog.Defined{c})
 	if err != nil {
 		return nil, admin.Errorf(admin.CodeUnavailable, "%s is resumed and scheduled, but its first tick failed: %v", c.Name, err)
 	}

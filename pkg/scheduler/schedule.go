@@ -12,7 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/pollgrid/pollgrid/pkg/bus"
-	"github.com/pollgrid/pollgrid/pkg/config"
+	"github.com/pollgrid/pollgrid/pkg/catalog"
 	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
 )
 
@@ -71,23 +71,31 @@ type definition struct {
 	every time.Duration
 }
 
-func newDefinition(c config.Connector) (definition, error) {
-	body, err := bus.EncodeTick(&pollgridv1.Tick{
-		Connector: c.Name, ConnectorType: c.Type, Interval: durationpb.New(c.Interval),
-	})
+func newDefinition(d catalog.Defined) (definition, error) {
+	body, err := bus.EncodeTick(tickOf(d))
 	if err != nil {
-		return definition{}, fmt.Errorf("schedule %s: %w", c.Name, err)
+		return definition{}, fmt.Errorf("schedule %s: %w", d.Name, err)
 	}
-	d := definition{
-		subject: bus.ScheduleSubject(c.Type, c.Name),
-		spec:    Spec(c.Name, c.Interval),
-		target:  bus.TickSubject(c.Type, c.Name),
+	def := definition{
+		subject: bus.ScheduleSubject(d.Type, d.Name),
+		spec:    Spec(d.Name, d.Interval),
+		target:  bus.TickSubject(d.Type, d.Name),
 		body:    body,
 	}
-	if strings.HasPrefix(d.spec, "@every ") {
-		d.every = c.Interval
+	if strings.HasPrefix(def.spec, "@every ") {
+		def.every = d.Interval
 	}
-	return d, nil
+	return def, nil
+}
+
+// tickOf is the tick a connector's schedule fires. It carries the
+// definition's revision and its budget's sharers, so that any change of
+// either changes the body, and the schedule is installed again.
+func tickOf(d catalog.Defined) *pollgridv1.Tick {
+	return &pollgridv1.Tick{
+		Connector: d.Name, ConnectorType: d.Type, Interval: durationpb.New(d.Interval),
+		Revision: d.Revision, BudgetSharers: uint32(max(0, d.Budget.Connectors)),
+	}
 }
 
 // definitionOf reads a definition back from a stored message.
@@ -111,3 +119,11 @@ func (d definition) msg() *nats.Msg {
 	m.Data = d.body
 	return m
 }
+
+// removal is a schedule to delete, with the tick it may have pending.
+type removal struct{ schedule, tick string }
+
+func (d definition) removal() removal { return removal{schedule: d.subject, tick: d.target} }
+
+// connectorOf is the connector a schedule subject is of: its last token.
+func connectorOf(subject string) string { return subject[strings.LastIndexByte(subject, '.')+1:] }

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+
+	"github.com/pollgrid/pollgrid/pkg/catalog"
 )
 
 func TestSpec(t *testing.T) {
@@ -61,4 +63,24 @@ func TestPhasesSpreadEvenly(t *testing.T) {
 	for p, count := range perSecond {
 		assert.InDelta(t, n/10, count, n/100, "phase %s", p) // within 10% of even
 	}
+}
+
+func TestPartition(t *testing.T) {
+	cs := make([]catalog.Defined, 7)
+	for i := range cs {
+		cs[i].Name = fmt.Sprintf("c%d", i)
+	}
+	state := []uint8{current, missing, differs, missing, current, differs, missing}
+	fresh, install := partition(cs, state)
+	names := func(cs []catalog.Defined) []string {
+		var out []string
+		for _, c := range cs {
+			out = append(out, c.Name)
+		}
+		return out
+	}
+	assert.ElementsMatch(t, []string{"c1", "c3", "c6"}, names(fresh))
+	assert.ElementsMatch(t, []string{"c1", "c3", "c6", "c2", "c5"}, names(install))
+	assert.Equal(t, fresh, install[:len(fresh)], "the fresh lead the installs")
+	assert.ElementsMatch(t, []string{"c0", "c4"}, names(cs[len(install):]), "the current are left out")
 }

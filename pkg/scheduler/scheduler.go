@@ -1,27 +1,29 @@
 // Package scheduler keeps one JetStream message schedule per enabled
-// connector in the TICKS stream, in line with the config: NATS itself then
-// fires every tick, at a fixed phase within each connector's interval (see
-// Spec), whether or not a scheduler runs. The scheduler installs, changes and
-// removes schedules, and sends a new or overdue connector its first tick at
-// once rather than an interval later.
+// connector of the catalog (pkg/catalog) in the TICKS stream: NATS itself
+// then fires every tick, at a fixed phase within each connector's interval
+// (see Spec), whether or not a scheduler runs. The scheduler installs,
+// changes and removes schedules as the catalog changes, and sends a new or
+// overdue connector its first tick at once rather than an interval later.
 //
 // Keeping the schedules is idempotent, so two replicas doing it at once do
-// no harm; still, only the replica holding the Redis leader lease does it, so
-// that replicas with different configs (a reload half done) do not undo each
-// other. The leader also re-reads the installed schedules every Resync, which
-// repairs a TICKS stream that was lost or recreated.
+// no harm; still, only the replica holding the Redis leader lease does it,
+// so that replicas whose indexes lag one another do not undo each other.
+// The leader follows the catalog's changes connector by connector, and
+// re-reads every installed schedule when it becomes leader and every
+// Resync, which repairs a TICKS stream that was lost or recreated.
 package scheduler
 
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/pollgrid/pollgrid/pkg/config"
+	"github.com/pollgrid/pollgrid/pkg/catalog"
 	"github.com/pollgrid/pollgrid/pkg/leader"
 	"github.com/pollgrid/pollgrid/pkg/store"
 	"github.com/pollgrid/pollgrid/pkg/telemetry"
@@ -37,8 +39,8 @@ type Options struct {
 	// LeaderTTL is the leader lease's TTL; a dead leader is replaced
 	// within it. Default 10s.
 	LeaderTTL time.Duration
-	// Resync is how often the leader compares the installed schedules with
-	// the config and repairs any difference; default 5m.
+	// Resync is how often the leader compares every installed schedule
+	// with the catalog and repairs any difference; default 5m.
 	Resync     time.Duration
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -70,68 +72,148 @@ type Scheduler struct {
 	store *store.Store
 	// election holds the leader lease among the replicas.
 	election *leader.Elector
-	log      *slog.Logger
-	metrics  *metrics
-	reload   chan *config.Config
-	cfg      *config.Config
-	// current is the config for the admin verbs, which run on other
-	// goroutines than Run (cfg is Run's own).
-	current atomic.Pointer[config.Config]
+	// index is the connector catalog as it is now, kept by Catalog.Follow.
+	index   *catalog.Index
+	log     *slog.Logger
+	metrics *metrics
 	// resync asks Run to sync now (an operator paused or resumed a
 	// connector, maybe on another replica).
 	resync chan struct{}
+	// jitterWarned: the first full sync since this replica became leader
+	// warned of the connectors whose jitter is ignored (Run's own).
+	jitterWarned bool
 
 	leader      atomic.Bool // read by Leader from other goroutines
-	leaderSince time.Time   // last successful leader renewal
+	leaderSince time.Time   // last successful leader renewal (lead's own)
 }
 
-// New returns a scheduler for cfg, electing its leader with election.
-func New(js jetstream.JetStream, st *store.Store, election *leader.Elector, cfg *config.Config, opts Options) *Scheduler {
+// New returns a scheduler for the connectors of index, electing its leader
+// with election. Something else keeps index in line with the catalog
+// (Catalog.Follow); the scheduler only reads it.
+func New(js jetstream.JetStream, st *store.Store, election *leader.Elector, index *catalog.Index, opts Options) *Scheduler {
 	opts = opts.withDefaults()
-	s := &Scheduler{
+	return &Scheduler{
 		opts:     opts,
 		js:       js,
 		store:    st,
 		election: election,
+		index:    index,
 		log:      opts.Logger.With("scheduler", opts.ID),
 		metrics:  newMetrics(opts.Registerer),
-		reload:   make(chan *config.Config, 1),
-		cfg:      cfg,
 		resync:   make(chan struct{}, 1),
 	}
-	s.current.Store(cfg)
-	return s
 }
 
-// Apply hands a new, validated config to the running scheduler; the leader
-// brings the schedules in line with it at once.
-func (s *Scheduler) Apply(cfg *config.Config) {
-	s.current.Store(cfg)
+// changeDelay is how long the leader waits after a first change of the
+// catalog before it takes the changed connectors: an apply of many writes
+// them over a few milliseconds, and they are better installed together.
+const changeDelay = 150 * time.Millisecond
+
+// retryDelay is how soon a failed sync is tried again.
+const retryDelay = 5 * time.Second
+
+// Run keeps the schedules until ctx ends, then resigns leadership. The
+// schedules stay installed: NATS goes on firing ticks without a scheduler.
+//
+// The leader syncs every schedule (a full sync) when it becomes leader,
+// every Resync and when asked (pollctl resync, pause, resume); in between
+// it changes only the schedules of the connectors the catalog changed. It
+// touches nothing before the index holds the whole catalog: an index still
+// filling would have it remove the schedules of the connectors not read yet.
+func (s *Scheduler) Run(ctx context.Context) error {
+	elected := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { s.lead(ctx, elected) })
+
+	syncTimer := time.NewTimer(time.Hour)
+	syncTimer.Stop()
+	defer syncTimer.Stop()
+	changeTimer := time.NewTimer(time.Hour)
+	changeTimer.Stop()
+	defer changeTimer.Stop()
+	changePending := false
+	synced := s.index.Synced()
+	ready := false // the index holds the whole catalog
+	// inLine: a full sync succeeded since this replica became leader, so
+	// the schedules follow the changes one by one.
+	inLine := false
 	for {
 		select {
-		case s.reload <- cfg:
-			return
-		case <-s.reload: // drop an older pending config
+		case <-ctx.Done():
+			wg.Wait() // resigns
+			s.log.Info("scheduler stopped")
+			return nil
+		case <-elected:
+			inLine, s.jitterWarned = false, false
+			if ready {
+				syncTimer.Reset(0)
+			} else {
+				s.log.Info("waiting for the connector catalog before keeping the schedules", "bucket", catalog.Bucket)
+			}
+		case <-synced:
+			synced, ready = nil, true
+			if s.leader.Load() {
+				syncTimer.Reset(0)
+			}
+		case <-s.resync:
+			if s.leader.Load() && ready {
+				syncTimer.Reset(0)
+			}
+		case <-s.index.Changed():
+			switch {
+			case !s.leader.Load():
+				s.index.TakeDirty() // the next leader's full sync covers them
+			case inLine && !changePending:
+				changePending = true
+				changeTimer.Reset(changeDelay)
+			}
+			// Otherwise a full sync is coming, and takes them.
+		case <-changeTimer.C:
+			changePending = false
+			if !s.leader.Load() || !inLine {
+				continue
+			}
+			if err := s.applyChanges(ctx); err != nil && ctx.Err() == nil {
+				// The changed connectors were taken: a full sync finds them.
+				s.metrics.errors.WithLabelValues("nats", "schedules").Inc()
+				s.log.Warn("changing schedules failed; syncing them all soon", "error", err)
+				inLine = false
+				syncTimer.Reset(retryDelay)
+			}
+		case <-syncTimer.C:
+			if !s.leader.Load() || !ready {
+				continue
+			}
+			next := s.opts.Resync
+			if err := s.sync(ctx); err != nil {
+				if ctx.Err() != nil {
+					continue
+				}
+				s.metrics.errors.WithLabelValues("nats", "schedules").Inc()
+				s.log.Warn("keeping the schedules failed; trying again", "error", err)
+				next = min(next, retryDelay)
+			} else {
+				inLine = true
+			}
+			syncTimer.Reset(next)
 		}
 	}
 }
 
-// Run keeps the schedules until ctx ends, then resigns leadership. The
-// schedules stay installed: NATS goes on firing ticks without a scheduler.
-func (s *Scheduler) Run(ctx context.Context) error {
-	s.warnIgnoredJitter()
-	leaderTick := time.NewTicker(s.opts.LeaderTTL / 3)
-	defer leaderTick.Stop()
-	// The sync timer runs only while this replica leads: at once when it
-	// becomes leader or the config changes, then every Resync, sooner
-	// after a failed attempt.
-	syncTimer := time.NewTimer(time.Hour)
-	syncTimer.Stop()
-	defer syncTimer.Stop()
-	if s.campaign(ctx) {
-		syncTimer.Reset(0)
-	}
+// lead takes and renews the leader lease every LeaderTTL/3 until ctx ends,
+// then resigns it, and tells elected each time this replica becomes
+// leader. It runs apart from the syncs, which can take longer than the lease.
+func (s *Scheduler) lead(ctx context.Context, elected chan<- struct{}) {
+	tick := time.NewTicker(s.opts.LeaderTTL / 3)
+	defer tick.Stop()
 	for {
+		if s.campaign(ctx) {
+			select {
+			case elected <- struct{}{}:
+			default: // one is pending already
+			}
+		}
 		select {
 		case <-ctx.Done():
 			if s.leader.Load() {
@@ -139,33 +221,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				_ = s.election.Resign(rctx, LeaderRole, s.opts.ID)
 				cancel()
 			}
-			s.log.Info("scheduler stopped")
-			return nil
-		case <-leaderTick.C:
-			if s.campaign(ctx) {
-				syncTimer.Reset(0)
-			}
-		case cfg := <-s.reload:
-			s.cfg = cfg
-			s.warnIgnoredJitter()
-			if s.leader.Load() {
-				syncTimer.Reset(0)
-			}
-		case <-s.resync:
-			if s.leader.Load() {
-				syncTimer.Reset(0)
-			}
-		case <-syncTimer.C:
-			if !s.leader.Load() {
-				continue
-			}
-			next := s.opts.Resync
-			if err := s.sync(ctx); err != nil && ctx.Err() == nil {
-				s.metrics.errors.WithLabelValues("nats", "schedules").Inc()
-				s.log.Warn("keeping the schedules failed; trying again", "error", err)
-				next = min(next, 5*time.Second)
-			}
-			syncTimer.Reset(next)
+			return
+		case <-tick.C:
 		}
 	}
 }
@@ -177,6 +234,9 @@ func (s *Scheduler) campaign(ctx context.Context) (elected bool) {
 	ok, err := s.election.Acquire(ctx, LeaderRole, s.opts.ID, s.opts.LeaderTTL)
 	switch {
 	case err != nil:
+		if ctx.Err() != nil {
+			return false // stopping
+		}
 		s.metrics.errors.WithLabelValues("redis", "leader").Inc()
 		s.log.Warn("leader lease renewal failed", "error", err)
 		if s.leader.Load() && time.Since(s.leaderSince) > s.opts.LeaderTTL*2/3 {
@@ -203,16 +263,22 @@ func (s *Scheduler) stepDown(why string) {
 	s.log.Warn("stepped down as leader", "reason", why)
 }
 
-func (s *Scheduler) warnIgnoredJitter() {
+// warnIgnoredJitter names the enabled connectors of cs that set jitter,
+// which the fixed phases make meaningless.
+func (s *Scheduler) warnIgnoredJitter(cs []catalog.Defined) {
+	const most = 20 // a log line, not a listing
 	var names []string
-	for _, c := range s.cfg.Enabled() {
-		if c.Jitter > 0 {
-			names = append(names, c.Name)
+	n := 0
+	for _, c := range cs {
+		if c.Enabled && c.Jitter > 0 {
+			if n++; n <= most {
+				names = append(names, c.Name)
+			}
 		}
 	}
-	if len(names) > 0 {
+	if n > 0 {
 		s.log.Warn("jitter is ignored: each connector's ticks keep a fixed phase within its interval, derived from its name; remove the field",
-			"connectors", names)
+			"connectors", names, "count", n)
 	}
 }
 

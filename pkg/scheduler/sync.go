@@ -1,76 +1,91 @@
 package scheduler
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
-	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/pollgrid/pollgrid/pkg/bus"
-	"github.com/pollgrid/pollgrid/pkg/clock"
-	"github.com/pollgrid/pollgrid/pkg/config"
-	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
+	"github.com/pollgrid/pollgrid/pkg/catalog"
 )
 
-// pageSize is how many definitions one batch read or one publish window
-// holds: large enough that 100,000 connectors take about a hundred round
-// trips, small enough to keep the outstanding acks well within nats.go's
-// async limits.
-const pageSize = 1000
+// The state of a wanted schedule, as reading the installed ones finds it.
+const (
+	// missing: no schedule under its subject, so the connector is new (or
+	// its schedule was lost) and may get a first tick.
+	missing uint8 = iota
+	// differs: another definition is installed under its subject.
+	differs
+	// current: its definition is installed as it should be.
+	current
+)
 
-// sync brings the installed schedules in line with the config: it installs
-// missing or changed definitions, removes those of connectors no longer
-// enabled (with any tick still pending for them), and sends a connector
-// whose schedule was missing and whose last poll is more than an interval
-// ago (or never happened) its first tick now.
+// sync brings every installed schedule in line with the index (a full
+// sync): it installs missing or changed definitions, removes those of
+// connectors no longer enabled (or paused, or gone), with any tick still
+// pending for them, and sends a connector whose schedule was missing and
+// whose last poll is more than an interval ago (or never happened) its first
+// tick now. It takes the index's dirty set first: what changes from then on
+// is left to the next change pass.
 func (s *Scheduler) sync(ctx context.Context) error {
 	started := time.Now()
-	active, err := s.active(ctx)
+	s.index.TakeDirty()
+	all := s.index.Connectors()
+	if !s.jitterWarned {
+		s.warnIgnoredJitter(all)
+		s.jitterWarned = true
+	}
+	active, err := s.active(ctx, all)
 	if err != nil {
 		return err
 	}
-	// pending starts as every definition the config wants and ends as those
-	// to install: reading the installed ones page by page crosses off each
-	// that matches, so a resync of 100,000 connectors never holds both sets.
-	pending := make(map[string]*wanted, len(active))
-	for _, c := range active {
-		d, err := newDefinition(c)
-		if err != nil {
-			return err
-		}
-		pending[d.subject] = &wanted{def: d, connector: c}
-	}
-	connectors := len(pending)
-	var remove []definition
+	// Reading the installed definitions page by page marks each wanted one
+	// it finds; the wanted definitions are encoded one at a time to compare,
+	// so that a sync of 100,000 connectors holds no second copy of them.
+	state := make([]uint8, len(active))
+	var remove []removal
+	var failed error
 	err = s.eachInstalled(ctx, func(have definition) {
-		w, ok := pending[have.subject]
+		i, ok := find(active, connectorOf(have.subject))
+		if !ok {
+			remove = append(remove, have.removal())
+			return
+		}
+		want, err := newDefinition(active[i])
 		switch {
-		case !ok:
-			remove = append(remove, have)
-		case w.def.equal(have):
-			delete(pending, have.subject)
+		case err != nil:
+			failed = cmp.Or(failed, err)
+		case want.subject != have.subject: // its type changed
+			remove = append(remove, have.removal())
+		case want.equal(have):
+			state[i] = current
 		default:
-			w.installed = true
+			state[i] = differs
 		}
 	})
-	if err != nil {
+	if err = cmp.Or(err, failed); err != nil {
 		return err
 	}
-	install := make([]definition, 0, len(pending))
-	var fresh []config.Connector
-	for _, w := range pending {
-		install = append(install, w.def)
-		if !w.installed {
-			fresh = append(fresh, w.connector)
-		}
+	fresh, install := partition(active, state)
+	if err := s.apply(ctx, fresh, install, remove); err != nil {
+		return err
 	}
+	s.metrics.scheduled.Set(float64(len(active)))
+	if len(install)+len(remove) > 0 {
+		s.log.Info("schedules in line with the catalog", "connectors", len(active), "installed", len(install),
+			"new", len(fresh), "removed", len(remove), "took", time.Since(started).Round(time.Millisecond).String())
+	}
+	return nil
+}
+
+// apply sends the first ticks of fresh, installs the definitions of install
+// (fresh is its head) and removes remove.
+func (s *Scheduler) apply(ctx context.Context, fresh, install []catalog.Defined, remove []removal) error {
 	// First ticks first: a new connector's poll need not wait for the
 	// schedules of 100,000 others to be installed.
 	if _, err := s.firstTicks(ctx, fresh); err != nil {
@@ -79,23 +94,32 @@ func (s *Scheduler) sync(ctx context.Context) error {
 	if err := s.install(ctx, install); err != nil {
 		return err
 	}
-	if err := s.remove(ctx, remove); err != nil {
-		return err
-	}
-	s.metrics.scheduled.Set(float64(connectors))
-	if len(install)+len(remove) > 0 {
-		s.log.Info("schedules in line with the config", "connectors", connectors, "installed", len(install),
-			"new", len(fresh), "removed", len(remove), "took", time.Since(started).Round(time.Millisecond).String())
-	}
-	return nil
+	return s.remove(ctx, remove)
 }
 
-// wanted is a definition the config asks for; installed says a different
-// one is stored under its subject (so the connector is not new).
-type wanted struct {
-	def       definition
-	connector config.Connector
-	installed bool
+// partition reorders cs, and state with it, in place: the missing first,
+// then those that differ, then the current. It returns the missing
+// (fresh) and both (install).
+func partition(cs []catalog.Defined, state []uint8) (fresh, install []catalog.Defined) {
+	n := 0
+	for _, want := range []uint8{missing, differs} {
+		for i := n; i < len(cs); i++ {
+			if state[i] == want {
+				cs[n], cs[i] = cs[i], cs[n]
+				state[n], state[i] = state[i], state[n]
+				n++
+			}
+		}
+		if want == missing {
+			fresh = cs[:n]
+		}
+	}
+	return fresh, cs[:n]
+}
+
+// find looks a connector up in cs, which is sorted by name.
+func find(cs []catalog.Defined, name string) (int, bool) {
+	return slices.BinarySearchFunc(cs, name, func(c catalog.Defined, name string) int { return cmp.Compare(c.Name, name) })
 }
 
 // eachInstalled hands fn every schedule definition stored in TICKS, reading
@@ -125,132 +149,34 @@ func (s *Scheduler) eachInstalled(ctx context.Context, fn func(definition)) erro
 	}
 }
 
-// install publishes definitions and waits for every acknowledgement.
-// Publishing one again replaces it (one message per subject). A cron
-// definition fires at its phase whenever it is installed; an "@every" one
-// fires an interval after it was stored, so those are installed in groups a
-// second apart over up to everySpread, which keeps many of them from firing
-// in the same second.
-func (s *Scheduler) install(ctx context.Context, defs []definition) error {
-	groups := make([][]definition, everySpread)
-	for _, d := range defs {
-		g := 0
-		if d.every > 0 {
-			g = int(Phase(d.subject, min(d.every, everySpread*time.Second)) / time.Second)
+// installedOf hands fn the schedule definitions stored in TICKS for the
+// connectors named, whatever their type: a page of multi-subject reads
+// rather than a read of every schedule.
+func (s *Scheduler) installedOf(ctx context.Context, names []string, fn func(definition)) error {
+	subjects := make([]string, 0, installedPage)
+	for page := range slices.Chunk(names, installedPage) {
+		subjects = subjects[:0]
+		for _, name := range page {
+			subjects = append(subjects, bus.ScheduleSubject("*", name))
 		}
-		groups[g] = append(groups[g], d)
-	}
-	start := time.Now()
-	for g, group := range groups {
-		if len(group) == 0 {
-			continue
-		}
-		if err := clock.Sleep(ctx, time.Until(start.Add(time.Duration(g)*time.Second))); err != nil {
-			return err
-		}
-		// A page of messages at a time: their headers are the bulk of a
-		// definition's memory.
-		for page := range slices.Chunk(group, pageSize) {
-			msgs := make([]*nats.Msg, len(page))
-			for i, d := range page {
-				msgs[i] = d.msg()
-			}
-			if err := s.publishAll(ctx, msgs); err != nil {
-				return fmt.Errorf("install schedules: %w", err)
-			}
-		}
-		s.metrics.changes.WithLabelValues("install").Add(float64(len(group)))
-	}
-	return nil
-}
-
-// everySpread is how many seconds "@every" installs are spread over.
-const everySpread = 10
-
-// firstTicks sends each overdue connector of cs a tick now, so that a new
-// connector (or one whose schedule was lost) is polled at once rather than
-// at its first scheduled fire up to an interval later.
-func (s *Scheduler) firstTicks(ctx context.Context, cs []config.Connector) (sent int, err error) {
-	if len(cs) == 0 {
-		return 0, nil
-	}
-	names := make([]string, len(cs))
-	for i, c := range cs {
-		names[i] = c.Name
-	}
-	lastPolls, err := s.store.LastPolls(ctx, names)
-	if err != nil {
-		// Without history, a first tick for every new connector is safe:
-		// the lease keeps it from overlapping a poll that is running.
-		s.metrics.errors.WithLabelValues("redis", "last_polls").Inc()
-		s.log.Warn("reading last polls failed; sending every new connector a first tick", "error", err)
-	}
-	now := time.Now()
-	var msgs []*nats.Msg
-	for _, c := range cs {
-		if last := lastPolls[c.Name]; !last.IsZero() && now.Sub(last) < c.Interval {
-			continue
-		}
-		data, err := bus.EncodeTick(&pollgridv1.Tick{
-			Connector: c.Name, ConnectorType: c.Type, Interval: durationpb.New(c.Interval),
-			DueAt: timestamppb.New(now), PublishedAt: timestamppb.New(now),
-		})
+		msgs, err := jetstreamext.GetLastMsgsFor(ctx, s.js, bus.TicksStream, subjects)
 		if err != nil {
-			return 0, fmt.Errorf("first tick %s: %w", c.Name, err)
+			return fmt.Errorf("read schedules from %s: %w", bus.TicksStream, err)
 		}
-		msgs = append(msgs, &nats.Msg{Subject: bus.TickSubject(c.Type, c.Name), Data: data})
-	}
-	if err := s.publishAll(ctx, msgs); err != nil {
-		return 0, fmt.Errorf("first ticks: %w", err)
-	}
-	s.metrics.firstTicks.Add(float64(len(msgs)))
-	return len(msgs), nil
-}
-
-// remove deletes definitions, and the tick each may have pending, so that
-// NATS stops firing for a connector removed or disabled.
-func (s *Scheduler) remove(ctx context.Context, defs []definition) error {
-	if len(defs) == 0 {
-		return nil
-	}
-	stream, err := s.js.Stream(ctx, bus.TicksStream)
-	if err != nil {
-		return fmt.Errorf("remove schedules: %w", err)
-	}
-	for _, d := range defs {
-		for _, subject := range []string{d.subject, d.target} {
-			if err := stream.Purge(ctx, jetstream.WithPurgeSubject(subject)); err != nil {
-				return fmt.Errorf("remove schedule %s: purge %s: %w", d.subject, subject, err)
+		for m, err := range msgs {
+			if errors.Is(err, jetstreamext.ErrNoMessages) {
+				break
 			}
-		}
-		s.metrics.changes.WithLabelValues("remove").Inc()
-	}
-	return nil
-}
-
-// publishAll publishes msgs to JetStream, pageSize at a time, each window
-// asynchronously, and returns the first failure.
-func (s *Scheduler) publishAll(ctx context.Context, msgs []*nats.Msg) error {
-	for len(msgs) > 0 {
-		window := msgs[:min(pageSize, len(msgs))]
-		msgs = msgs[len(window):]
-		futures := make([]jetstream.PubAckFuture, 0, len(window))
-		for _, m := range window {
-			f, err := s.js.PublishMsgAsync(m, jetstream.WithStallWait(5*time.Second))
 			if err != nil {
-				return fmt.Errorf("publish %s: %w", m.Subject, err)
+				return fmt.Errorf("read schedules from %s: %w", bus.TicksStream, err)
 			}
-			futures = append(futures, f)
-		}
-		for _, f := range futures {
-			select {
-			case <-f.Ok():
-			case err := <-f.Err():
-				return fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
-			case <-ctx.Done():
-				return context.Cause(ctx)
-			}
+			fn(definitionOf(m))
 		}
 	}
 	return nil
 }
+
+// installedPage is how many connectors one multi-subject read asks for:
+// nats-server answers at most 1024 messages to one, and a connector whose
+// type changed may have two schedules for a moment.
+const installedPage = 500

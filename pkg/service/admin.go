@@ -14,7 +14,7 @@ import (
 // service with the verbs its service owns, plus reload, which every process
 // serves for itself: the same as SIGHUP, answered with the result. stop
 // removes it.
-func (rt *Runtime) serveAdmin(replica string, apply func(*config.Config) error, verbs map[string]admin.Handler) (stop func(), err error) {
+func (rt *Runtime) serveAdmin(ctx context.Context, replica string, verbs map[string]admin.Handler) (stop func(), err error) {
 	if replica == "" {
 		replica = telemetry.InstanceID()
 	}
@@ -31,7 +31,8 @@ func (rt *Runtime) serveAdmin(replica string, apply func(*config.Config) error, 
 		}
 	}
 	err = srv.HandleEach(admin.VerbReload, func(context.Context, []byte) (any, error) {
-		return reloadReply(rt, replica, srv.ID(), rt.Reload(apply)), nil
+		defs, err := rt.Reload(ctx)
+		return reloadReply(rt, replica, srv.ID(), defs, err), nil
 	})
 	if err != nil {
 		_ = srv.Stop()
@@ -44,16 +45,17 @@ func (rt *Runtime) serveAdmin(replica string, apply func(*config.Config) error, 
 	}, nil
 }
 
-func reloadReply(rt *Runtime, replica, instance string, err error) admin.ReloadReply {
-	cfg := rt.Config()
-	r := admin.ReloadReply{
-		Service: rt.Name, Replica: replica, Instance: instance, OK: err == nil,
-		Connectors: len(cfg.Connectors), Enabled: len(cfg.Enabled()),
+// reloadReply says how a reload ended; defs are what it applied (nil when
+// there is no file).
+func reloadReply(rt *Runtime, replica, instance string, defs *config.Definitions, err error) admin.ReloadReply {
+	r := admin.ReloadReply{Service: rt.Name, Replica: replica, Instance: instance, OK: err == nil}
+	if defs != nil {
+		r.Source, r.Connectors, r.Enabled = defs.Source, len(defs.Connectors), defs.Enabled
 	}
 	if err == nil {
 		return r
 	}
-	r.Error = fmt.Sprintf("config rejected, the running one (%d connectors) stays: %v", len(cfg.Connectors), err)
+	r.Error = fmt.Sprintf("config rejected, the catalog stays as it was: %v", err)
 	var problems *config.Problems
 	if errors.As(err, &problems) {
 		r.Source = problems.Source

@@ -1,7 +1,8 @@
 // Package service is what the scheduler, worker and aggregator processes (and
-// the one-process dev stack) share: reading the shared environment, loading
-// the config, connecting to NATS and Redis, logs, traces, metrics, the HTTP
-// endpoints, the admin reload verb, hot reload on SIGHUP and graceful
+// the one-process dev stack) share: reading the shared environment,
+// connecting to NATS, Redis and the connector catalog, applying the
+// connectors file to the catalog (at start, on SIGHUP and on the admin
+// reload verb), logs, traces, metrics, the HTTP endpoints and graceful
 // shutdown. Each service's own wiring is in services/<name>/<name>d: a
 // Service whose Run reads its options, builds its engine and hands its
 // Parts to Runtime.Run.
@@ -29,6 +30,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/pollgrid/pollgrid/pkg/bus"
+	"github.com/pollgrid/pollgrid/pkg/catalog"
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/connector"
 	"github.com/pollgrid/pollgrid/pkg/natsconn"
@@ -39,20 +41,22 @@ import (
 
 // Runtime is one running service's shared plumbing.
 type Runtime struct {
-	Name       string
-	Env        Env
-	Lookup     config.Env
-	Logger     *slog.Logger
-	Redactor   *redact.Redactor
-	Metrics    *prometheus.Registry
-	Tracer     *sdktrace.TracerProvider
-	NATS       *nats.Conn
-	JS         jetstream.JetStream
-	Redis      redis.UniversalClient
-	Store      *store.Store
+	Name     string
+	Env      Env
+	Lookup   config.Env
+	Logger   *slog.Logger
+	Redactor *redact.Redactor
+	Metrics  *prometheus.Registry
+	Tracer   *sdktrace.TracerProvider
+	NATS     *nats.Conn
+	JS       jetstream.JetStream
+	Redis    redis.UniversalClient
+	Store    *store.Store
+	// Catalog holds the connector definitions (NATS KV): the scheduler
+	// and the aggregator follow it, a worker reads a definition per poll.
+	Catalog    *catalog.Catalog
 	Connectors *connector.Registry
 
-	config  atomic.Pointer[config.Config]
 	reloads *prometheus.CounterVec
 	// natsDial is how the service reaches NATS, and explains its refusals.
 	natsDial *natsconn.Dialer
@@ -91,11 +95,10 @@ type Runtime struct {
 // test's span processor): a service traces its costlier calls only then.
 func (rt *Runtime) ExportsSpans() bool { return rt.exportsSpans }
 
-// Config returns the config in force (it changes on reload).
-func (rt *Runtime) Config() *config.Config { return rt.config.Load() }
-
-// Start loads the config and connects everything svc needs. A bad config
-// is returned as *config.Problems, listing every problem.
+// Start connects everything svc needs and applies the connectors file,
+// if the environment names one (config.LoadDefinitions), to the catalog. A
+// bad file is returned as *config.Problems, listing every problem, before
+// anything is connected.
 func Start(ctx context.Context, svc Service, lookup config.Env, opts ...Option) (*Runtime, error) {
 	if svc.Connectors == nil {
 		return nil, fmt.Errorf("service %s: no connector types (Service.Connectors)", svc.Name)
@@ -129,13 +132,12 @@ func Start(ctx context.Context, svc Service, lookup config.Env, opts ...Option) 
 	rt.reloads.WithLabelValues("ok")
 	rt.reloads.WithLabelValues("rejected")
 
-	cfg, source, err := config.Load(lookup, rt.Connectors)
+	// The file is checked before anything is connected: a bad one fails
+	// the start at once, with every problem.
+	defs, whole, source, err := config.LoadDefinitions(lookup, rt.Connectors)
 	if err != nil {
 		return nil, err
 	}
-	rt.config.Store(cfg)
-	rt.Redactor.Set(rt.secrets(cfg))
-	rt.Logger.Info("config loaded", "source", source, "connectors", len(cfg.Connectors), "enabled", len(cfg.Enabled()))
 
 	tracing := telemetry.TracingOptions{Lookup: lookup, Redactor: rt.Redactor, Processors: o.spanProcessors}
 	rt.Tracer, err = telemetry.SetupTracing(ctx, "pollgrid-"+svc.Name, tracing)
@@ -155,6 +157,14 @@ func Start(ctx context.Context, svc Service, lookup config.Env, opts ...Option) 
 	if err := rt.connect(ctx); err != nil {
 		rt.Close()
 		return nil, err
+	}
+	if defs != nil {
+		if _, err := rt.apply(ctx, defs, whole, source); err != nil {
+			rt.Close()
+			return nil, err
+		}
+	} else {
+		rt.Logger.Info("connectors: " + source)
 	}
 	epochs.js, epochs.redis = rt.JS, rt.Store
 	rt.waiting.Store(nil)
@@ -188,10 +198,11 @@ func WithSpanProcessor(p sdktrace.SpanProcessor) Option {
 	return func(o *startOptions) { o.spanProcessors = append(o.spanProcessors, p) }
 }
 
-// secrets are the config's resolved ${VAR} values plus the passwords and
-// tokens of the NATS and Redis connections.
-func (rt *Runtime) secrets(cfg *config.Config) []string {
-	s := append([]string{}, cfg.Secrets()...)
+// secrets are the passwords and tokens of the NATS and Redis connections,
+// for the redactor (a worker adds the connectors' secrets as it resolves
+// them).
+func (rt *Runtime) secrets() []string {
+	var s []string
 	for _, raw := range []string{rt.Env.NATSURL, rt.Env.RedisURL} {
 		if u, err := url.Parse(raw); err == nil && u.User != nil {
 			if p, ok := u.User.Password(); ok && p != "" {
@@ -216,7 +227,7 @@ func (rt *Runtime) connect(ctx context.Context) error {
 	}
 	rt.natsDial = dial
 	rt.connSecrets = append(redisSecrets, dial.Secrets()...)
-	rt.Redactor.Set(rt.secrets(rt.Config()))
+	rt.Redactor.Set(rt.secrets())
 	rt.Logger.Info("connecting", "nats", dial.Redacted(), "redis", describeRedis(rt.Env.RedisURL))
 
 	log := rt.Logger
@@ -271,6 +282,9 @@ func (rt *Runtime) connect(ctx context.Context) error {
 	for attempt := 1; ; attempt++ {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err = bus.EnsureStreams(sctx, rt.JS, bus.StreamOptions{Replicas: rt.Env.StreamReplicas, DuplicateWindow: rt.Env.DuplicateWindow})
+		if err == nil {
+			rt.Catalog, err = catalog.Open(sctx, rt.JS, catalog.Options{Replicas: rt.Env.StreamReplicas})
+		}
 		cancel()
 		if err == nil {
 			return nil
@@ -338,9 +352,9 @@ func (rt *Runtime) Close() {
 	}
 }
 
-// WatchReload re-reads the config on SIGHUP until ctx ends. An invalid
-// config, or one apply refuses, is rejected whole and the running one stays.
-func (rt *Runtime) WatchReload(ctx context.Context, apply func(*config.Config) error) {
+// WatchReload applies the connectors file again on SIGHUP until ctx ends.
+// A file with a problem is rejected whole and the catalog stays as it was.
+func (rt *Runtime) WatchReload(ctx context.Context) {
 	hup := rt.hup
 	if hup == nil {
 		own := make(chan os.Signal, 1)
@@ -354,26 +368,49 @@ func (rt *Runtime) WatchReload(ctx context.Context, apply func(*config.Config) e
 			case <-ctx.Done():
 				return
 			case <-hup:
-				rt.Reload(apply)
+				_, _ = rt.Reload(ctx)
 			}
 		}
 	}()
 }
 
-// Reload loads the config again and applies it (what SIGHUP does).
-func (rt *Runtime) Reload(apply func(*config.Config) error) error {
-	cfg, source, err := config.Load(rt.Lookup, rt.Connectors)
-	if err == nil {
-		err = apply(cfg)
+// Reload reads the connectors file again and applies it to the catalog
+// (what SIGHUP does); defs is nil when the environment names no file.
+func (rt *Runtime) Reload(ctx context.Context) (*config.Definitions, error) {
+	defs, whole, source, err := config.LoadDefinitions(rt.Lookup, rt.Connectors)
+	if err == nil && defs != nil {
+		_, err = rt.apply(ctx, defs, whole, source)
 	}
 	if err != nil {
 		rt.reloads.WithLabelValues("rejected").Inc()
-		rt.Logger.Error("config reload rejected; the running config stays", "error", err)
-		return err
+		rt.Logger.Error("config reload rejected; the catalog stays as it was", "error", err)
+		return nil, err
 	}
-	rt.config.Store(cfg)
-	rt.Redactor.Set(rt.secrets(cfg))
 	rt.reloads.WithLabelValues("ok").Inc()
-	rt.Logger.Info("config reloaded", "source", source, "connectors", len(cfg.Connectors), "enabled", len(cfg.Enabled()))
-	return nil
+	if defs == nil {
+		rt.Logger.Info("config reload: no connectors file to apply; the catalog stays as it is", "source", source)
+	}
+	return defs, nil
+}
+
+// apply writes defs to the catalog, removing what they do not hold when
+// they are a whole file. Processes started with the same file apply it at
+// once: a write that finds its definition changed meanwhile is planned
+// again, a few times.
+func (rt *Runtime) apply(ctx context.Context, defs *config.Definitions, whole bool, source string) (catalog.Diff, error) {
+	for _, w := range defs.Warnings {
+		rt.Logger.Warn("config: "+w.Message, "path", w.Path)
+	}
+	for attempt := 1; ; attempt++ {
+		diff, err := rt.Catalog.Apply(ctx, defs, catalog.ApplyOptions{Prune: whole})
+		if errors.Is(err, catalog.ErrConflict) && attempt < 5 {
+			continue
+		}
+		if err != nil {
+			return diff, fmt.Errorf("apply %s to the catalog: %w", source, err)
+		}
+		rt.Logger.Info("connectors applied to the catalog", "source", source, "connectors", len(defs.Connectors), "enabled", defs.Enabled,
+			"created", len(diff.Created), "changed", len(diff.Changed), "deleted", len(diff.Deleted), "unchanged", diff.Unchanged)
+		return diff, nil
+	}
 }

@@ -40,10 +40,6 @@ type Service struct {
 type Parts struct {
 	// Loop is the service's main loop; it returns when ctx ends.
 	Loop func(ctx context.Context) error
-	// Apply takes a new config on reload (SIGHUP, or the admin reload
-	// verb); an error rejects it whole and the running config stays. Nil
-	// accepts every valid config: Config returns it from then on.
-	Apply func(*config.Config) error
 	// Verbs are the admin verbs the service answers; reload is added to
 	// every service's.
 	Verbs map[string]admin.Handler
@@ -55,7 +51,8 @@ type Parts struct {
 	Handler http.Handler
 }
 
-// Run runs a service's parts until ctx ends: config reloads, its admin
+// Run runs a service's parts until ctx ends: reloads of the connectors
+// file, its admin
 // verbs, its HTTP handler and its loop. The first of the loop and the HTTP
 // servers to fail stops the rest. A NATS connection that closes for good
 // (it reconnects through restarts, outages and rejected credentials, so
@@ -63,12 +60,8 @@ type Parts struct {
 // cause, so that the process exits and is restarted rather than idling
 // unconnected.
 func (rt *Runtime) Run(ctx context.Context, p Parts) error {
-	if p.Apply == nil {
-		// Nothing to apply: a reload swaps the config that Config returns.
-		p.Apply = func(*config.Config) error { return nil }
-	}
-	rt.WatchReload(ctx, p.Apply)
-	stopAdmin, err := rt.serveAdmin(p.Replica, p.Apply, p.Verbs)
+	rt.WatchReload(ctx)
+	stopAdmin, err := rt.serveAdmin(ctx, p.Replica, p.Verbs)
 	if err != nil {
 		if rt.NATS.IsClosed() {
 			// Closed for good as the service started: say why, once the
@@ -139,16 +132,21 @@ func run(svc Service, args []string, lookup config.Env, stdout, stderr io.Writer
 	return 0
 }
 
-// CheckConfig loads the config the way the services do, with the connector
-// types of connectors, and reports.
+// CheckConfig checks the connectors file the way a service applies it at
+// start (as written: its ${VAR} are a worker's to resolve), with the
+// connector types of connectors, and reports.
 func CheckConfig(lookup config.Env, connectors *connector.Registry, stdout, stderr io.Writer) int {
-	cfg, source, err := config.Load(lookup, connectors)
+	defs, _, source, err := config.LoadDefinitions(lookup, connectors)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s: ok, %d connectors (%d enabled)\n", source, len(cfg.Connectors), len(cfg.Enabled()))
-	for _, w := range cfg.Warnings {
+	if defs == nil {
+		fmt.Fprintf(stdout, "nothing to check: %s\n", source)
+		return 0
+	}
+	fmt.Fprintf(stdout, "%s: ok, %d connectors (%d enabled)\n", source, len(defs.Connectors), defs.Enabled)
+	for _, w := range defs.Warnings {
 		fmt.Fprintf(stdout, "  warning: %s\n", w)
 	}
 	return 0

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/admin"
 	"github.com/pollgrid/pollgrid/pkg/bus"
+	"github.com/pollgrid/pollgrid/pkg/catalog"
 	"github.com/pollgrid/pollgrid/pkg/clock"
 	"github.com/pollgrid/pollgrid/pkg/store"
 	"github.com/pollgrid/pollgrid/pkg/telemetry"
@@ -19,8 +20,8 @@ import (
 
 // The worker serves two admin verbs: trigger (poll now, once, under the
 // lease, and say how it went) and reset (forget cursor and seen versions
-// under the lease). Any worker may answer: each one knows every connector
-// of the config, whatever its WORKER_TYPES.
+// under the lease). Any worker may answer: each reads the connector's
+// latest definition from the catalog, whatever its WORKER_TYPES.
 
 // Trigger is the trigger verb: it polls the named connector at once, on
 // this worker, under the connector's lease (waiting for a poll that holds
@@ -31,9 +32,16 @@ func (w *Worker) Trigger(ctx context.Context, data []byte) (any, error) {
 	if err := admin.Decode(data, &req); err != nil {
 		return nil, err
 	}
-	in, err := w.adminLookup(req.Name)
+	in, err := w.adminLookup(ctx, req.Name)
 	if err != nil {
 		return nil, err
+	}
+	if in.err == nil && in.cfg.Budget.Name != "" {
+		// No tick says how many share the budget: the poll draws as
+		// if alone on it, once.
+		if in, err = w.withBudget(ctx, in, 1); err != nil {
+			return nil, admin.Errorf(admin.CodeUnavailable, "trigger %s: %v", req.Name, err)
+		}
 	}
 	c := in.cfg
 	ctx, span := w.tracer.Start(ctx, "trigger "+c.Name, trace.WithSpanKind(trace.SpanKindServer),
@@ -83,13 +91,18 @@ func (w *Worker) Reset(ctx context.Context, data []byte) (any, error) {
 		return nil, admin.Errorf(admin.CodeBadRequest, "reset forgets the cursor and seen versions of %q, and its next poll publishes "+
 			"every current item again as created: confirm by repeating the name in \"confirm\" (pollctl reset %s --yes)", req.Name, req.Name)
 	}
-	in, err := w.adminLookup(req.Name)
+	in, err := w.adminLookup(ctx, req.Name)
 	if err != nil {
 		return nil, err
 	}
+	ttl := in.cfg.LeaseTTL
+	if in.err != nil {
+		// A definition this worker cannot poll can still be reset.
+		ttl = resetLeaseTTL
+	}
 	asked := time.Now()
 	for {
-		res, err := w.store.Reset(ctx, in.cfg.Name, "admin-reset@"+w.opts.ID, in.cfg.LeaseTTL)
+		res, err := w.store.Reset(ctx, in.cfg.Name, "admin-reset@"+w.opts.ID, ttl)
 		var held *store.LeaseHeldError
 		if errors.As(err, &held) {
 			if err := waitLease(ctx, held); err != nil {
@@ -109,11 +122,20 @@ func (w *Worker) Reset(ctx context.Context, data []byte) (any, error) {
 	}
 }
 
-func (w *Worker) adminLookup(name string) (*instance, error) {
-	in, ok := w.lookup(name)
-	if !ok {
-		return nil, admin.Errorf(admin.CodeNotFound, "no connector named %q in the config (pollctl list shows them; "+
-			"a connector just added to the file needs pollctl reload)", name)
+// resetLeaseTTL is the lease a reset holds when the connector's own
+// lease_ttl is unknown: its definition cannot be polled here.
+const resetLeaseTTL = 2 * time.Second
+
+// adminLookup reads the latest definition of the connector an admin verb
+// names: a verb has no tick to say which revision it wants.
+func (w *Worker) adminLookup(ctx context.Context, name string) (*instance, error) {
+	in, err := w.defs.connector(ctx, name, 0, true)
+	if errors.Is(err, catalog.ErrNotFound) {
+		return nil, admin.Errorf(admin.CodeNotFound, "no connector named %q in the catalog (pollctl list shows them; "+
+			"pollctl apply adds one)", name)
+	}
+	if err != nil {
+		return nil, admin.Errorf(admin.CodeUnavailable, "read the definition of %s: %v", name, err)
 	}
 	return in, nil
 }

@@ -102,11 +102,15 @@ func TestUpstreamsWordHoldsForEveryConnectorOnTheBudget(t *testing.T) {
 		return connector.Result{}, nil
 	})
 
-	fx.w.run(context.Background(), tickOf(first), &answers{})
+	tk := tickOf(first)
+	tk.BudgetSharers = 2
+	fx.w.run(context.Background(), tk, &answers{})
 	require.Equal(t, pollgridv1.PollOutcome_POLL_OUTCOME_SUCCESS, fx.onlyReport(t).GetOutcome())
 	assert.Equal(t, store.WaitUpstream, fx.state(t, "feed").NotBeforeBy, "the connector that was told keeps its own wait")
 
-	fx.w.run(context.Background(), tickOf(second), &answers{})
+	tk = tickOf(second)
+	tk.BudgetSharers = 2
+	fx.w.run(context.Background(), tk, &answers{})
 	reports := fx.reports()
 	require.Len(t, reports, 2)
 	assert.Equal(t, pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED, reports[1].GetOutcome(), reports[1].GetError())

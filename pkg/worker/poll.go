@@ -22,9 +22,10 @@ import (
 	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
 )
 
-// One poll under the connector's lease, step by step: build the connector,
-// claim the lease (held, paused, waiting), refuse a crash loop, poll under
-// heartbeat, commit; then the report says how it went.
+// One poll under the connector's lease, step by step: refuse a definition
+// this worker cannot poll, build the connector, claim the lease (held,
+// paused, waiting), refuse a crash loop, poll under heartbeat, commit;
+// then the report says how it went.
 
 // leases is the lease store a poll runs under: *store.Store.
 type leases interface {
@@ -77,6 +78,10 @@ func (w *Worker) poll(ctx context.Context, in *instance, claim store.Claim, tick
 // pollSteps is the poll's route; each step that ends it says how.
 func (w *Worker) pollSteps(ctx context.Context, in *instance, claim store.Claim, tickProgress progress, report *pollgridv1.PollReport) result {
 	c := in.cfg
+	if in.err != nil {
+		w.log.ErrorContext(ctx, "connector definition cannot be polled", "error", in.err)
+		return failed(in.err)
+	}
 	conn, err := w.connector(in)
 	if err != nil {
 		w.log.ErrorContext(ctx, "connector cannot be built", "error", err)

@@ -161,7 +161,7 @@ func TestRedisDownNaksTheTickForASecond(t *testing.T) {
 
 func TestConnectorThatCannotBeBuiltFailsThePoll(t *testing.T) {
 	broken := feed()
-	broken.Name, broken.Type = "broken", "unregistered"
+	broken.Name, broken.Type = "broken", unbuildableType
 	fx := newFixture(t, Options{}, broken)
 	ack := &answers{}
 	fx.w.run(context.Background(), tickOf(broken), ack)

@@ -2,6 +2,8 @@ package worker
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -11,6 +13,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pollgrid/pollgrid/pkg/bus"
+	"github.com/pollgrid/pollgrid/pkg/catalog"
+	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/failpoint"
 	"github.com/pollgrid/pollgrid/pkg/store"
 	"github.com/pollgrid/pollgrid/pkg/telemetry"
@@ -116,30 +120,88 @@ func (w *Worker) run(ctx context.Context, t tick, ack tickAck) {
 	w.reports.add(report)
 }
 
-// admit finds the connector a tick names, or answers the tick itself: a
-// connector this worker does not know is retried a few times then
-// dropped, a disabled one's tick is acked.
+// admit finds the definition of the connector a tick names, or answers
+// the tick itself: a deleted connector's tick is acked and dropped, and so
+// is a disabled one's, or one planned for another type (its definition
+// changed since); when the catalog cannot be read the tick comes back. A
+// definition this worker cannot poll is admitted: its poll fails and
+// says why.
 func (w *Worker) admit(ctx context.Context, t tick, ack tickAck) (*instance, bool) {
-	in, ok := w.lookup(t.GetConnector())
-	if !ok || in.cfg.Type != t.GetConnectorType() {
-		// The scheduler's config may be newer than ours for a moment
-		// during a reload: give it a few chances, then drop it.
-		w.metrics.badTicks.Inc()
-		w.log.WarnContext(ctx, "tick names no connector in this worker's config", "deliveries", t.deliveries)
-		if t.deliveries < 3 {
-			_ = ack.NakWithDelay(2 * time.Second)
-		} else {
-			_ = ack.Term()
-		}
-		return nil, false
+	name := t.GetConnector()
+	in, err := w.defs.connector(ctx, name, t.GetRevision(), false)
+	if err == nil && in.err == nil && in.cfg.Type != t.GetConnectorType() && t.GetRevision() <= in.revision {
+		// Held from before the type changed, perhaps: read it again.
+		in, err = w.defs.connector(ctx, name, 0, true)
 	}
-	if !in.cfg.Enabled {
+	switch {
+	case errors.Is(err, catalog.ErrNotFound):
+		// A tick planned before the connector was deleted.
+		if w.defs.firstGone(name) {
+			w.log.InfoContext(ctx, "dropping the ticks of a connector deleted from the catalog")
+		} else {
+			w.log.DebugContext(ctx, "dropping the tick of a connector deleted from the catalog")
+		}
+		_ = ack.Ack()
+		return nil, false
+	case err != nil:
+		w.metrics.errors.WithLabelValues("nats", "catalog").Inc()
+		w.log.WarnContext(ctx, "reading the connector's definition failed; the tick comes back", "error", err)
+		_ = ack.NakWithDelay(catalogRetry)
+		return nil, false
+	case in.err != nil:
+		return &instance{cfg: config.Connector{Name: name, Type: t.GetConnectorType()}, revision: in.revision, err: in.err}, true
+	case in.cfg.Type != t.GetConnectorType():
+		w.metrics.badTicks.Inc()
+		w.log.WarnContext(ctx, "dropping a tick planned for another type: the connector's definition changed since",
+			"defined_type", in.cfg.Type, "revision", in.revision)
+		_ = ack.Ack()
+		return nil, false
+	case !in.cfg.Enabled:
 		// A tick fired just before the connector was disabled.
 		w.log.DebugContext(ctx, "dropping the tick of a disabled connector")
 		_ = ack.Ack()
 		return nil, false
 	}
+	if in.cfg.Budget.Name == "" {
+		return in, true
+	}
+	in, err = w.withBudget(ctx, in, t.GetBudgetSharers())
+	if err != nil {
+		w.metrics.errors.WithLabelValues("nats", "catalog").Inc()
+		w.log.WarnContext(ctx, "reading the connector's budget failed; the tick comes back", "error", err)
+		_ = ack.NakWithDelay(catalogRetry)
+		return nil, false
+	}
 	return in, true
+}
+
+// catalogRetry is when a tick comes back after the catalog could not be
+// read.
+const catalogRetry = 2 * time.Second
+
+// withBudget returns in with its budget's definition, shared by sharers
+// connectors (the tick says how many; 0 counts as 1). A budget the
+// connector cannot poll with makes its poll fail; the error is a catalog
+// that cannot be read.
+func (w *Worker) withBudget(ctx context.Context, in *instance, sharers uint32) (*instance, error) {
+	name := in.cfg.Budget.Name
+	b, err := w.defs.budget(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	linked := *in
+	if b.err != nil {
+		linked.err = fmt.Errorf("connector %s: %w", in.cfg.Name, b.err)
+		return &linked, nil
+	}
+	if w.opts.Budgets == nil {
+		w.noBudgets.Do(func() {
+			w.log.Warn("this worker has no budget limiter: its connectors' requests draw from no budget")
+		})
+	}
+	linked.cfg.Budget = b.budget
+	linked.cfg.Budget.Connectors = max(1, int(sharers))
+	return &linked, nil
 }
 
 // answer tells JetStream how the tick's poll ended: come back later (the

@@ -1,8 +1,11 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/admin"
 	"github.com/pollgrid/pollgrid/pkg/bus"
+	"github.com/pollgrid/pollgrid/pkg/catalog"
 	"github.com/pollgrid/pollgrid/pkg/connector"
 	"github.com/pollgrid/pollgrid/pkg/store"
 	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
@@ -39,34 +43,46 @@ func TestBadTickIsTerminated(t *testing.T) {
 	}
 }
 
-func TestUnknownConnectorIsRetriedThenDropped(t *testing.T) {
-	fx := newFixture(t, Options{})
+func TestTickOfAConnectorNotInTheCatalogIsAckedAndDropped(t *testing.T) {
+	var logs bytes.Buffer
+	fx := newFixture(t, Options{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	require.NoError(t, fx.cat.Delete(context.Background(), catalog.Connector("feed"), 0))
 	tests := []struct {
-		name, connector, connectorType string
-		deliveries                     uint64
-		want                           string
+		name, connector string
+		deliveries      uint64
 	}{
-		{name: "first delivery: our config may be older", connector: "gone", deliveries: 1, want: "nak 2s"},
-		{name: "second delivery", connector: "gone", deliveries: 2, want: "nak 2s"},
-		{name: "third delivery: dropped", connector: "gone", deliveries: 3, want: "term"},
-		{name: "a known name of another type", connector: "feed", connectorType: "other", deliveries: 1, want: "nak 2s"},
+		{name: "deleted", connector: "feed", deliveries: 1},
+		{name: "deleted, again", connector: "feed", deliveries: 1},
+		{name: "never defined", connector: "gone", deliveries: 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tk := tickOf(feed())
 			tk.Connector = tt.connector
-			if tt.connectorType != "" {
-				tk.ConnectorType = tt.connectorType
-			}
 			tk.deliveries = tt.deliveries
 			ack := &answers{}
 			fx.w.run(context.Background(), tk, ack)
-			assert.Equal(t, []string{tt.want}, ack.list())
+			assert.Equal(t, []string{"ack"}, ack.list(), "no redelivery brings it back")
 		})
 	}
 	assert.Empty(t, fx.reports(), "no poll, no report")
 	assert.Zero(t, fx.connectorPolls())
-	assert.InDelta(t, 4, testutil.ToFloat64(fx.w.metrics.badTicks), 0)
+	assert.Zero(t, testutil.ToFloat64(fx.w.metrics.badTicks), "a deleted connector's tick is no bad tick")
+	assert.Equal(t, 2, strings.Count(logs.String(), "level=INFO msg=\"dropping the ticks of a connector deleted from the catalog\""),
+		"logged once per connector: %s", logs.String())
+	assert.Equal(t, 1, strings.Count(logs.String(), "level=DEBUG msg=\"dropping the tick of a connector deleted"))
+}
+
+func TestTickOfAnotherTypeIsDropped(t *testing.T) {
+	fx := newFixture(t, Options{})
+	tk := tickOf(feed())
+	tk.ConnectorType = "other"
+	ack := &answers{}
+	fx.w.run(context.Background(), tk, ack)
+	assert.Equal(t, []string{"ack"}, ack.list(), "planned from an older definition: the next tick has the type")
+	assert.Empty(t, fx.reports())
+	assert.Zero(t, fx.connectorPolls())
+	assert.InDelta(t, 1, testutil.ToFloat64(fx.w.metrics.badTicks), 0)
 }
 
 func TestDisabledConnectorTickIsAcked(t *testing.T) {

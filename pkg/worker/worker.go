@@ -2,6 +2,11 @@
 // poll under the connector's Redis lease: acquire (fencing token + state in
 // one round trip), poll through package poll, commit fenced state, ack the
 // tick, report. Workers are stateless; add replicas to scale.
+//
+// A worker reads each connector's definition from the catalog (NATS KV)
+// when a tick first names it, resolves its ${VAR} from its own
+// environment, and keeps a bounded cache of the connectors it polls
+// (definitions.go): it never holds the whole set.
 package worker
 
 import (
@@ -9,9 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 
@@ -68,6 +71,14 @@ type Options struct {
 	// in Redis, shared with every worker; nil leaves budgets undrawn (a
 	// test's worker, which says so in its log when a connector has one).
 	Budgets *budget.Limiter
+	// Env resolves the ${VAR} references of the definitions the worker
+	// reads: the worker's own environment (secrets stay where they are
+	// used); nil has no variables.
+	Env config.Env
+	// DefinitionsCache is how many connectors the worker keeps read and
+	// built (WORKER_DEFINITIONS_CACHE); default DefaultDefinitionsCache.
+	// A connector past it is read from the catalog again at its next tick.
+	DefinitionsCache int
 }
 
 func (o Options) withDefaults() Options {
@@ -95,6 +106,9 @@ func (o Options) withDefaults() Options {
 	if o.Propagator == nil {
 		o.Propagator = propagation.TraceContext{}
 	}
+	if o.DefinitionsCache <= 0 {
+		o.DefinitionsCache = DefaultDefinitionsCache
+	}
 	if o.HTTP == nil {
 		o.HTTP = upstream.NewClient(upstream.Options{IdleConnsPerHost: o.Concurrency})
 	}
@@ -113,17 +127,23 @@ type Worker struct {
 	metrics  *metrics
 	log      *slog.Logger
 	reports  *reporter
-
-	mu         sync.RWMutex
-	connectors map[string]*instance
+	defs     *definitions
+	// noBudgets warns once that connectors on a budget draw from none.
+	noBudgets sync.Once
 }
 
-// instance is one configured connector. Its connector is built at its
-// first tick, not when the config is applied, so that a worker with
-// 100,000 connectors starts at once and builds only those it polls.
+// instance is one connector's definition as this worker read it. Its
+// connector is built at its first poll, not when it is read, and kept
+// while the definition's type and config stay the same.
 type instance struct {
 	cfg   config.Connector
-	built *built // shared with the next config's instance while the connector's config stays the same
+	built *built
+	// revision is the catalog revision cfg was read from.
+	revision uint64
+	// err, when set, is why this worker cannot poll the definition (it
+	// fails its check, or names a ${VAR} unset here): its polls fail
+	// with it, and cfg holds only the name (and the tick's type).
+	err error
 }
 
 // built is a connector built once, at first use.
@@ -145,10 +165,17 @@ func (w *Worker) connector(in *instance) (connector.Connector, error) {
 	return in.built.conn, in.built.err
 }
 
-// New returns a worker for cfg.
-func New(js jetstream.JetStream, st *store.Store, registry *connector.Registry, cfg *config.Config, opts Options) (*Worker, error) {
+// New returns a worker that polls the connectors cat defines.
+func New(js jetstream.JetStream, st *store.Store, registry *connector.Registry, cat DefinitionReader, opts Options) (*Worker, error) {
 	opts = opts.withDefaults()
 	if err := opts.Filter.Validate(); err != nil {
+		return nil, err
+	}
+	if cat == nil {
+		return nil, errors.New("worker: no catalog to read connector definitions from")
+	}
+	defs, err := newDefinitions(cat, opts.Env, registry, opts.Redactor, opts.DefinitionsCache)
+	if err != nil {
 		return nil, err
 	}
 	tracer := opts.Tracer.Tracer("github.com/pollgrid/pollgrid/pkg/worker")
@@ -161,64 +188,35 @@ func New(js jetstream.JetStream, st *store.Store, registry *connector.Registry, 
 		tracer:   tracer,
 		metrics:  newMetrics(opts.Registerer),
 		log:      opts.Logger.With("worker", opts.ID),
+		defs:     defs,
 	}
+	defs.declare = w.declareBudget
 	w.reports = newReporter(js, opts.ID, w.log, w.metrics, tracer, opts.Propagator)
 	w.runner = &poll.Runner{
 		Publisher: &bus.SignalPublisher{JS: js, Tracer: tracer, Propagator: opts.Propagator},
 		Seen:      st,
 		Redactor:  opts.Redactor,
 	}
-	if err := w.Apply(cfg); err != nil {
-		return nil, err
+	types := opts.Filter.Types
+	if len(types) == 0 {
+		types = registry.Types()
+	}
+	for _, t := range types {
+		w.metrics.initType(t)
 	}
 	return w, nil
 }
 
-// Apply swaps in a new config (hot reload). Unchanged connectors keep their
-// instance (and the connector built for it). The config was validated when
-// it was loaded, types included, so building a connector later fails only
-// where its type's checks and its constructor disagree: that poll fails and
-// says so.
-func (w *Worker) Apply(cfg *config.Config) error {
-	w.mu.RLock()
-	old := w.connectors
-	w.mu.RUnlock()
-	next := make(map[string]*instance, len(cfg.Connectors))
-	types := map[string]bool{}
-	for _, c := range cfg.Connectors {
-		types[c.Type] = true
-		if prev, ok := old[c.Name]; ok && sameConnector(prev.cfg, c) {
-			next[c.Name] = &instance{cfg: c, built: prev.built}
-			continue
-		}
-		next[c.Name] = &instance{cfg: c, built: &built{}}
+// declareBudget starts a budget's metrics at zero when the worker first
+// meets it (and again when it reads it anew: that costs nothing).
+func (w *Worker) declareBudget(name string) {
+	if w.opts.Budgets != nil {
+		w.opts.Budgets.Declare([]string{name})
 	}
-	w.mu.Lock()
-	w.connectors = next
-	w.mu.Unlock()
-	for _, warning := range cfg.Warnings {
-		w.log.Warn("config: "+warning.Message, "path", warning.Path)
-	}
-	if w.opts.Budgets == nil && len(cfg.Budgets) > 0 {
-		w.log.Warn("this worker has no budget limiter: its connectors' requests draw from no budget")
-	} else if w.opts.Budgets != nil {
-		w.opts.Budgets.Declare(slices.Sorted(maps.Keys(cfg.Budgets)))
-	}
-	for t := range types {
-		w.metrics.initType(t)
-	}
-	return nil
 }
 
 func sameConnector(a, b config.Connector) bool {
 	return a.Type == b.Type && string(a.Config) == string(b.Config)
-}
-
-func (w *Worker) lookup(name string) (*instance, bool) {
-	w.mu.RLock()
-	defer w.mu.RUnlock()
-	in, ok := w.connectors[name]
-	return in, ok
 }
 
 // Consumer creates (or updates) the durable consumer this worker shares

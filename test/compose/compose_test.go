@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -59,10 +60,15 @@ func TestComposeUp(t *testing.T) {
 	p.must(10*time.Minute, "up", "--detach", "--no-build", "--wait", "--wait-timeout", "300", "--scale", "worker="+strconv.Itoa(workers))
 	t.Logf("docker compose up --wait: every healthcheck passed after %s", time.Since(start).Round(100*time.Millisecond))
 
-	t.Run("every container runs and is healthy", func(t *testing.T) {
+	t.Run("every container runs and is healthy, the apply ran once and succeeded", func(t *testing.T) {
 		count := map[string]int{}
 		for _, c := range p.containers() {
 			count[c.Service]++
+			if c.Service == "apply" { // the one-shot: pollctl apply --prune, then exit
+				assert.Equal(t, "exited", c.State, "%s", c.Name)
+				assert.Zero(t, c.ExitCode, "%s: pollctl apply failed (docker compose logs apply)", c.Name)
+				continue
+			}
 			assert.Equal(t, "running", c.State, "%s", c.Name)
 			if c.Service != "upstream" { // the one container without a healthcheck (scratch, no probe)
 				assert.Equal(t, "healthy", c.Health, "%s", c.Name)
@@ -70,7 +76,7 @@ func TestComposeUp(t *testing.T) {
 		}
 		assert.Equal(t, workers, count["worker"], "worker replicas")
 		assert.Equal(t, 2, count["scheduler"], "scheduler replicas")
-		for _, svc := range []string{"nats", "redis", "prometheus", "aggregator", "upstream"} {
+		for _, svc := range []string{"nats", "redis", "prometheus", "aggregator", "upstream", "apply"} {
 			assert.Equal(t, 1, count[svc], svc)
 		}
 	})
@@ -142,21 +148,25 @@ func TestComposeUp(t *testing.T) {
 		t.Logf("targets up: %v", got)
 	})
 
-	t.Run("connectors.json edited in place is reloaded on SIGHUP", func(t *testing.T) {
+	t.Run("a connector added to connectors.json is polled once apply runs again", func(t *testing.T) {
 		// As docs/deploy.md says: edit the file, then
-		// docker compose kill -s HUP scheduler worker aggregator.
+		// docker compose run --rm apply. No process is signalled: the
+		// scheduler follows the catalog, the workers read it per tick.
 		addConnector(t, p.connectors, connectors)
-		reloadAt := time.Now()
-		p.must(time.Minute, "kill", "-s", "HUP", "scheduler", "worker", "aggregator")
+		applyAt := time.Now()
+		out := p.must(2*time.Minute, "run", "--rm", "apply")
+		t.Logf("docker compose run --rm apply:\n%s", strings.TrimSpace(out))
+		assert.Contains(t, out, "c"+strconv.Itoa(connectors)+" created", "pollctl apply names the connector it created")
+		assert.Contains(t, out, fmt.Sprintf(": 1 created, 0 changed, 0 deleted, %d unchanged", connectors), "only the difference is written")
 		require.Eventually(t, func() bool {
-			polls := up.polls(reloadAt)
+			polls := up.polls(applyAt)
 			return len(polls) > connectors && len(polls[connectors]) > 0
 		}, time.Minute, 200*time.Millisecond, "c%d, added to connectors.json, polled", connectors)
 		var list admin.ListReply
 		require.Eventually(t, func() bool {
 			return getJSON(aggregator+"/api/connectors", &list) == nil && list.Counts[admin.HealthOK] == connectors+1
 		}, time.Minute, 500*time.Millisecond, "c%d ok on the status page: %+v", connectors, list.Counts)
-		t.Logf("c%d polled and ok on the status page %s after the HUP", connectors, time.Since(reloadAt).Round(100*time.Millisecond))
+		t.Logf("c%d polled and ok on the status page %s after the apply", connectors, time.Since(applyAt).Round(100*time.Millisecond))
 	})
 
 	t.Run("a killed worker's connectors are polled again within 3 s", func(t *testing.T) {
@@ -240,9 +250,10 @@ func TestComposeUp(t *testing.T) {
 }
 
 // addConnector adds c<i> polling the upstream's /items/<i> to the
-// connectors file at path, writing it in place: a file replaced (an editor's
-// rename, sed -i, git checkout) is a new file the container's bind mount
-// does not show.
+// connectors file at path, leaving the other entries as written (so that
+// applying it changes only c<i>), and writing the file in place as an
+// editor would (docker compose run makes a new apply container, whose bind
+// mount would show a replaced file too).
 func addConnector(t *testing.T, path string, i int) {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -257,9 +268,11 @@ func addConnector(t *testing.T, path string, i int) {
 	c["name"] = "c" + strconv.Itoa(i)
 	cfg["url"] = "http://upstream:8090/items/" + strconv.Itoa(i)
 	c["config"] = cfg
-	file.Connectors = append(file.Connectors, c)
-	data, err = json.MarshalIndent(file, "", "  ")
+	entry, err := json.Marshal(c)
 	require.NoError(t, err)
+	end := strings.LastIndex(string(data), "]")
+	require.Positive(t, end, "the connectors list ends the file")
+	data = []byte(strings.TrimRight(string(data[:end]), " \n") + ",\n    " + string(entry) + "\n  " + string(data[end:]))
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
 	require.NoError(t, err)
 	_, err = f.Write(data)

@@ -19,7 +19,12 @@ import (
 // with an echo in place of docker, name the images docker-compose.yml and
 // the Helm chart run, and the Dockerfile builds where no registry answers.
 
-var services = []string{"scheduler", "worker", "aggregator"}
+// images are what make images builds, in its order: the three services and
+// pollctl, which compose's apply service and the chart's Job run.
+var images = []string{"scheduler", "worker", "aggregator", "pollctl"}
+
+// composeService is the docker-compose.yml service that runs an image.
+var composeService = map[string]string{"scheduler": "scheduler", "worker": "worker", "aggregator": "aggregator", "pollctl": "apply"}
 
 // makeWithEcho runs a make target with DOCKER=echo and returns the docker
 // commands it would have run, one a line.
@@ -73,13 +78,13 @@ func TestMakeImagesNamesWhatComposeAndTheChartRun(t *testing.T) {
 			tag: chart.AppVersion, want: func(svc string) string { return values.Image.Registry + "/" + svc + ":" + chart.AppVersion },
 		},
 		"docker-compose.yml's images, tagged dev": {
-			tag: "dev", want: func(svc string) string { return project.Services[svc].Image },
+			tag: "dev", want: func(img string) string { return project.Services[composeService[img]].Image },
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			builds := makeWithEcho(t, "images", "TAG="+tc.tag)
-			require.Len(t, builds, len(services), "one docker build per service")
-			for i, svc := range services {
+			require.Len(t, builds, len(images), "one docker build per image")
+			for i, svc := range images {
 				assert.Contains(t, builds[i], "docker build ")
 				assert.Contains(t, builds[i], " --build-arg SERVICE="+svc+" ")
 				assert.Contains(t, builds[i], " --build-arg VERSION="+tc.tag+" ", "the binaries print the tag with -version")
@@ -98,8 +103,8 @@ func TestMakeImagesNamesWhatComposeAndTheChartRun(t *testing.T) {
 				assert.Contains(t, l, " -t registry.example.com/pollgrid/")
 			}
 		}
-		want := make([]string, len(services))
-		for i, svc := range services {
+		want := make([]string, len(images))
+		for i, svc := range images {
 			want[i] = "registry.example.com/pollgrid/" + svc + ":v9.8.7"
 		}
 		assert.Equal(t, want, pushes)

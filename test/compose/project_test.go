@@ -25,12 +25,12 @@ import (
 
 // project runs `docker compose` on the compose files of COMPOSE_FILE (as
 // docker compose itself reads it), or on docker-compose.yml and
-// compose-test.yml when it is unset, with the services reading the test's
-// own copy of connectors.json.
+// compose-test.yml when it is unset, with the apply service applying the
+// test's own copy of connectors.json.
 type project struct {
 	t     *testing.T
 	files string
-	// connectors is the connectors file the services mount.
+	// connectors is the connectors file the apply service mounts.
 	connectors string
 }
 
@@ -49,7 +49,7 @@ func newProject(t *testing.T) *project {
 	data, err := os.ReadFile("connectors.json")
 	require.NoError(t, err)
 	connectors := filepath.Join(t.TempDir(), "connectors.json")
-	require.NoError(t, os.WriteFile(connectors, data, 0o644)) // read by the services' user, 65532
+	require.NoError(t, os.WriteFile(connectors, data, 0o644)) // read by pollctl's user, 65532
 	return &project{t: t, files: files, connectors: connectors}
 }
 
@@ -88,11 +88,12 @@ func (e *commandError) Error() string {
 
 // container is one line of `docker compose ps --format json`.
 type container struct {
-	ID      string
-	Name    string
-	Service string
-	State   string
-	Health  string
+	ID       string
+	Name     string
+	Service  string
+	State    string
+	Health   string
+	ExitCode int
 }
 
 // containers lists the project's containers, stopped ones too.

@@ -45,13 +45,20 @@ func loadCompose(t *testing.T) *types.Project {
 func TestComposeProject(t *testing.T) {
 	p := loadCompose(t)
 	assert.Equal(t, "pollgrid", p.Name, "top-level name")
-	want := []string{"aggregator", "grafana", "jaeger", "nats", "prometheus", "redis", "scheduler", "tail", "worker"}
+	want := []string{"aggregator", "apply", "grafana", "jaeger", "nats", "prometheus", "redis", "scheduler", "tail", "worker"}
 	assert.ElementsMatch(t, want, p.ServiceNames())
 }
 
 func TestComposeEveryServiceHasAHealthcheck(t *testing.T) {
 	for name, s := range loadCompose(t).Services {
 		t.Run(name, func(t *testing.T) {
+			if name == oneShot {
+				// It runs once and exits: nothing to probe, and the image's
+				// HEALTHCHECK asks an endpoint pollctl does not serve.
+				require.NotNil(t, s.HealthCheck)
+				assert.True(t, s.HealthCheck.Disable, "%s: turn the image's healthcheck off", name)
+				return
+			}
 			require.NotNil(t, s.HealthCheck, "no healthcheck")
 			assert.False(t, s.HealthCheck.Disable, "healthcheck disabled")
 			require.NotEmpty(t, s.HealthCheck.Test)
@@ -67,6 +74,11 @@ func TestComposeDependsOnWaitsForHealth(t *testing.T) {
 	p := loadCompose(t)
 	for name, s := range p.Services {
 		for dep, d := range s.DependsOn {
+			if dep == oneShot {
+				// What makes up --wait wait for the apply, and fail with it.
+				assert.Equal(t, types.ServiceConditionCompletedSuccessfully, d.Condition, "%s depends_on %s", name, dep)
+				continue
+			}
 			assert.Equal(t, types.ServiceConditionHealthy, d.Condition, "%s depends_on %s", name, dep)
 			assert.Contains(t, p.ServiceNames(), dep, "%s depends on an unknown service", name)
 		}
@@ -171,11 +183,22 @@ func readVariables(t *testing.T) (shared []string, own map[string][]string) {
 	}
 	require.Contains(t, shared, "NATS_URL", "the source scan found the shared variables")
 	require.Contains(t, own["worker"], "WORKER_GRACE", "the source scan found the worker's variables")
-	// Read outside pkg/service: the config file (pkg/config) and the trace
-	// exporter (pkg/telemetry).
-	shared = append(shared, "CONNECTORS_FILE", "OTEL_EXPORTER_OTLP_ENDPOINT")
+	// Read outside pkg/service: the trace exporter (pkg/telemetry).
+	// CONNECTORS_FILE is read too (pkg/config) but must stay unset where
+	// pollctl apply fills the catalog: notSet.
+	shared = append(shared, "OTEL_EXPORTER_OTLP_ENDPOINT")
 	return shared, own
 }
+
+// notSet are variables the services read that the deployments must not
+// set: a process started with CONNECTORS_FILE owns the catalog (it applies
+// the file with prune at start and on SIGHUP), undoing what pollctl apply
+// writes; the one-shot apply service and the chart's Job apply the file.
+var notSet = []string{"CONNECTORS_FILE"}
+
+// oneShot is docker-compose.yml's service that applies connectors.json to
+// the catalog with pollctl, and exits.
+const oneShot = "apply"
 
 // perReplica variables default to host name and pid: one value in the
 // compose file would give every replica the same id.
@@ -205,6 +228,9 @@ func TestComposeSetsEveryVariableTheServicesRead(t *testing.T) {
 				}
 				assert.Contains(t, env, v, "%s reads %s: set it (with a default) in docker-compose.yml", svc, v)
 			}
+			for _, v := range notSet {
+				assert.NotContains(t, env, v, "%s must not be set: the apply service fills the catalog", v)
+			}
 			// The values are the ones the service accepts.
 			lookup := config.MapEnv(env)
 			_, err := service.ReadEnv(lookup, "")
@@ -222,7 +248,11 @@ func TestComposeSetsEveryVariableTheServicesRead(t *testing.T) {
 	}
 }
 
-func TestComposeMountsTheConfigReadOnlyAndReadsSecretsFromDotEnv(t *testing.T) {
+// The connectors reach the catalog through the one-shot apply service,
+// which alone mounts connectors.json (read-only) and runs pollctl apply
+// --prune on it; the services mount no file. The ${VAR} secrets come from
+// .env, and only the workers, which resolve them, get it.
+func TestComposeAppliesTheConfigAndGivesSecretsToWorkersOnly(t *testing.T) {
 	p := loadCompose(t)
 	example, err := os.ReadFile(repoPath(".env.example"))
 	require.NoError(t, err)
@@ -232,23 +262,38 @@ func TestComposeMountsTheConfigReadOnlyAndReadsSecretsFromDotEnv(t *testing.T) {
 	for _, v := range secretVars(t) {
 		assert.Regexp(t, `(?m)^#?\s*`+v+`=`, string(example), ".env.example must list %s (connectors.json uses it)", v)
 	}
+
+	apply := p.Services[oneShot]
+	assert.Equal(t, "pollgrid/pollctl", apply.Image[:strings.LastIndex(apply.Image, ":")], "the image make images builds")
+	require.NotNil(t, apply.Build)
+	assert.Equal(t, "pollctl", *apply.Build.Args["SERVICE"])
+	require.Len(t, apply.Volumes, 1)
+	mount := apply.Volumes[0]
+	assert.True(t, mount.ReadOnly, "connectors.json must be mounted read-only")
+	assert.Equal(t, "connectors.json", mount.Source[strings.LastIndex(mount.Source, "/")+1:])
+	_, err = os.Stat(mount.Source)
+	assert.NoError(t, err)
+	assert.Equal(t, []string{"apply", "--prune", "-f", mount.Target}, []string(apply.Command), "the file is the whole set")
+	assert.Regexp(t, `^on-failure(:\d+)?$`, apply.Restart, "retried until NATS and the scheduler answer")
+	assert.Equal(t, "nats://nats:4222", environment(apply)["NATS_URL"])
+	assert.Equal(t, types.ServiceConditionHealthy, apply.DependsOn["scheduler"].Condition, "the scheduler serves the admin verbs")
+	assert.Empty(t, apply.EnvFiles, "pollctl writes ${VAR} unresolved: it needs no secret")
+	waits := false
+	for _, s := range p.Services {
+		waits = waits || s.DependsOn[oneShot].Condition == types.ServiceConditionCompletedSuccessfully
+	}
+	assert.True(t, waits, "up --wait fails on a one-shot that exited, unless a service waits for it to complete")
+
 	for svc := range goServices {
 		t.Run(svc, func(t *testing.T) {
 			s := p.Services[svc]
-			env := environment(s)
-			var mount *types.ServiceVolumeConfig
-			for i, v := range s.Volumes {
-				if v.Target == env["CONNECTORS_FILE"] {
-					mount = &s.Volumes[i]
-				}
+			for _, v := range s.Volumes {
+				assert.NotContains(t, v.Source, "connectors", "%s mounts %s: the services read the catalog", svc, v.Source)
 			}
-			require.NotNil(t, mount, "CONNECTORS_FILE=%s is not mounted", env["CONNECTORS_FILE"])
-			assert.Equal(t, "/etc/pollgrid/connectors.json", mount.Target)
-			assert.True(t, mount.ReadOnly, "connectors.json must be mounted read-only")
-			assert.Equal(t, "connectors.json", mount.Source[strings.LastIndex(mount.Source, "/")+1:])
-			_, err := os.Stat(mount.Source)
-			assert.NoError(t, err)
-
+			if svc != "worker" {
+				assert.Empty(t, s.EnvFiles, "%s gets .env: the secrets reach the workers only", svc)
+				return
+			}
 			require.Len(t, s.EnvFiles, 1, "secrets come from .env")
 			assert.Equal(t, ".env", s.EnvFiles[0].Path[strings.LastIndex(s.EnvFiles[0].Path, "/")+1:])
 			assert.False(t, bool(s.EnvFiles[0].Required), "docker compose up must work without a .env")

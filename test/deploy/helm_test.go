@@ -51,6 +51,8 @@ func values(t *testing.T, doc string) map[string]any {
 
 // renderChart is `helm template <name> deploy/helm/pollgrid -n pollgrid -f
 // values`: an install in client-only dry-run mode, where lookup finds nothing.
+// The hooks (the connectors Job) follow the release's objects, as helm
+// template prints them.
 func renderChart(t *testing.T, name string, vals map[string]any) (string, error) {
 	t.Helper()
 	install := action.NewInstall(action.NewConfiguration())
@@ -64,10 +66,14 @@ func renderChart(t *testing.T, name string, vals map[string]any) (string, error)
 	}
 	r, ok := rel.(*release.Release)
 	require.True(t, ok, "release type %T", rel)
+	manifest := r.Manifest
 	for _, h := range r.Hooks {
-		return "", fmt.Errorf("the chart has a hook (%s), which this test does not check", h.Path)
+		if h.Kind != "Job" {
+			return "", fmt.Errorf("the chart has a hook %s %s (%s), which this test does not check", h.Kind, h.Name, h.Path)
+		}
+		manifest += "\n---\n" + h.Manifest
 	}
-	return r.Manifest, nil
+	return manifest, nil
 }
 
 // render renders for release name and decodes every object strictly.
@@ -141,7 +147,8 @@ func renderInCluster(t *testing.T, vals map[string]any, secrets ...*corev1.Secre
 
 // With secret.existingSecret the chart never writes that Secret, and on
 // install it reads it (lookup) to refuse a connectors.json whose ${VAR}s
-// would be missing from the pods: every service would refuse the file.
+// would be missing from the workers: every poll of those connectors would
+// fail. secret.workerExistingSecret, the workers' own, is read the same way.
 func TestHelmExistingSecretIsReadNeverWritten(t *testing.T) {
 	vals := values(t, `
 secret: {existingSecret: team-secrets}
@@ -175,5 +182,18 @@ connectors: |
 	// Not there yet (or `helm template`): nothing to check against; the
 	// pods wait for it (CreateContainerConfigError names it).
 	_, err = renderInCluster(t, vals)
+	assert.NoError(t, err)
+
+	// The workers' own Secret: the ${VAR}s in it, and it named in the fix.
+	workerSecret := func(data map[string]string) *corev1.Secret {
+		s := userSecret(data)
+		s.Name = "connector-secrets"
+		return s
+	}
+	vals["secret"] = map[string]any{"existingSecret": "team-secrets", "workerExistingSecret": "connector-secrets"}
+	_, err = renderInCluster(t, vals, userSecret(map[string]string{"REDIS_URL": "redis://:pw@redis:6379/0"}), workerSecret(map[string]string{"SLACK_TOKEN": "x"}))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "connectors.json uses ${GITHUB_TOKEN}, which neither of the Secrets connector-secrets and team-secrets holds")
+	_, err = renderInCluster(t, vals, userSecret(map[string]string{"REDIS_URL": "redis://:pw@redis:6379/0"}), workerSecret(map[string]string{"GITHUB_TOKEN": "ghp_x"}))
 	assert.NoError(t, err)
 }

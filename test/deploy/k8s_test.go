@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -29,6 +30,7 @@ type manifests struct {
 	secrets     map[string]*corev1.Secret
 	pdbs        map[string]*policyv1.PodDisruptionBudget
 	hpas        map[string]*autoscalingv2.HorizontalPodAutoscaler
+	jobs        map[string]*batchv1.Job
 	// custom holds the custom resources by kind, then name.
 	custom map[string]map[string]map[string]any
 	// objects counts each "Kind name": a name used twice is an install error.
@@ -47,6 +49,7 @@ func newManifests() *manifests {
 		deployments: map[string]*appsv1.Deployment{}, services: map[string]*corev1.Service{},
 		configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{},
 		pdbs: map[string]*policyv1.PodDisruptionBudget{}, hpas: map[string]*autoscalingv2.HorizontalPodAutoscaler{},
+		jobs:   map[string]*batchv1.Job{},
 		custom: map[string]map[string]map[string]any{}, objects: map[string]int{},
 	}
 }
@@ -118,6 +121,8 @@ func (m *manifests) add(doc []byte) error {
 		obj = &policyv1.PodDisruptionBudget{}
 	case "autoscaling/v2 HorizontalPodAutoscaler":
 		obj = &autoscalingv2.HorizontalPodAutoscaler{}
+	case "batch/v1 Job":
+		obj = &batchv1.Job{}
 	default:
 		return fmt.Errorf("unexpected %s %s: add it to the test's kinds", tm.APIVersion, tm.Kind)
 	}
@@ -141,6 +146,8 @@ func (m *manifests) add(doc []byte) error {
 		m.pdbs[o.Name] = o
 	case *autoscalingv2.HorizontalPodAutoscaler:
 		m.hpas[o.Name] = o
+	case *batchv1.Job:
+		m.jobs[o.Name] = o
 	}
 	return nil
 }
@@ -220,7 +227,7 @@ func checkServices(t *testing.T, m *manifests, base string) {
 			assert.Equal(t, "true", ann["prometheus.io/scrape"])
 			assert.Equal(t, port, ann["prometheus.io/port"])
 			assert.Equal(t, "/metrics", ann["prometheus.io/path"])
-			assert.Regexp(t, `^[0-9a-f]{64}$`, ann["checksum/connectors"], "pods roll when connectors.json changes")
+			assert.NotContains(t, ann, "checksum/connectors", "the connectors are data in NATS: a change of them rolls no pod")
 
 			pod := d.Spec.Template.Spec
 			require.NotNil(t, pod.TerminationGracePeriodSeconds)
@@ -287,23 +294,15 @@ func checkServices(t *testing.T, m *manifests, base string) {
 				}
 			}
 
-			file, ok := envValue(c, "CONNECTORS_FILE")
-			require.True(t, ok)
-			var mounted bool
-			for _, vm := range c.VolumeMounts {
-				if strings.HasPrefix(file, vm.MountPath+"/") {
-					assert.True(t, vm.ReadOnly)
-					for _, v := range pod.Volumes {
-						if v.Name == vm.Name && v.ConfigMap != nil {
-							cm := m.configMaps[v.ConfigMap.Name]
-							require.NotNil(t, cm, "ConfigMap %s", v.ConfigMap.Name)
-							assert.Contains(t, cm.Data, strings.TrimPrefix(file, vm.MountPath+"/"))
-							mounted = true
-						}
-					}
+			// The services read the catalog: no connectors file is set or
+			// mounted (the connectors Job alone mounts it).
+			_, ok = envValue(c, "CONNECTORS_FILE")
+			assert.False(t, ok, "CONNECTORS_FILE is set: the process would own the catalog and undo pollctl apply")
+			for _, v := range pod.Volumes {
+				if cm := m.configMaps[configMapName(v)]; cm != nil {
+					assert.NotContains(t, cm.Data, "connectors.json", "%s mounts the connectors", svc)
 				}
 			}
-			assert.True(t, mounted, "CONNECTORS_FILE %s is mounted from a ConfigMap", file)
 
 			s := m.services[base+"-"+svc]
 			require.NotNil(t, s, "Service %s-%s", base, svc)
@@ -326,6 +325,13 @@ func checkServices(t *testing.T, m *manifests, base string) {
 			}
 		})
 	}
+}
+
+func configMapName(v corev1.Volume) string {
+	if v.ConfigMap == nil {
+		return ""
+	}
+	return v.ConfigMap.Name
 }
 
 func mustAtoi(t *testing.T, s string) int {

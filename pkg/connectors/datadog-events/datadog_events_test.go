@@ -398,8 +398,6 @@ func TestConfig(t *testing.T) {
 			`config.app_key: required: write "${DD_APP_KEY}" and set that variable`,
 		}},
 		{name: "missing app_key", raw: `{"api_key":"s3cret-api"}`, wantErr: []string{"config.app_key: required"}},
-		{name: "unresolved api_key", raw: `{"api_key":"${DD_API_KEY}","app_key":"s3cret-app"}`,
-			wantErr: []string{"config.api_key: the ${VAR} reference was not resolved"}},
 		{name: "key with a newline is not echoed", raw: `{"api_key":"s3cret-api\n","app_key":"s3cret-app"}`,
 			wantErr: []string{"config.api_key: contains whitespace or control characters"}},
 		{name: "the web app host", raw: `{` + keys + `,"base_url":"https://app.datadoghq.eu"}`,

@@ -383,8 +383,6 @@ func TestConfig(t *testing.T) {
 			wantErr: []string{`config.channel: "#general" is not a channel id (write the id such as "C0123ABCD", not the #name`}},
 		{name: "lowercase channel id", raw: `{"token":"xoxb-s3cret","channel":"c0123abcd"}`,
 			wantErr: []string{`config.channel: "c0123abcd" is not a channel id`}},
-		{name: "unresolved token", raw: `{"token":"${SLACK_TOKEN}","channel":"C0123ABCD"}`,
-			wantErr: []string{"config.token: the ${VAR} reference was not resolved"}},
 		{name: "token with a newline is not echoed", raw: `{"token":"xoxb-s3cret\n","channel":"C0123ABCD"}`,
 			wantErr: []string{"config.token: contains whitespace or control characters"}},
 		{name: "bad base_url is redacted", raw: `{"token":"xoxb-s3cret","channel":"C0123ABCD","base_url":"slack.com:s3cret@x"}`,

@@ -102,7 +102,15 @@ type Tick struct {
 	// When the scheduler published the tick (unset on scheduled ticks).
 	PublishedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=published_at,json=publishedAt,proto3" json:"published_at,omitempty"`
 	// The connector's interval when the tick was planned.
-	Interval      *durationpb.Duration `protobuf:"bytes,5,opt,name=interval,proto3" json:"interval,omitempty"`
+	Interval *durationpb.Duration `protobuf:"bytes,5,opt,name=interval,proto3" json:"interval,omitempty"`
+	// The revision of the connector's definition in the catalog (the NATS KV
+	// bucket pollgrid-connectors) the tick was planned from: a worker whose
+	// cached definition is older reads it again. 0 when unknown (a tick of an
+	// older scheduler).
+	Revision uint64 `protobuf:"varint,6,opt,name=revision,proto3" json:"revision,omitempty"`
+	// How many enabled connectors share the connector's rate-limit budget
+	// (0 without one): each gets its fair share of the budget.
+	BudgetSharers uint32 `protobuf:"varint,7,opt,name=budget_sharers,json=budgetSharers,proto3" json:"budget_sharers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -170,6 +178,20 @@ func (x *Tick) GetInterval() *durationpb.Duration {
 		return x.Interval
 	}
 	return nil
+}
+
+func (x *Tick) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *Tick) GetBudgetSharers() uint32 {
+	if x != nil {
+		return x.BudgetSharers
+	}
+	return 0
 }
 
 // Signal is one observed change of one upstream item. Published by a worker on
@@ -533,13 +555,15 @@ var File_pollgrid_v1_pollgrid_proto protoreflect.FileDescriptor
 
 const file_pollgrid_v1_pollgrid_proto_rawDesc = "" +
 	"\n" +
-	"\x1apollgrid/v1/pollgrid.proto\x12\vpollgrid.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf4\x01\n" +
+	"\x1apollgrid/v1/pollgrid.proto\x12\vpollgrid.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb7\x02\n" +
 	"\x04Tick\x12\x1c\n" +
 	"\tconnector\x18\x01 \x01(\tR\tconnector\x12%\n" +
 	"\x0econnector_type\x18\x02 \x01(\tR\rconnectorType\x121\n" +
 	"\x06due_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\x12=\n" +
 	"\fpublished_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vpublishedAt\x125\n" +
-	"\binterval\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\binterval\"\xa5\x02\n" +
+	"\binterval\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\binterval\x12\x1a\n" +
+	"\brevision\x18\x06 \x01(\x04R\brevision\x12%\n" +
+	"\x0ebudget_sharers\x18\a \x01(\rR\rbudgetSharers\"\xa5\x02\n" +
 	"\x06Signal\x12\x1c\n" +
 	"\tconnector\x18\x01 \x01(\tR\tconnector\x12%\n" +
 	"\x0econnector_type\x18\x02 \x01(\tR\rconnectorType\x12\x17\n" +

@@ -12,6 +12,7 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/admin"
 	"github.com/pollgrid/pollgrid/pkg/aggregator"
 	"github.com/pollgrid/pollgrid/pkg/budget"
+	"github.com/pollgrid/pollgrid/pkg/catalog"
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/connectors/builtin"
 	"github.com/pollgrid/pollgrid/pkg/history"
@@ -66,14 +67,16 @@ func run(ctx context.Context, rt *service.Runtime) error {
 	if err != nil {
 		return err
 	}
+	// The status views list the connectors the catalog defines, followed
+	// as they change.
+	index := catalog.NewIndex(rt.Connectors, rt.Logger)
+	go rt.Catalog.Follow(ctx, index)
 	a := aggregator.New(rt.JS, rt.Store, history.New(rt.Redis, rt.Store.Keys()), aggregator.Options{
 		Budgets:       budgets,
 		HealthyWindow: o.healthyWindow, ConnectorGaugesMax: o.gauges, FlushInterval: o.flush,
-		Config: rt.Config, StaleAfter: o.staleAfter, Redactor: rt.Redactor,
+		Connectors: index, StaleAfter: o.staleAfter, Redactor: rt.Redactor,
 		Logger: rt.Logger, Registerer: rt.Metrics, Tracer: rt.Tracer, Propagator: telemetry.Propagator,
 	})
-	// The aggregator applies nothing itself (Apply is nil): a reload swaps
-	// the config its status views read.
 	return rt.Run(ctx, service.Parts{
 		Loop:    a.Run,
 		Handler: a.Handler(),

@@ -29,7 +29,7 @@ func TestBannerDemoLine(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := config.Parse([]byte(`{"connectors": [`+tt.connectors+`]}`), config.MapEnv(nil), builtin.Registry())
+			cfg, err := config.ParseDefinitions("connectors.json", []byte(`{"connectors": [`+tt.connectors+`]}`), builtin.Registry())
 			require.NoError(t, err)
 			assert.Equal(t, tt.want, demoLine(cfg, server))
 		})

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/pollgrid/pollgrid/pkg/config"
+	"github.com/pollgrid/pollgrid/pkg/connectors/builtin"
 	"github.com/pollgrid/pollgrid/pkg/connectors/demo"
 	"github.com/pollgrid/pollgrid/pkg/service"
 	"github.com/pollgrid/pollgrid/services/aggregator/aggregatord"
@@ -102,7 +103,11 @@ func Run(ctx context.Context, lookup config.Env, banner io.Writer) error {
 		}
 		runtimes = append(runtimes, rt)
 	}
-	cfg := runtimes[0].Config()
+	// What the runtimes applied, for the banner: checked as written.
+	defs, _, _, err := config.LoadDefinitions(lookup, builtin.Registry())
+	if err != nil || defs == nil {
+		defs = &config.Definitions{}
+	}
 	fmt.Fprintf(banner, `
 pollgrid is running: scheduler, %d workers and the aggregator in one process.
   connectors   %d configured, %d enabled
@@ -115,7 +120,7 @@ pollgrid is running: scheduler, %d workers and the aggregator in one process.
   metrics      http://127.0.0.1:%d/metrics/connectors   (per connector, JSON)
   prometheus   http://127.0.0.1:%d/metrics (aggregator), :%d (scheduler), :%d..%d (workers)
   reload       kill -HUP %d    stop: Ctrl-C
-`, Workers, len(cfg.Connectors), len(cfg.Enabled()), natsURL, natsURL, demoLine(cfg, natsURL), redisDesc(redisURL, lookup), outbound,
+`, Workers, len(defs.Connectors), defs.Enabled, natsURL, natsURL, demoLine(defs, natsURL), redisDesc(redisURL, lookup), outbound,
 		httpPort, natsURL, redisURL, httpPort, httpPort, httpPort+1, httpPort+2, httpPort+1+Workers, os.Getpid())
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -132,18 +137,22 @@ pollgrid is running: scheduler, %d workers and the aggregator in one process.
 // demoLine is the banner's line for the first enabled demo connector, whose
 // signals flow without internet: what changes, how often, and how to watch
 // it. It is empty when there is none.
-func demoLine(cfg *config.Config, natsURL string) string {
-	for _, c := range cfg.Enabled() {
-		if c.Type != demo.TypeName {
+func demoLine(defs *config.Definitions, natsURL string) string {
+	for _, d := range defs.Connectors {
+		var c struct {
+			Type    string `json:"type"`
+			Enabled *bool  `json:"enabled"`
+			Config  struct {
+				ChangeEvery string `json:"change_every"`
+			} `json:"config"`
+		}
+		_ = json.Unmarshal(d.Value, &c) // checked when it was loaded
+		if c.Type != demo.TypeName || c.Enabled != nil && !*c.Enabled {
 			continue
 		}
-		var dc struct {
-			ChangeEvery string `json:"change_every"`
-		}
-		_ = json.Unmarshal(c.Config, &dc) // validated when the config was loaded
 		return fmt.Sprintf("  demo         one item changes every %s on signals.demo.%s, no internet needed: "+
 			"go run ./services/pollctl --server %s tail 'signals.demo.>'\n",
-			cmp.Or(dc.ChangeEvery, demo.DefaultChangeEvery), c.Name, natsURL)
+			cmp.Or(c.Config.ChangeEvery, demo.DefaultChangeEvery), d.Name, natsURL)
 	}
 	return ""
 }

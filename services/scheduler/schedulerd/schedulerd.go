@@ -6,9 +6,11 @@ package schedulerd
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/pollgrid/pollgrid/pkg/admin"
+	"github.com/pollgrid/pollgrid/pkg/catalog"
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/connectors/builtin"
 	"github.com/pollgrid/pollgrid/pkg/leader"
@@ -17,7 +19,8 @@ import (
 )
 
 // Service is the scheduler: the leader among its replicas installs each
-// enabled connector's schedule in NATS, which fires the ticks. Its default
+// enabled connector's schedule in NATS, which fires the ticks, following
+// the connector catalog. Its default
 // port is the one docker-compose.yml and the Prometheus scrape config use.
 var Service = service.Service{Name: "scheduler", DefaultHTTP: ":8081", Connectors: builtin.Registry(), Run: run}
 
@@ -29,8 +32,8 @@ type options struct {
 	id string
 	// leaderTTL is SCHEDULER_LEADER_TTL; default 10s.
 	leaderTTL time.Duration
-	// resync is SCHEDULER_RESYNC, how often the leader compares the
-	// installed schedules with the config; default 5m.
+	// resync is SCHEDULER_RESYNC, how often the leader compares every
+	// installed schedule with the connector catalog; default 5m.
 	resync time.Duration
 }
 
@@ -52,7 +55,16 @@ func run(ctx context.Context, rt *service.Runtime) error {
 	if err != nil {
 		return err
 	}
-	s := scheduler.New(rt.JS, rt.Store, leader.New(rt.Redis, rt.Store.Keys()), rt.Config(), scheduler.Options{
+	// The index follows the connector catalog for as long as the service
+	// runs; the scheduler keeps the schedules in line with it.
+	index := catalog.NewIndex(rt.Connectors, rt.Logger)
+	followCtx, stopFollowing := context.WithCancel(ctx)
+	var following sync.WaitGroup
+	defer following.Wait()
+	defer stopFollowing()
+	following.Go(func() { rt.Catalog.Follow(followCtx, index) })
+
+	s := scheduler.New(rt.JS, rt.Store, leader.New(rt.Redis, rt.Store.Keys()), index, scheduler.Options{
 		ID: o.id, LeaderTTL: o.leaderTTL, Resync: o.resync, Logger: rt.Logger, Registerer: rt.Metrics,
 	})
 	// pollctl resync asks the leader to compare at once.
@@ -61,10 +73,13 @@ func run(ctx context.Context, rt *service.Runtime) error {
 		return err
 	}
 	defer func() { _ = resyncSub.Unsubscribe() }()
+	// The scheduler serves the catalog's verbs (pollctl apply, get,
+	// history, rollback, delete) from the index it keeps anyway.
+	verbs := catalog.Verbs(rt.Catalog, index, rt.Connectors)
+	verbs[admin.VerbPause], verbs[admin.VerbResume] = s.Pause, s.Resume
 	return rt.Run(ctx, service.Parts{
 		Loop:    s.Run,
-		Apply:   func(c *config.Config) error { s.Apply(c); return nil },
 		Replica: o.id,
-		Verbs:   map[string]admin.Handler{admin.VerbPause: s.Pause, admin.VerbResume: s.Resume},
+		Verbs:   verbs,
 	})
 }

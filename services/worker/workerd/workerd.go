@@ -6,6 +6,7 @@ package workerd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -45,6 +46,11 @@ type options struct {
 	// grace is WORKER_GRACE, how long in-flight polls may finish on
 	// SIGTERM; default 20s.
 	grace time.Duration
+	// definitionsCache is WORKER_DEFINITIONS_CACHE, how many connectors
+	// the worker keeps read from the catalog and built, 1..1,000,000;
+	// default 4096. A worker's memory follows it, not the connectors
+	// defined.
+	definitionsCache int
 	// filter is WORKER_TYPES and WORKER_CONNECTORS: the ticks this worker takes.
 	filter bus.Filter
 	// allow is UPSTREAM_ALLOW: exceptions to the outbound guard.
@@ -61,6 +67,9 @@ func readOptions(lookup config.Env, known *connector.Registry) (options, error) 
 		return o, err
 	}
 	if o.grace, err = service.Duration(lookup, "WORKER_GRACE", 0); err != nil {
+		return o, err
+	}
+	if o.definitionsCache, err = service.Int(lookup, "WORKER_DEFINITIONS_CACHE", worker.DefaultDefinitionsCache, 1, 1_000_000); err != nil {
 		return o, err
 	}
 	o.id, _ = lookup("WORKER_ID")
@@ -83,18 +92,21 @@ func run(ctx context.Context, rt *service.Runtime) error {
 	if err != nil {
 		return err
 	}
-	w, err := worker.New(rt.JS, rt.Store, rt.Connectors, rt.Config(), worker.Options{
+	if rt.Catalog == nil {
+		return errors.New("worker: the runtime opened no catalog to read connector definitions from")
+	}
+	w, err := worker.New(rt.JS, rt.Store, rt.Connectors, rt.Catalog, worker.Options{
 		ID: o.id, Concurrency: o.concurrency, AckWait: o.ackWait, Grace: o.grace, Filter: o.filter,
 		HTTP:   upstreamClient(rt, o),
 		Logger: rt.Logger, Registerer: rt.Metrics, Tracer: rt.Tracer, Propagator: telemetry.Propagator,
 		Redactor: rt.Redactor, Budgets: budgets,
+		Env: rt.Lookup, DefinitionsCache: o.definitionsCache,
 	})
 	if err != nil {
 		return err
 	}
 	return rt.Run(ctx, service.Parts{
 		Loop:    w.Run,
-		Apply:   w.Apply,
 		Replica: o.id,
 		Verbs:   map[string]admin.Handler{admin.VerbTrigger: w.Trigger, admin.VerbReset: w.Reset},
 	})

@@ -101,7 +101,8 @@ Included by the objects every install renders.
 
 {{/*
 The files pollgrid reads from Secrets of the user's: volumes, mounts and the
-variables naming them. (dict "root" $ "part" "volumes"|"mounts"|"env")
+variables naming them. (dict "root" $ "part" "volumes"|"mounts"|"env"), and
+"natsOnly" true for pollctl, which reaches NATS and nothing else.
 */}}
 {{- define "pollgrid.secretFiles" -}}
 {{- $v := .root.Values -}}
@@ -110,7 +111,7 @@ variables naming them. (dict "root" $ "part" "volumes"|"mounts"|"env")
 {{- $files = append $files (dict "volume" "nats-creds" "secret" $v.nats.credsSecret.name "items" (list (dict "var" "NATS_CREDS" "key" $v.nats.credsSecret.key))) -}}
 {{- end -}}
 {{- range $prefix, $s := dict "nats" $v.nats.tlsSecret "redis" $v.redis.tlsSecret -}}
-{{- if $s.name -}}
+{{- if and $s.name (or (eq $prefix "nats") (not $.natsOnly)) -}}
 {{- $items := list -}}
 {{- $var := upper $prefix -}}
 {{- if $s.ca }}{{ $items = append $items (dict "var" (printf "%s_CA" $var) "key" $s.ca) }}{{ end -}}

@@ -33,8 +33,8 @@ spec:
         prometheus.io/scrape: "true"
         prometheus.io/port: {{ $c.port | quote }}
         prometheus.io/path: /metrics
-        # A change of these rolls the pods.
-        checksum/connectors: {{ include "pollgrid.connectors" $root | sha256sum }}
+        # A change of these rolls the pods. The connectors do not: they are
+        # data in NATS (the Job applies them), followed without a restart.
         checksum/config: {{ include (print $root.Template.BasePath "/config.yaml") $root | sha256sum }}
         checksum/secret: {{ include (print $root.Template.BasePath "/secret.yaml") $root | sha256sum }}
         {{- with $c.podAnnotations }}
@@ -65,13 +65,21 @@ spec:
           envFrom:
             - configMapRef: {name: {{ include "pollgrid.fullname" $root }}-env}
             - secretRef: {name: {{ include "pollgrid.fullname" $root }}}
+            {{- if eq .component "worker" }}
+            # The ${VAR} values of the connectors: only workers resolve them.
+            - secretRef: {name: {{ include "pollgrid.fullname" $root }}-worker}
+            {{- with $v.secret.workerExistingSecret }}
+            - secretRef: {name: {{ . }}}
+            {{- end }}
+            {{- end }}
             {{- with $v.secret.existingSecret }}
             # Last: its keys win over the same keys above.
             - secretRef: {name: {{ . }}}
             {{- end }}
+          # No CONNECTORS_FILE: a process started with one would own the
+          # catalog; the connectors Job (or your pollctl apply) fills it.
           env:
             - {name: HTTP_ADDR, value: {{ printf ":%v" $c.port | quote }}}
-            - {name: CONNECTORS_FILE, value: /etc/pollgrid/connectors.json}
             {{- with include "pollgrid.secretFiles" (dict "root" $root "part" "env") | trim }}
             {{- . | nindent 12 }}
             {{- end }}
@@ -81,11 +89,10 @@ spec:
             {{- with $c.extraEnv }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
+          {{- with include "pollgrid.secretFiles" (dict "root" $root "part" "mounts") | trim }}
           volumeMounts:
-            - {name: connectors, mountPath: /etc/pollgrid, readOnly: true}
-            {{- with include "pollgrid.secretFiles" (dict "root" $root "part" "mounts") | trim }}
             {{- . | nindent 12 }}
-            {{- end }}
+          {{- end }}
           # The port opens in the process's first second, before NATS and
           # Redis answer: a pod waiting for them is not ready (/readyz says
           # why) but never restarted for it.
@@ -107,13 +114,10 @@ spec:
             {{- toYaml $c.resources | nindent 12 }}
           securityContext:
             {{- toYaml $v.securityContext | nindent 12 }}
+      {{- with include "pollgrid.secretFiles" (dict "root" $root "part" "volumes") | trim }}
       volumes:
-        - name: connectors
-          configMap:
-            name: {{ include "pollgrid.fullname" $root }}-connectors
-        {{- with include "pollgrid.secretFiles" (dict "root" $root "part" "volumes") | trim }}
         {{- . | nindent 8 }}
-        {{- end }}
+      {{- end }}
 ---
 apiVersion: v1
 kind: Service

@@ -28,7 +28,7 @@ const (
 	ExitFailed = 1
 	// ExitUsage: bad arguments or flags, or a reset without --yes.
 	ExitUsage = 2
-	// ExitNotFound: no connector of that name.
+	// ExitNotFound: no connector (budget, revision) of that name.
 	ExitNotFound = 3
 	// ExitUnavailable: NATS, Redis or the service that serves the verb
 	// cannot be reached, or did not answer in time.
@@ -103,7 +103,9 @@ func (a *app) root() *cobra.Command {
 		Long: `pollctl operates a running pollgrid through its admin API, the NATS micro
 service pollgrid-admin on pollgrid.admin.>: list connectors and their health,
 look at one, poll it now, pause and resume it, reset it, reload every
-service's config, and tail the signals. It also validates a config file and
+service's config, and tail the signals. It keeps the connector catalog (the
+NATS KV bucket pollgrid-connectors): apply a file to it, get, delete, list the
+history of and roll back one definition. It also validates a config file and
 dry-runs one poll locally, without NATS.
 
 Connection: the nats CLI's flags, each with its NATS_* variable (a flag wins
@@ -118,9 +120,10 @@ one-line summary on standard error. --version prints the build.
 
 Exit codes:
   0  done
-  1  it ran and the answer is a failure (config problems, a failed poll, a rejected reload)
+  1  it ran and the answer is a failure (config problems, a failed poll, a rejected reload,
+     an apply in conflict)
   2  bad arguments or flags (and reset without --yes)
-  3  no connector of that name
+  3  no connector (or budget, or revision) of that name
   4  NATS, Redis or the service serving the verb is unreachable or did not answer`,
 		Example: `  pollctl list --health failing
   pollctl status noaa-alerts-ca
@@ -128,6 +131,8 @@ Exit codes:
   pollctl pause noaa-alerts-ca && pollctl resume noaa-alerts-ca
   pollctl tail 'signals.weather-noaa.>'
   pollctl validate connectors.json
+  pollctl apply -f connectors.json --prune --dry-run
+  pollctl history noaa-alerts-ca && pollctl rollback noaa-alerts-ca
   pollctl --server nats://nats.internal:4222 --creds ops.creds list --json`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -142,6 +147,7 @@ Exit codes:
 	root.AddCommand(a.validateCmd(), a.listCmd(), a.statusCmd(), a.triggerCmd(), a.pauseCmd(), a.resumeCmd(),
 		a.resetCmd(), a.reloadCmd(), a.tailCmd(), a.dryRunCmd())
 	root.AddCommand(a.schemaCmd())
+	root.AddCommand(a.applyCmd(), a.getCmd(), a.deleteCmd(), a.historyCmd(), a.rollbackCmd())
 	return root
 }
 

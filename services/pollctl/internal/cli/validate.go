@@ -61,14 +61,7 @@ Needs no NATS.`,
 					fmt.Fprintf(a.io.Out, "  warning: %s: %s\n", p.Path, p.Message)
 				}
 			} else {
-				fmt.Fprintf(a.io.Out, "%s: %s\n", r.File, plural(len(r.Problems), "problem"))
-				for _, p := range r.Problems {
-					if p.Path != "" {
-						fmt.Fprintf(a.io.Out, "  %s: %s\n", p.Path, p.Message)
-					} else {
-						fmt.Fprintf(a.io.Out, "  %s\n", p.Message)
-					}
-				}
+				printProblems(a.io.Out, r.File, r.Problems)
 			}
 			if !r.OK {
 				return fail(ExitFailed, "%s is not valid: fix the %s above", r.File, plural(len(r.Problems), "problem"))

@@ -1,0 +1,305 @@
+package catalog
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/pollgrid/pollgrid/pkg/config"
+)
+
+// Defined is a connector as the index holds it: checked as written, its
+// type config dropped (the index never polls), its budget linked.
+type Defined struct {
+	config.Connector
+	// Revision of its definition in the bucket.
+	Revision uint64
+}
+
+// Index follows the bucket (Catalog.Follow) and holds what scheduling and
+// listing need of every connector: its name, type, interval, enabled,
+// budget, revision. A definition that does not pass its check (written to
+// the bucket around pollctl) is held apart, with why (Invalid).
+type Index struct {
+	types config.TypeChecker
+	log   *slog.Logger
+
+	mu         sync.RWMutex
+	versions   map[Ref]Version
+	connectors map[string]Defined
+	invalid    map[string]string
+	budgets    map[string]config.Budget
+	// sharers are each budget's enabled connectors.
+	sharers map[string]map[string]struct{}
+	// dirty are the connectors whose scheduling changed since TakeDirty.
+	dirty   map[string]struct{}
+	changed chan struct{}
+	synced  chan struct{}
+	once    sync.Once
+}
+
+// NewIndex returns an empty index; types checks the definitions.
+func NewIndex(types config.TypeChecker, log *slog.Logger) *Index {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Index{
+		types: types, log: log,
+		versions: map[Ref]Version{}, connectors: map[string]Defined{}, invalid: map[string]string{},
+		budgets: map[string]config.Budget{}, sharers: map[string]map[string]struct{}{},
+		dirty: map[string]struct{}{}, changed: make(chan struct{}, 1), synced: make(chan struct{}),
+	}
+}
+
+// Follow keeps x in line with the bucket until ctx ends: every key's latest
+// revision, then each change as it is written. A watch that breaks is
+// started again (its first pass then repeats, which the index takes as
+// unchanged).
+func (c *Catalog) Follow(ctx context.Context, x *Index) {
+	for ctx.Err() == nil {
+		err := c.follow(ctx, x)
+		if ctx.Err() != nil {
+			return
+		}
+		x.log.Warn("following the connector catalog failed; starting again", "bucket", Bucket, "error", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (c *Catalog) follow(ctx context.Context, x *Index) error {
+	w, err := c.kv.WatchAll(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			switch {
+			case !ok:
+				return errors.New("the watch ended")
+			case e == nil:
+				x.once.Do(func() { close(x.synced) })
+			default:
+				if ref, ok := ParseKey(e.Key()); ok {
+					x.Update(entryOf(ref, e))
+				}
+			}
+		}
+	}
+}
+
+// Synced is closed once the index holds every key the bucket held when
+// Follow began.
+func (x *Index) Synced() <-chan struct{} { return x.synced }
+
+// Changed receives a value whenever a connector's scheduling changed
+// (TakeDirty says which).
+func (x *Index) Changed() <-chan struct{} { return x.changed }
+
+// TakeDirty returns the connectors whose scheduling changed (defined,
+// changed, deleted, or their budget's sharers changed) since the last call.
+func (x *Index) TakeDirty() []string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	out := slices.Collect(maps.Keys(x.dirty))
+	clear(x.dirty)
+	return out
+}
+
+// Update takes one revision of one key into the index.
+func (x *Index) Update(e Entry) {
+	v := Version{Revision: e.Revision, Deleted: e.Deleted}
+	if !e.Deleted {
+		v.Sum = SumOf(e.Value)
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if old, ok := x.versions[e.Ref]; ok && old.Revision >= e.Revision {
+		return // a watch started again repeats what it has seen
+	}
+	x.versions[e.Ref] = v
+	switch e.Kind {
+	case KindConnector:
+		x.updateConnector(e)
+	case KindBudget:
+		x.updateBudget(e)
+	}
+	select {
+	case x.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (x *Index) updateConnector(e Entry) {
+	name := e.Name
+	x.dirty[name] = struct{}{}
+	if old, ok := x.connectors[name]; ok {
+		x.unshare(old.Connector)
+		delete(x.connectors, name)
+	}
+	delete(x.invalid, name)
+	if e.Deleted {
+		return
+	}
+	source := fmt.Sprintf("definition of %s (revision %d)", name, e.Revision)
+	c, err := config.ParseConnector(source, e.Value, config.Unresolved, x.types, nil)
+	if err == nil && c.Name != name {
+		err = fmt.Errorf("%s: its name is %q, not %q (its key); write it again with pollctl apply", source, c.Name, name)
+	}
+	if err != nil {
+		x.invalid[name] = err.Error()
+		x.log.Error("a connector definition in the catalog does not pass its check; it is not scheduled", "connector", name, "error", err)
+		return
+	}
+	c.Config = nil // the index never polls: a worker reads the definition itself
+	x.connectors[name] = Defined{Connector: c, Revision: e.Revision}
+	x.share(c)
+}
+
+func (x *Index) share(c config.Connector) {
+	if b := c.Budget.Name; b != "" && c.Enabled {
+		if x.sharers[b] == nil {
+			x.sharers[b] = map[string]struct{}{}
+		}
+		x.sharers[b][c.Name] = struct{}{}
+		x.touchBudget(b)
+	}
+}
+
+func (x *Index) unshare(c config.Connector) {
+	if b := c.Budget.Name; b != "" && c.Enabled {
+		delete(x.sharers[b], c.Name)
+		x.touchBudget(b)
+	}
+}
+
+// touchBudget marks every connector of a budget dirty: their share of it
+// is in their ticks.
+func (x *Index) touchBudget(b string) {
+	for name := range x.sharers[b] {
+		x.dirty[name] = struct{}{}
+	}
+}
+
+func (x *Index) updateBudget(e Entry) {
+	if e.Deleted {
+		delete(x.budgets, e.Name)
+	} else {
+		b, err := config.ParseBudget(fmt.Sprintf("definition of budget %s (revision %d)", e.Name, e.Revision), e.Name, e.Value)
+		if err != nil {
+			x.log.Error("a budget definition in the catalog does not pass its check; its connectors draw from no budget", "budget", e.Name, "error", err)
+			delete(x.budgets, e.Name)
+		} else {
+			x.budgets[e.Name] = b
+		}
+	}
+	x.touchBudget(e.Name)
+}
+
+// Connector returns one connector, its budget linked.
+func (x *Index) Connector(name string) (Defined, bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	d, ok := x.connectors[name]
+	if ok {
+		d.Budget = x.linked(d.Budget.Name)
+	}
+	return d, ok
+}
+
+// Connectors returns every valid connector, sorted by name.
+func (x *Index) Connectors() []Defined {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	out := make([]Defined, 0, len(x.connectors))
+	budgets := map[string]config.Budget{}
+	for _, d := range x.connectors {
+		if name := d.Budget.Name; name != "" {
+			b, ok := budgets[name]
+			if !ok {
+				b = x.linked(name)
+				budgets[name] = b
+			}
+			d.Budget = b
+		}
+		out = append(out, d)
+	}
+	slices.SortFunc(out, func(a, b Defined) int { return cmp.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Len counts the valid connectors.
+func (x *Index) Len() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return len(x.connectors)
+}
+
+// Invalid returns the connectors whose definitions fail their check, with why.
+func (x *Index) Invalid() map[string]string {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return maps.Clone(x.invalid)
+}
+
+// Budgets returns every budget with its sharers counted.
+func (x *Index) Budgets() map[string]config.Budget {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	out := make(map[string]config.Budget, len(x.budgets))
+	for name := range x.budgets {
+		out[name] = x.linked(name)
+	}
+	return out
+}
+
+// linked is budget name with its sharers counted; the zero Budget keeps
+// the name when the catalog does not define it (its connectors draw from
+// no budget until it is).
+func (x *Index) linked(name string) config.Budget {
+	if name == "" {
+		return config.Budget{}
+	}
+	b, ok := x.budgets[name]
+	if !ok {
+		return config.Budget{Name: name}
+	}
+	b.Connectors = len(x.sharers[name])
+	for c := range x.sharers[name] {
+		if d, ok := x.connectors[c]; ok && d.Interval > 0 {
+			b.Demand += float64(b.Per) / float64(d.Interval)
+		}
+	}
+	return b
+}
+
+// Version returns one key's version (Versions).
+func (x *Index) Version(r Ref) (Version, bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	v, ok := x.versions[r]
+	return v, ok
+}
+
+// All lists every key's version (Versions), from a copy taken at the call.
+func (x *Index) All() iter.Seq2[Ref, Version] {
+	x.mu.RLock()
+	snap := maps.Clone(x.versions)
+	x.mu.RUnlock()
+	return Snapshot(snap).All()
+}
+
+var _ Versions = (*Index)(nil)

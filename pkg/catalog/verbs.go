@@ -1,0 +1,331 @@
+package catalog
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pollgrid/pollgrid/pkg/admin"
+	"github.com/pollgrid/pollgrid/pkg/config"
+)
+
+// applySource names a request's definitions in their problems.
+const applySource = "the apply request"
+
+// catchUpWait bounds how long a verb that wrote waits for the index to
+// hold what it wrote: the next request (pollctl's next part of a file, a
+// get) is planned from the index, and must find it there.
+const catchUpWait = 2 * time.Second
+
+// Verbs are the admin verbs of the catalog, which the scheduler serves:
+// apply, definitions, delete, get, history and rollback. x must follow c
+// (Catalog.Follow): apply plans from it, without reading the bucket, and a
+// verb waits for it to be synced. types checks the definitions as pollctl
+// does. Values leave as written: their ${VAR} references are never
+// resolved here.
+func Verbs(c *Catalog, x *Index, types config.TypeChecker) map[string]admin.Handler {
+	v := &verbs{c: c, x: x, types: types}
+	return map[string]admin.Handler{
+		admin.VerbApply:       v.apply,
+		admin.VerbDefinitions: v.definitions,
+		admin.VerbDelete:      v.delete,
+		admin.VerbGet:         v.get,
+		admin.VerbHistory:     v.history,
+		admin.VerbRollback:    v.rollback,
+	}
+}
+
+type verbs struct {
+	c     *Catalog
+	x     *Index
+	types config.TypeChecker
+}
+
+// apply checks a part of a file as a file of its own, then writes its
+// difference with the index; a definition that fails its check is never
+// written.
+func (v *verbs) apply(ctx context.Context, data []byte) (any, error) {
+	var req admin.ApplyRequest
+	if err := admin.Decode(data, &req); err != nil {
+		return nil, err
+	}
+	file := map[string]any{"connectors": req.Connectors}
+	if len(req.Budgets) > 0 {
+		file["budgets"] = req.Budgets
+	}
+	body, err := json.Marshal(file)
+	if err != nil {
+		return nil, admin.Errorf(admin.CodeBadRequest, "%s: %v", applySource, err)
+	}
+	defs, err := config.ParseDefinitions(applySource, body, v.types)
+	if err != nil {
+		return nil, refused(applySource, err)
+	}
+	if err := v.synced(ctx); err != nil {
+		return nil, err
+	}
+	seen := &recorded{vs: v.x, seen: map[Ref]Version{}}
+	diff, err := v.c.Apply(ctx, defs, ApplyOptions{DryRun: req.DryRun, Versions: seen})
+	var conflict *ConflictError
+	if err != nil && !errors.As(err, &conflict) {
+		return nil, err
+	}
+	if !req.DryRun {
+		// A conflict's definitions were written by someone else: the index
+		// gets them too, and the apply asked again plans from them.
+		v.catchUp(ctx, seen.seen, slices.Concat(diff.Created, diff.Changed))
+	}
+	if conflict != nil {
+		return nil, admin.Errorf(admin.CodeConflict, "%v", conflict)
+	}
+	return admin.ApplyReply{Created: refsOf(diff.Created, nil), Changed: refsOf(diff.Changed, nil),
+		Unchanged: diff.Unchanged, DryRun: req.DryRun}, nil
+}
+
+// definitions lists the definitions the index holds, budgets first.
+func (v *verbs) definitions(ctx context.Context, data []byte) (any, error) {
+	var req admin.DefinitionsRequest
+	if err := admin.Decode(data, &req); err != nil {
+		return nil, err
+	}
+	if req.Offset < 0 || req.Limit < 0 || req.Limit > admin.MaxDefinitions {
+		return nil, admin.Errorf(admin.CodeBadRequest, "offset %d, limit %d: give an offset of 0 or more and a limit of 0 to %d",
+			req.Offset, req.Limit, admin.MaxDefinitions)
+	}
+	if req.Limit == 0 {
+		req.Limit = admin.MaxDefinitions
+	}
+	if err := v.synced(ctx); err != nil {
+		return nil, err
+	}
+	var all []Ref
+	revisions := map[Ref]uint64{}
+	for ref, have := range v.x.All() {
+		if !have.Deleted {
+			all = append(all, ref)
+			revisions[ref] = have.Revision
+		}
+	}
+	slices.SortFunc(all, compareRefs)
+	page := all[min(req.Offset, len(all)):min(req.Offset+req.Limit, len(all))]
+	reply := admin.DefinitionsReply{Refs: refsOf(page, revisions), Total: len(all), Offset: req.Offset}
+	if reply.Refs == nil {
+		reply.Refs = []admin.Ref{}
+	}
+	return reply, nil
+}
+
+// delete deletes definitions, connectors first, each on condition of its
+// revision. A budget a connector still names is not deleted: the request
+// is refused whole.
+func (v *verbs) delete(ctx context.Context, data []byte) (any, error) {
+	var req admin.DeleteRequest
+	if err := admin.Decode(data, &req); err != nil {
+		return nil, err
+	}
+	if len(req.Refs) == 0 {
+		return nil, admin.Errorf(admin.CodeBadRequest, "the request names no definition to delete")
+	}
+	refs := make([]Ref, len(req.Refs))
+	last := map[Ref]uint64{}
+	for i, r := range req.Refs {
+		ref, err := refOf(r.Kind, r.Name)
+		if err != nil {
+			return nil, err
+		}
+		refs[i], last[ref] = ref, r.Revision
+	}
+	if err := v.synced(ctx); err != nil {
+		return nil, err
+	}
+	if err := v.budgetsInUse(refs); err != nil {
+		return nil, err
+	}
+	// Connectors before the budgets they may name.
+	slices.SortStableFunc(refs, func(a, b Ref) int { return -strings.Compare(string(a.Kind), string(b.Kind)) })
+	var reply admin.DeleteReply
+	var deleted, conflicts, waitFor []Ref
+	seen := map[Ref]Version{}
+	for _, ref := range refs {
+		have, ok := v.x.Version(ref)
+		if !ok || have.Deleted {
+			reply.Missing = append(reply.Missing, admin.Ref{Kind: string(ref.Kind), Name: ref.Name})
+			continue
+		}
+		seen[ref] = have
+		err := v.c.Delete(ctx, ref, last[ref])
+		switch {
+		case errors.Is(err, ErrConflict):
+			conflicts = append(conflicts, ref)
+			if last[ref] == 0 || last[ref] == have.Revision {
+				waitFor = append(waitFor, ref) // someone else wrote it: the index gets it too
+			}
+		case err != nil:
+			v.catchUp(ctx, seen, deleted)
+			return nil, fmt.Errorf("%w (deleted before it: %d)", err, len(deleted))
+		default:
+			deleted = append(deleted, ref)
+			waitFor = append(waitFor, ref)
+		}
+	}
+	v.catchUp(ctx, seen, waitFor)
+	if len(conflicts) > 0 {
+		return nil, admin.Errorf(admin.CodeConflict, "not deleted: %s changed since the revision given (%d others of the request were deleted); pollctl get shows the latest revision, delete again with it",
+			names(conflicts), len(deleted))
+	}
+	reply.Deleted = refsOf(deleted, nil)
+	return reply, nil
+}
+
+// budgetsInUse refuses to delete a budget that a connector kept names:
+// that connector would draw from no budget.
+func (v *verbs) budgetsInUse(refs []Ref) error {
+	gone := map[Ref]bool{}
+	budgets := map[string]bool{}
+	for _, r := range refs {
+		gone[r] = true
+		if r.Kind == KindBudget {
+			budgets[r.Name] = true
+		}
+	}
+	if len(budgets) == 0 {
+		return nil
+	}
+	users := map[string][]string{}
+	for _, d := range v.x.Connectors() {
+		if b := d.Budget.Name; budgets[b] && !gone[Connector(d.Name)] {
+			users[b] = append(users[b], d.Name)
+		}
+	}
+	for _, b := range slices.Sorted(maps.Keys(users)) {
+		list := users[b]
+		shown := list[:min(len(list), 5)]
+		more := ""
+		if len(list) > 5 {
+			more = fmt.Sprintf(" and %d more", len(list)-5)
+		}
+		return admin.Errorf(admin.CodeBadRequest, "budget %s is named by %d connectors (%s%s): delete them, or change their budget, first; nothing was deleted",
+			b, len(list), strings.Join(shown, ", "), more)
+	}
+	return nil
+}
+
+// syncWait bounds how long a verb waits for the index to read the bucket
+// when the scheduler has just started.
+const syncWait = 10 * time.Second
+
+// synced waits for the index to hold the whole bucket.
+func (v *verbs) synced(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, syncWait)
+	defer cancel()
+	select {
+	case <-v.x.Synced():
+		return nil
+	case <-ctx.Done():
+		return admin.Errorf(admin.CodeUnavailable, "the scheduler is still reading the catalog (%s): ask again in a moment", Bucket)
+	}
+}
+
+// catchUp waits, up to catchUpWait, for the index to hold a revision of
+// each ref newer than the one it held (seen): one this verb wrote, or
+// that someone else wrote in its way.
+func (v *verbs) catchUp(ctx context.Context, seen map[Ref]Version, refs []Ref) {
+	ctx, cancel := context.WithTimeout(ctx, catchUpWait)
+	defer cancel()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		refs = slices.DeleteFunc(refs, func(r Ref) bool {
+			have, _ := v.x.Version(r)
+			return have.Revision > seen[r].Revision
+		})
+		if len(refs) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return // the next request may find a conflict, and ask again
+		case <-tick.C:
+		}
+	}
+}
+
+// recorded is the versions Plan read, to wait for newer ones after.
+type recorded struct {
+	vs   Versions
+	seen map[Ref]Version
+}
+
+func (r *recorded) Version(ref Ref) (Version, bool) {
+	have, ok := r.vs.Version(ref)
+	r.seen[ref] = have
+	return have, ok
+}
+
+func (r *recorded) All() iter.Seq2[Ref, Version] { return r.vs.All() }
+
+// refused is a definition that fails its check: 400, every problem listed.
+func refused(source string, err error) error {
+	var problems *config.Problems
+	if !errors.As(err, &problems) {
+		return admin.Errorf(admin.CodeBadRequest, "%v", err)
+	}
+	e := admin.Errorf(admin.CodeBadRequest, "%s: %s; nothing was written", source, plural(len(problems.List), "problem"))
+	if len(problems.List) == 1 {
+		e.Message = fmt.Sprintf("%s: %v; nothing was written", source, problems.List[0])
+	}
+	for _, p := range problems.List {
+		e.Problems = append(e.Problems, admin.Problem{Path: p.Path, Message: p.Message})
+	}
+	return e
+}
+
+// refOf reads a request's kind and name; the name must be a key token.
+func refOf(kind, name string) (Ref, error) {
+	switch Kind(kind) {
+	case "":
+		kind = string(KindConnector)
+	case KindConnector, KindBudget:
+	default:
+		return Ref{}, admin.Errorf(admin.CodeBadRequest, "kind %q: give %q or %q", kind, KindConnector, KindBudget)
+	}
+	if name == "" || strings.ContainsAny(name, ".*> \t\r\n") {
+		return Ref{}, admin.Errorf(admin.CodeBadRequest, "name %q: give a connector's or budget's name", name)
+	}
+	return Ref{Kind: Kind(kind), Name: name}, nil
+}
+
+func refsOf(refs []Ref, revisions map[Ref]uint64) []admin.Ref {
+	if len(refs) == 0 {
+		return nil
+	}
+	out := make([]admin.Ref, len(refs))
+	for i, r := range refs {
+		out[i] = admin.Ref{Kind: string(r.Kind), Name: r.Name, Revision: revisions[r]}
+	}
+	return out
+}
+
+func names(refs []Ref) string {
+	shown := make([]string, 0, 5)
+	for _, r := range refs[:min(len(refs), 5)] {
+		shown = append(shown, r.String())
+	}
+	if len(refs) > 5 {
+		return fmt.Sprintf("%s and %d more", strings.Join(shown, ", "), len(refs)-5)
+	}
+	return strings.Join(shown, ", ")
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

@@ -1,0 +1,208 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+)
+
+// Definition is one connector or budget as its user wrote it: its ${VAR}
+// references unresolved, its JSON compacted. The catalog (NATS KV) stores
+// definitions; a worker resolves the references from its own environment
+// when it polls (ParseConnector).
+type Definition struct {
+	Name  string
+	Value json.RawMessage
+}
+
+// Definitions is a whole connectors file, checked as written.
+type Definitions struct {
+	Source string
+	// Connectors in file order; Budgets sorted by name.
+	Connectors []Definition
+	Budgets    []Definition
+	// Enabled counts the connectors to poll.
+	Enabled int
+	// Warnings are what is valid but likely not meant (Config.Warnings).
+	Warnings []Problem
+}
+
+// Unresolved is the environment definitions are checked in: every ${VAR}
+// stands for itself, so that a definition is checked as written, the same
+// wherever it is checked (pollctl, the admin service, a process applying
+// its file), and no value of the checker's environment enters it. A field
+// whose check refuses the literal "${VAR}" (a URL, a duration) is better
+// written without a variable.
+func Unresolved(key string) (string, bool) { return "${" + key + "}", true }
+
+// DefinitionLimits are the limits of a file to apply: its size is not
+// capped (the catalog holds one definition per key, and a process never
+// loads the whole set), each definition's depth is.
+func DefinitionLimits() Limits {
+	return Limits{MaxBytes: 1 << 40, MaxDepth: DefaultMaxDepth}
+}
+
+// ParseDefinitions checks a whole connectors file as written (Unresolved)
+// and returns its entries for the catalog. The error, if any, is a
+// *Problems listing everything wrong; nothing is returned then.
+func ParseDefinitions(source string, data []byte, types TypeChecker) (*Definitions, error) {
+	cfg, top, err := parse(source, data, Unresolved, types, DefinitionLimits())
+	if err != nil {
+		return nil, err
+	}
+	defs := &Definitions{Source: source, Warnings: cfg.Warnings, Enabled: len(cfg.Enabled())}
+	items, err := splitList(top["connectors"])
+	if err != nil || len(items) != len(cfg.Connectors) {
+		return nil, fmt.Errorf("%s: read the connectors again: %v", source, err)
+	}
+	defs.Connectors = make([]Definition, len(items))
+	for i, item := range items {
+		defs.Connectors[i] = Definition{Name: cfg.Connectors[i].Name, Value: compact(item)}
+	}
+	if raw := top["budgets"]; raw != nil {
+		var budgets map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &budgets); err != nil {
+			return nil, fmt.Errorf("%s: read the budgets again: %w", source, err)
+		}
+		for _, name := range slices.Sorted(maps.Keys(budgets)) {
+			defs.Budgets = append(defs.Budgets, Definition{Name: name, Value: compact(budgets[name])})
+		}
+	}
+	return defs, nil
+}
+
+// ParseConnector checks one stored connector definition and resolves its
+// ${VAR} references from env: what a worker polls with. budgets holds the
+// budget it names, if any (with its sharers counted); a name it does not
+// hold is a problem. With budgets nil the connector's Budget keeps only its
+// name (the catalog's index links budgets itself). The error, if any, is a *Problems whose Source is
+// source.
+func ParseConnector(source string, value []byte, env Env, types TypeChecker, budgets map[string]Budget) (Connector, error) {
+	problems := &Problems{Source: source}
+	limits := DefinitionLimits()
+	if !limits.checkDepth(value, problems, "") || !checkSyntax(value, "", problems) {
+		return Connector{}, problems.err(nil)
+	}
+	c := check(env, types, source, value, func(field string) string { return field })
+	problems.List = append(problems.List, c.problems...)
+	secrets := sortedKeys(c.secrets)
+	if name := c.conn.Budget.Name; name != "" && c.ok && budgets != nil {
+		b, ok := budgets[name]
+		if !ok {
+			problems.add("budget", "%s", unknownBudget(name, budgets))
+		}
+		c.conn.Budget = b
+	}
+	if err := problems.err(secrets); err != nil {
+		return Connector{}, err
+	}
+	return c.conn, nil
+}
+
+// ParseBudget checks one stored budget definition.
+func ParseBudget(source, name string, value []byte) (Budget, error) {
+	problems := &Problems{Source: source}
+	if !checkSyntax(value, "", problems) {
+		return Budget{}, problems.err(nil)
+	}
+	var tree any
+	dec := json.NewDecoder(bytes.NewReader(value))
+	dec.UseNumber()
+	_ = dec.Decode(&tree) // cannot fail: checkSyntax passed
+	b, _ := budget(name, tree, "", problems)
+	if err := problems.err(nil); err != nil {
+		return Budget{}, err
+	}
+	return b, nil
+}
+
+// LoadDefinitions reads the definitions a process applies to the catalog
+// at start and on SIGHUP, from where the environment says:
+//
+//   - CONNECTOR_TYPE set: one connector from the CONNECTOR_* variables;
+//   - CONNECTORS_FILE set: that file, narrowed to the connector called
+//     CONNECTOR_NAME when that is set;
+//   - neither: ./connectors.json when it exists, else nothing (defs nil):
+//     the process serves what the catalog holds (pollctl apply fills it).
+//
+// whole says the definitions are the whole set (a whole file), so that
+// applying them removes the connectors and budgets they do not hold.
+// source describes what was read, for the log.
+func LoadDefinitions(env Env, types TypeChecker) (defs *Definitions, whole bool, source string, err error) {
+	if _, ok := env.lookup("CONNECTOR_TYPE"); ok {
+		limits, err := LimitsFrom(env)
+		if err != nil {
+			return nil, false, EnvSource, err
+		}
+		problems := &Problems{Source: EnvSource}
+		obj := envEntry(env, limits, problems)
+		if err := problems.err(nil); err != nil {
+			return nil, false, EnvSource, err
+		}
+		written, err := json.Marshal(obj)
+		if err != nil {
+			return nil, false, EnvSource, fmt.Errorf("%s: %w", EnvSource, err)
+		}
+		file := append(append([]byte(`{"connectors": [`), written...), "]}"...)
+		defs, err := ParseDefinitions(EnvSource, file, types)
+		return defs, false, EnvSource, err
+	}
+	path, set := env.lookup("CONNECTORS_FILE")
+	if !set || path == "" {
+		path = DefaultFile
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, false, "the catalog only (no CONNECTORS_FILE, no ./" + DefaultFile + ")", nil
+		}
+	}
+	limits := DefinitionLimits()
+	data, err := readCapped(path, limits.MaxBytes)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, path, fmt.Errorf("connectors file %s: %w (create it, set CONNECTORS_FILE to its path, "+
+			"or leave CONNECTORS_FILE unset to serve what pollctl apply put in the catalog)", path, fs.ErrNotExist)
+	}
+	if err != nil {
+		return nil, false, path, fmt.Errorf("read connectors file: %w", err)
+	}
+	defs, err = ParseDefinitions(path, data, types)
+	if err != nil {
+		return nil, false, path, err
+	}
+	name, _ := env.lookup("CONNECTOR_NAME")
+	if name == "" {
+		return defs, true, fmt.Sprintf("%s (%s)", path, plural(len(defs.Connectors), "connector")), nil
+	}
+	i := slices.IndexFunc(defs.Connectors, func(d Definition) bool { return d.Name == name })
+	if i < 0 {
+		names := make([]string, len(defs.Connectors))
+		for i, d := range defs.Connectors {
+			names[i] = d.Name
+		}
+		problems := &Problems{Source: path}
+		problems.add("CONNECTOR_NAME", "no connector named %q in %s (available: %s)", name, path, strings.Join(names, ", "))
+		return nil, false, path, problems.err(nil)
+	}
+	total := len(defs.Connectors)
+	defs.Connectors, defs.Enabled = defs.Connectors[i:i+1], 1
+	return defs, false, fmt.Sprintf("%s (connector %q of %d)", path, name, total), nil
+}
+
+// splitList splits a JSON list into its items.
+func splitList(raw json.RawMessage) ([]json.RawMessage, error) {
+	var items []json.RawMessage
+	err := json.Unmarshal(raw, &items)
+	return items, err
+}
+
+func compact(raw []byte) json.RawMessage {
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		return slices.Clone(raw)
+	}
+	return b.Bytes()
+}

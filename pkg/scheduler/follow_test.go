@@ -1,0 +1,258 @@
+package scheduler
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pollgrid/pollgrid/pkg/bus"
+	"github.com/pollgrid/pollgrid/pkg/catalog"
+	"github.com/pollgrid/pollgrid/pkg/config"
+)
+
+// file writes a connectors file of the connectors given as JSON objects.
+func file(connectors ...string) string {
+	return `{"connectors": [` + strings.Join(connectors, ",") + `]}`
+}
+
+// The intervals divide a day, so their schedules are cron expressions that
+// fire at most a few times a day: none fires during a test.
+const (
+	connA     = `{"name": "a", "type": "fake", "interval": "6h"}`
+	connB     = `{"name": "b", "type": "fake", "interval": "6h"}`
+	connA12h  = `{"name": "a", "type": "fake", "interval": "12h"}`
+	connAOff  = `{"name": "a", "type": "fake", "interval": "6h", "enabled": false}`
+	connOther = `{"name": "a", "type": "other", "interval": "6h"}`
+)
+
+func TestNothingRemovedBeforeTheCatalogIsRead(t *testing.T) {
+	fx := newFixture(t)
+	// A schedule and a pending tick of a connector the catalog does not hold.
+	orphan := catalog.Defined{Connector: config.Connector{Name: "orphan", Type: "fake", Enabled: true, Interval: 6 * time.Hour}}
+	d, err := newDefinition(orphan)
+	require.NoError(t, err)
+	_, err = fx.js.PublishMsg(fx.ctx, d.msg())
+	require.NoError(t, err)
+	_, err = fx.js.Publish(fx.ctx, bus.TickSubject("fake", "orphan"), d.body)
+	require.NoError(t, err)
+
+	fx.run(t, false) // leads, but the index follows nothing yet
+	assert.Never(t, func() bool {
+		_, ok := fx.schedule(t, "fake", "orphan")
+		return !ok
+	}, 500*time.Millisecond, 20*time.Millisecond, "a schedule was removed before the index held the catalog")
+	_, ok := fx.pending(t, "fake", "orphan")
+	assert.True(t, ok, "its pending tick stays too")
+
+	fx.follow(t) // an empty catalog: now the orphan goes
+	require.Eventually(t, func() bool {
+		_, ok := fx.schedule(t, "fake", "orphan")
+		return !ok
+	}, inEffect, 10*time.Millisecond)
+	_, ok = fx.pending(t, "fake", "orphan")
+	assert.False(t, ok, "its pending tick was removed with it")
+}
+
+func TestNewConnectorScheduledAtOnce(t *testing.T) {
+	fx := newFixture(t)
+	fx.run(t, true)
+	fx.apply(t, file(connA))
+	rev := fx.revision(t, "a")
+
+	require.Eventually(t, func() bool {
+		_, scheduled := fx.schedule(t, "fake", "a")
+		_, ticked := fx.pending(t, "fake", "a")
+		return scheduled && ticked
+	}, inEffect, 10*time.Millisecond, "no schedule and first tick within %s", inEffect)
+	sched, _ := fx.schedule(t, "fake", "a")
+	assert.Equal(t, Spec("a", 6*time.Hour), sched.spec)
+	assert.Equal(t, "a", sched.tick.GetConnector())
+	assert.Equal(t, 6*time.Hour, sched.tick.GetInterval().AsDuration())
+	assert.Equal(t, rev, sched.tick.GetRevision())
+	assert.Zero(t, sched.tick.GetBudgetSharers())
+	first, _ := fx.pending(t, "fake", "a")
+	assert.NotNil(t, first.tick.GetDueAt(), "a first tick is due now, not a fire of the schedule")
+	assert.Equal(t, rev, first.tick.GetRevision(), "the first tick carries the revision too")
+	assert.Equal(t, 1.0, fx.counter("first_ticks"))
+	assert.Equal(t, 1.0, fx.counter("scheduled"))
+}
+
+func TestIntervalChangeReinstallsWithoutAFullRead(t *testing.T) {
+	fx := newFixture(t)
+	fx.run(t, true)
+	fx.apply(t, file(connA, connB))
+	require.Eventually(t, func() bool { return fx.counter("install") == 2 }, inEffect, 10*time.Millisecond)
+	reads := fx.watchReads(t)
+
+	fx.apply(t, file(connA12h, connB))
+	rev := fx.revision(t, "a")
+	require.Eventually(t, func() bool {
+		s, ok := fx.schedule(t, "fake", "a")
+		return ok && s.tick.GetRevision() == rev
+	}, inEffect, 10*time.Millisecond, "the changed interval is not in effect within %s", inEffect)
+	s, _ := fx.schedule(t, "fake", "a")
+	assert.Equal(t, Spec("a", 12*time.Hour), s.spec)
+	assert.Equal(t, 12*time.Hour, s.tick.GetInterval().AsDuration())
+	assert.Equal(t, 3.0, fx.counter("install"), "b, unchanged, is not installed again")
+	assert.Equal(t, 2.0, fx.counter("first_ticks"), "a connector changed is not new: no second first tick")
+	assert.Zero(t, reads.all.Load(), "a change read every schedule")
+	assert.Equal(t, int64(1), reads.some.Load())
+	assert.Equal(t, 2.0, fx.counter("scheduled"))
+}
+
+func TestDeletedConnectorLosesScheduleAndPendingTick(t *testing.T) {
+	fx := newFixture(t)
+	fx.run(t, true)
+	fx.apply(t, file(connA, connB))
+	require.Eventually(t, func() bool { _, ok := fx.pending(t, "fake", "a"); return ok }, inEffect, 10*time.Millisecond)
+
+	fx.apply(t, file(connB))
+	require.Eventually(t, func() bool {
+		_, scheduled := fx.schedule(t, "fake", "a")
+		_, ticked := fx.pending(t, "fake", "a")
+		return !scheduled && !ticked
+	}, inEffect, 10*time.Millisecond, "a deleted connector's schedule or pending tick is left after %s", inEffect)
+	_, ok := fx.schedule(t, "fake", "b")
+	assert.True(t, ok, "the other connector keeps its schedule")
+	assert.Equal(t, 1.0, fx.counter("remove"))
+	assert.Equal(t, 1.0, fx.counter("scheduled"))
+}
+
+func TestDisabledConnectorLosesItsSchedule(t *testing.T) {
+	fx := newFixture(t)
+	fx.run(t, true)
+	fx.apply(t, file(connA))
+	require.Eventually(t, func() bool { _, ok := fx.pending(t, "fake", "a"); return ok }, inEffect, 10*time.Millisecond)
+
+	fx.apply(t, file(connAOff))
+	require.Eventually(t, func() bool {
+		_, scheduled := fx.schedule(t, "fake", "a")
+		_, ticked := fx.pending(t, "fake", "a")
+		return !scheduled && !ticked
+	}, inEffect, 10*time.Millisecond)
+	assert.Zero(t, fx.counter("scheduled"))
+
+	fx.apply(t, file(connA)) // enabled again: a new schedule, and a first tick (never polled)
+	require.Eventually(t, func() bool {
+		_, scheduled := fx.schedule(t, "fake", "a")
+		_, ticked := fx.pending(t, "fake", "a")
+		return scheduled && ticked
+	}, inEffect, 10*time.Millisecond)
+}
+
+func TestTypeChangeMovesTheSchedule(t *testing.T) {
+	fx := newFixture(t)
+	fx.run(t, true)
+	fx.apply(t, file(connA))
+	require.Eventually(t, func() bool { _, ok := fx.schedule(t, "fake", "a"); return ok }, inEffect, 10*time.Millisecond)
+
+	fx.apply(t, file(connOther))
+	require.Eventually(t, func() bool {
+		_, old := fx.schedule(t, "fake", "a")
+		_, moved := fx.schedule(t, "other", "a")
+		return !old && moved
+	}, inEffect, 10*time.Millisecond, "the schedule did not move to the new type's subject")
+	_, ok := fx.pending(t, "fake", "a")
+	assert.False(t, ok, "the old type's pending tick goes with its schedule")
+	assert.Equal(t, 1, fx.subjects(t, bus.SchedulePrefix+".>"))
+}
+
+func TestPausedConnectorStaysUnscheduledWhenItChanges(t *testing.T) {
+	fx := newFixture(t)
+	fx.run(t, true)
+	fx.apply(t, file(connA))
+	require.Eventually(t, func() bool { _, ok := fx.schedule(t, "fake", "a"); return ok }, inEffect, 10*time.Millisecond)
+	_, err := fx.s.Pause(fx.ctx, []byte(`{"name": "a", "by": "test"}`))
+	require.NoError(t, err)
+	_, ok := fx.schedule(t, "fake", "a")
+	require.False(t, ok)
+
+	fx.apply(t, file(connA12h))
+	rev := fx.revision(t, "a")
+	require.Eventually(t, func() bool { c, ok := fx.index.Connector("a"); return ok && c.Revision == rev }, inEffect, 10*time.Millisecond)
+	assert.Never(t, func() bool { _, ok := fx.schedule(t, "fake", "a"); return ok }, 2*changeDelay+200*time.Millisecond, 20*time.Millisecond,
+		"a change brought a paused connector's schedule back")
+
+	_, err = fx.s.Resume(fx.ctx, []byte(`{"name": "a"}`))
+	require.NoError(t, err)
+	s, ok := fx.schedule(t, "fake", "a")
+	require.True(t, ok)
+	assert.Equal(t, rev, s.tick.GetRevision(), "resume installs the latest definition")
+}
+
+func TestBudgetSharersChangeReinstalls(t *testing.T) {
+	fx := newFixture(t)
+	fx.run(t, true)
+	budget := `"budgets": {"gh": {"limit": 60, "per": "1m"}}`
+	shared := func(name string, enabled bool) string {
+		return fmt.Sprintf(`{"name": %q, "type": "fake", "interval": "6h", "budget": "gh", "enabled": %t}`, name, enabled)
+	}
+	withBudget := func(connectors ...string) string {
+		return `{` + budget + `, "connectors": [` + strings.Join(connectors, ",") + `]}`
+	}
+	solo := `{"name": "solo", "type": "fake", "interval": "6h"}`
+	sharers := func(name string) uint32 {
+		s, ok := fx.schedule(t, "fake", name)
+		if !ok {
+			return 0
+		}
+		return s.tick.GetBudgetSharers()
+	}
+
+	fx.apply(t, withBudget(shared("a", true), shared("b", true), solo))
+	require.Eventually(t, func() bool { return sharers("a") == 2 && sharers("b") == 2 }, inEffect, 10*time.Millisecond)
+	_, ok := fx.schedule(t, "fake", "solo")
+	require.True(t, ok)
+	assert.Zero(t, sharers("solo"), "no budget, no sharers")
+	first, _ := fx.pending(t, "fake", "a")
+	assert.Equal(t, uint32(2), first.tick.GetBudgetSharers(), "the first tick carries the sharers too")
+
+	fx.apply(t, withBudget(shared("a", true), shared("b", true), shared("c", true), solo))
+	require.Eventually(t, func() bool { return sharers("a") == 3 && sharers("b") == 3 && sharers("c") == 3 }, inEffect, 10*time.Millisecond,
+		"a connector joining the budget did not reinstall its sharers")
+
+	fx.apply(t, withBudget(shared("a", true), shared("b", true), shared("c", false), solo))
+	require.Eventually(t, func() bool { return sharers("a") == 2 && sharers("b") == 2 }, inEffect, 10*time.Millisecond,
+		"a sharer disabled did not reinstall the others")
+	_, ok = fx.schedule(t, "fake", "c")
+	assert.False(t, ok)
+}
+
+func TestBigApplyIsInstalledInBatches(t *testing.T) {
+	const n = 5000
+	fx := newFixture(t)
+	fx.run(t, true)
+	reads := fx.watchReads(t)
+	connectors := make([]string, n)
+	for i := range connectors {
+		connectors[i] = fmt.Sprintf(`{"name": "c-%05d", "type": "fake", "interval": "6h"}`, i)
+	}
+	fx.apply(t, file(connectors...))
+
+	require.Eventually(t, func() bool {
+		return fx.subjects(t, bus.SchedulePrefix+".>") == n && fx.subjects(t, bus.TickPrefix+".>") == n
+	}, 10*time.Second, 50*time.Millisecond, "not every connector got its schedule and first tick")
+	require.Eventually(t, func() bool { return fx.counter("scheduled") == n }, inEffect, 10*time.Millisecond)
+	assert.Equal(t, float64(n), fx.counter("install"), "each connector installed once")
+	assert.Equal(t, float64(n), fx.counter("first_ticks"))
+	assert.Equal(t, int64(2*n), fx.js.publishes.Load(), "a schedule and a first tick each, nothing published twice")
+	// Each pass reads the schedules of its connectors installedPage at a
+	// time: a read per connector would be thousands.
+	assert.LessOrEqual(t, reads.some.Load(), int64(2*n/installedPage))
+	assert.Zero(t, reads.all.Load())
+	s, ok := fx.schedule(t, "fake", "c-04999")
+	require.True(t, ok)
+	assert.Equal(t, fx.revision(t, "c-04999"), s.tick.GetRevision())
+
+	// Deleting them all removes every schedule and pending tick.
+	fx.apply(t, file(connA))
+	require.Eventually(t, func() bool {
+		return fx.subjects(t, bus.SchedulePrefix+".>") == 1 && fx.subjects(t, bus.TickPrefix+".>") == 1
+	}, 10*time.Second, 50*time.Millisecond)
+	assert.Equal(t, float64(n), fx.counter("remove"))
+	assert.Equal(t, 1.0, fx.counter("scheduled"))
+}
