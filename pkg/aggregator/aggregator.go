@@ -107,7 +107,9 @@ func (o Options) withDefaults() Options {
 		o.FlushMessages = DefaultFlushMessages
 	}
 	if o.Connectors == nil {
-		o.Connectors = catalog.NewIndex(nil, nil)
+		none := catalog.NewIndex(nil, nil)
+		none.SetSynced()
+		o.Connectors = none
 	}
 	if o.StaleAfter <= 0 {
 		o.StaleAfter = DefaultStaleAfter

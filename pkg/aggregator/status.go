@@ -30,10 +30,31 @@ const DefaultStaleAfter = 3
 type Connectors interface {
 	Connectors() []catalog.Defined
 	Connector(name string) (catalog.Defined, bool)
+	// Synced is closed once every definition is read.
+	Synced() <-chan struct{}
+}
+
+// syncWait bounds how long a view waits for the catalog's first read (at
+// start): a partial list would look like connectors gone.
+const syncWait = 10 * time.Second
+
+// synced waits until the connectors are read.
+func (a *Aggregator) synced(ctx context.Context) error {
+	select {
+	case <-a.opts.Connectors.Synced():
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-time.After(syncWait):
+		return admin.Errorf(admin.CodeUnavailable, "the aggregator is still reading the connector catalog (NATS KV %s): ask again in a moment", catalog.Bucket)
+	}
 }
 
 // view reads every defined connector's row, worst health first.
 func (a *Aggregator) view(ctx context.Context, now time.Time) ([]admin.Connector, error) {
+	if err := a.synced(ctx); err != nil {
+		return nil, err
+	}
 	defined := a.opts.Connectors.Connectors()
 	names := make([]string, len(defined))
 	for i, c := range defined {
@@ -225,6 +246,9 @@ func (a *Aggregator) Status(ctx context.Context, data []byte) (any, error) {
 }
 
 func (a *Aggregator) status(ctx context.Context, name string, now time.Time) (admin.Status, error) {
+	if err := a.synced(ctx); err != nil {
+		return admin.Status{}, err
+	}
 	d, ok := a.opts.Connectors.Connector(name)
 	if !ok {
 		return admin.Status{}, admin.Errorf(admin.CodeNotFound, "no connector named %q in the catalog (pollctl list shows them; "+

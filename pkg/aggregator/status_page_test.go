@@ -62,6 +62,7 @@ func TestConnectorPage(t *testing.T) {
 	index := catalog.NewIndex(builtin.Registry(), nil)
 	index.Update(catalog.Entry{Ref: catalog.Connector("alerts"), Revision: 1,
 		Value: []byte(`{"name": "alerts", "type": "weather-noaa", "interval": "1m", "config": {"area": "CA", "user_agent": "(pollgrid-test, ops@example.com)"}}`)})
+	index.SetSynced()
 	a := New(nil, st, hist, Options{Connectors: index})
 	ctx := context.Background()
 	now := time.Now()

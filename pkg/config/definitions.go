@@ -41,9 +41,11 @@ type Definitions struct {
 // written without a variable.
 func Unresolved(key string) (string, bool) { return "${" + key + "}", true }
 
-// DefinitionLimits are the limits of a file to apply: its size is not
-// capped (the catalog holds one definition per key, and a process never
-// loads the whole set), each definition's depth is.
+// DefinitionLimits are the limits of a file pollctl applies: its size is
+// not capped (the catalog holds one definition per key, and no process
+// holds the whole set), each definition's depth is. A process that applies
+// its own CONNECTORS_FILE keeps CONFIG_MAX_BYTES (LoadDefinitions): a file
+// there must never take a service down.
 func DefinitionLimits() Limits {
 	return Limits{MaxBytes: 1 << 40, MaxDepth: DefaultMaxDepth}
 }
@@ -52,7 +54,11 @@ func DefinitionLimits() Limits {
 // and returns its entries for the catalog. The error, if any, is a
 // *Problems listing everything wrong; nothing is returned then.
 func ParseDefinitions(source string, data []byte, types TypeChecker) (*Definitions, error) {
-	cfg, top, err := parse(source, data, Unresolved, types, DefinitionLimits())
+	return parseDefinitions(source, data, types, DefinitionLimits())
+}
+
+func parseDefinitions(source string, data []byte, types TypeChecker, limits Limits) (*Definitions, error) {
+	cfg, top, err := parse(source, data, Unresolved, types, limits)
 	if err != nil {
 		return nil, err
 	}
@@ -160,16 +166,24 @@ func LoadDefinitions(env Env, types TypeChecker) (defs *Definitions, whole bool,
 			return nil, false, "the catalog only (no CONNECTORS_FILE, no ./" + DefaultFile + ")", nil
 		}
 	}
-	limits := DefinitionLimits()
+	limits, err := LimitsFrom(env)
+	if err != nil {
+		return nil, false, path, err
+	}
 	data, err := readCapped(path, limits.MaxBytes)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, false, path, fmt.Errorf("connectors file %s: %w (create it, set CONNECTORS_FILE to its path, "+
 			"or leave CONNECTORS_FILE unset to serve what pollctl apply put in the catalog)", path, fs.ErrNotExist)
 	}
+	if size, over := errors.AsType[tooLarge](err); over {
+		problems := &Problems{Source: path}
+		limits.checkSize(int64(size), "the file", problems, "")
+		return nil, false, path, problems.err(nil)
+	}
 	if err != nil {
 		return nil, false, path, fmt.Errorf("read connectors file: %w", err)
 	}
-	defs, err = ParseDefinitions(path, data, types)
+	defs, err = parseDefinitions(path, data, types, limits)
 	if err != nil {
 		return nil, false, path, err
 	}

@@ -140,4 +140,11 @@ func TestLoadDefinitions(t *testing.T) {
 	_, _, _, err = LoadDefinitions(MapEnv(map[string]string{"CONNECTORS_FILE": dir + "/nope.json"}), fakeTypes{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "nope.json")
+
+	// A process's own file stays capped: it must never take a service down.
+	big := writeFile(t, dir, "big.json", `{"connectors": [{"name": "a", "type": "alpha", "labels": {"x": "`+strings.Repeat("y", 2000)+`"}}]}`)
+	_, _, _, err = LoadDefinitions(MapEnv(map[string]string{"CONNECTORS_FILE": big, "CONFIG_MAX_BYTES": "1KiB"}), fakeTypes{})
+	problems := problemsOf(t, err)
+	assert.Contains(t, problems.Error(), "over the limit of 1 KiB")
+	assert.Contains(t, problems.Error(), "pollctl apply -f")
 }

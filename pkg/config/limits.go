@@ -83,8 +83,11 @@ func (l Limits) checkSize(size int64, what string, problems *Problems, path stri
 	if size <= l.MaxBytes {
 		return true
 	}
-	problems.add(path, "%s is %d bytes, over the limit of %s (split the connectors across deployments, or raise CONFIG_MAX_BYTES)",
-		what, size, showBytes(l.MaxBytes))
+	fix := "raise CONFIG_MAX_BYTES"
+	if what == "the file" {
+		fix = "apply a file this large with pollctl apply -f, which has no size limit, and run the services without CONNECTORS_FILE; or " + fix
+	}
+	problems.add(path, "%s is %d bytes, over the limit of %s (%s)", what, size, showBytes(l.MaxBytes), fix)
 	return false
 }
 

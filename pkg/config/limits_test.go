@@ -23,7 +23,7 @@ func TestSizeCapRefusesAFileBeforeReadingIt(t *testing.T) {
 	_, err = LoadFile(path, nil, fakeTypes{})
 	problems := problemsOf(t, err)
 	require.Len(t, problems.List, 1)
-	assert.Equal(t, path+": the file is 104857600 bytes, over the limit of 16 MiB (split the connectors across deployments, or raise CONFIG_MAX_BYTES)",
+	assert.Equal(t, path+": the file is 104857600 bytes, over the limit of 16 MiB (apply a file this large with pollctl apply -f, which has no size limit, and run the services without CONNECTORS_FILE; or raise CONFIG_MAX_BYTES)",
 		problems.List[0].Message)
 
 	_, err = LoadFile(path, MapEnv(map[string]string{"CONFIG_MAX_BYTES": "1KiB"}), fakeTypes{})

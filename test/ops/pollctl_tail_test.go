@@ -79,7 +79,7 @@ func TestPollctlReloadPrintsTheProblemsOnce(t *testing.T) {
 		"config": {"area": "AZ", "user_agent": "(x, x@example.com)"}}]}`)
 	code, out, stderr := pollctl(t, map[string]string{"NATS_URL": s.env["NATS_URL"]}, "reload")
 	assert.Equal(t, 1, code)
-	assert.Regexp(t, `(?m)^rejected by aggregator \S+, scheduler first, worker w1; each keeps running its config \(1 connector\):$`, out)
+	assert.Regexp(t, `(?m)^rejected by aggregator \S+, scheduler first, worker w1; the catalog stays as it was:$`, out)
 	assert.Equal(t, 1, strings.Count(out, `connectors[0].interval: "5" is not a duration`), out)
 	assert.Equal(t, "pollctl: 3 of 3 processes rejected the config: fix the problems above, then reload again\n", stderr)
 	assert.Equal(t, admin.HealthOK, s.status("hourly").Health, "the running config stays")

@@ -195,13 +195,16 @@ func printReload(w io.Writer, replies []admin.ReloadReply, missing []string) {
 	})
 	type rejection struct {
 		who      []string
-		running  map[int]bool
 		problems []admin.Problem
 		err      string
 	}
 	var rejections []*rejection
 	for _, r := range replies {
 		who := r.Service + " " + r.Replica
+		if r.OK && r.Source == "" && r.Connectors == 0 {
+			fmt.Fprintf(w, "%s: ok, no connectors file to apply (it serves the catalog; pollctl apply changes it)\n", who)
+			continue
+		}
 		if r.OK {
 			fmt.Fprintf(w, "%s: ok, %d connectors (%d enabled)\n", who, r.Connectors, r.Enabled)
 			continue
@@ -210,23 +213,13 @@ func printReload(w io.Writer, replies []admin.ReloadReply, missing []string) {
 			return x.err == r.Error && slices.Equal(x.problems, r.Problems)
 		})
 		if i < 0 {
-			rejections = append(rejections, &rejection{running: map[int]bool{}, problems: r.Problems, err: r.Error})
+			rejections = append(rejections, &rejection{problems: r.Problems, err: r.Error})
 			i = len(rejections) - 1
 		}
 		rejections[i].who = append(rejections[i].who, who)
-		rejections[i].running[r.Connectors] = true
 	}
 	for _, x := range rejections {
-		keeps := "it keeps running its config"
-		if len(x.who) > 1 {
-			keeps = "each keeps running its config"
-		}
-		if len(x.running) == 1 {
-			for n := range x.running {
-				keeps += fmt.Sprintf(" (%s)", plural(n, "connector"))
-			}
-		}
-		fmt.Fprintf(w, "rejected by %s; %s:\n", strings.Join(x.who, ", "), keeps)
+		fmt.Fprintf(w, "rejected by %s; the catalog stays as it was:\n", strings.Join(x.who, ", "))
 		if len(x.problems) == 0 {
 			fmt.Fprintf(w, "  %s\n", x.err)
 		}

@@ -66,7 +66,7 @@ func TestReloadPrintsEachProblemOnce(t *testing.T) {
 		{Service: "aggregator", Replica: "a1", Connectors: 4, Problems: problems},
 		{Service: "worker", Replica: "w1", Connectors: 4, Problems: problems},
 	}, nil)
-	assert.Equal(t, `rejected by aggregator a1, scheduler s1, worker w1, worker w2; each keeps running its config (4 connectors):
+	assert.Equal(t, `rejected by aggregator a1, scheduler s1, worker w1, worker w2; the catalog stays as it was:
   connectors[1].interval: "10" is not a duration (write "10s")
 `, out.String())
 
@@ -77,9 +77,9 @@ func TestReloadPrintsEachProblemOnce(t *testing.T) {
 		{Service: "scheduler", Replica: "s1", OK: true, Connectors: 5, Enabled: 5},
 	}, []string{"aggregator a1 (XYZ)"})
 	assert.Equal(t, `scheduler s1: ok, 5 connectors (5 enabled)
-rejected by worker w1; it keeps running its config (4 connectors):
+rejected by worker w1; the catalog stays as it was:
   connectors[1].interval: "10" is not a duration (write "10s")
-rejected by worker w2; it keeps running its config (3 connectors):
+rejected by worker w2; the catalog stays as it was:
   read /etc/pollgrid/connectors.json: permission denied
 aggregator a1 (XYZ): did not answer
 `, out.String())
