@@ -17,7 +17,8 @@ import (
 )
 
 // Defined is a connector as the index holds it: checked as written, its
-// type config dropped (the index never polls), its budget linked.
+// type config and labels dropped (the index never polls), its budget
+// linked.
 type Defined struct {
 	config.Connector
 	// Revision of its definition in the bucket.
@@ -177,7 +178,10 @@ func (x *Index) updateConnector(e Entry) {
 		x.log.Error("a connector definition in the catalog does not pass its check; it is not scheduled", "connector", name, "error", err)
 		return
 	}
-	c.Config = nil // the index never polls: a worker reads the definition itself
+	// The index never polls (a worker reads the definition itself) and
+	// shows no labels: what only those need is not kept, a third of a
+	// connector's memory here.
+	c.Config, c.Labels = nil, nil
 	x.connectors[name] = Defined{Connector: c, Revision: e.Revision}
 	x.share(c)
 }

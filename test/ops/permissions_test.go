@@ -2,6 +2,7 @@ package ops
 
 import (
 	"context"
+	"encoding/json"
 	"net/url"
 	"strings"
 	"testing"
@@ -79,19 +80,48 @@ func TestAdminUnderTheExampleNATSPermissions(t *testing.T) {
 	assert.Len(t, replies, 3)
 	assert.Empty(t, missing)
 
+	// The operator changes the catalog through the scheduler's verbs.
+	def, err := operator.Get(ctx, admin.KindConnector, "hourly")
+	require.NoError(t, err)
+	changed := strings.Replace(def.Value, `"1h"`, `"2h"`, 1)
+	require.NotEqual(t, def.Value, changed)
+	applied, err := operator.Apply(ctx, admin.ApplyRequest{Connectors: []json.RawMessage{json.RawMessage(changed)}})
+	require.NoError(t, err)
+	assert.Len(t, applied.Changed, 1)
+
 	viewer := clientFor("viewer", time.Second)
 	st, err := viewer.Status(ctx, "hourly")
 	require.NoError(t, err)
 	assert.True(t, st.Paused)
 	_, err = viewer.List(ctx, admin.ListRequest{})
 	require.NoError(t, err)
+	got, err := viewer.Get(ctx, admin.KindConnector, "hourly")
+	require.NoError(t, err, "a viewer may read a definition")
+	assert.Contains(t, got.Value, `"2h"`)
+	hist, err := viewer.History(ctx, admin.KindConnector, "hourly")
+	require.NoError(t, err, "and its history")
+	assert.NotEmpty(t, hist.Revisions)
+	_, err = viewer.AllDefinitions(ctx)
+	require.NoError(t, err, "and list the definitions")
 	for verb, call := range map[string]func() error{
 		admin.VerbResume:  func() error { _, err := viewer.Resume(ctx, "hourly"); return err },
 		admin.VerbTrigger: func() error { _, err := viewer.Trigger(ctx, "hourly"); return err },
 		admin.VerbReset:   func() error { _, err := viewer.Reset(ctx, "hourly", "hourly"); return err },
+		admin.VerbApply: func() error {
+			_, err := viewer.Apply(ctx, admin.ApplyRequest{Connectors: []json.RawMessage{json.RawMessage(def.Value)}})
+			return err
+		},
+		admin.VerbRollback: func() error { _, err := viewer.Rollback(ctx, admin.RollbackRequest{Name: "hourly"}); return err },
+		admin.VerbDelete: func() error {
+			_, err := viewer.Delete(ctx, []admin.Ref{{Kind: admin.KindConnector, Name: "hourly"}})
+			return err
+		},
 	} {
 		assert.Error(t, call(), "a viewer may not %s", verb)
 	}
+	got, err = operator.Get(ctx, admin.KindConnector, "hourly")
+	require.NoError(t, err)
+	assert.Contains(t, got.Value, `"2h"`, "the viewer's apply, rollback and delete changed nothing")
 	_, err = clientFor("consumer", time.Second, consumerInbox).Status(ctx, "hourly")
 	assert.Error(t, err, "a consumer may not use the admin API")
 
