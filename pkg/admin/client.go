@@ -32,6 +32,9 @@ func NewClient(nc *nats.Conn, timeout time.Duration) *Client {
 	return &Client{nc: nc, Timeout: timeout}
 }
 
+// MaxPayload is the largest request the NATS server takes, in bytes.
+func (c *Client) MaxPayload() int64 { return c.nc.MaxPayload() }
+
 // List returns one page of connectors.
 func (c *Client) List(ctx context.Context, req ListRequest) (ListReply, error) {
 	var r ListReply

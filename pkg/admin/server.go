@@ -115,6 +115,11 @@ func (s *Server) add(verb string, h Handler, opt micro.EndpointOpt) error {
 	if err != nil {
 		return fmt.Errorf("serve %s: %w", Subject(verb), err)
 	}
+	// Served once this returns: the server has the subscription (a request
+	// sent right after, by a test or a Job, finds a responder).
+	if err := s.nc.Flush(); err != nil {
+		return fmt.Errorf("serve %s: %w", Subject(verb), err)
+	}
 	return nil
 }
 

@@ -1,13 +1,16 @@
 package catalog
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
 	"maps"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -55,20 +58,28 @@ func (v *verbs) apply(ctx context.Context, data []byte) (any, error) {
 	if err := admin.Decode(data, &req); err != nil {
 		return nil, err
 	}
-	file := map[string]any{"connectors": req.Connectors}
-	if len(req.Budgets) > 0 {
-		file["budgets"] = req.Budgets
-	}
-	body, err := json.Marshal(file)
-	if err != nil {
-		return nil, admin.Errorf(admin.CodeBadRequest, "%s: %v", applySource, err)
-	}
-	defs, err := config.ParseDefinitions(applySource, body, v.types)
-	if err != nil {
-		return nil, refused(applySource, err)
-	}
 	if err := v.synced(ctx); err != nil {
 		return nil, err
+	}
+	// What the index holds unchanged was checked when it was written: a
+	// file applied again costs a digest per connector here, not a check.
+	changed, at, unchanged := v.split(req.Connectors)
+	defs := &config.Definitions{Source: applySource}
+	var err error
+	if len(changed) > 0 {
+		file := map[string]any{"connectors": changed}
+		if len(req.Budgets) > 0 {
+			file["budgets"] = req.Budgets
+		}
+		body, err := json.Marshal(file)
+		if err != nil {
+			return nil, admin.Errorf(admin.CodeBadRequest, "%s: %v", applySource, err)
+		}
+		if defs, err = config.ParseDefinitions(applySource, body, v.types); err != nil {
+			return nil, refused(applySource, renumber(err, at))
+		}
+	} else if defs.Budgets, err = v.budgets(req.Budgets); err != nil {
+		return nil, refused(applySource, err)
 	}
 	seen := &recorded{vs: v.x, seen: map[Ref]Version{}}
 	diff, err := v.c.Apply(ctx, defs, ApplyOptions{DryRun: req.DryRun, Versions: seen})
@@ -76,16 +87,95 @@ func (v *verbs) apply(ctx context.Context, data []byte) (any, error) {
 	if err != nil && !errors.As(err, &conflict) {
 		return nil, err
 	}
+	diff.Unchanged += unchanged
 	if !req.DryRun {
-		// A conflict's definitions were written by someone else: the index
-		// gets them too, and the apply asked again plans from them.
-		v.catchUp(ctx, seen.seen, slices.Concat(diff.Created, diff.Changed))
+		// The next part of the file plans from the index: it must find the
+		// budgets written here, and what someone else wrote in the way of
+		// this one (a conflict, asked again). Connectors are named once in
+		// a file, so their writes need no wait.
+		wait := slices.DeleteFunc(slices.Concat(diff.Created, diff.Changed), func(r Ref) bool { return r.Kind != KindBudget })
+		if conflict != nil {
+			wait = append(wait, conflict.Refs...)
+		}
+		v.catchUp(ctx, seen.seen, wait)
 	}
 	if conflict != nil {
 		return nil, admin.Errorf(admin.CodeConflict, "%v", conflict)
 	}
 	return admin.ApplyReply{Created: refsOf(diff.Created, nil), Changed: refsOf(diff.Changed, nil),
 		Unchanged: diff.Unchanged, DryRun: req.DryRun}, nil
+}
+
+// split counts the connectors of a request the index holds as they are,
+// and returns the others (new, changed, or not readable: the check says
+// why), with where each is in the request.
+func (v *verbs) split(connectors []json.RawMessage) (changed []json.RawMessage, at []int, unchanged int) {
+	var named struct {
+		Name string `json:"name"`
+	}
+	var compact bytes.Buffer
+	for i, raw := range connectors {
+		named.Name = ""
+		compact.Reset()
+		if json.Unmarshal(raw, &named) == nil && named.Name != "" && json.Compact(&compact, raw) == nil {
+			if have, ok := v.x.Version(Connector(named.Name)); ok && !have.Deleted && have.Sum == SumOf(compact.Bytes()) {
+				unchanged++
+				continue
+			}
+		}
+		changed = append(changed, raw)
+		at = append(at, i)
+	}
+	return changed, at, unchanged
+}
+
+// connectorPath is the start of a problem's path in a checked part.
+var connectorPath = regexp.MustCompile(`^connectors\[(\d+)\]`)
+
+// renumber gives the problems of the changed connectors of a request the
+// places those connectors have in the request.
+func renumber(err error, at []int) error {
+	var problems *config.Problems
+	if !errors.As(err, &problems) {
+		return err
+	}
+	for i, p := range problems.List {
+		if m := connectorPath.FindStringSubmatch(p.Path); m != nil {
+			if k, _ := strconv.Atoi(m[1]); k < len(at) {
+				problems.List[i].Path = fmt.Sprintf("connectors[%d]", at[k]) + p.Path[len(m[0]):]
+			}
+		}
+	}
+	return problems
+}
+
+// budgets checks a request's budgets alone (every connector of it was
+// unchanged).
+func (v *verbs) budgets(raw map[string]json.RawMessage) ([]config.Definition, error) {
+	problems := &config.Problems{Source: applySource}
+	var out []config.Definition
+	for _, name := range slices.Sorted(maps.Keys(raw)) {
+		if _, err := config.ParseBudget(applySource, name, raw[name]); err != nil {
+			var p *config.Problems
+			if !errors.As(err, &p) {
+				return nil, err
+			}
+			for _, x := range p.List {
+				x.Path = strings.TrimSuffix("budgets."+name+"."+x.Path, ".")
+				problems.List = append(problems.List, x)
+			}
+			continue
+		}
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, raw[name]); err != nil {
+			return nil, err
+		}
+		out = append(out, config.Definition{Name: name, Value: compact.Bytes()})
+	}
+	if len(problems.List) > 0 {
+		return nil, problems
+	}
+	return out, nil
 }
 
 // definitions lists the definitions the index holds, budgets first.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,6 +174,38 @@ func TestApplyRefusesBadDefinitions(t *testing.T) {
 	_, err = e.client.Get(ctx, "", "good")
 	require.ErrorAs(t, err, &ae)
 	assert.Equal(t, admin.CodeNotFound, ae.Code)
+}
+
+// What the index holds as it is is not checked again: a request of
+// unchanged connectors and one bad new one is refused for that one alone,
+// named by its place in the request, and nothing is written.
+func TestApplyChecksOnlyWhatChanged(t *testing.T) {
+	e := start(t, true)
+	ctx := context.Background()
+	_, err := e.client.Apply(ctx, admin.ApplyRequest{Budgets: budgets(), Connectors: []json.RawMessage{
+		connector("a", "10s", `"budget": "gh"`), connector("b", "10s"),
+	}})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return e.index.Len() == 2 }, 5*time.Second, 5*time.Millisecond)
+	before := e.writes(t)
+
+	_, err = e.client.Apply(ctx, admin.ApplyRequest{Budgets: budgets(), Connectors: []json.RawMessage{
+		connector("a", "10s", `"budget": "gh"`), connector("b", "10s"),
+		json.RawMessage(`{"name": "c", "type": "omega"}`),
+	}})
+	var ae *admin.Error
+	require.ErrorAs(t, err, &ae)
+	require.Len(t, ae.Problems, 1)
+	assert.Equal(t, "connectors[2].type", ae.Problems[0].Path)
+	assert.Equal(t, before, e.writes(t))
+
+	// Formatting aside, the same definition is unchanged.
+	reply, err := e.client.Apply(ctx, admin.ApplyRequest{Budgets: budgets(), Connectors: []json.RawMessage{
+		json.RawMessage(strings.ReplaceAll(string(connector("a", "10s", `"budget": "gh"`)), ", ", ",\n  ")), connector("b", "10s"),
+	}})
+	require.NoError(t, err)
+	assert.Equal(t, admin.ApplyReply{Unchanged: 3}, reply)
+	assert.Equal(t, before, e.writes(t))
 }
 
 // A definition someone else wrote since the index read it: 409, and

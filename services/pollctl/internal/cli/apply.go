@@ -11,18 +11,24 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"sync"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/pollgrid/pollgrid/pkg/admin"
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/connectors/builtin"
 )
 
-// defaultChunkBytes is how many bytes of connectors one apply request
-// carries: half a NATS message's default 1 MiB, leaving room for the
-// budgets and the JSON around them.
-const defaultChunkBytes = 512 << 10
+// partShare is the share of the server's largest message (1 MiB unless
+// its max_payload says otherwise) one apply request's connectors fill,
+// leaving room for the budgets and the JSON around them.
+const partShare = 0.75
+
+// partsInFlight is how many parts of a file are applied at once, after the
+// first: the scheduler checks and writes each on its own goroutine.
+const partsInFlight = 4
 
 // deleteBatch is how many definitions one delete request names.
 const deleteBatch = 1000
@@ -69,7 +75,7 @@ Exits 1 when the file has problems or a conflict remains.`,
 	cmd.Flags().StringVarP(&f.file, "filename", "f", "", `the connectors file to apply; "-" reads standard input`)
 	cmd.Flags().BoolVar(&f.prune, "prune", false, "delete the connectors and budgets the file does not hold")
 	cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "print the difference only; write nothing")
-	cmd.Flags().IntVar(&f.chunkBytes, "chunk-bytes", defaultChunkBytes, "bytes of connectors per request")
+	cmd.Flags().IntVar(&f.chunkBytes, "chunk-bytes", 0, "bytes of connectors per request (default 3/4 of the server's max_payload)")
 	_ = cmd.Flags().MarkHidden("chunk-bytes")
 	return cmd
 }
@@ -96,31 +102,13 @@ func (a *app) apply(ctx context.Context, f applyFlags) error {
 	for _, b := range defs.Budgets {
 		budgets[b.Name] = b.Value
 	}
-	tally := newApplyTally(len(defs.Budgets))
+	if f.chunkBytes <= 0 {
+		f.chunkBytes = int(float64(c.MaxPayload()) * partShare)
+	}
 	parts := chunks(defs.Connectors, f.chunkBytes)
-	start := 0
-	for i, part := range parts {
-		req := admin.ApplyRequest{Budgets: budgets, DryRun: f.dryRun}
-		for _, d := range part {
-			req.Connectors = append(req.Connectors, d.Value)
-		}
-		reply, err := c.Apply(ctx, req)
-		if code(err) == admin.CodeConflict {
-			// The scheduler has read what was written meanwhile: it plans again.
-			reply, err = c.Apply(ctx, req)
-		}
-		switch e := (*admin.Error)(nil); {
-		case err == nil:
-		case errors.As(err, &e) && e.Code == admin.CodeBadRequest && len(e.Problems) > 0:
-			a.printRefused(source, rebase(e.Problems, start))
-			return fail(ExitFailed, "the scheduler refused part %d of %d of %s: %s%s", i+1, len(parts), source, e.Message, applied(i, len(parts)))
-		case errors.As(err, &e) && e.Code == admin.CodeConflict:
-			return fail(ExitFailed, "part %d of %d of %s, asked twice: %s%s", i+1, len(parts), source, e.Message, applied(i, len(parts)))
-		default:
-			return withNote(adminError(err), applied(i, len(parts)))
-		}
-		tally.add(reply)
-		start += len(part)
+	tally, err := a.applyParts(ctx, c, source, parts, budgets, f.dryRun)
+	if err != nil {
+		return err
 	}
 	diff := tally.result()
 	diff.DryRun = f.dryRun
@@ -136,6 +124,57 @@ func (a *app) apply(ctx context.Context, f applyFlags) error {
 	}
 	printApply(a.io.Out, source, diff)
 	return nil
+}
+
+// applyParts sends the parts of a file. The first goes alone: it writes
+// the budgets, which every part carries, so that the others find them
+// unchanged; the rest go partsInFlight at a time. A part the scheduler
+// refuses stops the rest; the parts applied before it stay (applying
+// again finishes).
+func (a *app) applyParts(ctx context.Context, c *admin.Client, source string, parts [][]config.Definition,
+	budgets map[string]json.RawMessage, dryRun bool) (*applyTally, error) {
+	tally := newApplyTally(len(budgets))
+	starts := make([]int, len(parts))
+	for i := 1; i < len(parts); i++ {
+		starts[i] = starts[i-1] + len(parts[i-1])
+	}
+	var mu sync.Mutex
+	done := 0
+	send := func(ctx context.Context, i int) error {
+		req := admin.ApplyRequest{Budgets: budgets, DryRun: dryRun}
+		for _, d := range parts[i] {
+			req.Connectors = append(req.Connectors, d.Value)
+		}
+		reply, err := c.Apply(ctx, req)
+		if code(err) == admin.CodeConflict {
+			// The scheduler has read what was written meanwhile: it plans again.
+			reply, err = c.Apply(ctx, req)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		switch e := (*admin.Error)(nil); {
+		case err == nil:
+			tally.add(reply)
+			done++
+			return nil
+		case errors.As(err, &e) && e.Code == admin.CodeBadRequest && len(e.Problems) > 0:
+			a.printRefused(source, rebase(e.Problems, starts[i]))
+			return fail(ExitFailed, "the scheduler refused part %d of %d of %s: %s%s", i+1, len(parts), source, e.Message, applied(done, len(parts)))
+		case errors.As(err, &e) && e.Code == admin.CodeConflict:
+			return fail(ExitFailed, "part %d of %d of %s, asked twice: %s%s", i+1, len(parts), source, e.Message, applied(done, len(parts)))
+		default:
+			return withNote(adminError(err), applied(done, len(parts)))
+		}
+	}
+	if err := send(ctx, 0); err != nil {
+		return nil, err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(partsInFlight)
+	for i := 1; i < len(parts); i++ {
+		g.Go(func() error { return send(gctx, i) })
+	}
+	return tally, g.Wait()
 }
 
 // prune deletes (dryRun: lists) the definitions of the catalog the file
@@ -338,7 +377,7 @@ func applied(done, parts int) string {
 	case done == 0:
 		return "; nothing was applied"
 	}
-	return fmt.Sprintf("; parts 1 to %d were applied: apply again to finish", done)
+	return fmt.Sprintf("; %d of the %d parts were applied: apply again to finish", done, parts)
 }
 
 func withNote(err error, note string) error {

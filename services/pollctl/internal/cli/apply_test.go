@@ -250,16 +250,21 @@ func TestApplyAsksAConflictingPartAgainOnce(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = srv.Stop() })
 	var mu sync.Mutex
-	var calls []int                    // the number of connectors of each request
-	conflicts := map[int]bool{1: true} // by call: the first part in conflict once
+	calls := map[string]int{}                // requests by the part's first connector
+	conflicts := map[string]int{"c-0000": 1} // conflicts left to answer, by part
 	require.NoError(t, srv.Handle(admin.VerbApply, func(_ context.Context, data []byte) (any, error) {
 		var req admin.ApplyRequest
 		require.NoError(t, json.Unmarshal(data, &req))
+		var first struct {
+			Name string `json:"name"`
+		}
+		require.NoError(t, json.Unmarshal(req.Connectors[0], &first))
 		mu.Lock()
 		defer mu.Unlock()
-		calls = append(calls, len(req.Connectors))
-		if conflicts[len(calls)] {
-			return nil, admin.Errorf(admin.CodeConflict, "1 definitions changed while this apply wrote them (c-0001): someone else applied at the same time; apply again")
+		calls[first.Name]++
+		if conflicts[first.Name] > 0 {
+			conflicts[first.Name]--
+			return nil, admin.Errorf(admin.CodeConflict, "1 definitions changed while this apply wrote them (%s): someone else applied at the same time; apply again", first.Name)
 		}
 		return admin.ApplyReply{Unchanged: len(req.Connectors) + len(req.Budgets)}, nil
 	}))
@@ -271,12 +276,12 @@ func TestApplyAsksAConflictingPartAgainOnce(t *testing.T) {
 	require.Equal(t, ExitOK, code, stderr)
 	assert.Equal(t, "standard input: 0 created, 0 changed, 0 deleted, 5 unchanged\n", out)
 	mu.Lock()
-	assert.Equal(t, []int{1, 1, 1, 1, 1}, calls, "the first part asked twice")
-	calls = nil
-	conflicts = map[int]bool{2: true, 3: true} // the second part, twice
+	assert.Equal(t, map[string]int{"c-0000": 2, "c-0001": 1, "c-0002": 1, "c-0003": 1}, calls, "the first part asked twice")
+	clear(calls)
+	conflicts["c-0001"] = 2 // the second part, twice
 	mu.Unlock()
 	code, _, stderr = s.pollctl(t, file, "apply", "-f", "-", parts)
 	assert.Equal(t, ExitFailed, code)
-	assert.Equal(t, "pollctl: part 2 of 4 of standard input, asked twice: 1 definitions changed while this apply wrote them (c-0001): "+
-		"someone else applied at the same time; apply again; parts 1 to 1 were applied: apply again to finish\n", stderr)
+	assert.Regexp(t, `^pollctl: part 2 of 4 of standard input, asked twice: 1 definitions changed while this apply wrote them \(c-0001\): `+
+		`someone else applied at the same time; apply again; [1-3] of the 4 parts were applied: apply again to finish\n$`, stderr)
 }
