@@ -89,11 +89,12 @@ func (v *verbs) apply(ctx context.Context, data []byte) (any, error) {
 	}
 	diff.Unchanged += unchanged
 	if !req.DryRun {
-		// The next part of the file plans from the index: it must find the
-		// budgets written here, and what someone else wrote in the way of
-		// this one (a conflict, asked again). Connectors are named once in
-		// a file, so their writes need no wait.
-		wait := slices.DeleteFunc(slices.Concat(diff.Created, diff.Changed), func(r Ref) bool { return r.Kind != KindBudget })
+		// The next request plans from the index (the next part of the
+		// file, the same file applied again, a get): it must find what was
+		// written here, and what someone else wrote in its way (a
+		// conflict, asked again). pollctl sends parts four at a time, so
+		// this wait overlaps the others' work.
+		wait := slices.Concat(diff.Created, diff.Changed)
 		if conflict != nil {
 			wait = append(wait, conflict.Refs...)
 		}
