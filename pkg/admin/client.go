@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+	"golang.org/x/sync/errgroup"
 )
 
 // ErrNoService means no process serves the verb: nothing answered.
@@ -118,6 +121,25 @@ func (c *Client) AllDefinitions(ctx context.Context) ([]Ref, error) {
 			return all, nil
 		}
 	}
+}
+
+// HeldOf returns those of refs the catalog holds, with their revisions
+// and digests, asking MaxDefinitions at a time, four requests at once.
+func (c *Client) HeldOf(ctx context.Context, refs []Ref) ([]Ref, error) {
+	var mu sync.Mutex
+	var held []Ref
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for batch := range slices.Chunk(refs, MaxDefinitions) {
+		g.Go(func() error {
+			page, err := c.Definitions(ctx, DefinitionsRequest{Refs: batch})
+			mu.Lock()
+			defer mu.Unlock()
+			held = append(held, page.Refs...)
+			return err
+		})
+	}
+	return held, g.Wait()
 }
 
 // Delete deletes definitions, each on condition of its revision.

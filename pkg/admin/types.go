@@ -125,6 +125,12 @@ type Connector struct {
 	Enabled  bool   `json:"enabled"`
 	Paused   bool   `json:"paused"`
 	Interval string `json:"interval"`
+	// Adaptive is an adaptive connector's bounds, "10s..10m", and
+	// EffectiveInterval the interval its polls come at now (whole seconds,
+	// from its state: Interval before its first poll); both absent when its
+	// interval is fixed.
+	Adaptive          string `json:"adaptive,omitempty"`
+	EffectiveInterval string `json:"effective_interval,omitempty"`
 	// Health is one of the Health* values.
 	Health  string `json:"health"`
 	Healthy bool   `json:"healthy"`
@@ -343,6 +349,9 @@ type Ref struct {
 	Kind     string `json:"kind"`
 	Name     string `json:"name"`
 	Revision uint64 `json:"revision,omitempty"`
+	// Sum is a digest of the value (definitions lists it): pollctl apply
+	// checks and sends only what differs from it.
+	Sum string `json:"sum,omitempty"`
 }
 
 // ApplyRequest writes a part of a connectors file to the catalog, as a
@@ -376,11 +385,15 @@ type DefinitionsRequest struct {
 	// Offset and Limit page the result; Limit 0 means MaxDefinitions.
 	Offset int `json:"offset,omitempty"`
 	Limit  int `json:"limit,omitempty"`
+	// Refs, if any, asks for these definitions only (their kind and
+	// name; at most MaxDefinitions, no paging): those the catalog holds
+	// are returned.
+	Refs []Ref `json:"refs,omitempty"`
 }
 
 // MaxDefinitions is the largest page of definitions: a reply stays well
-// under NATS's 1 MiB (a ref is at most about 110 bytes).
-const MaxDefinitions = 5000
+// under NATS's 1 MiB (a ref with its digest is at most about 160 bytes).
+const MaxDefinitions = 4000
 
 // DefinitionsReply is a page of definitions with their latest revisions.
 type DefinitionsReply struct {

@@ -172,7 +172,9 @@ func New(js jetstream.JetStream, st *store.Store, hist *history.Store, opts Opti
 	opts.Registerer.MustRegister(a.reports, a.errors)
 	if opts.ConnectorGaugesMax > 0 {
 		opts.Registerer.MustRegister(newHealthCollector(a))
-		opts.Registerer.MustRegister(NewConnectorCollector(hist, opts.ConnectorGaugesMax, opts.HealthyWindow, a.errors))
+		gauges := NewConnectorCollector(hist, opts.ConnectorGaugesMax, opts.HealthyWindow, a.errors)
+		gauges.intervals = a.effectiveIntervals
+		opts.Registerer.MustRegister(gauges)
 	}
 	return a
 }

@@ -33,9 +33,12 @@ type ConnectorCollector struct {
 	window  time.Duration
 	errors  *prometheus.CounterVec
 	now     func() time.Time
+	// intervals reads the effective interval of the adaptive connectors
+	// among names (the others are left out); nil serves none.
+	intervals func(ctx context.Context, names []string) (map[string]time.Duration, error)
 
 	healthy, successRate, lastSuccess, lastPoll, latencyP95, polls, itemsPublished *prometheus.Desc
-	connectors, omitted                                                            *prometheus.Desc
+	connectors, omitted, effectiveInterval                                         *prometheus.Desc
 }
 
 // NewConnectorCollector returns a collector of at most max connectors' gauges;
@@ -59,6 +62,8 @@ func NewConnectorCollector(st metricsReader, max int, healthyWindow time.Duratio
 			"Polls of the connector by outcome (success, failure, skipped), as recorded in Redis.", append(labels, "outcome"), nil),
 		itemsPublished: prometheus.NewDesc("pollgrid_connector_items_published_total",
 			"Signals published by the connector, as recorded in Redis.", labels, nil),
+		effectiveInterval: prometheus.NewDesc("pollgrid_connector_effective_interval_seconds",
+			"The interval an adaptive connector's ticks fire at now, as its polls found the upstream changing (absent for a fixed interval).", labels, nil),
 		connectors: prometheus.NewDesc("pollgrid_connectors_reporting",
 			"Connectors with at least one poll report in Redis.", nil, nil),
 		omitted: prometheus.NewDesc("pollgrid_connector_gauges_omitted",
@@ -69,7 +74,7 @@ func NewConnectorCollector(st metricsReader, max int, healthyWindow time.Duratio
 // Describe implements prometheus.Collector.
 func (c *ConnectorCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.healthy, c.successRate, c.lastSuccess, c.lastPoll, c.latencyP95,
-		c.polls, c.itemsPublished, c.connectors, c.omitted} {
+		c.polls, c.itemsPublished, c.connectors, c.omitted, c.effectiveInterval} {
 		ch <- d
 	}
 }
@@ -94,8 +99,13 @@ func (c *ConnectorCollector) Collect(ch chan<- prometheus.Metric) {
 	})
 	ch <- prometheus.MustNewConstMetric(c.connectors, prometheus.GaugeValue, float64(len(all)))
 	ch <- prometheus.MustNewConstMetric(c.omitted, prometheus.GaugeValue, float64(max(len(all)-c.max, 0)))
-	for _, m := range all[:min(len(all), c.max)] {
+	shown := all[:min(len(all), c.max)]
+	effective := c.effectiveIntervals(ctx, shown)
+	for _, m := range shown {
 		l := []string{m.Name, m.Type}
+		if e, ok := effective[m.Name]; ok {
+			ch <- prometheus.MustNewConstMetric(c.effectiveInterval, prometheus.GaugeValue, e.Seconds(), l...)
+		}
 		healthy := 0.0
 		if m.Healthy {
 			healthy = 1
@@ -114,6 +124,25 @@ func (c *ConnectorCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.polls, prometheus.CounterValue, float64(m.Skipped), m.Name, m.Type, "skipped")
 		ch <- prometheus.MustNewConstMetric(c.itemsPublished, prometheus.CounterValue, float64(m.ItemsPublished), l...)
 	}
+}
+
+// effectiveIntervals reads the effective intervals of the adaptive
+// connectors among shown; a failed read counts in errors (system redis, op
+// effective_intervals) and serves none of them, the other gauges still.
+func (c *ConnectorCollector) effectiveIntervals(ctx context.Context, shown []history.ConnectorMetrics) map[string]time.Duration {
+	if c.intervals == nil || len(shown) == 0 {
+		return nil
+	}
+	names := make([]string, len(shown))
+	for i, m := range shown {
+		names[i] = m.Name
+	}
+	effective, err := c.intervals(ctx, names)
+	if err != nil {
+		c.errors.WithLabelValues("redis", "effective_intervals").Inc()
+		return nil
+	}
+	return effective
 }
 
 func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }

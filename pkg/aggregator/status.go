@@ -74,7 +74,7 @@ func (a *Aggregator) view(ctx context.Context, now time.Time) ([]admin.Connector
 	}
 	rows := make([]admin.Connector, len(defined))
 	for i, c := range defined {
-		rows[i] = a.row(c.Connector, states[i], metrics[c.Name], now)
+		rows[i] = a.row(c.Connector(), states[i], metrics[c.Name], now)
 	}
 	slices.SortFunc(rows, func(x, y admin.Connector) int {
 		return cmp.Or(cmp.Compare(admin.HealthRank(x.Health), admin.HealthRank(y.Health)), strings.Compare(x.Name, y.Name))
@@ -108,9 +108,15 @@ func (a *Aggregator) row(c config.Connector, st store.State, m history.Connector
 	if due.IsZero() {
 		due = a.started
 	}
+	// An adaptive connector is due at its effective interval.
+	scheduled := c
+	if c.Adaptive.On() {
+		scheduled.Interval = c.ScheduledInterval(st.EffectiveInterval)
+		r.Adaptive, r.EffectiveInterval = c.Adaptive.String(), config.DurationText(scheduled.Interval)
+	}
 	// A connector on a budget is due no more often than its fair share:
 	// waiting for its turn is not missing a poll.
-	interval := c.Interval
+	interval := scheduled.Interval
 	if c.Budget.Name != "" {
 		interval = max(interval, c.Budget.Fair())
 	}
@@ -134,15 +140,40 @@ func (a *Aggregator) row(c config.Connector, st store.State, m history.Connector
 		r.Health = admin.HealthOK
 	}
 	if running {
-		next := NextFire(c, now, st.LastPoll)
+		next := NextFire(scheduled, now, st.LastPoll)
 		if st.NotBefore.After(next) {
-			next = NextFire(c, st.NotBefore, st.LastPoll)
+			next = NextFire(scheduled, st.NotBefore, st.LastPoll)
 		}
 		if !next.IsZero() {
 			r.NextDue = &next
 		}
 	}
 	return r
+}
+
+// effectiveIntervals is the effective interval of each adaptive connector
+// among names, for the gauges; the others are left out.
+func (a *Aggregator) effectiveIntervals(ctx context.Context, names []string) (map[string]time.Duration, error) {
+	var adaptive []config.Connector
+	var adaptiveNames []string
+	for _, name := range names {
+		if d, ok := a.opts.Connectors.Connector(name); ok && d.Adaptive.On() {
+			adaptive = append(adaptive, d.Connector())
+			adaptiveNames = append(adaptiveNames, name)
+		}
+	}
+	if len(adaptive) == 0 {
+		return nil, nil
+	}
+	held, err := a.store.EffectiveIntervals(ctx, adaptiveNames)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]time.Duration, len(adaptive))
+	for _, c := range adaptive {
+		out[c.Name] = c.ScheduledInterval(held[c.Name])
+	}
+	return out, nil
 }
 
 // NextFire is when the connector's schedule fires next after now: its cron
@@ -254,7 +285,7 @@ func (a *Aggregator) status(ctx context.Context, name string, now time.Time) (ad
 		return admin.Status{}, admin.Errorf(admin.CodeNotFound, "no connector named %q in the catalog (pollctl list shows them; "+
 			"pollctl apply adds one)", name)
 	}
-	c := d.Connector
+	c := d.Connector()
 	unavailable := func(err error) (admin.Status, error) {
 		return admin.Status{}, admin.Errorf(admin.CodeUnavailable, "status %s: %v", name, err)
 	}

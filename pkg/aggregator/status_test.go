@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/pollgrid/pollgrid/pkg/admin"
 	"github.com/pollgrid/pollgrid/pkg/config"
@@ -36,6 +37,8 @@ func TestRowHealth(t *testing.T) {
 	// 60 an hour shared by 10: each gets a request every 10 minutes.
 	onBudget := c
 	onBudget.Budget = config.Budget{Name: "gh", Limit: 60, Per: time.Hour, Burst: 5, Connectors: 10}
+	adaptive := c
+	adaptive.Adaptive = config.Adaptive{Min: 10 * time.Second, Max: 10 * time.Minute}
 	for _, tc := range []struct {
 		name   string
 		c      config.Connector
@@ -55,6 +58,11 @@ func TestRowHealth(t *testing.T) {
 		{name: "never polled since the aggregator started: stale", c: c, st: store.State{}, health: admin.HealthStale, missed: 59, stale: true},
 		{name: "on a budget, due at its fair share", c: onBudget, st: store.State{LastPoll: now.Add(-25 * time.Minute)}, health: admin.HealthOK, missed: 1},
 		{name: "on a budget, stale past 3 fair shares", c: onBudget, st: store.State{LastPoll: now.Add(-41 * time.Minute)}, health: admin.HealthStale, missed: 3, stale: true},
+		{name: "adaptive, due at its effective interval", c: adaptive, st: store.State{LastPoll: now.Add(-25 * time.Minute), EffectiveInterval: 10 * time.Minute},
+			health: admin.HealthOK, missed: 1},
+		{name: "adaptive, stale past 3 effective intervals", c: adaptive, st: store.State{LastPoll: now.Add(-45 * time.Second), EffectiveInterval: 10 * time.Second},
+			health: admin.HealthStale, missed: 3, stale: true},
+		{name: "adaptive, never polled: its interval", c: adaptive, st: store.State{}, health: admin.HealthStale, missed: 59, stale: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := a.row(tc.c, tc.st, history.ConnectorMetrics{}, now)
@@ -63,6 +71,15 @@ func TestRowHealth(t *testing.T) {
 			assert.Equal(t, tc.stale, r.Stale)
 		})
 	}
+	fixed := a.row(c, store.State{LastPoll: now}, history.ConnectorMetrics{}, now)
+	assert.Empty(t, fixed.Adaptive)
+	assert.Empty(t, fixed.EffectiveInterval, "a fixed interval has no effective one")
+	r := a.row(adaptive, store.State{LastPoll: now.Add(-10 * time.Second), EffectiveInterval: 33750 * time.Millisecond}, history.ConnectorMetrics{}, now)
+	assert.Equal(t, "10s..10m", r.Adaptive)
+	assert.Equal(t, "34s", r.EffectiveInterval, "whole seconds, as its ticks fire")
+	require.NotNil(t, r.NextDue)
+	assert.Equal(t, NextFire(config.Connector{Name: "c", Interval: 34 * time.Second}, now, now.Add(-10*time.Second)), *r.NextDue,
+		"next due at the effective interval's schedule")
 	fresh := &Aggregator{opts: a.opts, started: now.Add(-time.Minute)}
 	assert.Equal(t, admin.HealthNew, fresh.row(c, store.State{}, history.ConnectorMetrics{}, now).Health)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"iter"
 	"slices"
@@ -32,6 +33,9 @@ func SumOf(value []byte) Sum {
 	full := sha256.Sum256(value)
 	return Sum(full[:16])
 }
+
+// String is the digest in hex, as the definitions verb lists it.
+func (s Sum) String() string { return hex.EncodeToString(s[:]) }
 
 // Versions says which revision of each key the bucket holds: a Snapshot,
 // or an Index that follows the bucket.

@@ -16,13 +16,38 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/config"
 )
 
-// Defined is a connector as the index holds it: checked as written, its
-// type config and labels dropped (the index never polls), its budget
-// linked.
+// Defined is a connector as the index holds it: checked as written, with
+// what scheduling and listing need (its type config, labels and poll
+// settings are a worker's to read), its budget linked.
 type Defined struct {
-	config.Connector
+	Name, Type string
+	Enabled    bool
+	Interval   time.Duration
+	// Jitter is kept only to warn that it is ignored.
+	Jitter   time.Duration
+	Adaptive config.Adaptive
+	// Budget is the budget it names, with its sharers counted; the zero
+	// Budget when it has none.
+	Budget config.Budget
 	// Revision of its definition in the bucket.
 	Revision uint64
+}
+
+// Connector is d as a config.Connector (the fields the index keeps).
+func (d Defined) Connector() config.Connector {
+	return config.Connector{Name: d.Name, Type: d.Type, Enabled: d.Enabled, Interval: d.Interval, Jitter: d.Jitter,
+		Adaptive: d.Adaptive, Budget: d.Budget}
+}
+
+// held is what the index keeps of a connector: a third of a
+// config.Connector, which at 100,000 connectors is the scheduler's memory.
+type held struct {
+	name, typ        string
+	budget           string
+	interval, jitter time.Duration
+	adaptive         config.Adaptive
+	revision         uint64
+	enabled          bool
 }
 
 // Index follows the bucket (Catalog.Follow) and holds what scheduling and
@@ -35,11 +60,13 @@ type Index struct {
 
 	mu         sync.RWMutex
 	versions   map[Ref]Version
-	connectors map[string]Defined
+	connectors map[string]held
 	invalid    map[string]string
 	budgets    map[string]config.Budget
 	// sharers are each budget's enabled connectors.
 	sharers map[string]map[string]struct{}
+	// last is the highest revision the index has taken.
+	last uint64
 	// dirty are the connectors whose scheduling changed since TakeDirty.
 	dirty   map[string]struct{}
 	changed chan struct{}
@@ -58,7 +85,7 @@ func NewIndex(types config.TypeChecker, log *slog.Logger) *Index {
 	}
 	return &Index{
 		types: typesOnly{types}, log: log,
-		versions: map[Ref]Version{}, connectors: map[string]Defined{}, invalid: map[string]string{},
+		versions: map[Ref]Version{}, connectors: map[string]held{}, invalid: map[string]string{},
 		budgets: map[string]config.Budget{}, sharers: map[string]map[string]struct{}{},
 		dirty: map[string]struct{}{}, changed: make(chan struct{}, 1), synced: make(chan struct{}),
 	}
@@ -145,6 +172,7 @@ func (x *Index) Update(e Entry) {
 		return // a watch started again repeats what it has seen
 	}
 	x.versions[e.Ref] = v
+	x.last = max(x.last, e.Revision)
 	switch e.Kind {
 	case KindConnector:
 		x.updateConnector(e)
@@ -161,7 +189,7 @@ func (x *Index) updateConnector(e Entry) {
 	name := e.Name
 	x.dirty[name] = struct{}{}
 	if old, ok := x.connectors[name]; ok {
-		x.unshare(old.Connector)
+		x.unshare(old)
 		delete(x.connectors, name)
 	}
 	delete(x.invalid, name)
@@ -178,28 +206,26 @@ func (x *Index) updateConnector(e Entry) {
 		x.log.Error("a connector definition in the catalog does not pass its check; it is not scheduled", "connector", name, "error", err)
 		return
 	}
-	// The index never polls (a worker reads the definition itself) and
-	// shows no labels: what only those need is not kept, a third of a
-	// connector's memory here.
-	c.Config, c.Labels = nil, nil
-	x.connectors[name] = Defined{Connector: c, Revision: e.Revision}
-	x.share(c)
+	h := held{name: c.Name, typ: c.Type, budget: c.Budget.Name, interval: c.Interval, jitter: c.Jitter,
+		adaptive: c.Adaptive, revision: e.Revision, enabled: c.Enabled}
+	x.connectors[name] = h
+	x.share(h)
 }
 
-func (x *Index) share(c config.Connector) {
-	if b := c.Budget.Name; b != "" && c.Enabled {
-		if x.sharers[b] == nil {
-			x.sharers[b] = map[string]struct{}{}
+func (x *Index) share(h held) {
+	if h.budget != "" && h.enabled {
+		if x.sharers[h.budget] == nil {
+			x.sharers[h.budget] = map[string]struct{}{}
 		}
-		x.sharers[b][c.Name] = struct{}{}
-		x.touchBudget(b)
+		x.sharers[h.budget][h.name] = struct{}{}
+		x.touchBudget(h.budget)
 	}
 }
 
-func (x *Index) unshare(c config.Connector) {
-	if b := c.Budget.Name; b != "" && c.Enabled {
-		delete(x.sharers[b], c.Name)
-		x.touchBudget(b)
+func (x *Index) unshare(h held) {
+	if h.budget != "" && h.enabled {
+		delete(x.sharers[h.budget], h.name)
+		x.touchBudget(h.budget)
 	}
 }
 
@@ -230,11 +256,11 @@ func (x *Index) updateBudget(e Entry) {
 func (x *Index) Connector(name string) (Defined, bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	d, ok := x.connectors[name]
-	if ok {
-		d.Budget = x.linked(d.Budget.Name)
+	h, ok := x.connectors[name]
+	if !ok {
+		return Defined{}, false
 	}
-	return d, ok
+	return h.defined(x.linked(h.budget)), true
 }
 
 // Connectors returns every valid connector, sorted by name.
@@ -243,19 +269,29 @@ func (x *Index) Connectors() []Defined {
 	defer x.mu.RUnlock()
 	out := make([]Defined, 0, len(x.connectors))
 	budgets := map[string]config.Budget{}
-	for _, d := range x.connectors {
-		if name := d.Budget.Name; name != "" {
-			b, ok := budgets[name]
-			if !ok {
-				b = x.linked(name)
-				budgets[name] = b
-			}
-			d.Budget = b
+	for _, h := range x.connectors {
+		b, ok := budgets[h.budget]
+		if !ok {
+			b = x.linked(h.budget)
+			budgets[h.budget] = b
 		}
-		out = append(out, d)
+		out = append(out, h.defined(b))
 	}
 	slices.SortFunc(out, func(a, b Defined) int { return cmp.Compare(a.Name, b.Name) })
 	return out
+}
+
+func (h held) defined(b config.Budget) Defined {
+	return Defined{Name: h.name, Type: h.typ, Enabled: h.enabled, Interval: h.interval, Jitter: h.jitter,
+		Adaptive: h.adaptive, Budget: b, Revision: h.revision}
+}
+
+// LastRevision is the highest revision of the bucket the index has taken:
+// it changes whenever the index does.
+func (x *Index) LastRevision() uint64 {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.last
 }
 
 // Len counts the valid connectors.
@@ -296,8 +332,8 @@ func (x *Index) linked(name string) config.Budget {
 	}
 	b.Connectors = len(x.sharers[name])
 	for c := range x.sharers[name] {
-		if d, ok := x.connectors[c]; ok && d.Interval > 0 {
-			b.Demand += float64(b.Per) / float64(d.Interval)
+		if h, ok := x.connectors[c]; ok && h.interval > 0 {
+			b.Demand += float64(b.Per) / float64(h.interval)
 		}
 	}
 	return b

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pollgrid/pollgrid/pkg/admin"
@@ -48,6 +49,12 @@ type verbs struct {
 	c     *Catalog
 	x     *Index
 	types config.TypeChecker
+
+	// listed is the last listing (listing), made at the index's revision
+	// listedAt.
+	mu       sync.Mutex
+	listed   []admin.Ref
+	listedAt uint64
 }
 
 // apply checks a part of a file as a file of its own, then writes its
@@ -192,24 +199,62 @@ func (v *verbs) definitions(ctx context.Context, data []byte) (any, error) {
 	if req.Limit == 0 {
 		req.Limit = admin.MaxDefinitions
 	}
+	if len(req.Refs) > admin.MaxDefinitions {
+		return nil, admin.Errorf(admin.CodeBadRequest, "%d refs: ask for at most %d at a time", len(req.Refs), admin.MaxDefinitions)
+	}
 	if err := v.synced(ctx); err != nil {
 		return nil, err
 	}
-	var all []Ref
-	revisions := map[Ref]uint64{}
-	for ref, have := range v.x.All() {
-		if !have.Deleted {
-			all = append(all, ref)
-			revisions[ref] = have.Revision
+	if len(req.Refs) > 0 {
+		reply := admin.DefinitionsReply{Refs: []admin.Ref{}}
+		for _, r := range req.Refs {
+			ref, err := refOf(r.Kind, r.Name)
+			if err != nil {
+				return nil, err
+			}
+			if have, ok := v.x.Version(ref); ok && !have.Deleted {
+				reply.Refs = append(reply.Refs, admin.Ref{Kind: string(ref.Kind), Name: ref.Name, Revision: have.Revision, Sum: have.Sum.String()})
+			}
 		}
+		reply.Total = len(reply.Refs)
+		return reply, nil
 	}
-	slices.SortFunc(all, compareRefs)
+	all := v.listing()
 	page := all[min(req.Offset, len(all)):min(req.Offset+req.Limit, len(all))]
-	reply := admin.DefinitionsReply{Refs: refsOf(page, revisions), Total: len(all), Offset: req.Offset}
+	reply := admin.DefinitionsReply{Refs: page, Total: len(all), Offset: req.Offset}
 	if reply.Refs == nil {
 		reply.Refs = []admin.Ref{}
 	}
 	return reply, nil
+}
+
+// listing is every definition the index holds, budgets first, sorted: made
+// once for the pages of one listing (the index's last revision names it),
+// not once a page.
+func (v *verbs) listing() []admin.Ref {
+	last := v.x.LastRevision()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.listed != nil && v.listedAt == last {
+		return v.listed
+	}
+	type held struct {
+		ref  Ref
+		have Version
+	}
+	var all []held
+	for ref, have := range v.x.All() {
+		if !have.Deleted {
+			all = append(all, held{ref, have})
+		}
+	}
+	slices.SortFunc(all, func(a, b held) int { return compareRefs(a.ref, b.ref) })
+	v.listed = make([]admin.Ref, len(all))
+	for i, h := range all {
+		v.listed[i] = admin.Ref{Kind: string(h.ref.Kind), Name: h.ref.Name, Revision: h.have.Revision, Sum: h.have.Sum.String()}
+	}
+	v.listedAt = last
+	return v.listed
 }
 
 // delete deletes definitions, connectors first, each on condition of its

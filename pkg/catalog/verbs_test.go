@@ -145,8 +145,15 @@ func TestApplyCreatesChangesAndLeavesUnchanged(t *testing.T) {
 	defs, err := e.client.AllDefinitions(ctx)
 	require.NoError(t, err)
 	require.Len(t, defs, 4)
-	assert.Equal(t, admin.Ref{Kind: admin.KindBudget, Name: "gh", Revision: 1}, defs[0])
+	assert.Equal(t, admin.Ref{Kind: admin.KindBudget, Name: "gh", Revision: 1, Sum: catalog.SumOf([]byte(`{"limit":60,"per":"1m"}`)).String()}, defs[0])
 	assert.Equal(t, []string{"a", "b", "c"}, []string{defs[1].Name, defs[2].Name, defs[3].Name})
+
+	// Asked by name: those held, with their digests; none missing.
+	held, err := e.client.HeldOf(ctx, []admin.Ref{{Kind: admin.KindConnector, Name: "b"}, {Kind: admin.KindConnector, Name: "zz"}})
+	require.NoError(t, err)
+	require.Len(t, held, 1)
+	assert.Equal(t, "b", held[0].Name)
+	assert.Equal(t, catalog.SumOf([]byte(got.Value)).String(), held[0].Sum)
 }
 
 // A request with a bad definition is refused whole: 400, every problem

@@ -239,19 +239,73 @@ func joinNames(names []string) string {
 
 // budgetWarnings says which budgets cannot serve their connectors at their
 // intervals, with the rate each connector gets: the config is valid (the
-// polls wait or are deferred, never fail), but slower than written.
-func budgetWarnings(all map[string]Budget) []Problem {
+// polls wait or are deferred, never fail), but slower than written. A
+// budget that serves their intervals but not its adaptive connectors at
+// their adaptive.min says so too: their effective interval stops at the
+// budget's fair share (Adaptive.Clamp).
+func budgetWarnings(all map[string]Budget, conns []Connector) []Problem {
 	var out []Problem
 	for _, name := range sortedKeys(all) {
 		b := all[name]
-		if b.Connectors == 0 || b.Demand <= float64(b.Limit) {
+		if b.Connectors == 0 {
 			continue
 		}
-		out = append(out, Problem{Path: "budgets." + name, Message: fmt.Sprintf(
-			"%s is less than its %d connectors ask for at their intervals (%s per %s, one request a poll): "+
-				"each gets about one request every %s (raise limit, lengthen their intervals, or split the budget if the upstream allows)",
-			b.Rate(), b.Connectors, strconv.FormatFloat(math.Ceil(b.Demand), 'f', -1, 64), shortDuration(b.Per),
-			shortDuration(b.Fair().Round(time.Second)))})
+		if b.Demand > float64(b.Limit) {
+			out = append(out, Problem{Path: "budgets." + name, Message: fmt.Sprintf(
+				"%s is less than its %d connectors ask for at their intervals (%s per %s, one request a poll): "+
+					"each gets about one request every %s (raise limit, lengthen their intervals, or split the budget if the upstream allows)",
+				b.Rate(), b.Connectors, strconv.FormatFloat(math.Ceil(b.Demand), 'f', -1, 64), shortDuration(b.Per),
+				shortDuration(b.Fair().Round(time.Second)))})
+			continue
+		}
+		if w, ok := adaptiveWarning(b, conns); ok {
+			out = append(out, w)
+		}
 	}
 	return out
+}
+
+// maxNamed is how many connectors a warning names.
+const maxNamed = 5
+
+// adaptiveWarning says which enabled adaptive connectors on b have an
+// adaptive.min shorter than b's fair share, which their effective interval
+// never goes below.
+func adaptiveWarning(b Budget, conns []Connector) (Problem, bool) {
+	fair := b.Fair()
+	var named []string
+	slower := 0
+	for _, c := range conns {
+		if c.Budget.Name != b.Name || !c.Enabled || !c.Adaptive.On() || c.Adaptive.Min >= fair {
+			continue
+		}
+		slower++
+		if len(named) < maxNamed {
+			named = append(named, fmt.Sprintf("%s (min %s)", c.Name, shortDuration(c.Adaptive.Min)))
+		}
+	}
+	if slower == 0 {
+		return Problem{}, false
+	}
+	who := joinNames(named)
+	if slower > len(named) {
+		who += fmt.Sprintf(" and %d more", slower-len(named))
+	}
+	floor := shortDuration(fair.Round(time.Second))
+	if fair%time.Second != 0 {
+		floor = "about " + floor
+	}
+	return Problem{Path: "budgets." + b.Name, Message: fmt.Sprintf(
+		"%s shared by %d connectors gives each a request every %s: the effective interval of its adaptive connectors %s "+
+			"stops there, above their adaptive.min (raise limit, set adaptive.min to at least %s, or split the budget if the upstream allows)",
+		b.Rate(), b.Connectors, floor, who, shortDuration(fair.Truncate(time.Second)+ceilSecond(fair)))}, true
+}
+
+// ceilSecond is the part of d that makes it up to whole seconds: 0 for
+// whole seconds, else 1s.
+func ceilSecond(d time.Duration) time.Duration {
+	if d%time.Second == 0 {
+		return 0
+	}
+	return time.Second
 }

@@ -39,8 +39,11 @@ type Connector struct {
 	// Default true.
 	Enabled bool
 	// Interval is the time between polls: whole seconds, at least 1s.
-	// Default 60s.
+	// Default 60s. An adaptive connector starts from it.
 	Interval time.Duration
+	// Adaptive bounds the connector's effective interval when it adapts to
+	// how often the upstream changes; the zero Adaptive when it does not.
+	Adaptive Adaptive
 	// Jitter is accepted for older configs and ignored: every connector's
 	// ticks keep a fixed phase within its interval, derived from its name,
 	// which spreads connectors evenly. Shorter than Interval.
@@ -73,6 +76,50 @@ type Connector struct {
 	// upstream request (its "budget" names one of the file's "budgets");
 	// the zero Budget (no Name) when it has none.
 	Budget Budget
+}
+
+// Adaptive is a connector's opt-in "adaptive": {"min", "max"}. Its workers
+// keep an effective interval between Min and Max, starting from Interval:
+// Min after a poll that found changes, half as long again (up to Max) after
+// one that found none, and never below the connector's fair share of its
+// budget (docs/connector-framework.md, "Adaptive intervals").
+type Adaptive struct {
+	// Min and Max are whole seconds, 1s <= Min < Max, and Min <= Interval
+	// <= Max; both zero when the connector's interval is fixed.
+	Min, Max time.Duration
+}
+
+// On reports whether the connector's interval adapts.
+func (a Adaptive) On() bool { return a.Max > 0 }
+
+// String writes the bounds as the views show them: "10s..10m".
+func (a Adaptive) String() string {
+	return shortDuration(a.Min) + ".." + shortDuration(a.Max)
+}
+
+// ScheduledInterval is the interval c's ticks fire at when its effective
+// interval is e (from its state; 0 before its first poll): Interval for a
+// fixed interval, else e, or Interval when 0, in whole seconds (schedules
+// fire on whole seconds) within the adaptive bounds.
+func (c Connector) ScheduledInterval(e time.Duration) time.Duration {
+	if !c.Adaptive.On() {
+		return c.Interval
+	}
+	if e <= 0 {
+		e = c.Interval
+	}
+	return c.Adaptive.Clamp(e.Round(time.Second), 0)
+}
+
+// DurationText writes a duration as a config file would: "1m", not "1m0s".
+func DurationText(d time.Duration) string { return shortDuration(d) }
+
+// Clamp bounds an effective interval d: never below the floor (a budget's
+// fair share, 0 for none) nor outside [Min, Max]; Max wins over a floor
+// above it (the budget then defers the polls it cannot serve).
+func (a Adaptive) Clamp(d, floor time.Duration) time.Duration {
+	lo := min(max(a.Min, floor), a.Max)
+	return min(max(d, lo), a.Max)
 }
 
 // Retries says how a failed poll is retried within one tick.
@@ -161,7 +208,7 @@ func Parse(data []byte, env Env, types TypeChecker) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, _, err := parse(DefaultFile, data, env, types, limits)
+	cfg, _, err := parse(DefaultFile, data, env, types, limits, nil)
 	return cfg, err
 }
 
@@ -185,7 +232,7 @@ func LoadFile(path string, env Env, types TypeChecker) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read connectors file: %w", err)
 	}
-	cfg, _, err := parse(path, data, env, types, limits)
+	cfg, _, err := parse(path, data, env, types, limits, nil)
 	return cfg, err
 }
 
@@ -264,7 +311,9 @@ func Load(env Env, types TypeChecker) (cfg *Config, source string, err error) {
 
 // parse checks a whole file. Its top-level fields come back too, for
 // ParseDefinitions, which stores the entries as written.
-func parse(source string, data []byte, env Env, types TypeChecker, limits Limits) (*Config, map[string]json.RawMessage, error) {
+// known, if not nil, says which connectors were checked before, unchanged
+// since (ParseDefinitionsKnown).
+func parse(source string, data []byte, env Env, types TypeChecker, limits Limits, known Known) (*Config, map[string]json.RawMessage, error) {
 	problems := &Problems{Source: source}
 	if len(bytes.TrimSpace(data)) == 0 {
 		problems.List = append(problems.List, Problem{Message: source + ` is empty (write {"connectors": [...]})`})
@@ -276,8 +325,8 @@ func parse(source string, data []byte, env Env, types TypeChecker, limits Limits
 	if !checkSyntax(data, "", problems) {
 		return nil, nil, problems.err(nil)
 	}
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(data, &top); err != nil {
+	top, isObject := objectFields(data)
+	if !isObject {
 		var tree any
 		_ = json.Unmarshal(data, &tree)
 		problems.add("", `must be an object like {"connectors": [...]}, not %s`, connector.JSONKind(tree))
@@ -301,11 +350,15 @@ func parse(source string, data []byte, env Env, types TypeChecker, limits Limits
 	cfg := &Config{Budgets: budgets(top["budgets"], problems)}
 	secrets := map[string]bool{}
 	list := connectors(top["connectors"], problems, func(i int, item json.RawMessage) checked {
-		return check(env, types, source, item, func(field string) string { return join(fmt.Sprintf("connectors[%d]", i), field) })
+		at := func(field string) string { return join(fmt.Sprintf("connectors[%d]", i), field) }
+		if c, ok := known.connector(item, at); ok {
+			return c
+		}
+		return check(env, types, source, item, at)
 	})
 	linkBudgets(list, cfg.Budgets, problems)
 	list.merge(cfg, problems, secrets)
-	cfg.Warnings = budgetWarnings(cfg.Budgets)
+	cfg.Warnings = budgetWarnings(cfg.Budgets, cfg.Connectors)
 	cfg.secrets = sortedKeys(secrets)
 	if err := problems.err(cfg.secrets); err != nil {
 		return nil, nil, err
@@ -344,15 +397,16 @@ type checkedList []checked
 // merge adds the connectors and their problems in file order, and reports
 // every name used twice where its second connector's name problem goes.
 func (list checkedList) merge(cfg *Config, problems *Problems, secrets map[string]bool) {
-	names := map[string]string{} // name -> path of the first connector using it
-	for _, c := range list {
+	names := make(map[string]int, len(list)) // name -> index of the first connector using it
+	cfg.Connectors = slices.Grow(cfg.Connectors, len(list))
+	for i, c := range list {
 		if c.name != "" {
 			if first, used := names[c.name]; used {
-				dup := Problem{Path: c.at("name"), Message: fmt.Sprintf("%s is already used by %s (names must be unique)", c.shown, first)}
+				dup := Problem{Path: c.at("name"), Message: fmt.Sprintf("%s is already used by %s (names must be unique)", c.shown, list[first].at(""))}
 				c.problems = slices.Insert(c.problems, c.nameAt, dup)
 				c.ok = false
 			} else {
-				names[c.name] = c.at("")
+				names[c.name] = i
 			}
 		}
 		problems.List = append(problems.List, c.problems...)
@@ -370,8 +424,8 @@ func (list checkedList) merge(cfg *Config, problems *Problems, secrets map[strin
 // time of the largest share, and never becomes one tree in memory.
 func connectors(raw json.RawMessage, problems *Problems, check func(i int, item json.RawMessage) checked) checkedList {
 	const example = `{"connectors": [{"name": "...", "type": "...", "config": {...}}]}`
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if tok, _ := dec.Token(); tok != json.Delim('[') {
+	items, isList := listItems(raw)
+	if !isList {
 		var value any
 		_ = json.Unmarshal(raw, &value)
 		if value == nil {
@@ -380,12 +434,6 @@ func connectors(raw json.RawMessage, problems *Problems, check func(i int, item 
 			problems.add("connectors", "must be a list of connectors, not %s (write %s)", connector.JSONKind(value), example)
 		}
 		return nil
-	}
-	var items []json.RawMessage
-	for dec.More() {
-		var item json.RawMessage
-		_ = dec.Decode(&item) // cannot fail: the file is valid JSON
-		items = append(items, item)
 	}
 	if len(items) == 0 {
 		problems.add("connectors", "no connectors (add at least one: %s)", example)

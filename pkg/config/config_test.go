@@ -152,7 +152,7 @@ func TestParseReportsEachRule(t *testing.T) {
 		{"field misspelt", one(`"name": "a", "type": "alpha", "intreval": "5s"`),
 			nil, []Problem{{"connectors[0].intreval", `unknown field (did you mean "interval"?)`}}},
 		{"field unknown", one(`"name": "a", "type": "alpha", "colour": "red"`),
-			nil, []Problem{{"connectors[0].colour", `unknown field (known: name, type, enabled, interval, jitter, timeout, retries, lease_ttl, seen_cap, budget, labels, config)`}}},
+			nil, []Problem{{"connectors[0].colour", `unknown field (known: name, type, enabled, interval, adaptive, jitter, timeout, retries, lease_ttl, seen_cap, budget, labels, config)`}}},
 		{"enabled not a bool", one(`"name": "a", "type": "alpha", "enabled": "yes"`),
 			nil, []Problem{{"connectors[0].enabled", `must be true or false, not a string`}}},
 		{"interval too short", one(`"name": "a", "type": "alpha", "interval": "500ms"`),

@@ -9,7 +9,9 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Definition is one connector or budget as its user wrote it: its ${VAR}
@@ -54,11 +56,25 @@ func DefinitionLimits() Limits {
 // and returns its entries for the catalog. The error, if any, is a
 // *Problems listing everything wrong; nothing is returned then.
 func ParseDefinitions(source string, data []byte, types TypeChecker) (*Definitions, error) {
-	return parseDefinitions(source, data, types, DefinitionLimits())
+	return parseKnown(source, data, types, DefinitionLimits(), nil)
 }
 
-func parseDefinitions(source string, data []byte, types TypeChecker, limits Limits) (*Definitions, error) {
-	cfg, top, err := parse(source, data, Unresolved, types, limits)
+// Known says whether a connector, by its name and its definition as
+// written (compacted), was checked before and is unchanged since: the
+// catalog holds it so. pollctl apply asks the catalog's digests.
+type Known func(name string, written []byte) bool
+
+// ParseDefinitionsKnown is ParseDefinitions that does not check again the
+// connectors known says are unchanged: it reads their name, type, enabled,
+// interval and budget, for what spans the file (names used twice, budgets
+// named, their sharers), and keeps the rest as written. A file applied
+// again then costs a digest per connector, not a check.
+func ParseDefinitionsKnown(source string, data []byte, types TypeChecker, known Known) (*Definitions, error) {
+	return parseKnown(source, data, types, DefinitionLimits(), known)
+}
+
+func parseKnown(source string, data []byte, types TypeChecker, limits Limits, known Known) (*Definitions, error) {
+	cfg, top, err := parse(source, data, Unresolved, types, limits, known)
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +199,7 @@ func LoadDefinitions(env Env, types TypeChecker) (defs *Definitions, whole bool,
 	if err != nil {
 		return nil, false, path, fmt.Errorf("read connectors file: %w", err)
 	}
-	defs, err = parseDefinitions(path, data, types, limits)
+	defs, err = parseKnown(path, data, types, limits, nil)
 	if err != nil {
 		return nil, false, path, err
 	}
@@ -206,15 +222,44 @@ func LoadDefinitions(env Env, types TypeChecker) (defs *Definitions, whole bool,
 	return defs, false, fmt.Sprintf("%s (connector %q of %d)", path, name, total), nil
 }
 
-// splitList splits a JSON list into its items.
+// connector reads a connector known unchanged as checked: what spans the
+// file, without its check. It is false for one known does not hold (or
+// that is not an object with a name).
+func (known Known) connector(item json.RawMessage, at func(string) string) (checked, bool) {
+	if known == nil {
+		return checked{}, false
+	}
+	var c struct {
+		Name     string  `json:"name"`
+		Type     string  `json:"type"`
+		Enabled  *bool   `json:"enabled"`
+		Interval *string `json:"interval"`
+		Budget   string  `json:"budget"`
+	}
+	if json.Unmarshal(item, &c) != nil || c.Name == "" || !known(c.Name, compact(item)) {
+		return checked{}, false
+	}
+	conn := Connector{Name: c.Name, Type: c.Type, Enabled: c.Enabled == nil || *c.Enabled, Interval: defaultInterval, Budget: Budget{Name: c.Budget}}
+	if c.Interval != nil {
+		if d, err := time.ParseDuration(*c.Interval); err == nil {
+			conn.Interval = d
+		}
+	}
+	return checked{conn: conn, ok: true, name: c.Name, shown: strconv.Quote(c.Name), at: at}, true
+}
+
+// splitList splits the list of a file parse checked into its items.
 func splitList(raw json.RawMessage) ([]json.RawMessage, error) {
-	var items []json.RawMessage
-	err := json.Unmarshal(raw, &items)
-	return items, err
+	items, ok := listItems(raw)
+	if !ok {
+		return nil, errors.New("not a list")
+	}
+	return items, nil
 }
 
 func compact(raw []byte) json.RawMessage {
 	var b bytes.Buffer
+	b.Grow(len(raw))
 	if err := json.Compact(&b, raw); err != nil {
 		return slices.Clone(raw)
 	}

@@ -148,3 +148,29 @@ func TestLoadDefinitions(t *testing.T) {
 	assert.Contains(t, problems.Error(), "over the limit of 1 KiB")
 	assert.Contains(t, problems.Error(), "pollctl apply -f")
 }
+
+// Connectors the catalog holds unchanged are not checked again, but still
+// count for what spans the file: a name used twice, a budget named.
+func TestParseDefinitionsKnownSkipsWhatIsUnchanged(t *testing.T) {
+	data := []byte(`{"budgets": {"gh": {"limit": 5, "per": "1m"}}, "connectors": [
+	    {"name": "old", "type": "beta", "budget": "gh"},
+	    {"name": "new", "type": "beta", "config": {"url": "https://x"}}]}`)
+	// "old" has no url: beta refuses it, unless it is known unchanged.
+	_, err := ParseDefinitions("f.json", data, fakeTypes{})
+	require.Error(t, err)
+	known := func(name string, written []byte) bool {
+		return name == "old" && string(written) == `{"name":"old","type":"beta","budget":"gh"}`
+	}
+	defs, err := ParseDefinitionsKnown("f.json", data, fakeTypes{}, known)
+	require.NoError(t, err)
+	require.Len(t, defs.Connectors, 2)
+	assert.Equal(t, `{"name":"old","type":"beta","budget":"gh"}`, string(defs.Connectors[0].Value))
+	assert.Equal(t, 2, defs.Enabled)
+
+	_, err = ParseDefinitionsKnown("f.json", []byte(`{"connectors": [
+	    {"name": "old", "type": "beta", "budget": "gh"},
+	    {"name": "old", "type": "alpha"}]}`), fakeTypes{}, known)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `connectors[0].budget: "gh" names no budget`, "a known connector's budget must still be in the file")
+	assert.Contains(t, err.Error(), `connectors[1].name: "old" is already used by connectors[0]`)
+}

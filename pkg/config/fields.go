@@ -27,11 +27,21 @@ var entrySpec = connector.Spec{
 			Description: "Disabled connectors are not scheduled."},
 		{Name: "interval", Kind: connector.Duration, Default: shortDuration(defaultInterval),
 			Description: "The time between polls: a Go duration in whole seconds, at least `1s` (ticks fire on whole seconds)."},
+		{Name: "adaptive", Kind: connector.Object, Example: map[string]string{"min": "10s", "max": "10m"},
+			Description: "Opt-in: the time between polls adapts to how often the upstream changes, from `interval`, " +
+				"shorter after a poll that finds changes and longer after one that finds none, within these bounds; " +
+				"see [Adaptive intervals](#adaptive-intervals).",
+			Fields: []connector.Field{
+				{Name: "min", Kind: connector.Duration, Required: true, Example: "10s",
+					Description: "The shortest effective interval: whole seconds, at least `1s`, shorter than `max`, at most `interval`."},
+				{Name: "max", Kind: connector.Duration, Required: true, Example: "10m",
+					Description: "The longest effective interval: whole seconds, at least `interval`."},
+			}},
 		{Name: "jitter", Kind: connector.Duration, Default: "0s",
 			Description: "Ignored (the scheduler logs a warning): each connector's ticks keep a fixed phase in its interval, " +
 				"which spreads connectors evenly; less than `interval`."},
-		{Name: "timeout", Kind: connector.Duration, DefaultText: "`min(10s, interval/2)`",
-			Description: "Bounds one attempt; shorter than `interval`."},
+		{Name: "timeout", Kind: connector.Duration, DefaultText: "`min(10s, interval/2)`; adaptive: `min(10s, adaptive.min/2)`",
+			Description: "Bounds one attempt; shorter than `interval`, and than `adaptive.min` when adaptive."},
 		{Name: "retries", Kind: connector.Object, Description: "How a failed poll is retried within one tick.", Fields: []connector.Field{
 			{Name: "max", Kind: connector.Int, Range: connector.Between(0, maxRetries), Default: defaultRetries,
 				Description: "Attempts after the first, within one poll."},
@@ -55,6 +65,12 @@ var entrySpec = connector.Spec{
 
 // fields are the keys a connector may have, in the order they are checked.
 var fields = fieldNames(entrySpec.Fields)
+
+// adaptiveFields are the keys of "adaptive".
+var adaptiveFields = func() []string {
+	f, _ := entrySpec.Lookup("adaptive")
+	return fieldNames(f.Fields)
+}()
 
 // retryFields are the keys of "retries".
 var retryFields = func() []string {

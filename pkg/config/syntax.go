@@ -91,12 +91,14 @@ func scanStrings(data []byte) ([]duplicate, []invalidText) {
 	var stack []container
 	var found []duplicate
 	var invalid []invalidText
+	// Nearly every file is valid UTF-8 throughout, which one look tells.
+	allValid := utf8.Valid(data)
 	for i := 0; i < len(data); {
 		switch data[i] {
 		case '{':
-			stack = append(stack, container{object: true, expectKey: true})
+			stack = push(stack, container{object: true, expectKey: true})
 		case '[':
-			stack = append(stack, container{})
+			stack = push(stack, container{})
 		case '}', ']':
 			stack = stack[:len(stack)-1]
 		case ',':
@@ -107,7 +109,7 @@ func scanStrings(data []byte) ([]duplicate, []invalidText) {
 			}
 		case '"':
 			end := stringEnd(data, i)
-			if !utf8.Valid(data[i:end]) {
+			if !allValid && !utf8.Valid(data[i:end]) {
 				top := len(stack) - 1
 				isKey := top >= 0 && stack[top].object && stack[top].expectKey
 				at := pathOf(stack)
@@ -142,6 +144,15 @@ type container struct {
 	key       []byte              // an object's current key
 	keys      [][]byte            // an object's first keys
 	many      map[string]struct{} // and all of them once there are many
+}
+
+// push enters a container, reusing the slice of keys the last container
+// at its depth had: a file holds a great many small objects side by side.
+func push(stack []container, c container) []container {
+	if len(stack) < cap(stack) {
+		c.keys = stack[:len(stack)+1][len(stack)].keys[:0]
+	}
+	return append(stack, c)
 }
 
 // seen records an object's key and reports whether it came before. Small
@@ -200,6 +211,98 @@ func stringEnd(data []byte, i int) int {
 		}
 	}
 	return len(data)
+}
+
+// objectFields splits a file that checkSyntax passed into its top-level
+// fields, as json.Unmarshal into a map[string]json.RawMessage does (null
+// is no fields, a key written twice keeps its last value), but reading the
+// bytes once and copying none: a file holds 100,000 connectors. It is false
+// when data is not an object.
+func objectFields(data []byte) (map[string]json.RawMessage, bool) {
+	i := skipSpace(data, 0)
+	if i == len(data) || data[i] != '{' {
+		return nil, i < len(data) && data[i] == 'n'
+	}
+	fields := map[string]json.RawMessage{}
+	for i = skipSpace(data, i+1); i < len(data) && data[i] == '"'; i = skipSpace(data, i+1) {
+		end := stringEnd(data, i)
+		key := string(keyOf(data[i:end]))
+		i = skipSpace(data, skipSpace(data, end)+1) // past the ':'
+		end = valueEnd(data, i)
+		fields[key] = data[i:end:end]
+		if i = skipSpace(data, end); i == len(data) || data[i] != ',' {
+			break
+		}
+	}
+	return fields, true
+}
+
+// listItems splits a list of valid JSON into its items, copying none. It
+// is false when raw is not a list.
+func listItems(raw []byte) ([]json.RawMessage, bool) {
+	i := skipSpace(raw, 0)
+	if i == len(raw) || raw[i] != '[' {
+		return nil, false
+	}
+	var items []json.RawMessage
+	for i = skipSpace(raw, i+1); i < len(raw) && raw[i] != ']'; i = skipSpace(raw, i+1) {
+		end := valueEnd(raw, i)
+		items = append(items, raw[i:end:end])
+		if i = skipSpace(raw, end); i == len(raw) || raw[i] != ',' {
+			break
+		}
+	}
+	return items, true
+}
+
+// valueEnd returns the index just past the value of valid JSON that starts
+// at data[i].
+func valueEnd(data []byte, i int) int {
+	switch data[i] {
+	case '"':
+		return stringEnd(data, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(data); j++ {
+			switch data[j] {
+			case '"':
+				j = stringEnd(data, j) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return len(data)
+	}
+	j := i
+	for j < len(data) && !isDelimiter(data[j]) {
+		j++
+	}
+	return j
+}
+
+// isDelimiter is a byte that ends a number, true, false or null.
+func isDelimiter(b byte) bool {
+	switch b {
+	case ',', '}', ']', ' ', '\t', '\n', '\r':
+		return true
+	}
+	return false
+}
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) {
+		switch data[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
 }
 
 // keyOf is the text of a quoted key; only one with escapes is decoded.

@@ -1,11 +1,13 @@
 package config
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestDuplicateKeys(t *testing.T) {
@@ -44,5 +46,39 @@ func TestDuplicateKeysDeepNesting(t *testing.T) {
 	if assert.Len(t, dups, 1) {
 		assert.Equal(t, "k", dups[0].key)
 		assert.Equal(t, strings.Repeat("a.", 9_999)+"a", dups[0].path)
+	}
+}
+
+func TestObjectFieldsAndListItemsSplitAsUnmarshal(t *testing.T) {
+	for _, data := range []string{
+		`{}`, ` { } `, `null`, `{"a": 1}`, "{\n\t\"a\" : [1, {\"b\": \"]}\\\"\"}], \"c\": null , \"d\":true}",
+		`{"a": 1, "a": [2]}`, `{"k\u0065y": "v", "x": {"y": [[], {}]}, "n": -1.5e3}`,
+		`{"connectors": [{"name": "a"}, 2, "s", [3, [4]], null, true], "budgets": {}}`,
+	} {
+		t.Run(data, func(t *testing.T) {
+			var want map[string]json.RawMessage
+			require.NoError(t, json.Unmarshal([]byte(data), &want))
+			got, ok := objectFields([]byte(data))
+			assert.True(t, ok)
+			assert.Equal(t, want, got)
+			for key, raw := range want {
+				var wantItems []json.RawMessage
+				if json.Unmarshal(raw, &wantItems) != nil || wantItems == nil { // null is no list either
+					_, isList := listItems(raw)
+					assert.False(t, isList, key)
+					continue
+				}
+				gotItems, isList := listItems(raw)
+				assert.True(t, isList, key)
+				assert.Equal(t, len(wantItems), len(gotItems), key)
+				for i := range wantItems {
+					assert.Equal(t, string(wantItems[i]), string(gotItems[i]), key)
+				}
+			}
+		})
+	}
+	for _, data := range []string{`[]`, `"s"`, `1`, `true`} {
+		_, ok := objectFields([]byte(data))
+		assert.False(t, ok, data)
 	}
 }

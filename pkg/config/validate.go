@@ -3,7 +3,6 @@ package config
 import (
 	"encoding/json"
 	"fmt"
-	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -51,7 +50,7 @@ type validator struct {
 }
 
 func newValidator(env Env, types TypeChecker, problems *Problems) *validator {
-	return &validator{env: env, types: types, problems: problems, secrets: map[string]bool{}}
+	return &validator{env: env, types: types, problems: problems}
 }
 
 // connector checks one connector object. at turns a field path such as
@@ -64,22 +63,24 @@ func (v *validator) connector(item any, at func(field string) string) (Connector
 		v.problems.add(at(""), `must be an object like {"name": "...", "type": "..."}, not %s`, connector.JSONKind(item))
 		return Connector{}, false
 	}
-	r := &reader{validator: v, at: at, obj: obj, from: map[string]string{}, skip: map[string]bool{}}
+	r := &reader{validator: v, at: at, obj: obj}
 	for _, key := range sortedKeys(obj) {
 		switch {
 		case !slices.Contains(fields, key):
 			r.unknownField(key, fields)
 			delete(obj, key)
 		case obj[key] == reported{}:
-			r.skip[key] = true
+			r.skipField(key)
 			delete(obj, key)
+		case !hasVariable(obj[key]):
+			// Nothing to resolve: most fields of most files.
 		default:
 			soFar := len(v.problems.List)
 			obj[key] = r.expand(obj[key], []step{{key: key}})
 			if len(v.problems.List) > soFar {
 				// A variable did not resolve: checking the field would only
 				// repeat that, or complain about the unresolved "${".
-				r.skip[key] = true
+				r.skipField(key)
 				delete(obj, key)
 			}
 		}
@@ -98,6 +99,37 @@ type reader struct {
 	from map[string]string
 	// skip holds fields whose problem is already reported.
 	skip map[string]bool
+}
+
+// from, skip and secrets are made on first use: most connectors need none.
+
+func (r *reader) skipField(key string) {
+	if r.skip == nil {
+		r.skip = map[string]bool{}
+	}
+	r.skip[key] = true
+}
+
+// hasVariable reports whether a string under v may hold a ${VAR}
+// reference (or a "$${" escape) for expand to resolve.
+func hasVariable(v any) bool {
+	switch x := v.(type) {
+	case string:
+		return strings.Contains(x, "${")
+	case map[string]any:
+		for _, item := range x {
+			if hasVariable(item) {
+				return true
+			}
+		}
+	case []any:
+		for _, item := range x {
+			if hasVariable(item) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (r *reader) problem(field, format string, args ...any) {
@@ -120,24 +152,42 @@ func (r *reader) expand(v any, path []step) any {
 			return x
 		}
 		if values != nil {
+			if r.from == nil {
+				r.from = map[string]string{}
+			}
 			r.from[at] = x
 		}
 		for _, value := range values {
 			if value != "" {
+				if r.secrets == nil {
+					r.secrets = map[string]bool{}
+				}
 				r.secrets[value] = true
 			}
 		}
 		return out
 	case map[string]any:
 		for _, key := range sortedKeys(x) { // problems in a stable order
-			x[key] = r.expand(x[key], append(path, step{key: key}))
+			if expands(x[key]) {
+				x[key] = r.expand(x[key], append(path, step{key: key}))
+			}
 		}
 	case []any:
 		for i := range x {
-			x[i] = r.expand(x[i], append(path, step{index: i, inList: true}))
+			if expands(x[i]) {
+				x[i] = r.expand(x[i], append(path, step{index: i, inList: true}))
+			}
 		}
 	}
 	return v
+}
+
+// expands says whether expand has anything to do with v: a string only
+// when it holds "${" (a string put back in its map would be boxed anew),
+// an object or list always (expand changes them in place).
+func expands(v any) bool {
+	s, isString := v.(string)
+	return !isString || strings.Contains(s, "${")
 }
 
 // step is one key or list index of a path within a connector.
@@ -178,6 +228,15 @@ func (r *reader) read() Connector {
 		intervalOK = false
 	}
 	conn.Interval = interval.value
+	conn.Adaptive = r.adaptive(interval, intervalOK)
+	// A poll ends before the next is due: an adaptive connector's next
+	// may be its min away.
+	shortest := interval
+	if conn.Adaptive.On() {
+		shortest = duration{value: conn.Adaptive.Min, text: "adaptive.min " + shortDuration(conn.Adaptive.Min)}
+	} else {
+		shortest.text = "interval " + interval.text
+	}
 
 	jitter, ok := r.duration("jitter", 0)
 	if ok && jitter.value < 0 {
@@ -187,11 +246,11 @@ func (r *reader) read() Connector {
 	}
 	conn.Jitter = jitter.value
 
-	timeout, ok := r.duration("timeout", min(maxTimeout, interval.value/2))
+	timeout, ok := r.duration("timeout", min(maxTimeout, shortest.value/2))
 	if ok && timeout.value <= 0 {
 		r.problem("timeout", "%s must be longer than 0", timeout.text)
-	} else if ok && intervalOK && timeout.value >= interval.value {
-		r.problem("timeout", "%s must be shorter than interval %s", timeout.text, interval.text)
+	} else if ok && intervalOK && timeout.value >= shortest.value {
+		r.problem("timeout", "%s must be shorter than %s", timeout.text, shortest.text)
 	}
 	conn.Timeout = timeout.value
 
@@ -211,6 +270,65 @@ func (r *reader) read() Connector {
 	conn.Budget.Name = r.budget()
 	conn.Config = r.config(conn.Type)
 	return conn
+}
+
+// adaptive reads the opt-in bounds of the effective interval; the
+// interval is where it starts, so it must lie within them. The zero
+// Adaptive when absent or invalid (and reported).
+func (r *reader) adaptive(interval duration, intervalOK bool) Adaptive {
+	v, present := r.get("adaptive")
+	if !present {
+		return Adaptive{}
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		r.problem("adaptive", `must be an object like {"min": "10s", "max": "10m"}, not %s`, connector.JSONKind(v))
+		return Adaptive{}
+	}
+	for _, key := range sortedKeys(obj) {
+		if !slices.Contains(adaptiveFields, key) {
+			r.unknownField("adaptive."+key, adaptiveFields)
+		}
+	}
+	lo, loOK := r.bound("adaptive.min", `the shortest interval polls may come at, such as "10s"`)
+	hi, hiOK := r.bound("adaptive.max", `the longest interval polls may come at, such as "10m"`)
+	if !loOK || !hiOK {
+		return Adaptive{}
+	}
+	if lo.value >= hi.value {
+		r.problem("adaptive.min", "%s must be shorter than adaptive.max %s (the interval moves between the two; "+
+			"for a fixed interval leave adaptive out)", lo.text, hi.text)
+		return Adaptive{}
+	}
+	if !intervalOK {
+		return Adaptive{}
+	}
+	if interval.value < lo.value || interval.value > hi.value {
+		r.problem("interval", "%s is outside adaptive %s..%s: the effective interval starts from it (write one from %s to %s)",
+			interval.text, lo.text, hi.text, lo.text, hi.text)
+		return Adaptive{}
+	}
+	return Adaptive{Min: lo.value, Max: hi.value}
+}
+
+// bound reads one required bound of "adaptive": whole seconds, at least 1s.
+func (r *reader) bound(path, required string) (duration, bool) {
+	if _, present := r.get(path); !present {
+		r.problem(path, "required (%s)", required)
+		return duration{}, false
+	}
+	d, ok := r.duration(path, 0)
+	switch {
+	case !ok:
+	case d.value < minInterval:
+		r.problem(path, "%s is too short (at least %s)", d.text, minInterval)
+		ok = false
+	case d.value%time.Second != 0:
+		r.problem(path, "%s is not a whole number of seconds (ticks fire on whole seconds: write e.g. %s)",
+			d.text, d.value.Round(time.Second))
+		ok = false
+	}
+	return d, ok
 }
 
 // budget reads the name of the budget the connector draws from; whether
@@ -450,27 +568,51 @@ func (r *reader) labels() map[string]string {
 // the type validate it.
 func (r *reader) config(typeName string) json.RawMessage {
 	raw := json.RawMessage("{}")
+	var decoded map[string]any
 	if v, present := r.get("config"); present {
-		if _, ok := v.(map[string]any); !ok {
+		obj, ok := v.(map[string]any)
+		if !ok {
 			r.problem("config", "must be an object with the settings of the connector type, not %s", connector.JSONKind(v))
 			return raw
 		}
-		encoded, err := json.Marshal(v)
+		encoded, err := encodeJSON(obj)
 		if err != nil { // cannot happen for decoded JSON; never echo the value
 			r.problem("config", "cannot be encoded: %T", err)
 			return raw
 		}
-		raw = encoded
+		raw, decoded = encoded, obj
 	}
 	if r.skip["config"] || typeName == "" || !r.types.Known(typeName) {
 		return raw
 	}
-	if err := r.types.Validate(typeName, raw); err != nil {
+	var err error
+	if types, ok := r.types.(decodedChecker); ok && decoded != nil {
+		err = types.ValidateDecoded(typeName, raw, decoded)
+	} else {
+		err = r.types.Validate(typeName, raw)
+	}
+	if err != nil {
 		r.problem("config", "%s", err)
 	}
 	return raw
 }
 
+// decodedChecker is a TypeChecker that takes a config decoded already
+// (*connector.Registry): the type's Spec checks the tree the validator has,
+// and only its strict decoding reads raw, so that each connector of a file
+// is decoded generically once.
+type decodedChecker interface {
+	ValidateDecoded(typeName string, raw json.RawMessage, decoded map[string]any) error
+}
+
 func sortedKeys[V any](m map[string]V) []string {
-	return slices.Sorted(maps.Keys(m))
+	if len(m) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(m))
+	for key := range m {
+		keys = append(keys, key)
+	}
+	slices.Sort(keys)
+	return keys
 }

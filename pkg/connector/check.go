@@ -14,28 +14,31 @@ import (
 	"time"
 )
 
-// check reports what the spec alone can tell about a type-specific
-// config, every problem at once: unknown fields, values of the wrong kind,
-// required fields left out, numbers out of range, strings not among the
-// choices, secrets unresolved or not one line. decodable is false when a
-// problem means the config cannot be decoded into the type's struct (an
-// unknown field, a wrong kind); a config that is not a JSON object is left
-// to DecodeConfig to report.
-func (s Spec) check(raw json.RawMessage) (problems []error, decodable bool) {
+// decodeObject decodes a type-specific config for Spec.check, numbers kept
+// as written (json.Number); empty or null is {}. It is false for a config
+// that is not a JSON object, which is left to DecodeConfig to report.
+func decodeObject(raw json.RawMessage) (map[string]any, bool) {
 	trimmed := bytes.TrimSpace(raw)
 	if len(trimmed) == 0 || bytes.Equal(trimmed, []byte("null")) {
-		trimmed = []byte("{}")
+		return map[string]any{}, true
 	}
 	var v any
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.UseNumber()
 	if dec.Decode(&v) != nil || dec.More() {
-		return nil, true
+		return nil, false
 	}
 	obj, ok := v.(map[string]any)
-	if !ok {
-		return nil, true
-	}
+	return obj, ok
+}
+
+// check reports what the spec alone can tell about a type-specific
+// config, every problem at once: unknown fields, values of the wrong kind,
+// required fields left out, numbers out of range, strings not among the
+// choices, secrets unresolved or not one line. decodable is false when a
+// problem means the config cannot be decoded into the type's struct (an
+// unknown field, a wrong kind).
+func (s Spec) check(obj map[string]any) (problems []error, decodable bool) {
 	c := &checker{}
 	c.object("config", s.Fields, obj)
 	return c.problems, !c.undecodable
@@ -85,16 +88,23 @@ func (c *checker) object(path string, fields []Field, obj map[string]any) {
 	}
 	for _, f := range fields {
 		v, present := obj[f.Name]
-		c.field(path+"."+f.Name, f, v, present && v != nil)
+		c.field(fieldPath{path, f.Name}, f, v, present && v != nil)
 	}
 }
 
-func (c *checker) field(path string, f Field, v any, present bool) {
+// fieldPath is where a field is, written out (String) only for a problem
+// or a nested object: a config file has a great many fields, nearly all
+// without one.
+type fieldPath struct{ parent, name string }
+
+func (p fieldPath) String() string { return p.parent + "." + p.name }
+
+func (c *checker) field(at fieldPath, f Field, v any, present bool) {
 	if !present || f.Required && empty(f.Kind, v) {
 		if f.Required && f.Hint != "" {
-			c.add(path, "required: %s", f.Hint)
+			c.add(at.String(), "required: %s", f.Hint)
 		} else if f.Required {
-			c.add(path, "required")
+			c.add(at.String(), "required")
 		}
 		return
 	}
@@ -103,80 +113,93 @@ func (c *checker) field(path string, f Field, v any, present bool) {
 		s, ok := v.(string)
 		switch {
 		case !ok:
-			c.wrongKind(path, "a string", v)
+			c.wrongKind(at.String(), "a string", v)
 		case s == "":
 		case f.Secret:
-			c.secret(path, s)
+			c.secret(at, s)
 		case len(f.Enum) > 0 && !slices.Contains(f.Enum, s):
-			c.notAChoice(path, f, s)
+			c.notAChoice(at.String(), f, s)
 		}
 	case Duration:
 		s, ok := v.(string)
 		if !ok {
-			c.wrongKind(path, `a duration such as "30s"`, v)
+			c.wrongKind(at.String(), `a duration such as "30s"`, v)
 		} else if _, err := time.ParseDuration(s); err != nil && s != "" {
-			c.add(path, `%q is not a duration (write a Go duration such as "30s", "5m" or "1h30m")`, s)
+			c.add(at.String(), `%q is not a duration (write a Go duration such as "30s", "5m" or "1h30m")`, s)
 		}
 	case Int:
 		n, ok := v.(json.Number)
 		if !ok {
-			c.wrongKind(path, "a whole number", v)
+			c.wrongKind(at.String(), "a whole number", v)
 			return
 		}
 		i, err := strconv.ParseInt(n.String(), 10, 64)
 		if err != nil {
-			c.add(path, "%s is not a whole number", n)
+			c.add(at.String(), "%s is not a whole number", n)
 			c.undecodable = true
 			return
 		}
-		c.inRange(path, f, float64(i), n.String())
+		c.inRange(at, f, float64(i), n.String())
 	case Number:
 		n, ok := v.(json.Number)
 		if !ok {
-			c.wrongKind(path, "a number", v)
+			c.wrongKind(at.String(), "a number", v)
 			return
 		}
 		x, err := n.Float64()
 		if err != nil {
-			c.add(path, "%s is not a number", n)
+			c.add(at.String(), "%s is not a number", n)
 			c.undecodable = true
 			return
 		}
-		c.inRange(path, f, x, n.String())
+		c.inRange(at, f, x, n.String())
 	case Bool:
 		if _, ok := v.(bool); !ok {
-			c.wrongKind(path, "true or false", v)
+			c.wrongKind(at.String(), "true or false", v)
 		}
 	case List:
 		list, ok := v.([]any)
 		if !ok {
-			c.wrongKind(path, `a list of strings, like ["a", "b"]`, v)
+			c.wrongKind(at.String(), `a list of strings, like ["a", "b"]`, v)
 			return
 		}
 		for i, item := range list {
 			if _, ok := item.(string); !ok {
-				c.wrongKind(fmt.Sprintf("%s[%d]", path, i), "a string", item)
+				c.wrongKind(fmt.Sprintf("%s[%d]", at, i), "a string", item)
 			}
 		}
 	case Map:
 		m, ok := v.(map[string]any)
 		if !ok {
-			c.wrongKind(path, `an object of strings, like {"name": "value"}`, v)
+			c.wrongKind(at.String(), `an object of strings, like {"name": "value"}`, v)
 			return
 		}
-		for _, key := range slices.Sorted(maps.Keys(m)) {
-			if _, ok := m[key].(string); !ok {
-				c.wrongKind(path+"."+key, "a string", m[key])
+		if !allStrings(m) {
+			for _, key := range slices.Sorted(maps.Keys(m)) {
+				if _, ok := m[key].(string); !ok {
+					c.wrongKind(at.String()+"."+key, "a string", m[key])
+				}
 			}
 		}
 	case Object:
 		obj, ok := v.(map[string]any)
 		if !ok {
-			c.wrongKind(path, "an object", v)
+			c.wrongKind(at.String(), "an object", v)
 			return
 		}
-		c.object(path, f.Fields, obj)
+		c.object(at.String(), f.Fields, obj)
 	}
+}
+
+// allStrings reports whether every value of m is a string: then there is
+// nothing to report, in order, about it.
+func allStrings(m map[string]any) bool {
+	for _, v := range m {
+		if _, ok := v.(string); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // empty is a value of the field's kind that a required field may not
@@ -196,11 +219,11 @@ func empty(k Kind, v any) bool {
 // secret checks a credential without ever putting it in the message. A
 // definition is checked as written (the catalog stores it so): a secret
 // that is one ${VAR} reference passes, the worker resolves it.
-func (c *checker) secret(path, value string) {
+func (c *checker) secret(at fieldPath, value string) {
 	switch {
 	case reference.MatchString(value):
 	case strings.ContainsFunc(value, func(r rune) bool { return r <= ' ' || r == 0x7f }):
-		c.add(path, `contains whitespace or control characters (often a trailing newline in the environment variable, `+
+		c.add(at.String(), `contains whitespace or control characters (often a trailing newline in the environment variable, `+
 			`or a "Bearer " prefix: write the secret alone)`)
 	}
 }
@@ -208,11 +231,11 @@ func (c *checker) secret(path, value string) {
 // reference is a whole ${VAR} reference.
 var reference = regexp.MustCompile(`^\$\{[A-Za-z_][A-Za-z0-9_]*\}$`)
 
-func (c *checker) inRange(path string, f Field, x float64, written string) {
+func (c *checker) inRange(at fieldPath, f Field, x float64, written string) {
 	if f.Range == nil || x >= f.Range.Min && x <= f.Range.Max {
 		return
 	}
-	c.add(path, "%s is out of range (%s)", written, f.Range.fix(f))
+	c.add(at.String(), "%s is out of range (%s)", written, f.Range.fix(f))
 }
 
 // fix says what to write instead of a number out of range.

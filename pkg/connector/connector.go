@@ -85,12 +85,17 @@ type Deps struct {
 	// it; upstream.Client gives the connector a client that honours it.
 	AllowHosts egress.Allowlist
 
-	// validating is set by Registry.Validate: Build then stops once the
-	// config is checked, without building a connector nobody will poll.
+	// validating is set by Registry.Validate and ValidateDecoded: Build
+	// then stops once the config is checked, without building a connector
+	// nobody will poll.
 	validating bool
 	// describe is set by Registry.Spec: Build then only hands over the
 	// config type's Spec.
 	describe *described
+	// decoded is set by Registry.ValidateDecoded: the config raw encodes,
+	// decoded already, which Build checks against the Spec instead of
+	// decoding raw again.
+	decoded map[string]any
 }
 
 // described is what Build hands Registry.Spec.
@@ -144,8 +149,18 @@ func Build[C any, P interface {
 		return nil, nil
 	}
 	raw, allow, allowErr := cutAllowHosts(raw)
-	specProblems, decodable := spec.check(raw)
-	problems := append([]error{allowErr}, specProblems...)
+	obj, isObject := deps.decoded, deps.decoded != nil
+	if !isObject {
+		obj, isObject = decodeObject(raw)
+	}
+	var problems []error
+	decodable := true
+	if isObject {
+		problems, decodable = spec.check(obj)
+	}
+	if allowErr != nil {
+		problems = append([]error{allowErr}, problems...)
+	}
 	if !decodable {
 		return nil, errors.Join(problems...)
 	}

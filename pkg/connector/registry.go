@@ -58,7 +58,16 @@ func (r *Registry) New(typeName string, raw json.RawMessage, deps Deps) (Connect
 // factory written with Build stops there; any other builds a connector and
 // drops it.
 func (r *Registry) Validate(typeName string, raw json.RawMessage) error {
-	_, err := r.New(typeName, raw, Deps{validating: true})
+	return r.ValidateDecoded(typeName, raw, nil)
+}
+
+// ValidateDecoded is Validate for a caller that holds the config decoded
+// already, as raw encodes it (numbers as json.Number): a factory written
+// with Build checks decoded against its Spec instead of decoding raw
+// again, then decodes raw into its config type. A config file's checker
+// decodes each connector once this way. A nil decoded is Validate.
+func (r *Registry) ValidateDecoded(typeName string, raw json.RawMessage, decoded map[string]any) error {
+	_, err := r.New(typeName, raw, Deps{validating: true, decoded: decoded})
 	return err
 }
 

@@ -100,17 +100,32 @@ func TestTheSpecChecksEveryKind(t *testing.T) {
 			`config.key: contains whitespace or control characters (often a trailing newline in the environment variable, or a "Bearer " prefix: write the secret alone)`}},
 		{name: "a secret with a newline is never quoted", raw: `{` + ok + `, "key": "SECRET\n"}`, want: []string{
 			`config.key: contains whitespace or control characters (often a trailing newline in the environment variable, or a "Bearer " prefix: write the secret alone)`}},
+		{name: "allow_hosts first, then the spec", raw: `{"name": 1, "required": ["a"], "allow_hosts": 3}`, want: []string{
+			`config.allow_hosts: must be a list of hosts, addresses or CIDRs, like ["api.internal", "10.0.0.0/8"]`,
+			`config.name: must be a string, not a number`}},
 	}
+	r := connector.NewRegistry()
+	r.Register("every-kind", newEveryKind)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := newEveryKind(json.RawMessage(tt.raw), connector.Deps{})
+			// A config file's checker hands over the tree it decoded: the
+			// same problems, in the same order.
+			var decoded map[string]any
+			dec := json.NewDecoder(strings.NewReader(tt.raw))
+			dec.UseNumber()
+			require.NoError(t, dec.Decode(&decoded))
+			decodedErr := r.ValidateDecoded("every-kind", json.RawMessage(tt.raw), decoded)
 			if len(tt.want) == 0 {
 				require.NoError(t, err)
+				require.NoError(t, decodedErr)
 				return
 			}
 			require.Error(t, err)
 			assert.Equal(t, strings.Join(tt.want, "\n"), err.Error())
 			assert.NotContains(t, err.Error(), "SECRET")
+			require.Error(t, decodedErr)
+			assert.Equal(t, err.Error(), decodedErr.Error())
 		})
 	}
 }

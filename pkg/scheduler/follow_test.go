@@ -11,7 +11,6 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/bus"
 	"github.com/pollgrid/pollgrid/pkg/catalog"
-	"github.com/pollgrid/pollgrid/pkg/config"
 )
 
 // file writes a connectors file of the connectors given as JSON objects.
@@ -32,7 +31,7 @@ const (
 func TestNothingRemovedBeforeTheCatalogIsRead(t *testing.T) {
 	fx := newFixture(t)
 	// A schedule and a pending tick of a connector the catalog does not hold.
-	orphan := catalog.Defined{Connector: config.Connector{Name: "orphan", Type: "fake", Enabled: true, Interval: 6 * time.Hour}}
+	orphan := catalog.Defined{Name: "orphan", Type: "fake", Enabled: true, Interval: 6 * time.Hour}
 	d, err := newDefinition(orphan)
 	require.NoError(t, err)
 	_, err = fx.js.PublishMsg(fx.ctx, d.msg())

@@ -31,6 +31,13 @@ type State struct {
 	// one included (read by Acquire): more than one means earlier polls
 	// ended without committing, their worker killed or frozen.
 	Attempts int
+	// EffectiveInterval is an adaptive connector's interval as its polls
+	// found the upstream changing (the worker's rule, pkg/worker): zero
+	// when the connector is not adaptive or never polled. AdaptRequestedAt
+	// is when a worker last asked the scheduler to fire its ticks at it.
+	// Commit writes both with the cursor; Acquire reads them.
+	EffectiveInterval time.Duration
+	AdaptRequestedAt  time.Time
 	// Seen holds every remembered item, by id, when Acquire read them with
 	// the state (a connector that remembers at most PrefetchSeen items);
 	// nil otherwise: read them with SeenEntries. SeenCount is how many
@@ -67,14 +74,19 @@ const (
 	fieldNotBefore           = "not_before"
 	fieldNotBeforeBy         = "not_before_by"
 	fieldAttempts            = "attempts"
+	fieldEffectiveInterval   = "effective_interval_ms"
+	fieldAdaptRequestedAt    = "adapt_requested_at"
 )
 
 // fields lists every state field with its encoded value, "" for a zero value,
 // so that a Commit writes the state whole.
 func (st State) fields() []string {
-	failures := ""
+	failures, effective := "", ""
 	if st.ConsecutiveFailures != 0 {
 		failures = strconv.Itoa(st.ConsecutiveFailures)
+	}
+	if st.EffectiveInterval > 0 {
+		effective = strconv.FormatInt(st.EffectiveInterval.Milliseconds(), 10)
 	}
 	return []string{
 		fieldCursor, st.Cursor,
@@ -87,6 +99,8 @@ func (st State) fields() []string {
 		fieldNotBefore, formatTime(st.NotBefore),
 		fieldNotBeforeBy, st.NotBeforeBy,
 		fieldAttempts, "", // a commit ends the attempts
+		fieldEffectiveInterval, effective,
+		fieldAdaptRequestedAt, formatTime(st.AdaptRequestedAt),
 	}
 }
 
@@ -107,6 +121,12 @@ func parseState(h map[string]string) (State, error) {
 	if st.NotBefore, err = ParseTime(h[fieldNotBefore]); err != nil {
 		return State{}, fmt.Errorf("field %s: %w", fieldNotBefore, err)
 	}
+	if st.AdaptRequestedAt, err = ParseTime(h[fieldAdaptRequestedAt]); err != nil {
+		return State{}, fmt.Errorf("field %s: %w", fieldAdaptRequestedAt, err)
+	}
+	if st.EffectiveInterval, err = parseMillis(h[fieldEffectiveInterval]); err != nil {
+		return State{}, fmt.Errorf("field %s: %w", fieldEffectiveInterval, err)
+	}
 	if v := h[fieldAttempts]; v != "" {
 		if st.Attempts, err = strconv.Atoi(v); err != nil {
 			return State{}, fmt.Errorf("field %s: %w", fieldAttempts, err)
@@ -121,6 +141,18 @@ func parseState(h map[string]string) (State, error) {
 		return State{}, err
 	}
 	return st, nil
+}
+
+// parseMillis reads a duration stored in milliseconds; "" is zero.
+func parseMillis(v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || ms < 0 {
+		return 0, fmt.Errorf("not milliseconds: %q", v)
+	}
+	return time.Duration(ms) * time.Millisecond, nil
 }
 
 // State reads a connector's state without a lease, for the scheduler and
@@ -181,6 +213,44 @@ const batch = 1000
 // in pipelines of a thousand.
 func (s *Store) Paused(ctx context.Context, names []string) (map[string]time.Time, error) {
 	out := map[string]time.Time{}
+	err := s.stateField(ctx, names, fieldPausedAt, func(name, v string) error {
+		t, err := ParseTime(v)
+		if err != nil {
+			return err
+		}
+		if !t.IsZero() {
+			out[name] = t
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read paused connectors: %w", err)
+	}
+	return out, nil
+}
+
+// EffectiveIntervals reads the EffectiveInterval of many connectors in
+// pipelines of a thousand; a connector without one (not adaptive, never
+// polled) is not in the result.
+func (s *Store) EffectiveIntervals(ctx context.Context, names []string) (map[string]time.Duration, error) {
+	out := map[string]time.Duration{}
+	err := s.stateField(ctx, names, fieldEffectiveInterval, func(name, v string) error {
+		d, err := parseMillis(v)
+		if d > 0 {
+			out[name] = d
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read effective intervals: %w", err)
+	}
+	return out, nil
+}
+
+// stateField reads one field of many connectors' states, in pipelines of
+// a thousand, and hands each value that is set to use; the error names the
+// connector.
+func (s *Store) stateField(ctx context.Context, names []string, field string, use func(name, v string) error) error {
 	for start := 0; start < len(names); start += batch {
 		chunk := names[start:min(start+batch, len(names))]
 		cmds := make([]*redis.StringCmd, len(chunk))
@@ -189,31 +259,27 @@ func (s *Store) Paused(ctx context.Context, names []string) (map[string]time.Tim
 				if err := CheckName(name); err != nil {
 					return err
 				}
-				cmds[i] = p.HGet(ctx, s.key(name, keyState), fieldPausedAt)
+				cmds[i] = p.HGet(ctx, s.key(name, keyState), field)
 			}
 			return nil
 		})
 		if err != nil && !errors.Is(err, redis.Nil) {
-			return nil, fmt.Errorf("read paused connectors: %w", err)
+			return err
 		}
 		for i, name := range chunk {
 			v, err := cmds[i].Result()
 			if errors.Is(err, redis.Nil) {
 				continue
 			}
-			if err != nil {
-				return nil, fmt.Errorf("read paused %s: %w", name, err)
+			if err == nil {
+				err = use(name, v)
 			}
-			t, err := ParseTime(v)
 			if err != nil {
-				return nil, fmt.Errorf("read paused %s: %w", name, err)
-			}
-			if !t.IsZero() {
-				out[name] = t
+				return fmt.Errorf("%s: field %s: %w", name, field, err)
 			}
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // States reads the state of many connectors, aligned with names, in

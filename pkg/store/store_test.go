@@ -346,6 +346,8 @@ func TestStateRoundTrip(t *testing.T) {
 		LastError:           "GET https://api.example.com/alerts: 503 Service Unavailable",
 		NotBefore:           t0.Add(2 * time.Minute),
 		NotBeforeBy:         store.WaitUpstream,
+		EffectiveInterval:   22500 * time.Millisecond,
+		AdaptRequestedAt:    t0.Add(-3 * time.Minute),
 	}
 	for _, tc := range []struct {
 		name       string
@@ -354,9 +356,10 @@ func TestStateRoundTrip(t *testing.T) {
 		wantFields []string
 	}{
 		{
-			name:       "every field",
-			state:      full,
-			wantFields: []string{"consecutive_failures", "cursor", "etag", "last_error", "last_modified", "last_poll", "last_success", "not_before", "not_before_by"},
+			name:  "every field",
+			state: full,
+			wantFields: []string{"adapt_requested_at", "consecutive_failures", "cursor", "effective_interval_ms", "etag", "last_error", "last_modified",
+				"last_poll", "last_success", "not_before", "not_before_by"},
 		},
 		{
 			name:       "zero state writes nothing",
@@ -677,6 +680,28 @@ func TestLastPolls(t *testing.T) {
 	empty, err := s.LastPolls(ctx, nil)
 	require.NoError(t, err)
 	assert.Empty(t, empty)
+}
+
+// An adaptive connector's effective interval is committed with its cursor
+// and read in bulk for the aggregator's gauges and views.
+func TestEffectiveIntervals(t *testing.T) {
+	ctx := context.Background()
+	s, rdb := newStore(t, store.Options{})
+	for name, d := range map[string]time.Duration{"adaptive": 15 * time.Second, "fixed": 0} {
+		l, _, err := s.Acquire(ctx, name, "w", leaseTTL, store.ClaimTick)
+		require.NoError(t, err)
+		require.NoError(t, s.Commit(ctx, l, store.Commit{State: store.State{LastPoll: t0, EffectiveInterval: d}, Now: t0}))
+	}
+	assert.Equal(t, "15000", rdb.HGet(ctx, "pollgrid:{adaptive}:state", "effective_interval_ms").Val())
+	got, err := s.EffectiveIntervals(ctx, []string{"adaptive", "fixed", "never"})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]time.Duration{"adaptive": 15 * time.Second}, got)
+
+	require.NoError(t, rdb.HSet(ctx, "pollgrid:{fixed}:state", "effective_interval_ms", "soon").Err())
+	_, err = s.EffectiveIntervals(ctx, []string{"fixed"})
+	assert.ErrorContains(t, err, `read effective intervals: fixed: field effective_interval_ms: not milliseconds: "soon"`)
+	_, err = s.State(ctx, "fixed")
+	assert.ErrorContains(t, err, "field effective_interval_ms")
 }
 
 func TestInvalidInput(t *testing.T) {

@@ -54,7 +54,7 @@ func (w *Worker) Trigger(ctx context.Context, data []byte) (any, error) {
 	for {
 		// A trigger polls even while the connector is paused or waits, and
 		// has no tick to keep in progress.
-		report, res := w.poll(ctx, in, store.ClaimTrigger, nil)
+		report, res := w.poll(ctx, in, store.ClaimTrigger, nil, 0)
 		var held *store.LeaseHeldError
 		if errors.As(res.err, &held) {
 			if err := waitLease(ctx, held); err != nil {

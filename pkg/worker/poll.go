@@ -53,15 +53,17 @@ func skipped(err error) result {
 
 // poll runs one poll of in under its lease and returns its report, with
 // the poll's metrics recorded. A tick's poll keeps the tick in progress
-// while it runs; a triggered one has no tick (nil).
-func (w *Worker) poll(ctx context.Context, in *instance, claim store.Claim, tickProgress progress) (*pollgridv1.PollReport, result) {
+// while it runs, and scheduled is the interval its tick fires at; a
+// triggered one has no tick (nil, 0).
+func (w *Worker) poll(ctx context.Context, in *instance, claim store.Claim, tickProgress progress,
+	scheduled time.Duration) (*pollgridv1.PollReport, result) {
 	c := in.cfg
 	started := time.Now()
 	report := &pollgridv1.PollReport{
 		Connector: c.Name, ConnectorType: c.Type, Worker: w.opts.ID,
 		StartedAt: timestamppb.New(started),
 	}
-	res := w.pollSteps(ctx, in, claim, tickProgress, report)
+	res := w.pollSteps(ctx, in, claim, tickProgress, scheduled, report)
 	took := time.Since(started)
 	report.Outcome = res.outcome
 	report.Duration = durationpb.New(took)
@@ -76,7 +78,8 @@ func (w *Worker) poll(ctx context.Context, in *instance, claim store.Claim, tick
 }
 
 // pollSteps is the poll's route; each step that ends it says how.
-func (w *Worker) pollSteps(ctx context.Context, in *instance, claim store.Claim, tickProgress progress, report *pollgridv1.PollReport) result {
+func (w *Worker) pollSteps(ctx context.Context, in *instance, claim store.Claim, tickProgress progress, scheduled time.Duration,
+	report *pollgridv1.PollReport) result {
 	c := in.cfg
 	if in.err != nil {
 		w.log.ErrorContext(ctx, "connector definition cannot be polled", "error", in.err)
@@ -103,7 +106,8 @@ func (w *Worker) pollSteps(ctx context.Context, in *instance, claim store.Claim,
 	}
 	w.countMissed(c, state)
 	w.observe(ctx, c, out, state, report)
-	return w.commitOutcome(ctx, c, lease, out, report)
+	ask := w.adapt(in, state, &out, scheduled)
+	return w.commitOutcome(ctx, c, lease, out, report, ask)
 }
 
 // claim takes the connector's lease, or says why there is no poll: the
@@ -213,8 +217,11 @@ func (w *Worker) observe(ctx context.Context, c config.Connector, out poll.Outco
 }
 
 // commitOutcome writes the poll's state under the lease (a failed poll's
-// too: its failure and back-off) and says how the poll ended.
-func (w *Worker) commitOutcome(ctx context.Context, c config.Connector, lease *store.Lease, out poll.Outcome, report *pollgridv1.PollReport) result {
+// too: its failure and back-off) and says how the poll ended. An adaptive
+// connector's request to the scheduler (ask, nil for none) goes once the
+// commit that records it is written.
+func (w *Worker) commitOutcome(ctx context.Context, c config.Connector, lease *store.Lease, out poll.Outcome, report *pollgridv1.PollReport,
+	ask *adaptRequest) result {
 	if out.Err == nil && len(out.Signals) > 0 {
 		failpoint.Hit(failpoint.AfterPublish)
 	}
@@ -226,6 +233,9 @@ func (w *Worker) commitOutcome(ctx context.Context, c config.Connector, lease *s
 		}
 		w.log.ErrorContext(ctx, "commit state failed; the next poll starts from the previous state", "error", err)
 		return failed(err)
+	}
+	if ask != nil {
+		w.askAdapt(ctx, ask)
 	}
 	if out.Err != nil {
 		report.RateLimited = rateLimited(out.Err)
@@ -276,10 +286,11 @@ func (w *Worker) commit(ctx context.Context, lease *store.Lease, c store.Commit)
 
 // countMissed counts the whole intervals that passed since the connector
 // last became due (its last poll, or the end of a wait the upstream asked
-// for) without a poll. A connector on a budget expects no more than its
-// fair share: what it waits for its turn is not missed.
+// for) without a poll. An adaptive connector is due at its effective
+// interval; one on a budget expects no more than its fair share: what it
+// waits for its turn is not missed.
 func (w *Worker) countMissed(c config.Connector, st store.State) {
-	interval := c.Interval
+	interval := c.ScheduledInterval(st.EffectiveInterval)
 	if c.Budget.Name != "" {
 		interval = max(interval, c.Budget.Fair())
 	}

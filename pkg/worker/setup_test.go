@@ -143,6 +143,9 @@ func definition(c config.Connector) map[string]any {
 	if c.Budget.Name != "" {
 		d["budget"] = c.Budget.Name
 	}
+	if c.Adaptive.On() {
+		d["adaptive"] = map[string]any{"min": c.Adaptive.Min.String(), "max": c.Adaptive.Max.String()}
+	}
 	return d
 }
 

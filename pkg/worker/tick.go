@@ -109,7 +109,7 @@ func (w *Worker) run(ctx context.Context, t tick, ack tickAck) {
 		w.metrics.lateness.Observe(late)
 		span.SetAttributes(attribute.Float64("pollgrid.tick.lateness_seconds", late))
 	}
-	report, res := w.poll(ctx, in, store.ClaimTick, ack)
+	report, res := w.poll(ctx, in, store.ClaimTick, ack, t.GetInterval().AsDuration())
 	bus.InjectReportTrace(ctx, w.opts.Propagator, report)
 	span.SetAttributes(attribute.String("pollgrid.outcome", bus.OutcomeName(report.GetOutcome())))
 	if report.GetOutcome() == pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE {

@@ -79,6 +79,9 @@ type Options struct {
 	// built (WORKER_DEFINITIONS_CACHE); default DefaultDefinitionsCache.
 	// A connector past it is read from the catalog again at its next tick.
 	DefinitionsCache int
+	// Now is the clock of the adaptive intervals' requests (at most one per
+	// connector every two minutes); default time.Now.
+	Now func() time.Time
 }
 
 func (o Options) withDefaults() Options {
@@ -109,6 +112,9 @@ func (o Options) withDefaults() Options {
 	if o.DefinitionsCache <= 0 {
 		o.DefinitionsCache = DefaultDefinitionsCache
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	if o.HTTP == nil {
 		o.HTTP = upstream.NewClient(upstream.Options{IdleConnsPerHost: o.Concurrency})
 	}
@@ -128,6 +134,8 @@ type Worker struct {
 	log      *slog.Logger
 	reports  *reporter
 	defs     *definitions
+	// adapts takes the adaptive connectors' requests to the scheduler.
+	adapts adaptPublisher
 	// noBudgets warns once that connectors on a budget draw from none.
 	noBudgets sync.Once
 }
@@ -189,6 +197,7 @@ func New(js jetstream.JetStream, st *store.Store, registry *connector.Registry, 
 		metrics:  newMetrics(opts.Registerer),
 		log:      opts.Logger.With("worker", opts.ID),
 		defs:     defs,
+		adapts:   js.Conn(),
 	}
 	defs.declare = w.declareBudget
 	w.reports = newReporter(js, opts.ID, w.log, w.metrics, tracer, opts.Propagator)

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/pollgrid/pollgrid/pkg/admin"
+	"github.com/pollgrid/pollgrid/pkg/catalog"
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/connectors/builtin"
 )
@@ -85,35 +86,65 @@ func (a *app) apply(ctx context.Context, f applyFlags) error {
 	if err != nil {
 		return err
 	}
-	defs, err := config.ParseDefinitions(source, data, builtin.Registry())
+	// What the catalog holds, with a digest of each value: a connector it
+	// holds as written is neither checked again nor sent. Without the
+	// catalog the whole file is checked, so that its problems are said
+	// before the connection's.
+	c, cerr := a.client()
+	var held []admin.Ref
+	if cerr == nil {
+		if f.prune {
+			held, cerr = c.AllDefinitions(ctx) // what the file lacks goes
+		} else {
+			held, cerr = c.HeldOf(ctx, refsIn(data))
+		}
+		if cerr != nil {
+			cerr = adminError(cerr)
+		}
+	}
+	sums := map[admin.Ref]string{}
+	for _, r := range held {
+		sums[admin.Ref{Kind: r.Kind, Name: r.Name}] = r.Sum
+	}
+	var known config.Known
+	if cerr == nil {
+		known = func(name string, written []byte) bool {
+			return sums[admin.Ref{Kind: admin.KindConnector, Name: name}] == catalog.SumOf(written).String()
+		}
+	}
+	defs, err := config.ParseDefinitionsKnown(source, data, builtin.Registry(), known)
 	if err != nil {
 		problems := problemsOf(err)
 		a.printRefused(source, problems)
 		return fail(ExitFailed, "%s is not valid: fix the %s above; nothing was sent", source, plural(len(problems), "problem"))
 	}
+	if cerr != nil {
+		return cerr
+	}
 	for _, p := range defs.Warnings {
 		fmt.Fprintf(a.io.Err, "warning: %s: %s\n", p.Path, p.Message)
 	}
-	c, err := a.client()
-	if err != nil {
-		return err
-	}
 	budgets := map[string]json.RawMessage{}
+	budgetsChanged := false
 	for _, b := range defs.Budgets {
 		budgets[b.Name] = b.Value
+		budgetsChanged = budgetsChanged || sums[admin.Ref{Kind: admin.KindBudget, Name: b.Name}] != catalog.SumOf(b.Value).String()
 	}
+	changed := slices.DeleteFunc(slices.Clone(defs.Connectors), func(d config.Definition) bool { return known(d.Name, d.Value) })
 	if f.chunkBytes <= 0 {
 		f.chunkBytes = int(float64(c.MaxPayload()) * partShare)
 	}
-	parts := chunks(defs.Connectors, f.chunkBytes)
-	tally, err := a.applyParts(ctx, c, source, parts, budgets, f.dryRun)
-	if err != nil {
-		return err
+	tally := newApplyTally(len(budgets))
+	if len(changed) > 0 || budgetsChanged {
+		if tally, err = a.applyParts(ctx, c, source, changed, f.chunkBytes, budgets, f.dryRun); err != nil {
+			return err
+		}
 	}
+	tally.connectorUnchanged += len(defs.Connectors) - len(changed)
 	diff := tally.result()
 	diff.DryRun = f.dryRun
 	if f.prune {
-		deleted, err := a.prune(ctx, c, defs, f.dryRun)
+		deleted, err := a.prune(ctx, c, defs, held, f.dryRun)
 		diff.Deleted = deleted
 		if err != nil {
 			return err
@@ -131,8 +162,12 @@ func (a *app) apply(ctx context.Context, f applyFlags) error {
 // unchanged; the rest go partsInFlight at a time. A part the scheduler
 // refuses stops the rest; the parts applied before it stay (applying
 // again finishes).
-func (a *app) applyParts(ctx context.Context, c *admin.Client, source string, parts [][]config.Definition,
+func (a *app) applyParts(ctx context.Context, c *admin.Client, source string, connectors []config.Definition, partBytes int,
 	budgets map[string]json.RawMessage, dryRun bool) (*applyTally, error) {
+	parts := chunks(connectors, partBytes)
+	if len(parts) == 0 {
+		parts = [][]config.Definition{nil} // the budgets alone
+	}
 	tally := newApplyTally(len(budgets))
 	starts := make([]int, len(parts))
 	for i := 1; i < len(parts); i++ {
@@ -179,11 +214,33 @@ func (a *app) applyParts(ctx context.Context, c *admin.Client, source string, pa
 
 // prune deletes (dryRun: lists) the definitions of the catalog the file
 // does not hold, connectors first, each on condition of its revision.
-func (a *app) prune(ctx context.Context, c *admin.Client, defs *config.Definitions, dryRun bool) ([]admin.Ref, error) {
-	listed, err := c.AllDefinitions(ctx)
-	if err != nil {
-		return nil, withNote(adminError(err), "; nothing was pruned")
+// refsIn names the connectors and budgets of a file, at a glance: for a
+// file that does not read so, none (its check then says why).
+func refsIn(data []byte) []admin.Ref {
+	var file struct {
+		Connectors []struct {
+			Name string `json:"name"`
+		} `json:"connectors"`
+		Budgets map[string]json.RawMessage `json:"budgets"`
 	}
+	if json.Unmarshal(data, &file) != nil {
+		return nil
+	}
+	refs := make([]admin.Ref, 0, len(file.Connectors)+len(file.Budgets))
+	for name := range file.Budgets {
+		refs = append(refs, admin.Ref{Kind: admin.KindBudget, Name: name})
+	}
+	for _, c := range file.Connectors {
+		if c.Name != "" {
+			refs = append(refs, admin.Ref{Kind: admin.KindConnector, Name: c.Name})
+		}
+	}
+	return refs
+}
+
+// listed is what the catalog held before the apply (which deletes
+// nothing).
+func (a *app) prune(ctx context.Context, c *admin.Client, defs *config.Definitions, listed []admin.Ref, dryRun bool) ([]admin.Ref, error) {
 	want := map[admin.Ref]bool{}
 	for _, d := range defs.Connectors {
 		want[admin.Ref{Kind: admin.KindConnector, Name: d.Name}] = true

@@ -268,6 +268,9 @@ func TestApplyAsksAConflictingPartAgainOnce(t *testing.T) {
 		}
 		return admin.ApplyReply{Unchanged: len(req.Connectors) + len(req.Budgets)}, nil
 	}))
+	require.NoError(t, srv.Handle(admin.VerbDefinitions, func(context.Context, []byte) (any, error) {
+		return admin.DefinitionsReply{Refs: []admin.Ref{}}, nil // an empty catalog: every connector is sent
+	}))
 	s := &catalogServer{url: ns.ClientURL()}
 	file := connectorsFile(4, nil)
 	const parts = "--chunk-bytes=100" // one connector a part

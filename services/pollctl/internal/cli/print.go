@@ -86,7 +86,7 @@ func printList(w io.Writer, r admin.ListReply, filtered bool) {
 		default:
 			note = admin.ShortError(c.LastError, listErrorWidth)
 		}
-		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Health, c.Name, c.Type, c.Interval,
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Health, c.Name, c.Type, interval(c),
 			ago(c.LastSuccess), until(c.NextDue), rate, p95, note)
 	}
 	_ = t.Flush()
@@ -105,6 +105,14 @@ func printList(w io.Writer, r admin.ListReply, filtered bool) {
 	fmt.Fprintf(w, "\n%s (stale after %d missed intervals)\n", summary, r.StaleAfter)
 }
 
+// interval is a list row's interval: an adaptive connector's effective one.
+func interval(c admin.Connector) string {
+	if c.EffectiveInterval != "" {
+		return c.EffectiveInterval + " (adaptive)"
+	}
+	return c.Interval
+}
+
 // byHealth is "3 failing, 1 ok": the counts, worst health first.
 func byHealth(counts map[string]int) string {
 	var parts []string
@@ -120,6 +128,9 @@ func printStatus(w io.Writer, s admin.Status) {
 	t := table(w)
 	row := func(k string, v any) { fmt.Fprintf(t, "%s:\t%v\n", k, v) }
 	row("connector", s.Name+" ("+s.Type+", every "+s.Interval+")")
+	if s.Adaptive != "" {
+		row("effective interval", s.EffectiveInterval+" (adaptive "+s.Adaptive+": shorter after polls that find changes, longer after those that find none)")
+	}
 	row("health", s.Health)
 	if s.Paused {
 		row("paused", "since "+clock(*s.PausedAt)+" by "+orUnknown(s.PausedBy))

@@ -96,3 +96,23 @@ func TestStatusShowsTheBudget(t *testing.T) {
 	assert.Contains(t, out.String(), "github-main: 60 per 1m (burst 5), shared by 20 connectors (a request every 20s each when all want more); "+
 		"spent: the next request in 14s")
 }
+
+// An adaptive connector shows the interval its polls come at now: list in
+// its interval column, status in a line of its own with its bounds.
+func TestAdaptiveConnectorShowsItsEffectiveInterval(t *testing.T) {
+	adaptive := admin.Connector{Name: "burst", Type: "github-releases", Interval: "1m0s", Adaptive: "10s..10m", EffectiveInterval: "34s",
+		Health: admin.HealthOK}
+	fixed := admin.Connector{Name: "steady", Type: "github-releases", Interval: "5m0s", Health: admin.HealthOK}
+	var out bytes.Buffer
+	printList(&out, admin.ListReply{Connectors: []admin.Connector{adaptive, fixed}, Counts: map[string]int{admin.HealthOK: 2}, StaleAfter: 3}, false)
+	lines := strings.Split(out.String(), "\n")
+	assert.Regexp(t, `^ok\s+burst\s+github-releases\s+34s \(adaptive\)\s`, lines[1])
+	assert.Regexp(t, `^ok\s+steady\s+github-releases\s+5m0s\s`, lines[2])
+
+	out.Reset()
+	printStatus(&out, admin.Status{Connector: adaptive})
+	assert.Regexp(t, `effective interval:\s+34s \(adaptive 10s..10m: shorter after polls that find changes, longer after those that find none\)`, out.String())
+	out.Reset()
+	printStatus(&out, admin.Status{Connector: fixed})
+	assert.NotContains(t, out.String(), "effective interval")
+}
