@@ -25,6 +25,8 @@ func (s *Scheduler) applyChanges(ctx context.Context) error {
 	}
 	slices.Sort(names)
 	defined := s.lookup(names)
+	s.forgetDeleted(defined, names)
+	s.withEffective(defined)
 	s.warnIgnoredJitter(defined)
 	active, err := s.active(ctx, defined)
 	if err != nil {

@@ -11,7 +11,11 @@ type metrics struct {
 	scheduled  prometheus.Gauge
 	changes    *prometheus.CounterVec
 	firstTicks prometheus.Counter
-	errors     *prometheus.CounterVec
+	// adaptations and adapted: adapt.go. The effective interval of each
+	// connector is the aggregator's gauge (from the workers), not this one.
+	adaptations prometheus.Counter
+	adapted     prometheus.Gauge
+	errors      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -28,10 +32,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		firstTicks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pollgrid_first_ticks_total", Help: "Ticks the scheduler sent itself: a new or overdue connector's first poll.",
 		}),
+		adaptations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pollgrid_scheduler_adaptations_total",
+			Help: "Changes of an adaptive connector's effective interval the leader took from its workers and installed in its schedule.",
+		}),
+		adapted: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pollgrid_scheduler_adapted_connectors",
+			Help: "Adaptive connectors whose schedule the leader keeps at an effective interval (0 when not leader).",
+		}),
 		errors: telemetry.NewDependencyErrors(),
 	}
 	m.changes.WithLabelValues("install")
 	m.changes.WithLabelValues("remove")
-	reg.MustRegister(m.leader, m.scheduled, m.changes, m.firstTicks, m.errors)
+	reg.MustRegister(m.leader, m.scheduled, m.changes, m.firstTicks, m.adaptations, m.adapted, m.errors)
 	return m
 }

@@ -10,7 +10,9 @@
 // so that replicas whose indexes lag one another do not undo each other.
 // The leader follows the catalog's changes connector by connector, and
 // re-reads every installed schedule when it becomes leader and every
-// Resync, which repairs a TICKS stream that was lost or recreated.
+// Resync, which repairs a TICKS stream that was lost or recreated. An
+// adaptive connector's schedule fires at the effective interval its workers
+// ask for, within its bounds (adapt.go).
 package scheduler
 
 import (
@@ -23,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pollgrid/pollgrid/pkg/bus"
 	"github.com/pollgrid/pollgrid/pkg/catalog"
 	"github.com/pollgrid/pollgrid/pkg/leader"
 	"github.com/pollgrid/pollgrid/pkg/store"
@@ -79,6 +82,12 @@ type Scheduler struct {
 	// resync asks Run to sync now (an operator paused or resumed a
 	// connector, maybe on another replica).
 	resync chan struct{}
+	// adapts are the workers' requests for an adaptive connector's
+	// interval (WatchAdapt), for Run.
+	adapts chan bus.Adapt
+	// effective holds the adaptive connectors' effective intervals (Run's
+	// own; adapt.go): at most one per connector the index holds.
+	effective map[string]adapted
 	// jitterWarned: the first full sync since this replica became leader
 	// warned of the connectors whose jitter is ignored (Run's own).
 	jitterWarned bool
@@ -93,14 +102,16 @@ type Scheduler struct {
 func New(js jetstream.JetStream, st *store.Store, election *leader.Elector, index *catalog.Index, opts Options) *Scheduler {
 	opts = opts.withDefaults()
 	return &Scheduler{
-		opts:     opts,
-		js:       js,
-		store:    st,
-		election: election,
-		index:    index,
-		log:      opts.Logger.With("scheduler", opts.ID),
-		metrics:  newMetrics(opts.Registerer),
-		resync:   make(chan struct{}, 1),
+		opts:      opts,
+		js:        js,
+		store:     st,
+		election:  election,
+		index:     index,
+		log:       opts.Logger.With("scheduler", opts.ID),
+		metrics:   newMetrics(opts.Registerer),
+		resync:    make(chan struct{}, 1),
+		adapts:    make(chan bus.Adapt, adaptQueue),
+		effective: map[string]adapted{},
 	}
 }
 
@@ -146,6 +157,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			return nil
 		case <-elected:
 			inLine, s.jitterWarned = false, false
+			// A new leader starts without effective intervals (adapt.go).
+			clear(s.effective)
+			s.metrics.adapted.Set(0)
 			if ready {
 				syncTimer.Reset(0)
 			} else {
@@ -169,6 +183,15 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				changeTimer.Reset(changeDelay)
 			}
 			// Otherwise a full sync is coming, and takes them.
+		case req := <-s.adapts:
+			if !s.leader.Load() || !ready {
+				continue
+			}
+			if err := s.adapt(ctx, req, inLine); err != nil && ctx.Err() == nil {
+				s.metrics.errors.WithLabelValues("nats", "schedules").Inc()
+				s.log.Warn("adapting a connector's interval failed; its next request or sync installs it",
+					"connector", req.Connector, "error", err)
+			}
 		case <-changeTimer.C:
 			changePending = false
 			if !s.leader.Load() || !inLine {
@@ -260,6 +283,7 @@ func (s *Scheduler) stepDown(why string) {
 	s.leader.Store(false)
 	s.metrics.leader.Set(0)
 	s.metrics.scheduled.Set(0)
+	s.metrics.adapted.Set(0)
 	s.log.Warn("stepped down as leader", "reason", why)
 }
 

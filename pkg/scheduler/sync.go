@@ -40,6 +40,8 @@ func (s *Scheduler) sync(ctx context.Context) error {
 		s.warnIgnoredJitter(all)
 		s.jitterWarned = true
 	}
+	s.forgetDeleted(all, nil)
+	s.withEffective(all)
 	active, err := s.active(ctx, all)
 	if err != nil {
 		return err

@@ -16,10 +16,10 @@ import (
 // interval E, kept in the connector's state (it travels with the lease,
 // so every worker continues from the same E), and asks the scheduler to
 // fire the connector's ticks at it when the tick says they fire at another
-// interval, at most once per adaptEvery.
+// interval, at most once per Options.AdaptEvery.
 
 // adaptPublisher sends a request to the scheduler: *nats.Conn (core NATS,
-// no reply: a lost request is asked again adaptEvery later).
+// no reply: a lost request is asked again AdaptEvery later).
 type adaptPublisher interface {
 	Publish(subject string, data []byte) error
 }
@@ -27,9 +27,10 @@ type adaptPublisher interface {
 const (
 	// adaptGrowth is E's step after a poll that found no change.
 	adaptGrowth = 1.5
-	// adaptEvery is the least time between two requests for a connector:
-	// its schedule changes at most this often.
-	adaptEvery = 2 * time.Minute
+	// DefaultAdaptEvery is Options.AdaptEvery's default: the least time
+	// between two requests for a connector, so its schedule changes at
+	// most this often.
+	DefaultAdaptEvery = 2 * time.Minute
 )
 
 // found is what a poll says of the upstream's pace.
@@ -85,7 +86,7 @@ type adaptRequest struct {
 // adapt moves the effective interval in the state the poll commits, and
 // returns the request to send once that commit is written, if any: when
 // the tick fired at another interval (scheduled; 0 for a triggered poll,
-// which asks nothing) and no request went for adaptEvery. A connector that
+// which asks nothing) and no request went for AdaptEvery. A connector that
 // is not adaptive (any more) has its effective interval cleared.
 func (w *Worker) adapt(in *instance, prev store.State, out *poll.Outcome, scheduled time.Duration) *adaptRequest {
 	c := in.cfg
@@ -104,7 +105,7 @@ func (w *Worker) adapt(in *instance, prev store.State, out *poll.Outcome, schedu
 	}
 	asked := c.ScheduledInterval(next.EffectiveInterval)
 	now := w.opts.Now()
-	if asked == scheduled || (!prev.AdaptRequestedAt.IsZero() && now.Sub(prev.AdaptRequestedAt) < adaptEvery) {
+	if asked == scheduled || (!prev.AdaptRequestedAt.IsZero() && now.Sub(prev.AdaptRequestedAt) < w.opts.AdaptEvery) {
 		return nil
 	}
 	next.AdaptRequestedAt = now
@@ -113,7 +114,7 @@ func (w *Worker) adapt(in *instance, prev store.State, out *poll.Outcome, schedu
 }
 
 // askAdapt sends a request to the scheduler. A failure is logged, not
-// counted against the poll: the request is asked again adaptEvery later.
+// counted against the poll: the request is asked again AdaptEvery later.
 func (w *Worker) askAdapt(ctx context.Context, req *adaptRequest) {
 	data, err := json.Marshal(req.Adapt)
 	if err == nil {

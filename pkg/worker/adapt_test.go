@@ -187,7 +187,7 @@ func TestAdaptiveIntervalFollowsWhatPollsFind(t *testing.T) {
 	assert.Equal(t, 10*time.Minute, fx.state(t, "feed").EffectiveInterval)
 	assert.Equal(t, int64(76), nextAdapt(t, sub).IntervalSeconds, "asked at the first (50.625s × 1.5), then not: the clock did not move")
 	noAdapt(t, fx, sub)
-	clock.advance(adaptEvery)
+	clock.advance(DefaultAdaptEvery)
 	fx.w.run(context.Background(), adaptTick(c, 76*time.Second), &answers{})
 	assert.Equal(t, int64(600), nextAdapt(t, sub).IntervalSeconds)
 	for _, r := range fx.reports() {

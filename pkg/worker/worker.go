@@ -79,8 +79,12 @@ type Options struct {
 	// built (WORKER_DEFINITIONS_CACHE); default DefaultDefinitionsCache.
 	// A connector past it is read from the catalog again at its next tick.
 	DefinitionsCache int
-	// Now is the clock of the adaptive intervals' requests (at most one per
-	// connector every two minutes); default time.Now.
+	// AdaptEvery is the least time between two requests of an adaptive
+	// connector to change its schedule (WORKER_ADAPT_EVERY): its schedule
+	// changes at most this often; default 2m.
+	AdaptEvery time.Duration
+	// Now is the clock of the adaptive intervals' requests; default
+	// time.Now.
 	Now func() time.Time
 }
 
@@ -111,6 +115,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.DefinitionsCache <= 0 {
 		o.DefinitionsCache = DefaultDefinitionsCache
+	}
+	if o.AdaptEvery <= 0 {
+		o.AdaptEvery = DefaultAdaptEvery
 	}
 	if o.Now == nil {
 		o.Now = time.Now

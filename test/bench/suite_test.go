@@ -42,6 +42,7 @@ var scenarios = []scenario{
 	{id: "failover", title: "5. Failover after SIGKILL of a worker", run: benchFailover},
 	{id: "catalog", title: "6. Control plane: 100,000 connectors applied with pollctl", run: benchCatalog},
 	{id: "million", title: "7. Control plane: 1,000,000 connectors applied", run: benchMillion, asked: true},
+	{id: "adaptive", title: "8. Issue 18: adaptive intervals", run: benchAdaptive},
 }
 
 // suite holds the options of one `make bench` and what it learns once

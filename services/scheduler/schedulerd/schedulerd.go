@@ -73,6 +73,12 @@ func run(ctx context.Context, rt *service.Runtime) error {
 		return err
 	}
 	defer func() { _ = resyncSub.Unsubscribe() }()
+	// Workers ask for an adaptive connector's effective interval.
+	adaptSub, err := s.WatchAdapt(rt.NATS)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = adaptSub.Unsubscribe() }()
 	// The scheduler serves the catalog's verbs (pollctl apply, get,
 	// history, rollback, delete) from the index it keeps anyway.
 	verbs := catalog.Verbs(rt.Catalog, index, rt.Connectors)

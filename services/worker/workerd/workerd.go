@@ -51,6 +51,9 @@ type options struct {
 	// default 4096. A worker's memory follows it, not the connectors
 	// defined.
 	definitionsCache int
+	// adaptEvery is WORKER_ADAPT_EVERY, the least time between two
+	// schedule changes of an adaptive connector; default 2m.
+	adaptEvery time.Duration
 	// filter is WORKER_TYPES and WORKER_CONNECTORS: the ticks this worker takes.
 	filter bus.Filter
 	// allow is UPSTREAM_ALLOW: exceptions to the outbound guard.
@@ -70,6 +73,9 @@ func readOptions(lookup config.Env, known *connector.Registry) (options, error) 
 		return o, err
 	}
 	if o.definitionsCache, err = service.Int(lookup, "WORKER_DEFINITIONS_CACHE", worker.DefaultDefinitionsCache, 1, 1_000_000); err != nil {
+		return o, err
+	}
+	if o.adaptEvery, err = service.Duration(lookup, "WORKER_ADAPT_EVERY", worker.DefaultAdaptEvery); err != nil {
 		return o, err
 	}
 	o.id, _ = lookup("WORKER_ID")
@@ -100,7 +106,7 @@ func run(ctx context.Context, rt *service.Runtime) error {
 		HTTP:   upstreamClient(rt, o),
 		Logger: rt.Logger, Registerer: rt.Metrics, Tracer: rt.Tracer, Propagator: telemetry.Propagator,
 		Redactor: rt.Redactor, Budgets: budgets,
-		Env: rt.Lookup, DefinitionsCache: o.definitionsCache,
+		Env: rt.Lookup, DefinitionsCache: o.definitionsCache, AdaptEvery: o.adaptEvery,
 	})
 	if err != nil {
 		return err

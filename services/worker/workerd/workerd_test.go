@@ -16,11 +16,12 @@ func TestReadOptions(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 4, o.concurrency, "default WORKER_CONCURRENCY")
 	assert.Equal(t, 4096, o.definitionsCache, "default WORKER_DEFINITIONS_CACHE")
+	assert.Equal(t, 2*time.Minute, o.adaptEvery, "default WORKER_ADAPT_EVERY")
 	assert.True(t, o.allow.IsZero(), "no exceptions to the outbound guard by default")
 
 	o, err = readOptions(config.MapEnv(map[string]string{
 		"WORKER_ID": "w7", "WORKER_CONCURRENCY": "32", "WORKER_ACK_WAIT": "5s", "WORKER_GRACE": "1m", "WORKER_DEFINITIONS_CACHE": "100000",
-		"WORKER_TYPES": "http-json, feed", "WORKER_CONNECTORS": "a,b", "UPSTREAM_ALLOW": "10.0.0.0/8",
+		"WORKER_ADAPT_EVERY": "12s", "WORKER_TYPES": "http-json, feed", "WORKER_CONNECTORS": "a,b", "UPSTREAM_ALLOW": "10.0.0.0/8",
 	}), Service.Connectors)
 	require.NoError(t, err)
 	assert.Equal(t, "w7", o.id)
@@ -28,6 +29,7 @@ func TestReadOptions(t *testing.T) {
 	assert.Equal(t, 5*time.Second, o.ackWait)
 	assert.Equal(t, time.Minute, o.grace)
 	assert.Equal(t, 100_000, o.definitionsCache)
+	assert.Equal(t, 12*time.Second, o.adaptEvery)
 	assert.Equal(t, []string{"http-json", "feed"}, o.filter.Types)
 	assert.Equal(t, []string{"a", "b"}, o.filter.Names)
 	assert.False(t, o.allow.IsZero())
@@ -38,6 +40,7 @@ func TestReadOptions(t *testing.T) {
 		"WORKER_GRACE=-1s":            `WORKER_GRACE="-1s": want a positive duration such as 30s`,
 		"WORKER_DEFINITIONS_CACHE=0":  `WORKER_DEFINITIONS_CACHE="0": want a whole number from 1 to 1000000`,
 		"WORKER_DEFINITIONS_CACHE=4k": `WORKER_DEFINITIONS_CACHE="4k": want a whole number from 1 to 1000000`,
+		"WORKER_ADAPT_EVERY=2":        `WORKER_ADAPT_EVERY="2": want a positive duration such as 30s`,
 		"WORKER_TYPES=github-relea":   `WORKER_TYPES: unknown connector type "github-relea" (known: [`,
 		"UPSTREAM_ALLOW=not a host":   `UPSTREAM_ALLOW`,
 	} {
