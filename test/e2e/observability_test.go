@@ -405,6 +405,9 @@ var (
 			"pollgrid_first_ticks_total":      {typ: counter},
 			"pollgrid_scheduler_leader":       {typ: gauge},
 			"pollgrid_scheduled_connectors":   {typ: gauge},
+			// Adaptive intervals (issue 18).
+			"pollgrid_scheduler_adaptations_total":  {typ: counter},
+			"pollgrid_scheduler_adapted_connectors": {typ: gauge},
 		}),
 		"worker": with(common, map[string]family{
 			"pollgrid_polls_total":                 {typ: counter, labels: []string{"outcome", "type"}},
