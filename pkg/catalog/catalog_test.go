@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -18,22 +16,13 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/catalog"
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/connectors/builtin"
+	"github.com/pollgrid/pollgrid/pkg/natstest"
 )
 
 // testCatalog opens the catalog on an embedded NATS server of its own.
 func testCatalog(t *testing.T) (*catalog.Catalog, jetstream.JetStream) {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
-		JetStream: true, StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	go ns.Start()
-	require.True(t, ns.ReadyForConnections(10*time.Second))
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
+	_, js := natstest.JetStream(t)
 	c, err := catalog.Open(context.Background(), js, catalog.Options{})
 	require.NoError(t, err)
 	return c, js

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +20,7 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/catalog"
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/leader"
+	"github.com/pollgrid/pollgrid/pkg/natstest"
 	"github.com/pollgrid/pollgrid/pkg/redistest"
 	"github.com/pollgrid/pollgrid/pkg/store"
 	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
@@ -56,17 +56,7 @@ type fixture struct {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
-		JetStream: true, StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	go ns.Start()
-	require.True(t, ns.ReadyForConnections(10*time.Second))
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
+	nc, js := natstest.JetStream(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	require.NoError(t, bus.EnsureStreams(ctx, js, bus.StreamOptions{Memory: true}))

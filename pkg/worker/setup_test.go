@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
@@ -19,6 +17,7 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/catalog"
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/connector"
+	"github.com/pollgrid/pollgrid/pkg/natstest"
 	"github.com/pollgrid/pollgrid/pkg/redistest"
 	"github.com/pollgrid/pollgrid/pkg/store"
 	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
@@ -153,17 +152,7 @@ func definition(c config.Connector) map[string]any {
 // and creates pollgrid's streams in memory.
 func jetStream(t testing.TB) jetstream.JetStream {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
-		JetStream: true, StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	go ns.Start()
-	require.True(t, ns.ReadyForConnections(10*time.Second))
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
+	_, js := natstest.JetStream(t)
 	require.NoError(t, bus.EnsureStreams(context.Background(), js, bus.StreamOptions{Memory: true}))
 	return js
 }

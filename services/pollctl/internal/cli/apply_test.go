@@ -21,6 +21,7 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/admin"
 	"github.com/pollgrid/pollgrid/pkg/catalog"
 	"github.com/pollgrid/pollgrid/pkg/connectors/builtin"
+	"github.com/pollgrid/pollgrid/pkg/natstest"
 )
 
 // catalogServer is an embedded NATS with JetStream and a scheduler's
@@ -34,11 +35,7 @@ type catalogServer struct {
 
 func startCatalog(t *testing.T) *catalogServer {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
-	require.NoError(t, err)
-	go ns.Start()
-	require.True(t, ns.ReadyForConnections(10*time.Second))
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	ns := natstest.Start(t)
 	nc, err := nats.Connect(ns.ClientURL())
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
