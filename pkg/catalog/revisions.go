@@ -13,13 +13,18 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/config"
 )
 
-// get returns a definition's latest revision, as written.
-func (v *verbs) get(ctx context.Context, data []byte) (any, error) {
+// requestedRef reads the definition a get or history request names.
+func requestedRef(data []byte) (Ref, error) {
 	var req admin.DefinitionRequest
 	if err := admin.Decode(data, &req); err != nil {
-		return nil, err
+		return Ref{}, err
 	}
-	ref, err := refOf(req.Kind, req.Name)
+	return refOf(req.Kind, req.Name)
+}
+
+// get returns a definition's latest revision, as written.
+func (v *verbs) get(ctx context.Context, data []byte) (any, error) {
+	ref, err := requestedRef(data)
 	if err != nil {
 		return nil, err
 	}
@@ -35,11 +40,7 @@ func (v *verbs) get(ctx context.Context, data []byte) (any, error) {
 
 // history returns every revision the bucket keeps of a definition.
 func (v *verbs) history(ctx context.Context, data []byte) (any, error) {
-	var req admin.DefinitionRequest
-	if err := admin.Decode(data, &req); err != nil {
-		return nil, err
-	}
-	ref, err := refOf(req.Kind, req.Name)
+	ref, err := requestedRef(data)
 	if err != nil {
 		return nil, err
 	}

@@ -41,21 +41,10 @@ func (s *Scheduler) applyChanges(ctx context.Context) error {
 		if j, ok := slices.BinarySearch(names, name); ok {
 			had[j] = true
 		}
-		i, ok := find(active, name)
-		if !ok {
+		gone, err := compare(active, have, state)
+		failed = cmp.Or(failed, err)
+		if gone {
 			remove = append(remove, have.removal())
-			return
-		}
-		want, err := newDefinition(active[i])
-		switch {
-		case err != nil:
-			failed = cmp.Or(failed, err)
-		case want.subject != have.subject: // its type changed
-			remove = append(remove, have.removal())
-		case want.equal(have):
-			state[i] = current
-		default:
-			state[i] = differs
 		}
 	})
 	if err = cmp.Or(err, failed); err != nil {

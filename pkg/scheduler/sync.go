@@ -53,21 +53,10 @@ func (s *Scheduler) sync(ctx context.Context) error {
 	var remove []removal
 	var failed error
 	err = s.eachInstalled(ctx, func(have definition) {
-		i, ok := find(active, connectorOf(have.subject))
-		if !ok {
+		gone, err := compare(active, have, state)
+		failed = cmp.Or(failed, err)
+		if gone {
 			remove = append(remove, have.removal())
-			return
-		}
-		want, err := newDefinition(active[i])
-		switch {
-		case err != nil:
-			failed = cmp.Or(failed, err)
-		case want.subject != have.subject: // its type changed
-			remove = append(remove, have.removal())
-		case want.equal(have):
-			state[i] = current
-		default:
-			state[i] = differs
 		}
 	})
 	if err = cmp.Or(err, failed); err != nil {
@@ -182,3 +171,25 @@ func (s *Scheduler) installedOf(ctx context.Context, names []string, fn func(def
 // nats-server answers at most 1024 messages to one, and a connector whose
 // type changed may have two schedules for a moment.
 const installedPage = 500
+
+// compare sorts one installed schedule against the connectors wanted
+// (active, sorted by name): gone when no connector wants it any more or
+// its type changed; else its connector's state says current or differs.
+func compare(active []catalog.Defined, have definition, state []uint8) (gone bool, err error) {
+	i, ok := find(active, connectorOf(have.subject))
+	if !ok {
+		return true, nil
+	}
+	want, err := newDefinition(active[i])
+	switch {
+	case err != nil:
+		return false, err
+	case want.subject != have.subject: // its type changed
+		return true, nil
+	case want.equal(have):
+		state[i] = current
+	default:
+		state[i] = differs
+	}
+	return false, nil
+}
