@@ -218,7 +218,11 @@ func LoadDefinitions(env Env, types TypeChecker) (defs *Definitions, whole bool,
 		return nil, false, path, problems.err(nil)
 	}
 	total := len(defs.Connectors)
-	defs.Connectors, defs.Enabled = defs.Connectors[i:i+1], 1
+	named, err := enabled(defs.Connectors[i])
+	if err != nil {
+		return nil, false, path, fmt.Errorf("%s: CONNECTOR_NAME %s: %w", path, name, err)
+	}
+	defs.Connectors, defs.Enabled = []Definition{named}, 1
 	return defs, false, fmt.Sprintf("%s (connector %q of %d)", path, name, total), nil
 }
 
@@ -264,4 +268,19 @@ func compact(raw []byte) json.RawMessage {
 		return slices.Clone(raw)
 	}
 	return b.Bytes()
+}
+
+// enabled is d with "enabled": true: a connector asked for by name
+// (CONNECTOR_NAME) runs even if the file disables it.
+func enabled(d Definition) (Definition, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(d.Value, &fields); err != nil {
+		return d, err
+	}
+	if v, ok := fields["enabled"]; !ok || string(v) == "true" {
+		return d, nil
+	}
+	fields["enabled"] = json.RawMessage("true")
+	value, err := json.Marshal(fields)
+	return Definition{Name: d.Name, Value: value}, err
 }

@@ -120,6 +120,7 @@ func TestLoadDefinitions(t *testing.T) {
 	assert.False(t, whole, "one connector of a file is not the whole set")
 	require.Len(t, defs.Connectors, 1)
 	assert.Equal(t, "b", defs.Connectors[0].Name)
+	assert.Contains(t, string(defs.Connectors[0].Value), `"enabled":true`, "a connector asked for by name runs even if the file disables it")
 
 	defs, whole, source, err = LoadDefinitions(MapEnv(map[string]string{
 		"CONNECTOR_TYPE": "beta", "CONNECTOR_NAME": "dev", "CONNECTOR_INTERVAL": "5s",
