@@ -5,7 +5,6 @@ package bench
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -17,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pollgrid/pollgrid/pkg/bus"
@@ -312,19 +310,7 @@ func parseApplyDiff(out string) applyDiff {
 }
 
 // lastSeq is the last sequence of a stream: a write moves it by one.
-func (st *stack) lastSeq(name string) uint64 {
-	st.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s, err := st.JS.Stream(ctx, name)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return 0
-	}
-	require.NoError(st.t, err)
-	info, err := s.Info(ctx)
-	require.NoError(st.t, err)
-	return info.State.LastSeq
-}
+func (st *stack) lastSeq(name string) uint64 { return st.streamState(name).LastSeq }
 
 // waitScheduled waits until the scheduler reports a schedule for n
 // connectors and returns how long that took; false when it exports no

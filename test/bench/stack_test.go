@@ -215,18 +215,22 @@ func getJSON(t *testing.T, url string, v any) {
 
 // streamMsgs is the number of messages stored in a stream; 0 when the
 // stream does not exist yet.
-func (st *stack) streamMsgs(name string) uint64 {
+func (st *stack) streamMsgs(name string) uint64 { return st.streamState(name).Msgs }
+
+// streamState is a stream's state; the zero state when the stream does not
+// exist yet.
+func (st *stack) streamState(name string) jetstream.StreamState {
 	st.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := st.JS.Stream(ctx, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return 0
+		return jetstream.StreamState{}
 	}
 	require.NoError(st.t, err)
 	info, err := s.Info(ctx)
 	require.NoError(st.t, err)
-	return info.State.Msgs
+	return info.State
 }
 
 // waitFor polls cond every 100 ms until it holds or d passes.
