@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unique"
 
 	"github.com/pollgrid/pollgrid/pkg/config"
 )
@@ -39,16 +40,30 @@ func (d Defined) Connector() config.Connector {
 		Adaptive: d.Adaptive, Budget: d.Budget}
 }
 
-// held is what the index keeps of a connector: a third of a
-// config.Connector, which at 100,000 connectors is the scheduler's memory.
-type held struct {
-	name, typ        string
-	budget           string
-	interval, jitter time.Duration
-	adaptive         config.Adaptive
-	revision         uint64
-	enabled          bool
+// slot is what the index keeps of a connector's key: its version and, when
+// its definition passes its check, what scheduling needs of it. At 100,000
+// connectors the slots are most of the scheduler's memory, so a slot is
+// small: the type is a number, the budget's name is shared with the
+// budget's, and the rare jitter and adaptive bounds live apart.
+type slot struct {
+	sum      Sum
+	revision uint64
+	interval time.Duration
+	budget   string
+	more     *extra
+	typ      uint16
+	deleted  bool
+	valid    bool
+	enabled  bool
 }
+
+// extra is what few connectors set.
+type extra struct {
+	jitter   time.Duration
+	adaptive config.Adaptive
+}
+
+func (s slot) version() Version { return Version{Revision: s.revision, Deleted: s.deleted, Sum: s.sum} }
 
 // Index follows the bucket (Catalog.Follow) and holds what scheduling and
 // listing need of every connector: its name, type, interval, enabled,
@@ -58,15 +73,27 @@ type Index struct {
 	types config.TypeChecker
 	log   *slog.Logger
 
-	mu         sync.RWMutex
-	versions   map[Ref]Version
-	connectors map[string]held
-	invalid    map[string]string
-	budgets    map[string]config.Budget
+	mu sync.RWMutex
+	// connectors holds every connector key the index has read, deleted
+	// ones too (their revision is what a write conditions on).
+	connectors map[string]slot
+	// valid counts the slots whose definition passed its check.
+	valid int
+	// typeNames are the connector types by slot.typ; typeOf the reverse.
+	typeNames []string
+	typeOf    map[string]uint16
+	invalid   map[string]string
+	// budgetVersions are the budget keys' versions; budgets the valid ones.
+	budgetVersions map[string]Version
+	budgets        map[string]config.Budget
 	// sharers are each budget's enabled connectors.
 	sharers map[string]map[string]struct{}
 	// last is the highest revision the index has taken.
 	last uint64
+	// expected are connectors checked whole by this process's apply verb
+	// and being written: the watch takes each without a second check when
+	// it brings the value that was checked (Expect).
+	expected map[string]expectation
 	// dirty are the connectors whose scheduling changed since TakeDirty.
 	dirty   map[string]struct{}
 	changed chan struct{}
@@ -85,8 +112,8 @@ func NewIndex(types config.TypeChecker, log *slog.Logger) *Index {
 	}
 	return &Index{
 		types: typesOnly{types}, log: log,
-		versions: map[Ref]Version{}, connectors: map[string]held{}, invalid: map[string]string{},
-		budgets: map[string]config.Budget{}, sharers: map[string]map[string]struct{}{},
+		connectors: map[string]slot{}, typeOf: map[string]uint16{}, invalid: map[string]string{}, expected: map[string]expectation{},
+		budgetVersions: map[string]Version{}, budgets: map[string]config.Budget{}, sharers: map[string]map[string]struct{}{},
 		dirty: map[string]struct{}{}, changed: make(chan struct{}, 1), synced: make(chan struct{}),
 	}
 }
@@ -156,22 +183,19 @@ func (x *Index) TakeDirty() []string {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	out := slices.Collect(maps.Keys(x.dirty))
-	clear(x.dirty)
+	// A new map, not clear: a cleared map keeps the room of the 100,000
+	// keys a first read marked.
+	x.dirty = map[string]struct{}{}
 	return out
 }
 
 // Update takes one revision of one key into the index.
 func (x *Index) Update(e Entry) {
-	v := Version{Revision: e.Revision, Deleted: e.Deleted}
-	if !e.Deleted {
-		v.Sum = SumOf(e.Value)
-	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if old, ok := x.versions[e.Ref]; ok && old.Revision >= e.Revision {
+	if old, ok := x.version(e.Ref); ok && old.Revision >= e.Revision {
 		return // a watch started again repeats what it has seen
 	}
-	x.versions[e.Ref] = v
 	x.last = max(x.last, e.Revision)
 	switch e.Kind {
 	case KindConnector:
@@ -185,47 +209,130 @@ func (x *Index) Update(e Entry) {
 	}
 }
 
+func (x *Index) version(r Ref) (Version, bool) {
+	switch r.Kind {
+	case KindConnector:
+		s, ok := x.connectors[r.Name]
+		return s.version(), ok
+	case KindBudget:
+		v, ok := x.budgetVersions[r.Name]
+		return v, ok
+	}
+	return Version{}, false
+}
+
 func (x *Index) updateConnector(e Entry) {
 	name := e.Name
 	x.dirty[name] = struct{}{}
-	if old, ok := x.connectors[name]; ok {
-		x.unshare(old)
-		delete(x.connectors, name)
+	if old, ok := x.connectors[name]; ok && old.valid {
+		x.unshare(name, old)
+		x.valid--
 	}
 	delete(x.invalid, name)
+	s := slot{revision: e.Revision, deleted: e.Deleted}
+	defer func() { x.connectors[name] = s }()
 	if e.Deleted {
 		return
 	}
-	source := fmt.Sprintf("definition of %s (revision %d)", name, e.Revision)
-	c, err := config.ParseConnector(source, e.Value, config.Unresolved, x.types, nil)
-	if err == nil && c.Name != name {
-		err = fmt.Errorf("%s: its name is %q, not %q (its key); write it again with pollctl apply", source, c.Name, name)
-	}
-	if err != nil {
-		x.invalid[name] = err.Error()
-		x.log.Error("a connector definition in the catalog does not pass its check; it is not scheduled", "connector", name, "error", err)
-		return
-	}
-	h := held{name: c.Name, typ: c.Type, budget: c.Budget.Name, interval: c.Interval, jitter: c.Jitter,
-		adaptive: c.Adaptive, revision: e.Revision, enabled: c.Enabled}
-	x.connectors[name] = h
-	x.share(h)
-}
-
-func (x *Index) share(h held) {
-	if h.budget != "" && h.enabled {
-		if x.sharers[h.budget] == nil {
-			x.sharers[h.budget] = map[string]struct{}{}
+	s.sum = SumOf(e.Value)
+	c, ok := x.expectedAs(name, s.sum)
+	if !ok {
+		source := fmt.Sprintf("definition of %s (revision %d)", name, e.Revision)
+		var err error
+		c, err = config.ParseConnector(source, e.Value, config.Unresolved, x.types, nil)
+		if err == nil && c.Name != name {
+			err = fmt.Errorf("%s: its name is %q, not %q (its key); write it again with pollctl apply", source, c.Name, name)
 		}
-		x.sharers[h.budget][h.name] = struct{}{}
-		x.touchBudget(h.budget)
+		if err != nil {
+			x.invalid[name] = err.Error()
+			x.log.Error("a connector definition in the catalog does not pass its check; it is not scheduled", "connector", name, "error", err)
+			return
+		}
+	}
+	s.valid, s.enabled, s.interval, s.typ = true, c.Enabled, c.Interval, x.typeNumber(c.Type)
+	if c.Budget.Name != "" {
+		s.budget = unique.Make(c.Budget.Name).Value() // one copy of the name for all its sharers
+	}
+	if c.Jitter != 0 || c.Adaptive.On() {
+		s.more = &extra{jitter: c.Jitter, adaptive: c.Adaptive}
+	}
+	x.valid++
+	x.share(name, s)
+}
+
+// expectation is a connector as the apply verb checked it.
+type expectation struct {
+	sum Sum
+	c   config.Connector
+}
+
+// Expect tells the index that defs, checked whole as checked says (aligned,
+// config.Definitions), are being written, so that it takes them as they
+// come without checking them again: the check of 100,000 connectors is then
+// done once in the scheduler, not twice. Unexpect forgets those not seen.
+func (x *Index) Expect(defs []config.Definition, checked []config.Connector) {
+	if len(defs) != len(checked) {
+		return // not aligned: each is checked as it comes
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for i, d := range defs {
+		c := checked[i]
+		// Only what the slot keeps: not the type's config or labels.
+		x.expected[d.Name] = expectation{sum: SumOf(d.Value), c: config.Connector{Name: c.Name, Type: c.Type, Enabled: c.Enabled,
+			Interval: c.Interval, Jitter: c.Jitter, Adaptive: c.Adaptive, Budget: config.Budget{Name: c.Budget.Name}}}
 	}
 }
 
-func (x *Index) unshare(h held) {
-	if h.budget != "" && h.enabled {
-		delete(x.sharers[h.budget], h.name)
-		x.touchBudget(h.budget)
+// Unexpect forgets the expectations of defs the watch has not brought (a
+// write that failed or lost a conflict).
+func (x *Index) Unexpect(defs []config.Definition) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, d := range defs {
+		delete(x.expected, d.Name)
+	}
+	if len(x.expected) == 0 {
+		x.expected = map[string]expectation{} // the room of a large apply goes
+	}
+}
+
+// expectedAs takes the expectation of name when its value is the one with
+// sum; any other value is checked.
+func (x *Index) expectedAs(name string, sum Sum) (config.Connector, bool) {
+	exp, ok := x.expected[name]
+	if !ok {
+		return config.Connector{}, false
+	}
+	delete(x.expected, name)
+	return exp.c, exp.sum == sum
+}
+
+// typeNumber is typ's number in the slots, given it on first sight.
+func (x *Index) typeNumber(typ string) uint16 {
+	n, ok := x.typeOf[typ]
+	if !ok {
+		n = uint16(len(x.typeNames))
+		x.typeNames = append(x.typeNames, typ)
+		x.typeOf[typ] = n
+	}
+	return n
+}
+
+func (x *Index) share(name string, s slot) {
+	if s.budget != "" && s.enabled {
+		if x.sharers[s.budget] == nil {
+			x.sharers[s.budget] = map[string]struct{}{}
+		}
+		x.sharers[s.budget][name] = struct{}{}
+		x.touchBudget(s.budget)
+	}
+}
+
+func (x *Index) unshare(name string, s slot) {
+	if s.budget != "" && s.enabled {
+		delete(x.sharers[s.budget], name)
+		x.touchBudget(s.budget)
 	}
 }
 
@@ -238,6 +345,11 @@ func (x *Index) touchBudget(b string) {
 }
 
 func (x *Index) updateBudget(e Entry) {
+	v := Version{Revision: e.Revision, Deleted: e.Deleted}
+	if !e.Deleted {
+		v.Sum = SumOf(e.Value)
+	}
+	x.budgetVersions[e.Name] = v
 	if e.Deleted {
 		delete(x.budgets, e.Name)
 	} else {
@@ -256,34 +368,41 @@ func (x *Index) updateBudget(e Entry) {
 func (x *Index) Connector(name string) (Defined, bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	h, ok := x.connectors[name]
-	if !ok {
+	s, ok := x.connectors[name]
+	if !ok || !s.valid {
 		return Defined{}, false
 	}
-	return h.defined(x.linked(h.budget)), true
+	return x.defined(name, s, x.linked(s.budget)), true
 }
 
 // Connectors returns every valid connector, sorted by name.
 func (x *Index) Connectors() []Defined {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	out := make([]Defined, 0, len(x.connectors))
+	out := make([]Defined, 0, x.valid)
 	budgets := map[string]config.Budget{}
-	for _, h := range x.connectors {
-		b, ok := budgets[h.budget]
-		if !ok {
-			b = x.linked(h.budget)
-			budgets[h.budget] = b
+	for name, s := range x.connectors {
+		if !s.valid {
+			continue
 		}
-		out = append(out, h.defined(b))
+		b, ok := budgets[s.budget]
+		if !ok {
+			b = x.linked(s.budget)
+			budgets[s.budget] = b
+		}
+		out = append(out, x.defined(name, s, b))
 	}
 	slices.SortFunc(out, func(a, b Defined) int { return cmp.Compare(a.Name, b.Name) })
 	return out
 }
 
-func (h held) defined(b config.Budget) Defined {
-	return Defined{Name: h.name, Type: h.typ, Enabled: h.enabled, Interval: h.interval, Jitter: h.jitter,
-		Adaptive: h.adaptive, Budget: b, Revision: h.revision}
+func (x *Index) defined(name string, s slot, b config.Budget) Defined {
+	d := Defined{Name: name, Type: x.typeNames[s.typ], Enabled: s.enabled, Interval: s.interval,
+		Budget: b, Revision: s.revision}
+	if s.more != nil {
+		d.Jitter, d.Adaptive = s.more.jitter, s.more.adaptive
+	}
+	return d
 }
 
 // LastRevision is the highest revision of the bucket the index has taken:
@@ -298,7 +417,7 @@ func (x *Index) LastRevision() uint64 {
 func (x *Index) Len() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return len(x.connectors)
+	return x.valid
 }
 
 // Invalid returns the connectors whose definitions fail their check, with why.
@@ -332,8 +451,8 @@ func (x *Index) linked(name string) config.Budget {
 	}
 	b.Connectors = len(x.sharers[name])
 	for c := range x.sharers[name] {
-		if h, ok := x.connectors[c]; ok && h.interval > 0 {
-			b.Demand += float64(b.Per) / float64(h.interval)
+		if s, ok := x.connectors[c]; ok && s.valid && s.interval > 0 {
+			b.Demand += float64(b.Per) / float64(s.interval)
 		}
 	}
 	return b
@@ -343,16 +462,21 @@ func (x *Index) linked(name string) config.Budget {
 func (x *Index) Version(r Ref) (Version, bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	v, ok := x.versions[r]
-	return v, ok
+	return x.version(r)
 }
 
 // All lists every key's version (Versions), from a copy taken at the call.
 func (x *Index) All() iter.Seq2[Ref, Version] {
 	x.mu.RLock()
-	snap := maps.Clone(x.versions)
+	snap := make(Snapshot, len(x.connectors)+len(x.budgetVersions))
+	for name, s := range x.connectors {
+		snap[Connector(name)] = s.version()
+	}
+	for name, v := range x.budgetVersions {
+		snap[Budget(name)] = v
+	}
 	x.mu.RUnlock()
-	return Snapshot(snap).All()
+	return snap.All()
 }
 
 var _ Versions = (*Index)(nil)

@@ -88,6 +88,10 @@ func (v *verbs) apply(ctx context.Context, data []byte) (any, error) {
 	} else if defs.Budgets, err = v.budgets(req.Budgets); err != nil {
 		return nil, refused(applySource, err)
 	}
+	if !req.DryRun {
+		v.x.Expect(defs.Connectors, defs.Checked)
+		defer v.x.Unexpect(defs.Connectors)
+	}
 	seen := &recorded{vs: v.x, seen: map[Ref]Version{}}
 	diff, err := v.c.Apply(ctx, defs, ApplyOptions{DryRun: req.DryRun, Versions: seen})
 	var conflict *ConflictError

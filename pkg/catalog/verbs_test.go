@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -352,4 +353,44 @@ func TestDelete(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"b"}, []string{defs[0].Name})
 	require.Len(t, defs, 1)
+}
+
+// countingTypes is alphaTypes counting the type lookups of a check.
+type countingTypes struct {
+	alphaTypes
+	known *atomic.Int64
+}
+
+func (c countingTypes) Known(typeName string) bool {
+	c.known.Add(1)
+	return c.alphaTypes.Known(typeName)
+}
+
+// What the apply verb checked, its index takes without a second check; a
+// value written around it is checked as it comes.
+func TestIndexTakesWhatApplyCheckedWithoutCheckingAgain(t *testing.T) {
+	e := start(t, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	var known atomic.Int64
+	x := catalog.NewIndex(countingTypes{known: &known}, nil)
+	go e.cat.Follow(ctx, x)
+	e.serve(t, x)
+
+	_, err := e.client.Apply(ctx, admin.ApplyRequest{Connectors: []json.RawMessage{
+		connector("a", "10s"), connector("b", "20s", `"enabled": false`),
+	}})
+	require.NoError(t, err)
+	require.Equal(t, 2, x.Len(), "the apply's reply waits for its index")
+	assert.Zero(t, known.Load(), "the index checked what the apply had checked")
+	b, ok := x.Connector("b")
+	require.True(t, ok)
+	assert.Equal(t, catalog.Defined{Name: "b", Type: "alpha", Interval: 20 * time.Second, Revision: b.Revision}, b)
+
+	_, err = e.cat.Put(ctx, catalog.Connector("c"), connector("c", "30s"), 0)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return x.Len() == 3 }, 5*time.Second, 5*time.Millisecond)
+	assert.Positive(t, known.Load(), "a definition written around the apply verb was not checked")
+	c, _ := x.Connector("c")
+	assert.Equal(t, 30*time.Second, c.Interval)
 }

@@ -29,6 +29,10 @@ type Definitions struct {
 	// Connectors in file order; Budgets sorted by name.
 	Connectors []Definition
 	Budgets    []Definition
+	// Checked are the connectors as checked, ${VAR} unresolved, in the
+	// order of Connectors; of a connector known unchanged
+	// (ParseDefinitionsKnown), only the fields that span the file.
+	Checked []Connector
 	// Enabled counts the connectors to poll.
 	Enabled int
 	// Warnings are what is valid but likely not meant (Config.Warnings).
@@ -78,7 +82,7 @@ func parseKnown(source string, data []byte, types TypeChecker, limits Limits, kn
 	if err != nil {
 		return nil, err
 	}
-	defs := &Definitions{Source: source, Warnings: cfg.Warnings, Enabled: len(cfg.Enabled())}
+	defs := &Definitions{Source: source, Warnings: cfg.Warnings, Enabled: len(cfg.Enabled()), Checked: cfg.Connectors}
 	items, err := splitList(top["connectors"])
 	if err != nil || len(items) != len(cfg.Connectors) {
 		return nil, fmt.Errorf("%s: read the connectors again: %v", source, err)
@@ -222,7 +226,9 @@ func LoadDefinitions(env Env, types TypeChecker) (defs *Definitions, whole bool,
 	if err != nil {
 		return nil, false, path, fmt.Errorf("%s: CONNECTOR_NAME %s: %w", path, name, err)
 	}
-	defs.Connectors, defs.Enabled = []Definition{named}, 1
+	checked := defs.Checked[i]
+	checked.Enabled = true
+	defs.Connectors, defs.Checked, defs.Enabled = []Definition{named}, []Connector{checked}, 1
 	return defs, false, fmt.Sprintf("%s (connector %q of %d)", path, name, total), nil
 }
 

@@ -224,6 +224,7 @@ func TestBudgetSharersChangeReinstalls(t *testing.T) {
 func TestBigApplyIsInstalledInBatches(t *testing.T) {
 	const n = 5000
 	fx := newFixture(t)
+	fx.s.first = newFirstTicks(n, firstTickRate) // every first tick at once: this test is about installs
 	fx.run(t, true)
 	connectors := make([]string, n)
 	for i := range connectors {
@@ -260,4 +261,55 @@ func TestBigApplyIsInstalledInBatches(t *testing.T) {
 	}, time.Minute, 50*time.Millisecond)
 	assert.Equal(t, float64(n), fx.counter("remove"))
 	assert.Equal(t, 1.0, fx.counter("scheduled"))
+}
+
+func TestFirstTicksArePaced(t *testing.T) {
+	const n, burst, perSecond = 60, 10, 20
+	fx := newFixture(t)
+	fx.s.first = newFirstTicks(burst, perSecond)
+	fx.run(t, true)
+	connectors := make([]string, n)
+	for i := range connectors {
+		connectors[i] = fmt.Sprintf(`{"name": "p-%02d", "type": "fake", "interval": "6h"}`, i)
+	}
+	start := time.Now()
+	fx.apply(t, file(connectors...))
+	require.Eventually(t, func() bool { return fx.counter("first_ticks") >= burst }, inEffect, 10*time.Millisecond)
+	// The burst went at once; the other 50 take 50/20 = 2.5 s at least.
+	assert.Less(t, fx.counter("first_ticks"), float64(n), "every first tick at once: not paced")
+	require.Eventually(t, func() bool { return fx.counter("first_ticks") == n }, inEffect+5*time.Second, 10*time.Millisecond,
+		"not every new connector got its first tick")
+	assert.GreaterOrEqual(t, time.Since(start), time.Duration(n-burst)*time.Second/perSecond-500*time.Millisecond,
+		"the first ticks beyond the burst came faster than their pace")
+	assert.Equal(t, n, fx.subjects(t, bus.TickPrefix+".>"), "a first tick pending for each")
+}
+
+func TestFirstTickWaitingIsDroppedWhenItsScheduleFires(t *testing.T) {
+	f := newFirstTicks(1, 1)
+	now := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	soon := catalog.Defined{Name: "soon", Interval: time.Minute}
+	later := catalog.Defined{Name: "later", Interval: 6 * time.Hour}
+	f.add([]catalog.Defined{later, soon, later}, now)
+	assert.Equal(t, []catalog.Defined{later}, f.take(now), "the burst of one")
+	assert.Empty(t, f.take(now), "no token left")
+	// Once soon's schedule is under a second away, it waits no more.
+	fires := NextFire("soon", time.Minute, now)
+	got := f.take(fires.Add(-500 * time.Millisecond))
+	assert.Equal(t, []catalog.Defined{later}, got, "soon dropped, later sent with the next token")
+	assert.Empty(t, f.queue)
+}
+
+func TestNextFireIsThePhase(t *testing.T) {
+	now := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	for _, iv := range []time.Duration{10 * time.Second, time.Minute, 15 * time.Minute, time.Hour, 6 * time.Hour, 24 * time.Hour} {
+		for _, name := range []string{"a", "b", "weather-alerts"} {
+			next := NextFire(name, iv, now)
+			assert.True(t, next.After(now) && !next.After(now.Add(iv)), "%s every %s: %s not within an interval", name, iv, next)
+			assert.Equal(t, Phase(name, iv), time.Duration(next.Unix()%int64(iv/time.Second))*time.Second,
+				"%s every %s fires off its phase", name, iv)
+		}
+	}
+	// "@every" fires an interval after its install.
+	assert.Equal(t, now.Add(7*time.Second), NextFire("a", 7*time.Second, now))
+	assert.Equal(t, now.Add(40*time.Second), NextFire("a", 40*time.Second, now), "40 s divides a day, not a minute: @every")
 }

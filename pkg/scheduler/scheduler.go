@@ -88,6 +88,9 @@ type Scheduler struct {
 	// effective holds the adaptive connectors' effective intervals (Run's
 	// own; adapt.go): at most one per connector the index holds.
 	effective map[string]adapted
+	// first are the new connectors waiting for their first tick (Run's
+	// own; first.go).
+	first *firstTicks
 	// jitterWarned: the first full sync since this replica became leader
 	// warned of the connectors whose jitter is ignored (Run's own).
 	jitterWarned bool
@@ -112,6 +115,7 @@ func New(js jetstream.JetStream, st *store.Store, election *leader.Elector, inde
 		resync:    make(chan struct{}, 1),
 		adapts:    make(chan bus.Adapt, adaptQueue),
 		effective: map[string]adapted{},
+		first:     newFirstTicks(firstTickBurst, firstTickRate),
 	}
 }
 
@@ -149,6 +153,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	// inLine: a full sync succeeded since this replica became leader, so
 	// the schedules follow the changes one by one.
 	inLine := false
+	firstTimer := time.NewTicker(firstTickEvery)
+	defer firstTimer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -157,8 +163,10 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			return nil
 		case <-elected:
 			inLine, s.jitterWarned = false, false
-			// A new leader starts without effective intervals (adapt.go).
+			// A new leader starts without effective intervals (adapt.go)
+			// and without the first ticks a former term left waiting.
 			clear(s.effective)
+			s.first.clear()
 			s.metrics.adapted.Set(0)
 			if ready {
 				syncTimer.Reset(0)
@@ -203,6 +211,15 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				s.log.Warn("changing schedules failed; syncing them all soon", "error", err)
 				inLine = false
 				syncTimer.Reset(retryDelay)
+			}
+		case <-firstTimer.C:
+			if !s.leader.Load() {
+				s.first.clear()
+				continue
+			}
+			if err := s.sendFirstTicks(ctx); err != nil && ctx.Err() == nil {
+				s.metrics.errors.WithLabelValues("nats", "first_ticks").Inc()
+				s.log.Warn("sending first ticks failed; their schedules poll them", "error", err)
 			}
 		case <-syncTimer.C:
 			if !s.leader.Load() || !ready {

@@ -74,12 +74,14 @@ func (s *Scheduler) sync(ctx context.Context) error {
 	return nil
 }
 
-// apply sends the first ticks of fresh, installs the definitions of install
-// (fresh is its head) and removes remove.
+// apply queues the first ticks of fresh and sends those the pace allows
+// (first.go), installs the definitions of install (fresh is its head) and
+// removes remove.
 func (s *Scheduler) apply(ctx context.Context, fresh, install []catalog.Defined, remove []removal) error {
 	// First ticks first: a new connector's poll need not wait for the
 	// schedules of 100,000 others to be installed.
-	if _, err := s.firstTicks(ctx, fresh); err != nil {
+	s.first.add(fresh, time.Now())
+	if err := s.sendFirstTicks(ctx); err != nil {
 		return err
 	}
 	if err := s.install(ctx, install); err != nil {

@@ -121,6 +121,7 @@ func (a *app) apply(ctx context.Context, f applyFlags) error {
 	if cerr != nil {
 		return cerr
 	}
+	defs.Checked = nil // what is sent is the definitions as written
 	for _, p := range defs.Warnings {
 		fmt.Fprintf(a.io.Err, "warning: %s: %s\n", p.Path, p.Message)
 	}

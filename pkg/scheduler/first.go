@@ -1,0 +1,105 @@
+package scheduler
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/pollgrid/pollgrid/pkg/catalog"
+)
+
+// First ticks are paced: firstTickBurst go at once, then firstTickRate a
+// second. A few new connectors poll at once; an apply of 100,000 does not
+// have the workers poll 100,000 connectors in the same seconds that the
+// scheduler installs their schedules (their schedules spread them over
+// one interval anyway). Those still waiting when their schedule fires get
+// no first tick: the fire polls them.
+const (
+	firstTickBurst = 1000
+	firstTickRate  = 200
+	// firstTickEvery is how often Run sends the first ticks still waiting.
+	firstTickEvery = 250 * time.Millisecond
+)
+
+// firstTicks holds the connectors waiting for their first tick, oldest
+// first (Run's own).
+type firstTicks struct {
+	limit *rate.Limiter
+	queue []waiting
+}
+
+// waiting is a connector waiting for its first tick, and when its schedule
+// fires first.
+type waiting struct {
+	c     catalog.Defined
+	fires time.Time
+}
+
+func newFirstTicks(burst int, perSecond float64) *firstTicks {
+	return &firstTicks{limit: rate.NewLimiter(rate.Limit(perSecond), burst)}
+}
+
+// add queues cs, new at now.
+func (f *firstTicks) add(cs []catalog.Defined, now time.Time) {
+	for _, c := range cs {
+		f.queue = append(f.queue, waiting{c: c, fires: NextFire(c.Name, c.Interval, now)})
+	}
+}
+
+// take removes and returns the connectors whose first tick may go now,
+// dropping those whose schedule fires within a second.
+func (f *firstTicks) take(now time.Time) []catalog.Defined {
+	var out []catalog.Defined
+	n := 0
+	for n < len(f.queue) {
+		w := f.queue[n]
+		if w.fires.Sub(now) < time.Second {
+			n++
+			continue
+		}
+		if !f.limit.AllowN(now, 1) {
+			break
+		}
+		out = append(out, w.c)
+		n++
+	}
+	f.queue = f.queue[n:]
+	if len(f.queue) == 0 {
+		f.queue = nil // let a long queue's array go
+	}
+	return out
+}
+
+// clear forgets every waiting connector (leadership lost: the next
+// leader's syncs decide).
+func (f *firstTicks) clear() { f.queue = nil }
+
+// NextFire is when the schedule of a connector installed at now first
+// fires: at its Phase for a cron schedule (Spec), an interval after now for
+// "@every" (which the install may start up to everySpread seconds later
+// still).
+func NextFire(name string, interval time.Duration, now time.Time) time.Time {
+	if interval <= 0 {
+		return now
+	}
+	if strings.HasPrefix(Spec(name, interval), "@every") {
+		return now.Add(interval)
+	}
+	// A cron schedule's interval divides a minute, an hour or a day, so it
+	// divides the time since the epoch at every UTC midnight: the fires are
+	// at phase + k × interval.
+	since := now.Sub(time.Unix(0, 0)) - Phase(name, interval)
+	return now.Add(interval - since%interval)
+}
+
+// sendFirstTicks sends the first ticks the pace allows now.
+func (s *Scheduler) sendFirstTicks(ctx context.Context) error {
+	cs := s.first.take(time.Now())
+	if len(cs) == 0 {
+		return nil
+	}
+	_, err := s.firstTicks(ctx, cs)
+	return err
+}
