@@ -251,7 +251,10 @@ func StartRedisCluster(t testing.TB, masters int) *RedisCluster {
 		r.writeConf()
 		f, err := os.OpenFile(r.conf, os.O_APPEND|os.O_WRONLY, 0)
 		require.NoError(t, err)
-		_, err = fmt.Fprintf(f, "cluster-enabled yes\ncluster-config-file %s\ncluster-node-timeout 2000\n", filepath.Join(r.Dir, "nodes.conf"))
+		// The bus port is a free port of its own: the default, port +
+		// 10,000, may be taken, or past 65,535 for a high ephemeral port.
+		_, err = fmt.Fprintf(f, "cluster-enabled yes\ncluster-port %d\ncluster-config-file %s\ncluster-node-timeout 2000\n",
+			Port(t, FreeAddr(t)), filepath.Join(r.Dir, "nodes.conf"))
 		require.NoError(t, err)
 		require.NoError(t, f.Close())
 		r.start()
