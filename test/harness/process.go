@@ -2,11 +2,15 @@ package harness
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,7 +42,8 @@ func BuildTagged(t testing.TB, pkg, tags string) string {
 		return path
 	}
 	if buildDir == "" {
-		dir, err := os.MkdirTemp("", "pollgrid-bin-*")
+		removeStaleBuilds()
+		dir, err := os.MkdirTemp("", fmt.Sprintf("%s%d-*", buildPrefix, os.Getpid()))
 		require.NoError(t, err)
 		buildDir = dir
 	}
@@ -52,6 +57,26 @@ func BuildTagged(t testing.TB, pkg, tags string) string {
 	require.NoError(t, cmd.Run(), "go build %s: %s", pkg, stderr.String())
 	built[key] = out
 	return out
+}
+
+// buildPrefix names the folders Build writes, each with the test process's
+// pid: a test binary cannot remove its own when it exits (no hook runs
+// then), so the next one removes those whose process is gone.
+const buildPrefix = "pollgrid-bin-pid"
+
+// removeStaleBuilds removes the build folders of test processes that no
+// longer run (about 200 MB each).
+func removeStaleBuilds() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), buildPrefix+"*"))
+	for _, dir := range dirs {
+		pid, err := strconv.Atoi(strings.SplitN(strings.TrimPrefix(filepath.Base(dir), buildPrefix), "-", 2)[0])
+		if err != nil || pid == os.Getpid() {
+			continue // not named so, or this process's
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			_ = os.RemoveAll(dir)
+		}
+	}
 }
 
 // Process is a real OS process under test.
