@@ -221,7 +221,7 @@ func TestRejectsMalformed(t *testing.T) {
 func TestDropsWhatRedisRefuses(t *testing.T) {
 	js := startJetStream(t)
 	rdb := redistest.Start(t).Client(t)
-	require.NoError(t, rdb.Set(context.Background(), "pollgrid:{bad}:recent", "not a list", 0).Err())
+	require.NoError(t, rdb.HSet(context.Background(), "pollgrid:{bad}:history", "not", "a string").Err())
 	st, hist := newStores(rdb)
 	a := New(js, st, hist, Options{FlushInterval: quickFlush})
 	run(t, a)

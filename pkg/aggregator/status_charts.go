@@ -35,7 +35,8 @@ const (
 // bucket sums the rollups of one quarter-hour.
 type bucket = history.Rollup
 
-// quarterHours sums per-minute rollups into the chartBuckets quarter-hours
+// quarterHours sums rollups (per quarter-hour, as the history keeps them
+// for a day; finer ones would do too) into the chartBuckets quarter-hours
 // that end with the one holding now, oldest first.
 func quarterHours(rollups []history.Rollup, now time.Time) []bucket {
 	end := now.Truncate(chartBucket).Add(chartBucket)

@@ -77,7 +77,7 @@ func (a *Aggregator) connectorPageHandler(w http.ResponseWriter, r *http.Request
 		writePageError(w, status, back, err.Error())
 		return
 	}
-	rollups, err := a.history.Rollups(r.Context(), st.Name, history.PerMinute, now.Add(-chartSpan), now)
+	rollups, err := a.history.Rollups(r.Context(), st.Name, history.PerQuarterHour, now.Add(-chartSpan), now)
 	if err != nil {
 		writePageError(w, http.StatusServiceUnavailable, back, "reading rollups from Redis failed: "+err.Error())
 		return

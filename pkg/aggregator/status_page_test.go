@@ -135,3 +135,65 @@ func TestConnectorPage(t *testing.T) {
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "text/css; charset=utf-8", resp.Header.Get("Content-Type"))
 }
+
+// The day's charts drawn from the quarter-hours the history keeps are
+// those drawn from every poll's minute, as the page drew them when the
+// history kept a day of minutes.
+func TestDayChartsFromQuarterHours(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	_, hist := newStores(rdb)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	// A day and an hour of polls every 7 minutes and 13 seconds, a mix of
+	// outcomes, durations and items, written in flushes of 20.
+	var reports []*pollgridv1.PollReport
+	for i, started := 0, now.Add(-25*time.Hour); started.Before(now); i, started = i+1, started.Add(7*time.Minute+13*time.Second) {
+		r := &pollgridv1.PollReport{Connector: "alerts", ConnectorType: "weather-noaa", Worker: "w1",
+			Outcome: pollgridv1.PollOutcome_POLL_OUTCOME_SUCCESS, StartedAt: timestamppb.New(started),
+			Duration: durationpb.New(time.Duration(100+i%17*40) * time.Millisecond), ItemsFetched: int64(i % 9), ItemsPublished: int64(i % 3)}
+		switch i % 11 {
+		case 3:
+			r.Outcome, r.Error = pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE, "503"
+		case 7:
+			r.Outcome, r.Duration = pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED, durationpb.New(0)
+		}
+		reports = append(reports, r)
+	}
+	for i := 0; i < len(reports); i += 20 {
+		require.NoError(t, hist.RecordReports(ctx, reports[i:min(i+20, len(reports))]))
+	}
+
+	// Each poll's minute, summed in Go: the per-minute rollups of before.
+	var minutes []history.Rollup
+	for _, r := range reports {
+		start := r.GetStartedAt().AsTime().Truncate(time.Minute)
+		if start.Before(now.Add(-chartSpan).Truncate(time.Minute)) {
+			continue
+		}
+		m := history.Rollup{Start: start, Width: time.Minute, Polls: 1, ItemsFetched: r.GetItemsFetched(), ItemsPublished: r.GetItemsPublished()}
+		switch r.GetOutcome() {
+		case pollgridv1.PollOutcome_POLL_OUTCOME_SUCCESS:
+			m.Successes = 1
+		case pollgridv1.PollOutcome_POLL_OUTCOME_FAILURE:
+			m.Failures = 1
+		default:
+			m.Skipped = 1
+		}
+		if m.Skipped == 0 {
+			m.LatencySum, m.LatencyMax = r.GetDuration().AsDuration(), r.GetDuration().AsDuration()
+		}
+		minutes = append(minutes, m)
+	}
+	want := quarterHours(minutes, now)
+
+	quarters, err := hist.Rollups(ctx, "alerts", history.PerQuarterHour, now.Add(-chartSpan), now)
+	require.NoError(t, err)
+	got := quarterHours(quarters, now)
+	assert.Equal(t, want, got)
+	assert.Equal(t, dayCharts(want), dayCharts(got))
+	var polls int64
+	for _, b := range got {
+		polls += b.Polls
+	}
+	assert.Greater(t, polls, int64(190), "a day of polls is charted")
+}

@@ -1,7 +1,9 @@
 // Package history keeps the aggregator's view of the polls in Redis: each
 // connector's counters and latency window (Metrics, AllMetrics), its latest
-// reports whole (Recent), and per-minute and per-hour rollups (Rollups), all
-// written by RecordReports from batches of poll reports.
+// reports (Recent), and rollups per minute, quarter-hour, hour and day
+// (Rollups), all written by RecordReports from batches of poll reports, in a
+// fixed size per connector whatever its poll rate: about 15 KB
+// (docs/benchmarks.md).
 //
 // # Keys
 //
@@ -10,18 +12,10 @@
 //
 //	<prefix>:{<name>}:metrics  hash: type polls successes failures skipped
 //	                           items_fetched items_published items_failed last_poll
-//	                           last_success last_error last_error_at; latency (the
-//	                           last LatencyWindow durations, 4-byte big-endian
-//	                           microseconds, newest first); rollup_minute (the
-//	                           latest minute bucket written, unix s)
-//	<prefix>:{<name>}:recent   list: PollReport as binary protobuf, newest first,
-//	                           RecentKept long (up to 20 more between trims),
-//	                           PX = RecentTTL
-//	<prefix>:{<name>}:rollup:1m:<unix s of the hour>  hash: minute in the hour
-//	                           (0-59) -> bucket; PXAT = end of the hour + 24h, set
-//	                           when the hour closes
-//	<prefix>:{<name>}:rollup:1h:<unix s of the day>   hash: hour in the day (0-23)
-//	                           -> bucket; PXAT = end of the day + 30 days
+//	                           last_success last_error last_error_at (at most 512
+//	                           bytes: a longer error keeps its start and its end)
+//	<prefix>:{<name>}:history  string of historyBytes (14,330), PX = HistoryTTL
+//	                           from the last write that opened a day
 //
 // and one global key:
 //
@@ -31,32 +25,67 @@
 // Times are unix milliseconds in decimal (store.ParseTime), a missing field
 // a zero time.
 //
-// A rollup bucket sums the reports that started in it: "successes,failures,
-// skipped,items_fetched,items_published,items_failed,latency_sum_us,
-// latency_max_us" (latency over the polls that ran). The connector's open
-// hour, that of rollup_minute, has minute buckets only; the first report of a
-// later hour closes it into its hour bucket, and Rollups adds the open hour
-// when it reads hours. Each rollup hash holds at most 60 short fields and so
-// stays a listpack; a connector holds at most 26 minute hashes and 31 hour
-// hashes whatever its poll rate, which bounds its report history at about
-// 100 KB (docs/benchmarks.md).
+// The history string (layout.go has it byte by byte) holds, at fixed
+// offsets: a header; the latency window (the last LatencyWindow durations
+// of polls that ran, 4-byte big-endian microseconds, newest first); three
+// rings of rollup buckets, 64 minutes, 100 quarter-hours and 32 days (UTC),
+// each ring's latest ("open") bucket kept in the head next to the latency
+// window; and the recent reports, a ring of about 7 KB.
+//
+// A bucket is a fixed-width slot of 34 bytes: the period it holds (4 bytes:
+// its start divided by its width) and its sums of the reports that started
+// in it, big-endian: successes, failures, skipped (3 bytes each), items
+// fetched, published, failed (4 bytes each), latency sum (5 bytes of
+// microseconds) and latency max (4 bytes, about 71 minutes), over the polls
+// that ran. Each sum saturates at its width's largest value (16.7 million
+// polls, 4.29 billion items in one bucket). Slot p mod n of a ring of n holds
+// period p; a later period that falls in the slot replaces it (so a stale
+// bucket is never summed into a new one), and a report of a period older
+// than the slot's is not written there. Readers know a period is past its
+// ring when its slot holds a later one, or when it is a ring's worth before
+// the open bucket. PerMinute reads the minutes (the last hour), PerQuarterHour
+// the quarter-hours (the last day; the status page's chart), PerHour sums
+// four quarter-hours (the last day) and PerDay reads the days (30 days).
+//
+// The recent reports are kept compact: flags and outcome, started_at,
+// duration, item counts and fencing token as varints, the worker, the trace
+// id (16 bytes when hex) and the error (at most 256 bytes, its start and its
+// end), each entry followed by its length. The connector's name and type are
+// not repeated (Recent fills them in from the key and the metrics hash);
+// traceparent and tracestate are not kept. Recent returns the newest
+// RecentKept that are whole in the ring: all 100 for the usual report (about
+// 50 bytes), fewer when errors are long (23 with errors of 256 bytes
+// or more: still the 20 a connector's page lists and the 10 pollctl status
+// prints). That bound is the price of a fixed size: 100 reports with 2 KB
+// errors would be 200 KB.
 //
 // # Script
 //
 // recordLua (RecordReports) is the one script: one call per connector of a
-// batch, whose reports RecordReports sums in Go first, in one pipeline with
-// an SADD of the connectors set. It adds the counters and moves last_poll,
-// last_success and last_error_at only forward (HMGET, HSET of metrics),
-// prepends the batch's durations to the latency window, LPUSHes the newest
-// RecentKept reports (PEXPIRE of a new list; LTRIM and PEXPIRE once it is 20
-// past RecentKept), adds to the minute buckets (HMGET of those that may be
-// written already, HSET), closes the open hour into its hour bucket when a
-// later hour arrives (HGETALL of its minutes, HSET of the hour, PEXPIREAT of
-// both), and adds a late report's hour to its hour bucket at once. It uses
-// only HMGET HSET HGETALL LPUSH LTRIM PEXPIRE PEXPIREAT, which miniredis (the
-// one-process dev stack) implements too. Its comment in record_lua.go gives
-// its KEYS and ARGV.
+// batch, whose reports RecordReports sums in Go first (per ring slot, the
+// latest period only), in one pipeline with an SADD of the connectors set.
+// It adds the counters and moves last_poll, last_success and last_error_at
+// only forward (HMGET, HSET of metrics), and changes the history with
+// GETRANGE and SETRANGE of its head, of the slots it writes and of the
+// recent reports' ring, never the whole string. It uses only HMGET HSET
+// HDEL GETRANGE SETRANGE PEXPIRE PEXPIREAT DEL and string arithmetic (no
+// struct, no bit, no BITFIELD), which miniredis (the one-process dev stack)
+// implements too. Its comment in record_lua.go gives its KEYS and ARGV.
 //
-// Every counter is a sum and every "last" time only moves forward, so
-// batches written out of order, or by several aggregator replicas, agree.
+// Every counter and bucket sum is a sum, every "last" time only moves
+// forward, and a ring slot holds the latest period written to it whatever
+// the order of the writes, so batches written out of order, or by several
+// aggregator replicas, agree.
+//
+// # The former layout
+//
+// Before, a connector had a recent list (binary protobuf), per-minute rollup
+// hashes kept 24 hours and per-hour ones kept 30 days (about 97 KB a
+// connector polled every minute), and its latency window and open hour in
+// the metrics hash. Nothing reads them now. A connector's first write moves
+// it over: its latency window is carried into the history string, the
+// latency and rollup_minute fields and the recent list are deleted, and its
+// open hour's minute hash, the one rollup hash without an expiry, gets the
+// expiry it would have had; the other rollup hashes expire on their own
+// (PEXPIREAT), within 30 days.
 package history

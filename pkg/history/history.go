@@ -7,7 +7,7 @@ import (
 )
 
 // Store keeps the aggregator's view of the polls: each connector's metrics,
-// latency window, recent reports and rollups. It is safe for concurrent use.
+// latency window, rollups and recent reports. It is safe for concurrent use.
 type Store struct {
 	rdb  redis.UniversalClient
 	keys store.Keys
@@ -22,10 +22,10 @@ func New(rdb redis.UniversalClient, keys store.Keys) *Store {
 
 // Key suffixes of a connector's history (see store.Keys.Connector).
 const (
-	keyMetrics      = "metrics"
-	keyRecent       = "recent"
-	keyRollupMinute = "rollup:1m:"
-	keyRollupHour   = "rollup:1h:"
+	keyMetrics = "metrics"
+	// keyHistory is the history string: latency window, rings of rollups
+	// and recent reports (layout.go).
+	keyHistory = "history"
 )
 
 // key names one of a connector's keys.

@@ -74,6 +74,9 @@ func TestBatchEqualsOneByOne(t *testing.T) {
 	}
 
 	require.Equal(t, int64(len(c)), readAll(t, oneByOne, "c", now).metrics.Polls)
+	minutes, err := oneByOne.Rollups(ctx, "c", history.PerMinute, now.Add(-4*time.Hour), now)
+	require.NoError(t, err)
+	require.Len(t, minutes, 64, "the minute ring holds the last 64 minutes polled")
 	for _, name := range []string{"c", "d"} {
 		want := readAll(t, oneByOne, name, now)
 		for _, s := range []struct {
@@ -84,7 +87,9 @@ func TestBatchEqualsOneByOne(t *testing.T) {
 				got := readAll(t, s.store, name, now)
 				assert.Equal(t, want.metrics, got.metrics)
 				assert.Equal(t, want.minutes, got.minutes)
+				assert.Equal(t, want.quarters, got.quarters)
 				assert.Equal(t, want.hours, got.hours)
+				assert.Equal(t, want.days, got.days)
 				require.Len(t, got.recent, len(want.recent))
 				for i := range want.recent {
 					assert.True(t, proto.Equal(want.recent[i], got.recent[i]), "recent report %d", i)
@@ -95,10 +100,9 @@ func TestBatchEqualsOneByOne(t *testing.T) {
 }
 
 type everything struct {
-	metrics history.ConnectorMetrics
-	minutes []history.Rollup
-	hours   []history.Rollup
-	recent  []*pollgridv1.PollReport
+	metrics                        history.ConnectorMetrics
+	minutes, quarters, hours, days []history.Rollup
+	recent                         []*pollgridv1.PollReport
 }
 
 func readAll(t *testing.T, s *history.Store, name string, now time.Time) everything {
@@ -110,7 +114,11 @@ func readAll(t *testing.T, s *history.Store, name string, now time.Time) everyth
 	require.NoError(t, err)
 	e.minutes, err = s.Rollups(ctx, name, history.PerMinute, now.Add(-history.PerMinute.Retention()), now.Add(time.Hour))
 	require.NoError(t, err)
+	e.quarters, err = s.Rollups(ctx, name, history.PerQuarterHour, now.Add(-history.PerQuarterHour.Retention()), now.Add(time.Hour))
+	require.NoError(t, err)
 	e.hours, err = s.Rollups(ctx, name, history.PerHour, now.Add(-history.PerHour.Retention()), now.Add(time.Hour))
+	require.NoError(t, err)
+	e.days, err = s.Rollups(ctx, name, history.PerDay, now.Add(-history.PerDay.Retention()), now.Add(time.Hour))
 	require.NoError(t, err)
 	e.recent, err = s.Recent(ctx, name, 0)
 	require.NoError(t, err)
@@ -147,6 +155,17 @@ func TestRollups(t *testing.T) {
 		{Start: h, Width: time.Hour, Polls: 4, Successes: 2, Failures: 1, Skipped: 1, ItemsFetched: 20, ItemsPublished: 4, ItemsFailed: 2,
 			LatencySum: 600*ms + 50*time.Microsecond, LatencyMax: 400 * ms},
 	}
+	quarters := []history.Rollup{hours[0], hours[1]}
+	quarters[0].Start, quarters[0].Width = h.Add(-15*time.Minute), 15*time.Minute
+	quarters[1].Start, quarters[1].Width = h, 15*time.Minute
+	var days []history.Rollup
+	for _, r := range minutes {
+		day := r.Start.Truncate(24 * time.Hour)
+		if len(days) == 0 || !days[len(days)-1].Start.Equal(day) {
+			days = append(days, history.Rollup{Start: day, Width: 24 * time.Hour})
+		}
+		days[len(days)-1].Add(r)
+	}
 	for _, tc := range []struct {
 		name         string
 		res          history.Resolution
@@ -156,8 +175,10 @@ func TestRollups(t *testing.T) {
 		{name: "minutes across an hour boundary", res: history.PerMinute, since: h.Add(-time.Hour), until: h.Add(time.Hour), want: minutes},
 		{name: "since inside a bucket takes it", res: history.PerMinute, since: h.Add(30 * time.Second), until: h.Add(time.Hour), want: minutes[1:]},
 		{name: "until is exclusive", res: history.PerMinute, since: h.Add(-time.Hour), until: h.Add(time.Minute), want: minutes[:2]},
-		{name: "hours", res: history.PerHour, since: h.Add(-48 * time.Hour), until: h.Add(48 * time.Hour), want: hours},
+		{name: "hours: four quarter-hours each", res: history.PerHour, since: h.Add(-48 * time.Hour), until: h.Add(48 * time.Hour), want: hours},
 		{name: "longer than the retention", res: history.PerHour, since: h.Add(-365 * 24 * time.Hour), until: h.Add(time.Hour), want: hours},
+		{name: "quarter-hours", res: history.PerQuarterHour, since: h.Add(-time.Hour), until: h.Add(time.Hour), want: quarters},
+		{name: "days", res: history.PerDay, since: h.Add(-40 * 24 * time.Hour), until: h.Add(40 * 24 * time.Hour), want: days},
 		{name: "nothing in range", res: history.PerMinute, since: h.Add(2 * time.Minute), until: h.Add(time.Hour)},
 		{name: "empty range", res: history.PerMinute, since: h, until: h},
 	} {
@@ -177,17 +198,18 @@ func TestRollups(t *testing.T) {
 	assert.ErrorContains(t, err, "unknown resolution")
 }
 
-func TestRollupsExpire(t *testing.T) {
+// The history string expires HistoryTTL after a connector's last new day
+// (its counters stay), and a ring holds its last buckets only.
+func TestHistoryExpires(t *testing.T) {
 	ctx := context.Background()
 	s, rdb := newStore(t)
 	now := time.Now().UTC()
 	day := 24 * time.Hour
 	thisHour := now.Truncate(time.Hour)
 	recent := thisHour.Add(-2 * time.Hour)
-	// A day and two hours ago: its minute hash expired an hour ago, its hour
-	// bucket lives on.
 	dayAgo := thisHour.Add(-26 * time.Hour)
-	// Past the 30 days of hour buckets (and a day to spare).
+	// Past the 30 days of days (and a day to spare): a ring's worth before
+	// today, so no reader reads it.
 	monthAgo := now.Add(-32 * day)
 	require.NoError(t, s.RecordReports(ctx, []*pollgridv1.PollReport{
 		report("c", success, recent, time.Second),
@@ -195,42 +217,29 @@ func TestRollupsExpire(t *testing.T) {
 		report("c", success, monthAgo, time.Second),
 		report("c", success, thisHour, time.Second),
 	}))
-
-	key := func(res string, spanStart time.Time) string {
-		return "pollgrid:{c}:rollup:" + res + ":" + strconv.FormatInt(spanStart.Unix(), 10)
-	}
-	dayOf := func(t time.Time) time.Time { return t.Truncate(day) }
-	assert.Equal(t, recent.Add(time.Hour+day), expireTime(t, rdb, key("1m", recent)),
-		"a minute hash lives 24h after its hour ends")
-	assert.Equal(t, dayOf(recent).Add(day+30*day), expireTime(t, rdb, key("1h", dayOf(recent))),
-		"an hour hash lives 30 days after its day ends")
-	assert.Equal(t, time.Duration(-1), rdb.PTTL(ctx, key("1m", thisHour)).Val(),
-		"the open hour's minute hash expires once a later hour closes it")
-	assert.Zero(t, rdb.Exists(ctx, key("1m", dayAgo)).Val(), "minute buckets older than 24h (+ their hour) are gone")
-	assert.Equal(t, int64(1), rdb.Exists(ctx, key("1h", dayOf(dayAgo))).Val())
-	assert.Zero(t, rdb.Exists(ctx, key("1m", monthAgo.Truncate(time.Hour))).Val())
-	assert.Zero(t, rdb.Exists(ctx, key("1h", dayOf(monthAgo))).Val(), "hour buckets older than 30 days (+ their day) are gone")
+	assert.InDelta(t, float64(history.HistoryTTL), float64(rdb.PTTL(ctx, "pollgrid:{c}:history").Val()), float64(time.Minute))
 
 	minutes, err := s.Rollups(ctx, "c", history.PerMinute, now.Add(-40*day), now.Add(time.Hour))
 	require.NoError(t, err)
-	assert.Equal(t, []time.Time{recent, thisHour}, starts(minutes))
+	assert.Equal(t, []time.Time{thisHour}, starts(minutes), "an hour of minutes")
 	hours, err := s.Rollups(ctx, "c", history.PerHour, now.Add(-40*day), now.Add(time.Hour))
 	require.NoError(t, err)
-	assert.Equal(t, []time.Time{dayAgo, recent, thisHour}, starts(hours), "the open hour is summed from its minutes")
+	assert.Equal(t, []time.Time{recent, thisHour}, starts(hours), "a day of hours")
+	days, err := s.Rollups(ctx, "c", history.PerDay, now.Add(-40*day), now.Add(time.Hour))
+	require.NoError(t, err)
+	want := []time.Time{dayAgo.Truncate(day), now.Truncate(day)}
+	if recent.Truncate(day) != now.Truncate(day) {
+		want = []time.Time{dayAgo.Truncate(day), recent.Truncate(day), now.Truncate(day)}
+	}
+	assert.Equal(t, slices.Compact(want), starts(days), "30 days of days")
 
 	m, _, err := s.Metrics(ctx, "c", time.Hour, now)
 	require.NoError(t, err)
-	assert.Equal(t, int64(4), m.Polls, "counters keep what the rollups dropped")
-
-	for _, k := range rdb.Keys(ctx, "pollgrid:{c}:*").Val() {
-		if k != key("1m", thisHour) && (strings.Contains(k, ":rollup:") || strings.HasSuffix(k, ":recent")) {
-			assert.Positive(t, rdb.PTTL(ctx, k).Val(), "%s expires", k)
-		}
-	}
+	assert.Equal(t, int64(4), m.Polls, "counters keep what the rings dropped")
 }
 
-// Reports that arrive after a later hour opened (from a slow worker, or
-// redelivered) land in their minute and hour buckets all the same.
+// Reports that arrive after a later period opened (from a slow worker, or
+// redelivered) land in their buckets all the same.
 func TestRollupsLateReports(t *testing.T) {
 	ctx := context.Background()
 	_, rdb := newStore(t)
@@ -248,7 +257,7 @@ func TestRollupsLateReports(t *testing.T) {
 	for _, i := range []int{0, 3, 1, 2} { // h opens, h+2h closes it, then h and h+1h come late
 		require.NoError(t, late.RecordReports(ctx, inOrder[i:i+1]))
 	}
-	for _, res := range []history.Resolution{history.PerMinute, history.PerHour} {
+	for _, res := range []history.Resolution{history.PerMinute, history.PerQuarterHour, history.PerHour, history.PerDay} {
 		w, err := want.Rollups(ctx, "c", res, h.Add(-time.Hour), h.Add(3*time.Hour))
 		require.NoError(t, err)
 		got, err := late.Rollups(ctx, "c", res, h.Add(-time.Hour), h.Add(3*time.Hour))
@@ -260,8 +269,6 @@ func TestRollupsLateReports(t *testing.T) {
 	require.Len(t, hours, 3)
 	assert.Equal(t, int64(2), hours[0].Polls)
 	assert.Equal(t, 3*time.Second, hours[0].LatencySum)
-	assert.Positive(t, rdb.PTTL(ctx, "late:{c}:rollup:1m:"+strconv.FormatInt(h.Add(time.Hour).Unix(), 10)).Val(),
-		"a late report's minute hash expires like a closed hour's")
 }
 
 func expireTime(t *testing.T, rdb *redis.Client, key string) time.Time {
@@ -287,12 +294,7 @@ func TestRecent(t *testing.T) {
 	for chunk := range slices.Chunk(reports, 50) {
 		require.NoError(t, s.RecordReports(ctx, shuffled(chunk)))
 	}
-	assert.Equal(t, int64(history.RecentKept), rdb.LLen(ctx, "pollgrid:{c}:recent").Val(),
-		"capped: 150 is over the 20 of slack, trimmed back to RecentKept")
-	assert.InDelta(t, float64(history.RecentTTL), float64(rdb.PTTL(ctx, "pollgrid:{c}:recent").Val()), float64(time.Minute))
-	raw := rdb.LIndex(ctx, "pollgrid:{c}:recent", 0).Val()
-	decoded := &pollgridv1.PollReport{}
-	require.NoError(t, proto.Unmarshal([]byte(raw), decoded), "binary protobuf")
+	assert.InDelta(t, float64(history.HistoryTTL), float64(rdb.PTTL(ctx, "pollgrid:{c}:history").Val()), float64(time.Minute))
 
 	for _, tc := range []struct {
 		name  string
@@ -370,14 +372,19 @@ func TestRecordReportsRefusedConnector(t *testing.T) {
 	ctx := context.Background()
 	s, rdb := newStore(t)
 	require.NoError(t, rdb.Set(ctx, "pollgrid:{bad}:metrics", "not a hash", 0).Err())
+	require.NoError(t, rdb.HSet(ctx, "pollgrid:{worse}:history", "not", "a string").Err())
 	now := time.Now().UTC()
 	err := s.RecordReports(ctx, []*pollgridv1.PollReport{
 		report("good", success, now, time.Second), report("bad", success, now, time.Second), report("good", failure, now, time.Second),
+		report("worse", success, now, time.Second),
 	})
 	var rejected *history.RejectedError
 	require.ErrorAs(t, err, &rejected)
-	assert.Equal(t, []string{"bad"}, slices.Collect(maps.Keys(rejected.Connectors)))
+	assert.ElementsMatch(t, []string{"bad", "worse"}, slices.Collect(maps.Keys(rejected.Connectors)))
 	assert.ErrorContains(t, err, "WRONGTYPE")
+	_, found, err := s.Metrics(ctx, "worse", time.Hour, now)
+	require.NoError(t, err)
+	assert.False(t, found, "a refused call writes nothing")
 	m, _, err := s.Metrics(ctx, "good", time.Hour, now)
 	require.NoError(t, err)
 	assert.Equal(t, int64(2), m.Polls)

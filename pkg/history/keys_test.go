@@ -2,7 +2,6 @@ package history_test
 
 import (
 	"context"
-	"strconv"
 	"testing"
 	"time"
 
@@ -27,28 +26,20 @@ func newStore(tb testing.TB) (*history.Store, *redis.Client) {
 }
 
 // Reports leave exactly the documented keys, each connector's under its hash
-// tag.
+// tag: its metrics hash and its history string.
 func TestKeysShareTheConnectorSlot(t *testing.T) {
 	ctx := context.Background()
 	s, rdb := newStore(t)
-	// Rollups expire at times derived from started_at: report an hour ago
-	// and now, which closes the hour before.
 	now := time.Now().UTC()
-	hourAgo := now.Add(-time.Hour)
-	rollups := []string{
-		"rollup:1m:" + strconv.FormatInt(hourAgo.Truncate(time.Hour).Unix(), 10),
-		"rollup:1m:" + strconv.FormatInt(now.Truncate(time.Hour).Unix(), 10),
-		"rollup:1h:" + strconv.FormatInt(hourAgo.Truncate(24*time.Hour).Unix(), 10),
-	}
 	names := []string{"noaa-alerts-ca", "github-nats-server"}
 	for _, name := range names {
 		require.NoError(t, s.RecordReports(ctx, []*pollgridv1.PollReport{
-			report(name, success, hourAgo, time.Second), report(name, success, now, time.Second)}))
+			report(name, success, now.Add(-time.Hour), time.Second), report(name, success, now, time.Second)}))
 	}
 
 	var want []string
 	for _, name := range names {
-		for _, suffix := range append([]string{"metrics", "recent"}, rollups...) {
+		for _, suffix := range []string{"metrics", "history"} {
 			want = append(want, store.NewKeys("").Connector(name, suffix))
 		}
 	}

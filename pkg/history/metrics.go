@@ -32,11 +32,6 @@ const (
 	metricLastSuccess    = "last_success"
 	metricLastError      = "last_error"
 	metricLastErrorAt    = "last_error_at"
-	// metricLatency is the latency window, see packLatencies.
-	metricLatency = "latency"
-	// metricRollupMinute is the latest minute bucket written, unix s; its
-	// hour is the connector's open hour (see recordLua).
-	metricRollupMinute = "rollup_minute"
 )
 
 // ConnectorMetrics is what the aggregator serves for one connector.
@@ -72,13 +67,11 @@ func (s *Store) Metrics(ctx context.Context, name string, healthyWindow time.Dur
 		return ConnectorMetrics{}, false, fmt.Errorf("read metrics: %w", err)
 	}
 	var read metricsRead
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	// Errors are read per command.
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		read = s.queueMetrics(ctx, p, name)
 		return nil
 	})
-	if err != nil {
-		return ConnectorMetrics{}, false, fmt.Errorf("read metrics %s: %w", name, err)
-	}
 	return read.result(name, healthyWindow, now)
 }
 
@@ -92,15 +85,13 @@ func (s *Store) AllMetrics(ctx context.Context, healthyWindow time.Duration, now
 	slices.Sort(names)
 	reads := make([]metricsRead, len(names))
 	if len(names) > 0 {
-		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		// Errors are read per command.
+		_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, name := range names {
 				reads[i] = s.queueMetrics(ctx, p, name)
 			}
 			return nil
 		})
-		if err != nil {
-			return nil, fmt.Errorf("read metrics of %d connectors: %w", len(names), err)
-		}
 	}
 	out := make([]ConnectorMetrics, 0, len(names))
 	for i, name := range names {
@@ -117,10 +108,15 @@ func (s *Store) AllMetrics(ctx context.Context, healthyWindow time.Duration, now
 
 type metricsRead struct {
 	hash *redis.MapStringStringCmd
+	// head is the history string's header and latency window.
+	head *redis.StringCmd
 }
 
 func (s *Store) queueMetrics(ctx context.Context, p redis.Pipeliner, name string) metricsRead {
-	return metricsRead{hash: p.HGetAll(ctx, s.key(name, keyMetrics))}
+	return metricsRead{
+		hash: p.HGetAll(ctx, s.key(name, keyMetrics)),
+		head: p.GetRange(ctx, s.key(name, keyHistory), 0, int64(headBytes)-1),
+	}
 }
 
 func (r metricsRead) result(name string, healthyWindow time.Duration, now time.Time) (ConnectorMetrics, bool, error) {
@@ -169,7 +165,13 @@ func (r metricsRead) result(name string, healthyWindow time.Duration, now time.T
 	if ran := m.Successes + m.Failures; ran > 0 {
 		m.SuccessRate = float64(m.Successes) / float64(ran)
 	}
-	m.LatencyAvgSeconds, m.LatencyP95Seconds, err = latencyStats(h[metricLatency])
+	// A history Redis refuses (a key of the wrong type) has no window; the
+	// counters are still served.
+	head, err := r.head.Result()
+	if err != nil && !refusedForGood(err) {
+		return ConnectorMetrics{}, false, fmt.Errorf("read latency %s: %w", name, err)
+	}
+	m.LatencyAvgSeconds, m.LatencyP95Seconds, err = latencyStats(latencyWindow(head))
 	if err != nil {
 		return ConnectorMetrics{}, false, fmt.Errorf("read latency %s: %w", name, err)
 	}
@@ -177,11 +179,20 @@ func (r metricsRead) result(name string, healthyWindow time.Duration, now time.T
 	return m, true, nil
 }
 
+// latencyWindow is the window of a history string's head ("" when none).
+func latencyWindow(head string) string {
+	if len(head) < headerBytes {
+		return ""
+	}
+	n := int(head[1]) * latencyBytes
+	return head[latencyOffset:min(len(head), latencyOffset+n)]
+}
+
 // latencyStats returns the mean and the nearest-rank 95th percentile, in
 // seconds, of a latency window (see packLatencies).
 func latencyStats(window string) (avg, p95 float64, err error) {
 	if len(window)%latencyBytes != 0 {
-		return 0, 0, fmt.Errorf("field %s: %d bytes is not a whole number of durations", metricLatency, len(window))
+		return 0, 0, fmt.Errorf("latency window: %d bytes is not a whole number of durations", len(window))
 	}
 	n := min(len(window)/latencyBytes, LatencyWindow)
 	if n == 0 {
@@ -204,8 +215,8 @@ const latencyBytes = 4
 // packLatencies encodes poll durations for the latency window, newest first:
 // 4 bytes each, big-endian microseconds (sub-millisecond polls, such as a
 // 304 from a nearby server, keep their precision), capped at about 71
-// minutes. recordLua prepends them to the window and cuts it to
-// LatencyWindow entries without parsing a number.
+// minutes. recordLua prepends them to the window in the history string and
+// cuts it to LatencyWindow entries without parsing a number.
 func packLatencies(oldestFirst []time.Duration) string {
 	buf := make([]byte, len(oldestFirst)*latencyBytes)
 	for i, d := range oldestFirst {

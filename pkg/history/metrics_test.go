@@ -196,8 +196,8 @@ func TestLatencyWindow(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s, rdb := newStore(t)
 			require.NoError(t, tc.write(s))
-			assert.Equal(t, int64(4*history.LatencyWindow), rdb.HStrLen(ctx, "pollgrid:{c}:metrics", "latency").Val(),
-				"the window holds LatencyWindow durations of 4 bytes")
+			assert.Equal(t, string([]byte{history.LatencyWindow}), rdb.GetRange(ctx, "pollgrid:{c}:history", 1, 1).Val(),
+				"the window holds LatencyWindow durations")
 			m, _, err := s.Metrics(ctx, "c", time.Hour, t0)
 			require.NoError(t, err)
 			assert.InDelta(t, 0.0505, m.LatencyAvgSeconds, 1e-9)

@@ -1,6 +1,7 @@
 package history
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,19 +12,19 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/pollgrid/pollgrid/pkg/store"
 	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
 )
 
 const (
-	// RecentKept is how many of a connector's latest reports are kept whole
-	// (binary protobuf), for "what happened lately" views.
+	// RecentKept is how many of a connector's latest reports are kept, for
+	// "what happened lately" views: fewer when their text passes
+	// recentBytes (see doc.go).
 	RecentKept = 100
-	// RecentTTL drops the recent reports of a connector that stopped
-	// reporting; its rollups expire on their own.
-	RecentTTL = 30 * 24 * time.Hour
+	// HistoryTTL drops the history of a connector that stopped reporting
+	// (its counters stay): the day ring's 30 days and one more.
+	HistoryTTL = 31 * 24 * time.Hour
 )
 
 // ErrInvalidReport marks a poll report that can never be recorded: retrying
@@ -212,11 +213,18 @@ type bucketSums struct {
 	latencySumMicros, latencyMaxMicros        int64
 }
 
-// bucket is one minute bucket touched by a batch: field of the minute hash
-// whose hour starts at hourMs.
-type bucket struct {
-	hourMs, field int64
-	sums          bucketSums
+// slotUpdate is one ring bucket a batch adds to: the latest of the batch's
+// periods that falls in its slot.
+type slotUpdate struct {
+	ring   ring
+	period int64
+	sums   bucketSums
+}
+
+// slotKey names a ring slot.
+type slotKey struct {
+	ring ring
+	slot int64
 }
 
 // reportCall sums one connector's reports (sorted by started_at) into the
@@ -230,8 +238,9 @@ func (s *Store) reportCall(reports []*pollgridv1.PollReport) (reportCall, error)
 		lastPoll, lastSuccess, lastErrorAt  int64
 		lastError                           string
 		latencies                           []time.Duration
-		// Sorted reports fill the minute buckets in order.
-		minutes []bucket
+		// One update per ring slot: a later period in a slot replaces an
+		// earlier one, as recordLua would.
+		slots = map[slotKey]*slotUpdate{}
 	)
 	for _, r := range reports {
 		started := r.GetStartedAt().AsTime()
@@ -255,70 +264,51 @@ func (s *Store) reportCall(reports []*pollgridv1.PollReport) (reportCall, error)
 		if r.GetOutcome() != pollgridv1.PollOutcome_POLL_OUTCOME_SKIPPED {
 			latencies = append(latencies, took)
 		}
-		hour, minute := PerMinute.bucket(started)
-		if n := len(minutes); n == 0 || minutes[n-1].hourMs != hour || minutes[n-1].field != minute {
-			minutes = append(minutes, bucket{hourMs: hour, field: minute})
+		for rg := range ringCount {
+			p := period(rg, started)
+			if p < 0 {
+				continue
+			}
+			k := slotKey{ring: rg, slot: p % ringSlots[rg]}
+			u := slots[k]
+			switch {
+			case u == nil || u.period < p:
+				u = &slotUpdate{ring: rg, period: p}
+				slots[k] = u
+			case u.period > p:
+				continue
+			}
+			u.sums.add(r, took)
 		}
-		minutes[len(minutes)-1].sums.add(r, took)
 	}
 	// Only the newest of each list survive its trim: do not ship the rest.
 	latencies = latencies[max(0, len(latencies)-LatencyWindow):]
+	// The newest entries that fit the ring, oldest first.
 	kept := reports[max(0, len(reports)-RecentKept):]
+	var recent []byte
+	for _, r := range kept {
+		recent = appendEntry(recent, r)
+	}
+	recent = recent[newestFitting(recent, recentBytes):]
+	updates := slices.SortedFunc(maps.Values(slots), func(a, b *slotUpdate) int {
+		return cmp.Or(cmp.Compare(a.ring, b.ring), cmp.Compare(a.period, b.period))
+	})
 
-	keys := make([]string, 2, 4)
-	keys[0], keys[1] = s.key(name, keyMetrics), s.key(name, keyRecent)
-	minute, hour := PerMinute.spec(), PerHour.spec()
-	args := make([]any, 0, 21+len(kept)+2*len(minutes)+3)
+	args := make([]any, 0, 16+3*len(updates))
 	args = append(args, connectorType,
 		polls, successes, failures, skipped, fetched, published, failedItems,
-		unixMs(lastPoll), unixMs(lastSuccess), unixMs(lastErrorAt), lastError,
-		packLatencies(latencies), LatencyWindow*latencyBytes,
-		len(kept), RecentKept, trimSlack, RecentTTL.Milliseconds(),
-		minute.retention.Milliseconds(), hour.retention.Milliseconds(), s.key(name, ""))
-	for _, r := range kept {
-		b, err := proto.Marshal(r)
-		if err != nil {
-			return reportCall{}, fmt.Errorf("encode report: %w", err)
-		}
-		args = append(args, b)
+		unixMs(lastPoll), unixMs(lastSuccess), unixMs(lastErrorAt), shorten(lastError, lastErrorBytes),
+		packLatencies(latencies), recent, HistoryTTL.Milliseconds(), len(updates))
+	for _, u := range updates {
+		args = append(args, int(u.ring), u.period, packSlot(u.period, u.sums))
 	}
-	for len(minutes) > 0 {
-		// The minute buckets of one hour, and their sum for its hour bucket.
-		n := 1
-		for n < len(minutes) && minutes[n].hourMs == minutes[0].hourMs {
-			n++
-		}
-		hourS := strconv.FormatInt(minutes[0].hourMs/1000, 10)
-		dayMs, _ := PerHour.bucket(time.UnixMilli(minutes[0].hourMs))
-		keys = append(keys, s.key(name, minute.suffix+hourS), s.key(name, hour.suffix+strconv.FormatInt(dayMs/1000, 10)))
-		var total bucketSums
-		for _, b := range minutes[:n] {
-			total.merge(b.sums)
-		}
-		args = append(args, hourS, total.pack(), n)
-		for _, b := range minutes[:n] {
-			args = append(args, b.field, b.sums.pack())
-		}
-		minutes = minutes[n:]
-	}
-	return reportCall{name: name, keys: keys, args: args}, nil
+	return reportCall{name: name, keys: []string{s.key(name, keyMetrics), s.key(name, keyHistory)}, args: args}, nil
 }
 
-// trimSlack lets the recent list grow this much past RecentKept before it is
-// trimmed back, so that most writes skip the LTRIM (readers only read the
-// first RecentKept).
+// trimSlack lets the recent reports grow this much past RecentKept before
+// recordLua trims them back, so that most writes skip walking the entries
+// (readers only read the first RecentKept).
 const trimSlack = 20
-
-func (b *bucketSums) merge(o bucketSums) {
-	b.successes += o.successes
-	b.failures += o.failures
-	b.skipped += o.skipped
-	b.itemsFetched += o.itemsFetched
-	b.itemsPublished += o.itemsPublished
-	b.itemsFailed += o.itemsFailed
-	b.latencySumMicros += o.latencySumMicros
-	b.latencyMaxMicros = max(b.latencyMaxMicros, o.latencyMaxMicros)
-}
 
 // add counts a report in the bucket. Negative counts and durations (a
 // broken worker, a clock step) count as 0: a bucket holds unsigned decimals.
@@ -340,18 +330,10 @@ func (b *bucketSums) add(r *pollgridv1.PollReport, took time.Duration) {
 	b.latencyMaxMicros = max(b.latencyMaxMicros, us)
 }
 
-// pack is the bucket as stored: its eight numbers comma-separated, in the
-// order parseRollup reads them.
-func (b *bucketSums) pack() string {
-	buf := make([]byte, 0, 48)
-	for i, v := range [...]int64{b.successes, b.failures, b.skipped, b.itemsFetched, b.itemsPublished, b.itemsFailed,
-		b.latencySumMicros, b.latencyMaxMicros} {
-		if i > 0 {
-			buf = append(buf, ',')
-		}
-		buf = strconv.AppendInt(buf, v, 10)
-	}
-	return string(buf)
+// fields are the bucket's sums in the order of a slot (fieldBytes).
+func (b *bucketSums) fields() [8]int64 {
+	return [8]int64{b.successes, b.failures, b.skipped, b.itemsFetched, b.itemsPublished, b.itemsFailed,
+		b.latencySumMicros, b.latencyMaxMicros}
 }
 
 // unixMs is a time field's argument: unix ms, "" when none.

@@ -1,86 +1,114 @@
 package history
 
-import "github.com/redis/go-redis/v9"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
 
 // recordScript runs recordLua. A Script is only its source and SHA, so one
 // value serves every Store.
 var recordScript = redis.NewScript(recordLua)
 
 // recordLua adds one connector's share of a batch of poll reports, summed by
-// RecordReports, to its metrics, latency window, recent reports and rollups.
-// Like package store's scripts it touches only the keys of one connector and sticks
-// to commands miniredis implements too: HMGET HSET HGETALL LPUSH LTRIM
-// PEXPIRE PEXPIREAT.
+// RecordReports, to its metrics hash and its history string (layout.go).
+// Like package store's scripts it touches only the keys of one connector and
+// sticks to what miniredis implements too: HMGET HSET HDEL GETRANGE SETRANGE
+// PEXPIRE PEXPIREAT DEL, and the base, string, table and math libraries (no
+// struct, no bit, no BITFIELD).
 //
 // With thousands of connectors every redis.call costs microseconds (each
-// touches cold keys), so the script makes as few as it can: a connector
-// polled every minute costs four, HMGET and HSET of the metrics, LPUSH of the
-// report, HSET of a new minute bucket. The metrics hash carries what lets
-// the rest go without a read: the counters (added up in Lua), the latency
-// window (a field of packed durations, prepended and cut without parsing)
-// and rollup_minute, the start (unix s) of the latest minute bucket written,
-// so that a bucket past it is known to be new. The recent list is trimmed
-// once it is trim_slack past recent_kept. Times, all 13-digit unix ms,
-// compare as strings. Numbers Lua writes go through %.0f: Lua numbers are
-// doubles, which tostring prints as 1e+15 past 14 digits.
+// touches cold keys), and a string costs about as much again per KB it
+// carries between Redis and Lua, so the script reads and writes only what
+// changes: HMGET and HSET of the metrics, GETRANGE and SETRANGE of the
+// history's head (510 bytes: header, open buckets, latency window), and a
+// SETRANGE of the new recent reports (two when they wrap). A report of a
+// ring's open period adds to the head; one of a later period also writes
+// the open bucket to its slot (SETRANGE); a late one, of a period before the
+// open one but still in the ring, adds to its slot (GETRANGE, SETRANGE). A
+// connector polled every minute costs six calls, one more every
+// quarter-hour and two at a new day. The first write creates the string at
+// its full size (SETRANGE of its last byte); PEXPIRE gives it
+// history_ttl_ms then and whenever a new day opens.
 //
-// Hour buckets are not written on every flush: the hour of rollup_minute is
-// the connector's open hour, whose minute hash has no expiry and which has
-// no hour bucket yet. The first report of a later hour closes it: its minute
-// buckets are summed into its hour bucket, and its minute hash gets its
-// expiry. A late report, for an hour before the open one, goes to both its
-// minute and its hour bucket. Rollups adds the open hour to the hour buckets
-// it reads. The open hour's keys are not in KEYS (only Redis knows which hour
-// is open): the script names them from key_base, the connector's hash-tagged
-// prefix, so they are in the same slot as KEYS.
+// Latency window: the batch's durations (packed, newest first) are
+// prepended and the window cut to LatencyWindow. Rings: RecordReports sends
+// the buckets the batch adds to, by ring and period, each as a whole slot
+// (tag and sums) and at most one a slot. A bucket of the open period is
+// added to the open bucket (sums saturate at their width, latency_max is the
+// larger); one of a later period moves the open bucket to its slot and
+// takes its place; one of an earlier period in the ring is added to its
+// slot, or replaces the slot when that holds an earlier period still; one
+// before the ring (a ring's worth before the open one) is dropped, as
+// readers no longer read it. Recent reports: the batch's entries (oldest
+// first, at most the ring's size) are written at the ring's write position,
+// which moves past them; the bytes written grow up to the ring's size.
 //
-//	KEYS: metrics recent, then per hour of the batch, oldest first: its minute
-//	      hash and the hour hash of its day
+// A connector last written by the former layout (rollup hashes, a recent
+// list, the latency window and rollup_minute in the metrics hash) moves
+// over on its first write: the window is carried into the history string,
+// the open hour's minute hash (the one rollup hash without an expiry) gets
+// the expiry its hour's close would have given it, the recent list is
+// deleted and the two fields removed. Its other rollup hashes expire on
+// their own and are never read. Those keys are not in KEYS: the script names
+// them from the metrics key's hash-tagged prefix, so they share its slot.
+//
+// Numbers Lua writes go through %.0f: Lua numbers are doubles, which
+// tostring prints as 1e+15 past 14 digits (exact to 2^53, so every sum of a
+// slot is exact); times, all 13-digit unix ms, compare as strings.
+//
+//	KEYS: metrics history
 //	ARGV: [1] connector type
 //	      [2..8] polls successes failures skipped items_fetched items_published
 //	             items_failed to add
 //	      [9..12] last_poll last_success last_error_at (unix ms, "" when none in
 //	              the batch) last_error
-//	      [13..14] durations to prepend to the latency window (packed, newest
-//	               first) and the window's length in bytes
-//	      [15..18] n_recent recent_kept trim_slack recent_ttl_ms
-//	      [19..21] minute_retention_ms hour_retention_ms key_base
-//	      then n_recent binary PollReports, oldest first (LPUSH leaves the
-//	      newest at the head)
-//	      then per hour of the batch: hour_start_s hour_sums n_minutes, then
-//	      n_minutes pairs (minute index in the hour, minute_sums), in order
+//	      [13] durations to prepend to the latency window (packed, newest first)
+//	      [14] recent entries to write (oldest first)
+//	      [15..16] history_ttl_ms n_buckets
+//	      then n_buckets triples, by ring then period: ring (0 minutes,
+//	      1 quarter-hours, 2 days), period, slot
 //	-> 1
-//
-// Sums are "successes,failures,skipped,fetched,published,failed,
-// latency_sum_us,latency_max_us"; a bucket already stored is added to
-// (latency_max: the larger). A rollup hash expires retention after its span
-// ends (PEXPIREAT); one whose expiry has passed is deleted at once, so
-// reports older than the retention leave nothing behind.
-const recordLua = `
+var recordLua = strings.NewReplacer(
+	"$VERSION", strconv.Itoa(layoutVersion),
+	"$HEAD_BYTES", strconv.Itoa(headBytes),
+	"$OPEN_OFFSET", strconv.Itoa(openOffset),
+	"$RING_OFFSETS", luaList([]int64{ringOffset(ringMinutes), ringOffset(ringQuarters), ringOffset(ringDays)}),
+	"$RING_SLOTS", luaList(ringSlots[:]),
+	"$CODEC", slotCodecLua(),
+	"$LATENCY_OFFSET", strconv.Itoa(latencyOffset),
+	"$LATENCY_BYTES", strconv.Itoa(LatencyWindow*latencyBytes),
+	"$RECENT_OFFSET", strconv.Itoa(recentOffset),
+	"$RECENT_BYTES", strconv.Itoa(recentBytes),
+	"$HISTORY_BYTES", strconv.Itoa(historyBytes),
+	"$SLOT_BYTES", strconv.Itoa(slotBytes),
+	"$TAG_BYTES", strconv.Itoa(tagBytes),
+	"$MINUTE_KEEP_MS", strconv.FormatInt(oldMinuteRetentionMs, 10),
+).Replace(`
 local function num(v) return string.format('%.0f', v) end
-local pattern = '^(%d+),(%d+),(%d+),(%d+),(%d+),(%d+),(%d+),(%d+)$'
-local function parse(sums)
-  local v = {string.match(sums, pattern)}
-  for i = 1, 8 do v[i] = tonumber(v[i]) end
-  return v
-end
-local function add(total, sums)
-  local v = parse(sums)
-  for i = 1, 7 do total[i] = total[i] + v[i] end
-  total[8] = math.max(total[8], v[8])
-  return total
-end
-local function pack(t)
-  return string.format('%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f', t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8])
-end
 local function later(at, cur)
   return at ~= '' and (not cur or #at > #cur or (#at == #cur and at >= cur))
 end
 
-local metrics = KEYS[1]
+local metrics, history = KEYS[1], KEYS[2]
 local counters = {'polls', 'successes', 'failures', 'skipped', 'items_fetched', 'items_published', 'items_failed'}
 local cur = redis.call('HMGET', metrics, 'polls', 'successes', 'failures', 'skipped', 'items_fetched',
-  'items_published', 'items_failed', 'last_poll', 'last_success', 'last_error_at', 'latency', 'rollup_minute')
+  'items_published', 'items_failed', 'last_poll', 'last_success', 'last_error_at', 'rollup_minute', 'latency')
+-- Read the history's head first: a key Redis refuses fails the call before
+-- anything is written.
+local head = redis.call('GETRANGE', history, 0, $HEAD_BYTES - 1)
+local window, create = nil, #head == 0
+if create then
+  head = string.char($VERSION) .. string.rep('\0', $HEAD_BYTES - 1)
+  window = cur[12] or ''
+elseif #head < $HEAD_BYTES or string.byte(head, 1) ~= $VERSION then
+  return redis.error_reply('history ' .. history .. ' is not layout $VERSION: delete the key')
+else
+  window = string.sub(head, $LATENCY_OFFSET + 1, $LATENCY_OFFSET + 4 * string.byte(head, 2))
+end
+
 local set = {'type', ARGV[1]}
 for i = 1, 7 do
   local add = ARGV[i + 1]
@@ -103,77 +131,135 @@ if later(ARGV[11], cur[10]) then
   set[#set + 1] = 'last_error'
   set[#set + 1] = ARGV[12]
 end
-if ARGV[13] ~= '' then
-  set[#set + 1] = 'latency'
-  set[#set + 1] = string.sub(ARGV[13] .. (cur[11] or ''), 1, tonumber(ARGV[14]))
+redis.call('HSET', metrics, unpack(set))
+
+-- The former layout: carry the latency window over, let the rest go.
+if cur[11] or cur[12] then
+  local base = string.sub(metrics, 1, #metrics - #'metrics')
+  if cur[11] then
+    local latest = tonumber(cur[11])
+    local hour = latest - latest % 3600
+    redis.call('PEXPIREAT', base .. 'rollup:1m:' .. num(hour), num((hour + 3600) * 1000 + $MINUTE_KEEP_MS))
+  end
+  redis.call('DEL', base .. 'recent')
+  redis.call('HDEL', metrics, 'rollup_minute', 'latency')
 end
 
-local nrecent, kept = tonumber(ARGV[15]), tonumber(ARGV[16])
-local a = 22
-local len = redis.call('LPUSH', KEYS[2], unpack(ARGV, a, a + nrecent - 1))
-if len > kept + tonumber(ARGV[17]) then
-  redis.call('LTRIM', KEYS[2], 0, kept - 1)
-  redis.call('PEXPIRE', KEYS[2], ARGV[18])
-elseif len == nrecent then
-  redis.call('PEXPIRE', KEYS[2], ARGV[18])
-end
-a = a + nrecent
-
-local minuteKeep, hourKeep, base = tonumber(ARGV[19]), tonumber(ARGV[20]), ARGV[21]
-local function dayOf(hour)
-  local day = hour - hour % 86400
-  return day, num((hour - day) / 3600)
-end
-local function expire(minutes, hours, hour)
-  local day = dayOf(hour)
-  redis.call('PEXPIREAT', minutes, num((hour + 3600) * 1000 + minuteKeep))
-  redis.call('PEXPIREAT', hours, num((day + 86400) * 1000 + hourKeep))
-end
-local function close(hour)
-  local minutes = base .. 'rollup:1m:' .. num(hour)
-  local all = redis.call('HGETALL', minutes)
-  if #all == 0 then return end
-  local total = parse(all[2])
-  for i = 4, #all, 2 do total = add(total, all[i]) end
-  local day, index = dayOf(hour)
-  local hours = base .. 'rollup:1h:' .. num(day)
-  redis.call('HSET', hours, index, pack(total))
-  expire(minutes, hours, hour)
+if create then
+  redis.call('SETRANGE', history, $HISTORY_BYTES - 1, '\0')
+  redis.call('PEXPIRE', history, ARGV[15])
 end
 
-local latest = tonumber(cur[12] or '-1')
-local open = latest >= 0 and latest - latest % 3600 or nil
-for k = 3, #KEYS, 2 do
-  local minutes, hours = KEYS[k], KEYS[k + 1]
-  local hour, sums, n = tonumber(ARGV[a]), ARGV[a + 1], tonumber(ARGV[a + 2])
+-- Rings.
+local empty = string.rep('\0', $SLOT_BYTES)
+local function tag(slot)
+  local a, b, c, d = string.byte(slot, 1, 4)
+  return ((a * 256 + b) * 256 + c) * 256 + d
+end
+$CODEC
+local ringOffset, ringSlots = {$RING_OFFSETS}, {$RING_SLOTS}
+local open, openPeriod = {}, {}
+for r = 1, 3 do
+  local o = $OPEN_OFFSET + (r - 1) * $SLOT_BYTES
+  open[r] = string.sub(head, o + 1, o + $SLOT_BYTES)
+  openPeriod[r] = open[r] == empty and -1 or tag(open[r])
+end
+local a = 17
+for _ = 1, tonumber(ARGV[16]) do
+  local r, p, slot = tonumber(ARGV[a]) + 1, tonumber(ARGV[a + 1]), ARGV[a + 2]
   a = a + 3
-  if open and hour > open then close(open) end
-  if not open or hour > open then open = hour end
-  local put = {}
-  for j = 1, 2 * n do put[j] = ARGV[a + j - 1] end
-  if hour + 60 * tonumber(put[1]) <= latest then
-    -- Not all new: add to what is there.
-    local fields = {}
-    for j = 1, n do fields[j] = put[2 * j - 1] end
-    local old = redis.call('HMGET', minutes, unpack(fields))
-    for j = 1, n do
-      if old[j] then put[2 * j] = pack(add(parse(old[j]), put[2 * j])) end
+  local n = ringSlots[r]
+  if p > openPeriod[r] then
+    if openPeriod[r] >= 0 then
+      redis.call('SETRANGE', history, ringOffset[r] + (openPeriod[r] % n) * $SLOT_BYTES, open[r])
+    end
+    if r == 3 then redis.call('PEXPIRE', history, ARGV[15]) end
+    open[r], openPeriod[r] = slot, p
+  elseif p == openPeriod[r] then
+    open[r] = combine(open[r], slot)
+  elseif p > openPeriod[r] - n then
+    local off = ringOffset[r] + (p % n) * $SLOT_BYTES
+    local old = redis.call('GETRANGE', history, off, off + $SLOT_BYTES - 1)
+    local have = tag(old)
+    if have < p then
+      redis.call('SETRANGE', history, off, slot)
+    elseif have == p then
+      redis.call('SETRANGE', history, off, combine(old, slot))
     end
   end
-  redis.call('HSET', minutes, unpack(put))
-  latest = math.max(latest, hour + 60 * tonumber(put[2 * n - 1]))
-  a = a + 2 * n
-  if hour < open then
-    local _, index = dayOf(hour)
-    local prev = redis.call('HMGET', hours, index)[1]
-    redis.call('HSET', hours, index, prev and pack(add(parse(prev), sums)) or sums)
-    expire(minutes, hours, hour)
+end
+
+-- Recent reports.
+local entries = ARGV[14]
+local pos = string.byte(head, 3) * 256 + string.byte(head, 4)
+local used = string.byte(head, 5) * 256 + string.byte(head, 6)
+if #entries > 0 then
+  local room = $RECENT_BYTES - pos
+  if #entries <= room then
+    redis.call('SETRANGE', history, $RECENT_OFFSET + pos, entries)
+  else
+    redis.call('SETRANGE', history, $RECENT_OFFSET + pos, string.sub(entries, 1, room))
+    redis.call('SETRANGE', history, $RECENT_OFFSET, string.sub(entries, room + 1))
   end
+  pos = (pos + #entries) % $RECENT_BYTES
+  used = math.min(used + #entries, $RECENT_BYTES)
 end
-if latest ~= tonumber(cur[12] or '-1') then
-  set[#set + 1] = 'rollup_minute'
-  set[#set + 1] = num(latest)
-end
-redis.call('HSET', metrics, unpack(set))
+
+-- The head: header, open buckets, latency window.
+window = string.sub(ARGV[13] .. window, 1, $LATENCY_BYTES)
+redis.call('SETRANGE', history, 0, string.char($VERSION, #window / 4, math.floor(pos / 256), pos % 256,
+  math.floor(used / 256), used % 256, 0, 0) .. open[1] .. open[2] .. open[3] .. window)
 return 1
-`
+`)
+
+// oldMinuteRetentionMs is how long the former layout kept a closed hour's
+// minute hash after the hour ended: 24 hours.
+const oldMinuteRetentionMs = 24 * 60 * 60 * 1000
+
+// luaList is v as the items of a Lua table constructor.
+func luaList[T int | int64](v []T) string {
+	s := make([]string, len(v))
+	for i, n := range v {
+		s[i] = strconv.FormatInt(int64(n), 10)
+	}
+	return strings.Join(s, ", ")
+}
+
+// slotCodecLua is Lua's combine(a, b): slot a with b's sums added (each
+// saturating at its width's largest value, latency_max the larger),
+// unrolled from fieldBytes with no table: loops and tables cost several
+// times as much in Lua 5.1.
+func slotCodecLua() string {
+	var as, bs, sums, enc []string
+	b := 0
+	for f, w := range fieldBytes {
+		var ta, tb []string
+		for k := range w {
+			b++
+			as, bs = append(as, "a"+strconv.Itoa(b)), append(bs, "b"+strconv.Itoa(b))
+			shift := int64(1) << (8 * (w - 1 - k))
+			ta = append(ta, fmt.Sprintf("a%d * %d", b, shift))
+			tb = append(tb, fmt.Sprintf("b%d * %d", b, shift))
+		}
+		x := "x" + strconv.Itoa(f+1)
+		if f == len(fieldBytes)-1 {
+			sums = append(sums, fmt.Sprintf("local %s = math.max(%s, %s)", x, strings.Join(ta, " + "), strings.Join(tb, " + ")))
+		} else {
+			sums = append(sums, fmt.Sprintf("local %s = math.min(%s + %s, %d)", x, strings.Join(ta, " + "), strings.Join(tb, " + "), int64(1)<<(8*w)-1))
+		}
+		for k := range w {
+			if shift := int64(1) << (8 * (w - 1 - k)); shift == 1 {
+				enc = append(enc, x+" % 256")
+			} else {
+				enc = append(enc, fmt.Sprintf("math.floor(%s / %d) %% 256", x, shift))
+			}
+		}
+	}
+	return fmt.Sprintf(`local function combine(a, b)
+  local %s = string.byte(a, %d, %d)
+  local %s = string.byte(b, %d, %d)
+  %s
+  return string.sub(a, 1, %d) .. string.char(%s)
+end`, strings.Join(as, ", "), tagBytes+1, slotBytes, strings.Join(bs, ", "), tagBytes+1, slotBytes,
+		strings.Join(sums, "\n  "), tagBytes, strings.Join(enc, ",\n    "))
+}

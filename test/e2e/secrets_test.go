@@ -13,8 +13,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pollgrid/pollgrid/pkg/history"
 	"github.com/pollgrid/pollgrid/pkg/redistest"
 	"github.com/pollgrid/pollgrid/pkg/service"
+	"github.com/pollgrid/pollgrid/pkg/store"
 	"github.com/pollgrid/pollgrid/services/aggregator/aggregatord"
 	"github.com/pollgrid/pollgrid/services/scheduler/schedulerd"
 	"github.com/pollgrid/pollgrid/services/worker/workerd"
@@ -109,7 +111,8 @@ func TestSecretsNeverLeak(t *testing.T) {
 		}
 		assert.NotContains(t, strings.Join(values, "\n"), secret, "redis key %s", k)
 	}
-	recent := rdb.LRange(ctx, "pollgrid:{leaky}:recent", 0, -1).Val()
+	recent, err := history.New(rdb, store.NewKeys("")).Recent(ctx, "leaky", 0)
+	require.NoError(t, err)
 	require.NotEmpty(t, recent)
-	assert.Contains(t, recent[0], "[REDACTED]", "the stored recent reports have the masked error")
+	assert.Contains(t, recent[len(recent)-1].GetError(), "[REDACTED]", "the stored recent reports have the masked error")
 }

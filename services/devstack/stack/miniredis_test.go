@@ -88,13 +88,43 @@ func TestReportsOnMiniredis(t *testing.T) {
 	require.Len(t, recent, 4)
 	assert.True(t, proto.Equal(second[1], recent[3]), "the newest, last")
 
-	// miniredis moves time only when told: a day later the closed hour's
-	// minute buckets are gone, its hour bucket stays.
+	quarters, err := s.Rollups(ctx, "a", history.PerQuarterHour, hour.Add(-2*time.Hour), hour.Add(time.Hour))
+	require.NoError(t, err)
+	assert.Len(t, quarters, 2)
+	days, err := s.Rollups(ctx, "a", history.PerDay, hour.Add(-48*time.Hour), hour.Add(time.Hour))
+	require.NoError(t, err)
+	var polls int64
+	for _, d := range days {
+		polls += d.Polls
+	}
+	assert.Equal(t, int64(4), polls)
+
+	// A day later a new poll's minute takes the ring: the old minutes are
+	// past it; quarter-hours keep a day, days keep 30.
+	later := hour.Add(26 * time.Hour)
 	m.FastForward(26 * time.Hour)
-	minutes, err = s.Rollups(ctx, "a", history.PerMinute, hour.Add(-2*time.Hour), hour.Add(time.Hour))
+	require.NoError(t, s.RecordReports(ctx, []*pollgridv1.PollReport{report("a", success, later, 100*time.Millisecond)}))
+	minutes, err = s.Rollups(ctx, "a", history.PerMinute, hour.Add(-2*time.Hour), later.Add(time.Hour))
 	require.NoError(t, err)
-	assert.Len(t, minutes, 1, "the open hour's minutes stay until a later hour closes it")
-	hours, err = s.Rollups(ctx, "a", history.PerHour, hour.Add(-2*time.Hour), hour.Add(time.Hour))
+	assert.Len(t, minutes, 1, "the new minute only")
+	quarters, err = s.Rollups(ctx, "a", history.PerQuarterHour, hour.Add(-2*time.Hour), later.Add(time.Hour))
 	require.NoError(t, err)
-	assert.Len(t, hours, 2)
+	assert.Len(t, quarters, 1, "a day of quarter-hours: the old ones are past it")
+	days, err = s.Rollups(ctx, "a", history.PerDay, hour.Add(-48*time.Hour), later.Add(time.Hour))
+	require.NoError(t, err)
+	polls = 0
+	for _, d := range days {
+		polls += d.Polls
+	}
+	assert.Equal(t, int64(5), polls)
+
+	// A connector that stops reporting: its history expires, its counters stay.
+	m.FastForward(history.HistoryTTL + time.Minute)
+	recent, err = s.Recent(ctx, "a", 0)
+	require.NoError(t, err)
+	assert.Empty(t, recent)
+	a2, found, err := s.Metrics(ctx, "a", time.Hour, later)
+	require.NoError(t, err)
+	require.True(t, found)
+	assert.Equal(t, int64(5), a2.Polls)
 }
