@@ -67,6 +67,83 @@ func PollCoverage(times [][]int64, from, to time.Time, interval time.Duration) C
 	return c
 }
 
+// DueCoverage says whether connectors whose fires are pinned to a phase
+// (fires at phase, phase + interval, ... from the Unix epoch, as a cron
+// schedule fires them) were polled when due over a window. It needs no
+// earlier poll of a connector, so it serves windows shorter than the
+// interval, where PollCoverage has no gap to measure.
+type DueCoverage struct {
+	// Connectors is how many connectors were expected.
+	Connectors int
+	// Due counts the fires due in [from, to).
+	Due int
+	// Polled counts the due fires answered by a poll starting at or after
+	// the due time less early, before until (and before the connector's
+	// next fire less early).
+	Polled int
+	// Lateness holds, for each fire polled, its poll's start minus its due
+	// time, in seconds.
+	Lateness []float64
+	// Polls is the number of requests started in [from, to); Extra those of
+	// them that answered no due fire (a first poll of a connector, a retry).
+	Polls, Extra int
+}
+
+// Missed is the number of due fires not polled before until.
+func (c DueCoverage) Missed() int { return c.Due - c.Polled }
+
+// PollsWhenDue analyses request start times (unix milliseconds, ascending,
+// one slice per connector, each with its phase in phases) against the
+// fires due in [from, to): a fire is polled by the connector's first
+// request at or after due − early that starts before until.
+func PollsWhenDue(times [][]int64, phases []time.Duration, interval time.Duration, from, to, until time.Time, early time.Duration) DueCoverage {
+	f, t, u := from.UnixMilli(), to.UnixMilli(), until.UnixMilli()
+	every, soon := interval.Milliseconds(), early.Milliseconds()
+	c := DueCoverage{Connectors: len(times)}
+	for i, ts := range times {
+		for _, at := range ts {
+			if at >= f && at < t {
+				c.Polls++
+			}
+		}
+		if i >= len(phases) || every <= 0 {
+			continue
+		}
+		phase := phases[i].Milliseconds()
+		// The first fire at or after from.
+		due := phase + ceilDiv(f-phase, every)*every
+		used := make([]bool, len(ts))
+		next := 0
+		for ; due < t; due += every {
+			c.Due++
+			for next < len(ts) && ts[next] < due-soon {
+				next++
+			}
+			if next < len(ts) && ts[next] < u && ts[next] < due+every-soon {
+				c.Polled++
+				c.Lateness = append(c.Lateness, float64(ts[next]-due)/1000)
+				used[next] = true
+				next++
+			}
+		}
+		for j, at := range ts {
+			if at >= f && at < t && !used[j] {
+				c.Extra++
+			}
+		}
+	}
+	return c
+}
+
+// ceilDiv is a/b rounded up, for b > 0 and any a.
+func ceilDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a > 0) == (b > 0) {
+		q++
+	}
+	return q
+}
+
 // SignalRecord is one message read back from the SIGNALS stream.
 type SignalRecord struct {
 	Subject string

@@ -31,6 +31,47 @@ func TestPollCoverage(t *testing.T) {
 	assert.Equal(t, 120*time.Second, c.MaxGap, "the skipped interval")
 }
 
+func TestPollsWhenDue(t *testing.T) {
+	const interval = 600 * time.Second
+	from := time.Unix(6_000, 0) // a multiple of the interval: phases count from here
+	to := from.Add(5 * time.Minute)
+	until := to.Add(30 * time.Second)
+	ms := func(sec float64) int64 { return from.UnixMilli() + int64(sec*1000) }
+	phases := []time.Duration{
+		10 * time.Second,  // due at 10 s: polled 0.2 s late
+		100 * time.Second, // due at 100 s: polled on time, and once more at 150 s (extra)
+		200 * time.Second, // due at 200 s: never polled
+		400 * time.Second, // due at 400 s: outside the window, its poll at 50 s is extra
+		290 * time.Second, // due at 290 s: polled 20 s late, after to but before until
+		590 * time.Second, // due at −10 s (before the window) and 590 s: not due in it
+		30 * time.Second,  // due at 30 s: polled 0.5 s early (within early), counts as on time
+		60 * time.Second,  // due at 60 s: polled only after until
+	}
+	times := [][]int64{
+		{ms(-400), ms(10.2)},
+		{ms(100), ms(150)},
+		{ms(-500)},
+		{ms(50)},
+		{ms(310)},
+		{ms(-10.1)},
+		{ms(29.5)},
+		{ms(331)},
+	}
+	c := PollsWhenDue(times, phases, interval, from, to, until, time.Second)
+	assert.Equal(t, 8, c.Connectors)
+	assert.Equal(t, 6, c.Due, "every phase in [0 s, 300 s)")
+	assert.Equal(t, 4, c.Polled)
+	assert.Equal(t, 2, c.Missed(), "the one never polled and the one polled after until")
+	want := []float64{0.2, 0, 20, -0.5}
+	if assert.Len(t, c.Lateness, len(want)) {
+		for i, w := range want {
+			assert.InDelta(t, w, c.Lateness[i], 1e-9)
+		}
+	}
+	assert.Equal(t, 5, c.Polls, "requests started in [from, to)")
+	assert.Equal(t, 2, c.Extra, "the second poll at 150 s, the poll of the connector not due")
+}
+
 func roundAll(xs []float64) []float64 {
 	out := make([]float64, len(xs))
 	for i, x := range xs {

@@ -23,7 +23,7 @@ import (
 	"github.com/pollgrid/pollgrid/test/harness"
 )
 
-// Scenarios 6 and 7 (issue 16): the control plane. Connectors are applied
+// Scenarios 6 and 7 (issue 16; scenario 7 is million_test.go): the control plane. Connectors are applied
 // with `pollctl apply -f` to the catalog (NATS KV) of a running system (a
 // scheduler and two workers started WITHOUT CONNECTORS_FILE), which the
 // scheduler follows with a watch and the workers read a definition at a
@@ -39,9 +39,6 @@ const (
 	catalogChanged = 30 * time.Second
 	// The gauge of the connectors the scheduler has a schedule for.
 	scheduledGauge = "pollgrid_scheduled_connectors"
-
-	millionConnectors = 1_000_000
-	millionInterval   = 600 * time.Second
 
 	pollctlPkg = "github.com/pollgrid/pollgrid/services/pollctl"
 )
@@ -116,12 +113,21 @@ func benchCatalog(t *testing.T, s *suite) string {
 // connectors file: they serve the catalog only.
 func catalogSystem(t *testing.T, s *suite, n int) (*stack, *upstream, *service) {
 	st := newStack(t, s)
+	up, sch, _ := st.catalogServices(n)
+	return st, up, sch
+}
+
+// catalogServices starts, on the stack, the upstream serving n connectors,
+// the scheduler and the workers.
+func (st *stack) catalogServices(n int) (*upstream, *service, []*service) {
 	up := st.startUpstream("-connectors", strconv.Itoa(n), "-body-bytes", "0", "-version-period", "10m")
 	sch := st.startService("scheduler", "scheduler", nil, true)
+	var workers []*service
 	for i := 1; i <= catalogWorkers; i++ {
-		st.startService(fmt.Sprintf("worker-%d", i), "worker", map[string]string{"WORKER_CONCURRENCY": strconv.Itoa(e2eConcurrency)}, true)
+		workers = append(workers, st.startService(fmt.Sprintf("worker-%d", i), "worker",
+			map[string]string{"WORKER_CONCURRENCY": strconv.Itoa(e2eConcurrency)}, true))
 	}
-	return st, up, sch
+	return up, sch, workers
 }
 
 func runCatalog(t *testing.T, s *suite, n int, window time.Duration) catalogRun {
@@ -455,6 +461,9 @@ func catalogReport(n int, window time.Duration, runs []catalogRun) string {
 	tb.Add("… pollctl exit → new schedule in TICKS; KV writes", Range(wholeExit, ms)+"; "+Range(wholeWrites, n0), "", "")
 	tb.Add("scheduler max RSS, every connector polled", Range(rss("scheduler"), MiB), "≤ 128 MiB", Verdict(rss("scheduler").Median <= 128<<20, rss("scheduler").Median))
 	tb.Add("worker max RSS (the larger of the two)", Range(workerRSS, MiB), "≤ 64 MiB each", Verdict(workerRSS.Median <= 64<<20, workerRSS.Median))
+	natsRSS := rss("nats-server")
+	tb.Add("nats-server max RSS, every connector polled (the catalog's bucket and a schedule each)", Range(natsRSS, MiB),
+		"≤ 256 MiB at 100,000", Verdict(natsRSS.Median <= natsGoal, natsRSS.Median))
 	tb.Add("polls per second (due "+Num(due, 0)+"/s)", Range(rate, n0), "", "")
 	tb.Add(fmt.Sprintf("connectors polled fewer times than the window allows (of %s); not at all", Num(float64(n), 0)),
 		Range(short, n0)+"; "+Range(never, n0), "0", Verdict(short.Median == 0, short.Median))
@@ -508,100 +517,4 @@ func procTable[R any](runs []R, windows func(R) (Window, Window), first, second 
 			Range(collect(func(r R) float64 { return maxRSS(z(r), name) }), MiB))
 	}
 	return tb.Markdown()
-}
-
-// Scenario 7: a million connectors at 600 s (the same 1,667 polls/s due as
-// 100,000 at 60 s) applied the same way: how long, and what every process
-// holds.
-
-type millionRun struct {
-	Quiet Quiet
-	Bytes int64
-	Apply applied
-	// Installed as in catalogRun.
-	Installed float64
-	// ApplyWindow is from the start of the apply until every connector is
-	// scheduled (or the apply's end, without the gauge); Window the minute after.
-	ApplyWindow, Window Window
-	Polls               int64
-}
-
-func benchMillion(t *testing.T, s *suite) string {
-	n := s.scaled(millionConnectors)
-	window := pick(s, 2*time.Minute, time.Minute)
-	harness.Build(t, pollctlPkg)
-	var runs []millionRun
-	for rep := 1; rep <= s.reps; rep++ {
-		t.Run(fmt.Sprintf("run-%d", rep), func(t *testing.T) { runs = append(runs, runMillion(t, s, n, window)) })
-	}
-	if len(runs) == 0 {
-		return "" // every run failed: keep the results written before
-	}
-	return millionReport(n, window, runs)
-}
-
-func runMillion(t *testing.T, s *suite, n int, window time.Duration) millionRun {
-	r := millionRun{Quiet: s.waitQuiet(t, "million"), Installed: math.NaN()}
-	st, up, sch := catalogSystem(t, s, n)
-	file, size := catalogFile(t, "million", 0, n, millionInterval, up.URL, nil)
-	r.Bytes = size
-	m, err := StartMeter(st.Procs)
-	require.NoError(t, err)
-	r.Apply = st.apply(t, file)
-	t.Logf("apply of %d new connectors (%s): %s, %+v; pollctl %s CPU, %s", n, megabytes(float64(size)), r.Apply.Wall, r.Apply.Diff,
-		r.Apply.CPU, MiB(float64(r.Apply.MaxRSS)))
-	if r.Apply.KVWrites != uint64(n) {
-		t.Logf("the apply moved %s by %d, not %d", catalogStream, r.Apply.KVWrites, n)
-	}
-	if d, ok := st.waitScheduled(t, sch, n, 20*time.Minute); ok {
-		r.Installed = d.Seconds() + r.Apply.Wall.Seconds()
-		t.Logf("every connector scheduled %s after the apply began", time.Duration(r.Installed*float64(time.Second)))
-	}
-	r.ApplyWindow = m.Stop()
-	req0 := up.stats(t).Requests
-	m, err = StartMeter(st.Procs)
-	require.NoError(t, err)
-	sleep(t, window)
-	r.Window = m.Stop()
-	r.Polls = up.stats(t).Requests - req0
-	s.noteWindow(t, "million", r.Window)
-	for _, u := range r.Window.Procs {
-		t.Logf("%s: %.2f cores, max RSS %s (while applying and scheduling: %s)", u.Name, r.Window.Cores(u), MiB(float64(u.MaxRSS)),
-			MiB(maxRSS(r.ApplyWindow, u.Name)))
-	}
-	return r
-}
-
-func millionReport(n int, window time.Duration, runs []millionRun) string {
-	var b strings.Builder
-	var size float64
-	if len(runs) > 0 {
-		size = float64(runs[0].Bytes)
-	}
-	fmt.Fprintf(&b, "%s `http-json` connectors at `interval: %s` (%s polls/s due) in one file (%s), applied with `pollctl apply -f` "+
-		"to the same system as scenario 6 (1 scheduler, %d workers, no `CONNECTORS_FILE`). First window: from the start "+
-		"of the apply until the scheduler reports every connector scheduled; second: the %s after it. %s; median (min–max).\n\n",
-		Num(float64(n), 0), Dur(millionInterval), Num(float64(n)/millionInterval.Seconds(), 0), megabytes(size), catalogWorkers,
-		Dur(window), Plural(len(runs), "run"))
-	collect := func(f func(millionRun) float64) Summary {
-		xs := make([]float64, len(runs))
-		for i, r := range runs {
-			xs[i] = f(r)
-		}
-		return Summarize(xs)
-	}
-	sec := func(v float64) string { return Num(v, 1) + " s" }
-	n0 := func(v float64) string { return Num(v, 0) }
-	apply := collect(func(r millionRun) float64 { return r.Apply.Wall.Seconds() })
-	tb := Table{Header: []string{"measure", "result", "goal", ""}}
-	tb.Add(fmt.Sprintf("`pollctl apply` of %s new connectors", Num(float64(n), 0)), Range(apply, sec), "≤ 60 s", Verdict(apply.Median <= 60, apply.Median))
-	tb.Add("… KV writes", Range(collect(func(r millionRun) float64 { return float64(r.Apply.KVWrites) }), n0), "", "")
-	tb.Add("… pollctl's CPU, max RSS", Range(collect(func(r millionRun) float64 { return r.Apply.CPU.Seconds() }), sec)+", "+
-		Range(collect(func(r millionRun) float64 { return float64(r.Apply.MaxRSS) }), MiB), "", "")
-	tb.Add("apply start → every connector scheduled", Range(collect(func(r millionRun) float64 { return r.Installed }), sec), "", "")
-	tb.Add("polls per second in the second window", Range(collect(func(r millionRun) float64 { return float64(r.Polls) / r.Window.Wall.Seconds() }), n0), "", "")
-	b.WriteString(tb.Markdown() + "\n")
-	b.WriteString(procTable(runs, func(r millionRun) (Window, Window) { return r.ApplyWindow, r.Window },
-		"applying and scheduling", "after"))
-	return b.String()
 }

@@ -35,6 +35,9 @@ type e2eRun struct {
 	// Conns is the TCP connections the upstream accepted over the window,
 	// ConnsRun over the whole run.
 	Conns, ConnsRun int64
+	// DownAcked is the signals the downstream consumer acknowledged over
+	// the window, DownBehind those stored and not yet acked at its end.
+	DownAcked, DownBehind uint64
 }
 
 // Rate is successful polls (raw: cycles) per second.
@@ -48,9 +51,20 @@ func (r e2eRun) PerPoll(cpu time.Duration) float64 {
 	return float64(cpu.Microseconds()) / float64(r.Signals)
 }
 
+// PerSignal is µs of CPU per signal the downstream acknowledged.
+func (r e2eRun) PerSignal(cpu time.Duration) float64 {
+	if r.DownAcked == 0 {
+		return math.NaN()
+	}
+	return float64(cpu.Microseconds()) / float64(r.DownAcked)
+}
+
 func benchE2E(t *testing.T, s *suite) string {
 	n := s.scaled(e2eConnectors)
-	warm := pick(s, 10*time.Second, 5*time.Second)
+	// The warm-up is long enough for the connectors a saturated pool
+	// leaves behind to get their sparser schedules (pkg/scheduler, pace.go):
+	// the window measures the state such a system settles in.
+	warm := pick(s, 45*time.Second, 20*time.Second)
 	window := pick(s, 20*time.Second, 10*time.Second)
 	var raw, pg []e2eRun
 	// Interleaved, so that a machine getting busier or quieter over the
@@ -67,6 +81,7 @@ func runRawLoop(t *testing.T, s *suite, n int, warm, window time.Duration) e2eRu
 	st := newStack(t, s)
 	up := st.startUpstream("-connectors", strconv.Itoa(n), "-body-bytes", strconv.Itoa(e2eBodyBytes))
 	st.ensureStreams()
+	st.startDownstream()
 	bin := harness.Build(t, "github.com/pollgrid/pollgrid/test/bench/rawloop")
 	var procs []*harness.Process
 	for i := 1; i <= e2eWorkers; i++ {
@@ -99,6 +114,7 @@ func runPollgridE2E(t *testing.T, s *suite, n int, warm, window time.Duration) e
 		st.startService(fmt.Sprintf("worker-%d", i), "worker", with(env, "WORKER_CONCURRENCY", strconv.Itoa(e2eConcurrency)), true)
 	}
 	st.startService("scheduler", "scheduler", env, true)
+	st.startDownstream()
 	r := measureE2E(t, s, st, up, "pollgrid", warm, window)
 	r.System, r.Quiet = "pollgrid", q
 	return r
@@ -109,6 +125,7 @@ func measureE2E(t *testing.T, s *suite, st *stack, up *upstream, system string, 
 	waitFor(t, 3*time.Minute, "the first signal", func() bool { return st.streamMsgs("SIGNALS") > 0 })
 	sleep(t, warm)
 	sig0, up0 := st.streamMsgs("SIGNALS"), up.stats(t)
+	down0, _ := st.downstreamState()
 	m, err := StartMeter(st.Procs)
 	if err != nil {
 		t.Fatal(err)
@@ -119,10 +136,14 @@ func measureE2E(t *testing.T, s *suite, st *stack, up *upstream, system string, 
 	profiled()
 	s.noteWindow(t, "e2e", w)
 	sig1, up1 := st.streamMsgs("SIGNALS"), up.stats(t)
+	down1, behind := st.downstreamState()
 	r := e2eRun{Window: w, Signals: sig1 - sig0, Requests: up1.Requests - up0.Requests,
-		Conns: up1.Connections - up0.Connections, ConnsRun: up1.Connections}
-	t.Logf("%.0f polls/s, %.0f upstream requests/s, %.0f µs CPU per poll (summed), %d new connections to the upstream",
-		r.Rate(), float64(r.Requests)/w.Wall.Seconds(), r.PerPoll(w.Sum()), r.Conns)
+		Conns: up1.Connections - up0.Connections, ConnsRun: up1.Connections, DownAcked: down1 - down0, DownBehind: behind}
+	d, _ := w.Get("downstream")
+	t.Logf("%.0f polls/s, %.0f upstream requests/s, %.0f µs CPU per poll (summed), %d new connections to the upstream; "+
+		"downstream acked %.0f signals/s at %.0f µs each, %d behind at the end",
+		r.Rate(), float64(r.Requests)/w.Wall.Seconds(), r.PerPoll(w.Sum()), r.Conns,
+		float64(r.DownAcked)/w.Wall.Seconds(), r.PerSignal(d.CPU), r.DownBehind)
 	return r
 }
 
@@ -157,7 +178,10 @@ func e2eReport(n int, warm, window time.Duration, raw, pg []e2eRun) string {
 		"pollgrid: 1 scheduler, %d workers × `WORKER_CONCURRENCY=%d`, 1 aggregator, `LOG_LEVEL=warn`, no trace exporter. "+
 		"Raw loop (`test/bench/rawloop`): a ticker offering %s ticks/s over core NATS, %d worker processes × %d goroutines; "+
 		"per tick one Lua EVALSHA (lease + state), HTTP GET, JSON decode, one JetStream publish to SIGNALS awaiting its PubAck, "+
-		"one Lua EVALSHA (save + release). Each run: fresh nats-server and redis-server, warm-up %s after the first signal, then a %s window; "+
+		"one Lua EVALSHA (save + release). Both systems have the user's side running: a downstream process (`test/bench/downstream`) "+
+		"reading every signal through its own durable JetStream pull consumer on SIGNALS (filter `signals.>`), acking each; "+
+		"its CPU is shown apart, like the upstream's, not in the sums (nats-server's work for it is). "+
+		"Each run: fresh nats-server and redis-server, warm-up %s after the first signal, then a %s window; "+
 		"polls = signals stored in SIGNALS over the window, CPU from /proc/<pid>/stat of every process, RSS sampled every second. "+
 		"%s of each, interleaved (raw first); median (min–max).\n\n",
 		Num(float64(n), 0), e2eWorkers, e2eConcurrency, Num(float64(n), 0), e2eWorkers, e2eConcurrency, Dur(warm), Dur(window), Plural(max(len(raw), len(pg)), "run"))
@@ -184,7 +208,19 @@ func e2eReport(n int, warm, window time.Duration, raw, pg []e2eRun) string {
 	tb.Add("successful polls (raw: cycles) per second", Range(rawRate, rate), Range(pgRate, rate))
 	reqRate := func(r e2eRun) float64 { return float64(r.Requests) / r.Window.Wall.Seconds() }
 	tb.Add("upstream requests per second", Range(collect(raw, reqRate), rate), Range(collect(pg, reqRate), rate))
-	tb.Add("CPU per poll, summed over every process but the upstream", Range(rawCPU, us), Range(pgCPU, us))
+	tb.Add("CPU per poll, summed over every process but the upstream and the downstream", Range(rawCPU, us), Range(pgCPU, us))
+	downRate := func(r e2eRun) float64 { return float64(r.DownAcked) / r.Window.Wall.Seconds() }
+	tb.Add("downstream: signals acked per second", Range(collect(raw, downRate), rate), Range(collect(pg, downRate), rate))
+	behind := func(r e2eRun) float64 { return float64(r.DownBehind) }
+	tb.Add("downstream: signals stored and not yet acked at the window's end", Range(collect(raw, behind), func(v float64) string { return Num(v, 0) }),
+		Range(collect(pg, behind), func(v float64) string { return Num(v, 0) }))
+	downCPU := func(r e2eRun) float64 {
+		if u, ok := r.Window.Get("downstream"); ok {
+			return r.PerSignal(u.CPU)
+		}
+		return math.NaN()
+	}
+	tb.Add("downstream: CPU per signal acked (not in the sums)", Range(collect(raw, downCPU), us), Range(collect(pg, downCPU), us))
 	conns := func(r e2eRun) float64 { return float64(r.Conns) }
 	connsRun := func(r e2eRun) float64 { return float64(r.ConnsRun) }
 	n0 := func(v float64) string { return Num(v, 0) }
@@ -197,12 +233,12 @@ func e2eReport(n int, warm, window time.Duration, raw, pg []e2eRun) string {
 	for i := 1; i <= e2eWorkers; i++ {
 		names = append(names, fmt.Sprintf("worker-%d", i))
 	}
-	names = append(names, "aggregator", "upstream")
+	names = append(names, "aggregator", "upstream", "downstream")
 	perProc := Table{Header: []string{"process", "raw: CPU per poll", "raw: max RSS", "pollgrid: CPU per poll", "pollgrid: max RSS"}}
 	for _, name := range names {
 		cells := []string{name}
-		if name == "upstream" {
-			cells[0] = "upstream (not in the sums)"
+		if name == "upstream" || name == "downstream" {
+			cells[0] = name + " (not in the sums)"
 		}
 		for _, runs := range [][]e2eRun{raw, pg} {
 			cpu := collect(runs, func(r e2eRun) float64 {

@@ -59,25 +59,7 @@ func runScale(t *testing.T, s *suite, n int, window time.Duration) scaleRun {
 	// the steady state.
 	sleep(t, scaleInterval)
 
-	hist := func() []Bucket {
-		var sum []Bucket
-		for _, w := range workers {
-			h, ok := w.metrics(t).Histogram(latenessHistogram)
-			if !ok {
-				return nil
-			}
-			if sum == nil {
-				sum = h
-				continue
-			}
-			for i := range sum {
-				if i < len(h) && h[i].UpperBound == sum[i].UpperBound {
-					sum[i].Count += h[i].Count
-				}
-			}
-		}
-		return sum
-	}
+	hist := func() []Bucket { return latenessBuckets(t, workers) }
 	h0 := hist()
 	from := time.Now()
 	m, err := StartMeter(st.Procs)
@@ -98,6 +80,28 @@ func runScale(t *testing.T, s *suite, n int, window time.Duration) scaleRun {
 	t.Logf("%d polls, %d of %d connectors short, max gap %s, lateness p99 %.2fs (histogram ≤ %gs)",
 		r.Coverage.Polls, r.Coverage.Short, n, r.Coverage.MaxGap, p99, r.HistP99)
 	return r
+}
+
+// latenessBuckets sums the workers' lateness histograms; nil when a worker
+// exports none.
+func latenessBuckets(t *testing.T, workers []*service) []Bucket {
+	var sum []Bucket
+	for _, w := range workers {
+		h, ok := w.metrics(t).Histogram(latenessHistogram)
+		if !ok {
+			return nil
+		}
+		if sum == nil {
+			sum = h
+			continue
+		}
+		for i := range sum {
+			if i < len(h) && h[i].UpperBound == sum[i].UpperBound {
+				sum[i].Count += h[i].Count
+			}
+		}
+	}
+	return sum
 }
 
 func scaleCollect(runs []scaleRun, f func(scaleRun) float64) Summary {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // Scenario 2: the scheduler alone, 100,000 connectors at 10 s (10,000 ticks/s
@@ -24,6 +26,28 @@ type schedRun struct {
 	Window Window
 	Ticks  TickWindow
 	Bad    int
+	// NATSEmpty is nats-server's RSS before the scheduler started,
+	// NATSInstalled once the scheduler reported every schedule installed
+	// (0 when it exports no such gauge).
+	NATSEmpty, NATSInstalled int64
+}
+
+// natsGoal is the RSS nats-server may hold at 100,000 connectors.
+const natsGoal = 256 << 20
+
+// PerSchedule is nats-server's RSS per installed schedule: (RSS once every
+// schedule is installed − RSS before) ÷ n; NaN without the figure.
+func (r schedRun) PerSchedule(n int) float64 {
+	if r.NATSInstalled == 0 {
+		return math.NaN()
+	}
+	return float64(r.NATSInstalled-r.NATSEmpty) / float64(n)
+}
+
+// PerScheduleWindow is the same with the largest RSS of the window, ticks
+// flowing.
+func (r schedRun) PerScheduleWindow(n int) float64 {
+	return (r.rss("nats-server") - float64(r.NATSEmpty)) / float64(n)
 }
 
 func benchScheduler(t *testing.T, s *suite) string {
@@ -40,12 +64,19 @@ func benchScheduler(t *testing.T, s *suite) string {
 func runScheduler(t *testing.T, s *suite, n int, settle, window time.Duration) schedRun {
 	q := s.waitQuiet(t, "scheduler")
 	st := newStack(t, s)
+	natsEmpty, err := ProcRSS(st.NATS.Cmd.Process.Pid)
+	require.NoError(t, err)
 	// No worker runs: the URL is never called.
 	file := connectorsFile(t, n, schedInterval, "http://127.0.0.1:9", nil)
-	st.startService("scheduler", "scheduler", map[string]string{"CONNECTORS_FILE": file}, true)
+	sch := st.startService("scheduler", "scheduler", map[string]string{"CONNECTORS_FILE": file}, true)
 	rec := &tickRecorder{}
 	st.consumeTicks(rec)
 	waitFor(t, 3*time.Minute, "the first tick", func() bool { return rec.count() > 0 })
+	var natsInstalled int64
+	if _, ok := st.waitScheduled(t, sch, n, 3*time.Minute); ok {
+		natsInstalled, err = ProcRSS(st.NATS.Cmd.Process.Pid)
+		require.NoError(t, err)
+	}
 	sleep(t, settle)
 
 	from := time.Now()
@@ -62,11 +93,14 @@ func runScheduler(t *testing.T, s *suite, n int, settle, window time.Duration) s
 	grace := schedInterval
 	sleep(t, grace)
 	tw := AnalyseTicks(rec.records(), n, from, to, schedInterval, grace)
-	r := schedRun{Quiet: q, Window: w, Ticks: tw, Bad: rec.bad}
+	r := schedRun{Quiet: q, Window: w, Ticks: tw, Bad: rec.bad, NATSEmpty: natsEmpty, NATSInstalled: natsInstalled}
 	p50, p99, _ := Quantiles(tw.Lateness)
-	sch, _ := w.Get("scheduler")
-	t.Logf("%.0f ticks/s, %d missed, lateness p50 %.3fs p99 %.3fs, scheduler %.2f cores %s",
-		float64(tw.Delivered)/w.Wall.Seconds(), tw.Missed, p50, p99, w.Cores(sch), MiB(float64(sch.MaxRSS)))
+	schU, _ := w.Get("scheduler")
+	natsU, _ := w.Get("nats-server")
+	t.Logf("%.0f ticks/s, %d missed, lateness p50 %.3fs p99 %.3fs, scheduler %.2f cores %s; nats-server %.2f cores, RSS %s empty, "+
+		"%s with every schedule installed (%.0f B a schedule), %s at most in the window (%.0f B a schedule)",
+		float64(tw.Delivered)/w.Wall.Seconds(), tw.Missed, p50, p99, w.Cores(schU), MiB(float64(schU.MaxRSS)), w.Cores(natsU),
+		MiB(float64(natsEmpty)), MiB(float64(natsInstalled)), r.PerSchedule(n), MiB(float64(natsU.MaxRSS)), r.PerScheduleWindow(n))
 	return r
 }
 
@@ -99,8 +133,10 @@ func schedReport(n int, settle, window time.Duration, runs []schedRun) string {
 		"redis-server, and in the test a consumer (durable `workers` on TICKS, filter `pollgrid.tick.>`) acking every tick at once. "+
 		"Window of %s after the first tick plus %s; lateness = receive time − intended time (`Nats-Schedule-Next` − interval "+
 		"for ticks fired by NATS, else the tick's `due_at`); a missed fire is a connector with fewer ticks intended in the "+
-		"window (and received within one interval after it) than the window allows. %s; median (min–max).\n\n",
-		Num(float64(n), 0), Dur(schedInterval), Num(offered, 0), Dur(window), Dur(settle), Plural(len(runs), "run"))
+		"window (and received within one interval after it) than the window allows. nats-server's RSS per schedule: its RSS "+
+		"once the scheduler reports every schedule installed (`%s`), and its largest in the window, minus its RSS before the "+
+		"scheduler started, ÷ connectors; at 100,000: that RSS before plus 100,000 × the window's figure. %s; median (min–max).\n\n",
+		Num(float64(n), 0), Dur(schedInterval), Num(offered, 0), Dur(window), Dur(settle), scheduledGauge, Plural(len(runs), "run"))
 
 	perSec := func(v float64) string { return Num(v, 0) + "/s" }
 	ms := func(v float64) string { return Num(v*1000, 0) + " ms" }
@@ -133,6 +169,13 @@ func schedReport(n int, settle, window time.Duration, runs []schedRun) string {
 	tb.Add("scheduler max RSS", Range(schRSS, MiB), "≤ 256 MiB", Verdict(schRSS.Median <= 256<<20, schRSS.Median))
 	tb.Add("nats-server CPU", Range(natsCores, cores), "≤ 0.5 core", Verdict(natsCores.Median <= 0.5, natsCores.Median))
 	tb.Add("nats-server max RSS", Range(natsRSS, MiB), "", "")
+	bytes := func(v float64) string { return Num(v, 0) + " B" }
+	perSched := schedCollect(runs, func(r schedRun) float64 { return r.PerSchedule(n) })
+	perSchedWindow := schedCollect(runs, func(r schedRun) float64 { return r.PerScheduleWindow(n) })
+	tb.Add("nats-server RSS per schedule: every schedule installed / largest in the window", Range(perSched, bytes)+" / "+Range(perSchedWindow, bytes), "", "")
+	at100k := schedCollect(runs, func(r schedRun) float64 { return float64(r.NATSEmpty) + 100_000*r.PerScheduleWindow(n) })
+	tb.Add("nats-server RSS at 100,000 connectors (before + 100,000 × per schedule in the window)", Range(at100k, MiB), "≤ 256 MiB",
+		Verdict(at100k.Median <= natsGoal, at100k.Median))
 	tb.Add("redis-server CPU", Range(redisCores, cores), "", "")
 	tb.Add("ticks without an intended time or undecodable", Range(noIntended, n0), "0", Verdict(noIntended.Median == 0, noIntended.Median))
 	b.WriteString(tb.Markdown())

@@ -46,13 +46,13 @@ type stack struct {
 func newStack(t *testing.T, s *suite) *stack {
 	t.Helper()
 	st := &stack{t: t, Redis: redistest.Start(t), profile: s.profile, pprof: map[string]string{}}
-	if st.profile == "" {
-		st.NATS = harness.StartNATSServer(t)
-	} else {
+	var profPort int
+	if st.profile != "" {
 		addr := harness.FreeAddr(t)
-		st.NATS = harness.StartNATSServerConfig(t, harness.NATSConfig{Extra: fmt.Sprintf("prof_port: %d", harness.Port(t, addr))})
+		profPort = harness.Port(t, addr)
 		st.pprof["nats-server"] = "http://" + addr
 	}
+	st.NATS = startNATS(t, s.natsMemLimit, profPort)
 	st.NC, st.JS = harness.Connect(t, st.NATS.URL)
 
 	var varz struct {
@@ -69,6 +69,61 @@ func newStack(t *testing.T, s *suite) *stack {
 		Proc{Name: "nats-server", PID: st.NATS.Cmd.Process.Pid},
 		Proc{Name: "redis-server", PID: redisPID})
 	return st
+}
+
+// startNATS runs nats-server -js as harness.StartNATSServer does, with
+// GOMEMLIMIT=memLimit in its environment (none when "") as the shipped
+// deployments set it, and its profiler on profPort when not 0.
+func startNATS(t *testing.T, memLimit string, profPort int) *harness.NATSServer {
+	t.Helper()
+	port, monitor := harness.Port(t, harness.FreeAddr(t)), harness.Port(t, harness.FreeAddr(t))
+	name := fmt.Sprintf("bench-%d", port)
+	args := []string{"-js", "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-m", strconv.Itoa(monitor), "-sd", t.TempDir(), "--name", name}
+	if profPort != 0 {
+		args = append(args, "--profile", strconv.Itoa(profPort))
+	}
+	var env map[string]string
+	if memLimit != "" {
+		env = map[string]string{"GOMEMLIMIT": memLimit}
+	}
+	n := &harness.NATSServer{
+		Process: harness.StartProcess(t, harness.Build(t, "github.com/nats-io/nats-server/v2"), env, args...),
+		URL:     fmt.Sprintf("nats://127.0.0.1:%d", port), Monitor: fmt.Sprintf("http://127.0.0.1:%d", monitor), Name: name,
+	}
+	n.WaitHTTP(t, n.Monitor+"/healthz?js-enabled-only=true", time.Minute)
+	return n
+}
+
+// downstreamDurable is the downstream process's consumer on SIGNALS.
+const downstreamDurable = "downstream"
+
+// startDownstream runs test/bench/downstream, the user's application reading
+// every signal through its own durable consumer on SIGNALS and acking each;
+// it is measured apart, as the upstream is. The stream need not exist yet.
+func (st *stack) startDownstream() *harness.Process {
+	t := st.t
+	t.Helper()
+	bin := harness.Build(t, "github.com/pollgrid/pollgrid/test/bench/downstream")
+	p := harness.StartProcess(t, bin, nil, "-nats", st.NATS.URL, "-stream", bus.SignalsStream, "-durable", downstreamDurable)
+	waitFor(t, 3*time.Minute, "the downstream consumer ready", func() bool {
+		return strings.Contains(p.Stdout.String(), "downstream ready")
+	})
+	st.Procs = append(st.Procs, Proc{Name: "downstream", PID: p.Cmd.Process.Pid, Apart: true})
+	return p
+}
+
+// downstreamState is how far the downstream consumer has got: the signals
+// it acknowledged (its ack floor; acks arrive in order from one process,
+// so the floor is what it acked) and those stored but not yet acked.
+func (st *stack) downstreamState() (acked, behind uint64) {
+	st.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := st.JS.Consumer(ctx, bus.SignalsStream, downstreamDurable)
+	require.NoError(st.t, err)
+	info, err := c.Info(ctx)
+	require.NoError(st.t, err)
+	return info.AckFloor.Consumer, info.NumPending + uint64(info.NumAckPending)
 }
 
 func infoField(info, name string) string {

@@ -43,6 +43,7 @@ var scenarios = []scenario{
 	{id: "catalog", title: "6. Control plane: 100,000 connectors applied with pollctl", run: benchCatalog},
 	{id: "million", title: "7. Control plane: 1,000,000 connectors applied", run: benchMillion, asked: true},
 	{id: "adaptive", title: "8. Issue 18: adaptive intervals", run: benchAdaptive},
+	{id: "cluster", title: "9. Beyond one box: a NATS cluster (R3) and a Redis Cluster", run: benchCluster, asked: true},
 }
 
 // suite holds the options of one `make bench` and what it learns once
@@ -55,9 +56,12 @@ type suite struct {
 	out      string // results file; "" writes nothing
 	quietFor time.Duration
 	profile  string // BENCH_PROFILE: where CPU profiles go; "" takes none
-	command  string
-	started  time.Time
-	commit   string
+	// natsMemLimit is the GOMEMLIMIT of every nats-server the suite starts
+	// (BENCH_NATS_GOMEMLIMIT); "" runs it without one.
+	natsMemLimit string
+	command      string
+	started      time.Time
+	commit       string
 
 	mu           sync.Mutex
 	natsVersion  string
@@ -82,6 +86,7 @@ func TestBench(t *testing.T) {
 		"github.com/pollgrid/pollgrid/services/pollctl",
 		"github.com/pollgrid/pollgrid/test/bench/upstream",
 		"github.com/pollgrid/pollgrid/test/bench/rawloop",
+		"github.com/pollgrid/pollgrid/test/bench/downstream",
 	} {
 		harness.Build(t, pkg)
 	}
@@ -129,7 +134,8 @@ func (s *suite) runs(sc scenario) bool {
 }
 
 func newSuite(t *testing.T) *suite {
-	s := &suite{reps: 3, scale: 1, quietFor: 3 * time.Minute, started: time.Now(), quiet: map[string][]Quiet{}, others: map[string][]float64{}, commit: commit()}
+	s := &suite{reps: 3, scale: 1, quietFor: 3 * time.Minute, natsMemLimit: natsMemLimit, started: time.Now(),
+		quiet: map[string][]Quiet{}, others: map[string][]float64{}, commit: commit()}
 	var cmd []string
 	if v := strings.TrimSpace(os.Getenv("BENCH")); v != "" && v != "all" {
 		s.only = map[string]bool{}
@@ -176,6 +182,16 @@ func newSuite(t *testing.T) *suite {
 		require.NoError(t, os.MkdirAll(dir, 0o755), "BENCH_PROFILE=%q: want a directory to write profiles into", v)
 		s.profile = dir
 		cmd = append(cmd, "BENCH_PROFILE="+v)
+	}
+	if v, set := os.LookupEnv("BENCH_NATS_GOMEMLIMIT"); set {
+		switch strings.TrimSpace(v) {
+		case "", "off", "0":
+			s.natsMemLimit = ""
+		default:
+			require.Regexp(t, `^[0-9]+(B|KiB|MiB|GiB|TiB)?$`, v, "BENCH_NATS_GOMEMLIMIT=%q: want a Go memory limit such as 200MiB, or off", v)
+			s.natsMemLimit = v
+		}
+		cmd = append(cmd, "BENCH_NATS_GOMEMLIMIT="+v)
 	}
 	switch v := os.Getenv("BENCH_OUT"); v {
 	case "-":
@@ -242,6 +258,11 @@ func (s *suite) waitQuiet(t *testing.T, id string) Quiet {
 	return q
 }
 
+// natsMemLimit is the GOMEMLIMIT the suite gives nats-server unless
+// BENCH_NATS_GOMEMLIMIT says otherwise: the value docker-compose.yml and
+// docs/deploy.md recommend (docs/benchmarks.md: "nats-server memory").
+const natsMemLimit = "200MiB"
+
 // busyOthers is the CPU, in cores, beyond which what ran besides the
 // benchmark during a window is flagged in the results.
 const busyOthers = 0.25
@@ -273,6 +294,11 @@ func (s *suite) header(id string) string {
 		s.command, s.started.UTC().Format("2006-01-02 15:04 MST"), s.commit)
 	fmt.Fprintf(&b, "%s, nats-server %s, redis-server %s; %d × %s (nproc %d), CLK_TCK %d.",
 		runtime.Version(), or(s.natsVersion, "?"), or(s.redisVersion, "?"), runtime.NumCPU(), model, runtime.NumCPU(), ClockTick())
+	if s.natsMemLimit != "" {
+		fmt.Fprintf(&b, " nats-server runs with `GOMEMLIMIT=%s`, as the shipped deployments set it.", s.natsMemLimit)
+	} else {
+		b.WriteString(" nats-server runs without `GOMEMLIMIT`.")
+	}
 	var notes []string
 	if s.quick {
 		notes = append(notes, "**quick mode** (short windows, 1 repetition: for development, not for comparison)")

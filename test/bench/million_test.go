@@ -1,0 +1,414 @@
+//go:build bench
+
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/pollgrid/pollgrid/pkg/bus"
+	"github.com/pollgrid/pollgrid/pkg/history"
+	"github.com/pollgrid/pollgrid/pkg/scheduler"
+	"github.com/pollgrid/pollgrid/pkg/store"
+	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
+	"github.com/pollgrid/pollgrid/test/harness"
+)
+
+// Scenario 7: a million connectors at 600 s (the same 1,667 polls/s due as
+// 100,000 at 60 s) applied with pollctl to the whole system (scheduler, 2
+// workers, aggregator): how long the apply and the scheduling take, then,
+// in a window after the first ticks' backlog is worked off, whether every
+// connector due was polled and how late, what every process holds, and
+// what Redis holds per connector, now and extrapolated to 30 days.
+
+const (
+	millionConnectors = 1_000_000
+	millionInterval   = 600 * time.Second
+	// millionRSSGoal is the sum of every process's RSS the issue allows.
+	millionRSSGoal = 12 << 30
+	// millionRedisGoal is the Redis bytes a connector may hold after 30 days.
+	millionRedisGoal = 16 << 10
+	// A fire counts as polled by a request starting at most millionEarly
+	// before it (clocks, and the second a cron fire is rounded to) and
+	// before millionGrace after the window's end.
+	millionEarly = time.Second
+	millionGrace = 30 * time.Second
+	// historyDays is the span of the history written for one connector to
+	// extrapolate Redis to: the longest pkg/history keeps (hour rollups).
+	historyDays = 30
+)
+
+type millionRun struct {
+	Quiet Quiet
+	Bytes int64
+	Apply applied
+	// Installed as in catalogRun; Drained from then until the scheduler
+	// sent no more first ticks and the workers' backlog was worked off, NaN
+	// when not within the wait.
+	Installed, Drained float64
+	// ApplyWindow is from the start of the apply until every connector is
+	// scheduled (or the apply's end, without the gauge); Window the window
+	// after the backlog.
+	ApplyWindow, Window Window
+	// Due is the upstream's record of the window against each connector's
+	// fires; HistP50, HistP99 the workers' lateness histogram's bucket
+	// bounds over the window.
+	Due              DueCoverage
+	HistP50, HistP99 float64
+	// NATSEmpty is nats-server's RSS before anything was applied,
+	// NATSScheduled once every connector was scheduled.
+	NATSEmpty, NATSScheduled int64
+	// RedisEmpty and RedisAfter are redis-server's used_memory before the
+	// services started and after the window.
+	RedisEmpty, RedisAfter int64
+	// Sample is one connector polled in the window, its keys after it;
+	// History30d the history keys of a connector polled every interval for
+	// historyDays, written with pkg/history.
+	Sample     keyBytes
+	History30d keyBytes
+}
+
+// keyBytes is MEMORY USAGE (SAMPLES 0: every element) summed over a
+// connector's keys, its history's (metrics, recent, rollups) apart.
+type keyBytes struct {
+	Name           string
+	History, Other int64
+	Keys           int
+}
+
+// PerConnector is redis-server's memory per connector after the window.
+func (r millionRun) PerConnector(n int) float64 {
+	return float64(r.RedisAfter-r.RedisEmpty) / float64(n)
+}
+
+// PerConnector30d extrapolates PerConnector to historyDays: the sample's
+// history as it is now is replaced by a history of historyDays.
+func (r millionRun) PerConnector30d(n int) float64 {
+	if r.History30d.Keys == 0 || r.Sample.Keys == 0 {
+		return math.NaN()
+	}
+	return r.PerConnector(n) - float64(r.Sample.History) + float64(r.History30d.History)
+}
+
+func benchMillion(t *testing.T, s *suite) string {
+	n := s.scaled(millionConnectors)
+	window := pick(s, 5*time.Minute, time.Minute)
+	harness.Build(t, pollctlPkg)
+	var runs []millionRun
+	for rep := 1; rep <= s.reps; rep++ {
+		t.Run(fmt.Sprintf("run-%d", rep), func(t *testing.T) { runs = append(runs, runMillion(t, s, n, window)) })
+	}
+	if len(runs) == 0 {
+		return "" // every run failed: keep the results written before
+	}
+	return millionReport(n, window, runs)
+}
+
+func runMillion(t *testing.T, s *suite, n int, window time.Duration) millionRun {
+	// The fires are counted from each connector's phase: that needs a
+	// schedule that keeps it (cron), not "@every".
+	spec := scheduler.Spec("c0", millionInterval)
+	require.False(t, strings.HasPrefix(spec, "@every"), "the schedule of a connector at %s is %q: its fires have no fixed phase to count them by", Dur(millionInterval), spec)
+
+	r := millionRun{Quiet: s.waitQuiet(t, "million"), Installed: math.NaN(), Drained: math.NaN(), HistP50: math.NaN(), HistP99: math.NaN()}
+	st := newStack(t, s)
+	rdb := st.Redis.Client(t)
+	r.RedisEmpty = usedMemory(t, rdb)
+	natsPID := st.NATS.Cmd.Process.Pid
+	up, sch, workers := st.catalogServices(n)
+	st.startService("aggregator", "aggregator", nil, true)
+	file, size := catalogFile(t, "million", 0, n, millionInterval, up.URL, nil)
+	r.Bytes = size
+	var err error
+	r.NATSEmpty, err = ProcRSS(natsPID)
+	require.NoError(t, err)
+
+	m, err := StartMeter(st.Procs)
+	require.NoError(t, err)
+	r.Apply = st.apply(t, file)
+	t.Logf("apply of %d new connectors (%s): %s, %+v; pollctl %s CPU, %s", n, megabytes(float64(size)), r.Apply.Wall, r.Apply.Diff,
+		r.Apply.CPU, MiB(float64(r.Apply.MaxRSS)))
+	if r.Apply.KVWrites != uint64(n) {
+		t.Logf("the apply moved %s by %d, not %d", catalogStream, r.Apply.KVWrites, n)
+	}
+	if d, ok := st.waitScheduled(t, sch, n, 20*time.Minute); ok {
+		r.Installed = d.Seconds() + r.Apply.Wall.Seconds()
+		t.Logf("every connector scheduled %s after the apply began", time.Duration(r.Installed*float64(time.Second)))
+	}
+	r.ApplyWindow = m.Stop()
+	r.NATSScheduled, err = ProcRSS(natsPID)
+	require.NoError(t, err)
+
+	// A new connector gets a first tick (paced: for up to an interval after
+	// the apply, unless its schedule fires first): the window starts once
+	// the scheduler sends none and the workers have worked them off, so
+	// that it shows the steady state.
+	due := float64(n) / millionInterval.Seconds()
+	if d, ok := st.waitSettled(t, sch, uint64(max(100, 2*due)), pick(s, 15*time.Minute, 5*time.Minute)); ok {
+		r.Drained = d.Seconds()
+		t.Logf("first ticks over and the workers' backlog worked off %s after every connector was scheduled", d.Round(time.Second))
+	}
+
+	h0 := latenessBuckets(t, workers)
+	from := time.Now()
+	m, err = StartMeter(st.Procs)
+	require.NoError(t, err)
+	sleep(t, window)
+	to := time.Now()
+	r.Window = m.Stop()
+	s.noteWindow(t, "million", r.Window)
+	// Fires due near the end may be polled a little after it.
+	sleep(t, millionGrace)
+	until := time.Now()
+	if h1 := latenessBuckets(t, workers); h0 != nil && h1 != nil {
+		b := SubBuckets(h1, h0)
+		r.HistP50, r.HistP99 = BucketQuantile(b, 0.5), BucketQuantile(b, 0.99)
+	}
+	polls := up.polls(t, from.Add(-time.Minute))
+	phases := make([]time.Duration, n)
+	for i := range phases {
+		phases[i] = scheduler.Phase("c"+strconv.Itoa(i), millionInterval)
+	}
+	r.Due = PollsWhenDue(polls.Times, phases, millionInterval, from, to, until, millionEarly)
+	p50, p99, pmax := Quantiles(r.Due.Lateness)
+	t.Logf("%d fires due in the window, %d polled (%d missed), lateness p50 %.3fs p99 %.3fs max %.3fs (histogram p99 ≤ %gs); %d polls, %d not answering a fire",
+		r.Due.Due, r.Due.Polled, r.Due.Missed(), p50, p99, pmax, r.HistP99, r.Due.Polls, r.Due.Extra)
+
+	// Redis, after the aggregator's last flush of the window.
+	r.RedisAfter = usedMemory(t, rdb)
+	if i := polledIn(polls.Times, from, to); i >= 0 {
+		r.Sample = connectorKeys(t, rdb, "c"+strconv.Itoa(i))
+	}
+	r.History30d = writeHistory(t, rdb, "bench-history-30d", historyDays*24*time.Hour, millionInterval)
+	t.Logf("redis used_memory %s empty, %s after: %.0f B a connector; sample %s: history %d B, other keys %d B (%d keys); "+
+		"%d days of history: %d B in %d keys; extrapolated %.0f B a connector",
+		MiB(float64(r.RedisEmpty)), MiB(float64(r.RedisAfter)), r.PerConnector(n), r.Sample.Name, r.Sample.History, r.Sample.Other,
+		r.Sample.Keys, historyDays, r.History30d.History, r.History30d.Keys, r.PerConnector30d(n))
+	for _, u := range r.Window.Procs {
+		t.Logf("%s: %.2f cores, max RSS %s (while applying and scheduling: %s)", u.Name, r.Window.Cores(u), MiB(float64(u.MaxRSS)),
+			MiB(maxRSS(r.ApplyWindow, u.Name)))
+	}
+	return r
+}
+
+// firstTicksCounter counts the first ticks the scheduler sends itself (a
+// new connector's first poll; paced, so they may go on for up to an
+// interval after an apply).
+const firstTicksCounter = "pollgrid_first_ticks_total"
+
+// waitSettled waits until the scheduler has sent no first tick for
+// firstTicksQuiet (when it exports firstTicksCounter) and the workers'
+// consumer on TICKS holds at most limit ticks not yet delivered or not yet
+// acked, and returns how long that took; false when it did not within d.
+func (st *stack) waitSettled(t *testing.T, sch *service, limit uint64, d time.Duration) (time.Duration, bool) {
+	t.Helper()
+	const firstTicksQuiet = 10 * time.Second
+	began := time.Now()
+	name := bus.Filter{}.ConsumerName()
+	var backlog uint64
+	first, counted := sch.metrics(t).Value(firstTicksCounter)
+	firstMoved := time.Now()
+	for deadline := began.Add(d); ; time.Sleep(time.Second) {
+		if v, ok := sch.metrics(t).Value(firstTicksCounter); ok && v != first {
+			first, firstMoved = v, time.Now()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c, err := st.JS.Consumer(ctx, bus.TicksStream, name)
+		if err == nil {
+			var info *jetstream.ConsumerInfo
+			info, err = c.Info(ctx)
+			if err == nil {
+				backlog = info.NumPending + uint64(info.NumAckPending)
+			}
+		}
+		cancel()
+		if err == nil && backlog <= limit && (!counted || time.Since(firstMoved) >= firstTicksQuiet) {
+			return time.Since(began), true
+		}
+		if time.Now().After(deadline) {
+			t.Logf("waited %s for the first ticks to end and the workers' backlog to fall to %d: %s = %.0f, last moved %s ago; "+
+				"%d ticks (%v); going on", d, limit, firstTicksCounter, first, time.Since(firstMoved).Round(time.Second), backlog, err)
+			return 0, false
+		}
+	}
+}
+
+// usedMemory is redis-server's used_memory (INFO memory).
+func usedMemory(t *testing.T, rdb *redis.Client) int64 {
+	t.Helper()
+	info, err := rdb.Info(context.Background(), "memory").Result()
+	require.NoError(t, err)
+	v, err := strconv.ParseInt(infoField(info, "used_memory"), 10, 64)
+	require.NoError(t, err, "INFO memory used_memory")
+	return v
+}
+
+// polledIn is the first connector with a request in [from, to); -1 when
+// none.
+func polledIn(times [][]int64, from, to time.Time) int {
+	f, e := from.UnixMilli(), to.UnixMilli()
+	for i, ts := range times {
+		if slices.ContainsFunc(ts, func(at int64) bool { return at >= f && at < e }) {
+			return i
+		}
+	}
+	return -1
+}
+
+// historySuffixes are the key suffixes pkg/history keeps for a connector
+// (history.go: "metrics" and "history" since its history became one string
+// of fixed size; "recent" and "rollup:*" before): everything else of the
+// connector is the store's.
+var historySuffixes = []string{"metrics", "history", "recent", "rollup:"}
+
+// connectorKeys sums MEMORY USAGE over connector name's keys.
+func connectorKeys(t *testing.T, rdb *redis.Client, name string) keyBytes {
+	t.Helper()
+	ctx := context.Background()
+	kb := keyBytes{Name: name}
+	prefix := store.NewKeys("").Connector(name, "")
+	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		k := iter.Val()
+		b, err := rdb.MemoryUsage(ctx, k, 0).Result()
+		require.NoError(t, err, "MEMORY USAGE %s", k)
+		suffix := strings.TrimPrefix(k, prefix)
+		if slices.ContainsFunc(historySuffixes, func(h string) bool { return strings.HasPrefix(suffix, h) }) {
+			kb.History += b
+		} else {
+			kb.Other += b
+		}
+		kb.Keys++
+	}
+	require.NoError(t, iter.Err())
+	return kb
+}
+
+// writeHistory records, with pkg/history as the aggregator does, the
+// reports of connector name polled every interval over the span ending
+// now (each a success of one item fetched and published, in flushes of
+// 500), and returns its keys' bytes.
+func writeHistory(t *testing.T, rdb *redis.Client, name string, span, interval time.Duration) keyBytes {
+	t.Helper()
+	hs := history.New(rdb, store.NewKeys(""))
+	now := time.Now().UTC()
+	n := int(span / interval)
+	reports := make([]*pollgridv1.PollReport, n)
+	for i := range reports {
+		reports[i] = &pollgridv1.PollReport{
+			Connector: name, ConnectorType: "http-json", Worker: "worker-1",
+			Outcome:   pollgridv1.PollOutcome_POLL_OUTCOME_SUCCESS,
+			StartedAt: timestamppb.New(now.Add(-span + time.Duration(i)*interval)), Duration: durationpb.New(3 * time.Millisecond),
+			ItemsFetched: 1, ItemsPublished: 1, FencingToken: uint64(i + 1),
+		}
+	}
+	for chunk := range slices.Chunk(reports, 500) {
+		require.NoError(t, hs.RecordReports(context.Background(), chunk), "record %s's history", name)
+	}
+	return connectorKeys(t, rdb, name)
+}
+
+func millionReport(n int, window time.Duration, runs []millionRun) string {
+	var b strings.Builder
+	var size float64
+	if len(runs) > 0 {
+		size = float64(runs[0].Bytes)
+	}
+	due := float64(n) / millionInterval.Seconds()
+	fmt.Fprintf(&b, "%s `http-json` connectors at `interval: %s` (%s polls/s due) in one file (%s), applied with `pollctl apply -f` "+
+		"to a system started without `CONNECTORS_FILE`: 1 scheduler, %d workers × `WORKER_CONCURRENCY=%d`, 1 aggregator, "+
+		"nats-server, redis-server, against the local upstream (a small body whose version changes every 10 minutes). "+
+		"First window: from the start of the apply until the scheduler reports every connector scheduled. Then the suite "+
+		"waits until the scheduler has sent no first tick for 10 s (`%s`; they are paced) and the workers have worked them off "+
+		"(their consumer on TICKS holds at most 2 s of due ticks), and measures a window of %s. A connector's fires are due at its phase (`scheduler.Phase`, the "+
+		"cron schedule's second in its interval) plus whole intervals: a fire due in the window is polled when the upstream "+
+		"saw a request of that connector starting at most %s before it and at most %s after the window's end; lateness is "+
+		"that request's start minus the due time (the workers' `%s` histogram gives a bucket bound besides). Redis: "+
+		"`used_memory` (`INFO memory`) after the window minus that of the empty server, ÷ connectors; extrapolated to %d days "+
+		"by replacing one sample connector's history keys (`MEMORY USAGE … SAMPLES 0` of its `metrics` and `history`, or "+
+		"`recent` and `rollup:*` in the layout before) with those of a connector whose %d days of reports, one every %s, the suite writes with `pkg/history` "+
+		"as the aggregator does. %s; median (min–max).\n\n",
+		Num(float64(n), 0), Dur(millionInterval), Num(due, 0), megabytes(size), catalogWorkers, e2eConcurrency, firstTicksCounter, Dur(window),
+		Dur(millionEarly), Dur(millionGrace), latenessHistogram, historyDays, historyDays, Dur(millionInterval), Plural(len(runs), "run"))
+	collect := func(f func(millionRun) float64) Summary {
+		xs := make([]float64, len(runs))
+		for i, r := range runs {
+			xs[i] = f(r)
+		}
+		return Summarize(xs)
+	}
+	sec := func(v float64) string { return Num(v, 1) + " s" }
+	sec3 := func(v float64) string { return Num(v, 3) + " s" }
+	n0 := func(v float64) string { return Num(v, 0) }
+	bytes := func(v float64) string { return Num(v, 0) + " B" }
+	kib := func(v float64) string { return Num(v/1024, 1) + " KiB" }
+	gib := func(v float64) string { return Num(v/(1<<30), 2) + " GiB" }
+
+	apply := collect(func(r millionRun) float64 { return r.Apply.Wall.Seconds() })
+	dueN := collect(func(r millionRun) float64 { return float64(r.Due.Due) })
+	missed := collect(func(r millionRun) float64 { return float64(r.Due.Missed()) })
+	p50 := collect(func(r millionRun) float64 { return Quantile(r.Due.Lateness, 0.5) })
+	p99 := collect(func(r millionRun) float64 { return Quantile(r.Due.Lateness, 0.99) })
+	pmax := collect(func(r millionRun) float64 { _, _, m := Quantiles(r.Due.Lateness); return m })
+	rssSum := func(w Window) float64 {
+		var sum float64
+		for _, u := range w.Procs {
+			if !u.Apart {
+				sum += float64(u.MaxRSS)
+			}
+		}
+		return sum
+	}
+	sumWindow := collect(func(r millionRun) float64 { return rssSum(r.Window) })
+	sumApply := collect(func(r millionRun) float64 { return rssSum(r.ApplyWindow) + float64(r.Apply.MaxRSS) })
+	perConn := collect(func(r millionRun) float64 { return r.PerConnector(n) })
+	per30 := collect(func(r millionRun) float64 { return r.PerConnector30d(n) })
+
+	tb := Table{Header: []string{"measure", "result", "goal", ""}}
+	tb.Add(fmt.Sprintf("`pollctl apply` of %s new connectors", Num(float64(n), 0)), Range(apply, sec), "≤ 60 s", Verdict(apply.Median <= 60, apply.Median))
+	tb.Add("… KV writes", Range(collect(func(r millionRun) float64 { return float64(r.Apply.KVWrites) }), n0), "", "")
+	tb.Add("… pollctl's CPU, max RSS", Range(collect(func(r millionRun) float64 { return r.Apply.CPU.Seconds() }), sec)+", "+
+		Range(collect(func(r millionRun) float64 { return float64(r.Apply.MaxRSS) }), MiB), "", "")
+	tb.Add("apply start → every connector scheduled", Range(collect(func(r millionRun) float64 { return r.Installed }), sec), "", "")
+	tb.Add("… then until the first ticks were over and worked off", Range(collect(func(r millionRun) float64 { return r.Drained }), sec), "", "")
+	tb.Add(fmt.Sprintf("fires due in the %s window (%s of the interval)", Dur(window), Num(window.Seconds()/millionInterval.Seconds()*100, 0)+" %"),
+		Range(dueN, n0), "", "")
+	tb.Add("… not polled (every connector polled once per interval)", Range(missed, n0), "0", Verdict(missed.Median == 0, missed.Median))
+	tb.Add("lateness p50 (request start − due time)", Range(p50, sec3), "", "")
+	tb.Add("lateness p99", Range(p99, sec3), "≤ 1 s", Verdict(p99.Median <= 1, p99.Median))
+	tb.Add("lateness max", Range(pmax, sec3), "", "")
+	tb.Add("workers' lateness histogram p50 / p99 (bucket bounds)",
+		Range(collect(func(r millionRun) float64 { return r.HistP50 }), func(v float64) string { return "≤ " + sec3(v) })+" / "+
+			Range(collect(func(r millionRun) float64 { return r.HistP99 }), func(v float64) string { return "≤ " + sec3(v) }), "", "")
+	tb.Add("polls per second in the window (due "+Num(due, 0)+"/s); requests answering no due fire",
+		Range(collect(func(r millionRun) float64 { return float64(r.Due.Polls) / r.Window.Wall.Seconds() }), n0)+"; "+
+			Range(collect(func(r millionRun) float64 { return float64(r.Due.Extra) }), n0), "", "")
+	tb.Add("sum of every process's max RSS in the window (upstream aside)", Range(sumWindow, gib), "≤ 12 GiB", Verdict(sumWindow.Median <= millionRSSGoal, sumWindow.Median))
+	tb.Add("… while applying and scheduling, pollctl included", Range(sumApply, gib), "≤ 12 GiB", Verdict(sumApply.Median <= millionRSSGoal, sumApply.Median))
+	tb.Add("nats-server RSS per connector scheduled ((all scheduled − before the apply) ÷ connectors: schedule, KV definition)",
+		Range(collect(func(r millionRun) float64 { return float64(r.NATSScheduled-r.NATSEmpty) / float64(n) }), bytes), "", "")
+	tb.Add("Redis `used_memory` per connector after the window", Range(perConn, bytes), "", "")
+	tb.Add("… one sample connector's keys: history / the rest",
+		Range(collect(func(r millionRun) float64 { return float64(r.Sample.History) }), bytes)+" / "+
+			Range(collect(func(r millionRun) float64 { return float64(r.Sample.Other) }), bytes), "", "")
+	tb.Add(fmt.Sprintf("… a connector's history after %d days at %s (written with pkg/history)", historyDays, Dur(millionInterval)),
+		Range(collect(func(r millionRun) float64 { return float64(r.History30d.History) }), bytes), "", "")
+	tb.Add(fmt.Sprintf("Redis per connector extrapolated to %d days", historyDays), Range(per30, kib), "≤ 16 KiB",
+		Verdict(per30.Median <= millionRedisGoal, per30.Median))
+	b.WriteString(tb.Markdown() + "\n")
+	b.WriteString(procTable(runs, func(r millionRun) (Window, Window) { return r.ApplyWindow, r.Window },
+		"applying and scheduling", "in the window"))
+	return b.String()
+}
