@@ -245,9 +245,16 @@ func (r *Runner) publishChanges(ctx context.Context, c config.Connector, prev st
 
 // usable drops items without id or version, with invalid JSON data, or
 // repeated within the poll (the first wins), recording each as failed.
+// When it drops none it returns items itself: most answers are whole, and
+// a poll then makes no copy of them, nor a set of their ids when they are
+// few.
 func (r *Runner) usable(items []connector.Item, out *Outcome) []connector.Item {
-	kept := items[:0:0]
-	seen := make(map[string]struct{}, len(items))
+	var kept []connector.Item // once one is dropped; until then, items[:i]
+	dropped := false
+	var ids map[string]struct{}
+	if len(items) > smallAnswer {
+		ids = make(map[string]struct{}, len(items))
+	}
 	for i, it := range items {
 		var err error
 		switch {
@@ -258,10 +265,19 @@ func (r *Runner) usable(items []connector.Item, out *Outcome) []connector.Item {
 		case len(it.Data) > 0 && !json.Valid(it.Data):
 			err = errors.New("item data is not valid JSON")
 		}
-		if _, dup := seen[it.ID]; err == nil && dup {
-			err = errors.New("item id repeated in one poll")
+		if err == nil {
+			before := kept
+			if !dropped {
+				before = items[:i]
+			}
+			if repeated(it.ID, before, ids) {
+				err = errors.New("item id repeated in one poll")
+			}
 		}
 		if err != nil {
+			if !dropped {
+				kept, dropped = append(items[:0:0], items[:i]...), true
+			}
 			id := it.ID
 			if id == "" {
 				id = fmt.Sprintf("items[%d]", i)
@@ -269,10 +285,36 @@ func (r *Runner) usable(items []connector.Item, out *Outcome) []connector.Item {
 			out.Failed = append(out.Failed, connector.ItemError{ID: id, Err: err})
 			continue
 		}
-		seen[it.ID] = struct{}{}
-		kept = append(kept, it)
+		if ids != nil {
+			ids[it.ID] = struct{}{}
+		}
+		if dropped {
+			kept = append(kept, it)
+		}
+	}
+	if !dropped {
+		return items
 	}
 	return kept
+}
+
+// smallAnswer is how many items usable checks for repeated ids by looking
+// through those before, rather than with a set.
+const smallAnswer = 8
+
+// repeated reports whether id is among the items kept before it: in ids
+// when there is a set, else in before.
+func repeated(id string, before []connector.Item, ids map[string]struct{}) bool {
+	if ids != nil {
+		_, ok := ids[id]
+		return ok
+	}
+	for _, it := range before {
+		if it.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *Runner) now() time.Time {

@@ -20,15 +20,28 @@ const (
 )
 
 func parseAdminFields(h map[string]string, st *State) error {
+	return parseAdminValues([]any{h[fieldPausedAt], h[fieldPausedBy], h[fieldResumedAt], h[fieldGeneration]}, st)
+}
+
+// parseAdminValues reads the operator's fields from a script's HMGET of
+// paused_at paused_by resumed_at generation (nil for a missing one).
+func parseAdminValues(values []any, st *State) error {
+	value := func(i int) string {
+		if i < len(values) {
+			v, _ := values[i].(string)
+			return v
+		}
+		return ""
+	}
 	var err error
-	if st.PausedAt, err = ParseTime(h[fieldPausedAt]); err != nil {
+	if st.PausedAt, err = ParseTime(value(0)); err != nil {
 		return fmt.Errorf("field %s: %w", fieldPausedAt, err)
 	}
-	if st.ResumedAt, err = ParseTime(h[fieldResumedAt]); err != nil {
+	st.PausedBy = value(1)
+	if st.ResumedAt, err = ParseTime(value(2)); err != nil {
 		return fmt.Errorf("field %s: %w", fieldResumedAt, err)
 	}
-	st.PausedBy = h[fieldPausedBy]
-	if v := h[fieldGeneration]; v != "" {
+	if v := value(3); v != "" {
 		if st.Generation, err = strconv.ParseUint(v, 10, 64); err != nil {
 			return fmt.Errorf("field %s: %w", fieldGeneration, err)
 		}
@@ -44,6 +57,7 @@ func parseAdminFields(h map[string]string, st *State) error {
 const pauseLua = `
 if redis.call('HSETNX', KEYS[1], 'paused_at', ARGV[1]) == 1 then
   redis.call('HSET', KEYS[1], 'paused_by', ARGV[2])
+  redis.call('HDEL', KEYS[1], 'committed')
   return {1, ARGV[1]}
 end
 return {0, redis.call('HGET', KEYS[1], 'paused_at')}
@@ -59,7 +73,7 @@ local pausedAt = redis.call('HGET', KEYS[1], 'paused_at')
 if not pausedAt then
   return ''
 end
-redis.call('HDEL', KEYS[1], 'paused_at', 'paused_by')
+redis.call('HDEL', KEYS[1], 'paused_at', 'paused_by', 'committed')
 redis.call('HSET', KEYS[1], 'resumed_at', ARGV[1])
 return pausedAt
 `
@@ -75,7 +89,7 @@ if tonumber(redis.call('GET', KEYS[2])) ~= tonumber(ARGV[1]) then
   return {0}
 end
 local forgotten = redis.call('HLEN', KEYS[4])
-redis.call('HDEL', KEYS[3], 'cursor', 'etag', 'last_modified', 'seen_sweep', 'seen_swept')
+redis.call('HDEL', KEYS[3], 'cursor', 'etag', 'last_modified', 'seen_sweep', 'seen_swept', 'committed')
 redis.call('DEL', KEYS[4], KEYS[5], KEYS[6])
 local generation = redis.call('HINCRBY', KEYS[3], 'generation', 1)
 if redis.call('GET', KEYS[1]) == ARGV[2] then

@@ -24,9 +24,11 @@
 //	                            attempts (polls begun since the last commit: Acquire
 //	                            adds one, Commit deletes it); seen_sweep seen_swept
 //	                            (the age sweep's HSCAN cursor and the day its last
-//	                            whole pass ended); and the operator's paused_at
-//	                            paused_by resumed_at generation, which only the
-//	                            admin verbs write
+//	                            whole pass ended); committed (the token of the
+//	                            lease whose Commit wrote the state last: see
+//	                            Carried state, below); and the operator's
+//	                            paused_at paused_by resumed_at generation, which
+//	                            only the admin verbs write
 //	<prefix>:{<name>}:seen      hash: item id -> "<seq>:<day>:<version>" (SeenEntry;
 //	                            an empty version is a deleted item's tombstone; a
 //	                            bare version, as releases before sequences wrote it,
@@ -56,7 +58,9 @@
 //     and into the lease (SET PX); a poll (ClaimTick, ClaimTrigger) adds one
 //     to attempts. It answers the token, the state hash and the number of
 //     seen items, with the seen items themselves when there are at most
-//     PrefetchSeen.
+//     PrefetchSeen; or, told the token of the commit whose state the caller
+//     carries (AcquireCarried) while the fence and committed both still
+//     hold it, the token, attempts and the operator's fields alone.
 //   - renewLua (Renew): PEXPIRE of the lease while it still holds this
 //     "<owner>:<token>".
 //   - ReleaseLua (Release; package leader resigns with it too): DEL of the
@@ -67,11 +71,15 @@
 //     seen entries and data, and, for a fetched poll, sweeps: HSCAN of
 //     SweepStep seen entries from seen_sweep, forgetting those whose day is
 //     before today less SeenTTL, a new pass begun at most once a day
-//     (seen_swept), and DEL of seen_at. Last it deletes the lease if it still holds this one.
-//   - pauseLua (Pause): HSETNX paused_at, then paused_by, on the state.
-//   - resumeLua (Resume): HDEL paused_at paused_by, HSET resumed_at.
+//     (seen_swept), and DEL of seen_at. It sets committed to the token.
+//     Last it deletes the lease if it still holds this one, and answers
+//     how many items are remembered.
+//   - pauseLua (Pause): HSETNX paused_at, then paused_by and HDEL
+//     committed, on the state.
+//   - resumeLua (Resume): HDEL paused_at paused_by committed, HSET resumed_at.
 //   - resetLua (Reset, under a lease taken with ClaimAdmin): fenced like
-//     commitLua; HDEL cursor etag last_modified seen_sweep seen_swept, DEL
+//     commitLua; HDEL cursor etag last_modified seen_sweep seen_swept
+//     committed, DEL
 //     seen seen_data seen_at, HINCRBY generation, and it deletes the lease.
 //   - progressLua (Progress): SET of the epoch when there is none, INCR of the
 //     progress counter; answers both.
@@ -85,6 +93,43 @@
 // another cannot overwrite the newer state. Tokens follow Redis's clock, so
 // they still grow after Redis lost its data, and a token from before the loss
 // stays fenced.
+//
+// # Carried state
+//
+// A poll costs two round trips: the acquire and the commit. Nothing else
+// of an ordinary poll goes to Redis: the seen items of a connector that
+// remembers at most PrefetchSeen come with the state, a commit writes the
+// state, the seen items and the release at once, and a heartbeat renews
+// only a poll longer than a quarter of its lease. (A connector on a
+// budget adds a draw per upstream request: package budget, another slot.)
+//
+// Fewer is not to be had without giving up a guarantee. The two are the
+// two moments other workers must be ordered against: the start of the
+// poll, which must be alone (one poll at a time, a paused connector not
+// polled, state read as the last commit left it), and its end, which must
+// be written before the tick is acked. The end of one poll and the start
+// of the next are an interval apart. Writing them together means either
+// holding the lease over the interval (another worker's tick then waits
+// for it, and a pause in between is not seen before the poll) or
+// committing only at the next poll (a commit lost with the worker, and a
+// state read stale by the worker the next tick goes to).
+//
+// What the next acquire can skip is sending the state back. A Commit
+// answers how many items are remembered, so the lease knows the state and
+// the seen items as written (Lease.Carry: a Carried, which the worker keeps
+// with the connector). The next acquire passes the commit's token
+// (AcquireCarried); the script answers with the new token, the attempts
+// and the operator's fields alone when the fence still equals that token
+// (no one took the lease since: every acquire moves the fence) and so does
+// the state's committed field (no one wrote the state since: pause,
+// resume and reset delete it; a Redis that lost its data lost it too).
+// Otherwise it answers as for anyone, and the caller reads the state
+// that is there. A commit whose sweep forgot items by age, or whose answer
+// was lost, carries nothing.
+//
+// A Commit sends only the state fields that differ from those its lease
+// read (and the deletion of attempts): while the fence equals the lease's
+// token no one else wrote them, so the state stays whole.
 //
 // The Lua scripts use only commands that miniredis v2.40 (the one-process dev
 // stack) also implements.

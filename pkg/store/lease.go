@@ -65,9 +65,48 @@ type Lease struct {
 	Owner     string
 	Token     uint64
 	TTL       time.Duration
+
+	keys *connectorKeys
+	// read is the state Acquire returned with the lease: what Commit
+	// compares the new state with, to write only the fields that changed.
+	read State
+	// sent is true once a Commit was sent under the lease.
+	sent bool
+	// committed is what a successful Commit wrote and answered, from which
+	// Carry makes the carried state when asked (most callers never ask).
+	committed *committed
+	carry     *Carried
 }
 
 func (l *Lease) value() string { return l.Owner + ":" + strconv.FormatUint(l.Token, 10) }
+
+// Carried is a connector's state as a Commit left it, for the process that
+// committed it to hand to its next AcquireCarried of the connector instead
+// of reading the state back. It is only a proposal: the acquire script uses
+// it only while the fence and the state's committed field both still hold
+// this commit's token, that is while no one took the lease since (every
+// acquire moves the fence) and no one wrote the state (a pause, a resume
+// and a reset delete the field; a lost or restored Redis lost it or holds
+// another). The operator's fields are not carried: that acquire reads them
+// anew. It must not be changed; one Carried may be handed to any number
+// of AcquireCarried calls.
+type Carried struct {
+	token uint64
+	keys  *connectorKeys
+	state State
+}
+
+// Carry is what this lease's successful Commit left for the next
+// AcquireCarried of the connector, nil before it, after a failed one, and
+// when that commit could not tell the seen items Acquire would return. It
+// reads the commit's Seen and Forget: ask before changing them.
+func (l *Lease) Carry() *Carried {
+	if l.carry == nil && l.committed != nil {
+		l.carry = l.committed.carry(l)
+		l.committed = nil
+	}
+	return l.carry
+}
 
 // Acquire takes the connector's lease for ttl and returns its state, in one
 // round trip. Every successful Acquire takes a new, greater fencing token.
@@ -78,8 +117,26 @@ func (l *Lease) value() string { return l.Owner + ":" + strconv.FormatUint(l.Tok
 // Whether a connector waits is judged on Redis's clock, the one clock every
 // worker shares.
 func (s *Store) Acquire(ctx context.Context, connector, owner string, ttl time.Duration, claim Claim) (*Lease, State, error) {
-	if err := CheckName(connector); err != nil {
-		return nil, State{}, fmt.Errorf("acquire lease: %w", err)
+	return s.AcquireCarried(ctx, connector, owner, ttl, claim, nil)
+}
+
+// AcquireCarried is Acquire for a caller that carries the state its own
+// last Commit of the connector left (Lease.Carry; nil for none). When no
+// one took the lease or wrote the state since that commit, the script
+// answers with the token and the attempts alone, and the state returned is
+// the carried one (its Seen map shared, never to be changed): the same
+// round trip, without the state and seen items on the wire. Otherwise it
+// answers as Acquire does.
+func (s *Store) AcquireCarried(ctx context.Context, connector, owner string, ttl time.Duration, claim Claim, carried *Carried) (*Lease, State, error) {
+	var keys *connectorKeys
+	if carried != nil && carried.keys.store == s && carried.keys.name == connector {
+		keys = carried.keys
+	} else {
+		carried = nil
+		if err := CheckName(connector); err != nil {
+			return nil, State{}, fmt.Errorf("acquire lease: %w", err)
+		}
+		keys = s.connectorKeys(connector)
 	}
 	if owner == "" {
 		return nil, State{}, fmt.Errorf("acquire lease %s: empty owner", connector)
@@ -87,15 +144,18 @@ func (s *Store) Acquire(ctx context.Context, connector, owner string, ttl time.D
 	if ttl < time.Millisecond {
 		return nil, State{}, fmt.Errorf("acquire lease %s: ttl %s is under 1ms", connector, ttl)
 	}
-	gate, count := 0, 1
+	gate, count := "0", "1"
 	switch claim {
 	case ClaimTick:
-		gate = 1
+		gate = "1"
 	case ClaimAdmin:
-		count = 0
+		count = "0"
 	}
-	keys := []string{s.key(connector, keyLease), s.key(connector, keyFence), s.key(connector, keyState), s.key(connector, keySeen)}
-	res, err := s.acquire.Run(ctx, s.rdb, keys, owner, ttl.Milliseconds(), PrefetchSeen, gate, count).Slice()
+	known := ""
+	if carried != nil {
+		known = strconv.FormatUint(carried.token, 10)
+	}
+	res, err := s.acquire.Run(ctx, s.rdb, keys.names[:4], owner, ttl.Milliseconds(), prefetchSeenArg, gate, count, known).Slice()
 	if err != nil {
 		return nil, State{}, fmt.Errorf("acquire lease %s: %w", connector, err)
 	}
@@ -119,14 +179,29 @@ func (s *Store) Acquire(ctx context.Context, connector, owner string, ttl time.D
 			return nil, st, ErrPaused
 		}
 		return nil, st, ErrWaiting
+	case 3:
+		if carried == nil || len(res) < 4 {
+			return nil, State{}, fmt.Errorf("acquire lease %s: unexpected script reply %v", connector, res)
+		}
+		token, err := parseToken(res[1])
+		if err != nil {
+			return nil, State{}, fmt.Errorf("acquire lease %s: %w", connector, err)
+		}
+		st := carried.state
+		attempts, _ := res[2].(int64)
+		st.Attempts = int(attempts)
+		admin, _ := res[3].([]any)
+		if err := parseAdminValues(admin, &st); err != nil {
+			return nil, State{}, fmt.Errorf("acquire lease %s: read state: %w", connector, err)
+		}
+		return &Lease{Connector: connector, Owner: owner, Token: token, TTL: ttl, keys: keys, read: st}, st, nil
 	}
 	if len(res) < 6 {
 		return nil, State{}, fmt.Errorf("acquire lease %s: unexpected script reply %v", connector, res)
 	}
-	text, _ := res[1].(string)
-	token, err := strconv.ParseUint(text, 10, 64)
+	token, err := parseToken(res[1])
 	if err != nil {
-		return nil, State{}, fmt.Errorf("acquire lease %s: fencing token %q: %w", connector, text, err)
+		return nil, State{}, fmt.Errorf("acquire lease %s: %w", connector, err)
 	}
 	flat, _ := res[2].([]any)
 	st, err := parseState(pairs(flat))
@@ -139,12 +214,25 @@ func (s *Store) Acquire(ctx context.Context, connector, owner string, ttl time.D
 	}
 	count64, _ := res[5].(int64)
 	st.SeenCount = int(count64)
-	return &Lease{Connector: connector, Owner: owner, Token: token, TTL: ttl}, st, nil
+	return &Lease{Connector: connector, Owner: owner, Token: token, TTL: ttl, keys: keys, read: st}, st, nil
+}
+
+// parseToken reads the fencing token a script answered.
+func parseToken(v any) (uint64, error) {
+	text, _ := v.(string)
+	token, err := strconv.ParseUint(text, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("fencing token %q: %w", text, err)
+	}
+	return token, nil
 }
 
 // PrefetchSeen is how many seen items a connector may remember for Acquire
 // to return their versions with the state.
 const PrefetchSeen = 256
+
+// prefetchSeenArg is PrefetchSeen as a script argument, boxed once.
+var prefetchSeenArg any = PrefetchSeen
 
 // pairs turns a flat HGETALL reply into a map.
 func pairs(flat []any) map[string]string {
@@ -163,7 +251,7 @@ func (s *Store) Renew(ctx context.Context, l *Lease) error {
 	if l == nil {
 		return errors.New("renew lease: nil lease")
 	}
-	n, err := s.renew.Run(ctx, s.rdb, []string{s.key(l.Connector, keyLease)}, l.value(), l.TTL.Milliseconds()).Int()
+	n, err := s.renew.Run(ctx, s.rdb, s.leaseKeys(l).names[:1], l.value(), l.TTL.Milliseconds()).Int()
 	if err != nil {
 		return fmt.Errorf("renew lease %s: %w", l.Connector, err)
 	}
@@ -179,7 +267,7 @@ func (s *Store) Release(ctx context.Context, l *Lease) error {
 	if l == nil {
 		return errors.New("release lease: nil lease")
 	}
-	if err := s.release.Run(ctx, s.rdb, []string{s.key(l.Connector, keyLease)}, l.value()).Err(); err != nil {
+	if err := s.release.Run(ctx, s.rdb, s.leaseKeys(l).names[:1], l.value()).Err(); err != nil {
 		return fmt.Errorf("release lease %s: %w", l.Connector, err)
 	}
 	return nil

@@ -10,10 +10,11 @@ package store
 // acquireLua takes a connector's lease.
 //
 //	KEYS: lease fence state seen
-//	ARGV: owner ttl_ms prefetch_max gate count
+//	ARGV: owner ttl_ms prefetch_max gate count known
 //	held     -> {0, pttl_ms}
 //	not due  -> {2, "paused" | "waiting", {state field, value, ...}}
 //	acquired -> {1, token, {state field, value, ...}, prefetched, {seen id, entry, ...}, seen_count}
+//	carried  -> {3, token, attempts, {paused_at, paused_by, resumed_at, generation}}
 //
 // With gate = 1 (a scheduled tick) a paused connector, or one whose
 // not_before is later than Redis's clock, takes no lease: the tick has
@@ -30,6 +31,14 @@ package store
 // the polls begun since the last commit, this one included: a connector
 // that keeps killing its worker shows there.
 //
+// known, when not "", is the token of the commit whose state the caller
+// carries (Carried). When both the state's committed field and the fence
+// still hold it, no one took the lease since that commit (every acquire
+// moves the fence) and no one wrote the state or the seen items (every
+// other writer deletes or replaces the field), and the answer is the token,
+// the attempts and the operator's fields alone (read anew each time, so
+// that a pause is seen whoever wrote it).
+//
 // When the connector remembers at most prefetch_max items, their entries
 // come along (prefetched = 1), which saves the poll a round trip to read
 // them; seen_count is how many it remembers.
@@ -38,8 +47,8 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   return {0, redis.call('PTTL', KEYS[1])}
 end
 local now = redis.call('TIME')
+local gate = redis.call('HMGET', KEYS[3], 'paused_at', 'not_before', 'committed', 'paused_by', 'resumed_at', 'generation')
 if ARGV[4] == '1' then
-  local gate = redis.call('HMGET', KEYS[3], 'paused_at', 'not_before')
   if gate[1] then
     return {2, 'paused', redis.call('HGETALL', KEYS[3])}
   end
@@ -47,12 +56,20 @@ if ARGV[4] == '1' then
     return {2, 'waiting', redis.call('HGETALL', KEYS[3])}
   end
 end
-local token = math.max(tonumber(redis.call('GET', KEYS[2]) or '0') + 1, tonumber(now[1]) * 1000000 + tonumber(now[2]))
+local fence = redis.call('GET', KEYS[2])
+local token = math.max(tonumber(fence or '0') + 1, tonumber(now[1]) * 1000000 + tonumber(now[2]))
 local text = string.format('%.0f', token)
 redis.call('SET', KEYS[2], text)
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. text, 'PX', ARGV[2])
+local attempts = 0
 if ARGV[5] == '1' then
-  redis.call('HINCRBY', KEYS[3], 'attempts', 1)
+  attempts = redis.call('HINCRBY', KEYS[3], 'attempts', 1)
+end
+if ARGV[6] ~= '' and gate[3] == ARGV[6] and fence == ARGV[6] then
+  if ARGV[5] ~= '1' then
+    attempts = tonumber(redis.call('HGET', KEYS[3], 'attempts') or '0')
+  end
+  return {3, text, attempts, {gate[1], gate[4], gate[5], gate[6]}}
 end
 local count = redis.call('HLEN', KEYS[4])
 local prefetched, seen = 0, {}
@@ -97,8 +114,13 @@ return 0
 //	      then n_seen pairs (item id, "<seq>:<day>:<version>")
 //	      then n_data pairs (item id, data)
 //	      then n_forget item ids (forgotten first: entry and data)
-//	-> 0 fenced: the fence moved past token, nothing written
-//	-> 1 committed
+//	-> {0} fenced: the fence moved past token, nothing written
+//	-> {1, seen_count} committed
+//
+// The state's committed field is set to token: the state and seen items
+// are now as this commit left them, which the committing worker may carry
+// to its next acquire (acquireLua's known). The reply tells it what it did
+// not write: how many items are remembered after the sweep.
 //
 // The fence, not the lease, decides: a lease that expired while nobody else
 // acquired it leaves the fence equal to token, and then no newer writer can
@@ -130,14 +152,14 @@ local function forget(ids)
 end
 
 if tonumber(redis.call('GET', KEYS[2])) ~= tonumber(ARGV[1]) then
-  return 0
+  return {0}
 end
 
 local today, forgetBefore = tonumber(ARGV[3]), tonumber(ARGV[4])
 local nstate, nseen, ndata, nforget = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local i = 10
 
-local set, del = {}, {}
+local set, del = {'committed', ARGV[1]}, {}
 for _ = 1, nstate do
   if ARGV[i + 1] == '' then
     del[#del + 1] = ARGV[i]
@@ -147,7 +169,7 @@ for _ = 1, nstate do
   end
   i = i + 2
 end
-if #set > 0 then chunked('HSET', KEYS[3], set) end
+chunked('HSET', KEYS[3], set)
 if #del > 0 then chunked('HDEL', KEYS[3], del) end
 
 local seen = {}
@@ -196,5 +218,5 @@ end
 if redis.call('GET', KEYS[1]) == ARGV[2] then
   redis.call('DEL', KEYS[1])
 end
-return 1
+return {1, redis.call('HLEN', KEYS[4])}
 `

@@ -42,7 +42,8 @@ type State struct {
 	// the state (a connector that remembers at most PrefetchSeen items);
 	// nil otherwise: read them with SeenEntries. SeenCount is how many
 	// items the connector remembers. Only Acquire fills them, and Commit
-	// does not write them.
+	// does not write them. The map may be the one a carried state shares
+	// with the polls after (AcquireCarried): read it, never change it.
 	Seen      map[string]SeenEntry
 	SeenCount int
 
@@ -76,11 +77,14 @@ const (
 	fieldAttempts            = "attempts"
 	fieldEffectiveInterval   = "effective_interval_ms"
 	fieldAdaptRequestedAt    = "adapt_requested_at"
+	// fieldCommitted is the fencing token of the lease whose Commit wrote
+	// the state last; every other write of the state deletes it (Carried).
+	fieldCommitted = "committed"
 )
 
-// fields lists every state field with its encoded value, "" for a zero value,
-// so that a Commit writes the state whole.
-func (st State) fields() []string {
+// appendFields appends every state field with its encoded value, "" for a
+// zero value, to dst, so that a Commit writes the state whole.
+func (st State) appendFields(dst []string) []string {
 	failures, effective := "", ""
 	if st.ConsecutiveFailures != 0 {
 		failures = strconv.Itoa(st.ConsecutiveFailures)
@@ -88,7 +92,7 @@ func (st State) fields() []string {
 	if st.EffectiveInterval > 0 {
 		effective = strconv.FormatInt(st.EffectiveInterval.Milliseconds(), 10)
 	}
-	return []string{
+	return append(dst,
 		fieldCursor, st.Cursor,
 		fieldETag, st.ETag,
 		fieldLastModified, st.LastModified,
@@ -101,7 +105,7 @@ func (st State) fields() []string {
 		fieldAttempts, "", // a commit ends the attempts
 		fieldEffectiveInterval, effective,
 		fieldAdaptRequestedAt, formatTime(st.AdaptRequestedAt),
-	}
+	)
 }
 
 func parseState(h map[string]string) (State, error) {

@@ -92,3 +92,30 @@ const (
 
 // key names one of a connector's keys.
 func (s *Store) key(connector, suffix string) string { return s.keys.Connector(connector, suffix) }
+
+// connectorKeys are one connector's keys in the order the poll's scripts
+// take them (lease fence state seen seen_data seen_at), built once per
+// Acquire and kept with its lease and its carry: a poll builds no key
+// name after that.
+type connectorKeys struct {
+	store *Store
+	name  string
+	names [6]string
+}
+
+func (s *Store) connectorKeys(connector string) *connectorKeys {
+	k := &connectorKeys{store: s, name: connector}
+	for i, suffix := range [...]string{keyLease, keyFence, keyState, keySeen, keySeenData, keySeenAt} {
+		k.names[i] = s.key(connector, suffix)
+	}
+	return k
+}
+
+// leaseKeys are l's keys: those Acquire built, or, for a Lease made
+// elsewhere (a test's), new ones.
+func (s *Store) leaseKeys(l *Lease) *connectorKeys {
+	if l.keys != nil && l.keys.store == s && l.keys.name == l.Connector {
+		return l.keys
+	}
+	return s.connectorKeys(l.Connector)
+}

@@ -358,19 +358,19 @@ func TestStateRoundTrip(t *testing.T) {
 		{
 			name:  "every field",
 			state: full,
-			wantFields: []string{"adapt_requested_at", "consecutive_failures", "cursor", "effective_interval_ms", "etag", "last_error", "last_modified",
-				"last_poll", "last_success", "not_before", "not_before_by"},
+			wantFields: []string{"adapt_requested_at", "committed", "consecutive_failures", "cursor", "effective_interval_ms", "etag", "last_error",
+				"last_modified", "last_poll", "last_success", "not_before", "not_before_by"},
 		},
 		{
-			name:       "zero state writes nothing",
+			name:       "zero state writes nothing but the commit's token",
 			state:      store.State{},
-			wantFields: []string{},
+			wantFields: []string{"committed"},
 		},
 		{
 			name:       "zero fields are deleted, zero times stay zero",
 			before:     full,
 			state:      store.State{Cursor: "c2", LastPoll: t0.Add(time.Minute)},
-			wantFields: []string{"cursor", "last_poll"},
+			wantFields: []string{"committed", "cursor", "last_poll"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -394,12 +394,20 @@ func TestStateRoundTrip(t *testing.T) {
 			slices.Sort(fields)
 			assert.Equal(t, tc.wantFields, fields)
 
-			_, viaAcquire, err := s.Acquire(ctx, "c", "a", leaseTTL, store.ClaimTick)
+			read, viaAcquire, err := s.Acquire(ctx, "c", "a", leaseTTL, store.ClaimTick)
 			require.NoError(t, err)
 			assert.Equal(t, map[string]store.SeenEntry{}, viaAcquire.Seen, "no item seen yet, and Acquire says so")
 			assert.Equal(t, 1, viaAcquire.Attempts)
-			viaAcquire.Seen, viaAcquire.Attempts = nil, 0
+			require.NoError(t, s.Release(ctx, read))
+
+			require.NotNil(t, l.Carry(), "the commit left its state to carry")
+			_, carried, err := s.AcquireCarried(ctx, "c", "a", leaseTTL, store.ClaimTick, l.Carry())
+			require.NoError(t, err)
+			assert.Equal(t, 2, carried.Attempts, "the attempts are Redis's, not carried")
+			assert.Equal(t, viaAcquire.Seen, carried.Seen)
+			viaAcquire.Seen, viaAcquire.Attempts, carried.Seen, carried.Attempts = nil, 0, nil, 0
 			assert.Equal(t, tc.state, viaAcquire, "Acquire returns the same state")
+			assert.Equal(t, tc.state, carried, "and so does the carried acquire")
 		})
 	}
 }
@@ -422,7 +430,8 @@ func TestAcquireOfNeverPolledConnector(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, store.State{Seen: map[string]store.SeenEntry{}, Attempts: 1}, st, "nothing stored, and no item seen yet")
 	assert.Positive(t, l.Token)
-	assert.Equal(t, &store.Lease{Connector: "fresh", Owner: "a", Token: l.Token, TTL: leaseTTL}, l)
+	assert.Equal(t, []any{"fresh", "a", leaseTTL}, []any{l.Connector, l.Owner, l.TTL})
+	assert.Nil(t, l.Carry(), "nothing committed yet")
 }
 
 func TestSeenEntries(t *testing.T) {

@@ -29,7 +29,8 @@ import (
 
 // leases is the lease store a poll runs under: *store.Store.
 type leases interface {
-	Acquire(ctx context.Context, connector, owner string, ttl time.Duration, claim store.Claim) (*store.Lease, store.State, error)
+	AcquireCarried(ctx context.Context, connector, owner string, ttl time.Duration, claim store.Claim,
+		carried *store.Carried) (*store.Lease, store.State, error)
 	Renew(ctx context.Context, l *store.Lease) error
 	Commit(ctx context.Context, l *store.Lease, c store.Commit) error
 }
@@ -90,31 +91,32 @@ func (w *Worker) pollSteps(ctx context.Context, in *instance, claim store.Claim,
 		w.log.ErrorContext(ctx, "connector cannot be built", "error", err)
 		return failed(err)
 	}
-	lease, state, refused := w.claim(ctx, c, claim)
+	lease, state, refused := w.claim(ctx, in, claim)
 	if lease == nil {
 		return refused
 	}
 	report.FencingToken = lease.Token
 	if state.Attempts > maxAttempts {
 		w.countMissed(c, state)
-		return w.refuseCrashLoop(ctx, c, lease, state)
+		return w.refuseCrashLoop(ctx, in, lease, state)
 	}
 	out, deferred := w.pollUnderHeartbeat(ctx, c, conn, lease, state, tickProgress)
 	if deferred != nil {
 		// Counted once the connector is polled: its last poll stays.
-		return w.deferPoll(ctx, c, lease, state, out, deferred)
+		return w.deferPoll(ctx, in, lease, state, out, deferred)
 	}
 	w.countMissed(c, state)
 	w.observe(ctx, c, out, state, report)
 	ask := w.adapt(in, state, &out, scheduled)
-	return w.commitOutcome(ctx, c, lease, out, report, ask)
+	return w.commitOutcome(ctx, in, lease, out, report, ask)
 }
 
 // claim takes the connector's lease, or says why there is no poll: the
 // lease is held (the tick comes back when it expires), the connector is
 // paused or waits (the reason names whose wait), or Redis failed.
-func (w *Worker) claim(ctx context.Context, c config.Connector, claim store.Claim) (*store.Lease, store.State, result) {
-	lease, state, err := w.acquire(ctx, c, claim)
+func (w *Worker) claim(ctx context.Context, in *instance, claim store.Claim) (*store.Lease, store.State, result) {
+	c := in.cfg
+	lease, state, err := w.acquire(ctx, in, claim)
 	var held *store.LeaseHeldError
 	switch {
 	case err == nil:
@@ -142,14 +144,15 @@ func (w *Worker) claim(ctx context.Context, c config.Connector, claim store.Clai
 // and never committed: each time, the worker polling it died. Polling it
 // again would likely kill this one too; the failure is committed like any
 // other, so it backs off, and says why.
-func (w *Worker) refuseCrashLoop(ctx context.Context, c config.Connector, lease *store.Lease, state store.State) result {
+func (w *Worker) refuseCrashLoop(ctx context.Context, in *instance, lease *store.Lease, state store.State) result {
+	c := in.cfg
 	w.metrics.crashLoops.WithLabelValues(c.Type).Inc()
 	err := fmt.Errorf("poll %s: its last %d polls began and never finished (their workers died or were killed while polling it): "+
 		"not polling it this time; it backs off like any failing connector (check the workers' logs and the connector's upstream)",
 		c.Name, state.Attempts-1)
 	w.log.ErrorContext(ctx, "connector crash loop", "error", err)
 	now := time.Now()
-	if cerr := w.commit(ctx, lease, store.Commit{State: poll.Failed(state, c, err, now, time.Time{}), Now: now}); cerr != nil {
+	if cerr := w.commit(ctx, in, lease, store.Commit{State: poll.Failed(state, c, err, now, time.Time{}), Now: now}); cerr != nil {
 		w.log.ErrorContext(ctx, "recording the crash loop failed", "error", cerr)
 	}
 	return failed(err)
@@ -189,13 +192,13 @@ func (w *Worker) pollUnderHeartbeat(ctx context.Context, c config.Connector, con
 // for a wait the upstream asked for on the way; the lease is released.
 // Logged at debug level: the report says it, and a busy budget defers
 // many polls a second.
-func (w *Worker) deferPoll(ctx context.Context, c config.Connector, lease *store.Lease, state store.State, out poll.Outcome,
+func (w *Worker) deferPoll(ctx context.Context, in *instance, lease *store.Lease, state store.State, out poll.Outcome,
 	deferred *budget.DeferredError) result {
 	next := state
 	if asked := out.Commit.State; asked.NotBeforeBy == store.WaitUpstream && asked.NotBefore.After(next.NotBefore) {
 		next.NotBefore, next.NotBeforeBy = asked.NotBefore, store.WaitUpstream
 	}
-	if err := w.commit(ctx, lease, store.Commit{State: next, Now: time.Now()}); err != nil {
+	if err := w.commit(ctx, in, lease, store.Commit{State: next, Now: time.Now()}); err != nil {
 		w.log.WarnContext(ctx, "releasing a deferred poll's lease failed (it expires)", "error", err)
 	}
 	w.log.DebugContext(ctx, "poll deferred by its budget", "budget", deferred.Budget, "until", deferred.Until)
@@ -220,12 +223,13 @@ func (w *Worker) observe(ctx context.Context, c config.Connector, out poll.Outco
 // too: its failure and back-off) and says how the poll ended. An adaptive
 // connector's request to the scheduler (ask, nil for none) goes once the
 // commit that records it is written.
-func (w *Worker) commitOutcome(ctx context.Context, c config.Connector, lease *store.Lease, out poll.Outcome, report *pollgridv1.PollReport,
+func (w *Worker) commitOutcome(ctx context.Context, in *instance, lease *store.Lease, out poll.Outcome, report *pollgridv1.PollReport,
 	ask *adaptRequest) result {
+	c := in.cfg
 	if out.Err == nil && len(out.Signals) > 0 {
 		failpoint.Hit(failpoint.AfterPublish)
 	}
-	if err := w.commit(ctx, lease, out.Commit); err != nil {
+	if err := w.commit(ctx, in, lease, out.Commit); err != nil {
 		if errors.Is(err, store.ErrFenced) {
 			w.metrics.fenced.WithLabelValues(c.Type).Inc()
 		} else {
@@ -254,10 +258,14 @@ func (w *Worker) commitOutcome(ctx context.Context, c config.Connector, lease *s
 	return succeeded()
 }
 
-func (w *Worker) acquire(ctx context.Context, c config.Connector, claim store.Claim) (*store.Lease, store.State, error) {
+// acquire takes the lease with the state this worker's last commit of the
+// connector left, if it has it: then, unless someone else wrote the state
+// since, Redis sends back the token alone (store.Carried).
+func (w *Worker) acquire(ctx context.Context, in *instance, claim store.Claim) (*store.Lease, store.State, error) {
+	c := in.cfg
 	ctx, span := w.tracer.Start(ctx, "lease acquire", trace.WithAttributes(attribute.String("pollgrid.connector", c.Name)))
 	defer span.End()
-	lease, state, err := w.leases.Acquire(ctx, c.Name, w.opts.ID, c.LeaseTTL, claim)
+	lease, state, err := w.leases.AcquireCarried(ctx, c.Name, w.opts.ID, c.LeaseTTL, claim, in.carried())
 	if errors.Is(err, store.ErrPaused) || errors.Is(err, store.ErrWaiting) {
 		return nil, state, err // not a failure: nothing to do yet
 	}
@@ -269,7 +277,9 @@ func (w *Worker) acquire(ctx context.Context, c config.Connector, claim store.Cl
 	return lease, state, nil
 }
 
-func (w *Worker) commit(ctx context.Context, lease *store.Lease, c store.Commit) error {
+// commit writes c under lease, and keeps what it left for the next
+// acquire; a failed commit (fenced, or its answer lost) keeps nothing.
+func (w *Worker) commit(ctx context.Context, in *instance, lease *store.Lease, c store.Commit) error {
 	// Commit even when the poll's context was abandoned: a failure record
 	// and the lease release are worth the round trip.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -277,7 +287,9 @@ func (w *Worker) commit(ctx context.Context, lease *store.Lease, c store.Commit)
 	ctx, span := w.tracer.Start(ctx, "state commit", trace.WithAttributes(
 		attribute.Int64("pollgrid.fencing_token", int64(lease.Token)), attribute.Int("pollgrid.seen_items", len(c.Seen))))
 	defer span.End()
-	if err := w.leases.Commit(ctx, lease, c); err != nil {
+	err := w.leases.Commit(ctx, lease, c)
+	in.carry(lease.Carry()) // nil when it failed
+	if err != nil {
 		bus.RecordError(span, err)
 		return err
 	}

@@ -1,7 +1,11 @@
 // Package worker takes ticks from the one shared TICKS consumer and runs each
 // poll under the connector's Redis lease: acquire (fencing token + state in
 // one round trip), poll through package poll, commit fenced state, ack the
-// tick, report. Workers are stateless; add replicas to scale.
+// tick, report: two Redis round trips a poll. Workers are stateless; add
+// replicas to scale. What a worker keeps of a connector's state between
+// its polls (store.Carried: the state its last commit wrote) only spares
+// the next acquire sending it back, and only while no one else took the
+// lease or wrote the state since; otherwise the state is read.
 //
 // A worker reads each connector's definition from the catalog (NATS KV)
 // when a tick first names it, resolves its ${VAR} from its own
@@ -16,6 +20,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -166,6 +171,26 @@ type built struct {
 	once sync.Once
 	conn connector.Connector
 	err  error
+	// carried is the state this worker's last commit of the connector
+	// left, for its next acquire (store.Carried); nil for none. It goes
+	// with the connector: kept while the definition's type and config
+	// stay, dropped with it from the definitions cache.
+	carried atomic.Pointer[store.Carried]
+}
+
+// carried is the state the worker carries for in's next acquire, if any.
+func (in *instance) carried() *store.Carried {
+	if in.built == nil {
+		return nil
+	}
+	return in.built.carried.Load()
+}
+
+// carry keeps c (nil: nothing) for in's next acquire.
+func (in *instance) carry(c *store.Carried) {
+	if in.built != nil {
+		in.built.carried.Store(c)
+	}
 }
 
 // connector returns the instance's connector, building it the first time.
