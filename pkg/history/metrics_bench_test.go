@@ -5,14 +5,13 @@ package history_test
 import (
 	"context"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pollgrid/pollgrid/pkg/redistest"
 	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
 )
 
@@ -69,7 +68,7 @@ func BenchmarkRecordReports(b *testing.B) {
 				require.NoError(b, s.RecordReports(ctx, reports))
 			}
 			flush() // load the script, create the keys
-			redisBefore, goBefore := redisCPU(b, rdb), processCPU(b)
+			redisBefore, goBefore := redistest.CPU(b, rdb), processCPU(b)
 			start := time.Now()
 			n := 0
 			for b.Loop() {
@@ -79,7 +78,7 @@ func BenchmarkRecordReports(b *testing.B) {
 			elapsed := time.Since(start)
 			b.ReportMetric(float64(elapsed.Nanoseconds())/float64(n), "ns/report")
 			b.ReportMetric(float64((processCPU(b)-goBefore).Nanoseconds())/1e3/float64(n), "go-cpu-µs/report")
-			b.ReportMetric(float64((redisCPU(b, rdb)-redisBefore).Nanoseconds())/1e3/float64(n), "redis-cpu-µs/report")
+			b.ReportMetric(float64((redistest.CPU(b, rdb)-redisBefore).Nanoseconds())/1e3/float64(n), "redis-cpu-µs/report")
 		})
 	}
 }
@@ -90,21 +89,4 @@ func processCPU(tb testing.TB) time.Duration {
 	var ru syscall.Rusage
 	require.NoError(tb, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// redisCPU is the user + system CPU redis-server used so far.
-func redisCPU(tb testing.TB, rdb *redis.Client) time.Duration {
-	tb.Helper()
-	info, err := rdb.Info(context.Background(), "cpu").Result()
-	require.NoError(tb, err)
-	var total time.Duration
-	for line := range strings.Lines(info) {
-		name, value, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if ok && (name == "used_cpu_user" || name == "used_cpu_sys") {
-			secs, err := strconv.ParseFloat(value, 64)
-			require.NoError(tb, err, line)
-			total += time.Duration(secs * float64(time.Second))
-		}
-	}
-	return total
 }

@@ -15,11 +15,7 @@ import (
 func BenchmarkPollCycle(b *testing.B) {
 	ctx := context.Background()
 	s, _ := newStore(b, store.Options{})
-	seen := make([]store.SeenItem, 100)
-	for i := range seen {
-		seen[i] = store.SeenItem{ID: fmt.Sprintf("urn:oid:2.49.0.1.840.0.%040d", i), Entry: store.SeenEntry{Seq: 1, Day: store.Day(t0), Version: "2026-03-01T12:00:00Z"}}
-	}
-	st := store.State{Cursor: "2026-03-01T12:00:00Z", ETag: `W/"abc"`, LastPoll: t0, LastSuccess: t0}
+	seen, st := pollCycle()
 
 	b.ReportAllocs()
 	for b.Loop() {
@@ -29,17 +25,22 @@ func BenchmarkPollCycle(b *testing.B) {
 	}
 }
 
+// pollCycle is what a benchmarked poll commits: 100 seen items and a state.
+func pollCycle() ([]store.SeenItem, store.State) {
+	seen := make([]store.SeenItem, 100)
+	for i := range seen {
+		seen[i] = store.SeenItem{ID: fmt.Sprintf("urn:oid:2.49.0.1.840.0.%040d", i), Entry: store.SeenEntry{Seq: 1, Day: store.Day(t0), Version: "2026-03-01T12:00:00Z"}}
+	}
+	return seen, store.State{Cursor: "2026-03-01T12:00:00Z", ETag: `W/"abc"`, LastPoll: t0, LastSuccess: t0}
+}
+
 // BenchmarkPollCycleCarried is BenchmarkPollCycle for a worker that
 // carries the state its last commit left (AcquireCarried): the acquire
 // answers with the token alone.
 func BenchmarkPollCycleCarried(b *testing.B) {
 	ctx := context.Background()
 	s, _ := newStore(b, store.Options{})
-	seen := make([]store.SeenItem, 100)
-	for i := range seen {
-		seen[i] = store.SeenItem{ID: fmt.Sprintf("urn:oid:2.49.0.1.840.0.%040d", i), Entry: store.SeenEntry{Seq: 1, Day: store.Day(t0), Version: "2026-03-01T12:00:00Z"}}
-	}
-	st := store.State{Cursor: "2026-03-01T12:00:00Z", ETag: `W/"abc"`, LastPoll: t0, LastSuccess: t0}
+	seen, st := pollCycle()
 	var carried *store.Carried
 
 	b.ReportAllocs()

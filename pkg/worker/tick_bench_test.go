@@ -125,7 +125,7 @@ func BenchmarkTick(b *testing.B) {
 	for i := range connectors { // warm: each connector read and built, its first poll done
 		tb.tick(b, i)
 	}
-	redisCPU, scripts := tb.redisCPU(b), tb.scriptTime(b)
+	redisCPU, scripts := redistest.CPU(b, tb.rdb), redistest.ScriptTime(b, tb.rdb)
 	trips, wire := tb.trips.Count(), tb.wire.n.Load()
 	cpu := processCPU()
 	b.ReportAllocs()
@@ -137,47 +137,8 @@ func BenchmarkTick(b *testing.B) {
 	b.ReportMetric(float64((processCPU()-cpu).Nanoseconds())/float64(b.N), "cpu-ns/op")
 	b.ReportMetric(float64(tb.trips.Count()-trips)/float64(b.N), "redis-rt/op")
 	b.ReportMetric(float64(tb.wire.n.Load()-wire)/float64(b.N), "redis-bytes/op")
-	b.ReportMetric(float64((tb.redisCPU(b)-redisCPU).Nanoseconds())/float64(b.N), "redis-cpu-ns/op")
-	b.ReportMetric(float64((tb.scriptTime(b)-scripts).Nanoseconds())/float64(b.N), "redis-script-ns/op")
-}
-
-// scriptTime is the time redis-server spent running scripts so far
-// (INFO commandstats, EVALSHA and EVAL): their work, without the network's.
-func (tb *tickBench) scriptTime(t testing.TB) time.Duration {
-	info, err := tb.rdb.Info(context.Background(), "commandstats").Result()
-	require.NoError(t, err)
-	var total time.Duration
-	for _, line := range strings.Split(info, "\n") {
-		name, stats, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if !ok || (name != "cmdstat_evalsha" && name != "cmdstat_eval") {
-			continue
-		}
-		for _, stat := range strings.Split(stats, ",") {
-			if v, ok := strings.CutPrefix(stat, "usec="); ok {
-				usec, err := strconv.ParseInt(v, 10, 64)
-				require.NoError(t, err)
-				total += time.Duration(usec) * time.Microsecond
-			}
-		}
-	}
-	return total
-}
-
-// redisCPU is the CPU redis-server used so far, user and system, as INFO
-// says (microseconds).
-func (tb *tickBench) redisCPU(t testing.TB) time.Duration {
-	info, err := tb.rdb.Info(context.Background(), "cpu").Result()
-	require.NoError(t, err)
-	var total time.Duration
-	for _, line := range strings.Split(info, "\n") {
-		name, value, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if ok && (name == "used_cpu_sys" || name == "used_cpu_user") {
-			seconds, err := strconv.ParseFloat(value, 64)
-			require.NoError(t, err)
-			total += time.Duration(seconds * float64(time.Second))
-		}
-	}
-	return total
+	b.ReportMetric(float64((redistest.CPU(b, tb.rdb)-redisCPU).Nanoseconds())/float64(b.N), "redis-cpu-ns/op")
+	b.ReportMetric(float64((redistest.ScriptTime(b, tb.rdb)-scripts).Nanoseconds())/float64(b.N), "redis-script-ns/op")
 }
 
 // processCPU is the CPU this process used so far, user and system.

@@ -231,10 +231,7 @@ type adaptiveRun struct {
 }
 
 func benchAdaptive(t *testing.T, s *suite) string {
-	var runs []adaptiveRun
-	for rep := 1; rep <= s.reps; rep++ {
-		t.Run(fmt.Sprintf("run-%d", rep), func(t *testing.T) { runs = append(runs, runAdaptive(t, s)) })
-	}
+	runs := repeat(t, s, func(t *testing.T) adaptiveRun { return runAdaptive(t, s) })
 	if len(runs) == 0 {
 		return ""
 	}

@@ -98,10 +98,7 @@ func benchCatalog(t *testing.T, s *suite) string {
 	n := s.scaled(catalogConnectors)
 	window := pick(s, 2*catalogInterval, catalogInterval)
 	harness.Build(t, pollctlPkg)
-	var runs []catalogRun
-	for rep := 1; rep <= s.reps; rep++ {
-		t.Run(fmt.Sprintf("run-%d", rep), func(t *testing.T) { runs = append(runs, runCatalog(t, s, n, window)) })
-	}
+	runs := repeat(t, s, func(t *testing.T) catalogRun { return runCatalog(t, s, n, window) })
 	if len(runs) == 0 {
 		return "" // every run failed: keep the results written before
 	}

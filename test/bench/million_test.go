@@ -106,10 +106,7 @@ func benchMillion(t *testing.T, s *suite) string {
 	n := s.scaled(millionConnectors)
 	window := pick(s, 5*time.Minute, time.Minute)
 	harness.Build(t, pollctlPkg)
-	var runs []millionRun
-	for rep := 1; rep <= s.reps; rep++ {
-		t.Run(fmt.Sprintf("run-%d", rep), func(t *testing.T) { runs = append(runs, runMillion(t, s, n, window)) })
-	}
+	runs := repeat(t, s, func(t *testing.T) millionRun { return runMillion(t, s, n, window) })
 	if len(runs) == 0 {
 		return "" // every run failed: keep the results written before
 	}

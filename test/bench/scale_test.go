@@ -34,10 +34,7 @@ type scaleRun struct {
 func benchScale(t *testing.T, s *suite) string {
 	n := s.scaled(scaleConnectors)
 	window := pick(s, 5*scaleInterval, 2*scaleInterval)
-	var runs []scaleRun
-	for rep := 1; rep <= s.reps; rep++ {
-		t.Run(fmt.Sprintf("run-%d", rep), func(t *testing.T) { runs = append(runs, runScale(t, s, n, window)) })
-	}
+	runs := repeat(t, s, func(t *testing.T) scaleRun { return runScale(t, s, n, window) })
 	return scaleReport(n, window, runs)
 }
 

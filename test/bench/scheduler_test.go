@@ -54,10 +54,7 @@ func benchScheduler(t *testing.T, s *suite) string {
 	n := s.scaled(schedConnectors)
 	settle := pick(s, 2*schedInterval, schedInterval)
 	window := pick(s, 6*schedInterval, 2*schedInterval)
-	var runs []schedRun
-	for rep := 1; rep <= s.reps; rep++ {
-		t.Run(fmt.Sprintf("run-%d", rep), func(t *testing.T) { runs = append(runs, runScheduler(t, s, n, settle, window)) })
-	}
+	runs := repeat(t, s, func(t *testing.T) schedRun { return runScheduler(t, s, n, settle, window) })
 	return schedReport(n, settle, window, runs)
 }
 

@@ -354,3 +354,13 @@ func sleep(t *testing.T, d time.Duration) {
 	}
 	time.Sleep(d)
 }
+
+// repeat runs one scenario's measurement s.reps times, each run a subtest
+// (run-1, run-2, ...), and returns the results of the runs that did not fail.
+func repeat[R any](t *testing.T, s *suite, run func(t *testing.T) R) []R {
+	var out []R
+	for rep := 1; rep <= s.reps; rep++ {
+		t.Run(fmt.Sprintf("run-%d", rep), func(t *testing.T) { out = append(out, run(t)) })
+	}
+	return out
+}
