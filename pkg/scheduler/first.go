@@ -14,8 +14,8 @@ import (
 // second. A few new connectors poll at once; an apply of 100,000 does not
 // have the workers poll 100,000 connectors in the same seconds that the
 // scheduler installs their schedules (their schedules spread them over
-// one interval anyway). Those still waiting when their schedule fires get
-// no first tick: the fire polls them.
+// one interval anyway). Those that wait and whose schedule fires before
+// their turn get no first tick: the fire polls them.
 const (
 	firstTickBurst = 1000
 	firstTickRate  = 200
@@ -41,15 +41,21 @@ func newFirstTicks(burst int, perSecond float64) *firstTicks {
 	return &firstTicks{limit: rate.NewLimiter(rate.Limit(perSecond), burst)}
 }
 
-// add queues cs, new at now.
-func (f *firstTicks) add(cs []catalog.Defined, now time.Time) {
-	for _, c := range cs {
+// add returns those of cs whose first ticks may go at once, as far as the
+// burst allows when none are waiting before them, and queues the others.
+func (f *firstTicks) add(cs []catalog.Defined, now time.Time) []catalog.Defined {
+	n := 0
+	for len(f.queue) == 0 && n < len(cs) && f.limit.AllowN(now, 1) {
+		n++
+	}
+	for _, c := range cs[n:] {
 		f.queue = append(f.queue, waiting{c: c, fires: NextFire(c.Name, c.Interval, now)})
 	}
+	return cs[:n]
 }
 
-// take removes and returns the connectors whose first tick may go now,
-// dropping those whose schedule fires within a second.
+// take removes and returns the waiting connectors whose first tick may go
+// now, dropping those whose schedule fires within a second.
 func (f *firstTicks) take(now time.Time) []catalog.Defined {
 	var out []catalog.Defined
 	n := 0
@@ -94,9 +100,12 @@ func NextFire(name string, interval time.Duration, now time.Time) time.Time {
 	return now.Add(interval - since%interval)
 }
 
-// sendFirstTicks sends the first ticks the pace allows now.
-func (s *Scheduler) sendFirstTicks(ctx context.Context) error {
-	cs := s.first.take(time.Now())
+// sendFirstTicks sends the first ticks of cs at once, or the waiting ones
+// the pace allows now when cs is nil.
+func (s *Scheduler) sendFirstTicks(ctx context.Context, cs []catalog.Defined) error {
+	if cs == nil {
+		cs = s.first.take(time.Now())
+	}
 	if len(cs) == 0 {
 		return nil
 	}

@@ -289,14 +289,14 @@ func TestFirstTickWaitingIsDroppedWhenItsScheduleFires(t *testing.T) {
 	now := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 	soon := catalog.Defined{Name: "soon", Interval: time.Minute}
 	later := catalog.Defined{Name: "later", Interval: 6 * time.Hour}
-	f.add([]catalog.Defined{later, soon, later}, now)
-	assert.Equal(t, []catalog.Defined{later}, f.take(now), "the burst of one")
+	assert.Equal(t, []catalog.Defined{later}, f.add([]catalog.Defined{later, soon, later}, now), "the burst of one, at once")
+	assert.Empty(t, f.add([]catalog.Defined{later}, now), "others wait: none go before them")
 	assert.Empty(t, f.take(now), "no token left")
 	// Once soon's schedule is under a second away, it waits no more.
 	fires := NextFire("soon", time.Minute, now)
 	got := f.take(fires.Add(-500 * time.Millisecond))
 	assert.Equal(t, []catalog.Defined{later}, got, "soon dropped, later sent with the next token")
-	assert.Empty(t, f.queue)
+	assert.Len(t, f.queue, 1, "the last later waits for a token")
 }
 
 func TestNextFireIsThePhase(t *testing.T) {

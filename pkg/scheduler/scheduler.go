@@ -237,7 +237,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				s.first.clear()
 				continue
 			}
-			if err := s.sendFirstTicks(ctx); err != nil && ctx.Err() == nil {
+			if err := s.sendFirstTicks(ctx, nil); err != nil && ctx.Err() == nil {
 				s.metrics.errors.WithLabelValues("nats", "first_ticks").Inc()
 				s.log.Warn("sending first ticks failed; their schedules poll them", "error", err)
 			}

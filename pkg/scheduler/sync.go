@@ -81,8 +81,7 @@ func (s *Scheduler) sync(ctx context.Context) error {
 func (s *Scheduler) apply(ctx context.Context, fresh, install []catalog.Defined, remove []removal) error {
 	// First ticks first: a new connector's poll need not wait for the
 	// schedules of 100,000 others to be installed.
-	s.first.add(fresh, time.Now())
-	if err := s.sendFirstTicks(ctx); err != nil {
+	if err := s.sendFirstTicks(ctx, s.first.add(fresh, time.Now())); err != nil {
 		return err
 	}
 	if err := s.install(ctx, install); err != nil {
