@@ -275,3 +275,39 @@ func TestIndexFollowsTheBucket(t *testing.T) {
 	assert.Contains(t, x.TakeDirty(), "c-0")
 	assert.Equal(t, 2, x.Len())
 }
+
+// Load (a watch's first read) holds what Update one entry at a time does:
+// the valid, the invalid with why, the deleted, a key repeated by a watch
+// started again, budgets and their sharers.
+func TestLoadIsUpdateOneByOne(t *testing.T) {
+	entries := []catalog.Entry{
+		{Ref: catalog.Budget("gh"), Value: []byte(`{"limit": 60, "per": "1m"}`), Revision: 1},
+		{Ref: catalog.Connector("a"), Value: []byte(`{"name": "a", "type": "alpha", "interval": "10s", "budget": "gh"}`), Revision: 2},
+		{Ref: catalog.Connector("b"), Value: []byte(`{"name": "b", "type": "omega"}`), Revision: 3},
+		{Ref: catalog.Connector("c"), Value: []byte(`{"name": "not-c", "type": "alpha"}`), Revision: 4},
+		{Ref: catalog.Connector("d"), Deleted: true, Revision: 5},
+		{Ref: catalog.Connector("e"), Value: []byte(`{"name": "e", "type": "alpha", "interval": "20s", "enabled": false}`), Revision: 6},
+		{Ref: catalog.Connector("a"), Value: []byte(`{"name": "a", "type": "alpha", "interval": "10s", "budget": "gh"}`), Revision: 2},
+	}
+	one := catalog.NewIndex(alphaTypes{}, nil)
+	for _, e := range entries {
+		one.Update(e)
+	}
+	all := catalog.NewIndex(alphaTypes{}, nil)
+	all.Load(entries)
+
+	assert.Equal(t, one.Connectors(), all.Connectors())
+	assert.Len(t, all.Connectors(), 2)
+	assert.Equal(t, one.Invalid(), all.Invalid())
+	assert.Len(t, all.Invalid(), 2, "b's type, c's name")
+	assert.Equal(t, one.Budgets(), all.Budgets())
+	assert.Equal(t, 1, all.Budgets()["gh"].Connectors)
+	assert.Equal(t, one.LastRevision(), all.LastRevision())
+	assert.ElementsMatch(t, one.TakeDirty(), all.TakeDirty())
+	for _, r := range []catalog.Ref{catalog.Connector("a"), catalog.Connector("b"), catalog.Connector("d"), catalog.Budget("gh")} {
+		v1, ok1 := one.Version(r)
+		v2, ok2 := all.Version(r)
+		assert.Equal(t, ok1, ok2, "%v", r)
+		assert.Equal(t, v1, v2, "%v", r)
+	}
+}

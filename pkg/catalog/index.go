@@ -9,8 +9,10 @@ import (
 	"iter"
 	"log/slog"
 	"maps"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unique"
 
@@ -142,6 +144,10 @@ func (c *Catalog) follow(ctx context.Context, x *Index) error {
 		return err
 	}
 	defer func() { _ = w.Stop() }()
+	// The watch's first read, every key's latest revision until a nil
+	// entry, is loaded as one batch (Load); then each change as it comes.
+	var first []Entry
+	read := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -151,10 +157,19 @@ func (c *Catalog) follow(ctx context.Context, x *Index) error {
 			case !ok:
 				return errors.New("the watch ended")
 			case e == nil:
+				if !read {
+					x.Load(first)
+					first, read = nil, true
+				}
 				x.SetSynced()
 			default:
-				if ref, ok := ParseKey(e.Key()); ok {
+				ref, ok := ParseKey(e.Key())
+				switch {
+				case !ok:
+				case read:
 					x.Update(entryOf(ref, e))
+				default:
+					first = append(first, entryOf(ref, e))
 				}
 			}
 		}
@@ -193,20 +208,74 @@ func (x *Index) TakeDirty() []string {
 func (x *Index) Update(e Entry) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	x.take(e, nil)
+	x.signal()
+}
+
+// Load takes many keys' revisions at once, such as a watch's first read of
+// the whole bucket: their definitions are checked on every core first, so
+// that a scheduler restarting over 100,000 connectors is ready in about
+// the time of its share of the checks.
+func (x *Index) Load(es []Entry) {
+	checked := make([]checkedDefinition, len(es))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(es)) {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < len(es); i = int(next.Add(1)) - 1 {
+				if e := es[i]; e.Kind == KindConnector && !e.Deleted {
+					checked[i] = x.check(e)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for i, e := range es {
+		x.take(e, &checked[i])
+	}
+	x.signal()
+}
+
+// take takes one revision into the index, with its definition checked
+// already when pre is not nil (x.mu held).
+func (x *Index) take(e Entry, pre *checkedDefinition) {
 	if old, ok := x.version(e.Ref); ok && old.Revision >= e.Revision {
 		return // a watch started again repeats what it has seen
 	}
 	x.last = max(x.last, e.Revision)
 	switch e.Kind {
 	case KindConnector:
-		x.updateConnector(e)
+		x.updateConnector(e, pre)
 	case KindBudget:
 		x.updateBudget(e)
 	}
+}
+
+func (x *Index) signal() {
 	select {
 	case x.changed <- struct{}{}:
 	default:
 	}
+}
+
+// checkedDefinition is a connector definition with its check's outcome.
+type checkedDefinition struct {
+	sum Sum
+	c   config.Connector
+	err error
+}
+
+// check checks one connector definition as the index does (its own
+// fields, its type's name): it reads only x.types, so that many run at once.
+func (x *Index) check(e Entry) checkedDefinition {
+	source := fmt.Sprintf("definition of %s (revision %d)", e.Name, e.Revision)
+	c, err := config.ParseConnector(source, e.Value, config.Unresolved, x.types, nil)
+	if err == nil && c.Name != e.Name {
+		err = fmt.Errorf("%s: its name is %q, not %q (its key); write it again with pollctl apply", source, c.Name, e.Name)
+	}
+	return checkedDefinition{sum: SumOf(e.Value), c: c, err: err}
 }
 
 func (x *Index) version(r Ref) (Version, bool) {
@@ -221,7 +290,7 @@ func (x *Index) version(r Ref) (Version, bool) {
 	return Version{}, false
 }
 
-func (x *Index) updateConnector(e Entry) {
+func (x *Index) updateConnector(e Entry, pre *checkedDefinition) {
 	name := e.Name
 	x.dirty[name] = struct{}{}
 	if old, ok := x.connectors[name]; ok && old.valid {
@@ -234,20 +303,22 @@ func (x *Index) updateConnector(e Entry) {
 	if e.Deleted {
 		return
 	}
-	s.sum = SumOf(e.Value)
+	if pre != nil {
+		s.sum = pre.sum
+	} else {
+		s.sum = SumOf(e.Value)
+	}
 	c, ok := x.expectedAs(name, s.sum)
 	if !ok {
-		source := fmt.Sprintf("definition of %s (revision %d)", name, e.Revision)
-		var err error
-		c, err = config.ParseConnector(source, e.Value, config.Unresolved, x.types, nil)
-		if err == nil && c.Name != name {
-			err = fmt.Errorf("%s: its name is %q, not %q (its key); write it again with pollctl apply", source, c.Name, name)
+		if pre == nil {
+			pre = new(x.check(e))
 		}
-		if err != nil {
-			x.invalid[name] = err.Error()
-			x.log.Error("a connector definition in the catalog does not pass its check; it is not scheduled", "connector", name, "error", err)
+		if pre.err != nil {
+			x.invalid[name] = pre.err.Error()
+			x.log.Error("a connector definition in the catalog does not pass its check; it is not scheduled", "connector", name, "error", pre.err)
 			return
 		}
+		c = pre.c
 	}
 	s.valid, s.enabled, s.interval, s.typ = true, c.Enabled, c.Interval, x.typeNumber(c.Type)
 	if c.Budget.Name != "" {
