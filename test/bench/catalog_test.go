@@ -128,7 +128,7 @@ func (st *stack) catalogServices(n int) (*upstream, *service, []*service) {
 }
 
 func runCatalog(t *testing.T, s *suite, n int, window time.Duration) catalogRun {
-	r := catalogRun{Quiet: s.waitQuiet(t, "catalog"), Installed: math.NaN()}
+	r := catalogRun{Quiet: s.waitQuiet(t, "catalog")}
 	st, up, sch := catalogSystem(t, s, n)
 	file, size := catalogFile(t, "all", 0, n, catalogInterval, up.URL, nil)
 	r.Bytes = size
@@ -142,18 +142,10 @@ func runCatalog(t *testing.T, s *suite, n int, window time.Duration) catalogRun 
 	if st.profile != "" {
 		profiled = st.profileCPU("catalog-apply", 15*time.Second)
 	}
-	r.First = st.apply(t, file)
+	r.First = st.applyNew(t, file, n, size)
 	r.ApplyWindow = m.Stop()
 	profiled()
-	t.Logf("apply of %d new connectors (%s): %s, %+v; pollctl %s CPU, %s", n, megabytes(float64(size)), r.First.Wall, r.First.Diff,
-		r.First.CPU, MiB(float64(r.First.MaxRSS)))
-	if r.First.KVWrites != uint64(n) {
-		t.Logf("the first apply moved %s by %d, not %d", catalogStream, r.First.KVWrites, n)
-	}
-	if d, ok := st.waitScheduled(t, sch, n, 5*time.Minute); ok {
-		r.Installed = d.Seconds() + r.First.Wall.Seconds()
-		t.Logf("every connector scheduled %s after the apply began", time.Duration(r.Installed*float64(time.Second)))
-	}
+	r.Installed = st.installed(t, sch, n, r.First, 5*time.Minute)
 
 	// 2. The same file again: nothing to write.
 	r.Again = st.apply(t, file)
@@ -248,6 +240,31 @@ type running struct {
 	exited time.Time
 	code   int
 	done   chan struct{}
+}
+
+// applyNew applies a file of n connectors none of which the catalog
+// holds, and says how it went.
+func (st *stack) applyNew(t *testing.T, file string, n int, size int64) applied {
+	a := st.apply(t, file)
+	t.Logf("apply of %d new connectors (%s): %s, %+v; pollctl %s CPU, %s", n, megabytes(float64(size)), a.Wall, a.Diff,
+		a.CPU, MiB(float64(a.MaxRSS)))
+	if a.KVWrites != uint64(n) {
+		t.Logf("the apply moved %s by %d, not %d", catalogStream, a.KVWrites, n)
+	}
+	return a
+}
+
+// installed waits up to d for the scheduler to report n connectors
+// scheduled after apply a, and returns the seconds from the apply's start
+// (NaN when it did not within d).
+func (st *stack) installed(t *testing.T, sch *service, n int, a applied, d time.Duration) float64 {
+	waited, ok := st.waitScheduled(t, sch, n, d)
+	if !ok {
+		return math.NaN()
+	}
+	s := waited.Seconds() + a.Wall.Seconds()
+	t.Logf("every connector scheduled %s after the apply began", time.Duration(s*float64(time.Second)))
+	return s
 }
 
 func (st *stack) startApply(t *testing.T, file string) *running {

@@ -134,16 +134,8 @@ func runMillion(t *testing.T, s *suite, n int, window time.Duration) millionRun 
 
 	m, err := StartMeter(st.Procs)
 	require.NoError(t, err)
-	r.Apply = st.apply(t, file)
-	t.Logf("apply of %d new connectors (%s): %s, %+v; pollctl %s CPU, %s", n, megabytes(float64(size)), r.Apply.Wall, r.Apply.Diff,
-		r.Apply.CPU, MiB(float64(r.Apply.MaxRSS)))
-	if r.Apply.KVWrites != uint64(n) {
-		t.Logf("the apply moved %s by %d, not %d", catalogStream, r.Apply.KVWrites, n)
-	}
-	if d, ok := st.waitScheduled(t, sch, n, 20*time.Minute); ok {
-		r.Installed = d.Seconds() + r.Apply.Wall.Seconds()
-		t.Logf("every connector scheduled %s after the apply began", time.Duration(r.Installed*float64(time.Second)))
-	}
+	r.Apply = st.applyNew(t, file, n, size)
+	r.Installed = st.installed(t, sch, n, r.Apply, 20*time.Minute)
 	r.ApplyWindow = m.Stop()
 	r.NATSScheduled, err = ProcRSS(natsPID)
 	require.NoError(t, err)
