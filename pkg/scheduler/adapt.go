@@ -26,11 +26,6 @@ import (
 // configured interval. An adaptive connector then fires at that interval
 // until its next poll, whose worker sees the tick's interval differ from
 // the one it computed and asks again.
-//
-// Any connector's workers use the same subject to say it fell behind its
-// schedule, or caught up with a stretched one (pace.go); the leader takes
-// the requests waiting in batches, and installs the schedules they change
-// together.
 
 // adaptQueue is how many requests wait for the leader's loop; past it they
 // are dropped (a worker asks again after a later poll).
@@ -74,19 +69,17 @@ func (s *Scheduler) WatchAdapt(nc *nats.Conn) (*nats.Subscription, error) {
 
 // checkAdapt returns the interval req asks for, or why it is dropped; c is
 // the connector the index holds under req.Connector (found says whether).
-// A connector that is not adaptive may only ask for its configured
-// interval: it caught up after falling behind (pace.go).
 func checkAdapt(req bus.Adapt, c catalog.Defined, found bool) (time.Duration, string) {
 	interval := time.Duration(req.IntervalSeconds) * time.Second
-	if why := checkRequest(req, c, found); why != "" {
-		return 0, why
-	}
 	switch {
+	case !found:
+		return 0, "no such connector in the catalog"
+	case c.Type != req.Type:
+		return 0, "the connector's type differs"
 	case !c.Adaptive.On():
-		if req.IntervalSeconds > 0 && interval == c.Interval {
-			return interval, ""
-		}
 		return 0, "the connector is not adaptive"
+	case req.Revision < c.Revision:
+		return 0, "computed from an older definition"
 	case req.IntervalSeconds <= 0 || req.IntervalSeconds > int64(c.Adaptive.Max/time.Second) ||
 		interval < c.Adaptive.Min || interval > c.Adaptive.Max:
 		return 0, "the interval is outside the connector's adaptive bounds"
@@ -94,108 +87,49 @@ func checkAdapt(req bus.Adapt, c catalog.Defined, found bool) (time.Duration, st
 	return interval, ""
 }
 
-// checkRequest is what every request must be: of a connector the index
-// holds, as the worker saw it or older.
-func checkRequest(req bus.Adapt, c catalog.Defined, found bool) string {
-	switch {
-	case !found:
-		return "no such connector in the catalog"
-	case c.Type != req.Type:
-		return "the connector's type differs"
-	case req.Revision < c.Revision:
-		return "computed from an older definition"
-	}
-	return ""
-}
-
-// takeAdapts returns first and the requests waiting behind it, up to a
-// page: a pool of workers that falls behind asks for many connectors at
-// once, and their schedules are installed in one asynchronous batch.
-func (s *Scheduler) takeAdapts(first bus.Adapt) []bus.Adapt {
-	reqs := []bus.Adapt{first}
-	for len(reqs) < pageSize {
-		select {
-		case req := <-s.adapts:
-			reqs = append(reqs, req)
-		default:
-			return reqs
-		}
-	}
-	return reqs
-}
-
-// adapt acts on requests: it keeps the intervals they ask for (an adaptive
-// connector's effective interval, a stretch for one that fell behind or
-// caught up) and, when the schedules follow the catalog already (inLine),
-// installs the schedules whose interval changed. Otherwise the full sync
-// that is coming installs them.
-func (s *Scheduler) adapt(ctx context.Context, reqs []bus.Adapt, inLine bool) error {
-	changed := map[string]catalog.Defined{}
-	for _, req := range reqs {
-		c, install := s.take(req)
-		if install {
-			changed[c.Name] = c
-		}
-	}
-	if !inLine || len(changed) == 0 {
-		return nil
-	}
-	cs := make([]catalog.Defined, 0, len(changed))
-	for _, c := range changed {
-		cs = append(cs, c)
-	}
-	active, err := s.active(ctx, cs)
-	if err != nil {
-		return err // disabled or paused: enabling or resuming installs it
-	}
-	msgs := make([]*nats.Msg, 0, len(active))
-	for _, c := range active {
-		d, err := newDefinition(c)
-		if err != nil {
-			return err
-		}
-		msgs = append(msgs, d.msg())
-	}
-	if err := s.publishAll(ctx, msgs); err != nil {
-		return fmt.Errorf("adapt %d schedules: %w", len(msgs), err)
-	}
-	s.metrics.changes.WithLabelValues("install").Add(float64(len(msgs)))
-	return nil
-}
-
-// take acts on one request and returns the connector as its schedule
-// should now be, with install true when that schedule is to be installed.
-func (s *Scheduler) take(req bus.Adapt) (catalog.Defined, bool) {
+// adapt acts on one request: it keeps the interval asked for and, when the
+// schedules follow the catalog already (inLine), installs the connector's
+// schedule with it. Otherwise the full sync that is coming installs it.
+func (s *Scheduler) adapt(ctx context.Context, req bus.Adapt, inLine bool) error {
 	c, found := s.index.Connector(req.Connector)
-	if req.BehindSeconds != 0 {
-		return s.takeBehind(req, c, found)
-	}
 	interval, why := checkAdapt(req, c, found)
 	if why != "" {
 		s.log.Debug("adapt request ignored", "connector", req.Connector, "reason", why,
 			"interval_seconds", req.IntervalSeconds, "revision", req.Revision)
-		return c, false
+		return nil
 	}
-	if c.Adaptive.On() {
-		from := c.Interval
-		if held, ok := s.effective[c.Name]; ok && held.of(c) {
-			from = held.interval
-		}
-		s.effective[c.Name] = adapted{interval: interval, bounds: c.Adaptive}
-		s.metrics.adapted.Set(float64(len(s.effective)))
-		if interval != from {
-			s.metrics.adaptations.Inc()
-			s.log.Info("connector's interval adapted", "connector", c.Name, "interval", interval.String(), "from", from.String())
-		}
-		c.Interval = interval
+	from := c.Interval
+	if held, ok := s.effective[c.Name]; ok && held.of(c) {
+		from = held.interval
 	}
-	// The worker asks only when the ticks it gets disagree, so the
-	// schedule is installed even when the interval held is the same: it
-	// may have been replaced (a resume installs the configured interval).
-	// Its ticks came on time, so a stretch steps down (pace.go).
-	interval, held := s.caughtUp(c)
+	s.effective[c.Name] = adapted{interval: interval, bounds: c.Adaptive}
+	s.metrics.adapted.Set(float64(len(s.effective)))
+	if interval != from {
+		s.metrics.adaptations.Inc()
+	}
+	if !inLine {
+		return nil
+	}
+	// The worker asks only when the ticks it gets disagree, so the schedule
+	// is installed even when the interval held is the same: it may have
+	// been replaced (a resume installs the configured interval).
 	c.Interval = interval
-	return c, held || c.Adaptive.On()
+	active, err := s.active(ctx, []catalog.Defined{c})
+	if err != nil || len(active) == 0 {
+		return err // disabled or paused: enabling or resuming installs it
+	}
+	d, err := newDefinition(c)
+	if err != nil {
+		return err
+	}
+	if err := s.publishAll(ctx, []*nats.Msg{d.msg()}); err != nil {
+		return fmt.Errorf("adapt %s: %w", c.Name, err)
+	}
+	s.metrics.changes.WithLabelValues("install").Inc()
+	if interval != from {
+		s.log.Info("connector's interval adapted", "connector", c.Name, "interval", interval.String(), "from", from.String())
+	}
+	return nil
 }
 
 // withEffective gives each connector of cs whose effective interval is held
@@ -218,31 +152,25 @@ func (s *Scheduler) withEffective(cs []catalog.Defined) {
 	s.metrics.adapted.Set(float64(len(s.effective)))
 }
 
-// forgetDeleted drops the effective intervals and stretches (pace.go) of
-// the connectors the index no longer holds: every one not in all (sorted by
-// name), or, given names, those of names not in all.
+// forgetDeleted drops the effective intervals of the connectors the index no
+// longer holds: every one not in all (sorted by name), or, given names, those
+// of names not in all.
 func (s *Scheduler) forgetDeleted(all []catalog.Defined, names []string) {
-	if len(s.effective)+len(s.stretched) == 0 {
+	if len(s.effective) == 0 {
 		return
-	}
-	gone := func(name string) {
-		if _, ok := find(all, name); !ok {
-			delete(s.effective, name)
-			delete(s.stretched, name)
-		}
 	}
 	if names == nil {
 		for name := range s.effective {
-			gone(name)
-		}
-		for name := range s.stretched {
-			gone(name)
+			if _, ok := find(all, name); !ok {
+				delete(s.effective, name)
+			}
 		}
 	} else {
 		for _, name := range names {
-			gone(name)
+			if _, ok := find(all, name); !ok {
+				delete(s.effective, name)
+			}
 		}
 	}
 	s.metrics.adapted.Set(float64(len(s.effective)))
-	s.metrics.stretched.Set(float64(len(s.stretched)))
 }

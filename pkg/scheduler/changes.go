@@ -27,7 +27,6 @@ func (s *Scheduler) applyChanges(ctx context.Context) error {
 	defined := s.lookup(names)
 	s.forgetDeleted(defined, names)
 	s.withEffective(defined)
-	s.withStretch(defined)
 	s.warnIgnoredJitter(defined)
 	active, err := s.active(ctx, defined)
 	if err != nil {

@@ -15,10 +15,7 @@ type metrics struct {
 	// connector is the aggregator's gauge (from the workers), not this one.
 	adaptations prometheus.Counter
 	adapted     prometheus.Gauge
-	// stretched and stretches: pace.go.
-	stretched prometheus.Gauge
-	stretches *prometheus.CounterVec
-	errors    *prometheus.CounterVec
+	errors      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -43,20 +40,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "pollgrid_scheduler_adapted_connectors",
 			Help: "Adaptive connectors whose schedule the leader keeps at an effective interval (0 when not leader).",
 		}),
-		stretched: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "pollgrid_scheduler_stretched_connectors",
-			Help: "Connectors whose workers fell behind and whose schedule the leader keeps sparser until they keep up (0 when not leader).",
-		}),
-		stretches: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pollgrid_scheduler_stretches_total",
-			Help: "Changes of a stretched schedule: up when its connector fell further behind, down when it kept up.",
-		}, []string{"direction"}),
 		errors: telemetry.NewDependencyErrors(),
 	}
-	m.stretches.WithLabelValues("up")
-	m.stretches.WithLabelValues("down")
 	m.changes.WithLabelValues("install")
 	m.changes.WithLabelValues("remove")
-	reg.MustRegister(m.leader, m.scheduled, m.changes, m.firstTicks, m.adaptations, m.adapted, m.stretched, m.stretches, m.errors)
+	reg.MustRegister(m.leader, m.scheduled, m.changes, m.firstTicks, m.adaptations, m.adapted, m.errors)
 	return m
 }

@@ -20,9 +20,7 @@ import (
 // in [0, interval): its ticks fire at phase, phase + interval, ... It comes
 // from the name alone, so every replica computes the same one, a reinstall
 // never moves a connector's ticks, and many connectors with one interval
-// spread evenly over it instead of firing in the same second. Whole seconds,
-// because NATS fires a repeating schedule on nothing finer (see the package
-// doc).
+// spread evenly over it instead of firing in the same second.
 func Phase(name string, interval time.Duration) time.Duration {
 	secs := uint64(interval / time.Second)
 	if secs <= 1 {

@@ -12,21 +12,7 @@
 // re-reads every installed schedule when it becomes leader and every
 // Resync, which repairs a TICKS stream that was lost or recreated. An
 // adaptive connector's schedule fires at the effective interval its workers
-// ask for, within its bounds (adapt.go), and a connector whose workers fall
-// behind its schedule fires less often until they keep up (pace.go): NATS
-// cannot skip a fire that finds the last tick still waiting, so the fires
-// themselves are made rarer.
-//
-// Phases are whole seconds (Phase): nats-server fires a repeating schedule
-// only on whole seconds (server/scheduler.go, parseMsgSchedule: "@every"
-// rounds each next fire to the second; cron.go starts from the next whole
-// second and has no finer field), and a fire's Nats-Schedule-Next, from which
-// workers and benchmarks read a tick's intended time, is that second. Only
-// the one-shot "@at" takes a fraction, and a repeating schedule made of
-// one-shots is one publish per tick, what NATS schedules replaced. So
-// 100,000 connectors at 10 s fire 10,000 ticks at each second, which
-// nats-server writes one after another (one goroutine collects every fire
-// due, then stores them).
+// ask for, within its bounds (adapt.go).
 package scheduler
 
 import (
@@ -102,9 +88,6 @@ type Scheduler struct {
 	// effective holds the adaptive connectors' effective intervals (Run's
 	// own; adapt.go): at most one per connector the index holds.
 	effective map[string]adapted
-	// stretched holds the schedules made sparser for connectors that fell
-	// behind (Run's own; pace.go).
-	stretched map[string]stretch
 	// first are the new connectors waiting for their first tick (Run's
 	// own; first.go).
 	first *firstTicks
@@ -132,7 +115,6 @@ func New(js jetstream.JetStream, st *store.Store, election *leader.Elector, inde
 		resync:    make(chan struct{}, 1),
 		adapts:    make(chan bus.Adapt, adaptQueue),
 		effective: map[string]adapted{},
-		stretched: map[string]stretch{},
 		first:     newFirstTicks(firstTickBurst, firstTickRate),
 	}
 }
@@ -184,10 +166,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			// A new leader starts without effective intervals (adapt.go)
 			// and without the first ticks a former term left waiting.
 			clear(s.effective)
-			clear(s.stretched)
 			s.first.clear()
 			s.metrics.adapted.Set(0)
-			s.metrics.stretched.Set(0)
 			if ready {
 				syncTimer.Reset(0)
 			} else {
@@ -215,9 +195,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			if !s.leader.Load() || !ready {
 				continue
 			}
-			if err := s.adapt(ctx, s.takeAdapts(req), inLine); err != nil && ctx.Err() == nil {
+			if err := s.adapt(ctx, req, inLine); err != nil && ctx.Err() == nil {
 				s.metrics.errors.WithLabelValues("nats", "schedules").Inc()
-				s.log.Warn("changing a connector's interval failed; its next request or sync installs it",
+				s.log.Warn("adapting a connector's interval failed; its next request or sync installs it",
 					"connector", req.Connector, "error", err)
 			}
 		case <-changeTimer.C:
@@ -321,7 +301,6 @@ func (s *Scheduler) stepDown(why string) {
 	s.metrics.leader.Set(0)
 	s.metrics.scheduled.Set(0)
 	s.metrics.adapted.Set(0)
-	s.metrics.stretched.Set(0)
 	s.log.Warn("stepped down as leader", "reason", why)
 }
 

@@ -42,7 +42,6 @@ func (s *Scheduler) sync(ctx context.Context) error {
 	}
 	s.forgetDeleted(all, nil)
 	s.withEffective(all)
-	s.withStretch(all)
 	active, err := s.active(ctx, all)
 	if err != nil {
 		return err
