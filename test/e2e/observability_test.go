@@ -408,9 +408,6 @@ var (
 			// Adaptive intervals (issue 18).
 			"pollgrid_scheduler_adaptations_total":  {typ: counter},
 			"pollgrid_scheduler_adapted_connectors": {typ: gauge},
-			// Connectors whose workers fell behind (issue 17).
-			"pollgrid_scheduler_stretched_connectors": {typ: gauge},
-			"pollgrid_scheduler_stretches_total":      {typ: counter, labels: []string{"direction"}},
 		}),
 		"worker": with(common, map[string]family{
 			"pollgrid_polls_total":                 {typ: counter, labels: []string{"outcome", "type"}},
