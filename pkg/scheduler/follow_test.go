@@ -241,7 +241,7 @@ func TestBigApplyIsInstalledInBatches(t *testing.T) {
 	// Bounds for a loaded machine: the figures are make bench's.
 	require.Eventually(t, func() bool {
 		return fx.subjects(t, bus.SchedulePrefix+".>") == n && fx.subjects(t, bus.TickPrefix+".>") == n
-	}, time.Minute, 50*time.Millisecond, "not every connector got its schedule and first tick")
+	}, 2*time.Minute, 50*time.Millisecond, "not every connector got its schedule and first tick")
 	require.Eventually(t, func() bool { return fx.counter("scheduled") == n }, inEffect, 10*time.Millisecond)
 	assert.Equal(t, float64(n), fx.counter("install"), "each connector installed once")
 	assert.Equal(t, float64(n), fx.counter("first_ticks"))

@@ -21,6 +21,14 @@ import (
 // from the name alone, so every replica computes the same one, a reinstall
 // never moves a connector's ticks, and many connectors with one interval
 // spread evenly over it instead of firing in the same second.
+//
+// Phases are whole seconds: nats-server fires a repeating schedule only on
+// whole seconds (server/scheduler.go, parseMsgSchedule: "@every" rounds each
+// next fire to the second; cron has no finer field), and a fire's
+// Nats-Schedule-Next, from which a tick's intended time is read, is that
+// second. Only the one-shot "@at" takes a fraction, and a repeating schedule
+// made of one-shots is one publish per tick. So 100,000 connectors at 10 s
+// fire 10,000 ticks at each second.
 func Phase(name string, interval time.Duration) time.Duration {
 	secs := uint64(interval / time.Second)
 	if secs <= 1 {

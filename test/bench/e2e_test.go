@@ -61,9 +61,9 @@ func (r e2eRun) PerSignal(cpu time.Duration) float64 {
 
 func benchE2E(t *testing.T, s *suite) string {
 	n := s.scaled(e2eConnectors)
-	// The warm-up is long enough for the connectors a saturated pool
-	// leaves behind to get their sparser schedules (pkg/scheduler, pace.go):
-	// the window measures the state such a system settles in.
+	// The warm-up is long enough for a saturated system to settle (the
+	// first ticks, the schedules' first fires, nats-server's heap): the
+	// window measures the state it settles in.
 	warm := pick(s, 45*time.Second, 20*time.Second)
 	window := pick(s, 20*time.Second, 10*time.Second)
 	var raw, pg []e2eRun
