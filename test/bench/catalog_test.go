@@ -400,14 +400,6 @@ func (st *stack) applyChange(t *testing.T, file string, i int) (applied, time.Du
 	return a, inEffect.Sub(began), inEffect.Sub(exited)
 }
 
-func catalogCollect(runs []catalogRun, f func(catalogRun) float64) Summary {
-	xs := make([]float64, len(runs))
-	for i, r := range runs {
-		xs[i] = f(r)
-	}
-	return Summarize(xs)
-}
-
 func catalogReport(n int, window time.Duration, runs []catalogRun) string {
 	var b strings.Builder
 	var size float64
@@ -429,25 +421,25 @@ func catalogReport(n int, window time.Duration, runs []catalogRun) string {
 	ms := func(v float64) string { return Num(v*1000, 0) + " ms" }
 	n0 := func(v float64) string { return Num(v, 0) }
 	wall := func(f func(catalogRun) applied) Summary {
-		return catalogCollect(runs, func(r catalogRun) float64 { return f(r).Wall.Seconds() })
+		return collect(runs, func(r catalogRun) float64 { return f(r).Wall.Seconds() })
 	}
 	first, again := wall(func(r catalogRun) applied { return r.First }), wall(func(r catalogRun) applied { return r.Again })
-	created := catalogCollect(runs, func(r catalogRun) float64 { return float64(r.First.Diff.Created) })
-	installed := catalogCollect(runs, func(r catalogRun) float64 { return r.Installed })
-	againDiff := catalogCollect(runs, func(r catalogRun) float64 { return r.Again.Diff.Writes() })
-	againKV := catalogCollect(runs, func(r catalogRun) float64 { return float64(r.Again.KVWrites) })
-	oneIn := catalogCollect(runs, func(r catalogRun) float64 { return r.OneInEffect.Seconds() })
-	oneExit := catalogCollect(runs, func(r catalogRun) float64 { return r.OneAfterExit.Seconds() })
+	created := collect(runs, func(r catalogRun) float64 { return float64(r.First.Diff.Created) })
+	installed := collect(runs, func(r catalogRun) float64 { return r.Installed })
+	againDiff := collect(runs, func(r catalogRun) float64 { return r.Again.Diff.Writes() })
+	againKV := collect(runs, func(r catalogRun) float64 { return float64(r.Again.KVWrites) })
+	oneIn := collect(runs, func(r catalogRun) float64 { return r.OneInEffect.Seconds() })
+	oneExit := collect(runs, func(r catalogRun) float64 { return r.OneAfterExit.Seconds() })
 	oneWall := wall(func(r catalogRun) applied { return r.One })
-	wholeIn := catalogCollect(runs, func(r catalogRun) float64 { return r.WholeInEffect.Seconds() })
-	wholeExit := catalogCollect(runs, func(r catalogRun) float64 { return r.WholeAfterExit.Seconds() })
-	wholeWrites := catalogCollect(runs, func(r catalogRun) float64 { return float64(r.Whole.KVWrites) })
-	pollctlCPU := catalogCollect(runs, func(r catalogRun) float64 { return r.First.CPU.Seconds() })
-	pollctlRSS := catalogCollect(runs, func(r catalogRun) float64 { return float64(r.First.MaxRSS) })
+	wholeIn := collect(runs, func(r catalogRun) float64 { return r.WholeInEffect.Seconds() })
+	wholeExit := collect(runs, func(r catalogRun) float64 { return r.WholeAfterExit.Seconds() })
+	wholeWrites := collect(runs, func(r catalogRun) float64 { return float64(r.Whole.KVWrites) })
+	pollctlCPU := collect(runs, func(r catalogRun) float64 { return r.First.CPU.Seconds() })
+	pollctlRSS := collect(runs, func(r catalogRun) float64 { return float64(r.First.MaxRSS) })
 	rss := func(name string) Summary {
-		return catalogCollect(runs, func(r catalogRun) float64 { return maxRSS(r.Window, name) })
+		return collect(runs, func(r catalogRun) float64 { return maxRSS(r.Window, name) })
 	}
-	workerRSS := catalogCollect(runs, func(r catalogRun) float64 {
+	workerRSS := collect(runs, func(r catalogRun) float64 {
 		m := math.NaN()
 		for i := 1; i <= catalogWorkers; i++ {
 			if v := maxRSS(r.Window, fmt.Sprintf("worker-%d", i)); !(v <= m) {
@@ -456,9 +448,9 @@ func catalogReport(n int, window time.Duration, runs []catalogRun) string {
 		}
 		return m
 	})
-	rate := catalogCollect(runs, func(r catalogRun) float64 { return float64(r.Coverage.Polls) / r.Window.Wall.Seconds() })
-	short := catalogCollect(runs, func(r catalogRun) float64 { return float64(r.Coverage.Short) })
-	never := catalogCollect(runs, func(r catalogRun) float64 { return float64(r.Coverage.Never) })
+	rate := collect(runs, func(r catalogRun) float64 { return float64(r.Coverage.Polls) / r.Window.Wall.Seconds() })
+	short := collect(runs, func(r catalogRun) float64 { return float64(r.Coverage.Short) })
+	never := collect(runs, func(r catalogRun) float64 { return float64(r.Coverage.Never) })
 	due := float64(n) / catalogInterval.Seconds()
 
 	tb := Table{Header: []string{"measure", "result", "goal", ""}}
@@ -511,13 +503,6 @@ func procTable[R any](runs []R, windows func(R) (Window, Window), first, second 
 		return ""
 	}
 	tb := Table{Header: []string{"process", "CPU " + first, "max RSS " + first, "CPU " + second, "max RSS " + second}}
-	collect := func(f func(R) float64) Summary {
-		xs := make([]float64, len(runs))
-		for i, r := range runs {
-			xs[i] = f(r)
-		}
-		return Summarize(xs)
-	}
 	c := func(v float64) string { return Num(v, 2) + " core" }
 	w0, _ := windows(runs[0])
 	for _, p := range w0.Procs {
@@ -525,10 +510,10 @@ func procTable[R any](runs []R, windows func(R) (Window, Window), first, second 
 		a := func(r R) Window { w, _ := windows(r); return w }
 		z := func(r R) Window { _, w := windows(r); return w }
 		tb.Add(name,
-			Range(collect(func(r R) float64 { return cores(a(r), name) }), c),
-			Range(collect(func(r R) float64 { return maxRSS(a(r), name) }), MiB),
-			Range(collect(func(r R) float64 { return cores(z(r), name) }), c),
-			Range(collect(func(r R) float64 { return maxRSS(z(r), name) }), MiB))
+			Range(collect(runs, func(r R) float64 { return cores(a(r), name) }), c),
+			Range(collect(runs, func(r R) float64 { return maxRSS(a(r), name) }), MiB),
+			Range(collect(runs, func(r R) float64 { return cores(z(r), name) }), c),
+			Range(collect(runs, func(r R) float64 { return maxRSS(z(r), name) }), MiB))
 	}
 	return tb.Markdown()
 }

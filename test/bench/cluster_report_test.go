@@ -11,14 +11,6 @@ import (
 	"time"
 )
 
-func clusterCollect(runs []clusterRun, f func(clusterRun) float64) Summary {
-	xs := make([]float64, len(runs))
-	for i, r := range runs {
-		xs[i] = f(r)
-	}
-	return Summarize(xs)
-}
-
 // clusterKeepUp is the share of the polls due that a run must serve for
 // its figures to be read as cost rather than saturation.
 const clusterKeepUp = 0.95
@@ -52,7 +44,7 @@ func clusterReport(n int, warm, window time.Duration, single, cluster []clusterR
 	n0 := func(v float64) string { return Num(v, 0) }
 	mib := func(v float64) string { return MiB(v) }
 	row := func(tb *Table, what string, f func(clusterRun) float64, format func(float64) string) {
-		a, c := clusterCollect(single, f), clusterCollect(cluster, f)
+		a, c := collect(single, f), collect(cluster, f)
 		tb.Add(what, Range(a, format), Range(c, format), x(c.Median/a.Median))
 	}
 
@@ -75,8 +67,8 @@ func clusterReport(n int, warm, window time.Duration, single, cluster []clusterR
 	row(&tb, "successful polls per second (signals stored)", clusterRun.Rate, rate)
 	row(&tb, "polls served ÷ due", served, func(v float64) string { return Num(v*100, 0) + " %" })
 	row(&tb, "upstream requests per second", func(r clusterRun) float64 { return float64(r.Requests) / r.Window.Wall.Seconds() }, rate)
-	tb.Add("ticks fired and not yet acked at the window's end (at most one per connector: a fire replaces a pending tick)", Range(clusterCollect(single, func(r clusterRun) float64 { return float64(r.Pending) }), n0),
-		Range(clusterCollect(cluster, func(r clusterRun) float64 { return float64(r.Pending) }), n0), "")
+	tb.Add("ticks fired and not yet acked at the window's end (at most one per connector: a fire replaces a pending tick)", Range(collect(single, func(r clusterRun) float64 { return float64(r.Pending) }), n0),
+		Range(collect(cluster, func(r clusterRun) float64 { return float64(r.Pending) }), n0), "")
 	for _, kind := range clusterKinds {
 		row(&tb, "CPU per poll: "+kindLabel(kind), func(r clusterRun) float64 { cpu, _ := r.Kind(kind); return r.PerPoll(cpu) }, us)
 	}
@@ -144,7 +136,7 @@ func clusterReport(n int, warm, window time.Duration, single, cluster []clusterR
 		cells := []string{sl.label}
 		for _, runs := range [][]clusterRun{single, cluster} {
 			get := func(f func(clusterRun, Usage) float64) Summary {
-				return clusterCollect(runs, func(r clusterRun) float64 {
+				return collect(runs, func(r clusterRun) float64 {
 					if ranked := r.Ranked(sl.kind); sl.rank < len(ranked) {
 						return f(r, ranked[sl.rank])
 					}

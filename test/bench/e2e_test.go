@@ -163,14 +163,6 @@ func lastLine(s string) string {
 	return lines[len(lines)-1]
 }
 
-func collect(runs []e2eRun, f func(e2eRun) float64) Summary {
-	xs := make([]float64, len(runs))
-	for i, r := range runs {
-		xs[i] = f(r)
-	}
-	return Summarize(xs)
-}
-
 func e2eReport(n int, warm, window time.Duration, raw, pg []e2eRun) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s `http-json` connectors at `interval: 1s`, each polling its own URL of the local upstream "+

@@ -331,13 +331,6 @@ func millionReport(n int, window time.Duration, runs []millionRun) string {
 		"as the aggregator does. %s; median (min–max).\n\n",
 		Num(float64(n), 0), Dur(millionInterval), Num(due, 0), megabytes(size), catalogWorkers, e2eConcurrency, firstTicksCounter, Dur(window),
 		Dur(millionEarly), Dur(millionGrace), latenessHistogram, historyDays, historyDays, Dur(millionInterval), Plural(len(runs), "run"))
-	collect := func(f func(millionRun) float64) Summary {
-		xs := make([]float64, len(runs))
-		for i, r := range runs {
-			xs[i] = f(r)
-		}
-		return Summarize(xs)
-	}
 	sec := func(v float64) string { return Num(v, 1) + " s" }
 	sec3 := func(v float64) string { return Num(v, 3) + " s" }
 	n0 := func(v float64) string { return Num(v, 0) }
@@ -345,12 +338,12 @@ func millionReport(n int, window time.Duration, runs []millionRun) string {
 	kib := func(v float64) string { return Num(v/1024, 1) + " KiB" }
 	gib := func(v float64) string { return Num(v/(1<<30), 2) + " GiB" }
 
-	apply := collect(func(r millionRun) float64 { return r.Apply.Wall.Seconds() })
-	dueN := collect(func(r millionRun) float64 { return float64(r.Due.Due) })
-	missed := collect(func(r millionRun) float64 { return float64(r.Due.Missed()) })
-	p50 := collect(func(r millionRun) float64 { return Quantile(r.Due.Lateness, 0.5) })
-	p99 := collect(func(r millionRun) float64 { return Quantile(r.Due.Lateness, 0.99) })
-	pmax := collect(func(r millionRun) float64 { _, _, m := Quantiles(r.Due.Lateness); return m })
+	apply := collect(runs, func(r millionRun) float64 { return r.Apply.Wall.Seconds() })
+	dueN := collect(runs, func(r millionRun) float64 { return float64(r.Due.Due) })
+	missed := collect(runs, func(r millionRun) float64 { return float64(r.Due.Missed()) })
+	p50 := collect(runs, func(r millionRun) float64 { return Quantile(r.Due.Lateness, 0.5) })
+	p99 := collect(runs, func(r millionRun) float64 { return Quantile(r.Due.Lateness, 0.99) })
+	pmax := collect(runs, func(r millionRun) float64 { _, _, m := Quantiles(r.Due.Lateness); return m })
 	rssSum := func(w Window) float64 {
 		var sum float64
 		for _, u := range w.Procs {
@@ -360,18 +353,18 @@ func millionReport(n int, window time.Duration, runs []millionRun) string {
 		}
 		return sum
 	}
-	sumWindow := collect(func(r millionRun) float64 { return rssSum(r.Window) })
-	sumApply := collect(func(r millionRun) float64 { return rssSum(r.ApplyWindow) + float64(r.Apply.MaxRSS) })
-	perConn := collect(func(r millionRun) float64 { return r.PerConnector(n) })
-	per30 := collect(func(r millionRun) float64 { return r.PerConnector30d(n) })
+	sumWindow := collect(runs, func(r millionRun) float64 { return rssSum(r.Window) })
+	sumApply := collect(runs, func(r millionRun) float64 { return rssSum(r.ApplyWindow) + float64(r.Apply.MaxRSS) })
+	perConn := collect(runs, func(r millionRun) float64 { return r.PerConnector(n) })
+	per30 := collect(runs, func(r millionRun) float64 { return r.PerConnector30d(n) })
 
 	tb := Table{Header: []string{"measure", "result", "goal", ""}}
 	tb.Add(fmt.Sprintf("`pollctl apply` of %s new connectors", Num(float64(n), 0)), Range(apply, sec), "≤ 60 s", Verdict(apply.Median <= 60, apply.Median))
-	tb.Add("… KV writes", Range(collect(func(r millionRun) float64 { return float64(r.Apply.KVWrites) }), n0), "", "")
-	tb.Add("… pollctl's CPU, max RSS", Range(collect(func(r millionRun) float64 { return r.Apply.CPU.Seconds() }), sec)+", "+
-		Range(collect(func(r millionRun) float64 { return float64(r.Apply.MaxRSS) }), MiB), "", "")
-	tb.Add("apply start → every connector scheduled", Range(collect(func(r millionRun) float64 { return r.Installed }), sec), "", "")
-	tb.Add("… then until the first ticks were over and worked off", Range(collect(func(r millionRun) float64 { return r.Drained }), sec), "", "")
+	tb.Add("… KV writes", Range(collect(runs, func(r millionRun) float64 { return float64(r.Apply.KVWrites) }), n0), "", "")
+	tb.Add("… pollctl's CPU, max RSS", Range(collect(runs, func(r millionRun) float64 { return r.Apply.CPU.Seconds() }), sec)+", "+
+		Range(collect(runs, func(r millionRun) float64 { return float64(r.Apply.MaxRSS) }), MiB), "", "")
+	tb.Add("apply start → every connector scheduled", Range(collect(runs, func(r millionRun) float64 { return r.Installed }), sec), "", "")
+	tb.Add("… then until the first ticks were over and worked off", Range(collect(runs, func(r millionRun) float64 { return r.Drained }), sec), "", "")
 	tb.Add(fmt.Sprintf("fires due in the %s window (%s of the interval)", Dur(window), Num(window.Seconds()/millionInterval.Seconds()*100, 0)+" %"),
 		Range(dueN, n0), "", "")
 	tb.Add("… not polled (every connector polled once per interval)", Range(missed, n0), "0", Verdict(missed.Median == 0, missed.Median))
@@ -379,21 +372,21 @@ func millionReport(n int, window time.Duration, runs []millionRun) string {
 	tb.Add("lateness p99", Range(p99, sec3), "≤ 1 s", Verdict(p99.Median <= 1, p99.Median))
 	tb.Add("lateness max", Range(pmax, sec3), "", "")
 	tb.Add("workers' lateness histogram p50 / p99 (bucket bounds)",
-		Range(collect(func(r millionRun) float64 { return r.HistP50 }), func(v float64) string { return "≤ " + sec3(v) })+" / "+
-			Range(collect(func(r millionRun) float64 { return r.HistP99 }), func(v float64) string { return "≤ " + sec3(v) }), "", "")
+		Range(collect(runs, func(r millionRun) float64 { return r.HistP50 }), func(v float64) string { return "≤ " + sec3(v) })+" / "+
+			Range(collect(runs, func(r millionRun) float64 { return r.HistP99 }), func(v float64) string { return "≤ " + sec3(v) }), "", "")
 	tb.Add("polls per second in the window (due "+Num(due, 0)+"/s); requests answering no due fire",
-		Range(collect(func(r millionRun) float64 { return float64(r.Due.Polls) / r.Window.Wall.Seconds() }), n0)+"; "+
-			Range(collect(func(r millionRun) float64 { return float64(r.Due.Extra) }), n0), "", "")
+		Range(collect(runs, func(r millionRun) float64 { return float64(r.Due.Polls) / r.Window.Wall.Seconds() }), n0)+"; "+
+			Range(collect(runs, func(r millionRun) float64 { return float64(r.Due.Extra) }), n0), "", "")
 	tb.Add("sum of every process's max RSS in the window (upstream aside)", Range(sumWindow, gib), "≤ 12 GiB", Verdict(sumWindow.Median <= millionRSSGoal, sumWindow.Median))
 	tb.Add("… while applying and scheduling, pollctl included", Range(sumApply, gib), "≤ 12 GiB", Verdict(sumApply.Median <= millionRSSGoal, sumApply.Median))
 	tb.Add("nats-server RSS per connector scheduled ((all scheduled − before the apply) ÷ connectors: schedule, KV definition)",
-		Range(collect(func(r millionRun) float64 { return float64(r.NATSScheduled-r.NATSEmpty) / float64(n) }), bytes), "", "")
+		Range(collect(runs, func(r millionRun) float64 { return float64(r.NATSScheduled-r.NATSEmpty) / float64(n) }), bytes), "", "")
 	tb.Add("Redis `used_memory` per connector after the window", Range(perConn, bytes), "", "")
 	tb.Add("… one sample connector's keys: history / the rest",
-		Range(collect(func(r millionRun) float64 { return float64(r.Sample.History) }), bytes)+" / "+
-			Range(collect(func(r millionRun) float64 { return float64(r.Sample.Other) }), bytes), "", "")
+		Range(collect(runs, func(r millionRun) float64 { return float64(r.Sample.History) }), bytes)+" / "+
+			Range(collect(runs, func(r millionRun) float64 { return float64(r.Sample.Other) }), bytes), "", "")
 	tb.Add(fmt.Sprintf("… a connector's history after %d days at %s (written with pkg/history)", historyDays, Dur(millionInterval)),
-		Range(collect(func(r millionRun) float64 { return float64(r.History30d.History) }), bytes), "", "")
+		Range(collect(runs, func(r millionRun) float64 { return float64(r.History30d.History) }), bytes), "", "")
 	tb.Add(fmt.Sprintf("Redis per connector extrapolated to %d days", historyDays), Range(per30, kib), "≤ 16 KiB",
 		Verdict(per30.Median <= millionRedisGoal, per30.Median))
 	b.WriteString(tb.Markdown() + "\n")

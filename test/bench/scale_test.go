@@ -101,14 +101,6 @@ func latenessBuckets(t *testing.T, workers []*service) []Bucket {
 	return sum
 }
 
-func scaleCollect(runs []scaleRun, f func(scaleRun) float64) Summary {
-	xs := make([]float64, len(runs))
-	for i, r := range runs {
-		xs[i] = f(r)
-	}
-	return Summarize(xs)
-}
-
 func scaleReport(n int, window time.Duration, runs []scaleRun) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s `http-json` connectors at `interval: %s` against the local upstream (a small body whose version changes "+
@@ -120,18 +112,18 @@ func scaleReport(n int, window time.Duration, runs []scaleRun) string {
 		Num(float64(n), 0), Dur(scaleInterval), scaleWorkers, e2eConcurrency, Dur(window), latenessHistogram, Plural(len(runs), "run"))
 	n0 := func(v float64) string { return Num(v, 0) }
 	sec := func(v float64) string { return Num(v, 2) + " s" }
-	short := scaleCollect(runs, func(r scaleRun) float64 { return float64(r.Coverage.Short) })
-	never := scaleCollect(runs, func(r scaleRun) float64 { return float64(r.Coverage.Never) })
-	rate := scaleCollect(runs, func(r scaleRun) float64 { return float64(r.Coverage.Polls) / r.Window.Wall.Seconds() })
-	p50 := scaleCollect(runs, func(r scaleRun) float64 { return Quantile(r.Coverage.Lateness, 0.5) })
-	p99 := scaleCollect(runs, func(r scaleRun) float64 { return Quantile(r.Coverage.Lateness, 0.99) })
-	maxGap := scaleCollect(runs, func(r scaleRun) float64 { return r.Coverage.MaxGap.Seconds() })
-	histP99 := scaleCollect(runs, func(r scaleRun) float64 { return r.HistP99 })
+	short := collect(runs, func(r scaleRun) float64 { return float64(r.Coverage.Short) })
+	never := collect(runs, func(r scaleRun) float64 { return float64(r.Coverage.Never) })
+	rate := collect(runs, func(r scaleRun) float64 { return float64(r.Coverage.Polls) / r.Window.Wall.Seconds() })
+	p50 := collect(runs, func(r scaleRun) float64 { return Quantile(r.Coverage.Lateness, 0.5) })
+	p99 := collect(runs, func(r scaleRun) float64 { return Quantile(r.Coverage.Lateness, 0.99) })
+	maxGap := collect(runs, func(r scaleRun) float64 { return r.Coverage.MaxGap.Seconds() })
+	histP99 := collect(runs, func(r scaleRun) float64 { return r.HistP99 })
 	allowed := 0
 	if len(runs) > 0 {
 		allowed = runs[0].Coverage.Allowed
 	}
-	worstRSS := scaleCollect(runs, func(r scaleRun) float64 {
+	worstRSS := collect(runs, func(r scaleRun) float64 {
 		var m float64
 		for _, u := range r.Window.Procs {
 			if !u.Apart {
@@ -157,13 +149,13 @@ func scaleReport(n int, window time.Duration, runs []scaleRun) string {
 	if len(runs) > 0 {
 		for _, p := range runs[0].Window.Procs {
 			name := p.Name
-			cores := scaleCollect(runs, func(r scaleRun) float64 {
+			cores := collect(runs, func(r scaleRun) float64 {
 				if u, ok := r.Window.Get(name); ok && u.Err == nil {
 					return r.Window.Cores(u)
 				}
 				return math.NaN()
 			})
-			rss := scaleCollect(runs, func(r scaleRun) float64 {
+			rss := collect(runs, func(r scaleRun) float64 {
 				if u, ok := r.Window.Get(name); ok {
 					return float64(u.MaxRSS)
 				}

@@ -101,14 +101,6 @@ func runScheduler(t *testing.T, s *suite, n int, settle, window time.Duration) s
 	return r
 }
 
-func schedCollect(runs []schedRun, f func(schedRun) float64) Summary {
-	xs := make([]float64, len(runs))
-	for i, r := range runs {
-		xs[i] = f(r)
-	}
-	return Summarize(xs)
-}
-
 func (r schedRun) cores(name string) float64 {
 	if u, ok := r.Window.Get(name); ok && u.Err == nil {
 		return r.Window.Cores(u)
@@ -140,20 +132,20 @@ func schedReport(n int, settle, window time.Duration, runs []schedRun) string {
 	cores := func(v float64) string { return Num(v, 2) + " core" }
 	n0 := func(v float64) string { return Num(v, 0) }
 
-	delivered := schedCollect(runs, func(r schedRun) float64 { return float64(r.Ticks.Delivered) / r.Window.Wall.Seconds() })
-	missed := schedCollect(runs, func(r schedRun) float64 { return float64(r.Ticks.Missed) })
+	delivered := collect(runs, func(r schedRun) float64 { return float64(r.Ticks.Delivered) / r.Window.Wall.Seconds() })
+	missed := collect(runs, func(r schedRun) float64 { return float64(r.Ticks.Missed) })
 	q := func(f func([]float64) float64) Summary {
-		return schedCollect(runs, func(r schedRun) float64 { return f(r.Ticks.Lateness) })
+		return collect(runs, func(r schedRun) float64 { return f(r.Ticks.Lateness) })
 	}
 	p50 := q(func(x []float64) float64 { return Quantile(x, 0.5) })
 	p99 := q(func(x []float64) float64 { return Quantile(x, 0.99) })
 	pmax := q(func(x []float64) float64 { _, _, m := Quantiles(x); return m })
-	schCores := schedCollect(runs, func(r schedRun) float64 { return r.cores("scheduler") })
-	schRSS := schedCollect(runs, func(r schedRun) float64 { return r.rss("scheduler") })
-	natsCores := schedCollect(runs, func(r schedRun) float64 { return r.cores("nats-server") })
-	natsRSS := schedCollect(runs, func(r schedRun) float64 { return r.rss("nats-server") })
-	redisCores := schedCollect(runs, func(r schedRun) float64 { return r.cores("redis-server") })
-	noIntended := schedCollect(runs, func(r schedRun) float64 { return float64(r.Ticks.NoIntended + r.Bad) })
+	schCores := collect(runs, func(r schedRun) float64 { return r.cores("scheduler") })
+	schRSS := collect(runs, func(r schedRun) float64 { return r.rss("scheduler") })
+	natsCores := collect(runs, func(r schedRun) float64 { return r.cores("nats-server") })
+	natsRSS := collect(runs, func(r schedRun) float64 { return r.rss("nats-server") })
+	redisCores := collect(runs, func(r schedRun) float64 { return r.cores("redis-server") })
+	noIntended := collect(runs, func(r schedRun) float64 { return float64(r.Ticks.NoIntended + r.Bad) })
 
 	goalTicks := 0.95 * offered
 	tb := Table{Header: []string{"measure", "result", "goal", ""}}
@@ -167,10 +159,10 @@ func schedReport(n int, settle, window time.Duration, runs []schedRun) string {
 	tb.Add("nats-server CPU", Range(natsCores, cores), "≤ 0.5 core", Verdict(natsCores.Median <= 0.5, natsCores.Median))
 	tb.Add("nats-server max RSS", Range(natsRSS, MiB), "", "")
 	bytes := func(v float64) string { return Num(v, 0) + " B" }
-	perSched := schedCollect(runs, func(r schedRun) float64 { return r.PerSchedule(n) })
-	perSchedWindow := schedCollect(runs, func(r schedRun) float64 { return r.PerScheduleWindow(n) })
+	perSched := collect(runs, func(r schedRun) float64 { return r.PerSchedule(n) })
+	perSchedWindow := collect(runs, func(r schedRun) float64 { return r.PerScheduleWindow(n) })
 	tb.Add("nats-server RSS per schedule: every schedule installed / largest in the window", Range(perSched, bytes)+" / "+Range(perSchedWindow, bytes), "", "")
-	at100k := schedCollect(runs, func(r schedRun) float64 { return float64(r.NATSEmpty) + 100_000*r.PerScheduleWindow(n) })
+	at100k := collect(runs, func(r schedRun) float64 { return float64(r.NATSEmpty) + 100_000*r.PerScheduleWindow(n) })
 	tb.Add("nats-server RSS at 100,000 connectors (before + 100,000 × per schedule in the window)", Range(at100k, MiB), "≤ 256 MiB",
 		Verdict(at100k.Median <= natsGoal, at100k.Median))
 	tb.Add("redis-server CPU", Range(redisCores, cores), "", "")

@@ -364,3 +364,12 @@ func repeat[R any](t *testing.T, s *suite, run func(t *testing.T) R) []R {
 	}
 	return out
 }
+
+// collect summarizes one figure over a scenario's runs.
+func collect[R any](runs []R, f func(R) float64) Summary {
+	xs := make([]float64, len(runs))
+	for i, r := range runs {
+		xs[i] = f(r)
+	}
+	return Summarize(xs)
+}
