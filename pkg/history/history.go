@@ -23,8 +23,9 @@ func New(rdb redis.UniversalClient, keys store.Keys) *Store {
 // Key suffixes of a connector's history (see store.Keys.Connector).
 const (
 	keyMetrics = "metrics"
-	// keyHistory is the history string: latency window, rings of rollups
-	// and recent reports (layout.go).
+	// keyHistory is the history's head: the latency window, the rings'
+	// open buckets and where the rings are (layout.go); the rings and the
+	// recent reports have keys of their own (ringKeys, recentKey).
 	keyHistory = "history"
 )
 

@@ -198,7 +198,7 @@ func TestRollups(t *testing.T) {
 	assert.ErrorContains(t, err, "unknown resolution")
 }
 
-// The history string expires HistoryTTL after a connector's last new day
+// The history's keys expire HistoryTTL after a connector's last new day
 // (its counters stay), and a ring holds its last buckets only.
 func TestHistoryExpires(t *testing.T) {
 	ctx := context.Background()
@@ -217,7 +217,10 @@ func TestHistoryExpires(t *testing.T) {
 		report("c", success, monthAgo, time.Second),
 		report("c", success, thisHour, time.Second),
 	}))
-	assert.InDelta(t, float64(history.HistoryTTL), float64(rdb.PTTL(ctx, "pollgrid:{c}:history").Val()), float64(time.Minute))
+	for _, key := range []string{"history", "minutes", "quarters", "days", "reports"} {
+		assert.InDelta(t, float64(history.HistoryTTL), float64(rdb.PTTL(ctx, "pollgrid:{c}:"+key).Val()), float64(time.Minute), key)
+	}
+	assert.Equal(t, time.Duration(-1), rdb.PTTL(ctx, "pollgrid:{c}:metrics").Val(), "the counters stay")
 
 	minutes, err := s.Rollups(ctx, "c", history.PerMinute, now.Add(-40*day), now.Add(time.Hour))
 	require.NoError(t, err)

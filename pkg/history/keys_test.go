@@ -26,7 +26,7 @@ func newStore(tb testing.TB) (*history.Store, *redis.Client) {
 }
 
 // Reports leave exactly the documented keys, each connector's under its hash
-// tag: its metrics hash and its history string.
+// tag: its metrics hash and its history's head, rings and recent reports.
 func TestKeysShareTheConnectorSlot(t *testing.T) {
 	ctx := context.Background()
 	s, rdb := newStore(t)
@@ -34,12 +34,12 @@ func TestKeysShareTheConnectorSlot(t *testing.T) {
 	names := []string{"noaa-alerts-ca", "github-nats-server"}
 	for _, name := range names {
 		require.NoError(t, s.RecordReports(ctx, []*pollgridv1.PollReport{
-			report(name, success, now.Add(-time.Hour), time.Second), report(name, success, now, time.Second)}))
+			report(name, success, now.Add(-26*time.Hour), time.Second), report(name, success, now, time.Second)}))
 	}
 
 	var want []string
 	for _, name := range names {
-		for _, suffix := range []string{"metrics", "history"} {
+		for _, suffix := range []string{"metrics", "history", "minutes", "quarters", "days", "reports"} {
 			want = append(want, store.NewKeys("").Connector(name, suffix))
 		}
 	}

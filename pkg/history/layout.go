@@ -5,27 +5,39 @@ import (
 	"time"
 )
 
-// A connector's history string (key suffix keyHistory) has a fixed size,
-// historyBytes, whatever how often the connector polls, how many items it
-// fetches or how long it runs. recordLua reads and writes its head (header,
-// open buckets, latency window) whole and the rest a slot or a report at a
-// time, with GETRANGE and SETRANGE:
+// A connector's history is five strings (key suffixes keyHistory and
+// ringKeys, recentKey), each of a bounded size whatever how often the
+// connector polls, how many items it fetches or how long it runs, and each
+// grown from small as the connector's history fills (see grow in
+// record_lua.go): a connector a few minutes old takes about 1 KB, one a
+// month old about 15 KB. recordLua reads and writes the head whole and the
+// rest a slot or a report at a time, with GETRANGE and SETRANGE.
 //
-//	[0]       layoutVersion
-//	[1]       latency window length, in durations (0..LatencyWindow)
-//	[2..3]    recent reports: where the next one is written (0..recentBytes-1)
-//	[4..5]    recent reports: bytes written, up to recentBytes
-//	[6..7]    reserved, 0
-//	[8..109]  the open buckets: each ring's latest period, a slot each
-//	[110..509] latency window: LatencyWindow durations of latencyBytes,
-//	          newest first
-//	then      the rings, minutes, quarter-hours and days, each ringSlots[r]
-//	          slots of slotBytes (see slot)
-//	then      the recent reports: a ring of recentBytes bytes, the entries
-//	          written one after the other (wrapping at its end), each
-//	          followed by its length (2 bytes), so that they are read back
-//	          from the write position, newest first, until the bytes
-//	          written run out (an entry partly overwritten is not read)
+// The head (keyHistory), headBytes:
+//
+//	[0]        layoutVersion
+//	[1]        latency window length, in durations (0..LatencyWindow)
+//	[2..3]     recent reports: where the next one is written (0..recentBytes-1)
+//	[4..5]     recent reports: bytes written, up to recentBytes
+//	[6..7]     recent reports: the bytes the reports key holds, up to recentBytes
+//	[8..13]    each ring's key, two bytes: its shift + 1 (0: the key is not
+//	           created yet) and the slots it holds (up to ringSlots)
+//	[14..15]   reserved, 0
+//	[16..117]  the open buckets: each ring's latest period, a slot each
+//	[118..517] latency window: LatencyWindow durations of latencyBytes,
+//	           newest first
+//
+// The rings (ringKeys: minutes, quarter-hours, days) are ringSlots[r] slots
+// of slotBytes (see slot) each at most. Period p is in slot (p - shift) mod
+// ringSlots[r], where shift is the first period the ring's key got, mod its
+// slots: a ring fills from its first slot on, so a young connector's ring
+// holds the slots it used and no more.
+//
+// The recent reports (recentKey) are a ring of recentBytes at most, the
+// entries written one after the other (wrapping at its end), each followed
+// by its length (2 bytes), so that they are read back from the write
+// position, newest first, until the bytes written run out (an entry partly
+// overwritten is not read). Until it first wraps, its entries start at 0.
 //
 // A ring's open bucket, the latest period it saw, lives in the head, so
 // that the usual write (reports of the current minute, quarter-hour and
@@ -34,15 +46,22 @@ import (
 // the latest) and opens the new one. Readers put the open bucket in its
 // slot the same way.
 const (
-	layoutVersion = 1
-	headerBytes   = 8
+	layoutVersion = 2
+	headerBytes   = 16
 	openOffset    = headerBytes
 	latencyOffset = openOffset + int(ringCount)*slotBytes
 	headBytes     = latencyOffset + LatencyWindow*latencyBytes
+	// ringHeaderOffset is where the rings' shifts and sizes are in the
+	// header, two bytes a ring.
+	ringHeaderOffset = 8
+	// recentBytes is the recent reports' ring size: the last RecentKept
+	// usual reports (about 50 bytes each) and room to spare; with Redis's
+	// header and NUL, 6,144 bytes, one jemalloc size class.
+	recentBytes = 6144 - 6
 )
 
-// A ring is one resolution's buckets: slot p mod slots holds period p (the
-// bucket of width starting at p*width since the epoch, UTC).
+// A ring is one resolution's buckets: period p is the bucket of width
+// starting at p*width since the epoch, UTC.
 type ring int
 
 const (
@@ -64,28 +83,27 @@ const (
 var (
 	ringWidths = [ringCount]time.Duration{time.Minute, 15 * time.Minute, 24 * time.Hour}
 	ringSlots  = [ringCount]int64{minuteSlots, quarterSlots, daySlots}
+	// ringKeys are the rings' key suffixes.
+	ringKeys = [ringCount]string{"minutes", "quarters", "days"}
 )
 
-// ringOffset is where a ring starts in the history string.
-func ringOffset(r ring) int64 {
-	off := int64(headBytes)
-	for i := range r {
-		off += ringSlots[i] * slotBytes
-	}
-	return off
-}
+// recentKey is the recent reports' key suffix.
+const recentKey = "reports"
 
-// openSlotOffset is where ring r's open bucket is in the history string.
+// openSlotOffset is where ring r's open bucket is in the head.
 func openSlotOffset(r ring) int64 { return openOffset + int64(r)*slotBytes }
 
+// Layout 1 kept all of it in one string of 14,330 bytes, created whole at a
+// connector's first report: the head as layout 2's with an 8-byte header
+// (its bytes 6..7 reserved), then the three rings at their full size, slot
+// p mod ringSlots holding period p (a shift of 0), then a recent reports'
+// ring of v1RecentBytes. recordLua moves such a string over on the
+// connector's next write.
 const (
-	// recentOffset is where the recent reports' ring starts.
-	recentOffset = headBytes + (minuteSlots+quarterSlots+daySlots)*slotBytes
-	// historyBytes is the history string's length: with the 5-byte header
-	// and the NUL of a Redis string, 14,336 bytes, one jemalloc size class.
-	historyBytes = 14336 - 6
-	// recentBytes is the size of the recent reports' ring, what is left.
-	recentBytes = historyBytes - recentOffset
+	v1HeaderBytes  = 8
+	v1HeadBytes    = v1HeaderBytes + int(ringCount)*slotBytes + LatencyWindow*latencyBytes
+	v1RecentOffset = v1HeadBytes + (minuteSlots+quarterSlots+daySlots)*slotBytes
+	v1RecentBytes  = 7156
 )
 
 // A slot is a tag (4 bytes: the period it holds) and a bucket's eight sums,
@@ -156,8 +174,9 @@ const (
 	slotLost
 )
 
-// ringView is a ring as read: its slots (as GETRANGE returns them: none
-// when the key is missing) with the open bucket put in its slot.
+// ringView is a ring as read: its slots, slot p mod ringSlots[r] holding
+// period p (none when nothing was recorded), with the open bucket put in
+// its slot.
 type ringView struct {
 	r     ring
 	slots []byte
@@ -165,19 +184,27 @@ type ringView struct {
 	open int64
 }
 
-// newRingView builds the view of ring r from the history's open buckets
-// and the ring's slots.
-func newRingView(r ring, openBuckets, slots []byte) ringView {
+// newRingView builds the view of ring r from the head (at least its header
+// and open buckets) and the ring's key as GET returns it.
+func newRingView(r ring, head, key []byte) ringView {
 	v := ringView{r: r, open: -1}
-	if int64(len(slots)) != ringSlots[r]*slotBytes || len(openBuckets) < int(ringCount)*slotBytes {
+	if len(head) < latencyOffset || head[0] != layoutVersion {
 		return v
 	}
-	v.slots = slots
-	open := openBuckets[int(r)*slotBytes : int(r+1)*slotBytes]
+	n := ringSlots[r]
+	v.slots = make([]byte, n*slotBytes)
+	// The key's slot i holds period shift+i (mod n).
+	if shift := int64(head[ringHeaderOffset+2*int(r)]) - 1; shift >= 0 {
+		for i := int64(0); i < n && (i+1)*slotBytes <= int64(len(key)); i++ {
+			at := (shift + i) % n * slotBytes
+			copy(v.slots[at:at+slotBytes], key[i*slotBytes:])
+		}
+	}
+	open := head[openSlotOffset(r) : openSlotOffset(r)+slotBytes]
 	if anyNonZero(open) {
 		p := getUint(open[:tagBytes])
 		v.open = p
-		off := (p % ringSlots[r]) * slotBytes
+		off := (p % n) * slotBytes
 		copy(v.slots[off:off+slotBytes], open)
 	}
 	return v

@@ -79,8 +79,8 @@ func (c memoryCase) flushes(tb testing.TB, s *history.Store, name string, start 
 }
 
 // connectorBytes sums MEMORY USAGE (every element sampled) over a
-// connector's keys, its seen items excepted, and reports the history
-// string's alone.
+// connector's keys, its seen items excepted, and over its history keys
+// alone (all but the metrics hash).
 func connectorBytes(tb testing.TB, rdb *redis.Client, name string) (total, historyBytes int64, keys int) {
 	tb.Helper()
 	ctx := context.Background()
@@ -94,8 +94,8 @@ func connectorBytes(tb testing.TB, rdb *redis.Client, name string) (total, histo
 		require.NoError(tb, err, k)
 		total += n
 		keys++
-		if strings.HasSuffix(k, ":history") {
-			historyBytes = n
+		if !strings.HasSuffix(k, ":metrics") {
+			historyBytes += n
 		}
 	}
 	require.NoError(tb, iter.Err())
@@ -103,9 +103,10 @@ func connectorBytes(tb testing.TB, rdb *redis.Client, name string) (total, histo
 }
 
 // A connector's history takes the same bytes whatever its poll rate, its
-// item counts or its errors, and at most memoryGoal: the rings and the
-// recent reports are of fixed size, the metrics hash holds counters and a
-// capped last error.
+// item counts or its errors once its rings are full, and at most
+// memoryGoal: the rings and the recent reports are of bounded size, the
+// metrics hash holds counters and a capped last error. A young connector's
+// keys hold what it has used so far.
 func TestReportMemoryBounded(t *testing.T) {
 	s, rdb := newStore(t)
 	now := time.Now().UTC()
@@ -118,18 +119,27 @@ func TestReportMemoryBounded(t *testing.T) {
 		require.NoError(t, rdb.FlushDB(context.Background()).Err())
 		c.write(t, s, "c", now)
 		total, historyBytes, keys := connectorBytes(t, rdb, "c")
-		t.Logf("%s: %d bytes in %d keys, %d of them the history string", c.name, total, keys, historyBytes)
+		t.Logf("%s: %d bytes in %d keys, %d of them the history's", c.name, total, keys, historyBytes)
 		assert.LessOrEqual(t, total, int64(memoryGoal), c.name)
-		assert.Equal(t, 2, keys, "metrics and history")
+		assert.Equal(t, 6, keys, "metrics, the head, three rings and the recent reports")
 		history = append(history, historyBytes)
 	}
 	for _, n := range history[1:] {
-		assert.Equal(t, history[0], n, "the history string's size is fixed")
+		assert.Equal(t, history[0], n, "a full history's size is fixed")
 	}
-	// The history string alone is its layout's size, whatever was written
-	// in it: a new connector's is as large as a month-old one's.
+
+	// A new connector's history is its head and one report; an hour of
+	// polls every minute adds an hour of minutes and four quarter-hours.
 	require.NoError(t, rdb.FlushDB(context.Background()).Err())
 	require.NoError(t, s.RecordReports(context.Background(), []*pollgridv1.PollReport{report("c", success, now, time.Second)}))
-	_, fresh, _ := connectorBytes(t, rdb, "c")
-	assert.Equal(t, history[0], fresh)
+	fresh, _, _ := connectorBytes(t, rdb, "c")
+	t.Logf("one report: %d bytes", fresh)
+	assert.Less(t, fresh, int64(1536))
+	require.NoError(t, rdb.FlushDB(context.Background()).Err())
+	hour := memoryCase{span: time.Hour, step: time.Minute}
+	hour.write(t, s, "c", now)
+	anHour, _, _ := connectorBytes(t, rdb, "c")
+	t.Logf("an hour of polls every minute: %d bytes", anHour)
+	assert.Less(t, anHour, history[0]/2)
+	assert.Greater(t, anHour, fresh)
 }

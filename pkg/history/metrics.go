@@ -108,7 +108,7 @@ func (s *Store) AllMetrics(ctx context.Context, healthyWindow time.Duration, now
 
 type metricsRead struct {
 	hash *redis.MapStringStringCmd
-	// head is the history string's header and latency window.
+	// head is the history head: its header and latency window.
 	head *redis.StringCmd
 }
 
@@ -179,9 +179,10 @@ func (r metricsRead) result(name string, healthyWindow time.Duration, now time.T
 	return m, true, nil
 }
 
-// latencyWindow is the window of a history string's head ("" when none).
+// latencyWindow is the window of a history head ("" when none, or when
+// the head is not of layoutVersion).
 func latencyWindow(head string) string {
-	if len(head) < headerBytes {
+	if len(head) < headerBytes || head[0] != layoutVersion {
 		return ""
 	}
 	n := int(head[1]) * latencyBytes
@@ -215,7 +216,7 @@ const latencyBytes = 4
 // packLatencies encodes poll durations for the latency window, newest first:
 // 4 bytes each, big-endian microseconds (sub-millisecond polls, such as a
 // 304 from a nearby server, keep their precision), capped at about 71
-// minutes. recordLua prepends them to the window in the history string and
+// minutes. recordLua prepends them to the window in the history head and
 // cuts it to LatencyWindow entries without parsing a number.
 func packLatencies(oldestFirst []time.Duration) string {
 	buf := make([]byte, len(oldestFirst)*latencyBytes)

@@ -17,9 +17,17 @@ import (
 
 // BenchmarkReportMemory writes a connector's polls (see memoryCases) and
 // reports its Redis bytes besides seen items (MEMORY USAGE over its keys)
-// and those of its history string: the figure of the memory goal, 16 KiB.
+// and those of its history keys: the figure of the memory goal, 16 KiB; and
+// the same for a young connector polled every minute, whose history has
+// not filled its rings yet.
 func BenchmarkReportMemory(b *testing.B) {
-	for _, c := range memoryCases {
+	young := []memoryCase{
+		{name: "1minute/every-minute", span: time.Minute, step: time.Minute},
+		{name: "5minutes/every-minute", span: 5 * time.Minute, step: time.Minute},
+		{name: "1hour/every-minute", span: time.Hour, step: time.Minute},
+		{name: "1day/every-minute", span: 24 * time.Hour, step: time.Minute},
+	}
+	for _, c := range append(young, memoryCases...) {
 		b.Run(c.name, func(b *testing.B) {
 			s, rdb := newStore(b)
 			var total, history int64

@@ -18,7 +18,7 @@ import (
 	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
 )
 
-// The recent reports, as the history string's ring keeps them (layout.go).
+// The recent reports, as their ring keeps them (layout.go).
 
 // Recent reads a connector's latest reports (at most RecentKept), oldest
 // first by started_at; at most limit of the newest when limit > 0. They are
@@ -31,7 +31,7 @@ func (s *Store) Recent(ctx context.Context, name string, limit int) ([]*pollgrid
 	var header, ring, connectorType *redis.StringCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		header = p.GetRange(ctx, s.key(name, keyHistory), 0, headerBytes-1)
-		ring = p.GetRange(ctx, s.key(name, keyHistory), int64(recentOffset), int64(recentOffset+recentBytes)-1)
+		ring = p.Get(ctx, s.key(name, recentKey))
 		connectorType = p.HGet(ctx, s.key(name, keyMetrics), metricType)
 		return nil
 	})
@@ -152,12 +152,14 @@ func appendText(dst []byte, s string) []byte {
 
 var errEntry = errors.New("truncated entry")
 
-// recentEntries reads the recent reports' ring (header: the history
-// string's first headerBytes), newest first, at most limit.
+// recentEntries reads the recent reports' ring (header: the head's first
+// headerBytes; ring: the reports key), newest first, at most limit.
 func recentEntries(header, ring []byte, limit int, name, connectorType string) ([]*pollgridv1.PollReport, error) {
-	if len(header) < headerBytes || len(ring) != recentBytes {
+	if len(header) < headerBytes || header[0] != layoutVersion || len(ring) > recentBytes {
 		return nil, nil
 	}
+	// A ring that has not wrapped yet is shorter: its entries start at 0.
+	ring = append(ring, make([]byte, recentBytes-len(ring))...)
 	pos := int(binary.BigEndian.Uint16(header[2:]))
 	left := int(binary.BigEndian.Uint16(header[4:]))
 	if pos >= recentBytes || left > recentBytes {

@@ -302,7 +302,10 @@ func (s *Store) reportCall(reports []*pollgridv1.PollReport) (reportCall, error)
 	for _, u := range updates {
 		args = append(args, int(u.ring), u.period, packSlot(u.period, u.sums))
 	}
-	return reportCall{name: name, keys: []string{s.key(name, keyMetrics), s.key(name, keyHistory)}, args: args}, nil
+	keys := []string{s.key(name, keyMetrics), s.key(name, keyHistory),
+		s.key(name, ringKeys[ringMinutes]), s.key(name, ringKeys[ringQuarters]), s.key(name, ringKeys[ringDays]),
+		s.key(name, recentKey)}
+	return reportCall{name: name, keys: keys, args: args}, nil
 }
 
 // trimSlack lets the recent reports grow this much past RecentKept before

@@ -13,25 +13,31 @@ import (
 var recordScript = redis.NewScript(recordLua)
 
 // recordLua adds one connector's share of a batch of poll reports, summed by
-// RecordReports, to its metrics hash and its history string (layout.go).
+// RecordReports, to its metrics hash and its history (layout.go).
 // Like package store's scripts it touches only the keys of one connector and
-// sticks to what miniredis implements too: HMGET HSET HDEL GETRANGE SETRANGE
-// PEXPIRE PEXPIREAT DEL, and the base, string, table and math libraries (no
-// struct, no bit, no BITFIELD).
+// sticks to what miniredis implements too: HMGET HSET HDEL GET SET GETRANGE
+// SETRANGE PEXPIRE PEXPIREAT DEL, and the base, string, table and math
+// libraries (no struct, no bit, no BITFIELD).
 //
 // With thousands of connectors every redis.call costs microseconds (each
 // touches cold keys), and a string costs about as much again per KB it
 // carries between Redis and Lua, so the script reads and writes only what
-// changes: HMGET and HSET of the metrics, GETRANGE and SETRANGE of the
-// history's head (510 bytes: header, open buckets, latency window), and a
-// SETRANGE of the new recent reports (two when they wrap). A report of a
-// ring's open period adds to the head; one of a later period also writes
-// the open bucket to its slot (SETRANGE); a late one, of a period before the
-// open one but still in the ring, adds to its slot (GETRANGE, SETRANGE). A
-// connector polled every minute costs six calls, one more every
-// quarter-hour and two at a new day. The first write creates the string at
-// its full size (SETRANGE of its last byte); PEXPIRE gives it
-// history_ttl_ms then and whenever a new day opens.
+// changes: HMGET and HSET of the metrics, GETRANGE and SETRANGE of the head
+// (518 bytes: header, open buckets, latency window), and a SETRANGE of the
+// new recent reports (two when they wrap). A report of a ring's open period
+// adds to the head; one of a later period also writes the open bucket to its
+// ring slot (SETRANGE); a late one, of a period before the open one but
+// still in the ring, adds to its slot (GETRANGE, SETRANGE). A connector
+// polled every minute costs six calls, one more every quarter-hour and six
+// at a new day. PEXPIRE gives every key history_ttl_ms whenever a new day
+// opens, and a key its script creates or grows gets it too.
+//
+// Growing: the head is written whole, always at its full size. A ring's key
+// or the recent reports' key is created with the first slot or report it
+// gets and grows when a write falls past its end, to twice its size (at
+// least what the write needs, at most the ring's size), by a GET and a SET
+// of the padded value: SETRANGE past a string's end would have Redis keep
+// room for twice the new length, which a full ring would carry for good.
 //
 // Latency window: the batch's durations (packed, newest first) are
 // prepended and the window cut to LatencyWindow. Rings: RecordReports sends
@@ -46,20 +52,24 @@ var recordScript = redis.NewScript(recordLua)
 // first, at most the ring's size) are written at the ring's write position,
 // which moves past them; the bytes written grow up to the ring's size.
 //
-// A connector last written by the former layout (rollup hashes, a recent
-// list, the latency window and rollup_minute in the metrics hash) moves
-// over on its first write: the window is carried into the history string,
-// the open hour's minute hash (the one rollup hash without an expiry) gets
-// the expiry its hour's close would have given it, the recent list is
-// deleted and the two fields removed. Its other rollup hashes expire on
-// their own and are never read. Those keys are not in KEYS: the script names
-// them from the metrics key's hash-tagged prefix, so they share its slot.
+// A connector last written by layout 1 (one string of v1Bytes) moves over
+// on its next write: its rings are copied to their keys as they are (a
+// shift of 0), its newest recent reports that fit layout 2's ring to the
+// reports key, and its head becomes layout 2's. One last written
+// by the former layout (rollup hashes, a recent list, the latency window and
+// rollup_minute in the metrics hash) moves over on its first write: the
+// window is carried into the head, the open hour's minute hash (the one
+// rollup hash without an expiry) gets the expiry its hour's close would have
+// given it, the recent list is deleted and the two fields removed. Its other
+// rollup hashes expire on their own and are never read. Those keys are not
+// in KEYS: the script names them from the metrics key's hash-tagged prefix,
+// so they share its slot.
 //
 // Numbers Lua writes go through %.0f: Lua numbers are doubles, which
 // tostring prints as 1e+15 past 14 digits (exact to 2^53, so every sum of a
 // slot is exact); times, all 13-digit unix ms, compare as strings.
 //
-//	KEYS: metrics history
+//	KEYS: metrics history minutes quarters days reports
 //	ARGV: [1] connector type
 //	      [2..8] polls successes failures skipped items_fetched items_published
 //	             items_failed to add
@@ -75,37 +85,76 @@ var recordLua = strings.NewReplacer(
 	"$VERSION", strconv.Itoa(layoutVersion),
 	"$HEAD_BYTES", strconv.Itoa(headBytes),
 	"$OPEN_OFFSET", strconv.Itoa(openOffset),
-	"$RING_OFFSETS", luaList([]int64{ringOffset(ringMinutes), ringOffset(ringQuarters), ringOffset(ringDays)}),
+	"$RING_HEADER", strconv.Itoa(ringHeaderOffset),
 	"$RING_SLOTS", luaList(ringSlots[:]),
 	"$CODEC", slotCodecLua(),
 	"$LATENCY_OFFSET", strconv.Itoa(latencyOffset),
 	"$LATENCY_BYTES", strconv.Itoa(LatencyWindow*latencyBytes),
-	"$RECENT_OFFSET", strconv.Itoa(recentOffset),
 	"$RECENT_BYTES", strconv.Itoa(recentBytes),
-	"$HISTORY_BYTES", strconv.Itoa(historyBytes),
 	"$SLOT_BYTES", strconv.Itoa(slotBytes),
-	"$TAG_BYTES", strconv.Itoa(tagBytes),
+	"$V1_HEADER_BYTES", strconv.Itoa(v1HeaderBytes),
+	"$V1_RING_OFFSETS", luaList([]int{v1HeadBytes, v1HeadBytes + minuteSlots*slotBytes,
+		v1HeadBytes + (minuteSlots+quarterSlots)*slotBytes}),
+	"$V1_RECENT_OFFSET", strconv.Itoa(v1RecentOffset),
+	"$V1_RECENT_BYTES", strconv.Itoa(v1RecentBytes),
 	"$MINUTE_KEEP_MS", strconv.FormatInt(oldMinuteRetentionMs, 10),
 ).Replace(`
 local function num(v) return string.format('%.0f', v) end
 local function later(at, cur)
   return at ~= '' and (not cur or #at > #cur or (#at == #cur and at >= cur))
 end
+local function u16(s, i) return string.byte(s, i) * 256 + string.byte(s, i + 1) end
+local function be16(n) return string.char(math.floor(n / 256), n % 256) end
 
-local metrics, history = KEYS[1], KEYS[2]
+local metrics, history, reports = KEYS[1], KEYS[2], KEYS[6]
+local ringKeys, ringSlots = {KEYS[3], KEYS[4], KEYS[5]}, {$RING_SLOTS}
+local ttl = ARGV[15]
 local counters = {'polls', 'successes', 'failures', 'skipped', 'items_fetched', 'items_published', 'items_failed'}
 local cur = redis.call('HMGET', metrics, 'polls', 'successes', 'failures', 'skipped', 'items_fetched',
   'items_published', 'items_failed', 'last_poll', 'last_success', 'last_error_at', 'rollup_minute', 'latency')
--- Read the history's head first: a key Redis refuses fails the call before
--- anything is written.
+-- Read the head first: a key Redis refuses fails the call before anything
+-- is written.
 local head = redis.call('GETRANGE', history, 0, $HEAD_BYTES - 1)
-local window, create = nil, #head == 0
-if create then
-  head = string.char($VERSION) .. string.rep('\0', $HEAD_BYTES - 1)
-  window = cur[12] or ''
+local empty = string.rep('\0', $SLOT_BYTES)
+-- shift: -1 while the ring's key is not created; held: the slots it holds.
+local shift, held = {-1, -1, -1}, {0, 0, 0}
+local pos, used, recentHeld = 0, 0, 0
+local window, openBuckets
+local create = #head == 0 or string.byte(head, 1) == 1
+if #head == 0 then
+  window, openBuckets = cur[12] or '', string.rep(empty, 3)
+elseif string.byte(head, 1) == 1 then
+  -- Layout 1: its rings and recent reports move to their keys as they are.
+  local old = redis.call('GET', history)
+  redis.call('DEL', history)
+  local offsets = {$V1_RING_OFFSETS}
+  for r = 1, 3 do
+    local slots = string.sub(old, offsets[r] + 1, offsets[r] + ringSlots[r] * $SLOT_BYTES)
+    if slots ~= string.rep('\0', #slots) then
+      redis.call('SET', ringKeys[r], slots, 'PX', ttl)
+      shift[r], held[r] = 0, ringSlots[r]
+    end
+  end
+  -- Its recent reports, oldest first, then the newest that fit the ring
+  -- (the oldest of them may be cut: it is not read).
+  local ring = string.sub(old, $V1_RECENT_OFFSET + 1, $V1_RECENT_OFFSET + $V1_RECENT_BYTES)
+  local from = u16(old, 3)
+  recentHeld = math.min(u16(old, 5), $RECENT_BYTES)
+  if recentHeld > 0 then
+    redis.call('SET', reports, string.sub(string.sub(ring, from + 1) .. string.sub(ring, 1, from), -recentHeld), 'PX', ttl)
+  end
+  pos, used = recentHeld % $RECENT_BYTES, recentHeld
+  openBuckets = string.sub(old, $V1_HEADER_BYTES + 1, $V1_HEADER_BYTES + 3 * $SLOT_BYTES)
+  local at = $V1_HEADER_BYTES + 3 * $SLOT_BYTES
+  window = string.sub(old, at + 1, at + 4 * string.byte(old, 2))
 elseif #head < $HEAD_BYTES or string.byte(head, 1) ~= $VERSION then
   return redis.error_reply('history ' .. history .. ' is not layout $VERSION: delete the key')
 else
+  pos, used, recentHeld = u16(head, 3), u16(head, 5), u16(head, 7)
+  for r = 1, 3 do
+    shift[r], held[r] = string.byte(head, $RING_HEADER + 2 * r - 1) - 1, string.byte(head, $RING_HEADER + 2 * r)
+  end
+  openBuckets = string.sub(head, $OPEN_OFFSET + 1, $OPEN_OFFSET + 3 * $SLOT_BYTES)
   window = string.sub(head, $LATENCY_OFFSET + 1, $LATENCY_OFFSET + 4 * string.byte(head, 2))
 end
 
@@ -145,23 +194,36 @@ if cur[11] or cur[12] then
   redis.call('HDEL', metrics, 'rollup_minute', 'latency')
 end
 
-if create then
-  redis.call('SETRANGE', history, $HISTORY_BYTES - 1, '\0')
-  redis.call('PEXPIRE', history, ARGV[15])
+-- grow makes key, holding have bytes, size bytes long (zeros after them).
+local function grow(key, have, size)
+  local old = have > 0 and (redis.call('GET', key) or '') or ''
+  old = string.sub(old, 1, have) .. string.rep('\0', have - #old)
+  redis.call('SET', key, old .. string.rep('\0', size - have), 'PX', ttl)
+end
+
+-- slotAt is where period p's slot is in ring r's key, which it creates or
+-- grows when the slot is past its end.
+local function slotAt(r, p)
+  local n = ringSlots[r]
+  if shift[r] < 0 then shift[r] = p % n end
+  local i = (p - shift[r]) % n
+  if i >= held[r] then
+    local size = math.min(n, math.max(i + 1, 2 * held[r]))
+    grow(ringKeys[r], held[r] * $SLOT_BYTES, size * $SLOT_BYTES)
+    held[r] = size
+  end
+  return i * $SLOT_BYTES
 end
 
 -- Rings.
-local empty = string.rep('\0', $SLOT_BYTES)
 local function tag(slot)
   local a, b, c, d = string.byte(slot, 1, 4)
   return ((a * 256 + b) * 256 + c) * 256 + d
 end
 $CODEC
-local ringOffset, ringSlots = {$RING_OFFSETS}, {$RING_SLOTS}
 local open, openPeriod = {}, {}
 for r = 1, 3 do
-  local o = $OPEN_OFFSET + (r - 1) * $SLOT_BYTES
-  open[r] = string.sub(head, o + 1, o + $SLOT_BYTES)
+  open[r] = string.sub(openBuckets, (r - 1) * $SLOT_BYTES + 1, r * $SLOT_BYTES)
   openPeriod[r] = open[r] == empty and -1 or tag(open[r])
 end
 local a = 17
@@ -171,44 +233,57 @@ for _ = 1, tonumber(ARGV[16]) do
   local n = ringSlots[r]
   if p > openPeriod[r] then
     if openPeriod[r] >= 0 then
-      redis.call('SETRANGE', history, ringOffset[r] + (openPeriod[r] % n) * $SLOT_BYTES, open[r])
+      redis.call('SETRANGE', ringKeys[r], slotAt(r, openPeriod[r]), open[r])
     end
-    if r == 3 then redis.call('PEXPIRE', history, ARGV[15]) end
+    if r == 3 then
+      for _, key in ipairs({history, ringKeys[1], ringKeys[2], ringKeys[3], reports}) do
+        redis.call('PEXPIRE', key, ttl)
+      end
+    end
     open[r], openPeriod[r] = slot, p
   elseif p == openPeriod[r] then
     open[r] = combine(open[r], slot)
   elseif p > openPeriod[r] - n then
-    local off = ringOffset[r] + (p % n) * $SLOT_BYTES
-    local old = redis.call('GETRANGE', history, off, off + $SLOT_BYTES - 1)
-    local have = tag(old)
+    local have, old = 0, nil
+    if shift[r] >= 0 and (p - shift[r]) % n < held[r] then
+      local off = ((p - shift[r]) % n) * $SLOT_BYTES
+      old = redis.call('GETRANGE', ringKeys[r], off, off + $SLOT_BYTES - 1)
+      if #old == $SLOT_BYTES then have = tag(old) end
+    end
     if have < p then
-      redis.call('SETRANGE', history, off, slot)
+      redis.call('SETRANGE', ringKeys[r], slotAt(r, p), slot)
     elseif have == p then
-      redis.call('SETRANGE', history, off, combine(old, slot))
+      redis.call('SETRANGE', ringKeys[r], slotAt(r, p), combine(old, slot))
     end
   end
 end
 
 -- Recent reports.
 local entries = ARGV[14]
-local pos = string.byte(head, 3) * 256 + string.byte(head, 4)
-local used = string.byte(head, 5) * 256 + string.byte(head, 6)
 if #entries > 0 then
+  if pos + #entries > recentHeld and recentHeld < $RECENT_BYTES then
+    local size = math.min($RECENT_BYTES, math.max(pos + #entries, 2 * recentHeld))
+    grow(reports, recentHeld, size)
+    recentHeld = size
+  end
   local room = $RECENT_BYTES - pos
   if #entries <= room then
-    redis.call('SETRANGE', history, $RECENT_OFFSET + pos, entries)
+    redis.call('SETRANGE', reports, pos, entries)
   else
-    redis.call('SETRANGE', history, $RECENT_OFFSET + pos, string.sub(entries, 1, room))
-    redis.call('SETRANGE', history, $RECENT_OFFSET, string.sub(entries, room + 1))
+    redis.call('SETRANGE', reports, pos, string.sub(entries, 1, room))
+    redis.call('SETRANGE', reports, 0, string.sub(entries, room + 1))
   end
   pos = (pos + #entries) % $RECENT_BYTES
   used = math.min(used + #entries, $RECENT_BYTES)
 end
 
--- The head: header, open buckets, latency window.
+-- The head, whole: header, open buckets, latency window (zeros after it).
 window = string.sub(ARGV[13] .. window, 1, $LATENCY_BYTES)
-redis.call('SETRANGE', history, 0, string.char($VERSION, #window / 4, math.floor(pos / 256), pos % 256,
-  math.floor(used / 256), used % 256, 0, 0) .. open[1] .. open[2] .. open[3] .. window)
+local header = string.char($VERSION, #window / 4) .. be16(pos) .. be16(used) .. be16(recentHeld) ..
+  string.char(shift[1] + 1, held[1], shift[2] + 1, held[2], shift[3] + 1, held[3], 0, 0)
+redis.call('SETRANGE', history, 0, header .. open[1] .. open[2] .. open[3] .. window ..
+  string.rep('\0', $LATENCY_BYTES - #window))
+if create then redis.call('PEXPIRE', history, ttl) end
 return 1
 `)
 

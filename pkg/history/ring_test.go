@@ -2,6 +2,8 @@ package history_test
 
 import (
 	"context"
+	"encoding/hex"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pollgrid/pollgrid/pkg/history"
+	"github.com/pollgrid/pollgrid/pkg/store"
 	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
 )
 
@@ -182,4 +185,58 @@ func TestFormerLayoutMovesOver(t *testing.T) {
 	recent, err := s.Recent(ctx, "c", 0)
 	require.NoError(t, err)
 	assert.Len(t, recent, 1)
+}
+
+// A connector last written by layout 1 (one string of 14,330 bytes,
+// testdata/layout1.hex: recorded by that layout's code from the reports
+// below) moves over on its next write and then reads as if layout 2 had
+// written it all: the same metrics, rollups and latency window, and the
+// newest of the same recent reports.
+func TestLayout1MovesOver(t *testing.T) {
+	ctx := context.Background()
+	s, rdb := newStore(t)
+	fixture, err := os.ReadFile("testdata/layout1.hex")
+	require.NoError(t, err)
+	for line := range strings.Lines(string(fixture)) {
+		field, value, _ := strings.Cut(strings.TrimSpace(line), " ")
+		b, err := hex.DecodeString(value)
+		require.NoError(t, err, field)
+		switch {
+		case field == "history":
+			require.Len(t, b, 14330)
+			require.NoError(t, rdb.Set(ctx, "pollgrid:{c}:history", b, 0).Err())
+		case len(b) > 0:
+			require.NoError(t, rdb.HSet(ctx, "pollgrid:{c}:metrics", field, b).Err())
+		}
+	}
+	native := history.New(rdb, store.NewKeys("native"))
+	require.NoError(t, native.RecordReports(ctx, mixedReports("c", 20, t0.Add(-5*24*time.Hour), 6*time.Hour, 7)))
+	require.NoError(t, native.RecordReports(ctx, mixedReports("c", 400, t0.Add(-3*time.Hour), 27*time.Second, 8)))
+
+	next := mixedReports("c", 30, t0, 20*time.Second, 9)
+	require.NoError(t, s.RecordReports(ctx, next))
+	require.NoError(t, native.RecordReports(ctx, next))
+
+	keys, err := rdb.Keys(ctx, "pollgrid:{c}:*").Result()
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"pollgrid:{c}:metrics", "pollgrid:{c}:history", "pollgrid:{c}:minutes",
+		"pollgrid:{c}:quarters", "pollgrid:{c}:days", "pollgrid:{c}:reports"}, keys)
+	assert.Less(t, rdb.StrLen(ctx, "pollgrid:{c}:history").Val(), int64(1024), "the head alone")
+
+	now := t0.Add(15 * time.Minute)
+	moved, want := readAll(t, s, "c", now), readAll(t, native, "c", now)
+	assert.Equal(t, want.metrics, moved.metrics)
+	assert.NotEmpty(t, want.days)
+	assert.Equal(t, want.minutes, moved.minutes)
+	assert.Equal(t, want.quarters, moved.quarters)
+	assert.Equal(t, want.hours, moved.hours)
+	assert.Equal(t, want.days, moved.days)
+	// Layout 1's ring was larger: the one moved over keeps its newest
+	// bytes, so it may hold one report fewer or more than one written anew.
+	require.GreaterOrEqual(t, len(moved.recent), 100)
+	n := min(len(moved.recent), len(want.recent))
+	assert.InDelta(t, len(want.recent), len(moved.recent), 1)
+	for i := range n {
+		assert.True(t, proto.Equal(want.recent[len(want.recent)-n+i], moved.recent[len(moved.recent)-n+i]), "report %d", i)
+	}
 }

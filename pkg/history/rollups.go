@@ -2,6 +2,7 @@ package history
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -111,17 +112,16 @@ func (s *Store) Rollups(ctx context.Context, name string, res Resolution, since,
 		return nil, nil
 	}
 	rg := spec.ring
-	off := ringOffset(rg)
-	var open, slots *redis.StringCmd
+	var head, slots *redis.StringCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		open = p.GetRange(ctx, s.key(name, keyHistory), openOffset, openOffset+int64(ringCount)*slotBytes-1)
-		slots = p.GetRange(ctx, s.key(name, keyHistory), off, off+ringSlots[rg]*slotBytes-1)
+		head = p.GetRange(ctx, s.key(name, keyHistory), 0, int64(latencyOffset)-1)
+		slots = p.Get(ctx, s.key(name, ringKeys[rg]))
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("read rollups %s: %w", name, err)
 	}
-	view := newRingView(rg, []byte(open.Val()), []byte(slots.Val()))
+	view := newRingView(rg, []byte(head.Val()), []byte(slots.Val()))
 	// Buckets of group ring periods each, the first at a multiple of group.
 	first := period(rg, since)
 	first -= floorMod(first, spec.group)

@@ -257,10 +257,10 @@ func polledIn(times [][]int64, from, to time.Time) int {
 }
 
 // historySuffixes are the key suffixes pkg/history keeps for a connector
-// (history.go: "metrics" and "history" since its history became one string
-// of fixed size; "recent" and "rollup:*" before): everything else of the
+// (history.go: "metrics", the head "history", a key a ring and "reports";
+// "recent" and "rollup:*" in its first layout): everything else of the
 // connector is the store's.
-var historySuffixes = []string{"metrics", "history", "recent", "rollup:"}
+var historySuffixes = []string{"metrics", "history", "minutes", "quarters", "days", "reports", "recent", "rollup:"}
 
 // connectorKeys sums MEMORY USAGE over connector name's keys.
 func connectorKeys(t *testing.T, rdb *redis.Client, name string) keyBytes {
