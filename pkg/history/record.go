@@ -302,9 +302,7 @@ func (s *Store) reportCall(reports []*pollgridv1.PollReport) (reportCall, error)
 	for _, u := range updates {
 		args = append(args, int(u.ring), u.period, packSlot(u.period, u.sums))
 	}
-	keys := []string{s.key(name, keyMetrics), s.key(name, keyHistory),
-		s.key(name, ringKeys[ringMinutes]), s.key(name, ringKeys[ringQuarters]), s.key(name, ringKeys[ringDays]),
-		s.key(name, recentKey)}
+	keys := []string{s.key(name, keyMetrics), s.key(name, keyHistory)}
 	return reportCall{name: name, keys: keys, args: args}, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,9 +15,14 @@ import (
 	"github.com/nats-io/nkeys"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/pollgrid/pollgrid/pkg/config"
+	"github.com/pollgrid/pollgrid/pkg/history"
 	"github.com/pollgrid/pollgrid/pkg/service"
+	"github.com/pollgrid/pollgrid/pkg/store"
+	pollgridv1 "github.com/pollgrid/pollgrid/proto/pollgrid/v1"
 	"github.com/pollgrid/pollgrid/services/aggregator/aggregatord"
 	"github.com/pollgrid/pollgrid/services/scheduler/schedulerd"
 	"github.com/pollgrid/pollgrid/services/worker/workerd"
@@ -218,4 +224,59 @@ func TestStackOnRedisCluster(t *testing.T) {
 		_ = c.Close()
 	}
 	assert.GreaterOrEqual(t, holding, 2, "four connectors' keys live on more than one master")
+}
+
+// A connector's history keys (the head, three rings, the recent reports)
+// share its hash tag, and the record script, which declares the metrics and
+// the head alone, writes the others on a Redis Cluster too: two days of
+// polls every 10 minutes close minutes, quarter-hours and days into every
+// ring, and each resolution reads back what was recorded.
+func TestHistoryOnRedisCluster(t *testing.T) {
+	ctx := context.Background()
+	cluster := harness.StartRedisCluster(t, 3)
+	rdb, _, err := service.NewRedisClient("aggregator", func(string) (string, bool) { return "", false }, cluster.URL())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = rdb.Close() })
+	s := history.New(rdb, store.NewKeys(""))
+	now := time.Now().UTC()
+	names := []string{"noaa-a", "noaa-b", "noaa-c", "noaa-d"}
+	// Every node says ok a moment after the first does.
+	require.Eventually(t, func() bool {
+		for _, name := range names {
+			if rdb.Set(ctx, store.NewKeys("").Connector(name, "probe"), "1", time.Minute).Err() != nil {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 50*time.Millisecond)
+	const polls = 2 * 24 * 6
+	for _, name := range names {
+		var reports []*pollgridv1.PollReport
+		for i := range polls {
+			started := now.Add(-time.Duration(polls-i) * 10 * time.Minute)
+			reports = append(reports, &pollgridv1.PollReport{Connector: name, ConnectorType: "weather-noaa",
+				Outcome: pollgridv1.PollOutcome_POLL_OUTCOME_SUCCESS, StartedAt: timestamppb.New(started),
+				Duration: durationpb.New(time.Second), ItemsFetched: 3})
+		}
+		for chunk := range slices.Chunk(reports, 50) {
+			require.NoError(t, s.RecordReports(ctx, chunk), name)
+		}
+	}
+	for _, name := range names {
+		for res, want := range map[history.Resolution]int64{history.PerMinute: 6, history.PerQuarterHour: 144,
+			history.PerHour: 144, history.PerDay: polls} {
+			rollups, err := s.Rollups(ctx, name, res, now.Add(-res.Retention()), now.Add(time.Minute))
+			require.NoError(t, err)
+			var sum int64
+			for _, r := range rollups {
+				sum += r.Polls
+			}
+			// The first bucket may start before the window: an hour holds 6.
+			assert.GreaterOrEqual(t, sum, want-1, "%s %s", name, res)
+			assert.LessOrEqual(t, sum, want+6, "%s %s", name, res)
+		}
+		recent, err := s.Recent(ctx, name, 0)
+		require.NoError(t, err)
+		assert.Len(t, recent, history.RecentKept, name)
+	}
 }
