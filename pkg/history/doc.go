@@ -2,7 +2,7 @@
 // connector's counters and latency window (Metrics, AllMetrics), its latest
 // reports (Recent), and rollups per minute, quarter-hour, hour and day
 // (Rollups), all written by RecordReports from batches of poll reports, in a
-// bounded size per connector whatever its poll rate: about 1 KB after its
+// bounded size per connector whatever its poll rate: about 0.6 KB after its
 // first report, growing to about 15 KB as its rings fill (a month)
 // (docs/benchmarks.md).
 //
@@ -15,7 +15,7 @@
 //	                            items_fetched items_published items_failed last_poll
 //	                            last_success last_error last_error_at (at most 512
 //	                            bytes: a longer error keeps its start and its end)
-//	<prefix>:{<name>}:history   string of headBytes (518): the head
+//	<prefix>:{<name>}:history   string of up to headBytes (518): the head
 //	<prefix>:{<name>}:minutes   string of up to 64 slots (2,176 bytes)
 //	<prefix>:{<name>}:quarters  string of up to 100 slots (3,400 bytes)
 //	<prefix>:{<name>}:days      string of up to 32 slots (1,088 bytes)
@@ -39,8 +39,8 @@
 // recent reports (about 6 KB) have a key each, created by the first bucket
 // or report they get and grown (doubling) up to their size as the
 // connector's history fills: a connector polled every minute holds about
-// 1 KB after its first poll, 7 KB after an hour and its full 15 KB after a
-// month.
+// 0.6 KB after its first poll, 7 KB after an hour and its full 15 KB after
+// a month.
 //
 // A bucket is a fixed-width slot of 34 bytes: the period it holds (4 bytes:
 // its start divided by its width) and its sums of the reports that started

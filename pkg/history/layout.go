@@ -13,7 +13,7 @@ import (
 // month old about 15 KB. recordLua reads and writes the head whole and the
 // rest a slot or a report at a time, with GETRANGE and SETRANGE.
 //
-// The head (keyHistory), headBytes:
+// The head (keyHistory), headBytes once its latency window is full:
 //
 //	[0]        layoutVersion
 //	[1]        latency window length, in durations (0..LatencyWindow)
@@ -24,8 +24,8 @@ import (
 //	           created yet) and the slots it holds (up to ringSlots)
 //	[14..15]   reserved, 0
 //	[16..117]  the open buckets: each ring's latest period, a slot each
-//	[118..517] latency window: LatencyWindow durations of latencyBytes,
-//	           newest first
+//	[118..]    latency window: up to LatencyWindow durations of
+//	           latencyBytes, newest first (the head is as long as they need)
 //
 // The rings (ringKeys: minutes, quarter-hours, days) are ringSlots[r] slots
 // of slotBytes (see slot) each at most. Period p is in slot (p - shift) mod

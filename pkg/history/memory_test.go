@@ -134,7 +134,7 @@ func TestReportMemoryBounded(t *testing.T) {
 	require.NoError(t, s.RecordReports(context.Background(), []*pollgridv1.PollReport{report("c", success, now, time.Second)}))
 	fresh, _, _ := connectorBytes(t, rdb, "c")
 	t.Logf("one report: %d bytes", fresh)
-	assert.Less(t, fresh, int64(1536))
+	assert.Less(t, fresh, int64(1024))
 	require.NoError(t, rdb.FlushDB(context.Background()).Err())
 	hour := memoryCase{span: time.Hour, step: time.Minute}
 	hour.write(t, s, "c", now)

@@ -23,7 +23,7 @@ var recordScript = redis.NewScript(recordLua)
 // touches cold keys), and a string costs about as much again per KB it
 // carries between Redis and Lua, so the script reads and writes only what
 // changes: HMGET and HSET of the metrics, GETRANGE and SETRANGE of the head
-// (518 bytes: header, open buckets, latency window), and a SETRANGE of the
+// (518 bytes at most: header, open buckets, latency window), and a SETRANGE of the
 // new recent reports (two when they wrap). A report of a ring's open period
 // adds to the head; one of a later period also writes the open bucket to its
 // ring slot (SETRANGE); a late one, of a period before the open one but
@@ -32,7 +32,8 @@ var recordScript = redis.NewScript(recordLua)
 // at a new day. PEXPIRE gives every key history_ttl_ms whenever a new day
 // opens, and a key its script creates or grows gets it too.
 //
-// Growing: the head is written whole, always at its full size. A ring's key
+// Growing: the head is written whole, its latency window as long as the
+// durations it holds (a SET when that changes, a SETRANGE else). A ring's key
 // or the recent reports' key is created with the first slot or report it
 // gets and grows when a write falls past its end, to twice its size (at
 // least what the write needs, at most the ring's size), by a GET and a SET
@@ -52,7 +53,7 @@ var recordScript = redis.NewScript(recordLua)
 // first, at most the ring's size) are written at the ring's write position,
 // which moves past them; the bytes written grow up to the ring's size.
 //
-// A connector last written by layout 1 (one string of v1Bytes) moves over
+// A connector last written by layout 1 (one string of 14,330 bytes) moves over
 // on its next write: its rings are copied to their keys as they are (a
 // shift of 0), its newest recent reports that fit layout 2's ring to the
 // reports key, and its head becomes layout 2's. One last written
@@ -158,7 +159,7 @@ elseif string.byte(head, 1) == 1 then
   openBuckets = string.sub(old, $V1_HEADER_BYTES + 1, $V1_HEADER_BYTES + 3 * $SLOT_BYTES)
   local at = $V1_HEADER_BYTES + 3 * $SLOT_BYTES
   window = string.sub(old, at + 1, at + 4 * string.byte(old, 2))
-elseif #head < $HEAD_BYTES or string.byte(head, 1) ~= $VERSION then
+elseif #head < $LATENCY_OFFSET or string.byte(head, 1) ~= $VERSION then
   return redis.error_reply('history ' .. history .. ' is not layout $VERSION: delete the key')
 else
   pos, used, recentHeld = u16(head, 3), u16(head, 5), u16(head, 7)
@@ -287,13 +288,19 @@ if #entries > 0 then
   used = math.min(used + #entries, $RECENT_BYTES)
 end
 
--- The head, whole: header, open buckets, latency window (zeros after it).
+-- The head, whole: header, open buckets, latency window; a SET when its
+-- length changes (the window fills), so that Redis holds what it needs.
 window = string.sub(ARGV[13] .. window, 1, $LATENCY_BYTES)
 local header = string.char($VERSION, #window / 4) .. be16(pos) .. be16(used) .. be16(recentHeld) ..
   string.char(shift[1] + 1, held[1], shift[2] + 1, held[2], shift[3] + 1, held[3], 0, 0)
-redis.call('SETRANGE', history, 0, header .. open[1] .. open[2] .. open[3] .. window ..
-  string.rep('\0', $LATENCY_BYTES - #window))
-if create then redis.call('PEXPIRE', history, ttl) end
+local written = header .. open[1] .. open[2] .. open[3] .. window
+if create then
+  redis.call('SET', history, written, 'PX', ttl)
+elseif #written ~= #head then
+  redis.call('SET', history, written, 'KEEPTTL')
+else
+  redis.call('SETRANGE', history, 0, written)
+end
 return 1
 `)
 
