@@ -31,6 +31,9 @@ type scenario struct {
 	// asked: run only when BENCH names it, not in a run of all (it needs
 	// more time or memory than `make bench` should take by default).
 	asked bool
+	// connectors is how many connectors it defines when more than
+	// 100,000: nats-server's GOMEMLIMIT is sized for them (natsMemLimitFor).
+	connectors int
 }
 
 // scenarios in the order the results show them; BENCH picks among the ids.
@@ -41,7 +44,8 @@ var scenarios = []scenario{
 	{id: "scale", title: "4. 100,000 connectors at 60 s, whole system", run: benchScale},
 	{id: "failover", title: "5. Failover after SIGKILL of a worker", run: benchFailover},
 	{id: "catalog", title: "6. Control plane: 100,000 connectors applied with pollctl", run: benchCatalog},
-	{id: "million", title: "7. Control plane: 1,000,000 connectors applied", run: benchMillion, asked: true},
+	{id: "million", title: "7. Control plane: 1,000,000 connectors applied", run: benchMillion, asked: true,
+		connectors: millionConnectors},
 	{id: "adaptive", title: "8. Issue 18: adaptive intervals", run: benchAdaptive},
 	{id: "cluster", title: "9. Beyond one box: a NATS cluster (R3) and a Redis Cluster", run: benchCluster, asked: true},
 }
@@ -56,12 +60,14 @@ type suite struct {
 	out      string // results file; "" writes nothing
 	quietFor time.Duration
 	profile  string // BENCH_PROFILE: where CPU profiles go; "" takes none
-	// natsMemLimit is the GOMEMLIMIT of every nats-server the suite starts
-	// (BENCH_NATS_GOMEMLIMIT); "" runs it without one.
+	// natsMemLimit is the GOMEMLIMIT of every nats-server the running
+	// scenario starts (natsMemLimitFor); "" runs it without one.
 	natsMemLimit string
-	command      string
-	started      time.Time
-	commit       string
+	// natsMemLimitAsked is BENCH_NATS_GOMEMLIMIT when set ("" for off).
+	natsMemLimitAsked *string
+	command           string
+	started           time.Time
+	commit            string
 
 	mu           sync.Mutex
 	natsVersion  string
@@ -95,6 +101,7 @@ func TestBench(t *testing.T) {
 			continue
 		}
 		var body string
+		s.natsMemLimit = s.natsMemLimitFor(sc)
 		t.Run(sc.id, func(t *testing.T) { body = sc.run(t, s) })
 		if body == "" {
 			continue // failed before it could report: keep the previous results
@@ -134,7 +141,7 @@ func (s *suite) runs(sc scenario) bool {
 }
 
 func newSuite(t *testing.T) *suite {
-	s := &suite{reps: 3, scale: 1, quietFor: 3 * time.Minute, natsMemLimit: natsMemLimit, started: time.Now(),
+	s := &suite{reps: 3, scale: 1, quietFor: 3 * time.Minute, started: time.Now(),
 		quiet: map[string][]Quiet{}, others: map[string][]float64{}, commit: commit()}
 	var cmd []string
 	if v := strings.TrimSpace(os.Getenv("BENCH")); v != "" && v != "all" {
@@ -186,10 +193,10 @@ func newSuite(t *testing.T) *suite {
 	if v, set := os.LookupEnv("BENCH_NATS_GOMEMLIMIT"); set {
 		switch strings.TrimSpace(v) {
 		case "", "off", "0":
-			s.natsMemLimit = ""
+			s.natsMemLimitAsked = new("")
 		default:
 			require.Regexp(t, `^[0-9]+(B|KiB|MiB|GiB|TiB)?$`, v, "BENCH_NATS_GOMEMLIMIT=%q: want a Go memory limit such as 200MiB, or off", v)
-			s.natsMemLimit = v
+			s.natsMemLimitAsked = new(v)
 		}
 		cmd = append(cmd, "BENCH_NATS_GOMEMLIMIT="+v)
 	}
@@ -260,8 +267,22 @@ func (s *suite) waitQuiet(t *testing.T, id string) Quiet {
 
 // natsMemLimit is the GOMEMLIMIT the suite gives nats-server unless
 // BENCH_NATS_GOMEMLIMIT says otherwise: the value docker-compose.yml and
-// docs/deploy.md recommend (docs/benchmarks.md: "nats-server memory").
+// deploy/nats/values.yaml ship, for up to 100,000 connectors
+// (docs/deploy.md, "Sizing NATS"; docs/benchmarks.md, "nats-server memory").
 const natsMemLimit = "200MiB"
+
+// natsMemLimitFor is nats-server's GOMEMLIMIT in scenario sc:
+// BENCH_NATS_GOMEMLIMIT when set, else what docs/deploy.md says to set:
+// natsMemLimit, and 1.5 KiB more a connector beyond 100,000.
+func (s *suite) natsMemLimitFor(sc scenario) string {
+	if s.natsMemLimitAsked != nil {
+		return *s.natsMemLimitAsked
+	}
+	if beyond := sc.connectors - 100_000; beyond > 0 {
+		return fmt.Sprintf("%dMiB", 200+(beyond*3/2+1023)/1024)
+	}
+	return natsMemLimit
+}
 
 // busyOthers is the CPU, in cores, beyond which what ran besides the
 // benchmark during a window is flagged in the results.
@@ -295,7 +316,7 @@ func (s *suite) header(id string) string {
 	fmt.Fprintf(&b, "%s, nats-server %s, redis-server %s; %d × %s (nproc %d), CLK_TCK %d.",
 		runtime.Version(), or(s.natsVersion, "?"), or(s.redisVersion, "?"), runtime.NumCPU(), model, runtime.NumCPU(), ClockTick())
 	if s.natsMemLimit != "" {
-		fmt.Fprintf(&b, " nats-server runs with `GOMEMLIMIT=%s`, as the shipped deployments set it.", s.natsMemLimit)
+		fmt.Fprintf(&b, " nats-server runs with `GOMEMLIMIT=%s`, as docs/deploy.md sizes it for the scenario's connectors.", s.natsMemLimit)
 	} else {
 		b.WriteString(" nats-server runs without `GOMEMLIMIT`.")
 	}
