@@ -167,7 +167,13 @@ func (c *Client) Rollback(ctx context.Context, req RollbackRequest) (RollbackRep
 }
 
 func (c *Client) call(ctx context.Context, verb string, req, reply any) error {
-	data, err := json.Marshal(req)
+	var data []byte
+	var err error
+	if apply, ok := req.(ApplyRequest); ok {
+		data, err = apply.encode() // a file's connectors, by the thousand
+	} else {
+		data, err = json.Marshal(req)
+	}
 	if err != nil {
 		return fmt.Errorf("%s: encode request: %w", verb, err)
 	}

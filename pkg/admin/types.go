@@ -361,7 +361,8 @@ type Ref struct {
 // several requests), Budgets all of the file's, so that every request is
 // checked as a file of its own (config.ParseDefinitions).
 type ApplyRequest struct {
-	// Connectors are entries of the file's "connectors", as written.
+	// Connectors are entries of the file's "connectors", as written: each
+	// valid JSON (the client sends them as they are, AppendRaw).
 	Connectors []json.RawMessage `json:"connectors"`
 	// Budgets are the file's "budgets", as written.
 	Budgets map[string]json.RawMessage `json:"budgets,omitempty"`

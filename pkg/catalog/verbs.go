@@ -74,11 +74,7 @@ func (v *verbs) apply(ctx context.Context, data []byte) (any, error) {
 	defs := &config.Definitions{Source: applySource}
 	var err error
 	if len(changed) > 0 {
-		file := map[string]any{"connectors": changed}
-		if len(req.Budgets) > 0 {
-			file["budgets"] = req.Budgets
-		}
-		body, err := json.Marshal(file)
+		body, err := partFile(changed, req.Budgets)
 		if err != nil {
 			return nil, admin.Errorf(admin.CodeBadRequest, "%s: %v", applySource, err)
 		}
@@ -118,19 +114,45 @@ func (v *verbs) apply(ctx context.Context, data []byte) (any, error) {
 		Unchanged: diff.Unchanged, DryRun: req.DryRun}, nil
 }
 
+// partFile writes the connectors and budgets of a request as a file, as
+// json.Marshal writes {"budgets": budgets, "connectors": connectors} (what
+// is checked and stored is what it writes), each connector copied when
+// json.Marshal would write it as it is (admin.AppendRaw).
+func partFile(connectors []json.RawMessage, budgets map[string]json.RawMessage) ([]byte, error) {
+	size := len(`{"budgets":,"connectors":[]}`) + len(connectors)
+	for _, c := range connectors {
+		size += len(c)
+	}
+	body := make([]byte, 0, size)
+	body = append(body, '{')
+	if len(budgets) > 0 {
+		written, err := json.Marshal(budgets)
+		if err != nil {
+			return nil, err
+		}
+		body = append(append(append(body, `"budgets":`...), written...), ',')
+	}
+	body = append(body, `"connectors":[`...)
+	for i, c := range connectors {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		var err error
+		if body, err = admin.AppendRaw(body, c); err != nil {
+			return nil, err
+		}
+	}
+	return append(body, "]}"...), nil
+}
+
 // split counts the connectors of a request the index holds as they are,
 // and returns the others (new, changed, or not readable: the check says
 // why), with where each is in the request.
 func (v *verbs) split(connectors []json.RawMessage) (changed []json.RawMessage, at []int, unchanged int) {
-	var named struct {
-		Name string `json:"name"`
-	}
-	var compact bytes.Buffer
 	for i, raw := range connectors {
-		named.Name = ""
-		compact.Reset()
-		if json.Unmarshal(raw, &named) == nil && named.Name != "" && json.Compact(&compact, raw) == nil {
-			if have, ok := v.x.Version(Connector(named.Name)); ok && !have.Deleted && have.Sum == SumOf(compact.Bytes()) {
+		// The name first: a connector the index does not hold costs no digest.
+		if name := config.NameOf(raw); name != "" {
+			if have, ok := v.x.Version(Connector(name)); ok && !have.Deleted && have.Sum == SumOf(config.Compacted(raw)) {
 				unchanged++
 				continue
 			}

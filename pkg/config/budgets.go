@@ -177,9 +177,9 @@ func shownValue(v any) string {
 // reports a name "budgets" does not hold at the connector's budget field.
 // It runs before merge, so that its problems keep the file's order.
 func linkBudgets(list checkedList, all map[string]Budget, problems *Problems) {
-	for i := range list {
-		c := &list[i]
-		name := c.conn.Budget.Name
+	for i := range list.notes {
+		c, conn := &list.notes[i], &list.conns[i]
+		name := conn.Budget.Name
 		if name == "" {
 			continue
 		}
@@ -189,22 +189,22 @@ func linkBudgets(list checkedList, all map[string]Budget, problems *Problems) {
 			c.ok = false
 			continue
 		}
-		c.conn.Budget = b
+		conn.Budget = b
 	}
 	// Count the sharers once every connector is linked.
 	counts := map[string]Budget{}
-	for _, c := range list {
-		if c.ok && c.conn.Enabled && c.conn.Budget.Name != "" {
-			b := counts[c.conn.Budget.Name]
+	for i, c := range list.notes {
+		if conn := &list.conns[i]; c.ok && conn.Enabled && conn.Budget.Name != "" {
+			b := counts[conn.Budget.Name]
 			b.Connectors++
-			b.Demand += float64(c.conn.Budget.Per) / float64(c.conn.Interval)
-			counts[c.conn.Budget.Name] = b
+			b.Demand += float64(conn.Budget.Per) / float64(conn.Interval)
+			counts[conn.Budget.Name] = b
 		}
 	}
-	for i := range list {
-		c := &list[i]
-		if n, ok := counts[c.conn.Budget.Name]; ok {
-			c.conn.Budget.Connectors, c.conn.Budget.Demand = n.Connectors, n.Demand
+	for i := range list.conns {
+		conn := &list.conns[i]
+		if n, ok := counts[conn.Budget.Name]; ok {
+			conn.Budget.Connectors, conn.Budget.Demand = n.Connectors, n.Demand
 		}
 	}
 	for name, n := range counts {

@@ -208,7 +208,7 @@ func Parse(data []byte, env Env, types TypeChecker) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, _, err := parse(DefaultFile, data, env, types, limits, nil)
+	cfg, _, err := parse(DefaultFile, data, env, types, limits, nil, false)
 	return cfg, err
 }
 
@@ -232,7 +232,7 @@ func LoadFile(path string, env Env, types TypeChecker) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read connectors file: %w", err)
 	}
-	cfg, _, err := parse(path, data, env, types, limits, nil)
+	cfg, _, err := parse(path, data, env, types, limits, nil, false)
 	return cfg, err
 }
 
@@ -312,8 +312,9 @@ func Load(env Env, types TypeChecker) (cfg *Config, source string, err error) {
 // parse checks a whole file. Its top-level fields come back too, for
 // ParseDefinitions, which stores the entries as written.
 // known, if not nil, says which connectors were checked before, unchanged
-// since (ParseDefinitionsKnown).
-func parse(source string, data []byte, env Env, types TypeChecker, limits Limits, known Known) (*Config, map[string]json.RawMessage, error) {
+// since (ParseDefinitionsKnown). lean keeps of each connector only what
+// spans the file (spanning), dropping the rest as soon as it is checked.
+func parse(source string, data []byte, env Env, types TypeChecker, limits Limits, known Known, lean bool) (*Config, map[string]json.RawMessage, error) {
 	problems := &Problems{Source: source}
 	if len(bytes.TrimSpace(data)) == 0 {
 		problems.List = append(problems.List, Problem{Message: source + ` is empty (write {"connectors": [...]})`})
@@ -351,10 +352,14 @@ func parse(source string, data []byte, env Env, types TypeChecker, limits Limits
 	secrets := map[string]bool{}
 	list := connectors(top["connectors"], problems, func(i int, item json.RawMessage) checked {
 		at := func(field string) string { return join(fmt.Sprintf("connectors[%d]", i), field) }
-		if c, ok := known.connector(item, at); ok {
-			return c
+		c, ok := known.connector(item, at)
+		if !ok {
+			c = check(env, types, source, item, at)
 		}
-		return check(env, types, source, item, at)
+		if lean {
+			c.conn = c.conn.spanning()
+		}
+		return c
 	})
 	linkBudgets(list, cfg.Budgets, problems)
 	list.merge(cfg, problems, secrets)
@@ -366,9 +371,21 @@ func parse(source string, data []byte, env Env, types TypeChecker, limits Limits
 	return cfg, top, nil
 }
 
+// spanning is what of c the checks across a file read (names used twice,
+// budgets named, their sharers and warnings): what a known connector holds
+// (Known.connector).
+func (c Connector) spanning() Connector {
+	return Connector{Name: c.Name, Type: c.Type, Enabled: c.Enabled, Interval: c.Interval, Adaptive: c.Adaptive, Budget: c.Budget}
+}
+
 // checked is one connector checked alone (check), to merge in file order.
 type checked struct {
-	conn     Connector
+	conn Connector
+	checkNotes
+}
+
+// checkNotes are what a check says of a connector besides the connector.
+type checkNotes struct {
 	ok       bool
 	problems []Problem
 	secrets  map[string]bool
@@ -381,28 +398,33 @@ type checked struct {
 
 // check decodes and checks one connector of a file.
 func check(env Env, types TypeChecker, source string, raw json.RawMessage, at func(string) string) checked {
-	var item any
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	_ = dec.Decode(&item) // cannot fail: the file is valid JSON
+	item := readTree(raw) // raw passed checkSyntax
 	problems := &Problems{Source: source}
 	v := newValidator(env, types, problems)
 	conn, ok := v.connector(item, at)
-	return checked{conn: conn, ok: ok, problems: problems.List, secrets: v.secrets,
-		name: v.connName, shown: v.shownName, nameAt: v.nameAt, at: at}
+	return checked{conn: conn, checkNotes: checkNotes{ok: ok, problems: problems.List, secrets: v.secrets,
+		name: v.connName, shown: v.shownName, nameAt: v.nameAt, at: at}}
 }
 
-type checkedList []checked
+// checkedList is a file's connectors checked, in file order: the
+// connectors in conns, what their checks say at the same index in notes.
+// merge makes the Config's connectors of conns itself: a file of a
+// million connectors is held once, not once here and again in the Config.
+type checkedList struct {
+	conns []Connector
+	notes []checkNotes
+}
 
 // merge adds the connectors and their problems in file order, and reports
 // every name used twice where its second connector's name problem goes.
+// The Config's connectors are list.conns after (cfg has none before).
 func (list checkedList) merge(cfg *Config, problems *Problems, secrets map[string]bool) {
-	names := make(map[string]int, len(list)) // name -> index of the first connector using it
-	cfg.Connectors = slices.Grow(cfg.Connectors, len(list))
-	for i, c := range list {
+	names := make(map[string]int, len(list.notes)) // name -> index of the first connector using it
+	kept := list.conns[:0]                         // each is kept at its index or before
+	for i, c := range list.notes {
 		if c.name != "" {
 			if first, used := names[c.name]; used {
-				dup := Problem{Path: c.at("name"), Message: fmt.Sprintf("%s is already used by %s (names must be unique)", c.shown, list[first].at(""))}
+				dup := Problem{Path: c.at("name"), Message: fmt.Sprintf("%s is already used by %s (names must be unique)", c.shown, list.notes[first].at(""))}
 				c.problems = slices.Insert(c.problems, c.nameAt, dup)
 				c.ok = false
 			} else {
@@ -414,9 +436,11 @@ func (list checkedList) merge(cfg *Config, problems *Problems, secrets map[strin
 			secrets[s] = true
 		}
 		if c.ok {
-			cfg.Connectors = append(cfg.Connectors, c.conn)
+			kept = append(kept, list.conns[i])
 		}
 	}
+	clear(list.conns[len(kept):]) // the copies past the kept ones, of connectors that had problems
+	cfg.Connectors = kept
 }
 
 // connectors splits a file's list of connectors and checks them with
@@ -433,19 +457,20 @@ func connectors(raw json.RawMessage, problems *Problems, check func(i int, item 
 		} else {
 			problems.add("connectors", "must be a list of connectors, not %s (write %s)", connector.JSONKind(value), example)
 		}
-		return nil
+		return checkedList{}
 	}
 	if len(items) == 0 {
 		problems.add("connectors", "no connectors (add at least one: %s)", example)
-		return nil
+		return checkedList{}
 	}
-	list := make(checkedList, len(items))
+	list := checkedList{conns: make([]Connector, len(items)), notes: make([]checkNotes, len(items))}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range min(runtime.GOMAXPROCS(0), len(items)) {
 		wg.Go(func() {
 			for i := int(next.Add(1)) - 1; i < len(items); i = int(next.Add(1)) - 1 {
-				list[i] = check(i, items[i])
+				c := check(i, items[i])
+				list.conns[i], list.notes[i] = c.conn, c.checkNotes
 				items[i] = nil
 			}
 		})

@@ -30,8 +30,7 @@ type Definitions struct {
 	Connectors []Definition
 	Budgets    []Definition
 	// Checked are the connectors as checked, ${VAR} unresolved, in the
-	// order of Connectors; of a connector known unchanged
-	// (ParseDefinitionsKnown), only the fields that span the file.
+	// order of Connectors (none from ParseDefinitionsKnown).
 	Checked []Connector
 	// Enabled counts the connectors to poll.
 	Enabled int
@@ -60,7 +59,7 @@ func DefinitionLimits() Limits {
 // and returns its entries for the catalog. The error, if any, is a
 // *Problems listing everything wrong; nothing is returned then.
 func ParseDefinitions(source string, data []byte, types TypeChecker) (*Definitions, error) {
-	return parseKnown(source, data, types, DefinitionLimits(), nil)
+	return parseKnown(source, data, types, DefinitionLimits(), nil, false)
 }
 
 // Known says whether a connector, by its name and its definition as
@@ -73,23 +72,80 @@ type Known func(name string, written []byte) bool
 // interval and budget, for what spans the file (names used twice, budgets
 // named, their sharers), and keeps the rest as written. A file applied
 // again then costs a digest per connector, not a check.
+//
+// It is what a client that sends the definitions as written (pollctl
+// apply) checks a file with: it returns no Checked, and keeps no more of a
+// connector than what spans the file once it is checked, and a compact
+// connector's Value is data's own bytes, not a copy: a file of a million
+// connectors is checked in little more than the memory of the file.
 func ParseDefinitionsKnown(source string, data []byte, types TypeChecker, known Known) (*Definitions, error) {
-	return parseKnown(source, data, types, DefinitionLimits(), known)
+	return parseKnown(source, data, types, DefinitionLimits(), known, true)
 }
 
-func parseKnown(source string, data []byte, types TypeChecker, limits Limits, known Known) (*Definitions, error) {
-	cfg, top, err := parse(source, data, Unresolved, types, limits, known)
+// Names lists the names of a file's connectors, in file order, and of its
+// budgets, at a glance: what to ask the catalog before
+// ParseDefinitionsKnown. It reads the bytes once and does not check them
+// (ParseDefinitionsKnown does): of a file that is not JSON it returns
+// some names or none.
+func Names(data []byte) (connectors, budgets []string) {
+	top, _ := objectFields(data)
+	items, _ := listItems(top["connectors"])
+	connectors = make([]string, 0, len(items))
+	for _, item := range items {
+		if name := NameOf(item); name != "" {
+			connectors = append(connectors, name)
+		}
+	}
+	eachField(top["budgets"], func(key []byte, _ json.RawMessage) { budgets = append(budgets, string(key)) })
+	return connectors, budgets
+}
+
+// NameOf reads the "name" of a connector's definition at a glance,
+// unchecked: "" when it has none that is a string.
+func NameOf(value []byte) string {
+	var raw json.RawMessage
+	eachField(value, func(key []byte, value json.RawMessage) {
+		if string(key) == "name" {
+			raw = value // the last, as json.Unmarshal keeps
+		}
+	})
+	name, _, _ := stringField(raw)
+	return name
+}
+
+// Compacted is a definition of valid JSON as the catalog stores it
+// (Definition.Value): without the spaces between its tokens, as
+// json.Compact writes it. It is value itself when that is compact already:
+// to read (a digest), not to keep.
+func Compacted(value []byte) []byte { return compacted(value) }
+
+// parseKnown checks a file of definitions within limits; lean is what
+// ParseDefinitionsKnown says it keeps.
+func parseKnown(source string, data []byte, types TypeChecker, limits Limits, known Known, lean bool) (*Definitions, error) {
+	cfg, top, err := parse(source, data, Unresolved, types, limits, known, lean)
 	if err != nil {
 		return nil, err
 	}
-	defs := &Definitions{Source: source, Warnings: cfg.Warnings, Enabled: len(cfg.Enabled()), Checked: cfg.Connectors}
+	defs := &Definitions{Source: source, Warnings: cfg.Warnings}
+	if !lean {
+		defs.Checked = cfg.Connectors
+	}
+	for _, c := range cfg.Connectors {
+		if c.Enabled {
+			defs.Enabled++
+		}
+	}
 	items, err := splitList(top["connectors"])
 	if err != nil || len(items) != len(cfg.Connectors) {
 		return nil, fmt.Errorf("%s: read the connectors again: %v", source, err)
 	}
 	defs.Connectors = make([]Definition, len(items))
 	for i, item := range items {
-		defs.Connectors[i] = Definition{Name: cfg.Connectors[i].Name, Value: compact(item)}
+		value := json.RawMessage(item)
+		if !lean || !isCompact(item) {
+			value = compact(item)
+		}
+		defs.Connectors[i] = Definition{Name: cfg.Connectors[i].Name, Value: value}
 	}
 	if raw := top["budgets"]; raw != nil {
 		var budgets map[string]json.RawMessage
@@ -203,7 +259,7 @@ func LoadDefinitions(env Env, types TypeChecker) (defs *Definitions, whole bool,
 	if err != nil {
 		return nil, false, path, fmt.Errorf("read connectors file: %w", err)
 	}
-	defs, err = parseKnown(path, data, types, limits, nil)
+	defs, err = parseKnown(path, data, types, limits, nil, false)
 	if err != nil {
 		return nil, false, path, err
 	}
@@ -234,28 +290,73 @@ func LoadDefinitions(env Env, types TypeChecker) (defs *Definitions, whole bool,
 
 // connector reads a connector known unchanged as checked: what spans the
 // file, without its check. It is false for one known does not hold (or
-// that is not an object with a name).
+// that is not an object with a name, or whose fields read here are not of
+// their types: its check says why).
 func (known Known) connector(item json.RawMessage, at func(string) string) (checked, bool) {
 	if known == nil {
 		return checked{}, false
 	}
-	var c struct {
-		Name     string  `json:"name"`
-		Type     string  `json:"type"`
-		Enabled  *bool   `json:"enabled"`
-		Interval *string `json:"interval"`
-		Budget   string  `json:"budget"`
-	}
-	if json.Unmarshal(item, &c) != nil || c.Name == "" || !known(c.Name, compact(item)) {
+	// The fields as json.Unmarshal into a struct of them would read them,
+	// without its reflection: a file applied again reads them of 100,000.
+	var name, typeName, interval, budget, enabled json.RawMessage
+	fieldsOK := eachField(item, func(key []byte, value json.RawMessage) {
+		switch string(key) {
+		case "name":
+			name = value
+		case "type":
+			typeName = value
+		case "enabled":
+			enabled = value
+		case "interval":
+			interval = value
+		case "budget":
+			budget = value
+		}
+	})
+	c := Connector{Enabled: true, Interval: defaultInterval}
+	var intervalText string
+	var hasInterval bool
+	var ok bool
+	if c.Name, _, ok = stringField(name); !fieldsOK || !ok || c.Name == "" {
 		return checked{}, false
 	}
-	conn := Connector{Name: c.Name, Type: c.Type, Enabled: c.Enabled == nil || *c.Enabled, Interval: defaultInterval, Budget: Budget{Name: c.Budget}}
-	if c.Interval != nil {
-		if d, err := time.ParseDuration(*c.Interval); err == nil {
-			conn.Interval = d
+	if c.Type, _, ok = stringField(typeName); !ok {
+		return checked{}, false
+	}
+	if c.Budget.Name, _, ok = stringField(budget); !ok {
+		return checked{}, false
+	}
+	if intervalText, hasInterval, ok = stringField(interval); !ok {
+		return checked{}, false
+	}
+	switch string(enabled) {
+	case "", "null", "true":
+	case "false":
+		c.Enabled = false
+	default:
+		return checked{}, false
+	}
+	if !known(c.Name, compacted(item)) {
+		return checked{}, false
+	}
+	if hasInterval {
+		if d, err := time.ParseDuration(intervalText); err == nil {
+			c.Interval = d
 		}
 	}
-	return checked{conn: conn, ok: true, name: c.Name, shown: strconv.Quote(c.Name), at: at}, true
+	return checked{conn: c, checkNotes: checkNotes{ok: true, name: c.Name, shown: strconv.Quote(c.Name), at: at}}, true
+}
+
+// stringField reads a field of a connector that is a string: present
+// says it is not absent or null; ok is false when it is not a string.
+func stringField(raw json.RawMessage) (s string, present, ok bool) {
+	switch {
+	case len(raw) == 0 || string(raw) == "null":
+		return "", false, true
+	case raw[0] != '"':
+		return "", false, false
+	}
+	return stringOf(raw), true, true
 }
 
 // splitList splits the list of a file parse checked into its items.
@@ -267,7 +368,13 @@ func splitList(raw json.RawMessage) ([]json.RawMessage, error) {
 	return items, nil
 }
 
+// compact is raw without the spaces between its tokens, in a slice of its
+// own. A file a program wrote is compact already: its definitions are
+// copied as they are.
 func compact(raw []byte) json.RawMessage {
+	if isCompact(raw) {
+		return slices.Clone(raw)
+	}
 	var b bytes.Buffer
 	b.Grow(len(raw))
 	if err := json.Compact(&b, raw); err != nil {

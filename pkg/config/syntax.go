@@ -219,20 +219,12 @@ func stringEnd(data []byte, i int) int {
 // bytes once and copying none: a file holds 100,000 connectors. It is false
 // when data is not an object.
 func objectFields(data []byte) (map[string]json.RawMessage, bool) {
-	i := skipSpace(data, 0)
-	if i == len(data) || data[i] != '{' {
-		return nil, i < len(data) && data[i] == 'n'
+	if i := skipSpace(data, 0); i < len(data) && data[i] == 'n' {
+		return nil, true
 	}
 	fields := map[string]json.RawMessage{}
-	for i = skipSpace(data, i+1); i < len(data) && data[i] == '"'; i = skipSpace(data, i+1) {
-		end := stringEnd(data, i)
-		key := string(keyOf(data[i:end]))
-		i = skipSpace(data, skipSpace(data, end)+1) // past the ':'
-		end = valueEnd(data, i)
-		fields[key] = data[i:end:end]
-		if i = skipSpace(data, end); i == len(data) || data[i] != ',' {
-			break
-		}
+	if !eachField(data, func(key []byte, value json.RawMessage) { fields[string(key)] = value }) {
+		return nil, false
 	}
 	return fields, true
 }
@@ -307,6 +299,9 @@ func skipSpace(data []byte, i int) int {
 
 // keyOf is the text of a quoted key; only one with escapes is decoded.
 func keyOf(quoted []byte) []byte {
+	if len(quoted) < 2 {
+		return nil // a string cut short, in a file at a glance (Names)
+	}
 	if bytes.IndexByte(quoted, '\\') < 0 {
 		return quoted[1 : len(quoted)-1]
 	}

@@ -3,6 +3,7 @@ package cli
 import (
 	"cmp"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -102,14 +103,24 @@ func (a *app) apply(ctx context.Context, f applyFlags) error {
 			cerr = adminError(cerr)
 		}
 	}
-	sums := map[admin.Ref]string{}
+	connectorSums := make(map[string]catalog.Sum, len(held))
+	budgetSums := map[string]string{}
 	for _, r := range held {
-		sums[admin.Ref{Kind: r.Kind, Name: r.Name}] = r.Sum
+		switch r.Kind {
+		case admin.KindConnector:
+			if sum, ok := sumOf(r.Sum); ok {
+				connectorSums[r.Name] = sum
+			}
+		case admin.KindBudget:
+			budgetSums[r.Name] = r.Sum
+		}
 	}
 	var known config.Known
 	if cerr == nil {
+		// A connector the catalog does not hold costs a lookup, not a digest.
 		known = func(name string, written []byte) bool {
-			return sums[admin.Ref{Kind: admin.KindConnector, Name: name}] == catalog.SumOf(written).String()
+			sum, held := connectorSums[name]
+			return held && sum == catalog.SumOf(written)
 		}
 	}
 	defs, err := config.ParseDefinitionsKnown(source, data, builtin.Registry(), known)
@@ -121,7 +132,6 @@ func (a *app) apply(ctx context.Context, f applyFlags) error {
 	if cerr != nil {
 		return cerr
 	}
-	defs.Checked = nil // what is sent is the definitions as written
 	for _, p := range defs.Warnings {
 		fmt.Fprintf(a.io.Err, "warning: %s: %s\n", p.Path, p.Message)
 	}
@@ -129,7 +139,7 @@ func (a *app) apply(ctx context.Context, f applyFlags) error {
 	budgetsChanged := false
 	for _, b := range defs.Budgets {
 		budgets[b.Name] = b.Value
-		budgetsChanged = budgetsChanged || sums[admin.Ref{Kind: admin.KindBudget, Name: b.Name}] != catalog.SumOf(b.Value).String()
+		budgetsChanged = budgetsChanged || budgetSums[b.Name] != catalog.SumOf(b.Value).String()
 	}
 	changed := slices.DeleteFunc(slices.Clone(defs.Connectors), func(d config.Definition) bool { return known(d.Name, d.Value) })
 	if f.chunkBytes <= 0 {
@@ -213,32 +223,35 @@ func (a *app) applyParts(ctx context.Context, c *admin.Client, source string, co
 	return tally, g.Wait()
 }
 
-// prune deletes (dryRun: lists) the definitions of the catalog the file
-// does not hold, connectors first, each on condition of its revision.
+// sumOf reads a digest the catalog lists (catalog.Sum.String); false for
+// one no digest's String writes, which no definition matches.
+func sumOf(listed string) (catalog.Sum, bool) {
+	var sum catalog.Sum
+	if len(listed) != hex.EncodedLen(len(sum)) {
+		return sum, false
+	}
+	if _, err := hex.Decode(sum[:], []byte(listed)); err != nil || sum.String() != listed {
+		return sum, false
+	}
+	return sum, true
+}
+
 // refsIn names the connectors and budgets of a file, at a glance: for a
 // file that does not read so, none (its check then says why).
 func refsIn(data []byte) []admin.Ref {
-	var file struct {
-		Connectors []struct {
-			Name string `json:"name"`
-		} `json:"connectors"`
-		Budgets map[string]json.RawMessage `json:"budgets"`
-	}
-	if json.Unmarshal(data, &file) != nil {
-		return nil
-	}
-	refs := make([]admin.Ref, 0, len(file.Connectors)+len(file.Budgets))
-	for name := range file.Budgets {
+	connectors, budgets := config.Names(data)
+	refs := make([]admin.Ref, 0, len(connectors)+len(budgets))
+	for _, name := range budgets {
 		refs = append(refs, admin.Ref{Kind: admin.KindBudget, Name: name})
 	}
-	for _, c := range file.Connectors {
-		if c.Name != "" {
-			refs = append(refs, admin.Ref{Kind: admin.KindConnector, Name: c.Name})
-		}
+	for _, name := range connectors {
+		refs = append(refs, admin.Ref{Kind: admin.KindConnector, Name: name})
 	}
 	return refs
 }
 
+// prune deletes (dryRun: lists) the definitions of the catalog the file
+// does not hold, connectors first, each on condition of its revision.
 // listed is what the catalog held before the apply (which deletes
 // nothing).
 func (a *app) prune(ctx context.Context, c *admin.Client, defs *config.Definitions, listed []admin.Ref, dryRun bool) ([]admin.Ref, error) {

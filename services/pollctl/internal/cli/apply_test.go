@@ -285,3 +285,16 @@ func TestApplyAsksAConflictingPartAgainOnce(t *testing.T) {
 	assert.Regexp(t, `^pollctl: part 2 of 4 of standard input, asked twice: 1 definitions changed while this apply wrote them \(c-0001\): `+
 		`someone else applied at the same time; apply again; [1-3] of the 4 parts were applied: apply again to finish\n$`, stderr)
 }
+
+// A digest the catalog lists is read as the one its String wrote; any
+// other text matches no definition, as comparing the texts would say.
+func TestSumOf(t *testing.T) {
+	sum := catalog.SumOf([]byte(`{"name":"a"}`))
+	got, ok := sumOf(sum.String())
+	assert.True(t, ok)
+	assert.Equal(t, sum, got)
+	for _, listed := range []string{"", strings.ToUpper(sum.String()), sum.String()[1:], sum.String() + "00", "zz" + sum.String()[2:]} {
+		_, ok := sumOf(listed)
+		assert.False(t, ok, listed)
+	}
+}
