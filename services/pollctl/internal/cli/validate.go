@@ -27,10 +27,12 @@ func (a *app) validateCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "validate FILE",
 		Short: "Check a connectors file and list every problem",
-		Long: `validate checks a connectors file as the services load it, ${VAR} secrets
-resolved from this environment, and lists every problem at once, each with its
-JSON path and the fix. Exits 0 when the file is valid, 1 when it has problems.
-Needs no NATS.`,
+		Long: `validate checks a connectors file as a worker builds its connectors, ${VAR}
+secrets resolved from this environment (run it where the workers' variables are
+set), and lists every problem at once, each with its JSON path and the fix.
+apply checks a file as written, leaving ${VAR} to the workers, so a file
+validate refuses for a variable unset here may still apply. Exits 0 when the
+file is valid, 1 when it has problems. Needs no NATS.`,
 		Example: `  pollctl validate connectors.json
   pollctl validate connectors.json --json | jq '.problems[].path'`,
 		Args: cobra.ExactArgs(1),
