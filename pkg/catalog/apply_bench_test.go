@@ -7,13 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/pollgrid/pollgrid/pkg/admin"
-	"github.com/pollgrid/pollgrid/pkg/catalog"
-	"github.com/pollgrid/pollgrid/pkg/connectors/builtin"
-	"github.com/pollgrid/pollgrid/pkg/natstest"
+	"github.com/pollgrid/pollgrid/pkg/catalog/catalogtest"
 )
 
 // BenchmarkApplyVerb100k is the scheduler's side of `pollctl apply -f` of
@@ -77,40 +72,8 @@ func benchParts(n, size int) [][]json.RawMessage {
 // of its own that stop ends (a first apply finds an empty catalog).
 func startVerbs(b *testing.B) (client *admin.Client, stop func()) {
 	b.Helper()
-	ns := natstest.Start(b)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cat, err := catalog.Open(ctx, js, catalog.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	x := catalog.NewIndex(builtin.Registry(), nil)
-	followed := make(chan struct{})
-	go func() { defer close(followed); cat.Follow(ctx, x) }()
-	srv, err := admin.NewServer(nc, admin.ServerConfig{Service: "scheduler", Instance: "s1"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	for verb, h := range catalog.Verbs(cat, x, builtin.Registry()) {
-		if err := srv.Handle(verb, h); err != nil {
-			b.Fatal(err)
-		}
-	}
-	return admin.NewClient(nc, time.Minute), func() {
-		_ = srv.Stop()
-		cancel()
-		<-followed
-		nc.Close()
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	}
+	s := catalogtest.Start(b)
+	return admin.NewClient(s.NC, time.Minute), s.Stop
 }
 
 // applyParts asks the first part alone, then the others four at a time.

@@ -9,15 +9,8 @@ import (
 	"runtime/pprof"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/pollgrid/pollgrid/pkg/admin"
-	"github.com/pollgrid/pollgrid/pkg/catalog"
-	"github.com/pollgrid/pollgrid/pkg/connectors/builtin"
+	"github.com/pollgrid/pollgrid/pkg/catalog/catalogtest"
 )
 
 // benchConnectors is the size of the file BenchmarkApply100k applies: the
@@ -44,14 +37,14 @@ func BenchmarkApply100k(b *testing.B) {
 			b.StartTimer()
 			s.apply(b, file, fmt.Sprintf("%d created, 0 changed, 0 deleted, 0 unchanged", benchConnectors))
 			b.StopTimer()
-			s.stop()
+			s.Stop()
 			b.StartTimer()
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/benchConnectors, "ns/connector")
 	})
 	b.Run("again", func(b *testing.B) {
 		s := startBenchCatalog(b)
-		defer s.stop()
+		defer s.Stop()
 		s.apply(b, file, "") // not one of the measured: its side is "setup"
 		b.ReportAllocs()
 		b.ResetTimer()
@@ -79,60 +72,13 @@ func benchFile(n int) []byte {
 
 // benchCatalog is catalogServer for a benchmark: started and stopped
 // within one, so that each first apply finds an empty catalog.
-type benchCatalog struct {
-	url  string
-	stop func()
-}
+type benchCatalog struct{ *catalogtest.Server }
 
-func startBenchCatalog(b *testing.B) *benchCatalog {
-	b.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
-		JetStream: true, StoreDir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		b.Fatal("nats-server did not start within 10s")
-	}
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cat, err := catalog.Open(ctx, js, catalog.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	x := catalog.NewIndex(builtin.Registry(), nil)
-	followed := make(chan struct{})
-	go func() { defer close(followed); cat.Follow(ctx, x) }()
-	srv, err := admin.NewServer(nc, admin.ServerConfig{Service: "scheduler", Instance: "s1"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	for verb, h := range catalog.Verbs(cat, x, builtin.Registry()) {
-		if err := srv.Handle(verb, h); err != nil {
-			b.Fatal(err)
-		}
-	}
-	return &benchCatalog{url: ns.ClientURL(), stop: func() {
-		_ = srv.Stop()
-		cancel()
-		<-followed
-		nc.Close()
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	}}
-}
+func startBenchCatalog(b *testing.B) benchCatalog { return benchCatalog{catalogtest.Start(b)} }
 
 // apply runs pollctl apply -f file and checks that it printed summary
 // (none: an apply that prepares a benchmark, labelled side=setup).
-func (s *benchCatalog) apply(b *testing.B, file, summary string) {
+func (s benchCatalog) apply(b *testing.B, file, summary string) {
 	b.Helper()
 	side := "pollctl"
 	if summary == "" {
@@ -144,7 +90,7 @@ func (s *benchCatalog) apply(b *testing.B, file, summary string) {
 	// The label marks pollctl's goroutines, and those they start, in a
 	// CPU profile: -tagfocus side=pollctl leaves the scheduler's out.
 	pprof.Do(context.Background(), pprof.Labels("side", side), func(context.Context) {
-		code = Main([]string{"--server", s.url, "apply", "-f", file}, IO{In: strings.NewReader(""), Out: &out, Err: &errOut,
+		code = Main([]string{"--server", s.URL, "apply", "-f", file}, IO{In: strings.NewReader(""), Out: &out, Err: &errOut,
 			Env: func(k string) (string, bool) { v, ok := env[k]; return v, ok }})
 	})
 	if code != ExitOK {

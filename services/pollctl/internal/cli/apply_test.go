@@ -20,8 +20,7 @@ import (
 
 	"github.com/pollgrid/pollgrid/pkg/admin"
 	"github.com/pollgrid/pollgrid/pkg/catalog"
-	"github.com/pollgrid/pollgrid/pkg/connectors/builtin"
-	"github.com/pollgrid/pollgrid/pkg/natstest"
+	"github.com/pollgrid/pollgrid/pkg/catalog/catalogtest"
 )
 
 // catalogServer is an embedded NATS with JetStream and a scheduler's
@@ -35,25 +34,8 @@ type catalogServer struct {
 
 func startCatalog(t *testing.T) *catalogServer {
 	t.Helper()
-	ns := natstest.Start(t)
-	nc, err := nats.Connect(ns.ClientURL())
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	cat, err := catalog.Open(ctx, js, catalog.Options{})
-	require.NoError(t, err)
-	x := catalog.NewIndex(builtin.Registry(), nil)
-	go cat.Follow(ctx, x)
-	srv, err := admin.NewServer(nc, admin.ServerConfig{Service: "scheduler", Instance: "s1"})
-	require.NoError(t, err)
-	for verb, h := range catalog.Verbs(cat, x, builtin.Registry()) {
-		require.NoError(t, srv.Handle(verb, h))
-	}
-	t.Cleanup(func() { _ = srv.Stop() })
-	return &catalogServer{nc: nc, url: ns.ClientURL(), cat: cat, js: js}
+	s := catalogtest.Start(t)
+	return &catalogServer{nc: s.NC, url: s.URL, cat: s.Catalog, js: s.JS}
 }
 
 // writes counts the catalog's writes (its stream's messages).
