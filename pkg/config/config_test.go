@@ -15,7 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// fakeTypes knows "alpha" (any config) and "beta" (needs an https "url").
+// fakeTypes knows "alpha" (any config) and "beta" (needs an https "url";
+// "pages", when set, positive), which lists every problem (errors.Join).
 type fakeTypes struct{}
 
 func (fakeTypes) Known(typeName string) bool { return typeName == "alpha" || typeName == "beta" }
@@ -26,19 +27,24 @@ func (fakeTypes) Validate(typeName string, raw json.RawMessage) error {
 		return nil
 	}
 	var cfg struct {
-		URL string `json:"url"`
+		URL   string `json:"url"`
+		Pages *int   `json:"pages"`
 	}
 	if err := json.Unmarshal(raw, &cfg); err != nil {
 		return err
 	}
-	if cfg.URL == "" {
-		return errors.New(`url: required (the API address, e.g. "https://api.example.com")`)
-	}
-	if !strings.HasPrefix(cfg.URL, "https://") {
+	var errs []error
+	switch {
+	case cfg.URL == "":
+		errs = append(errs, errors.New(`url: required (the API address, e.g. "https://api.example.com")`))
+	case !strings.HasPrefix(cfg.URL, "https://"):
 		// Echoes the value on purpose: Problems must redact it.
-		return fmt.Errorf("url %q must start with https://", cfg.URL)
+		errs = append(errs, fmt.Errorf("url %q must start with https://", cfg.URL))
 	}
-	return nil
+	if cfg.Pages != nil && *cfg.Pages <= 0 {
+		errs = append(errs, fmt.Errorf("pages: %d must be 1 or more", *cfg.Pages))
+	}
+	return errors.Join(errs...)
 }
 
 // one wraps connector fields into a file with a single connector.
@@ -255,6 +261,16 @@ func TestProblemsErrorListsOnePerLine(t *testing.T) {
   connectors[0].name: "Noaa CA" is not a valid name (use lowercase letters, digits, "-" and "_")
   connectors[0].interval: "5" is not a duration (write "5s")
   connectors[1].timeout: 90s must be shorter than interval 1m`)
+}
+
+// A type that finds several problems in a config (errors.Join) has each
+// listed on its own, under the connector's config.
+func TestEachProblemOfATypesConfigIsListed(t *testing.T) {
+	_, err := Parse([]byte(one(`"name": "a", "type": "beta", "config": {"pages": 0}`)), nil, fakeTypes{})
+	assert.Equal(t, []Problem{
+		{"connectors[0].config", `url: required (the API address, e.g. "https://api.example.com")`},
+		{"connectors[0].config", `pages: 0 must be 1 or more`},
+	}, problemsOf(t, err).List)
 }
 
 func TestParseRejectsWholeFile(t *testing.T) {

@@ -591,7 +591,13 @@ func (r *reader) config(typeName string) json.RawMessage {
 	} else {
 		err = r.types.Validate(typeName, raw)
 	}
-	if err != nil {
+	// A type lists every problem of a config at once (errors.Join): each
+	// is a problem of its own, on a line of its own.
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range joined.Unwrap() {
+			r.problem("config", "%s", e)
+		}
+	} else if err != nil {
 		r.problem("config", "%s", err)
 	}
 	return raw
