@@ -154,9 +154,11 @@ func runMillion(t *testing.T, s *suite, n int, window time.Duration) millionRun 
 	from := time.Now()
 	m, err = StartMeter(st.Procs)
 	require.NoError(t, err)
+	profiled := st.profileCPU("million", window)
 	sleep(t, window)
 	to := time.Now()
 	r.Window = m.Stop()
+	profiled()
 	s.noteWindow(t, "million", r.Window)
 	// Fires due near the end may be polled a little after it.
 	sleep(t, millionGrace)
