@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -274,6 +275,40 @@ func TestIndexFollowsTheBucket(t *testing.T) {
 	assert.False(t, ok)
 	assert.Contains(t, x.TakeDirty(), "c-0")
 	assert.Equal(t, 2, x.Len())
+}
+
+// A file the scheduler applied at start comes back in the index's first
+// Load, which takes what it expects (Expect) without a second check; a
+// value other than the expected one, and one not expected, are checked. A
+// watch started again repeats its first read, which is checked no more.
+func TestLoadTakesWhatWasExpectedWithoutCheckingAgain(t *testing.T) {
+	data := []byte(`{"connectors": [{"name": "a", "type": "alpha", "interval": "10s"}, {"name": "b", "type": "alpha", "interval": "20s"}]}`)
+	defs, err := config.ParseDefinitions("connectors.json", data, alphaTypes{})
+	require.NoError(t, err)
+	var known atomic.Int64
+	x := catalog.NewIndex(countingTypes{known: &known}, nil)
+	x.Expect(defs.Connectors, defs.Checked)
+	entries := []catalog.Entry{
+		{Ref: catalog.Connector("a"), Value: defs.Connectors[0].Value, Revision: 1},
+		{Ref: catalog.Connector("b"), Value: []byte(`{"name": "b", "type": "alpha", "interval": "30s"}`), Revision: 2},
+		{Ref: catalog.Connector("c"), Value: []byte(`{"name": "c", "type": "alpha", "interval": "40s"}`), Revision: 3},
+	}
+	var fresh atomic.Int64 // what checking b and c costs an index expecting nothing
+	catalog.NewIndex(countingTypes{known: &fresh}, nil).Load(entries[1:])
+	require.Positive(t, fresh.Load())
+
+	x.Load(entries)
+	assert.Equal(t, fresh.Load(), known.Load(), "b (changed since it was expected) and c (not expected) checked, a not")
+	for name, want := range map[string]time.Duration{"a": 10 * time.Second, "b": 30 * time.Second, "c": 40 * time.Second} {
+		d, ok := x.Connector(name)
+		require.True(t, ok, name)
+		assert.Equal(t, want, d.Interval, name)
+	}
+
+	known.Store(0)
+	x.Load(entries)
+	assert.Zero(t, known.Load(), "a repeated first read is not checked again")
+	assert.Equal(t, 3, x.Len())
 }
 
 // Load (a watch's first read) holds what Update one entry at a time does:

@@ -215,21 +215,25 @@ func (x *Index) Update(e Entry) {
 // Load takes many keys' revisions at once, such as a watch's first read of
 // the whole bucket: their definitions are checked on every core first, so
 // that a scheduler restarting over 100,000 connectors is ready in about
-// the time of its share of the checks.
+// the time of its share of the checks. A definition the index expects
+// (Expect) with this value, or holds at this revision already, is not
+// checked.
 func (x *Index) Load(es []Entry) {
 	checked := make([]checkedDefinition, len(es))
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	x.mu.RLock()
 	for range min(runtime.GOMAXPROCS(0), len(es)) {
 		wg.Go(func() {
 			for i := int(next.Add(1)) - 1; i < len(es); i = int(next.Add(1)) - 1 {
 				if e := es[i]; e.Kind == KindConnector && !e.Deleted {
-					checked[i] = x.check(e)
+					checked[i] = x.precheck(e)
 				}
 			}
 		})
 	}
 	wg.Wait()
+	x.mu.RUnlock()
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	for i, e := range es {
@@ -265,6 +269,23 @@ type checkedDefinition struct {
 	sum Sum
 	c   config.Connector
 	err error
+	// unchecked: not checked, as the index held it already or expected it
+	// when Load read it (updateConnector checks it if no longer expected).
+	unchecked bool
+}
+
+// precheck is check, unless take will not need it: the index holds e's
+// revision already, or expects its value (x.mu read-locked).
+func (x *Index) precheck(e Entry) checkedDefinition {
+	if old, ok := x.connectors[e.Name]; ok && old.revision >= e.Revision {
+		return checkedDefinition{unchecked: true}
+	}
+	if exp, ok := x.expected[e.Name]; ok {
+		if sum := SumOf(e.Value); exp.sum == sum {
+			return checkedDefinition{sum: sum, unchecked: true}
+		}
+	}
+	return x.check(e)
 }
 
 // check checks one connector definition as the index does (its own
@@ -303,14 +324,14 @@ func (x *Index) updateConnector(e Entry, pre *checkedDefinition) {
 	if e.Deleted {
 		return
 	}
-	if pre != nil {
+	if pre != nil && (pre.sum != Sum{}) {
 		s.sum = pre.sum
 	} else {
 		s.sum = SumOf(e.Value)
 	}
 	c, ok := x.expectedAs(name, s.sum)
 	if !ok {
-		if pre == nil {
+		if pre == nil || pre.unchecked {
 			pre = new(x.check(e))
 		}
 		if pre.err != nil {

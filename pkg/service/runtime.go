@@ -57,6 +57,10 @@ type Runtime struct {
 	Catalog    *catalog.Catalog
 	Connectors *connector.Registry
 
+	// applied are the definitions Start applied from the connectors file,
+	// until TakeApplied hands them over.
+	applied atomic.Pointer[config.Definitions]
+
 	reloads *prometheus.CounterVec
 	// natsDial is how the service reaches NATS, and explains its refusals.
 	natsDial *natsconn.Dialer
@@ -163,6 +167,7 @@ func Start(ctx context.Context, svc Service, lookup config.Env, opts ...Option) 
 			rt.Close()
 			return nil, err
 		}
+		rt.applied.Store(defs)
 	} else {
 		rt.Logger.Info("connectors: " + source)
 	}
@@ -171,6 +176,13 @@ func Start(ctx context.Context, svc Service, lookup config.Env, opts ...Option) 
 	go epochs.run(ctx)
 	return rt, nil
 }
+
+// TakeApplied returns the definitions Start applied from the connectors
+// file, checked (nil without a file), once: the scheduler's index takes
+// them without checking them again when it reads them back from the
+// catalog (catalog.Index.Expect). Later calls return nil, so that a
+// process does not keep a large file's definitions for its lifetime.
+func (rt *Runtime) TakeApplied() *config.Definitions { return rt.applied.Swap(nil) }
 
 // Option tunes Start.
 type Option func(*startOptions)

@@ -100,6 +100,23 @@ func fetch(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
+// The definitions Start applied from the file go, checked, to one taker
+// (the scheduler's index), and are then let go.
+func TestTakeAppliedHandsOverTheStartFileOnce(t *testing.T) {
+	ns := natsWithPassword(t, -1, t.TempDir(), "pw")
+	redis := redistest.Start(t)
+	rt, err := Start(t.Context(), testService, testEnv(t, "nats://pollgrid:pw@"+ns.Addr().String(), redis.URL()), WithLogOutput(io.Discard))
+	require.NoError(t, err)
+	defer rt.Close()
+	defs := rt.TakeApplied()
+	require.NotNil(t, defs)
+	require.Len(t, defs.Connectors, 1)
+	assert.Equal(t, "quakes", defs.Connectors[0].Name)
+	require.Len(t, defs.Checked, 1, "checked as applied, aligned with the definitions")
+	assert.Equal(t, "usgs-earthquakes", defs.Checked[0].Type)
+	assert.Nil(t, rt.TakeApplied(), "handed over once")
+}
+
 func TestReadyzAnswersWithinItsDeadlineDuringARedisStall(t *testing.T) {
 	ns := natsWithPassword(t, -1, t.TempDir(), "pw")
 	redis := redistest.Start(t)

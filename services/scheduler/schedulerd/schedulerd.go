@@ -58,6 +58,20 @@ func run(ctx context.Context, rt *service.Runtime) error {
 	// The index follows the connector catalog for as long as the service
 	// runs; the scheduler keeps the schedules in line with it.
 	index := catalog.NewIndex(rt.Connectors, rt.Logger)
+	// The connectors file the runtime applied at start was checked whole:
+	// the index takes those definitions as they come back from the
+	// catalog without a second check, which is most of the time from a
+	// start with 100,000 connectors to their first ticks.
+	if defs := rt.TakeApplied(); defs != nil {
+		index.Expect(defs.Connectors, defs.Checked)
+		go func() {
+			select {
+			case <-index.Synced():
+				index.Unexpect(defs.Connectors) // any the catalog no longer held
+			case <-ctx.Done():
+			}
+		}()
+	}
 	followCtx, stopFollowing := context.WithCancel(ctx)
 	var following sync.WaitGroup
 	defer following.Wait()
