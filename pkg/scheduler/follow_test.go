@@ -313,3 +313,27 @@ func TestNextFireIsThePhase(t *testing.T) {
 	assert.Equal(t, now.Add(7*time.Second), NextFire("a", 7*time.Second, now))
 	assert.Equal(t, now.Add(40*time.Second), NextFire("a", 40*time.Second, now), "40 s divides a day, not a minute: @every")
 }
+
+// A full sync reads every installed schedule once, readPage at a time,
+// whatever pending ticks lie between them.
+func TestEveryInstalledScheduleIsReadInPages(t *testing.T) {
+	fx := newFixture(t)
+	n := readPage + 7
+	cs := make([]catalog.Defined, n)
+	for i := range cs {
+		cs[i] = catalog.Defined{Name: fmt.Sprintf("c-%05d", i), Type: "fake", Enabled: true, Interval: 6 * time.Hour}
+	}
+	require.NoError(t, fx.s.install(fx.ctx, cs[:n/2]))
+	_, err := fx.js.Publish(fx.ctx, bus.TickSubject("fake", "c-00000"), []byte("a pending tick"))
+	require.NoError(t, err)
+	require.NoError(t, fx.s.install(fx.ctx, cs[n/2:]))
+
+	reads := fx.watchReads(t)
+	seen := map[string]int{}
+	require.NoError(t, fx.s.eachInstalled(fx.ctx, func(d definition) { seen[d.subject]++ }))
+	assert.Len(t, seen, n)
+	for subject, times := range seen {
+		require.Equal(t, 1, times, subject)
+	}
+	assert.EqualValues(t, 2, reads.all.Load(), "a full page and the rest")
+}

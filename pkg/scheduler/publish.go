@@ -17,7 +17,7 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/clock"
 )
 
-// pageSize is how many definitions one batch read or one publish window
+// pageSize is how many definitions one publish window
 // holds: large enough that 100,000 connectors take about a hundred round
 // trips, small enough to keep the outstanding acks well within nats.go's
 // async limits.

@@ -115,15 +115,15 @@ func find(cs []catalog.Defined, name string) (int, bool) {
 }
 
 // eachInstalled hands fn every schedule definition stored in TICKS, reading
-// them in pages.
+// them in pages of readPage.
 func (s *Scheduler) eachInstalled(ctx context.Context, fn func(definition)) error {
 	for seq := uint64(1); ; {
-		msgs, err := jetstreamext.GetBatch(ctx, s.js, bus.TicksStream, pageSize,
+		msgs, err := jetstreamext.GetBatch(ctx, s.js, bus.TicksStream, readPage,
 			jetstreamext.GetBatchSeq(seq), jetstreamext.GetBatchSubject(bus.SchedulePrefix+".>"))
 		if err != nil {
 			return fmt.Errorf("read schedules from %s: %w", bus.TicksStream, err)
 		}
-		n := 0
+		n, pending := 0, ""
 		for m, err := range msgs {
 			if errors.Is(err, jetstreamext.ErrNoMessages) {
 				return nil
@@ -134,12 +134,27 @@ func (s *Scheduler) eachInstalled(ctx context.Context, fn func(definition)) erro
 			fn(definitionOf(m))
 			seq = m.Sequence + 1
 			n++
+			pending = m.Header.Get(numPendingHeader)
 		}
-		if n < pageSize {
+		// A page ends short at the end, or at the server's byte limit: the
+		// last message says how many followed it when the page began.
+		if n < readPage && pending == "0" {
 			return nil
 		}
 	}
 }
+
+// readPage is how many definitions one page of eachInstalled holds. Each
+// page costs nats-server two counts of the matching subjects over the
+// whole stream (TICKS keeps one message a subject, and its definitions are
+// a subject each): at a million connectors that is ~40 ms a count, so
+// pages of 1,000 made one resync cost it 80 s of CPU. 10,000 definitions
+// are ~4 MB, well inside a subscription's pending limits.
+const readPage = 10_000
+
+// numPendingHeader is how many messages a batch read still had to send
+// after the one carrying it.
+const numPendingHeader = "Nats-Num-Pending"
 
 // installedOf hands fn the schedule definitions stored in TICKS for the
 // connectors named, whatever their type: a page of multi-subject reads
