@@ -106,9 +106,17 @@ func (s *Scheduler) sendFirstTicks(ctx context.Context, cs []catalog.Defined) er
 	if cs == nil {
 		cs = s.first.take(time.Now())
 	}
+	s.metrics.firstWaiting.Set(float64(len(s.first.queue)))
 	if len(cs) == 0 {
 		return nil
 	}
 	_, err := s.firstTicks(ctx, cs)
 	return err
+}
+
+// dropFirstTicks forgets every waiting connector (leadership lost or
+// taken anew: the leader's syncs decide).
+func (s *Scheduler) dropFirstTicks() {
+	s.first.clear()
+	s.metrics.firstWaiting.Set(0)
 }

@@ -277,8 +277,10 @@ func TestFirstTicksArePaced(t *testing.T) {
 	require.Eventually(t, func() bool { return fx.counter("first_ticks") >= burst }, inEffect, 10*time.Millisecond)
 	// The burst went at once; the other 50 take 50/20 = 2.5 s at least.
 	assert.Less(t, fx.counter("first_ticks"), float64(n), "every first tick at once: not paced")
+	assert.Positive(t, fx.counter("first_waiting"), "the rest wait, and the gauge says so")
 	require.Eventually(t, func() bool { return fx.counter("first_ticks") == n }, inEffect+5*time.Second, 10*time.Millisecond,
 		"not every new connector got its first tick")
+	require.Eventually(t, func() bool { return fx.counter("first_waiting") == 0 }, time.Second, 10*time.Millisecond)
 	assert.GreaterOrEqual(t, time.Since(start), time.Duration(n-burst)*time.Second/perSecond-500*time.Millisecond,
 		"the first ticks beyond the burst came faster than their pace")
 	assert.Equal(t, n, fx.subjects(t, bus.TickPrefix+".>"), "a first tick pending for each")

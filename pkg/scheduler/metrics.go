@@ -11,6 +11,8 @@ type metrics struct {
 	scheduled  prometheus.Gauge
 	changes    *prometheus.CounterVec
 	firstTicks prometheus.Counter
+	// firstWaiting is the length of the first ticks' queue (first.go).
+	firstWaiting prometheus.Gauge
 	// adaptations and adapted: adapt.go. The effective interval of each
 	// connector is the aggregator's gauge (from the workers), not this one.
 	adaptations prometheus.Counter
@@ -32,6 +34,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		firstTicks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pollgrid_first_ticks_total", Help: "Ticks the scheduler sent itself: a new or overdue connector's first poll.",
 		}),
+		firstWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pollgrid_first_ticks_waiting",
+			Help: "New connectors waiting for their paced first tick; one whose schedule fires first leaves without (0 when not leader).",
+		}),
 		adaptations: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pollgrid_scheduler_adaptations_total",
 			Help: "Changes of an adaptive connector's effective interval the leader took from its workers and installed in its schedule.",
@@ -44,6 +50,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	m.changes.WithLabelValues("install")
 	m.changes.WithLabelValues("remove")
-	reg.MustRegister(m.leader, m.scheduled, m.changes, m.firstTicks, m.adaptations, m.adapted, m.errors)
+	reg.MustRegister(m.leader, m.scheduled, m.changes, m.firstTicks, m.firstWaiting, m.adaptations, m.adapted, m.errors)
 	return m
 }

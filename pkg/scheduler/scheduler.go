@@ -166,7 +166,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			// A new leader starts without effective intervals (adapt.go)
 			// and without the first ticks a former term left waiting.
 			clear(s.effective)
-			s.first.clear()
+			s.dropFirstTicks()
 			s.metrics.adapted.Set(0)
 			if ready {
 				syncTimer.Reset(0)
@@ -214,7 +214,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			}
 		case <-firstTimer.C:
 			if !s.leader.Load() {
-				s.first.clear()
+				s.dropFirstTicks()
 				continue
 			}
 			if err := s.sendFirstTicks(ctx, nil); err != nil && ctx.Err() == nil {

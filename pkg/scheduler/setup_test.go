@@ -160,6 +160,8 @@ func (fx *fixture) counter(name string, labels ...string) float64 {
 		return testutil.ToFloat64(fx.s.metrics.changes.WithLabelValues(name))
 	case "first_ticks":
 		return testutil.ToFloat64(fx.s.metrics.firstTicks)
+	case "first_waiting":
+		return testutil.ToFloat64(fx.s.metrics.firstWaiting)
 	case "scheduled":
 		return testutil.ToFloat64(fx.s.metrics.scheduled)
 	}

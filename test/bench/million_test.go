@@ -199,10 +199,16 @@ func runMillion(t *testing.T, s *suite, n int, window time.Duration) millionRun 
 // interval after an apply).
 const firstTicksCounter = "pollgrid_first_ticks_total"
 
-// waitSettled waits until the scheduler has sent no first tick for
-// firstTicksQuiet (when it exports firstTicksCounter) and the workers'
-// consumer on TICKS holds at most limit ticks not yet delivered or not yet
-// acked, and returns how long that took; false when it did not within d.
+// firstTicksWaiting is how many new connectors still wait for theirs (a
+// scheduler before it exported this only had the counter: a sync of a
+// million connectors paused the first ticks long enough to look over).
+const firstTicksWaiting = "pollgrid_first_ticks_waiting"
+
+// waitSettled waits until no connector waits for its first tick
+// (firstTicksWaiting), the scheduler has sent none for firstTicksQuiet
+// (when it exports firstTicksCounter), and the workers' consumer on TICKS
+// holds at most limit ticks not yet delivered or not yet acked, and
+// returns how long that took; false when it did not within d.
 func (st *stack) waitSettled(t *testing.T, sch *service, limit uint64, d time.Duration) (time.Duration, bool) {
 	t.Helper()
 	const firstTicksQuiet = 10 * time.Second
@@ -212,8 +218,12 @@ func (st *stack) waitSettled(t *testing.T, sch *service, limit uint64, d time.Du
 	first, counted := sch.metrics(t).Value(firstTicksCounter)
 	firstMoved := time.Now()
 	for deadline := began.Add(d); ; time.Sleep(time.Second) {
-		if v, ok := sch.metrics(t).Value(firstTicksCounter); ok && v != first {
+		m := sch.metrics(t)
+		if v, ok := m.Value(firstTicksCounter); ok && v != first {
 			first, firstMoved = v, time.Now()
+		}
+		if v, ok := m.Value(firstTicksWaiting); ok && v > 0 {
+			firstMoved = time.Now()
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		c, err := st.JS.Consumer(ctx, bus.TicksStream, name)
@@ -322,7 +332,7 @@ func millionReport(n int, window time.Duration, runs []millionRun) string {
 		"to a system started without `CONNECTORS_FILE`: 1 scheduler, %d workers × `WORKER_CONCURRENCY=%d`, 1 aggregator, "+
 		"nats-server, redis-server, against the local upstream (a small body whose version changes every 10 minutes). "+
 		"First window: from the start of the apply until the scheduler reports every connector scheduled. Then the suite "+
-		"waits until the scheduler has sent no first tick for 10 s (`%s`; they are paced) and the workers have worked them off "+
+		"waits until no new connector waits for its first tick (`%s` is 0; they are paced, for up to an interval) and none was sent for 10 s (`%s`), and the workers have worked them off "+
 		"(their consumer on TICKS holds at most 2 s of due ticks), and measures a window of %s. A connector's fires are due at its phase (`scheduler.Phase`, the "+
 		"cron schedule's second in its interval) plus whole intervals: a fire due in the window is polled when the upstream "+
 		"saw a request of that connector starting at most %s before it and at most %s after the window's end; lateness is "+
@@ -331,7 +341,7 @@ func millionReport(n int, window time.Duration, runs []millionRun) string {
 		"by replacing one sample connector's history keys (`MEMORY USAGE … SAMPLES 0` of its `metrics` and `history`, or "+
 		"`recent` and `rollup:*` in the layout before) with those of a connector whose %d days of reports, one every %s, the suite writes with `pkg/history` "+
 		"as the aggregator does. %s; median (min–max).\n\n",
-		Num(float64(n), 0), Dur(millionInterval), Num(due, 0), megabytes(size), catalogWorkers, e2eConcurrency, firstTicksCounter, Dur(window),
+		Num(float64(n), 0), Dur(millionInterval), Num(due, 0), megabytes(size), catalogWorkers, e2eConcurrency, firstTicksWaiting, firstTicksCounter, Dur(window),
 		Dur(millionEarly), Dur(millionGrace), latenessHistogram, historyDays, historyDays, Dur(millionInterval), Plural(len(runs), "run"))
 	sec := func(v float64) string { return Num(v, 1) + " s" }
 	sec3 := func(v float64) string { return Num(v, 3) + " s" }
