@@ -273,13 +273,13 @@ const natsMemLimit = "200MiB"
 
 // natsMemLimitFor is nats-server's GOMEMLIMIT in scenario sc:
 // BENCH_NATS_GOMEMLIMIT when set, else what docs/deploy.md says to set:
-// natsMemLimit, and 1.5 KiB more a connector beyond 100,000.
+// natsMemLimit, and 3 KiB more a connector beyond 100,000.
 func (s *suite) natsMemLimitFor(sc scenario) string {
 	if s.natsMemLimitAsked != nil {
 		return *s.natsMemLimitAsked
 	}
 	if beyond := sc.connectors - 100_000; beyond > 0 {
-		return fmt.Sprintf("%dMiB", 200+(beyond*3/2+1023)/1024)
+		return fmt.Sprintf("%dMiB", 200+(beyond*3+1023)/1024)
 	}
 	return natsMemLimit
 }
