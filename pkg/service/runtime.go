@@ -178,10 +178,11 @@ func Start(ctx context.Context, svc Service, lookup config.Env, opts ...Option) 
 }
 
 // TakeApplied returns the definitions Start applied from the connectors
-// file, checked (nil without a file), once: the scheduler's index takes
-// them without checking them again when it reads them back from the
-// catalog (catalog.Index.Expect). Later calls return nil, so that a
-// process does not keep a large file's definitions for its lifetime.
+// file, checked (nil without a file), once, and only before Run: the
+// scheduler's index takes them without checking them again when it reads
+// them back from the catalog (catalog.Index.Expect). Later calls, and any
+// once Run began, return nil: a process does not keep a large file's
+// definitions for its lifetime.
 func (rt *Runtime) TakeApplied() *config.Definitions { return rt.applied.Swap(nil) }
 
 // Option tunes Start.

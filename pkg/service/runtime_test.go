@@ -115,6 +115,22 @@ func TestTakeAppliedHandsOverTheStartFileOnce(t *testing.T) {
 	require.Len(t, defs.Checked, 1, "checked as applied, aligned with the definitions")
 	assert.Equal(t, "usgs-earthquakes", defs.Checked[0].Type)
 	assert.Nil(t, rt.TakeApplied(), "handed over once")
+
+	// A service that does not take them (a worker) does not keep them
+	// while it runs.
+	other, err := Start(t.Context(), testService, testEnv(t, "nats://pollgrid:pw@"+ns.Addr().String(), redis.URL()), WithLogOutput(io.Discard))
+	require.NoError(t, err)
+	defer other.Close()
+	require.NotNil(t, other.applied.Load())
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- other.Run(ctx, Parts{Loop: func(ctx context.Context) error { <-ctx.Done(); return nil }})
+	}()
+	require.Eventually(t, func() bool { return other.applied.Load() == nil }, 10*time.Second, 10*time.Millisecond)
+	assert.Nil(t, other.TakeApplied())
+	cancel()
+	<-done
 }
 
 func TestReadyzAnswersWithinItsDeadlineDuringARedisStall(t *testing.T) {

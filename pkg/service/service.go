@@ -60,6 +60,7 @@ type Parts struct {
 // cause, so that the process exits and is restarted rather than idling
 // unconnected.
 func (rt *Runtime) Run(ctx context.Context, p Parts) error {
+	rt.applied.Store(nil) // not taken before the service ran: not wanted
 	rt.WatchReload(ctx)
 	stopAdmin, err := rt.serveAdmin(ctx, p.Replica, p.Verbs)
 	if err != nil {
