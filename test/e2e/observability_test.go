@@ -403,6 +403,7 @@ var (
 		"scheduler": with(common, map[string]family{
 			"pollgrid_schedule_changes_total": {typ: counter, labels: []string{"op"}},
 			"pollgrid_first_ticks_total":      {typ: counter},
+			"pollgrid_first_ticks_waiting":    {typ: gauge},
 			"pollgrid_scheduler_leader":       {typ: gauge},
 			"pollgrid_scheduled_connectors":   {typ: gauge},
 			// Adaptive intervals (issue 18).
