@@ -277,26 +277,26 @@ type checkedDefinition struct {
 // precheck is check, unless take will not need it: the index holds e's
 // revision already, or expects its value (x.mu read-locked).
 func (x *Index) precheck(e Entry) checkedDefinition {
+	sum := SumOf(e.Value)
 	if old, ok := x.connectors[e.Name]; ok && old.revision >= e.Revision {
-		return checkedDefinition{unchecked: true}
+		return checkedDefinition{sum: sum, unchecked: true}
 	}
-	if exp, ok := x.expected[e.Name]; ok {
-		if sum := SumOf(e.Value); exp.sum == sum {
-			return checkedDefinition{sum: sum, unchecked: true}
-		}
+	if exp, ok := x.expected[e.Name]; ok && exp.sum == sum {
+		return checkedDefinition{sum: sum, unchecked: true}
 	}
-	return x.check(e)
+	return x.check(e, sum)
 }
 
 // check checks one connector definition as the index does (its own
-// fields, its type's name): it reads only x.types, so that many run at once.
-func (x *Index) check(e Entry) checkedDefinition {
+// fields, its type's name), sum the digest of its value: it reads only
+// x.types, so that many run at once.
+func (x *Index) check(e Entry, sum Sum) checkedDefinition {
 	source := fmt.Sprintf("definition of %s (revision %d)", e.Name, e.Revision)
 	c, err := config.ParseConnector(source, e.Value, config.Unresolved, x.types, nil)
 	if err == nil && c.Name != e.Name {
 		err = fmt.Errorf("%s: its name is %q, not %q (its key); write it again with pollctl apply", source, c.Name, e.Name)
 	}
-	return checkedDefinition{sum: SumOf(e.Value), c: c, err: err}
+	return checkedDefinition{sum: sum, c: c, err: err}
 }
 
 func (x *Index) version(r Ref) (Version, bool) {
@@ -324,7 +324,7 @@ func (x *Index) updateConnector(e Entry, pre *checkedDefinition) {
 	if e.Deleted {
 		return
 	}
-	if pre != nil && (pre.sum != Sum{}) {
+	if pre != nil {
 		s.sum = pre.sum
 	} else {
 		s.sum = SumOf(e.Value)
@@ -332,7 +332,7 @@ func (x *Index) updateConnector(e Entry, pre *checkedDefinition) {
 	c, ok := x.expectedAs(name, s.sum)
 	if !ok {
 		if pre == nil || pre.unchecked {
-			pre = new(x.check(e))
+			pre = new(x.check(e, s.sum))
 		}
 		if pre.err != nil {
 			x.invalid[name] = pre.err.Error()
