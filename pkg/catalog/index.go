@@ -92,9 +92,9 @@ type Index struct {
 	sharers map[string]map[string]struct{}
 	// last is the highest revision the index has taken.
 	last uint64
-	// expected are connectors checked whole by this process's apply verb
-	// and being written: the watch takes each without a second check when
-	// it brings the value that was checked (Expect).
+	// expected are connectors checked whole by this process and being
+	// written: the watch takes each without a second check when it brings
+	// the value that was checked (Expect).
 	expected map[string]expectation
 	// dirty are the connectors whose scheduling changed since TakeDirty.
 	dirty   map[string]struct{}
@@ -359,9 +359,11 @@ type expectation struct {
 }
 
 // Expect tells the index that defs, checked whole as checked says (aligned,
-// config.Definitions), are being written, so that it takes them as they
-// come without checking them again: the check of 100,000 connectors is then
-// done once in the scheduler, not twice. Unexpect forgets those not seen.
+// config.Definitions), are being written (by the apply verb, or a
+// process's connectors file at start), so that it takes them as they come
+// without checking them again: the check of 100,000 connectors is then
+// done once in the scheduler, not twice. Each expectation goes when its
+// connector next comes, whatever its value; Unexpect forgets those not seen.
 func (x *Index) Expect(defs []config.Definition, checked []config.Connector) {
 	if len(defs) != len(checked) {
 		return // not aligned: each is checked as it comes

@@ -7,8 +7,10 @@ import (
 )
 
 type metrics struct {
-	leader     prometheus.Gauge
-	scheduled  prometheus.Gauge
+	leader    prometheus.Gauge
+	scheduled prometheus.Gauge
+	// fullSyncs is how long each full sync took (sync.go).
+	fullSyncs  prometheus.Histogram
 	changes    *prometheus.CounterVec
 	firstTicks prometheus.Counter
 	// firstWaiting is the length of the first ticks' queue (first.go).
@@ -27,6 +29,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		scheduled: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pollgrid_scheduled_connectors", Help: "Connectors with a message schedule, as of the leader's last sync (0 when not leader).",
+		}),
+		fullSyncs: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "pollgrid_scheduler_full_sync_seconds",
+			Help: "How long the leader's full syncs took: each reads every installed schedule and compares it with the catalog.",
+			// From 10 ms to 164 s: a full sync grows with the connectors.
+			Buckets: prometheus.ExponentialBuckets(0.01, 4, 8),
 		}),
 		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pollgrid_schedule_changes_total", Help: "Message schedules installed (new or changed) and removed.",
@@ -50,6 +58,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	m.changes.WithLabelValues("install")
 	m.changes.WithLabelValues("remove")
-	reg.MustRegister(m.leader, m.scheduled, m.changes, m.firstTicks, m.firstWaiting, m.adaptations, m.adapted, m.errors)
+	reg.MustRegister(m.leader, m.scheduled, m.fullSyncs, m.changes, m.firstTicks, m.firstWaiting, m.adaptations, m.adapted, m.errors)
 	return m
 }

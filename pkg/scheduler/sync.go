@@ -67,6 +67,7 @@ func (s *Scheduler) sync(ctx context.Context) error {
 		return err
 	}
 	s.metrics.scheduled.Set(float64(len(active)))
+	s.metrics.fullSyncs.Observe(time.Since(started).Seconds())
 	if len(install)+len(remove) > 0 {
 		s.log.Info("schedules in line with the catalog", "connectors", len(active), "installed", len(install),
 			"new", len(fresh), "removed", len(remove), "took", time.Since(started).Round(time.Millisecond).String())

@@ -51,14 +51,19 @@ func (w *waitingFor) reason(rt *Runtime) error {
 // while Redis stalls.
 const readyTimeout = time.Second
 
-// Ready reports whether start-up is done, NATS is connected and Redis
-// answers, and if not why.
+// Ready reports whether start-up is done (the connectors file applied),
+// NATS is connected and Redis answers, and if not why.
 func (rt *Runtime) Ready(ctx context.Context) error {
 	if w := rt.waiting.Load(); w != nil {
 		return w.reason(rt)
 	}
 	if rt.NATS == nil || !rt.NATS.IsConnected() {
 		return fmt.Errorf("NATS is not connected: %w", rt.natsWhy(rt.NATS))
+	}
+	select {
+	case <-rt.applied:
+	default:
+		return fmt.Errorf("applying %s to the connector catalog", rt.fileSource)
 	}
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()

@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -53,13 +54,25 @@ type Runtime struct {
 	Redis    redis.UniversalClient
 	Store    *store.Store
 	// Catalog holds the connector definitions (NATS KV): the scheduler
-	// and the aggregator follow it, a worker reads a definition per poll.
-	Catalog    *catalog.Catalog
+	// and the aggregator follow it (Index), a worker reads a definition
+	// per poll.
+	Catalog *catalog.Catalog
+	// Index is the catalog as a service that follows it holds it
+	// (Service.FollowsCatalog), followed from Start until Close; nil in
+	// the others.
+	Index      *catalog.Index
 	Connectors *connector.Registry
 
-	// applied are the definitions Start applied from the connectors file,
-	// until TakeApplied hands them over.
-	applied atomic.Pointer[config.Definitions]
+	// startFile is the connectors file Start read and checked, which Run
+	// applies; nil without one. applied is closed once it is (at Start
+	// without one).
+	startFile *startFile
+	applied   chan struct{}
+	// fileSource names the file for /readyz while it is applied.
+	fileSource string
+	// stopFollowing ends the index's watch (Close).
+	stopFollowing context.CancelFunc
+	following     sync.WaitGroup
 
 	reloads *prometheus.CounterVec
 	// natsDial is how the service reaches NATS, and explains its refusals.
@@ -99,10 +112,19 @@ type Runtime struct {
 // test's span processor): a service traces its costlier calls only then.
 func (rt *Runtime) ExportsSpans() bool { return rt.exportsSpans }
 
-// Start connects everything svc needs and applies the connectors file,
-// if the environment names one (config.LoadDefinitions), to the catalog. A
-// bad file is returned as *config.Problems, listing every problem, before
-// anything is connected.
+// startFile is a connectors file read and checked, to apply.
+type startFile struct {
+	defs   *config.Definitions
+	whole  bool
+	source string
+}
+
+// Start checks the connectors file, if the environment names one
+// (config.LoadDefinitions), connects everything svc needs and, when svc
+// follows the catalog, begins following it (Index). A bad file is returned
+// as *config.Problems, listing every problem, before anything is
+// connected. Run applies the file to the catalog, while the service
+// already runs.
 func Start(ctx context.Context, svc Service, lookup config.Env, opts ...Option) (*Runtime, error) {
 	if svc.Connectors == nil {
 		return nil, fmt.Errorf("service %s: no connector types (Service.Connectors)", svc.Name)
@@ -124,6 +146,7 @@ func Start(ctx context.Context, svc Service, lookup config.Env, opts ...Option) 
 		Connectors: svc.Connectors,
 		hup:        o.hup,
 		natsClosed: make(chan struct{}),
+		applied:    make(chan struct{}),
 	}
 	rt.Logger = telemetry.NewLogger(o.logOutput, telemetry.ParseLevel(env.LogLevel), env.LogFormat, rt.Redactor, svc.Name)
 	rt.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -163,13 +186,14 @@ func Start(ctx context.Context, svc Service, lookup config.Env, opts ...Option) 
 		return nil, err
 	}
 	if defs != nil {
-		if _, err := rt.apply(ctx, defs, whole, source); err != nil {
-			rt.Close()
-			return nil, err
-		}
-		rt.applied.Store(defs)
+		rt.startFile = &startFile{defs: defs, whole: whole, source: source}
+		rt.fileSource = source
 	} else {
+		close(rt.applied)
 		rt.Logger.Info("connectors: " + source)
+	}
+	if svc.FollowsCatalog {
+		rt.follow(ctx)
 	}
 	epochs.js, epochs.redis = rt.JS, rt.Store
 	rt.waiting.Store(nil)
@@ -177,13 +201,38 @@ func Start(ctx context.Context, svc Service, lookup config.Env, opts ...Option) 
 	return rt, nil
 }
 
-// TakeApplied returns the definitions Start applied from the connectors
-// file, checked (nil without a file), once, and only before Run: the
-// scheduler's index takes them without checking them again when it reads
-// them back from the catalog (catalog.Index.Expect). Later calls, and any
-// once Run began, return nil: a process does not keep a large file's
-// definitions for its lifetime.
-func (rt *Runtime) TakeApplied() *config.Definitions { return rt.applied.Swap(nil) }
+// follow begins the index's watch of the catalog, which lasts until Close.
+// The definitions of the connectors file, checked whole already, are
+// expected (catalog.Index.Expect): the index takes them without a second
+// check, the unchanged ones as its first read brings them, the others as
+// Run writes them.
+func (rt *Runtime) follow(ctx context.Context) {
+	rt.Index = catalog.NewIndex(rt.Connectors, rt.Logger)
+	if f := rt.startFile; f != nil {
+		rt.Index.Expect(f.defs.Connectors, f.defs.Checked)
+	}
+	ctx, rt.stopFollowing = context.WithCancel(context.WithoutCancel(ctx))
+	rt.following.Go(func() { rt.Catalog.Follow(ctx, rt.Index) })
+}
+
+// applyStartFile applies the connectors file Start read, if any: Run does,
+// next to the service's loop, so that a scheduler keeps the schedules of
+// the first definitions while the rest are written.
+func (rt *Runtime) applyStartFile(ctx context.Context) error {
+	if f := rt.startFile; f != nil {
+		if _, err := rt.apply(ctx, f.defs, f.whole, f.source); err != nil {
+			return err
+		}
+		rt.startFile = nil // a large file's definitions are not kept
+		close(rt.applied)
+	}
+	return nil
+}
+
+// Applied is closed once the connectors file Start read is applied to the
+// catalog (Run applies it), at once when there was none. Until then
+// /readyz says the service is not ready.
+func (rt *Runtime) Applied() <-chan struct{} { return rt.applied }
 
 // Option tunes Start.
 type Option func(*startOptions)
@@ -347,6 +396,10 @@ func (rt *Runtime) natsWhy(nc *nats.Conn) error {
 // endpoints, last, so that probes answer while the service drains.
 func (rt *Runtime) Close() {
 	rt.closing.Store(true)
+	if rt.stopFollowing != nil {
+		rt.stopFollowing()
+		rt.following.Wait()
+	}
 	if rt.NATS != nil {
 		_ = rt.NATS.Drain()
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pollgrid/pollgrid/pkg/catalog"
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/connectors/builtin"
 	"github.com/pollgrid/pollgrid/pkg/redistest"
@@ -100,37 +101,90 @@ func fetch(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-// The definitions Start applied from the file go, checked, to one taker
-// (the scheduler's index), and are then let go.
-func TestTakeAppliedHandsOverTheStartFileOnce(t *testing.T) {
+// running runs rt with a loop that only waits, until the test ends, and
+// returns its HTTP base URL once the connectors file is applied.
+func running(t *testing.T, rt *Runtime) string {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx, Parts{Loop: func(ctx context.Context) error { <-ctx.Done(); return nil }}) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-rt.Applied():
+	case err := <-done:
+		t.Fatalf("the service stopped: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connectors file was not applied")
+	}
+	return "http://" + rt.Env.HTTPAddr
+}
+
+// Start checks the file and connects; Run writes the file while the
+// service's loop runs, and /readyz says so until it is written. A service
+// that follows the catalog has the file in its index.
+func TestRunAppliesTheStartFileWhileTheServiceRuns(t *testing.T) {
 	ns := natsWithPassword(t, -1, t.TempDir(), "pw")
 	redis := redistest.Start(t)
-	rt, err := Start(t.Context(), testService, testEnv(t, "nats://pollgrid:pw@"+ns.Addr().String(), redis.URL()), WithLogOutput(io.Discard))
+	env := testEnv(t, "nats://pollgrid:pw@"+ns.Addr().String(), redis.URL())
+	file, _ := env("CONNECTORS_FILE")
+	svc := testService
+	svc.FollowsCatalog = true
+	rt, err := Start(t.Context(), svc, env, WithLogOutput(io.Discard))
 	require.NoError(t, err)
 	defer rt.Close()
-	defs := rt.TakeApplied()
-	require.NotNil(t, defs)
-	require.Len(t, defs.Connectors, 1)
-	assert.Equal(t, "quakes", defs.Connectors[0].Name)
-	require.Len(t, defs.Checked, 1, "checked as applied, aligned with the definitions")
-	assert.Equal(t, "usgs-earthquakes", defs.Checked[0].Type)
-	assert.Nil(t, rt.TakeApplied(), "handed over once")
+	require.NotNil(t, rt.Index, "a service that follows the catalog has an index")
+	base := serve(t, rt)
+	code, body := fetch(t, base+"/readyz")
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.Contains(t, body, "applying "+file+" (1 connector) to the connector catalog")
+	_, err = rt.Catalog.Get(t.Context(), catalog.Connector("quakes"))
+	require.ErrorIs(t, err, catalog.ErrNotFound, "Start wrote nothing")
 
-	// A service that does not take them (a worker) does not keep them
-	// while it runs.
+	running(t, rt)
+	require.Eventually(t, func() bool { _, ok := rt.Index.Connector("quakes"); return ok }, 10*time.Second, 10*time.Millisecond,
+		"the index holds what Run wrote")
+	code, body = fetch(t, base+"/readyz")
+	assert.Equal(t, http.StatusOK, code, body)
+	assert.Nil(t, rt.startFile, "the file's definitions are let go once written")
+
 	other, err := Start(t.Context(), testService, testEnv(t, "nats://pollgrid:pw@"+ns.Addr().String(), redis.URL()), WithLogOutput(io.Discard))
 	require.NoError(t, err)
 	defer other.Close()
-	require.NotNil(t, other.applied.Load())
-	ctx, cancel := context.WithCancel(t.Context())
+	assert.Nil(t, other.Index, "a worker keeps no index")
+}
+
+// A file that cannot be written stops the service with the reason, so that
+// its process exits as a bad file's does.
+func TestRunStopsWhenTheStartFileCannotBeWritten(t *testing.T) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+		NoSigs: true, NoLog: true, MaxPayload: 4096})
+	require.NoError(t, err)
+	go ns.Start()
+	require.True(t, ns.ReadyForConnections(10*time.Second))
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	env := testEnv(t, ns.ClientURL(), redistest.Start(t).URL())
+	file, _ := env("CONNECTORS_FILE")
+	// One definition larger than a message nats-server takes.
+	big := `{"connectors": [{"name": "quakes", "type": "usgs-earthquakes", "labels": {"note": "` + strings.Repeat("x", 5000) +
+		`"}, "config": {"feed": "significant_week"}}]}`
+	require.NoError(t, os.WriteFile(file, []byte(big), 0o600))
+	rt, err := Start(t.Context(), testService, env, WithLogOutput(io.Discard))
+	require.NoError(t, err, "the file passes its check")
+	defer rt.Close()
 	done := make(chan error, 1)
-	go func() {
-		done <- other.Run(ctx, Parts{Loop: func(ctx context.Context) error { <-ctx.Done(); return nil }})
-	}()
-	require.Eventually(t, func() bool { return other.applied.Load() == nil }, 10*time.Second, 10*time.Millisecond)
-	assert.Nil(t, other.TakeApplied())
-	cancel()
-	<-done
+	go func() { done <- rt.Run(t.Context(), Parts{Loop: func(ctx context.Context) error { <-ctx.Done(); return nil }}) }()
+	select {
+	case err := <-done:
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "apply "+file+" (1 connector) to the catalog")
+		assert.Contains(t, err.Error(), "maximum payload exceeded")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the service kept running without its connectors")
+	}
+	select {
+	case <-rt.Applied():
+		t.Fatal("a file that failed is not applied")
+	default:
+	}
 }
 
 func TestReadyzAnswersWithinItsDeadlineDuringARedisStall(t *testing.T) {
@@ -139,7 +193,7 @@ func TestReadyzAnswersWithinItsDeadlineDuringARedisStall(t *testing.T) {
 	rt, err := Start(t.Context(), testService, testEnv(t, "nats://pollgrid:pw@"+ns.Addr().String(), redis.URL()), WithLogOutput(io.Discard))
 	require.NoError(t, err)
 	defer rt.Close()
-	base := serve(t, rt)
+	base := running(t, rt)
 	code, _ := fetch(t, base+"/readyz")
 	require.Equal(t, http.StatusOK, code)
 
@@ -186,7 +240,7 @@ func TestNATSReconnectsWhenTheRightPasswordIsBack(t *testing.T) {
 	rt, err := Start(t.Context(), testService, testEnv(t, fmt.Sprintf("nats://pollgrid:pw1@127.0.0.1:%d", port), redis.URL()), WithLogOutput(logs))
 	require.NoError(t, err)
 	defer rt.Close()
-	base := serve(t, rt)
+	base := running(t, rt)
 
 	// NATS comes back with another password: the service keeps trying, says
 	// why it is not ready, and stays alive (nothing to restart).
@@ -288,6 +342,10 @@ func TestHealthzAnswersWhileWaitingForNATS(t *testing.T) {
 	}
 	require.NotNil(t, rt)
 	defer rt.Close()
+	code, body = fetch(t, base+"/readyz")
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.Contains(t, body, "to the connector catalog", "connected: the file is applied next, by Run")
+	running(t, rt)
 	code, body = fetch(t, base+"/readyz")
 	assert.Equal(t, http.StatusOK, code, body)
 }

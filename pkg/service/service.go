@@ -34,6 +34,9 @@ type Service struct {
 	// Run runs the service on a started runtime until ctx ends; it ends
 	// with rt.Run.
 	Run func(ctx context.Context, rt *Runtime) error
+	// FollowsCatalog: the service keeps the catalog in an index
+	// (Runtime.Index) from Start on.
+	FollowsCatalog bool
 }
 
 // Parts are what a service runs on its runtime (Runtime.Run).
@@ -51,17 +54,15 @@ type Parts struct {
 	Handler http.Handler
 }
 
-// Run runs a service's parts until ctx ends: reloads of the connectors
-// file, its admin
-// verbs, its HTTP handler and its loop. The first of the loop and the HTTP
-// servers to fail stops the rest. A NATS connection that closes for good
-// (it reconnects through restarts, outages and rejected credentials, so
-// only a fault of the client ends it) stops the service too, with the
-// cause, so that the process exits and is restarted rather than idling
-// unconnected.
+// Run runs a service's parts until ctx ends: its admin verbs, its HTTP
+// handler and its loop, the connectors file Start read applied to the
+// catalog meanwhile, then its reloads. The first of the loop, the HTTP
+// servers and that apply to fail stops the rest. A NATS connection that
+// closes for good (it reconnects through restarts, outages and rejected
+// credentials, so only a fault of the client ends it) stops the service
+// too, with the cause, so that the process exits and is restarted rather
+// than idling unconnected.
 func (rt *Runtime) Run(ctx context.Context, p Parts) error {
-	rt.applied.Store(nil) // not taken before the service ran: not wanted
-	rt.WatchReload(ctx)
 	stopAdmin, err := rt.serveAdmin(ctx, p.Replica, p.Verbs)
 	if err != nil {
 		if rt.NATS.IsClosed() {
@@ -79,6 +80,16 @@ func (rt *Runtime) Run(ctx context.Context, p Parts) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return rt.serve(ctx, p.Handler) })
 	g.Go(func() error { return p.Loop(ctx) })
+	g.Go(func() error {
+		// The loop runs while the file is written: a scheduler keeps the
+		// schedules of the first definitions while the rest are written.
+		// A HUP waits for this apply (WithReloadSignal keeps it).
+		if err := rt.applyStartFile(ctx); err != nil {
+			return err
+		}
+		rt.WatchReload(ctx)
+		return nil
+	})
 	g.Go(func() error {
 		select {
 		case <-ctx.Done():

@@ -82,8 +82,9 @@ type DueCoverage struct {
 	// next fire less early).
 	Polled int
 	// Lateness holds, for each fire polled, its poll's start minus its due
-	// time, in seconds.
+	// time, in seconds; DueAt its due time (unix milliseconds).
 	Lateness []float64
+	DueAt    []int64
 	// Polls is the number of requests started in [from, to); Extra those of
 	// them that answered no due fire (a first poll of a connector, a retry).
 	Polls, Extra int
@@ -122,6 +123,7 @@ func PollsWhenDue(times [][]int64, phases []time.Duration, interval time.Duratio
 			if next < len(ts) && ts[next] < u && ts[next] < due+every-soon {
 				c.Polled++
 				c.Lateness = append(c.Lateness, float64(ts[next]-due)/1000)
+				c.DueAt = append(c.DueAt, due)
 				used[next] = true
 				next++
 			}
@@ -133,6 +135,36 @@ func PollsWhenDue(times [][]int64, phases []time.Duration, interval time.Duratio
 		}
 	}
 	return c
+}
+
+// Slice is the fires polled that were due in one slice of a window.
+type Slice struct {
+	// From is the slice's start after the window's.
+	From     time.Duration
+	Polled   int
+	P99, Max float64
+}
+
+// Slices cuts the fires polled by their due time into slices of width
+// from from: when in a window the late ones were due.
+func (c DueCoverage) Slices(from time.Time, width time.Duration) []Slice {
+	var by [][]float64
+	for i, at := range c.DueAt {
+		k := int((at - from.UnixMilli()) / width.Milliseconds())
+		if k < 0 {
+			continue
+		}
+		for len(by) <= k {
+			by = append(by, nil)
+		}
+		by[k] = append(by[k], c.Lateness[i])
+	}
+	out := make([]Slice, len(by))
+	for k, l := range by {
+		_, p99, pmax := Quantiles(l)
+		out[k] = Slice{From: time.Duration(k) * width, Polled: len(l), P99: p99, Max: pmax}
+	}
+	return out
 }
 
 // ceilDiv is a/b rounded up, for b > 0 and any a.

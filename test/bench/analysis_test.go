@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -70,6 +71,20 @@ func TestPollsWhenDue(t *testing.T) {
 	}
 	assert.Equal(t, 5, c.Polls, "requests started in [from, to)")
 	assert.Equal(t, 2, c.Extra, "the second poll at 150 s, the poll of the connector not due")
+
+	// By due time, in slices of 100 s: 10 s and 30 s; 100 s; none; 290 s.
+	slices := c.Slices(from, 100*time.Second)
+	if assert.Len(t, slices, 3) {
+		assert.Equal(t, Slice{From: 0, Polled: 2, P99: 0.2, Max: 0.2}, slices[0].rounded())
+		assert.Equal(t, Slice{From: 100 * time.Second, Polled: 1, P99: 0, Max: 0}, slices[1].rounded())
+		assert.Equal(t, Slice{From: 200 * time.Second, Polled: 1, P99: 20, Max: 20}, slices[2].rounded())
+	}
+}
+
+// rounded is s with its seconds to the millisecond (float sums).
+func (s Slice) rounded() Slice {
+	s.P99, s.Max = math.Round(s.P99*1000)/1000, math.Round(s.Max*1000)/1000
+	return s
 }
 
 func roundAll(xs []float64) []float64 {

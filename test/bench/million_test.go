@@ -155,8 +155,12 @@ func runMillion(t *testing.T, s *suite, n int, window time.Duration) millionRun 
 	m, err = StartMeter(st.Procs)
 	require.NoError(t, err)
 	profiled := st.profileCPU("million", window)
+	syncs := watchFullSyncs(sch)
 	sleep(t, window)
 	to := time.Now()
+	for _, fs := range syncs() {
+		t.Logf("a full sync of the schedules ended %s into the window, and took %.1f s", fs.ended.Sub(from).Round(time.Second), fs.took)
+	}
 	r.Window = m.Stop()
 	profiled()
 	s.noteWindow(t, "million", r.Window)
@@ -173,6 +177,10 @@ func runMillion(t *testing.T, s *suite, n int, window time.Duration) millionRun 
 		phases[i] = scheduler.Phase("c"+strconv.Itoa(i), millionInterval)
 	}
 	r.Due = PollsWhenDue(polls.Times, phases, millionInterval, from, to, until, millionEarly)
+	for _, sl := range r.Due.Slices(from, 10*time.Second) {
+		t.Logf("fires due %s–%s into the window: %d polled, lateness p99 %.3fs max %.3fs",
+			sl.From, sl.From+10*time.Second, sl.Polled, sl.P99, sl.Max)
+	}
 	p50, p99, pmax := Quantiles(r.Due.Lateness)
 	t.Logf("%d fires due in the window, %d polled (%d missed), lateness p50 %.3fs p99 %.3fs max %.3fs (histogram p99 ≤ %gs); %d polls, %d not answering a fire",
 		r.Due.Due, r.Due.Polled, r.Due.Missed(), p50, p99, pmax, r.HistP99, r.Due.Polls, r.Due.Extra)
@@ -192,6 +200,59 @@ func runMillion(t *testing.T, s *suite, n int, window time.Duration) millionRun 
 			MiB(maxRSS(r.ApplyWindow, u.Name)))
 	}
 	return r
+}
+
+// fullSync is one of the scheduler's full syncs: when a sample saw it
+// ended, and how long it took.
+type fullSync struct {
+	ended time.Time
+	took  float64
+}
+
+// watchFullSyncs samples the scheduler's full syncs
+// (pollgrid_scheduler_full_sync_seconds) every second until the func it
+// returns is called, which returns those that ended meanwhile.
+func watchFullSyncs(sch *service) func() []fullSync {
+	// A sample that fails counts nothing (it runs apart from the test).
+	count := func() (uint64, float64) {
+		resp, err := httpClient.Get(sch.HTTP + "/metrics")
+		if err != nil {
+			return 0, 0
+		}
+		defer resp.Body.Close()
+		ms, err := ParseMetrics(resp.Body)
+		if err != nil {
+			return 0, 0
+		}
+		for _, m := range ms["pollgrid_scheduler_full_sync_seconds"].GetMetric() {
+			if h := m.GetHistogram(); h != nil {
+				return h.GetSampleCount(), h.GetSampleSum()
+			}
+		}
+		return 0, 0
+	}
+	stop, done := make(chan struct{}), make(chan []fullSync)
+	go func() {
+		var out []fullSync
+		n, sum := count()
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				done <- out
+				return
+			case <-tick.C:
+			}
+			if m, s := count(); m > n {
+				if n > 0 { // else the first sample failed
+					out = append(out, fullSync{ended: time.Now(), took: (s - sum) / float64(m-n)})
+				}
+				n, sum = m, s
+			}
+		}
+	}()
+	return func() []fullSync { close(stop); return <-done }
 }
 
 // firstTicksCounter counts the first ticks the scheduler sends itself (a

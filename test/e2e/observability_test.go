@@ -401,11 +401,12 @@ var (
 	// dashboard against it, docs/observability.md lists the same.
 	exposedMetrics = map[string]map[string]family{
 		"scheduler": with(common, map[string]family{
-			"pollgrid_schedule_changes_total": {typ: counter, labels: []string{"op"}},
-			"pollgrid_first_ticks_total":      {typ: counter},
-			"pollgrid_first_ticks_waiting":    {typ: gauge},
-			"pollgrid_scheduler_leader":       {typ: gauge},
-			"pollgrid_scheduled_connectors":   {typ: gauge},
+			"pollgrid_schedule_changes_total":      {typ: counter, labels: []string{"op"}},
+			"pollgrid_first_ticks_total":           {typ: counter},
+			"pollgrid_first_ticks_waiting":         {typ: gauge},
+			"pollgrid_scheduler_leader":            {typ: gauge},
+			"pollgrid_scheduled_connectors":        {typ: gauge},
+			"pollgrid_scheduler_full_sync_seconds": {typ: histogram},
 			// Adaptive intervals (issue 18).
 			"pollgrid_scheduler_adaptations_total":  {typ: counter},
 			"pollgrid_scheduler_adapted_connectors": {typ: gauge},

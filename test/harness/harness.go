@@ -81,8 +81,9 @@ type Service struct {
 // guard refuses unless told.
 const LoopbackAllow = "127.0.0.0/8,::1"
 
-// Start starts svc with env (nothing is read from the real environment) and
-// stops it at the end of the test. HTTP_ADDR defaults to a free port and
+// Start starts svc with env (nothing is read from the real environment),
+// returns once its connectors file (if any) is applied, and stops it at the
+// end of the test. HTTP_ADDR defaults to a free port and
 // UPSTREAM_ALLOW to LoopbackAllow (set it to "" to test the outbound guard).
 func Start(t testing.TB, svc service.Service, env map[string]string, opts ...service.Option) *Service {
 	t.Helper()
@@ -109,6 +110,16 @@ func Start(t testing.TB, svc service.Service, env map[string]string, opts ...ser
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}, 10*time.Second, 10*time.Millisecond, "%s never answered /healthz", svc.Name)
+	// Run applies the connectors file (if any) next to the service's loop:
+	// a test starts from the catalog holding it.
+	select {
+	case <-rt.Applied():
+	case err := <-s.done:
+		s.done <- err // for Stop
+		require.NoError(t, err, "%s stopped before applying its connectors file", svc.Name)
+	case <-time.After(time.Minute):
+		t.Fatalf("%s did not apply its connectors file within a minute", svc.Name)
+	}
 	return s
 }
 

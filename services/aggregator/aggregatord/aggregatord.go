@@ -12,7 +12,6 @@ import (
 	"github.com/pollgrid/pollgrid/pkg/admin"
 	"github.com/pollgrid/pollgrid/pkg/aggregator"
 	"github.com/pollgrid/pollgrid/pkg/budget"
-	"github.com/pollgrid/pollgrid/pkg/catalog"
 	"github.com/pollgrid/pollgrid/pkg/config"
 	"github.com/pollgrid/pollgrid/pkg/connectors/builtin"
 	"github.com/pollgrid/pollgrid/pkg/history"
@@ -23,7 +22,7 @@ import (
 // Service is the aggregator: it turns poll reports into per-connector
 // metrics, history and status. Its default port is the one
 // docker-compose.yml and the Prometheus scrape config use.
-var Service = service.Service{Name: "aggregator", DefaultHTTP: ":8080", Connectors: builtin.Registry(), Run: run}
+var Service = service.Service{Name: "aggregator", DefaultHTTP: ":8080", Connectors: builtin.Registry(), Run: run, FollowsCatalog: true}
 
 // options are the aggregator's own environment variables (the shared ones
 // are service.Env).
@@ -68,9 +67,8 @@ func run(ctx context.Context, rt *service.Runtime) error {
 		return err
 	}
 	// The status views list the connectors the catalog defines, followed
-	// as they change.
-	index := catalog.NewIndex(rt.Connectors, rt.Logger)
-	go rt.Catalog.Follow(ctx, index)
+	// as they change (the runtime's index).
+	index := rt.Index
 	a := aggregator.New(rt.JS, rt.Store, history.New(rt.Redis, rt.Store.Keys()), aggregator.Options{
 		Budgets:       budgets,
 		HealthyWindow: o.healthyWindow, ConnectorGaugesMax: o.gauges, FlushInterval: o.flush,

@@ -6,7 +6,6 @@ package schedulerd
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/pollgrid/pollgrid/pkg/admin"
@@ -22,7 +21,7 @@ import (
 // enabled connector's schedule in NATS, which fires the ticks, following
 // the connector catalog. Its default
 // port is the one docker-compose.yml and the Prometheus scrape config use.
-var Service = service.Service{Name: "scheduler", DefaultHTTP: ":8081", Connectors: builtin.Registry(), Run: run}
+var Service = service.Service{Name: "scheduler", DefaultHTTP: ":8081", Connectors: builtin.Registry(), Run: run, FollowsCatalog: true}
 
 // options are the scheduler's own environment variables (the shared ones
 // are service.Env).
@@ -55,29 +54,9 @@ func run(ctx context.Context, rt *service.Runtime) error {
 	if err != nil {
 		return err
 	}
-	// The index follows the connector catalog for as long as the service
-	// runs; the scheduler keeps the schedules in line with it.
-	index := catalog.NewIndex(rt.Connectors, rt.Logger)
-	// The connectors file the runtime applied at start was checked whole:
-	// the index takes those definitions as they come back from the
-	// catalog without a second check (of 100,000: 0.5 s of CPU on the way
-	// from the start to the first ticks).
-	if defs := rt.TakeApplied(); defs != nil {
-		index.Expect(defs.Connectors, defs.Checked)
-		go func() {
-			select {
-			case <-index.Synced():
-				index.Unexpect(defs.Connectors) // any the catalog no longer held
-			case <-ctx.Done():
-			}
-		}()
-	}
-	followCtx, stopFollowing := context.WithCancel(ctx)
-	var following sync.WaitGroup
-	defer following.Wait()
-	defer stopFollowing()
-	following.Go(func() { rt.Catalog.Follow(followCtx, index) })
-
+	// The runtime's index follows the connector catalog; the scheduler
+	// keeps the schedules in line with it.
+	index := rt.Index
 	s := scheduler.New(rt.JS, rt.Store, leader.New(rt.Redis, rt.Store.Keys()), index, scheduler.Options{
 		ID: o.id, LeaderTTL: o.leaderTTL, Resync: o.resync, Logger: rt.Logger, Registerer: rt.Metrics,
 	})
