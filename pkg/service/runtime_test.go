@@ -171,7 +171,9 @@ func TestRunStopsWhenTheStartFileCannotBeWritten(t *testing.T) {
 	require.NoError(t, err, "the file passes its check")
 	defer rt.Close()
 	done := make(chan error, 1)
-	go func() { done <- rt.Run(t.Context(), Parts{Loop: func(ctx context.Context) error { <-ctx.Done(); return nil }}) }()
+	go func() {
+		done <- rt.Run(t.Context(), Parts{Loop: func(ctx context.Context) error { <-ctx.Done(); return nil }})
+	}()
 	select {
 	case err := <-done:
 		require.Error(t, err)
