@@ -37,10 +37,10 @@ func BenchmarkFullSync(b *testing.B) {
 			fx.follow(b)
 			<-fx.index.Synced()
 			bigCatalog(b, fx, n, "6h")
-			require.NoError(b, fx.s.sync(fx.ctx))
+			require.NoError(b, fx.s.sync(fx.ctx, false))
 			b.ReportAllocs()
 			for b.Loop() {
-				require.NoError(b, fx.s.sync(fx.ctx))
+				require.NoError(b, fx.s.sync(fx.ctx, false))
 			}
 			require.Equal(b, float64(n), fx.counter("install"), "a sync of installed schedules installed some again")
 		})
@@ -56,7 +56,7 @@ func BenchmarkChangePass(b *testing.B) {
 			fx.follow(b)
 			<-fx.index.Synced()
 			bigCatalog(b, fx, n, "6h")
-			require.NoError(b, fx.s.sync(fx.ctx))
+			require.NoError(b, fx.s.sync(fx.ctx, false))
 			intervals := []string{"12h", "6h"}
 			want := []time.Duration{12 * time.Hour, 6 * time.Hour}
 			b.ReportAllocs()

@@ -1,8 +1,10 @@
 package scheduler
 
 import (
+	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -332,10 +334,39 @@ func TestEveryInstalledScheduleIsReadInPages(t *testing.T) {
 
 	reads := fx.watchReads(t)
 	seen := map[string]int{}
-	require.NoError(t, fx.s.eachInstalled(fx.ctx, func(d definition) { seen[d.subject]++ }))
+	require.NoError(t, fx.s.eachInstalled(fx.ctx, nil, func(d definition) { seen[d.subject]++ }))
 	assert.Len(t, seen, n)
 	for subject, times := range seen {
 		require.Equal(t, 1, times, subject)
 	}
 	assert.EqualValues(t, 2, reads.all.Load(), "a full page and the rest")
+}
+
+// Only the periodic resync yields between the pages it reads: the sync at
+// election goes at full speed.
+func TestOnlyThePeriodicResyncYields(t *testing.T) {
+	fx := newFixture(t)
+	fx.s.first = newFirstTicks(readPage+7, firstTickRate) // first ticks at once: this test is about reads
+	var pauses atomic.Int64
+	fx.s.resyncPause = func(_ context.Context, took time.Duration) error {
+		assert.Positive(t, took, "a page takes time")
+		pauses.Add(1)
+		return nil
+	}
+	fx.s.opts.Resync = 3 * time.Second
+	// Two pages of schedules installed, for connectors the catalog holds.
+	connectors := make([]string, readPage+7)
+	cs := make([]catalog.Defined, len(connectors))
+	for i := range connectors {
+		connectors[i] = fmt.Sprintf(`{"name": "c-%05d", "type": "fake", "interval": "6h"}`, i)
+		cs[i] = catalog.Defined{Name: fmt.Sprintf("c-%05d", i), Type: "fake", Enabled: true, Interval: 6 * time.Hour}
+	}
+	require.NoError(t, fx.s.install(fx.ctx, cs))
+	fx.apply(t, file(connectors...))
+	fx.run(t, true)
+
+	require.Eventually(t, func() bool { return fx.fullSyncs(t) >= 1 }, time.Minute, 10*time.Millisecond)
+	assert.Zero(t, pauses.Load(), "the sync at election did not yield")
+	require.Eventually(t, func() bool { return fx.fullSyncs(t) >= 2 }, time.Minute, 10*time.Millisecond)
+	assert.EqualValues(t, 1, pauses.Load(), "the periodic resync yielded once, between its two pages")
 }

@@ -94,6 +94,9 @@ type Scheduler struct {
 	// jitterWarned: the first full sync since this replica became leader
 	// warned of the connectors whose jitter is ignored (Run's own).
 	jitterWarned bool
+	// resyncPause is how a periodic resync yields between two pages of
+	// schedules it reads (pauseForPace; tests count the calls).
+	resyncPause func(ctx context.Context, took time.Duration) error
 
 	leader      atomic.Bool // read by Leader from other goroutines
 	leaderSince time.Time   // last successful leader renewal (lead's own)
@@ -116,6 +119,8 @@ func New(js jetstream.JetStream, st *store.Store, election *leader.Elector, inde
 		adapts:    make(chan bus.Adapt, adaptQueue),
 		effective: map[string]adapted{},
 		first:     newFirstTicks(firstTickBurst, firstTickRate),
+
+		resyncPause: pauseForPace,
 	}
 }
 
@@ -132,7 +137,10 @@ const retryDelay = 5 * time.Second
 //
 // The leader syncs every schedule (a full sync) when it becomes leader,
 // every Resync and when asked (pollctl resync, pause, resume); in between
-// it changes only the schedules of the connectors the catalog changed. It
+// it changes only the schedules of the connectors the catalog changed. The
+// periodic sync yields to the polls between the pages it reads
+// (resyncPace): it takes three times as long, and the changes made
+// meanwhile wait for it. It
 // touches nothing before the index holds the whole catalog: an index still
 // filling would have it remove the schedules of the connectors not read yet.
 func (s *Scheduler) Run(ctx context.Context) error {
@@ -153,6 +161,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	// inLine: a full sync succeeded since this replica became leader, so
 	// the schedules follow the changes one by one.
 	inLine := false
+	// periodic: the sync timer is set for the periodic resync (Resync
+	// after a sync that succeeded), which yields to the polls as it reads.
+	periodic := false
 	firstTimer := time.NewTicker(firstTickEvery)
 	defer firstTimer.Stop()
 	for {
@@ -170,6 +181,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			s.metrics.adapted.Set(0)
 			if ready {
 				syncTimer.Reset(0)
+				periodic = false
 			} else {
 				s.log.Info("waiting for the connector catalog before keeping the schedules", "bucket", catalog.Bucket)
 			}
@@ -177,10 +189,12 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			synced, ready = nil, true
 			if s.leader.Load() {
 				syncTimer.Reset(0)
+				periodic = false
 			}
 		case <-s.resync:
 			if s.leader.Load() && ready {
 				syncTimer.Reset(0)
+				periodic = false
 			}
 		case <-s.index.Changed():
 			switch {
@@ -211,6 +225,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				s.log.Warn("changing schedules failed; syncing them all soon", "error", err)
 				inLine = false
 				syncTimer.Reset(retryDelay)
+				periodic = false
 			}
 		case <-firstTimer.C:
 			if !s.leader.Load() {
@@ -226,7 +241,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				continue
 			}
 			next := s.opts.Resync
-			if err := s.sync(ctx); err != nil {
+			err := s.sync(ctx, periodic)
+			periodic = err == nil
+			if err != nil {
 				if ctx.Err() != nil {
 					continue
 				}

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pollgrid/pollgrid/pkg/bus"
@@ -166,6 +167,13 @@ func (fx *fixture) counter(name string, labels ...string) float64 {
 		return testutil.ToFloat64(fx.s.metrics.scheduled)
 	}
 	panic("no counter " + name + strings.Join(labels, ","))
+}
+
+// fullSyncs counts the full syncs done (pollgrid_scheduler_full_sync_seconds).
+func (fx *fixture) fullSyncs(t *testing.T) uint64 {
+	var m dto.Metric
+	require.NoError(t, fx.s.metrics.fullSyncs.Write(&m))
+	return m.GetHistogram().GetSampleCount()
 }
 
 // reads counts the scheduler's reads of TICKS by kind: "all" reads every

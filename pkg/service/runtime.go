@@ -68,7 +68,7 @@ type Runtime struct {
 	// without one).
 	startFile *startFile
 	applied   chan struct{}
-	// fileSource names the file for /readyz while it is applied.
+	// fileSource names the file, for /readyz while it is applied.
 	fileSource string
 	// stopFollowing ends the index's watch (Close).
 	stopFollowing context.CancelFunc
@@ -112,11 +112,11 @@ type Runtime struct {
 // test's span processor): a service traces its costlier calls only then.
 func (rt *Runtime) ExportsSpans() bool { return rt.exportsSpans }
 
-// startFile is a connectors file read and checked, to apply.
+// startFile is a connectors file read and checked, to apply
+// (Runtime.fileSource names it).
 type startFile struct {
-	defs   *config.Definitions
-	whole  bool
-	source string
+	defs  *config.Definitions
+	whole bool
 }
 
 // Start checks the connectors file, if the environment names one
@@ -186,8 +186,7 @@ func Start(ctx context.Context, svc Service, lookup config.Env, opts ...Option) 
 		return nil, err
 	}
 	if defs != nil {
-		rt.startFile = &startFile{defs: defs, whole: whole, source: source}
-		rt.fileSource = source
+		rt.startFile, rt.fileSource = &startFile{defs: defs, whole: whole}, source
 	} else {
 		close(rt.applied)
 		rt.Logger.Info("connectors: " + source)
@@ -220,7 +219,7 @@ func (rt *Runtime) follow(ctx context.Context) {
 // the first definitions while the rest are written.
 func (rt *Runtime) applyStartFile(ctx context.Context) error {
 	if f := rt.startFile; f != nil {
-		if _, err := rt.apply(ctx, f.defs, f.whole, f.source); err != nil {
+		if _, err := rt.apply(ctx, f.defs, f.whole, rt.fileSource); err != nil {
 			return err
 		}
 		rt.startFile = nil // a large file's definitions are not kept
