@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -145,9 +146,23 @@ func runMillion(t *testing.T, s *suite, n int, window time.Duration) millionRun 
 	// the scheduler sends none and the workers have worked them off, so
 	// that it shows the steady state.
 	due := float64(n) / millionInterval.Seconds()
+	settling := watchFullSyncs(sch)
 	if d, ok := st.waitSettled(t, sch, uint64(max(100, 2*due)), pick(s, 15*time.Minute, 5*time.Minute)); ok {
 		r.Drained = d.Seconds()
 		t.Logf("first ticks over and the workers' backlog worked off %s after every connector was scheduled", d.Round(time.Second))
+	}
+	// The window holds a periodic resync: it starts a minute before the
+	// next is due (SCHEDULER_RESYNC after the last ended). Waiting for the
+	// backlog to drain tends to end just after one, and a window of
+	// SCHEDULER_RESYNC from there would show none.
+	ended := settling.Stop()
+	if len(ended) == 0 {
+		ended = waitFullSync(t, sch, millionResync+5*time.Minute)
+	}
+	if last := ended[len(ended)-1]; time.Until(last.ended.Add(millionResync-time.Minute)) > 0 {
+		t.Logf("the last full sync ended %s ago (took %.1f s): the window starts a minute before the next",
+			time.Since(last.ended).Round(time.Second), last.took)
+		sleep(t, time.Until(last.ended.Add(millionResync-time.Minute)))
 	}
 
 	h0 := latenessBuckets(t, workers)
@@ -158,7 +173,7 @@ func runMillion(t *testing.T, s *suite, n int, window time.Duration) millionRun 
 	syncs := watchFullSyncs(sch)
 	sleep(t, window)
 	to := time.Now()
-	for _, fs := range syncs() {
+	for _, fs := range syncs.Stop() {
 		t.Logf("a full sync of the schedules ended %s into the window, and took %.1f s", fs.ended.Sub(from).Round(time.Second), fs.took)
 	}
 	r.Window = m.Stop()
@@ -202,6 +217,19 @@ func runMillion(t *testing.T, s *suite, n int, window time.Duration) millionRun 
 	return r
 }
 
+// millionResync is the scheduler's SCHEDULER_RESYNC (its default) in this
+// scenario.
+const millionResync = 5 * time.Minute
+
+// waitFullSync waits up to within for one of the scheduler's full syncs
+// to end, and returns it.
+func waitFullSync(t *testing.T, sch *service, within time.Duration) []fullSync {
+	t.Helper()
+	w := watchFullSyncs(sch)
+	waitFor(t, within, "a full sync of the schedules", func() bool { return len(w.Ended()) > 0 })
+	return w.Stop()
+}
+
 // fullSync is one of the scheduler's full syncs: when a sample saw it
 // ended, and how long it took.
 type fullSync struct {
@@ -209,10 +237,16 @@ type fullSync struct {
 	took  float64
 }
 
-// watchFullSyncs samples the scheduler's full syncs
-// (pollgrid_scheduler_full_sync_seconds) every second until the func it
-// returns is called, which returns those that ended meanwhile.
-func watchFullSyncs(sch *service) func() []fullSync {
+// syncWatch samples the scheduler's full syncs
+// (pollgrid_scheduler_full_sync_seconds) every second until Stop.
+type syncWatch struct {
+	mu    sync.Mutex
+	ended []fullSync
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+func watchFullSyncs(sch *service) *syncWatch {
 	// A sample that fails counts nothing (it runs apart from the test).
 	count := func() (uint64, float64) {
 		resp, err := httpClient.Get(sch.HTTP + "/metrics")
@@ -231,28 +265,43 @@ func watchFullSyncs(sch *service) func() []fullSync {
 		}
 		return 0, 0
 	}
-	stop, done := make(chan struct{}), make(chan []fullSync)
+	w := &syncWatch{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
-		var out []fullSync
+		defer close(w.done)
 		n, sum := count()
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
 		for {
 			select {
-			case <-stop:
-				done <- out
+			case <-w.stop:
 				return
 			case <-tick.C:
 			}
 			if m, s := count(); m > n {
 				if n > 0 { // else the first sample failed
-					out = append(out, fullSync{ended: time.Now(), took: (s - sum) / float64(m-n)})
+					w.mu.Lock()
+					w.ended = append(w.ended, fullSync{ended: time.Now(), took: (s - sum) / float64(m-n)})
+					w.mu.Unlock()
 				}
 				n, sum = m, s
 			}
 		}
 	}()
-	return func() []fullSync { close(stop); return <-done }
+	return w
+}
+
+// Ended returns the full syncs that ended so far.
+func (w *syncWatch) Ended() []fullSync {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.ended)
+}
+
+// Stop ends the sampling and returns the full syncs that ended.
+func (w *syncWatch) Stop() []fullSync {
+	close(w.stop)
+	<-w.done
+	return w.Ended()
 }
 
 // firstTicksCounter counts the first ticks the scheduler sends itself (a
@@ -394,7 +443,9 @@ func millionReport(n int, window time.Duration, runs []millionRun) string {
 		"nats-server, redis-server, against the local upstream (a small body whose version changes every 10 minutes). "+
 		"First window: from the start of the apply until the scheduler reports every connector scheduled. Then the suite "+
 		"waits until no new connector waits for its first tick (`%s` is 0; they are paced, for up to an interval) and none was sent for 10 s (`%s`), and the workers have worked them off "+
-		"(their consumer on TICKS holds at most 2 s of due ticks), and measures a window of %s. A connector's fires are due at its phase (`scheduler.Phase`, the "+
+		"(their consumer on TICKS holds at most 2 s of due ticks), then until a minute before the scheduler's next periodic resync "+
+		"(`SCHEDULER_RESYNC`, 5 minutes, after the last full sync ended, by `pollgrid_scheduler_full_sync_seconds`), so that the window holds one, "+
+		"and measures a window of %s. A connector's fires are due at its phase (`scheduler.Phase`, the "+
 		"cron schedule's second in its interval) plus whole intervals: a fire due in the window is polled when the upstream "+
 		"saw a request of that connector starting at most %s before it and at most %s after the window's end; lateness is "+
 		"that request's start minus the due time (the workers' `%s` histogram gives a bucket bound besides). Redis: "+
