@@ -140,9 +140,9 @@ const retryDelay = 5 * time.Second
 // it changes only the schedules of the connectors the catalog changed. The
 // periodic sync yields to the polls between the pages it reads
 // (resyncPace): it takes three times as long, and the changes made
-// meanwhile wait for it. It
-// touches nothing before the index holds the whole catalog: an index still
-// filling would have it remove the schedules of the connectors not read yet.
+// meanwhile wait for it. The leader touches nothing before the index holds
+// the whole catalog: an index still filling would have it remove the
+// schedules of the connectors not read yet.
 func (s *Scheduler) Run(ctx context.Context) error {
 	elected := make(chan struct{}, 1)
 	var wg sync.WaitGroup

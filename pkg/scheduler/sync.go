@@ -160,10 +160,11 @@ func (s *Scheduler) eachInstalled(ctx context.Context, pause func(context.Contex
 
 // resyncPace is how many times as long as a page took a periodic resync
 // waits before the next: reading a million schedules and comparing them
-// takes both cores of a small machine for seconds (nats-server sending
-// them, the scheduler comparing), and polls due meanwhile waited for the
-// CPU (lateness p99 2.6 s in those seconds, 0.5–0.9 s around them). The
-// sync at election, after a failure or when asked for goes at full speed.
+// at full speed holds both cores of a small machine for tens of seconds
+// (nats-server sending them, the scheduler comparing), and the polls due
+// meanwhile waited for the CPU (make bench, million: 2.6 s late at p99
+// then, 1.3 s at most paced). The sync at election, after a failure or
+// when asked for goes at full speed.
 const resyncPace = 2
 
 // pauseForPace is resyncPause: it waits resyncPace times took.
