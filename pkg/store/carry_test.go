@@ -222,7 +222,7 @@ func TestCommitSendsOnlyTheFieldsThatChanged(t *testing.T) {
 	next := full
 	next.LastPoll = t0.Add(time.Second)
 	_, _ = poll(t, s, "a", carried, store.Commit{State: next})
-	assert.Equal(t, []any{"last_poll", "1772366401000", "attempts", ""}, args[len(args)-4:], "the one field that changed, and the attempts")
+	assert.Equal(t, []any{"last_poll", "1772366401000", "attempts", "0"}, args[len(args)-4:], "the one field that changed, and the attempts")
 	got, err := s.State(ctx, "c")
 	require.NoError(t, err)
 	assert.Equal(t, next, got, "the state is still written whole")

@@ -22,7 +22,7 @@
 //	                            last_success consecutive_failures last_error
 //	                            not_before not_before_by, which Commit writes whole;
 //	                            attempts (polls begun since the last commit: Acquire
-//	                            adds one, Commit deletes it); seen_sweep seen_swept
+//	                            adds one, Commit sets 0); seen_sweep seen_swept
 //	                            (the age sweep's HSCAN cursor and the day its last
 //	                            whole pass ended); committed (the token of the
 //	                            lease whose Commit wrote the state last: see
@@ -128,7 +128,7 @@
 // was lost, carries nothing.
 //
 // A Commit sends only the state fields that differ from those its lease
-// read (and the deletion of attempts): while the fence equals the lease's
+// read (and attempts, set back to 0): while the fence equals the lease's
 // token no one else wrote them, so the state stays whole.
 //
 // The Lua scripts use only commands that miniredis v2.40 (the one-process dev

@@ -194,8 +194,9 @@ if #seen > 0 then chunked('HSET', KEYS[4], seen) end
 if #data > 0 then chunked('HSET', KEYS[5], data) end
 
 if forgetBefore > 0 then
-  local cursor = redis.call('HGET', KEYS[3], 'seen_sweep') or '0'
-  if cursor ~= '0' or tonumber(redis.call('HGET', KEYS[3], 'seen_swept') or '0') < today then
+  local sweep = redis.call('HMGET', KEYS[3], 'seen_sweep', 'seen_swept')
+  local cursor = sweep[1] or '0'
+  if cursor ~= '0' or tonumber(sweep[2] or '0') < today then
     local page = redis.call('HSCAN', KEYS[4], cursor, 'COUNT', ARGV[5])
     local old, kv = {}, page[2]
     for j = 1, #kv, 2 do

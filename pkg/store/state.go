@@ -102,7 +102,7 @@ func (st State) appendFields(dst []string) []string {
 		fieldLastError, st.LastError,
 		fieldNotBefore, formatTime(st.NotBefore),
 		fieldNotBeforeBy, st.NotBeforeBy,
-		fieldAttempts, "", // a commit ends the attempts
+		fieldAttempts, "0", // a commit ends the attempts (0, not deleted: one call fewer)
 		fieldEffectiveInterval, effective,
 		fieldAdaptRequestedAt, formatTime(st.AdaptRequestedAt),
 	)

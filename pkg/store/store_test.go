@@ -358,19 +358,19 @@ func TestStateRoundTrip(t *testing.T) {
 		{
 			name:  "every field",
 			state: full,
-			wantFields: []string{"adapt_requested_at", "committed", "consecutive_failures", "cursor", "effective_interval_ms", "etag", "last_error",
+			wantFields: []string{"adapt_requested_at", "attempts", "committed", "consecutive_failures", "cursor", "effective_interval_ms", "etag", "last_error",
 				"last_modified", "last_poll", "last_success", "not_before", "not_before_by"},
 		},
 		{
-			name:       "zero state writes nothing but the commit's token",
+			name:       "zero state writes nothing but the commit's token and the attempts ended",
 			state:      store.State{},
-			wantFields: []string{"committed"},
+			wantFields: []string{"attempts", "committed"},
 		},
 		{
 			name:       "zero fields are deleted, zero times stay zero",
 			before:     full,
 			state:      store.State{Cursor: "c2", LastPoll: t0.Add(time.Minute)},
-			wantFields: []string{"committed", "cursor", "last_poll"},
+			wantFields: []string{"attempts", "committed", "cursor", "last_poll"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -10,8 +10,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/itchyny/gojq"
-
 	"github.com/pollgrid/pollgrid/pkg/connector"
 	"github.com/pollgrid/pollgrid/pkg/upstream"
 )
@@ -141,7 +139,7 @@ type compiled struct {
 
 // expressions are the compiled jq of a config; nil when not configured.
 type expressions struct {
-	items, id, version, time, data, next *gojq.Code
+	items, id, version, time, data, next *jq
 }
 
 func (c Config) compile() (compiled, error) {
@@ -166,7 +164,7 @@ func (c Config) compile() (compiled, error) {
 	var ex expressions
 	// A field the spec requires (items, id) is reported there when empty;
 	// example is given for the one only the style requires.
-	compileField := func(field, src string, example string) *gojq.Code {
+	compileField := func(field, src string, example string) *jq {
 		if strings.TrimSpace(src) == "" {
 			if example != "" {
 				add(fmt.Errorf("config.%s: required: a jq expression (e.g. %s)", field, example))

@@ -8,33 +8,104 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"regexp"
+	"strings"
+	"unicode"
 
 	"github.com/itchyny/gojq"
 
 	"github.com/pollgrid/pollgrid/pkg/connector"
 )
 
-// compileJQ parses and compiles one expression. Environment variables are
-// not visible to it ($ENV and env are empty): they hold the secrets.
-// Compiled code is shared (see shared): thousands of connectors written from
-// one template use a handful of expressions.
-func compileJQ(src string) (*gojq.Code, error) {
-	return jqCode.get(src, func() (*gojq.Code, error) {
+// jq is one compiled expression. Environment variables are not visible to
+// it ($ENV and env are empty): they hold the secrets. Compiled expressions
+// are shared (see shared): thousands of connectors written from one
+// template use a handful of them.
+//
+// An expression that is a plain path of object keys (".items", ".id",
+// ".properties.updated", or "." alone), as most connectors' are, also
+// keeps its keys: run looks them up itself while each step meets an object
+// or null, which yields what jq yields without starting jq's machine (its
+// run allocates a stack and scopes each time). Any other input runs the
+// compiled code, so errors are jq's own.
+type jq struct {
+	code *gojq.Code
+	path []string // the keys of a plain path (empty for "."), nil otherwise
+}
+
+// compileJQ parses and compiles one expression.
+func compileJQ(src string) (*jq, error) {
+	return jqCode.get(src, func() (*jq, error) {
 		q, err := gojq.Parse(src)
 		if err != nil {
 			return nil, err
 		}
-		return gojq.Compile(q, gojq.WithEnvironLoader(func() []string { return nil }))
+		code, err := gojq.Compile(q, gojq.WithEnvironLoader(func() []string { return nil }))
+		if err != nil {
+			return nil, err
+		}
+		return &jq{code: code, path: plainPath(src)}, nil
 	})
 }
 
-var jqCode shared[gojq.Code]
+var jqCode shared[jq]
+
+// plainPathRE is a path of object keys as jq writes them without quotes.
+var plainPathRE = regexp.MustCompile(`^\s*(\.|(\.[A-Za-z_][A-Za-z0-9_]*)+)\s*$`)
+
+// plainPath is the keys of src when it is a plain path, else nil.
+func plainPath(src string) []string {
+	if !plainPathRE.MatchString(src) {
+		return nil
+	}
+	return strings.FieldsFunc(src, func(r rune) bool { return r == '.' || unicode.IsSpace(r) })
+}
+
+// run yields the expression's outputs for v.
+func (q *jq) run(ctx context.Context, v any) gojq.Iter {
+	if q.path != nil {
+		if out, ok := q.lookup(v); ok {
+			return &single{v: out}
+		}
+	}
+	return q.code.RunWithContext(ctx, v)
+}
+
+// lookup follows a plain path through objects; null yields null, as in jq.
+// It is false when a step meets anything else (jq's error is then jq's to
+// write).
+func (q *jq) lookup(v any) (any, bool) {
+	for _, key := range q.path {
+		switch o := v.(type) {
+		case map[string]any:
+			v = o[key]
+		case nil:
+		default:
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+// single is an iterator over one value.
+type single struct {
+	v    any
+	done bool
+}
+
+func (s *single) Next() (any, bool) {
+	if s.done {
+		return nil, false
+	}
+	s.done = true
+	return s.v, true
+}
 
 // runItems runs the items expression: an array contributes its elements,
 // an object is one item; anything else fails the poll.
 func (p *poller) runItems(ctx context.Context, doc any) ([]any, error) {
 	var items []any
-	iter := p.ex.items.RunWithContext(ctx, doc)
+	iter := p.ex.items.run(ctx, doc)
 	for n := 0; ; n++ {
 		v, ok := iter.Next()
 		if !ok {
@@ -134,8 +205,8 @@ func (p *poller) toItem(ctx context.Context, v any, position int) (connector.Ite
 var errNoOutput = errors.New("yields nothing (jq's empty)")
 
 // runOne runs a per-item expression that must yield exactly one value.
-func runOne(ctx context.Context, code *gojq.Code, v any) (any, error) {
-	iter := code.RunWithContext(ctx, v)
+func runOne(ctx context.Context, q *jq, v any) (any, error) {
+	iter := q.run(ctx, v)
 	first, ok := iter.Next()
 	if !ok {
 		return nil, errNoOutput

@@ -3,7 +3,10 @@ package httpjson
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -164,4 +167,79 @@ func TestCompiledExpressionsAreShared(t *testing.T) {
 		return !kept
 	}, 5*time.Second, 10*time.Millisecond, "code no connector holds is dropped from the cache")
 	runtime.KeepAlive(a)
+}
+
+func TestPlainPaths(t *testing.T) {
+	for src, want := range map[string][]string{
+		".": {}, ".items": {"items"}, " .properties.updated ": {"properties", "updated"}, "._x1": {"_x1"},
+		".items[]": nil, ".a | .b": nil, `."a b"`: nil, ".a?": nil, "..": nil, ".1": nil, ".a.b | length": nil,
+	} {
+		q, err := compileJQ(src)
+		require.NoError(t, err, src)
+		if want == nil {
+			assert.Nil(t, q.path, "%q runs as jq", src)
+		} else {
+			assert.Equal(t, want, q.path, "%q is looked up", src)
+		}
+	}
+}
+
+// A plain path looked up yields what jq yields, on every recorded answer:
+// objects, null, missing keys and numbers as they were, and on anything
+// else jq's own error.
+func TestPlainPathsYieldWhatJQYields(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.json")
+	require.NoError(t, err)
+	var docs []any
+	for _, f := range files {
+		if strings.HasSuffix(f, ".headers.json") {
+			continue
+		}
+		raw, err := os.ReadFile(f)
+		require.NoError(t, err)
+		doc, err := decode(raw)
+		require.NoError(t, err, f)
+		docs = append(docs, doc)
+		// and each element of its first array, as items are
+		if list, ok := doc.([]any); ok {
+			docs = append(docs, list...)
+		}
+		if o, ok := doc.(map[string]any); ok {
+			for _, v := range o {
+				if list, ok := v.([]any); ok {
+					docs = append(docs, list...)
+					break
+				}
+			}
+		}
+	}
+	docs = append(docs, nil, "text", json.Number("12345678901234567890"), []any{1}, map[string]any{"a": nil})
+	require.Greater(t, len(docs), 30)
+
+	run := func(iter interface{ Next() (any, bool) }) (out []any) {
+		for {
+			v, ok := iter.Next()
+			if !ok {
+				return out
+			}
+			if err, isErr := v.(error); isErr {
+				v = "error: " + err.Error()
+			}
+			out = append(out, v)
+		}
+	}
+	looked := 0
+	for _, src := range []string{".", ".features", ".items", ".id", ".properties.updated", ".properties.id",
+		".data", ".messages", ".user.login", ".a.b.c", ".number", ".features.id"} {
+		q, err := compileJQ(src)
+		require.NoError(t, err)
+		require.NotNil(t, q.path, src)
+		for i, doc := range docs {
+			if _, ok := q.lookup(doc); ok {
+				looked++
+			}
+			assert.Equal(t, run(q.code.RunWithContext(t.Context(), doc)), run(q.run(t.Context(), doc)), "%s on doc %d", src, i)
+		}
+	}
+	assert.Greater(t, looked, 100, "most lookups did not fall back to jq")
 }
