@@ -78,11 +78,9 @@ func (s *Store) Commit(ctx context.Context, l *Lease, c Commit) error {
 			data++
 		}
 	}
-	args := make([]any, 0, 9+len(fields)+2*len(c.Seen)+2*data+len(c.Forget))
-	token := strconv.FormatUint(l.Token, 10)
+	args := make([]any, 0, 8+len(fields)+2*len(c.Seen)+2*data+len(c.Forget))
 	args = append(args,
-		token,
-		l.Owner+":"+token,
+		strconv.FormatUint(l.Token, 10),
 		today,
 		forgetBefore,
 		sweepStepArg,

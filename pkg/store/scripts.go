@@ -109,7 +109,7 @@ return 0
 // commitLua writes the outcome of one poll, fenced.
 //
 //	KEYS: lease fence state seen seen_data seen_at
-//	ARGV: token "<owner>:<token>" today forget_before sweep_step n_state n_seen n_data n_forget
+//	ARGV: token today forget_before sweep_step n_state n_seen n_data n_forget
 //	      then n_state pairs (state field, value; "" deletes the field)
 //	      then n_seen pairs (item id, "<seq>:<day>:<version>")
 //	      then n_data pairs (item id, data)
@@ -125,7 +125,10 @@ return 0
 // The fence, not the lease, decides: a lease that expired while nobody else
 // acquired it leaves the fence equal to token, and then no newer writer can
 // exist (any Acquire would have moved the fence), so the write is as safe as
-// if the lease were still held and it is accepted. Equality rather than
+// if the lease were still held and it is accepted. For the same reason the
+// lease is deleted without reading it: only the acquire script writes a
+// lease, and it moves the fence, so a lease there while the fence holds
+// token is the one that acquire wrote. Equality rather than
 // "token >= fence" also rejects a token from before a Redis data loss (the
 // fence is gone, or newer), whatever happened since.
 //
@@ -155,9 +158,9 @@ if tonumber(redis.call('GET', KEYS[2])) ~= tonumber(ARGV[1]) then
   return {0}
 end
 
-local today, forgetBefore = tonumber(ARGV[3]), tonumber(ARGV[4])
-local nstate, nseen, ndata, nforget = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local i = 10
+local today, forgetBefore = tonumber(ARGV[2]), tonumber(ARGV[3])
+local nstate, nseen, ndata, nforget = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local i = 9
 
 local set, del = {'committed', ARGV[1]}, {}
 for _ = 1, nstate do
@@ -197,7 +200,7 @@ if forgetBefore > 0 then
   local sweep = redis.call('HMGET', KEYS[3], 'seen_sweep', 'seen_swept')
   local cursor = sweep[1] or '0'
   if cursor ~= '0' or tonumber(sweep[2] or '0') < today then
-    local page = redis.call('HSCAN', KEYS[4], cursor, 'COUNT', ARGV[5])
+    local page = redis.call('HSCAN', KEYS[4], cursor, 'COUNT', ARGV[4])
     local old, kv = {}, page[2]
     for j = 1, #kv, 2 do
       local day = tonumber(string.match(kv[j + 1], '^%d+:(%d+):'))
@@ -216,8 +219,6 @@ if forgetBefore > 0 then
   end
 end
 
-if redis.call('GET', KEYS[1]) == ARGV[2] then
-  redis.call('DEL', KEYS[1])
-end
+redis.call('DEL', KEYS[1])
 return {1, redis.call('HLEN', KEYS[4])}
 `
