@@ -70,7 +70,7 @@ func BenchmarkChangePass(b *testing.B) {
 				}, time.Minute, 10*time.Millisecond)
 				i++
 				b.StartTimer()
-				require.NoError(b, fx.s.applyChanges(fx.ctx))
+				require.NoError(b, fx.s.applyChanges(fx.ctx, nil))
 			}
 		})
 	}

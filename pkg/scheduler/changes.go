@@ -14,8 +14,10 @@ import (
 // scheduling changed since the last pass (Index.TakeDirty): it reads only
 // their installed definitions, installs the new or changed ones, removes
 // those of connectors deleted, disabled, paused or no longer valid, and sends
-// a new connector its first tick, as sync does for all of them.
-func (s *Scheduler) applyChanges(ctx context.Context) error {
+// a new connector its first tick, as sync does for all of them. When took
+// is not nil, each connector the pass took is set in it, true when it has a
+// schedule afterwards.
+func (s *Scheduler) applyChanges(ctx context.Context, took map[string]bool) error {
 	started := time.Now()
 	// A key written around pollctl may name no valid connector; it has
 	// no schedule, and must not become a wildcard of the read below.
@@ -31,6 +33,12 @@ func (s *Scheduler) applyChanges(ctx context.Context) error {
 	active, err := s.active(ctx, defined)
 	if err != nil {
 		return err
+	}
+	if took != nil {
+		for _, name := range names {
+			_, scheduled := find(active, name)
+			took[name] = scheduled
+		}
 	}
 	state := make([]uint8, len(active))
 	had := make([]bool, len(names)) // which of names had a schedule

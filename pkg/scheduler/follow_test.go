@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -369,4 +370,61 @@ func TestOnlyThePeriodicResyncYields(t *testing.T) {
 	assert.Zero(t, pauses.Load(), "the sync at election did not yield")
 	require.Eventually(t, func() bool { return fx.fullSyncs(t) >= 2 }, time.Minute, 10*time.Millisecond)
 	assert.EqualValues(t, 1, pauses.Load(), "the periodic resync yielded once, between its two pages")
+}
+
+// A change to the catalog made during a periodic resync is applied between
+// two of its pages, not after it; and the resync, which began from the
+// catalog before the change, leaves alone what that change pass did: a
+// connector changed keeps its new schedule, one deleted stays removed, one
+// added keeps the schedule it got (none of them is on the resync's first
+// page, so the resync reads each after the pass).
+func TestChangesDuringAResyncAreAppliedBetweenItsPages(t *testing.T) {
+	fx := newFixture(t)
+	fx.s.first = newFirstTicks(readPage+8, firstTickRate) // first ticks at once: this test is about schedules
+	fx.s.opts.Resync = 3 * time.Second
+	connectors := make([]string, readPage+7)
+	cs := make([]catalog.Defined, len(connectors))
+	for i := range connectors {
+		connectors[i] = fmt.Sprintf(`{"name": "c-%05d", "type": "fake", "interval": "6h"}`, i)
+		cs[i] = catalog.Defined{Name: fmt.Sprintf("c-%05d", i), Type: "fake", Enabled: true, Interval: 6 * time.Hour}
+	}
+	require.NoError(t, fx.s.install(fx.ctx, cs))
+	fx.apply(t, file(connectors...))
+	later := slices.Clone(connectors)
+	later[readPage+3] = fmt.Sprintf(`{"name": "c-%05d", "type": "fake", "interval": "12h"}`, readPage+3)
+	later = slices.Delete(later, readPage+5, readPage+6)
+	later = append(later, `{"name": "c-new", "type": "fake", "interval": "6h"}`)
+	changed, deleted := fmt.Sprintf("c-%05d", readPage+3), fmt.Sprintf("c-%05d", readPage+5)
+
+	var reads *reads
+	var pauses atomic.Int64
+	fx.s.resyncPause = func(context.Context, time.Duration) error {
+		if pauses.Add(1) > 1 {
+			return nil
+		}
+		reads = fx.watchReads(t)
+		fx.apply(t, file(later...))
+		require.Eventually(t, func() bool { // the index has the change; the scheduler has not taken it
+			c, _ := fx.index.Connector(changed)
+			_, stays := fx.index.Connector(deleted)
+			_, added := fx.index.Connector("c-new")
+			return c.Interval == 12*time.Hour && !stays && added
+		}, 10*time.Second, time.Millisecond)
+		return nil
+	}
+	fx.run(t, true)
+	require.Eventually(t, func() bool { return fx.fullSyncs(t) >= 2 }, time.Minute, 10*time.Millisecond)
+	require.EqualValues(t, 1, pauses.Load(), "the periodic resync paused once, between its two pages")
+	assert.True(t, strings.HasPrefix(reads.order(), "some all"),
+		"after the pause, the changed connectors were read (a change pass), then the resync's next page: %s", reads.order())
+
+	sched, ok := fx.schedule(t, "fake", changed)
+	require.True(t, ok)
+	assert.Equal(t, Spec(changed, 12*time.Hour), sched.spec, "the resync did not put back the definition it began with")
+	_, ok = fx.schedule(t, "fake", deleted)
+	assert.False(t, ok, "nor the schedule of a connector deleted meanwhile")
+	_, ok = fx.schedule(t, "fake", "c-new")
+	assert.True(t, ok, "nor removed one added meanwhile")
+	assert.EqualValues(t, readPage+7, fx.counter("scheduled"), "one deleted, one added")
+	assert.Equal(t, readPage+7, fx.subjects(t, bus.SchedulePrefix+".>"))
 }

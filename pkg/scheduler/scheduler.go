@@ -139,8 +139,8 @@ const retryDelay = 5 * time.Second
 // every Resync and when asked (pollctl resync, pause, resume); in between
 // it changes only the schedules of the connectors the catalog changed. The
 // periodic sync yields to the polls between the pages it reads
-// (resyncPace): it takes three times as long, and the changes made
-// meanwhile wait for it. The leader touches nothing before the index holds
+// (resyncPace), which makes it three times as long, and applies the
+// changes made meanwhile there (sync). The leader touches nothing before the index holds
 // the whole catalog: an index still filling would have it remove the
 // schedules of the connectors not read yet.
 func (s *Scheduler) Run(ctx context.Context) error {
@@ -219,7 +219,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			if !s.leader.Load() || !inLine {
 				continue
 			}
-			if err := s.applyChanges(ctx); err != nil && ctx.Err() == nil {
+			if err := s.applyChanges(ctx, nil); err != nil && ctx.Err() == nil {
 				// The changed connectors were taken: a full sync finds them.
 				s.metrics.errors.WithLabelValues("nats", "schedules").Inc()
 				s.log.Warn("changing schedules failed; syncing them all soon", "error", err)

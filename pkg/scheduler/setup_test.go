@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -177,8 +178,25 @@ func (fx *fixture) fullSyncs(t *testing.T) uint64 {
 }
 
 // reads counts the scheduler's reads of TICKS by kind: "all" reads every
-// schedule (a full sync), "some" reads those of the connectors named.
-type reads struct{ all, some atomic.Int64 }
+// schedule (a full sync), "some" reads those of the connectors named; kinds
+// is their order.
+type reads struct {
+	all, some atomic.Int64
+	mu        sync.Mutex
+	kinds     []string
+}
+
+func (r *reads) add(kind string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.kinds = append(r.kinds, kind)
+}
+
+func (r *reads) order() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.kinds, " ")
+}
 
 func (fx *fixture) watchReads(t *testing.T) *reads {
 	t.Helper()
@@ -187,8 +205,10 @@ func (fx *fixture) watchReads(t *testing.T) *reads {
 		switch {
 		case strings.Contains(string(m.Data), `"multi_last"`):
 			r.some.Add(1)
+			r.add("some")
 		case strings.Contains(string(m.Data), `"next_by_subj"`):
 			r.all.Add(1)
+			r.add("all")
 		}
 	})
 	require.NoError(t, err)

@@ -32,8 +32,15 @@ const (
 // pending for them, and sends a connector whose schedule was missing and
 // whose last poll is more than an interval ago (or never happened) its first
 // tick now. It takes the index's dirty set first: what changes from then on
-// is left to the next change pass. A periodic sync yields between its
-// pages (resyncPause).
+// is left to the next change pass.
+//
+// A periodic sync yields between its pages (resyncPause), and then runs a
+// change pass, so that a change made during a long resync (a minute at a
+// million connectors) waits for a page, not for the resync. The sync's own
+// decisions come from the index as it was when it began, so it leaves alone
+// every connector a pass took meanwhile: the pass read a newer definition
+// than the sync's, and installed, changed or removed that connector's
+// schedule already.
 func (s *Scheduler) sync(ctx context.Context, periodic bool) error {
 	started := time.Now()
 	s.index.TakeDirty()
@@ -55,8 +62,14 @@ func (s *Scheduler) sync(ctx context.Context, periodic bool) error {
 	var remove []removal
 	var failed error
 	var pause func(context.Context, time.Duration) error
+	changed := map[string]bool{} // by the passes between pages: connector → has a schedule
 	if periodic {
-		pause = s.resyncPause
+		pause = func(ctx context.Context, took time.Duration) error {
+			if err := s.resyncPause(ctx, took); err != nil {
+				return err
+			}
+			return s.applyChanges(ctx, changed)
+		}
 	}
 	err = s.eachInstalled(ctx, pause, func(have definition) {
 		gone, err := compare(active, have, state)
@@ -68,11 +81,31 @@ func (s *Scheduler) sync(ctx context.Context, periodic bool) error {
 	if err = cmp.Or(err, failed); err != nil {
 		return err
 	}
+	scheduled := len(active)
+	if len(changed) > 0 {
+		scheduled = 0
+		for i, c := range active {
+			if _, took := changed[c.Name]; took {
+				state[i] = current // in line already, with a newer definition
+			} else {
+				scheduled++
+			}
+		}
+		remove = slices.DeleteFunc(remove, func(r removal) bool {
+			_, took := changed[connectorOf(r.schedule)]
+			return took
+		})
+		for _, has := range changed {
+			if has {
+				scheduled++
+			}
+		}
+	}
 	fresh, install := partition(active, state)
 	if err := s.apply(ctx, fresh, install, remove); err != nil {
 		return err
 	}
-	s.metrics.scheduled.Set(float64(len(active)))
+	s.metrics.scheduled.Set(float64(scheduled))
 	s.metrics.fullSyncs.Observe(time.Since(started).Seconds())
 	if len(install)+len(remove) > 0 {
 		s.log.Info("schedules in line with the catalog", "connectors", len(active), "installed", len(install),
