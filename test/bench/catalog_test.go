@@ -355,11 +355,21 @@ func (st *stack) waitScheduled(t *testing.T, sch *service, n int, d time.Duratio
 	}
 }
 
-// applyChange applies file, which changes connector c<i> to
-// catalogChanged, and returns the apply and how long from its start, and
-// from pollctl's exit, until TICKS held the connector's new schedule
-// definition (read with a direct get on its schedule subject).
+// applyChange applies file, which changes connector c<i> from
+// catalogInterval to catalogChanged, and returns the apply and how long
+// from its start, and from pollctl's exit, until TICKS held the
+// connector's new schedule definition.
 func (st *stack) applyChange(t *testing.T, file string, i int) (applied, time.Duration, time.Duration) {
+	t.Helper()
+	return st.applyUntilScheduled(t, file, i, catalogInterval, catalogChanged)
+}
+
+// applyUntilScheduled applies file, which sets connector c<i>'s interval
+// from before (0: a new connector) to after, and returns the apply and how
+// long from its start, and from pollctl's exit, until TICKS held the
+// connector's schedule definition at after (read with a direct get on its
+// schedule subject).
+func (st *stack) applyUntilScheduled(t *testing.T, file string, i int, before, after time.Duration) (applied, time.Duration, time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -379,24 +389,24 @@ func (st *stack) applyChange(t *testing.T, file string, i int) (applied, time.Du
 		}
 		return tick.GetInterval().AsDuration()
 	}
-	require.Equal(t, catalogInterval, interval(), "the schedule of %s before the change", name)
+	require.Equal(t, before, interval(), "the schedule of %s before the change", name)
 
 	// The schedule is read while the apply runs.
 	run := st.startApply(t, file)
 	began := run.began
 	var inEffect time.Time
 	for deadline := began.Add(2 * time.Minute); inEffect.IsZero(); time.Sleep(2 * time.Millisecond) {
-		if interval() == catalogChanged {
+		if interval() == after {
 			inEffect = time.Now()
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the schedule of %s was not changed to %s 2 minutes after its apply began", name, Dur(catalogChanged))
+			t.Fatalf("the schedule of %s was not set to %s 2 minutes after its apply began", name, Dur(after))
 		}
 	}
 	a := run.wait(t)
 	exited := began.Add(a.Wall)
-	t.Logf("%s changed to %s: in effect %s after its apply began, %s after pollctl exited; apply %s, %+v",
-		name, Dur(catalogChanged), inEffect.Sub(began), inEffect.Sub(exited), a.Wall, a.Diff)
+	t.Logf("%s set to %s: in effect %s after its apply began, %s after pollctl exited; apply %s, %+v",
+		name, Dur(after), inEffect.Sub(began), inEffect.Sub(exited), a.Wall, a.Diff)
 	return a, inEffect.Sub(began), inEffect.Sub(exited)
 }
 

@@ -79,6 +79,10 @@ type millionRun struct {
 	// historyDays, written with pkg/history.
 	Sample     keyBytes
 	History30d keyBytes
+	// AddedAt is when, into the window, a connector was added (with
+	// pollctl apply) while the window's resync ran; AddedInEffect how long
+	// from the apply's start until its schedule was installed.
+	AddedAt, AddedInEffect time.Duration
 }
 
 // keyBytes is MEMORY USAGE (SAMPLES 0: every element) summed over a
@@ -171,11 +175,21 @@ func runMillion(t *testing.T, s *suite, n int, window time.Duration) millionRun 
 	require.NoError(t, err)
 	profiled := st.profileCPU("million", window)
 	syncs := watchFullSyncs(sch)
-	sleep(t, window)
+	// The resync starts about a minute into the window: a connector added
+	// half a minute later shows how long a change waits during one. Its
+	// URL is past the upstream's items (a 404 every poll); only its schedule
+	// is looked at.
+	sleep(t, min(millionAddAt, window/2))
+	added, _ := catalogFile(t, "million-added", n, n+1, millionInterval, up.URL, nil)
+	r.AddedAt = time.Since(from)
+	_, r.AddedInEffect, _ = st.applyUntilScheduled(t, added, n, 0, millionInterval)
+	sleep(t, time.Until(from.Add(window)))
 	to := time.Now()
 	for _, fs := range syncs.Stop() {
 		t.Logf("a full sync of the schedules ended %s into the window, and took %.1f s", fs.ended.Sub(from).Round(time.Second), fs.took)
 	}
+	t.Logf("a connector added %s into the window had its schedule %s after its apply began",
+		r.AddedAt.Round(100*time.Millisecond), r.AddedInEffect.Round(10*time.Millisecond))
 	r.Window = m.Stop()
 	profiled()
 	s.noteWindow(t, "million", r.Window)
@@ -218,8 +232,11 @@ func runMillion(t *testing.T, s *suite, n int, window time.Duration) millionRun 
 }
 
 // millionResync is the scheduler's SCHEDULER_RESYNC (its default) in this
-// scenario.
-const millionResync = 5 * time.Minute
+// scenario; millionAddAt is when, into the window, a connector is added.
+const (
+	millionResync = 5 * time.Minute
+	millionAddAt  = 90 * time.Second
+)
 
 // waitFullSync waits up to within for one of the scheduler's full syncs
 // to end, and returns it.
@@ -445,7 +462,8 @@ func millionReport(n int, window time.Duration, runs []millionRun) string {
 		"waits until no new connector waits for its first tick (`%s` is 0; they are paced, for up to an interval) and none was sent for 10 s (`%s`), and the workers have worked them off "+
 		"(their consumer on TICKS holds at most 2 s of due ticks), then until a minute before the scheduler's next periodic resync "+
 		"(`SCHEDULER_RESYNC`, 5 minutes, after the last full sync ended, by `pollgrid_scheduler_full_sync_seconds`), so that the window holds one, "+
-		"and measures a window of %s. A connector's fires are due at its phase (`scheduler.Phase`, the "+
+		"and measures a window of %s; %s into it (half a minute into the resync), it adds one connector with `pollctl apply -f` and "+
+		"times its schedule's installation from the apply's start (read back from TICKS). A connector's fires are due at its phase (`scheduler.Phase`, the "+
 		"cron schedule's second in its interval) plus whole intervals: a fire due in the window is polled when the upstream "+
 		"saw a request of that connector starting at most %s before it and at most %s after the window's end; lateness is "+
 		"that request's start minus the due time (the workers' `%s` histogram gives a bucket bound besides). Redis: "+
@@ -454,7 +472,7 @@ func millionReport(n int, window time.Duration, runs []millionRun) string {
 		"`recent` and `rollup:*` in the layout before) with those of a connector whose %d days of reports, one every %s, the suite writes with `pkg/history` "+
 		"as the aggregator does. %s; median (min–max).\n\n",
 		Num(float64(n), 0), Dur(millionInterval), Num(due, 0), megabytes(size), catalogWorkers, e2eConcurrency, firstTicksWaiting, firstTicksCounter, Dur(window),
-		Dur(millionEarly), Dur(millionGrace), latenessHistogram, historyDays, historyDays, Dur(millionInterval), Plural(len(runs), "run"))
+		Dur(min(millionAddAt, window/2)), Dur(millionEarly), Dur(millionGrace), latenessHistogram, historyDays, historyDays, Dur(millionInterval), Plural(len(runs), "run"))
 	sec := func(v float64) string { return Num(v, 1) + " s" }
 	sec3 := func(v float64) string { return Num(v, 3) + " s" }
 	n0 := func(v float64) string { return Num(v, 0) }
@@ -493,6 +511,9 @@ func millionReport(n int, window time.Duration, runs []millionRun) string {
 		Range(dueN, n0), "", "")
 	tb.Add("… not polled (every connector polled once per interval)", Range(missed, n0), "0", Verdict(missed.Median == 0, missed.Median))
 	tb.Add("lateness p50 (request start − due time)", Range(p50, sec3), "", "")
+	addedAt := collect(runs, func(r millionRun) float64 { return r.AddedAt.Seconds() })
+	tb.Add(fmt.Sprintf("a connector added %s into the window, during the resync: apply start → its schedule installed", Range(addedAt, sec)),
+		Range(collect(runs, func(r millionRun) float64 { return r.AddedInEffect.Seconds() }), sec), "", "")
 	tb.Add("lateness p99", Range(p99, sec3), "≤ 1 s", Verdict(p99.Median <= 1, p99.Median))
 	tb.Add("lateness max", Range(pmax, sec3), "", "")
 	tb.Add("workers' lateness histogram p50 / p99 (bucket bounds)",
