@@ -38,6 +38,8 @@ type e2eRun struct {
 	// DownAcked is the signals the downstream consumer acknowledged over
 	// the window, DownBehind those stored and not yet acked at its end.
 	DownAcked, DownBehind uint64
+	// Redis is what redis-server ran over the window.
+	Redis redisCalls
 }
 
 // Rate is successful polls (raw: cycles) per second.
@@ -124,7 +126,7 @@ func runPollgridE2E(t *testing.T, s *suite, n int, warm, window time.Duration) e
 func measureE2E(t *testing.T, s *suite, st *stack, up *upstream, system string, warm, window time.Duration) e2eRun {
 	waitFor(t, 3*time.Minute, "the first signal", func() bool { return st.streamMsgs("SIGNALS") > 0 })
 	sleep(t, warm)
-	sig0, up0 := st.streamMsgs("SIGNALS"), up.stats(t)
+	sig0, up0, redis0 := st.streamMsgs("SIGNALS"), up.stats(t), st.redisCalls(t)
 	down0, _ := st.downstreamState()
 	m, err := StartMeter(st.Procs)
 	if err != nil {
@@ -135,10 +137,11 @@ func measureE2E(t *testing.T, s *suite, st *stack, up *upstream, system string, 
 	w := m.Stop()
 	profiled()
 	s.noteWindow(t, "e2e", w)
-	sig1, up1 := st.streamMsgs("SIGNALS"), up.stats(t)
+	sig1, up1, redis1 := st.streamMsgs("SIGNALS"), up.stats(t), st.redisCalls(t)
 	down1, behind := st.downstreamState()
 	r := e2eRun{Window: w, Signals: sig1 - sig0, Requests: up1.Requests - up0.Requests,
-		Conns: up1.Connections - up0.Connections, ConnsRun: up1.Connections, DownAcked: down1 - down0, DownBehind: behind}
+		Conns: up1.Connections - up0.Connections, ConnsRun: up1.Connections, DownAcked: down1 - down0, DownBehind: behind,
+		Redis: redisCalls{Scripts: redis1.Scripts - redis0.Scripts, Commands: redis1.Commands - redis0.Commands}}
 	d, _ := w.Get("downstream")
 	t.Logf("%.0f polls/s, %.0f upstream requests/s, %.0f µs CPU per poll (summed), %d new connections to the upstream; "+
 		"downstream acked %.0f signals/s at %.0f µs each, %d behind at the end",
@@ -218,6 +221,16 @@ func e2eReport(n int, warm, window time.Duration, raw, pg []e2eRun) string {
 	n0 := func(v float64) string { return Num(v, 0) }
 	tb.Add("new TCP connections to the upstream in the window", Range(collect(raw, conns), n0), Range(collect(pg, conns), n0))
 	tb.Add("TCP connections to the upstream over the whole run", Range(collect(raw, connsRun), n0), Range(collect(pg, connsRun), n0))
+	perPoll := func(v func(e2eRun) uint64) func(e2eRun) float64 {
+		return func(r e2eRun) float64 { return float64(v(r)) / float64(max(r.Signals, 1)) }
+	}
+	n1 := func(v float64) string { return Num(v, 1) }
+	scripts := perPoll(func(r e2eRun) uint64 { return r.Redis.Scripts })
+	commands := perPoll(func(r e2eRun) uint64 { return r.Redis.Commands })
+	tb.Add("redis-server: scripts run per poll (`INFO commandstats`: EVALSHA, EVAL; the aggregator's included)",
+		Range(collect(raw, scripts), n1), Range(collect(pg, scripts), n1))
+	tb.Add("redis-server: commands per poll, inside scripts or not (the suite's own left out)",
+		Range(collect(raw, commands), n1), Range(collect(pg, commands), n1))
 	b.WriteString(tb.Markdown() + "\n")
 
 	// Per process, in the order they matter to the comparison.

@@ -135,6 +135,35 @@ func infoField(info, name string) string {
 	return ""
 }
 
+// redisCalls counts what redis-server ran (INFO commandstats): Scripts the
+// EVALSHA and EVAL calls, Commands every other command, those a script
+// runs included, the suite's own (INFO, CONFIG, CLIENT, HELLO, PING) left
+// out.
+type redisCalls struct{ Scripts, Commands uint64 }
+
+func (st *stack) redisCalls(t *testing.T) redisCalls {
+	t.Helper()
+	info, err := st.Redis.Client(t).Info(context.Background(), "commandstats").Result()
+	require.NoError(t, err)
+	var c redisCalls
+	for line := range strings.Lines(info) {
+		name, rest, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(line), "cmdstat_"), ":calls=")
+		if !ok {
+			continue
+		}
+		calls, err := strconv.ParseUint(rest[:strings.IndexByte(rest+",", ',')], 10, 64)
+		require.NoError(t, err, "INFO commandstats: %s", line)
+		switch strings.SplitN(name, "|", 2)[0] {
+		case "evalsha", "eval":
+			c.Scripts += calls
+		case "info", "config", "client", "hello", "ping":
+		default:
+			c.Commands += calls
+		}
+	}
+	return c
+}
+
 // service is one pollgrid service binary running.
 type service struct {
 	*harness.Process
