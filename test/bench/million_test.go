@@ -158,16 +158,22 @@ func runMillion(t *testing.T, s *suite, n int, window time.Duration) millionRun 
 	// The window holds a periodic resync: it starts a minute before the
 	// next is due (SCHEDULER_RESYNC after the last ended). Waiting for the
 	// backlog to drain tends to end just after one, and a window of
-	// SCHEDULER_RESYNC from there would show none.
+	// SCHEDULER_RESYNC from there would show none; when the next is due
+	// within the minute, or runs already, the window waits for the one
+	// after it.
 	ended := settling.Stop()
 	if len(ended) == 0 {
 		ended = waitFullSync(t, sch, millionResync+5*time.Minute)
 	}
-	if last := ended[len(ended)-1]; time.Until(last.ended.Add(millionResync-time.Minute)) > 0 {
-		t.Logf("the last full sync ended %s ago (took %.1f s): the window starts a minute before the next",
+	if last := ended[len(ended)-1]; time.Until(last.ended.Add(millionResync)) < time.Minute {
+		t.Logf("the last full sync ended %s ago (took %.1f s): the next is due within a minute, or runs; waiting for it to end",
 			time.Since(last.ended).Round(time.Second), last.took)
-		sleep(t, time.Until(last.ended.Add(millionResync-time.Minute)))
+		ended = waitFullSync(t, sch, millionResync+5*time.Minute)
 	}
+	last := ended[len(ended)-1]
+	t.Logf("the last full sync ended %s ago (took %.1f s): the window starts a minute before the next",
+		time.Since(last.ended).Round(time.Second), last.took)
+	sleep(t, time.Until(last.ended.Add(millionResync-time.Minute)))
 
 	h0 := latenessBuckets(t, workers)
 	from := time.Now()
