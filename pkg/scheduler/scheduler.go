@@ -139,8 +139,8 @@ const retryDelay = 5 * time.Second
 // every Resync and when asked (pollctl resync, pause, resume); in between
 // it changes only the schedules of the connectors the catalog changed. The
 // periodic sync yields to the polls between the pages it reads
-// (resyncPace), which makes it three times as long, and applies the
-// changes made meanwhile there (sync). The leader touches nothing before the index holds
+// (resyncPace), which makes it three times as long; every sync applies the
+// changes made meanwhile between its pages (sync). The leader touches nothing before the index holds
 // the whole catalog: an index still filling would have it remove the
 // schedules of the connectors not read yet.
 func (s *Scheduler) Run(ctx context.Context) error {

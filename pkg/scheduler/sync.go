@@ -34,9 +34,9 @@ const (
 // tick now. It takes the index's dirty set first: what changes from then on
 // is left to the next change pass.
 //
-// A periodic sync yields between its pages (resyncPause), and then runs a
-// change pass, so that a change made during a long resync (a minute at a
-// million connectors) waits for a page, not for the resync. The sync's own
+// Between two pages a periodic sync yields (resyncPause), and every sync
+// runs a change pass, so that a change made during a long sync (a minute at
+// a million connectors) waits for a page, not for the sync. The sync's own
 // decisions come from the index as it was when it began, so it leaves alone
 // every connector a pass took meanwhile: the pass read a newer definition
 // than the sync's, and installed, changed or removed that connector's
@@ -61,17 +61,16 @@ func (s *Scheduler) sync(ctx context.Context, periodic bool) error {
 	state := make([]uint8, len(active))
 	var remove []removal
 	var failed error
-	var pause func(context.Context, time.Duration) error
 	changed := map[string]bool{} // by the passes between pages: connector → has a schedule
-	if periodic {
-		pause = func(ctx context.Context, took time.Duration) error {
+	between := func(ctx context.Context, took time.Duration) error {
+		if periodic {
 			if err := s.resyncPause(ctx, took); err != nil {
 				return err
 			}
-			return s.applyChanges(ctx, changed)
 		}
+		return s.applyChanges(ctx, changed)
 	}
-	err = s.eachInstalled(ctx, pause, func(have definition) {
+	err = s.eachInstalled(ctx, between, func(have definition) {
 		gone, err := compare(active, have, state)
 		failed = cmp.Or(failed, err)
 		if gone {
@@ -155,9 +154,9 @@ func find(cs []catalog.Defined, name string) (int, bool) {
 }
 
 // eachInstalled hands fn every schedule definition stored in TICKS, reading
-// them in pages of readPage; between two pages it calls pause, if not nil,
-// with how long the page took.
-func (s *Scheduler) eachInstalled(ctx context.Context, pause func(context.Context, time.Duration) error, fn func(definition)) error {
+// them in pages of readPage; between two pages it calls between, if not
+// nil, with how long the page took.
+func (s *Scheduler) eachInstalled(ctx context.Context, between func(context.Context, time.Duration) error, fn func(definition)) error {
 	for seq := uint64(1); ; {
 		began := time.Now()
 		msgs, err := jetstreamext.GetBatch(ctx, s.js, bus.TicksStream, readPage,
@@ -183,8 +182,8 @@ func (s *Scheduler) eachInstalled(ctx context.Context, pause func(context.Contex
 		if n < readPage && pending == "0" {
 			return nil
 		}
-		if pause != nil {
-			if err := pause(ctx, time.Since(began)); err != nil {
+		if between != nil {
+			if err := between(ctx, time.Since(began)); err != nil {
 				return err
 			}
 		}
