@@ -355,7 +355,19 @@ func TestOnlyThePeriodicResyncYields(t *testing.T) {
 		return nil
 	}
 	fx.s.opts.Resync = 3 * time.Second
-	// Two pages of schedules installed, for connectors the catalog holds.
+	fx.twoPages(t)
+	fx.run(t, true)
+
+	require.Eventually(t, func() bool { return fx.fullSyncs(t) >= 1 }, time.Minute, 10*time.Millisecond)
+	assert.Zero(t, pauses.Load(), "the sync at election did not yield")
+	require.Eventually(t, func() bool { return fx.fullSyncs(t) >= 2 }, time.Minute, 10*time.Millisecond)
+	assert.EqualValues(t, 1, pauses.Load(), "the periodic resync yielded once, between its two pages")
+}
+
+// twoPages installs two pages of schedules (readPage+7), c-00000 onwards at
+// 6h, for connectors the catalog holds, and returns their definitions.
+func (fx *fixture) twoPages(t *testing.T) []string {
+	t.Helper()
 	connectors := make([]string, readPage+7)
 	cs := make([]catalog.Defined, len(connectors))
 	for i := range connectors {
@@ -364,12 +376,7 @@ func TestOnlyThePeriodicResyncYields(t *testing.T) {
 	}
 	require.NoError(t, fx.s.install(fx.ctx, cs))
 	fx.apply(t, file(connectors...))
-	fx.run(t, true)
-
-	require.Eventually(t, func() bool { return fx.fullSyncs(t) >= 1 }, time.Minute, 10*time.Millisecond)
-	assert.Zero(t, pauses.Load(), "the sync at election did not yield")
-	require.Eventually(t, func() bool { return fx.fullSyncs(t) >= 2 }, time.Minute, 10*time.Millisecond)
-	assert.EqualValues(t, 1, pauses.Load(), "the periodic resync yielded once, between its two pages")
+	return connectors
 }
 
 // A change to the catalog made during a periodic resync is applied between
@@ -382,15 +389,7 @@ func TestChangesDuringAResyncAreAppliedBetweenItsPages(t *testing.T) {
 	fx := newFixture(t)
 	fx.s.first = newFirstTicks(readPage+8, firstTickRate) // first ticks at once: this test is about schedules
 	fx.s.opts.Resync = 3 * time.Second
-	connectors := make([]string, readPage+7)
-	cs := make([]catalog.Defined, len(connectors))
-	for i := range connectors {
-		connectors[i] = fmt.Sprintf(`{"name": "c-%05d", "type": "fake", "interval": "6h"}`, i)
-		cs[i] = catalog.Defined{Name: fmt.Sprintf("c-%05d", i), Type: "fake", Enabled: true, Interval: 6 * time.Hour}
-	}
-	require.NoError(t, fx.s.install(fx.ctx, cs))
-	fx.apply(t, file(connectors...))
-	later := slices.Clone(connectors)
+	later := slices.Clone(fx.twoPages(t))
 	later[readPage+3] = fmt.Sprintf(`{"name": "c-%05d", "type": "fake", "interval": "12h"}`, readPage+3)
 	later = slices.Delete(later, readPage+5, readPage+6)
 	later = append(later, `{"name": "c-new", "type": "fake", "interval": "6h"}`)
