@@ -80,26 +80,7 @@ func (s *Scheduler) sync(ctx context.Context, periodic bool) error {
 	if err = cmp.Or(err, failed); err != nil {
 		return err
 	}
-	scheduled := len(active)
-	if len(changed) > 0 {
-		scheduled = 0
-		for i, c := range active {
-			if _, took := changed[c.Name]; took {
-				state[i] = current // in line already, with a newer definition
-			} else {
-				scheduled++
-			}
-		}
-		remove = slices.DeleteFunc(remove, func(r removal) bool {
-			_, took := changed[connectorOf(r.schedule)]
-			return took
-		})
-		for _, has := range changed {
-			if has {
-				scheduled++
-			}
-		}
-	}
+	remove, scheduled := leaveTaken(active, state, remove, changed)
 	fresh, install := partition(active, state)
 	if err := s.apply(ctx, fresh, install, remove); err != nil {
 		return err
@@ -111,6 +92,33 @@ func (s *Scheduler) sync(ctx context.Context, periodic bool) error {
 			"new", len(fresh), "removed", len(remove), "took", time.Since(started).Round(time.Millisecond).String())
 	}
 	return nil
+}
+
+// leaveTaken marks current, in state, the connectors of active that a
+// change pass took during the sync (changed: connector → has a schedule
+// after it), drops their removals, and counts the connectors scheduled
+// once the sync has applied the rest.
+func leaveTaken(active []catalog.Defined, state []uint8, remove []removal, changed map[string]bool) ([]removal, int) {
+	if len(changed) == 0 {
+		return remove, len(active)
+	}
+	scheduled := 0
+	for i, c := range active {
+		if _, took := changed[c.Name]; took {
+			state[i] = current // in line already, with a newer definition
+		} else {
+			scheduled++
+		}
+	}
+	for _, has := range changed {
+		if has {
+			scheduled++
+		}
+	}
+	return slices.DeleteFunc(remove, func(r removal) bool {
+		_, took := changed[connectorOf(r.schedule)]
+		return took
+	}), scheduled
 }
 
 // apply queues the first ticks of fresh and sends those the pace allows
